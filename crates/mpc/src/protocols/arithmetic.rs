@@ -1,0 +1,187 @@
+//! Linear-secret-sharing basics over any [`Ring`]: correlated randomness,
+//! multiplication (Araki et al. 2016), dot product and opening.
+
+use crate::network::{recv_vec, send_vec};
+use crate::{MpcError, Party, PartyId, Ring, Shares};
+
+/// Additive shares of zero (`α_0 + α_1 + α_2 = 0`) with no communication:
+/// `α_i = F(k_{i,i+1}) - F(k_{i-1,i})`.
+pub fn zero_share<T: Ring>(p: &mut Party, n: usize) -> Vec<T> {
+    (0..n)
+        .map(|_| T::random(&mut p.prg_next) - T::random(&mut p.prg_prev))
+        .collect()
+}
+
+/// Replicated shares of a uniformly random secret, no communication: the
+/// component party `i` shares with `prev` is drawn from their common PRG.
+pub fn random_shares<T: Ring>(p: &mut Party, n: usize) -> Shares<T> {
+    let a = (0..n).map(|_| T::random(&mut p.prg_prev)).collect();
+    let b = (0..n).map(|_| T::random(&mut p.prg_next)).collect();
+    Shares::new(a, b)
+}
+
+/// Turns additive shares (party `i` holds `z_i`, already re-randomised) into
+/// replicated ones. One round: send `z_i` to `prev`, receive `z_{i+1}`.
+pub fn reshare<T: Ring>(p: &mut Party, z: Vec<T>) -> Result<Shares<T>, MpcError> {
+    let n = z.len();
+    let (prev, next) = (p.prev(), p.next());
+    send_vec(p.net.as_mut(), prev, &z)?;
+    let b = recv_vec(p.net.as_mut(), next, n)?;
+    Ok(Shares::new(z, b))
+}
+
+/// The local half of multiplication: additive shares of `x * y`, masked by a
+/// zero sharing so they reveal nothing when sent.
+pub fn mul_local<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Vec<T> {
+    let alpha = zero_share::<T>(p, x.len());
+    x.a.iter()
+        .zip(&x.b)
+        .zip(y.a.iter().zip(&y.b))
+        .zip(alpha)
+        .map(|(((xa, xb), (ya, yb)), al)| *xa * *ya + *xa * *yb + *xb * *ya + al)
+        .collect()
+}
+
+/// Elementwise `x * y`. One round; each party sends `n` elements.
+pub fn mul<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Shares<T>, MpcError> {
+    if x.len() != y.len() {
+        return Err(MpcError::InvalidArgument("mul: operands differ in length"));
+    }
+    let z = mul_local(p, x, y);
+    reshare(p, z)
+}
+
+/// `sum_j x_j * y_j` as a one-element sharing. One round, one element sent,
+/// whatever the length: the products are summed before resharing.
+pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Shares<T>, MpcError> {
+    if x.len() != y.len() {
+        return Err(MpcError::InvalidArgument("dot: operands differ in length"));
+    }
+    let mut acc = T::zero();
+    for ((xa, xb), (ya, yb)) in x.a.iter().zip(&x.b).zip(y.a.iter().zip(&y.b)) {
+        acc += *xa * *ya + *xa * *yb + *xb * *ya;
+    }
+    let alpha = zero_share::<T>(p, 1)[0];
+    reshare(p, vec![acc + alpha])
+}
+
+/// Reveals `x` to all three parties. One round: each party is missing
+/// `x_{i+2}`, which `next` holds as its `b`.
+pub fn open<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
+    let (prev, next) = (p.prev(), p.next());
+    send_vec(p.net.as_mut(), prev, &x.b)?;
+    let c: Vec<T> = recv_vec(p.net.as_mut(), next, x.len())?;
+    Ok(x.a
+        .iter()
+        .zip(&x.b)
+        .zip(c)
+        .map(|((a, b), c)| *a + *b + c)
+        .collect())
+}
+
+/// Reveals `x` to `target` only (`Some` there, `None` elsewhere). One
+/// message: `next(target)` sends its `b`.
+pub fn open_to<T: Ring>(
+    p: &mut Party,
+    x: &Shares<T>,
+    target: PartyId,
+) -> Result<Option<Vec<T>>, MpcError> {
+    if p.id == target.next() {
+        send_vec(p.net.as_mut(), target, &x.b)?;
+        Ok(None)
+    } else if p.id == target {
+        let c: Vec<T> = recv_vec(p.net.as_mut(), target.next(), x.len())?;
+        Ok(Some(
+            x.a.iter()
+                .zip(&x.b)
+                .zip(c)
+                .map(|((a, b), c)| *a + *b + c)
+                .collect(),
+        ))
+    } else {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::share_plain;
+    use crate::testing::{run3, test_rng};
+    use crate::{Bits, Fr, Z128, Z64};
+    use proptest::prelude::*;
+    use std::num::Wrapping;
+
+    fn check_mul<T: Ring>(x: Vec<T>, y: Vec<T>) {
+        let mut rng = test_rng();
+        let xs = share_plain(&x, &mut rng);
+        let ys = share_plain(&y, &mut rng);
+        let out = run3(|p| {
+            let i = p.id.index();
+            let z = mul(p, &xs[i], &ys[i]).unwrap();
+            let d = dot(p, &xs[i], &ys[i]).unwrap();
+            (open(p, &z).unwrap(), open(p, &d).unwrap())
+        });
+        let want: Vec<T> = x.iter().zip(&y).map(|(a, b)| *a * *b).collect();
+        let want_dot = want.iter().fold(T::zero(), |acc, v| acc + *v);
+        for (z, d) in out {
+            assert_eq!(z, want);
+            assert_eq!(d, vec![want_dot]);
+        }
+    }
+
+    fn edge_u64() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0u64), Just(1), Just(u64::MAX), Just(1 << 63), any::<u64>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn mul_and_dot_match_plaintext_z64(v in prop::collection::vec((edge_u64(), edge_u64()), 1..40)) {
+            let (x, y): (Vec<_>, Vec<_>) = v.into_iter().map(|(a, b)| (Wrapping(a), Wrapping(b))).unzip();
+            check_mul::<Z64>(x, y);
+        }
+
+        #[test]
+        fn mul_matches_plaintext_z128(v in prop::collection::vec((any::<u128>(), prop_oneof![Just(0u128), Just(u128::MAX), any::<u128>()]), 1..20)) {
+            let (x, y): (Vec<_>, Vec<_>) = v.into_iter().map(|(a, b)| (Wrapping(a), Wrapping(b))).unzip();
+            check_mul::<Z128>(x, y);
+        }
+
+        #[test]
+        fn and_matches_plaintext(v in prop::collection::vec((edge_u64(), edge_u64()), 1..20)) {
+            let (x, y): (Vec<_>, Vec<_>) = v.into_iter().map(|(a, b)| (Bits(a), Bits(b))).unzip();
+            check_mul::<Bits>(x, y);
+        }
+
+        #[test]
+        fn field_mul_matches_plaintext(v in prop::collection::vec((any::<u64>(), any::<i64>()), 1..10)) {
+            let (x, y): (Vec<_>, Vec<_>) = v.into_iter()
+                .map(|(a, b)| (Fr::from(a), triad_crypto::fr_from_i128(b as i128))).unzip();
+            check_mul::<Fr>(x, y);
+        }
+    }
+
+    #[test]
+    fn open_to_reveals_only_to_target_and_random_shares_are_consistent() {
+        let x: Vec<Z64> = vec![Wrapping(5), Wrapping(u64::MAX)];
+        let xs = share_plain(&x, &mut test_rng());
+        for t in PartyId::ALL {
+            let out = run3(|p| {
+                let r = random_shares::<Z64>(p, 3);
+                let opened_r = open(p, &r).unwrap();
+                let z: Vec<Z64> = zero_share(p, 4);
+                (open_to(p, &xs[p.id.index()], t).unwrap(), opened_r, z)
+            });
+            for (i, (o, _, _)) in out.iter().enumerate() {
+                assert_eq!(o.is_some(), i == t.index());
+            }
+            assert_eq!(out[t.index()].0.as_ref().unwrap(), &x);
+            assert_eq!(out[0].1, out[1].1);
+            assert_eq!(out[1].1, out[2].1);
+            for k in 0..4 {
+                assert_eq!(out[0].2[k] + out[1].2[k] + out[2].2[k], Wrapping(0));
+            }
+        }
+    }
+}

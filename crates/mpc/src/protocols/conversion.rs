@@ -1,0 +1,170 @@
+//! Conversions between arithmetic and binary sharings (ABY3 §5).
+
+use crate::network::{recv_vec, send_vec};
+use crate::protocols::arithmetic::mul;
+use crate::protocols::binary::{add3_words, summands};
+use crate::{Bits, MpcError, Party, PartyId, Ring, Shares, Z64};
+
+/// Arithmetic (mod 2^64) to binary, word layout: the three components are
+/// trivially XOR-shared summands, added in a boolean circuit. 8 rounds.
+pub fn a2b(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcError> {
+    let a: Vec<Bits> = x.a.iter().map(|v| Bits(v.0)).collect();
+    let b: Vec<Bits> = x.b.iter().map(|v| Bits(v.0)).collect();
+    let [s0, s1, s2] = summands(p, &a, &b);
+    add3_words(p, &s0, &s1, &s2)
+}
+
+/// Binary (word layout) to arithmetic mod 2^64.
+///
+/// Components 1 and 2 of the result are random, drawn from the P0/P1 and
+/// P1/P2 streams (`r1`, `r2`). Component 0 must be `x - r1 - r2`: it is
+/// computed in a boolean circuit (`-r1` and `-r2` are trivially XOR-shared
+/// since each is known to the two parties holding that component) and
+/// opened to P0 and P2 only, by P1. 9 rounds.
+pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
+    let n = x.len();
+    let i = p.id.index();
+    let zero = vec![Bits(0); n];
+    let (mut r1, mut r2) = (Vec::new(), Vec::new());
+    if i == 0 {
+        r1 = (0..n).map(|_| Z64::random(&mut p.prg_next)).collect();
+    }
+    if i == 1 {
+        r1 = (0..n).map(|_| Z64::random(&mut p.prg_prev)).collect();
+        r2 = (0..n).map(|_| Z64::random(&mut p.prg_next)).collect();
+    }
+    if i == 2 {
+        r2 = (0..n).map(|_| Z64::random(&mut p.prg_prev)).collect();
+    }
+    let neg = |r: &Vec<Z64>| r.iter().map(|v| Bits(v.0.wrapping_neg())).collect::<Vec<_>>();
+    // -r1 in component 1 (P0's b, P1's a); -r2 in component 2 (P1's b, P2's a).
+    let y = match i {
+        0 => Shares::new(zero.clone(), neg(&r1)),
+        1 => Shares::new(neg(&r1), zero.clone()),
+        _ => Shares::new(zero.clone(), zero.clone()),
+    };
+    let z = match i {
+        1 => Shares::new(zero.clone(), neg(&r2)),
+        2 => Shares::new(neg(&r2), zero.clone()),
+        _ => Shares::new(zero.clone(), zero),
+    };
+    let s = add3_words(p, x, &y, &z)?;
+    let (p0, p1, p2) = (
+        PartyId::new(0).unwrap(),
+        PartyId::new(1).unwrap(),
+        PartyId::new(2).unwrap(),
+    );
+    let combine = |s: &Shares<Bits>, c: Vec<Bits>| -> Vec<Z64> {
+        s.a.iter()
+            .zip(&s.b)
+            .zip(c)
+            .map(|((a, b), c)| std::num::Wrapping((*a + *b + c).0))
+            .collect()
+    };
+    match i {
+        0 => {
+            let c = recv_vec(p.net.as_mut(), p1, n)?;
+            Ok(Shares::new(combine(&s, c), r1))
+        }
+        1 => {
+            send_vec(p.net.as_mut(), p0, &s.b)?;
+            send_vec(p.net.as_mut(), p2, &s.a)?;
+            Ok(Shares::new(r1, r2))
+        }
+        _ => {
+            let c = recv_vec(p.net.as_mut(), p1, n)?;
+            Ok(Shares::new(r2, combine(&s, c)))
+        }
+    }
+}
+
+/// Bit injection: packed binary shares of `n` bits (bit `i % 64` of word
+/// `i / 64`) to shares of 0/1 in any ring or field.
+///
+/// Each XOR component `b_s` is known to two parties, so it is trivially an
+/// arithmetic sharing; then `b_0 ^ b_1 = b_0 + b_1 - 2 b_0 b_1` and the same
+/// again with `b_2`. 2 rounds.
+pub fn bit_inject<T: Ring>(p: &mut Party, x: &Shares<Bits>, n: usize) -> Result<Shares<T>, MpcError> {
+    if x.len() * 64 < n {
+        return Err(MpcError::InvalidArgument("bit_inject: fewer packed bits than n"));
+    }
+    let unpack = |v: &[Bits]| -> Vec<T> {
+        (0..n)
+            .map(|k| {
+                if (v[k / 64].0 >> (k % 64)) & 1 == 1 {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            })
+            .collect()
+    };
+    let i = p.id.index();
+    let (a, b) = (unpack(&x.a), unpack(&x.b));
+    let zero = vec![T::zero(); n];
+    let comp = |s: usize| -> Shares<T> {
+        Shares::new(
+            if s == i { a.clone() } else { zero.clone() },
+            if s == (i + 1) % 3 { b.clone() } else { zero.clone() },
+        )
+    };
+    let two = T::from_u64(2);
+    let xor = |p: &mut Party, u: &Shares<T>, v: &Shares<T>| -> Result<Shares<T>, MpcError> {
+        let uv = mul(p, u, v)?;
+        Ok(u.add(v).sub(&uv.scale(two)))
+    };
+    let t = xor(p, &comp(0), &comp(1))?;
+    xor(p, &t, &comp(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::open;
+    use crate::share::share_plain;
+    use crate::testing::{run3, test_rng};
+    use crate::{Fr, Z128};
+    use proptest::prelude::*;
+    use std::num::Wrapping;
+
+    fn edge() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0u64), Just(1), Just(u64::MAX), Just(1 << 63), any::<u64>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn a2b_then_b2a_round_trips(v in prop::collection::vec(edge(), 1..50)) {
+            let xs: Vec<Z64> = v.iter().map(|&x| Wrapping(x)).collect();
+            let sh = share_plain(&xs, &mut test_rng());
+            let out = run3(|p| {
+                let b = a2b(p, &sh[p.id.index()]).unwrap();
+                let back = b2a(p, &b).unwrap();
+                (open(p, &b).unwrap(), open(p, &back).unwrap())
+            });
+            let bits: Vec<Bits> = v.iter().map(|&x| Bits(x)).collect();
+            prop_assert_eq!(&out[0].0, &bits);
+            prop_assert_eq!(&out[1].1, &xs);
+        }
+
+        #[test]
+        fn bit_inject_to_ring_and_field(v in prop::collection::vec(any::<bool>(), 1..140)) {
+            let mut packed = vec![Bits(0); v.len().div_ceil(64)];
+            for (i, b) in v.iter().enumerate() {
+                packed[i / 64].0 |= (*b as u64) << (i % 64);
+            }
+            let sh = share_plain(&packed, &mut test_rng());
+            let n = v.len();
+            let out = run3(|p| {
+                let s = &sh[p.id.index()];
+                let r = bit_inject::<Z128>(p, s, n).unwrap();
+                let f = bit_inject::<Fr>(p, s, n).unwrap();
+                (open(p, &r).unwrap(), open(p, &f).unwrap())
+            });
+            let want_r: Vec<Z128> = v.iter().map(|&b| Wrapping(b as u128)).collect();
+            let want_f: Vec<Fr> = v.iter().map(|&b| Fr::from(b as u64)).collect();
+            prop_assert_eq!(&out[2].0, &want_r);
+            prop_assert_eq!(&out[2].1, &want_f);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Interactive protocols: free functions over a [`Party`](crate::Party) and
+//! vectors of shares. Each doc comment states its rounds; a batch of any size
+//! costs the rounds of one element.
+//!
+//! References: Araki, Furukawa, Lindell, Nof, Ohara, "High-throughput
+//! semi-honest secure three-party computation with an honest majority"
+//! (CCS 2016) for multiplication; Mohassel, Rindal, "ABY3" (CCS 2018) for the
+//! share conversions; Hamada, Kikuchi, Ikarashi, Chida, "Practically
+//! efficient multi-party sorting protocols from comparison sort algorithms"
+//! (ICISC 2012) for shuffle-then-sort.
+
+pub mod arithmetic;
+pub mod binary;
+pub mod compare;
+pub mod conversion;
+pub mod input;
+pub mod poseidon;
+pub mod shuffle;
+pub mod sort;
+
+pub use arithmetic::{dot, mul, open, open_to, random_shares, reshare, zero_share};
+pub use binary::{and, bitslice, msb};
+pub use compare::{eq, lt, lt_public, select};
+pub use conversion::{a2b, b2a, bit_inject};
+pub use input::check_client_input;
+pub use poseidon::{open_is_zero, poseidon2};
+pub use shuffle::shuffle;
+pub use sort::sort_order;
