@@ -1,0 +1,95 @@
+use std::num::Wrapping;
+
+use proptest::prelude::*;
+use triad_mpc::share::share_plain;
+use triad_mpc::testing::{run3, test_rng};
+use triad_mpc::Z128;
+
+use crate::*;
+
+/// Relative agreement of derived floats; the absolute floor covers values
+/// that are exactly 0 on one side and rounding noise on the other.
+fn close(a: f64, b: f64, scale: f64) -> bool {
+    (a - b).abs() <= 1e-9 * (a.abs().max(b.abs()) + scale)
+}
+
+pub(crate) fn assert_matches(got: &StatsResult, want: &StatsResult) {
+    let (g, w) = (&got.derived, &want.derived);
+    let scale = (want.derived.mean.abs() + 1.0).powi(2) * 1e-6;
+    assert!(close(g.mean, w.mean, 1.0), "mean {} vs {}", g.mean, w.mean);
+    assert!(close(g.variance, w.variance, scale), "variance {} vs {}", g.variance, w.variance);
+    assert!(close(g.stddev, w.stddev, scale.sqrt()), "stddev {} vs {}", g.stddev, w.stddev);
+    assert_eq!(g.median, w.median);
+    match (g.gini, w.gini) {
+        (Some(a), Some(b)) => assert!(close(a, b, 1e-6), "gini {a} vs {b}"),
+        (a, b) => assert_eq!(a, b),
+    }
+    let strip = |r: &StatsResult| {
+        let mut r = r.clone();
+        r.derived = Derived { mean: 0.0, variance: 0.0, stddev: 0.0, median: 0.0, gini: None };
+        r
+    };
+    assert_eq!(strip(got), strip(want));
+}
+
+fn run_stats(values: &[i64], spec: &StatsSpec) -> StatsResult {
+    let x: Vec<Z128> = values.iter().map(|&v| Wrapping(v as i128 as u128)).collect();
+    let sh = share_plain(&x, &mut test_rng());
+    let out = run3(|p| compute(p, &sh[p.id.index()], spec).unwrap());
+    assert_eq!(out[0], out[1]);
+    assert_eq!(out[1], out[2]);
+    out[0].clone()
+}
+
+fn value() -> impl Strategy<Value = i64> {
+    let max = (1i64 << 48) - 1;
+    prop_oneof![
+        Just(0i64),
+        Just(max),
+        Just(1i64 << 48),
+        Just(-(1i64 << 48)),
+        Just((1i64 << 31) - 1),
+        0i64..=max,
+        -1000i64..1000,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn suite_matches_oracle(values in prop::collection::vec(value(), 1..80),
+                            q in prop::collection::vec(0.01f64..=1.0, 0..3)) {
+        let spec = StatsSpec {
+            quantiles: q,
+            histogram_bounds: vec![-5, 0, 1 << 20, (1 << 48) - 1],
+        };
+        let got = run_stats(&values, &spec);
+        assert_matches(&got, &oracle(&values, &spec).unwrap());
+    }
+
+    #[test]
+    fn duplicates_are_handled(v in value(), n in 1usize..40) {
+        let values = vec![v; n];
+        let spec = StatsSpec { quantiles: vec![0.5, 1.0], histogram_bounds: vec![v, v + 1] };
+        assert_matches(&run_stats(&values, &spec), &oracle(&values, &spec).unwrap());
+    }
+}
+
+#[test]
+fn single_value_and_31_bit_regression() {
+    // The reference system's program overflowed on 31-bit inputs.
+    let values = vec![(1i64 << 31) - 1, (1i64 << 31) - 2, 1 << 30, (1 << 31) - 1];
+    let spec = StatsSpec { quantiles: vec![0.25, 0.9], histogram_bounds: vec![1 << 30] };
+    assert_matches(&run_stats(&values, &spec), &oracle(&values, &spec).unwrap());
+    let one = vec![42i64];
+    assert_matches(&run_stats(&one, &spec), &oracle(&one, &spec).unwrap());
+}
+
+#[test]
+fn empty_and_bad_specs_are_errors() {
+    assert!(matches!(oracle(&[], &StatsSpec::default()), Err(StatsError::Empty)));
+    let bad = StatsSpec { quantiles: vec![1.5], histogram_bounds: vec![] };
+    assert!(matches!(oracle(&[1], &bad), Err(StatsError::InvalidSpec(_))));
+    let bad = StatsSpec { quantiles: vec![], histogram_bounds: vec![3, 3] };
+    assert!(bad.validate().is_err());
+}
