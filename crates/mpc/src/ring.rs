@@ -41,6 +41,10 @@ pub trait Ring:
     /// A uniformly random element drawn from `prg` (deterministic per stream,
     /// so two parties with the same seed draw the same element).
     fn random(prg: &mut Prg) -> Self;
+    /// `n` random elements; the same stream as `n` calls of [`Ring::random`].
+    fn random_vec(prg: &mut Prg, n: usize) -> Vec<Self> {
+        (0..n).map(|_| Self::random(prg)).collect()
+    }
     fn encode(xs: &[Self], out: &mut Vec<u8>);
     /// Decodes exactly `BYTES` bytes; `None` for a non-canonical encoding.
     fn decode(bytes: &[u8]) -> Option<Self>;
@@ -68,6 +72,9 @@ impl Ring for Z64 {
     #[inline]
     fn random(prg: &mut Prg) -> Self {
         Wrapping(prg.next_u64())
+    }
+    fn random_vec(prg: &mut Prg, n: usize) -> Vec<Self> {
+        words(prg, n).into_iter().map(Wrapping).collect()
     }
     fn encode(xs: &[Self], out: &mut Vec<u8>) {
         out.reserve(xs.len() * 8);
@@ -188,6 +195,9 @@ impl Ring for Bits {
     fn random(prg: &mut Prg) -> Self {
         Bits(prg.next_u64())
     }
+    fn random_vec(prg: &mut Prg, n: usize) -> Vec<Self> {
+        words(prg, n).into_iter().map(Bits).collect()
+    }
     fn encode(xs: &[Self], out: &mut Vec<u8>) {
         out.reserve(xs.len() * 8);
         for x in xs {
@@ -246,6 +256,16 @@ impl Ring for Fr {
         let b = BigInt(limbs);
         (b < Fr::MODULUS).then(|| Fr::new_unchecked(b))
     }
+}
+
+/// `n` words from one bulk fill (same stream as `n` calls of `next_u64`).
+fn words(prg: &mut Prg, n: usize) -> Vec<u64> {
+    let mut bytes = vec![0u8; n * 8];
+    prg.fill(&mut bytes);
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Encodes a vector of elements as one message.

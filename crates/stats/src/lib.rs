@@ -82,6 +82,44 @@ impl StatsSpec {
     }
 }
 
+/// Checks an MPC result against the oracle's: integers exactly, derived
+/// floats within 1e-9 relative (with an absolute floor for values that are
+/// 0 on one side and rounding noise on the other). Returns what differs.
+pub fn agrees(got: &StatsResult, want: &StatsResult) -> Result<(), String> {
+    let close = |a: f64, b: f64, floor: f64| (a - b).abs() <= 1e-9 * (a.abs().max(b.abs()) + floor);
+    let (g, w) = (&got.derived, &want.derived);
+    let floor = (w.mean.abs() + 1.0).powi(2) * 1e-6;
+    let mut diffs = Vec::new();
+    if !close(g.mean, w.mean, 1.0) {
+        diffs.push(format!("mean {} vs {}", g.mean, w.mean));
+    }
+    if !close(g.variance, w.variance, floor) {
+        diffs.push(format!("variance {} vs {}", g.variance, w.variance));
+    }
+    if !close(g.stddev, w.stddev, floor.sqrt()) {
+        diffs.push(format!("stddev {} vs {}", g.stddev, w.stddev));
+    }
+    if g.median != w.median {
+        diffs.push(format!("median {} vs {}", g.median, w.median));
+    }
+    match (g.gini, w.gini) {
+        (Some(a), Some(b)) if !close(a, b, 1e-6) => diffs.push(format!("gini {a} vs {b}")),
+        (Some(_), None) | (None, Some(_)) => diffs.push("gini defined on one side only".into()),
+        _ => {}
+    }
+    let exact = |r: &StatsResult| {
+        (r.count, r.sum, r.sum_squares, r.min, r.max, r.median_pair, r.quantiles.clone(), r.histogram.clone(), r.rank_weighted_sum)
+    };
+    if exact(got) != exact(want) {
+        diffs.push(format!("exact fields differ: {:?} vs {:?}", exact(got), exact(want)));
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("; "))
+    }
+}
+
 /// 1-based nearest rank of quantile `q` among `n` values.
 pub(crate) fn nearest_rank(q: f64, n: usize) -> usize {
     ((q * n as f64).ceil() as usize).clamp(1, n)

@@ -7,29 +7,10 @@ use triad_mpc::Z128;
 
 use crate::*;
 
-/// Relative agreement of derived floats; the absolute floor covers values
-/// that are exactly 0 on one side and rounding noise on the other.
-fn close(a: f64, b: f64, scale: f64) -> bool {
-    (a - b).abs() <= 1e-9 * (a.abs().max(b.abs()) + scale)
-}
-
 pub(crate) fn assert_matches(got: &StatsResult, want: &StatsResult) {
-    let (g, w) = (&got.derived, &want.derived);
-    let scale = (want.derived.mean.abs() + 1.0).powi(2) * 1e-6;
-    assert!(close(g.mean, w.mean, 1.0), "mean {} vs {}", g.mean, w.mean);
-    assert!(close(g.variance, w.variance, scale), "variance {} vs {}", g.variance, w.variance);
-    assert!(close(g.stddev, w.stddev, scale.sqrt()), "stddev {} vs {}", g.stddev, w.stddev);
-    assert_eq!(g.median, w.median);
-    match (g.gini, w.gini) {
-        (Some(a), Some(b)) => assert!(close(a, b, 1e-6), "gini {a} vs {b}"),
-        (a, b) => assert_eq!(a, b),
+    if let Err(e) = agrees(got, want) {
+        panic!("{e}");
     }
-    let strip = |r: &StatsResult| {
-        let mut r = r.clone();
-        r.derived = Derived { mean: 0.0, variance: 0.0, stddev: 0.0, median: 0.0, gini: None };
-        r
-    };
-    assert_eq!(strip(got), strip(want));
 }
 
 fn run_stats(values: &[i64], spec: &StatsSpec) -> StatsResult {

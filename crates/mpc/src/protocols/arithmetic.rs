@@ -7,38 +7,81 @@ use crate::{MpcError, Party, PartyId, Ring, Shares};
 /// Additive shares of zero (`α_0 + α_1 + α_2 = 0`) with no communication:
 /// `α_i = F(k_{i,i+1}) - F(k_{i-1,i})`.
 pub fn zero_share<T: Ring>(p: &mut Party, n: usize) -> Vec<T> {
-    (0..n)
-        .map(|_| T::random(&mut p.prg_next) - T::random(&mut p.prg_prev))
-        .collect()
+    let next = T::random_vec(&mut p.prg_next, n);
+    let prev = T::random_vec(&mut p.prg_prev, n);
+    next.into_iter().zip(prev).map(|(a, b)| a - b).collect()
 }
 
 /// Replicated shares of a uniformly random secret, no communication: the
 /// component party `i` shares with `prev` is drawn from their common PRG.
 pub fn random_shares<T: Ring>(p: &mut Party, n: usize) -> Shares<T> {
-    let a = (0..n).map(|_| T::random(&mut p.prg_prev)).collect();
-    let b = (0..n).map(|_| T::random(&mut p.prg_next)).collect();
+    let a = T::random_vec(&mut p.prg_prev, n);
+    let b = T::random_vec(&mut p.prg_next, n);
     Shares::new(a, b)
+}
+
+/// Elements per message when a large vector is streamed: big enough to
+/// amortise framing, small enough that computing the next chunk overlaps
+/// with sending the previous one (the transport writes in the background).
+pub const CHUNK: usize = 1 << 18;
+
+/// Streams a vector to `to` while receiving one of the same length from
+/// `from`, in chunks: `produce(range)` computes our elements for `range`
+/// just before they are sent, so local work overlaps with the network.
+/// Still one round: every party sends all its chunks before it needs any
+/// of the others' beyond the previous chunk.
+pub fn stream_exchange<T: Ring>(
+    p: &mut Party,
+    to: crate::PartyId,
+    from: crate::PartyId,
+    n: usize,
+    mut produce: impl FnMut(&mut Party, std::ops::Range<usize>) -> Vec<T>,
+) -> Result<(Vec<T>, Vec<T>), MpcError> {
+    let mut mine = Vec::with_capacity(n);
+    let mut theirs = Vec::with_capacity(n);
+    let chunks: Vec<std::ops::Range<usize>> = if n == 0 {
+        vec![0..0]
+    } else {
+        (0..n).step_by(CHUNK).map(|s| s..(s + CHUNK).min(n)).collect()
+    };
+    for (k, r) in chunks.iter().enumerate() {
+        let part = produce(p, r.clone());
+        send_vec(p.net.as_mut(), to, &part)?;
+        mine.extend_from_slice(&part);
+        if k > 0 {
+            let prev = &chunks[k - 1];
+            theirs.extend(recv_vec::<T>(p.net.as_mut(), from, prev.len())?);
+        }
+    }
+    let last = chunks.last().unwrap();
+    theirs.extend(recv_vec::<T>(p.net.as_mut(), from, last.len())?);
+    Ok((mine, theirs))
 }
 
 /// Turns additive shares (party `i` holds `z_i`, already re-randomised) into
 /// replicated ones. One round: send `z_i` to `prev`, receive `z_{i+1}`.
 pub fn reshare<T: Ring>(p: &mut Party, z: Vec<T>) -> Result<Shares<T>, MpcError> {
-    let n = z.len();
     let (prev, next) = (p.prev(), p.next());
-    send_vec(p.net.as_mut(), prev, &z)?;
-    let b = recv_vec(p.net.as_mut(), next, n)?;
-    Ok(Shares::new(z, b))
+    let (a, b) = stream_exchange(p, prev, next, z.len(), |_, r| z[r].to_vec())?;
+    Ok(Shares::new(a, b))
 }
 
 /// The local half of multiplication: additive shares of `x * y`, masked by a
 /// zero sharing so they reveal nothing when sent.
 pub fn mul_local<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Vec<T> {
-    let alpha = zero_share::<T>(p, x.len());
-    x.a.iter()
-        .zip(&x.b)
-        .zip(y.a.iter().zip(&y.b))
-        .zip(alpha)
-        .map(|(((xa, xb), (ya, yb)), al)| *xa * *ya + *xa * *yb + *xb * *ya + al)
+    mul_local_range(p, x, y, 0..x.len())
+}
+
+fn mul_local_range<T: Ring>(
+    p: &mut Party,
+    x: &Shares<T>,
+    y: &Shares<T>,
+    r: std::ops::Range<usize>,
+) -> Vec<T> {
+    let (xa, xb, ya, yb) = (&x.a[r.clone()], &x.b[r.clone()], &y.a[r.clone()], &y.b[r]);
+    let alpha = zero_share::<T>(p, xa.len());
+    (0..xa.len())
+        .map(|k| xa[k] * ya[k] + xa[k] * yb[k] + xb[k] * ya[k] + alpha[k])
         .collect()
 }
 
@@ -47,8 +90,25 @@ pub fn mul<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
     if x.len() != y.len() {
         return Err(MpcError::InvalidArgument("mul: operands differ in length"));
     }
-    let z = mul_local(p, x, y);
-    reshare(p, z)
+    let (prev, next) = (p.prev(), p.next());
+    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r| mul_local_range(p, x, y, r))?;
+    Ok(Shares::new(a, b))
+}
+
+/// Elementwise `x^2`. One round; one local product per element instead of
+/// three: `z_i = x_i (x_i + 2 x_{i+1})`.
+pub fn square<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Shares<T>, MpcError> {
+    let (prev, next) = (p.prev(), p.next());
+    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r| {
+        let alpha = zero_share::<T>(p, r.len());
+        x.a[r.clone()]
+            .iter()
+            .zip(&x.b[r])
+            .zip(alpha)
+            .map(|((xa, xb), al)| *xa * (*xa + *xb + *xb) + al)
+            .collect()
+    })?;
+    Ok(Shares::new(a, b))
 }
 
 /// `sum_j x_j * y_j` as a one-element sharing. One round, one element sent,
@@ -69,8 +129,7 @@ pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
 /// `x_{i+2}`, which `next` holds as its `b`.
 pub fn open<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
     let (prev, next) = (p.prev(), p.next());
-    send_vec(p.net.as_mut(), prev, &x.b)?;
-    let c: Vec<T> = recv_vec(p.net.as_mut(), next, x.len())?;
+    let (_, c) = stream_exchange(p, prev, next, x.len(), |_, r| x.b[r].to_vec())?;
     Ok(x.a
         .iter()
         .zip(&x.b)
@@ -120,13 +179,16 @@ mod tests {
             let i = p.id.index();
             let z = mul(p, &xs[i], &ys[i]).unwrap();
             let d = dot(p, &xs[i], &ys[i]).unwrap();
-            (open(p, &z).unwrap(), open(p, &d).unwrap())
+            let sq = square(p, &xs[i]).unwrap();
+            (open(p, &z).unwrap(), open(p, &d).unwrap(), open(p, &sq).unwrap())
         });
         let want: Vec<T> = x.iter().zip(&y).map(|(a, b)| *a * *b).collect();
         let want_dot = want.iter().fold(T::zero(), |acc, v| acc + *v);
-        for (z, d) in out {
+        let want_sq: Vec<T> = x.iter().map(|a| *a * *a).collect();
+        for (z, d, sq) in out {
             assert_eq!(z, want);
             assert_eq!(d, vec![want_dot]);
+            assert_eq!(sq, want_sq);
         }
     }
 

@@ -8,14 +8,33 @@
 
 use triad_crypto::poseidon::{params, WIDTH};
 
-use crate::protocols::arithmetic::mul;
+use crate::protocols::arithmetic::{mul, square};
 use crate::{Fr, MpcError, Party, Ring, Shares};
 
 /// `x^5` elementwise. 3 rounds.
 fn pow5(p: &mut Party, x: &Shares<Fr>) -> Result<Shares<Fr>, MpcError> {
-    let x2 = mul(p, x, x)?;
-    let x4 = mul(p, &x2, &x2)?;
+    let x2 = square(p, x)?;
+    let x4 = square(p, &x2)?;
     mul(p, &x4, x)
+}
+
+/// The public MDS layer, applied to each component (linear, so local).
+fn mds(s: &[Shares<Fr>; 3], m: &[Vec<Fr>]) -> [Shares<Fr>; 3] {
+    let n = s[0].len();
+    let m: [[Fr; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| m[i][j]));
+    let apply = |c: [&[Fr]; 3]| -> [Vec<Fr>; 3] {
+        let mut out: [Vec<Fr>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
+        for k in 0..n {
+            let (x, y, z) = (c[0][k], c[1][k], c[2][k]);
+            for (o, row) in out.iter_mut().zip(&m) {
+                o.push(x * row[0] + y * row[1] + z * row[2]);
+            }
+        }
+        out
+    };
+    let [a0, a1, a2] = apply([&s[0].a, &s[1].a, &s[2].a]);
+    let [b0, b1, b2] = apply([&s[0].b, &s[1].b, &s[2].b]);
+    [Shares::new(a0, b0), Shares::new(a1, b1), Shares::new(a2, b2)]
 }
 
 /// `Poseidon(a_k, b_k)` for every `k`. 195 rounds.
@@ -41,17 +60,7 @@ pub fn poseidon2(p: &mut Party, a: &Shares<Fr>, b: &Shares<Fr>) -> Result<Shares
         } else {
             state[0] = pow5(p, &state[0])?;
         }
-        state = std::array::from_fn(|i| {
-            let mut acc = Shares::zeros(n);
-            for (j, s) in state.iter().enumerate() {
-                let m = prm.mds[i][j];
-                for k in 0..n {
-                    acc.a[k] += s.a[k] * m;
-                    acc.b[k] += s.b[k] * m;
-                }
-            }
-            acc
-        });
+        state = mds(&state, &prm.mds);
     }
     let [out, _, _] = state;
     Ok(out)

@@ -1,0 +1,322 @@
+//! `triad bench <op>`: protocol benchmarks over the in-memory transport or
+//! three OS processes connected by mutual-TLS TCP on 127.0.0.1.
+//!
+//! Inputs come from a seeded dealer that every process re-derives, so each
+//! party can also compute the plaintext answer and the opened result is
+//! compared with it (`correct`). Timing starts after connection setup, seed
+//! agreement and input sharing, with the parties aligned by one opening;
+//! it covers the protocol only (the correctness opening is not timed).
+
+use std::num::Wrapping;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use triad_mpc::network::MemNetwork;
+use triad_mpc::protocols::{binary::unpack_bits, lt, mul, open, poseidon2, shuffle, sort_order};
+use triad_mpc::share::share_plain;
+use triad_mpc::{Fr, Network, Party, PartyId, Ring, Shares, Z128, Z64};
+use triad_net::{Identity, TcpConfig, TcpNetwork};
+use triad_stats::{StatsSpec, VALUE_BITS};
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Mul,
+    Cmp,
+    Poseidon,
+    Sort,
+    Stats,
+    Attest,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Mem,
+    Tcp,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    op: Op,
+    #[arg(long, default_value_t = 10_000)]
+    n: usize,
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchPartyArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    id: usize,
+    #[arg(long, value_enum)]
+    op: Op,
+    #[arg(long)]
+    n: usize,
+    #[arg(long)]
+    seed: u64,
+}
+
+/// What one party measured.
+#[derive(Debug, Serialize, Deserialize)]
+struct PartyReport {
+    seconds: f64,
+    bytes_sent: u64,
+    correct: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.op == Op::Attest {
+        return crate::notary_cli::bench_attest(args.n, args.json);
+    }
+    if args.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let reports = match args.transport {
+        Transport::Mem => run_mem(args.op, args.n, args.seed)?,
+        Transport::Tcp => run_tcp(args.op, args.n, args.seed)?,
+    };
+    let seconds = reports.iter().map(|r| r.seconds).fold(0.0, f64::max);
+    let bytes = reports.iter().map(|r| r.bytes_sent).max().unwrap_or(0);
+    let correct = reports.iter().all(|r| r.correct);
+    let per_second = args.n as f64 / seconds;
+    println!(
+        "{:?} n={} over {:?}: {:.3} s ({:.0} per second), {:.1} MB sent per party, correct: {}",
+        args.op,
+        args.n,
+        args.transport,
+        seconds,
+        per_second,
+        bytes as f64 / 1e6,
+        correct
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": args.op, "n": args.n, "transport": args.transport,
+                "seconds": seconds, "per_second": per_second,
+                "bytes_sent_per_party": bytes, "correct": correct,
+            })
+        );
+    }
+    if !correct {
+        bail!("the opened result differs from the plaintext oracle");
+    }
+    Ok(())
+}
+
+fn run_mem(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
+    let nets = MemNetwork::triple(Duration::from_secs(600));
+    std::thread::scope(|s| {
+        let hs: Vec<_> = nets
+            .into_iter()
+            .map(|net| s.spawn(move || -> Result<PartyReport> { party_main(Box::new(net), op, n, seed) }))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("party thread panicked"))?)
+            .collect()
+    })
+}
+
+fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
+    let dir = std::env::temp_dir().join(format!("triad-bench-{}-{}", std::process::id(), seed));
+    std::fs::create_dir_all(&dir)?;
+    for i in 0..3 {
+        let id = Identity::generate(&format!("party-{i}"))?;
+        std::fs::write(dir.join(format!("cert-{i}.der")), &id.cert_der)?;
+        std::fs::write(dir.join(format!("key-{i}.der")), &id.key_der)?;
+    }
+    let exe = std::env::current_exe()?;
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(&exe)
+                .args(["bench-party", "--dir"])
+                .arg(&dir)
+                .args(["--id", &i.to_string(), "--n", &n.to_string(), "--seed", &seed.to_string()])
+                .args(["--op", op.to_possible_value().unwrap().get_name()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("spawning a bench party")
+        })
+        .collect::<Result<_>>()?;
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().last().map(serde_json::from_str::<PartyReport>) {
+            Some(Ok(r)) if out.status.success() => reports.push(r),
+            _ => failure = Some(format!("party {i} failed ({})", out.status)),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    match failure {
+        Some(f) => bail!(f),
+        None => Ok(reports),
+    }
+}
+
+/// One party of a TCP benchmark: publish our address, find the others',
+/// connect, run, print the report as JSON.
+pub fn run_party(args: BenchPartyArgs) -> Result<()> {
+    let id = PartyId::new(args.id).ok_or_else(|| anyhow!("--id must be 0, 1 or 2"))?;
+    let dir = &args.dir;
+    let read = |name: String| std::fs::read(dir.join(name));
+    let certs: [Vec<u8>; 3] = [read("cert-0.der".into())?, read("cert-1.der".into())?, read("cert-2.der".into())?];
+    let identity = Identity {
+        cert_der: certs[args.id].clone(),
+        key_der: read(format!("key-{}.der", args.id))?,
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    publish(dir, args.id, &listener.local_addr()?.to_string())?;
+    let mut addrs = [listener.local_addr()?; 3];
+    for (j, a) in addrs.iter_mut().enumerate() {
+        if j != args.id {
+            *a = wait_for(dir, j)?.parse()?;
+        }
+    }
+    let net = TcpNetwork::establish(TcpConfig::new(id, identity, certs, addrs), listener)?;
+    let report = party_main(Box::new(net), args.op, args.n, args.seed)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn publish(dir: &Path, id: usize, addr: &str) -> Result<()> {
+    let tmp = dir.join(format!("addr-{id}.tmp"));
+    std::fs::write(&tmp, addr)?;
+    std::fs::rename(tmp, dir.join(format!("addr-{id}")))?;
+    Ok(())
+}
+
+fn wait_for(dir: &Path, id: usize) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(dir.join(format!("addr-{id}"))) {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            bail!("party {id} did not publish its address");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Deals `values` from the seeded dealer and keeps this party's shares.
+fn deal<T: Ring>(values: &[T], rng: &mut StdRng, id: PartyId) -> Shares<T> {
+    let [a, b, c] = share_plain(values, rng);
+    [a, b, c].into_iter().nth(id.index()).unwrap()
+}
+
+fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<PartyReport> {
+    let mut p = Party::setup(net)?;
+    let id = p.id;
+    let mut rng = StdRng::seed_from_u64(seed);
+    // `run` returns the time and whether the opened result is right.
+    let time = |p: &mut Party, f: &mut dyn FnMut(&mut Party) -> Result<bool>| -> Result<(f64, bool)> {
+        open(p, &Shares::<Z64>::zeros(1))?; // align the parties
+        let start = Instant::now();
+        let ok = f(p)?;
+        Ok((start.elapsed().as_secs_f64(), ok))
+    };
+    let (seconds, correct, bytes_before);
+    match op {
+        Op::Mul => {
+            let x: Vec<Z64> = (0..n).map(|_| Wrapping(rng.gen())).collect();
+            let y: Vec<Z64> = (0..n).map(|_| Wrapping(rng.gen())).collect();
+            let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
+            bytes_before = p.net.stats().bytes_sent;
+            let mut z = Shares::default();
+            (seconds, _) = time(&mut p, &mut |p| {
+                z = mul(p, &xs, &ys)?;
+                Ok(true)
+            })?;
+            let sent = p.net.stats().bytes_sent;
+            correct = open(&mut p, &z)? == x.iter().zip(&y).map(|(a, b)| a * b).collect::<Vec<_>>();
+            return Ok(PartyReport { seconds, bytes_sent: sent - bytes_before, correct });
+        }
+        Op::Cmp => {
+            let x: Vec<Z64> = (0..n).map(|_| Wrapping(rng.gen::<u64>() >> 1)).collect();
+            let y: Vec<Z64> = (0..n).map(|k| if k % 10 == 0 { x[k] } else { Wrapping(rng.gen::<u64>() >> 1) }).collect();
+            let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
+            bytes_before = p.net.stats().bytes_sent;
+            (seconds, correct) = time(&mut p, &mut |p| {
+                let c = lt(p, &xs, &ys, 63)?;
+                let got = unpack_bits(&open(p, &c)?, n);
+                Ok(got.iter().zip(x.iter().zip(&y)).all(|(g, (a, b))| *g == (a < b)))
+            })?;
+        }
+        Op::Poseidon => {
+            let a: Vec<Fr> = (0..n).map(|_| Fr::from(rng.gen::<u64>())).collect();
+            let b: Vec<Fr> = (0..n).map(|_| Fr::from(rng.gen::<u64>())).collect();
+            let (sa, sb) = (deal(&a, &mut rng, id), deal(&b, &mut rng, id));
+            bytes_before = p.net.stats().bytes_sent;
+            let mut h = Shares::default();
+            (seconds, _) = time(&mut p, &mut |p| {
+                h = poseidon2(p, &sa, &sb)?;
+                Ok(true)
+            })?;
+            let sent = p.net.stats().bytes_sent;
+            let got = open(&mut p, &h)?;
+            correct = got.iter().zip(a.iter().zip(&b)).all(|(g, (x, y))| *g == triad_crypto::poseidon2(*x, *y));
+            return Ok(PartyReport { seconds, bytes_sent: sent - bytes_before, correct });
+        }
+        Op::Sort => {
+            let v: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << 48)).collect();
+            let t = usize::BITS - (n.max(2) - 1).leading_zeros();
+            let keys: Vec<Z128> = v.iter().enumerate().map(|(i, &x)| Wrapping(((x as u128) << t) | i as u128)).collect();
+            let ks = deal(&keys, &mut rng, id);
+            bytes_before = p.net.stats().bytes_sent;
+            (seconds, correct) = time(&mut p, &mut |p| {
+                let s = shuffle(p, &[ks.clone()])?.remove(0);
+                let order = sort_order(p, &s, 48 + t)?;
+                let got = open(p, &s.gather(&order))?;
+                let mut want = keys.clone();
+                want.sort_unstable_by_key(|k| k.0);
+                Ok(got == want)
+            })?;
+        }
+        Op::Stats => {
+            // Skewed magnitudes up to 2^48 (balances), with duplicates.
+            let v: Vec<i64> = (0..n)
+                .map(|k| {
+                    let bits = rng.gen_range(1..=48);
+                    if k % 7 == 0 {
+                        1_000_000
+                    } else {
+                        rng.gen_range(0..1i64 << bits)
+                    }
+                })
+                .collect();
+            let spec = StatsSpec {
+                quantiles: vec![0.1, 0.25, 0.75, 0.9, 0.99],
+                histogram_bounds: (0..10).map(|j| 1i64 << (5 * j)).collect(),
+            };
+            let x: Vec<Z128> = v.iter().map(|&a| Wrapping(a as i128 as u128)).collect();
+            let xs = deal(&x, &mut rng, id);
+            let want = triad_stats::oracle(&v, &spec)?;
+            debug_assert!(VALUE_BITS >= 48);
+            bytes_before = p.net.stats().bytes_sent;
+            (seconds, correct) = time(&mut p, &mut |p| {
+                let got = triad_stats::compute(p, &xs, &spec)?;
+                Ok(triad_stats::agrees(&got, &want).is_ok())
+            })?;
+        }
+        Op::Attest => bail!("attest is not a three-party benchmark"),
+    }
+    let bytes_sent = p.net.stats().bytes_sent - bytes_before;
+    Ok(PartyReport { seconds, bytes_sent, correct })
+}

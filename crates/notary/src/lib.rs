@@ -1,0 +1,39 @@
+//! triad's notary (DESIGN.md, "Attestation, v1 and beyond").
+//!
+//! This crate holds the parts every component shares:
+//! - [`attestation`]: the versioned attestation, its canonical signing bytes,
+//!   the notary's ed25519 key, and the one verifier [`verify_attestation`]
+//!   used by the coordinator, the parties, consumers and the CLI;
+//! - [`spec`]: the study's data spec (JSON path, fixed-point scale, account-id
+//!   path) and the extraction of the attested value from a JSON response;
+//! - [`transcript`]: the pure TLS 1.2 transcript checker (chain, host name,
+//!   ServerKeyExchange signature, AES-GCM tag of every server record);
+//! - [`http`]: the response parser run on the decrypted server stream;
+//! - [`notarize`]: the notary's decision, session + disclosure → attestation;
+//! - [`proxy`]: the recording TCP proxy with size and time limits;
+//! - [`bench`]: the loopback attestation benchmark.
+//!
+//! Not here yet (docs/notary.md, "Status"): the notary's HTTP API, the
+//! prover as a library call, and the demo data source.
+#![forbid(unsafe_code)]
+
+pub mod attestation;
+pub mod bench;
+pub mod http;
+pub mod notarize;
+pub mod proxy;
+pub mod spec;
+
+pub use attestation::{
+    sign_attestation, verify_attestation, Attestation, AttestationClaims, AttestationError,
+    NotaryPublicKey, NotarySigningKey, VerifiedAttestation, ATTESTATION_VERSION,
+};
+pub use spec::{extract_claim, parse_fixed_point, DataSpec, ExtractedClaim, SpecError};
+pub mod transcript;
+
+pub use bench::{run_attest_bench, AttestBenchReport};
+pub use notarize::{attest_session, AttestationRequest, NotaryError, RecordedSession};
+pub use proxy::{launch_proxy, ProxyConfig, ProxyHandle, SessionOutcome};
+pub use transcript::{
+    check_transcript, root_store, CheckedResponse, ServerKeyDisclosure, Transcript, TranscriptError,
+};
