@@ -124,7 +124,9 @@ fn run_mem(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
     std::thread::scope(|s| {
         let hs: Vec<_> = nets
             .into_iter()
-            .map(|net| s.spawn(move || -> Result<PartyReport> { party_main(Box::new(net), op, n, seed) }))
+            .map(|net| {
+                s.spawn(move || -> Result<PartyReport> { party_main(Box::new(net), op, n, seed) })
+            })
             .collect();
         hs.into_iter()
             .map(|h| h.join().map_err(|_| anyhow!("party thread panicked"))?)
@@ -146,7 +148,14 @@ fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
             Command::new(&exe)
                 .args(["bench-party", "--dir"])
                 .arg(&dir)
-                .args(["--id", &i.to_string(), "--n", &n.to_string(), "--seed", &seed.to_string()])
+                .args([
+                    "--id",
+                    &i.to_string(),
+                    "--n",
+                    &n.to_string(),
+                    "--seed",
+                    &seed.to_string(),
+                ])
                 .args(["--op", op.to_possible_value().unwrap().get_name()])
                 .stdout(Stdio::piped())
                 .spawn()
@@ -176,7 +185,11 @@ pub fn run_party(args: BenchPartyArgs) -> Result<()> {
     let id = PartyId::new(args.id).ok_or_else(|| anyhow!("--id must be 0, 1 or 2"))?;
     let dir = &args.dir;
     let read = |name: String| std::fs::read(dir.join(name));
-    let certs: [Vec<u8>; 3] = [read("cert-0.der".into())?, read("cert-1.der".into())?, read("cert-2.der".into())?];
+    let certs: [Vec<u8>; 3] = [
+        read("cert-0.der".into())?,
+        read("cert-1.der".into())?,
+        read("cert-2.der".into())?,
+    ];
     let identity = Identity {
         cert_der: certs[args.id].clone(),
         key_der: read(format!("key-{}.der", args.id))?,
@@ -226,12 +239,13 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
     let id = p.id;
     let mut rng = StdRng::seed_from_u64(seed);
     // `run` returns the time and whether the opened result is right.
-    let time = |p: &mut Party, f: &mut dyn FnMut(&mut Party) -> Result<bool>| -> Result<(f64, bool)> {
-        open(p, &Shares::<Z64>::zeros(1))?; // align the parties
-        let start = Instant::now();
-        let ok = f(p)?;
-        Ok((start.elapsed().as_secs_f64(), ok))
-    };
+    let time =
+        |p: &mut Party, f: &mut dyn FnMut(&mut Party) -> Result<bool>| -> Result<(f64, bool)> {
+            open(p, &Shares::<Z64>::zeros(1))?; // align the parties
+            let start = Instant::now();
+            let ok = f(p)?;
+            Ok((start.elapsed().as_secs_f64(), ok))
+        };
     let (seconds, correct, bytes_before);
     match op {
         Op::Mul => {
@@ -246,17 +260,32 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
             })?;
             let sent = p.net.stats().bytes_sent;
             correct = open(&mut p, &z)? == x.iter().zip(&y).map(|(a, b)| a * b).collect::<Vec<_>>();
-            return Ok(PartyReport { seconds, bytes_sent: sent - bytes_before, correct });
+            return Ok(PartyReport {
+                seconds,
+                bytes_sent: sent - bytes_before,
+                correct,
+            });
         }
         Op::Cmp => {
             let x: Vec<Z64> = (0..n).map(|_| Wrapping(rng.gen::<u64>() >> 1)).collect();
-            let y: Vec<Z64> = (0..n).map(|k| if k % 10 == 0 { x[k] } else { Wrapping(rng.gen::<u64>() >> 1) }).collect();
+            let y: Vec<Z64> = (0..n)
+                .map(|k| {
+                    if k % 10 == 0 {
+                        x[k]
+                    } else {
+                        Wrapping(rng.gen::<u64>() >> 1)
+                    }
+                })
+                .collect();
             let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(&mut p, &mut |p| {
                 let c = lt(p, &xs, &ys, 63)?;
                 let got = unpack_bits(&open(p, &c)?, n);
-                Ok(got.iter().zip(x.iter().zip(&y)).all(|(g, (a, b))| *g == (a < b)))
+                Ok(got
+                    .iter()
+                    .zip(x.iter().zip(&y))
+                    .all(|(g, (a, b))| *g == (a < b)))
             })?;
         }
         Op::Poseidon => {
@@ -271,13 +300,24 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
             })?;
             let sent = p.net.stats().bytes_sent;
             let got = open(&mut p, &h)?;
-            correct = got.iter().zip(a.iter().zip(&b)).all(|(g, (x, y))| *g == triad_crypto::poseidon2(*x, *y));
-            return Ok(PartyReport { seconds, bytes_sent: sent - bytes_before, correct });
+            correct = got
+                .iter()
+                .zip(a.iter().zip(&b))
+                .all(|(g, (x, y))| *g == triad_crypto::poseidon2(*x, *y));
+            return Ok(PartyReport {
+                seconds,
+                bytes_sent: sent - bytes_before,
+                correct,
+            });
         }
         Op::Sort => {
             let v: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << 48)).collect();
             let t = usize::BITS - (n.max(2) - 1).leading_zeros();
-            let keys: Vec<Z128> = v.iter().enumerate().map(|(i, &x)| Wrapping(((x as u128) << t) | i as u128)).collect();
+            let keys: Vec<Z128> = v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| Wrapping(((x as u128) << t) | i as u128))
+                .collect();
             let ks = deal(&keys, &mut rng, id);
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(&mut p, &mut |p| {
@@ -318,5 +358,9 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
         Op::Attest => bail!("attest is not a three-party benchmark"),
     }
     let bytes_sent = p.net.stats().bytes_sent - bytes_before;
-    Ok(PartyReport { seconds, bytes_sent, correct })
+    Ok(PartyReport {
+        seconds,
+        bytes_sent,
+        correct,
+    })
 }

@@ -7,7 +7,11 @@ mod notary_cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "triad", version, about = "Private statistics and collusion-resistant polls")]
+#[command(
+    name = "triad",
+    version,
+    about = "Private statistics and collusion-resistant polls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

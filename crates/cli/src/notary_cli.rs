@@ -88,7 +88,12 @@ pub fn run(cmd: NotaryCommand) -> anyhow::Result<()> {
             notary_key,
             notary_info,
         } => verify_file(&file, &notary_key, &notary_info),
-        NotaryCommand::Datasource { .. } => not_built("datasource"),
+        NotaryCommand::Datasource {
+            data_dir,
+            listen,
+            accounts,
+            seed,
+        } => datasource(data_dir, listen, accounts, seed),
         NotaryCommand::Notary { .. } => not_built("notary"),
         NotaryCommand::Attest { .. } => not_built("attest"),
     }
@@ -123,6 +128,33 @@ pub fn bench_attest(n: usize, json: bool) -> anyhow::Result<()> {
     if !r.correct {
         bail!("some attestations did not verify");
     }
+    Ok(())
+}
+
+fn datasource(
+    data_dir: PathBuf,
+    listen: Option<String>,
+    accounts: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let addr = listen.unwrap_or_else(|| "127.0.0.1:0".to_string());
+    let listener =
+        std::net::TcpListener::bind(&addr).with_context(|| format!("listening on {addr}"))?;
+    let cfg = triad_notary::datasource::DatasourceConfig {
+        data_dir: data_dir.clone(),
+        accounts,
+        seed,
+    };
+    let ds = triad_notary::datasource::launch_datasource(listener, cfg)
+        .map_err(|e| anyhow::anyhow!("starting the data source: {e}"))?;
+    println!(
+        "datasource: {} ({accounts} accounts, seed {seed}); wrote {}",
+        ds.info.url,
+        data_dir
+            .join(triad_notary::datasource::DATASOURCE_INFO_FILE)
+            .display()
+    );
+    ds.wait();
     Ok(())
 }
 

@@ -52,9 +52,8 @@ mod tests {
     fn circomlib_test_vector() {
         // circomlibjs poseidon([1, 2]) (test/poseidon.js in iden3/circomlibjs).
         let h = poseidon2(Fr::from(1u64), Fr::from(2u64));
-        let want =
-            fr_from_hex("115cc0f5e7d690413df64c6b9662e9cf2a3617f2743245519e19607a4417189a")
-                .unwrap();
+        let want = fr_from_hex("115cc0f5e7d690413df64c6b9662e9cf2a3617f2743245519e19607a4417189a")
+            .unwrap();
         assert_eq!(h, want);
     }
 

@@ -14,7 +14,11 @@ pub enum NetError {
     #[error("timed out after {1:?} waiting for party {0}")]
     Timeout(PartyId, Duration),
     #[error("party {peer} sent a frame of {len} bytes, above the {max}-byte limit")]
-    Oversize { peer: PartyId, len: usize, max: usize },
+    Oversize {
+        peer: PartyId,
+        len: usize,
+        max: usize,
+    },
     #[error("connection to party {peer} failed: {detail}")]
     Io { peer: PartyId, detail: String },
     #[error("a party cannot send to itself")]

@@ -65,11 +65,14 @@ impl Party {
         let mut net = net;
         net.send(id.next(), seed_next.to_vec())?;
         let got = net.recv(id.prev())?;
-        let seed_prev: [u8; 16] = got.as_slice().try_into().map_err(|_| MpcError::WrongLength {
-            from: id.prev(),
-            expected: 16,
-            got: got.len(),
-        })?;
+        let seed_prev: [u8; 16] = got
+            .as_slice()
+            .try_into()
+            .map_err(|_| MpcError::WrongLength {
+                from: id.prev(),
+                expected: 16,
+                got: got.len(),
+            })?;
         Ok(Self {
             id,
             net,

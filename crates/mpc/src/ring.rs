@@ -135,10 +135,12 @@ impl IntRing for Z128 {
     }
 }
 
-/// 64 independent bits: `+` is XOR, `*` is AND.
+/// 64 independent bits: `+` is XOR, `*` is AND (GF(2)^64, so the
+/// "suspicious" operators in these impls are the point).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Bits(pub u64);
 
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl Add for Bits {
     type Output = Self;
     #[inline]
@@ -146,6 +148,7 @@ impl Add for Bits {
         Bits(self.0 ^ o.0)
     }
 }
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl Sub for Bits {
     type Output = Self;
     #[inline]
@@ -153,6 +156,7 @@ impl Sub for Bits {
         Bits(self.0 ^ o.0)
     }
 }
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl Mul for Bits {
     type Output = Self;
     #[inline]
@@ -167,12 +171,14 @@ impl Neg for Bits {
         self
     }
 }
+#[allow(clippy::suspicious_op_assign_impl)]
 impl AddAssign for Bits {
     #[inline]
     fn add_assign(&mut self, o: Self) {
         self.0 ^= o.0
     }
 }
+#[allow(clippy::suspicious_op_assign_impl)]
 impl SubAssign for Bits {
     #[inline]
     fn sub_assign(&mut self, o: Self) {

@@ -28,13 +28,28 @@ fn run_with_fault(fault: Fault) -> [Result<Vec<Fr>, MpcError>; 3] {
 #[test]
 fn truncated_message_is_a_length_error() {
     let out = run_with_fault(Fault::Truncate);
-    assert!(matches!(out[0], Err(MpcError::WrongLength { expected: 640, got: 320, .. })), "{:?}", out[0]);
+    assert!(
+        matches!(
+            out[0],
+            Err(MpcError::WrongLength {
+                expected: 640,
+                got: 320,
+                ..
+            })
+        ),
+        "{:?}",
+        out[0]
+    );
 }
 
 #[test]
 fn garbage_field_elements_are_rejected() {
     let out = run_with_fault(Fault::Garbage);
-    assert!(matches!(out[0], Err(MpcError::MalformedElement { .. })), "{:?}", out[0]);
+    assert!(
+        matches!(out[0], Err(MpcError::MalformedElement { .. })),
+        "{:?}",
+        out[0]
+    );
 }
 
 #[test]
@@ -42,7 +57,10 @@ fn dropped_message_is_an_error_not_a_hang() {
     let out = run_with_fault(Fault::Drop);
     // P0 either times out or sees P1 leave (P1 itself finished its part).
     assert!(
-        matches!(out[0], Err(MpcError::Net(NetError::Timeout(..) | NetError::Closed(_)))),
+        matches!(
+            out[0],
+            Err(MpcError::Net(NetError::Timeout(..) | NetError::Closed(_)))
+        ),
         "{:?}",
         out[0]
     );

@@ -36,7 +36,12 @@ pub struct TcpConfig {
 }
 
 impl TcpConfig {
-    pub fn new(id: PartyId, identity: Identity, certs: [Vec<u8>; 3], addrs: [SocketAddr; 3]) -> Self {
+    pub fn new(
+        id: PartyId,
+        identity: Identity,
+        certs: [Vec<u8>; 3],
+        addrs: [SocketAddr; 3],
+    ) -> Self {
         Self {
             id,
             identity,
@@ -73,9 +78,8 @@ fn io_err(peer: PartyId, e: impl std::fmt::Display) -> NetError {
 fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     // AES-128-GCM first: the fastest suite with AES-NI, at 128-bit security.
     let mut p = (*provider()).clone();
-    p.cipher_suites.sort_by_key(|s| {
-        (s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256) as u8
-    });
+    p.cipher_suites
+        .sort_by_key(|s| (s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256) as u8);
     Arc::new(p)
 }
 
@@ -95,7 +99,12 @@ impl TcpNetwork {
         let streams = rt.block_on(async {
             tokio::time::timeout(cfg.setup_timeout, connect_all(&cfg, listener))
                 .await
-                .map_err(|_| NetError::Setup(format!("peers not connected within {:?}", cfg.setup_timeout)))?
+                .map_err(|_| {
+                    NetError::Setup(format!(
+                        "peers not connected within {:?}",
+                        cfg.setup_timeout
+                    ))
+                })?
         })?;
         let mut links: [Option<Link>; 3] = Default::default();
         let _guard = rt.enter();
@@ -128,14 +137,16 @@ impl TcpNetwork {
                                 let mut buf = vec![0u8; len];
                                 match rd.read_exact(&mut buf).await {
                                     Ok(_) => Ok(buf),
-                                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                                        Err(io_err(peer, "connection closed in the middle of a frame"))
-                                    }
+                                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(
+                                        io_err(peer, "connection closed in the middle of a frame"),
+                                    ),
                                     Err(e) => Err(io_err(peer, e)),
                                 }
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(NetError::Closed(peer)),
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            Err(NetError::Closed(peer))
+                        }
                         Err(e) => Err(io_err(peer, e)),
                     };
                     let stop = r.is_err();
@@ -163,7 +174,10 @@ impl TcpNetwork {
 
 type Tls = tokio_rustls::TlsStream<TcpStream>;
 
-async fn connect_all(cfg: &TcpConfig, listener: std::net::TcpListener) -> Result<Vec<(PartyId, Tls)>, NetError> {
+async fn connect_all(
+    cfg: &TcpConfig,
+    listener: std::net::TcpListener,
+) -> Result<Vec<(PartyId, Tls)>, NetError> {
     let me = cfg.id.index();
     let mut out = Vec::new();
     // Dial lower ids.
@@ -176,14 +190,19 @@ async fn connect_all(cfg: &TcpConfig, listener: std::net::TcpListener) -> Result
             .with_custom_certificate_verifier(Pinned::new(vec![cfg.certs[i].clone()]))
             .with_client_auth_cert(vec![cfg.identity.cert()], cfg.identity.key())
             .map_err(|e| NetError::Setup(e.to_string()))?;
-        let tcp = TcpStream::connect(cfg.addrs[i]).await.map_err(|e| io_err(peer, e))?;
+        let tcp = TcpStream::connect(cfg.addrs[i])
+            .await
+            .map_err(|e| io_err(peer, e))?;
         tcp.set_nodelay(true).ok();
-        let name = ServerName::try_from(format!("party-{i}")).map_err(|e| NetError::Setup(e.to_string()))?;
+        let name = ServerName::try_from(format!("party-{i}"))
+            .map_err(|e| NetError::Setup(e.to_string()))?;
         let mut tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(|e| io_err(peer, format!("TLS handshake: {e}")))?;
-        tls.write_all(&[me as u8]).await.map_err(|e| io_err(peer, e))?;
+        tls.write_all(&[me as u8])
+            .await
+            .map_err(|e| io_err(peer, e))?;
         tls.flush().await.map_err(|e| io_err(peer, e))?;
         // In TLS 1.3 the client's certificate is checked after the client
         // finished its handshake; wait for the listener's verdict so a
@@ -204,13 +223,19 @@ async fn connect_all(cfg: &TcpConfig, listener: std::net::TcpListener) -> Result
             .with_single_cert(vec![cfg.identity.cert()], cfg.identity.key())
             .map_err(|e| NetError::Setup(e.to_string()))?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::from_std(listener).map_err(|e| NetError::Setup(e.to_string()))?;
+        let listener =
+            TcpListener::from_std(listener).map_err(|e| NetError::Setup(e.to_string()))?;
         let mut pending: Vec<usize> = (me + 1..3).collect();
         while !pending.is_empty() {
-            let (tcp, _) = listener.accept().await.map_err(|e| NetError::Setup(e.to_string()))?;
+            let (tcp, _) = listener
+                .accept()
+                .await
+                .map_err(|e| NetError::Setup(e.to_string()))?;
             tcp.set_nodelay(true).ok();
             // A stranger failing the handshake must not stop the setup.
-            let Ok(mut tls) = acceptor.accept(tcp).await else { continue };
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
             let mut id = [0u8; 1];
             if tls.read_exact(&mut id).await.is_err() {
                 continue;
@@ -256,7 +281,9 @@ impl Network for TcpNetwork {
 
     fn recv(&mut self, from: PartyId) -> Result<Vec<u8>, NetError> {
         let timeout = self.timeout;
-        let link = self.links[from.index()].as_mut().ok_or(NetError::SelfSend)?;
+        let link = self.links[from.index()]
+            .as_mut()
+            .ok_or(NetError::SelfSend)?;
         let r = self
             .rt
             .block_on(async { tokio::time::timeout(timeout, link.rx.recv()).await });

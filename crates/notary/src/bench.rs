@@ -7,16 +7,15 @@
 //! source process; see docs/notary.md.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, ServerName};
-use triad_crypto::Fr;
+use rustls::pki_types::PrivateKeyDer;
 
 use crate::attestation::{verify_attestation, NotarySigningKey};
 use crate::notarize::{attest_session, AttestationRequest};
+use crate::prover::{prove, prover_client_config, ProveTarget};
 use crate::proxy::{launch_proxy, ProxyConfig, SessionOutcome};
 use crate::spec::DataSpec;
 use crate::transcript::{root_store, ServerKeyDisclosure};
@@ -104,39 +103,6 @@ fn serve(listener: std::net::TcpListener, cfg: Arc<rustls::ServerConfig>, n: usi
     }
 }
 
-fn prove(
-    proxy: std::net::SocketAddr,
-    sid: &str,
-    port: u16,
-    client: Arc<rustls::ClientConfig>,
-    request: &str,
-) -> Result<ServerKeyDisclosure, String> {
-    let e = |x: std::io::Error| x.to_string();
-    let mut sock = TcpStream::connect(proxy).map_err(e)?;
-    sock.set_nodelay(true).map_err(e)?;
-    sock.write_all(format!("TRIAD-PROXY/1 {sid} 127.0.0.1 {port}\n").as_bytes())
-        .map_err(e)?;
-    let name = ServerName::try_from("127.0.0.1").map_err(|x| x.to_string())?;
-    let conn = rustls::ClientConnection::new(client, name).map_err(|x| x.to_string())?;
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    tls.write_all(request.as_bytes()).map_err(e)?;
-    let mut resp = Vec::new();
-    tls.read_to_end(&mut resp).map_err(e)?;
-    let rustls::StreamOwned { conn, sock } = tls;
-    drop(sock);
-    let secrets = conn
-        .dangerous_extract_secrets()
-        .map_err(|x| x.to_string())?;
-    match secrets.rx.1 {
-        rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-        | rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => Ok(ServerKeyDisclosure {
-            key: key.as_ref().to_vec(),
-            iv: iv.as_ref().to_vec(),
-        }),
-        _ => Err("non-AES-GCM suite negotiated".into()),
-    }
-}
-
 /// Runs `n` attestations; errors are setup failures, not verification ones
 /// (those make `correct` false).
 pub fn run_attest_bench(n: usize) -> Result<AttestBenchReport, String> {
@@ -155,20 +121,17 @@ pub fn run_attest_bench(n: usize) -> Result<AttestBenchReport, String> {
     });
     let proxy = proxy.map_err(|x| x.to_string())?;
     let roots = Arc::new(root_store(Some(ca_pem.as_bytes()), true).map_err(|x| x.to_string())?);
-    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])
-    .map_err(|x| x.to_string())?
-    .with_root_certificates(root_store(Some(ca_pem.as_bytes()), false).map_err(|x| x.to_string())?)
-    .with_no_client_auth();
-    client.enable_secret_extraction = true;
-    client.resumption = rustls::client::Resumption::disabled();
-    let client = Arc::new(client);
-    let request = format!(
-        "GET /api/v3/account HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-KEY: bench-key\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
-        "p".repeat(900)
-    );
+    let client = prover_client_config(Some(ca_pem.as_bytes()), false).map_err(|x| x.to_string())?;
+    let target = ProveTarget {
+        host: "127.0.0.1".into(),
+        port,
+        path: "/api/v3/account".into(),
+        headers: vec![
+            ("X-API-KEY".into(), "bench-key".into()),
+            ("X-Padding".into(), "p".repeat(900)),
+        ],
+    };
+    let request_bytes = target.request_bytes().len();
     let key = NotarySigningKey::generate().map_err(|x| x.to_string())?;
     let pk = [key.public_key()];
     let spec = DataSpec {
@@ -179,37 +142,37 @@ pub fn run_attest_bench(n: usize) -> Result<AttestBenchReport, String> {
     let mut times = Vec::with_capacity(n);
     let mut correct = true;
     let mut response_bytes = 0;
-    for i in 0..n {
-        let sid = format!("{:032x}", i as u128 + 1);
+    for _ in 0..n {
         let start = Instant::now();
-        let disclosure = prove(proxy.addr, &sid, port, client.clone(), &request)?;
-        let mut outcome = None;
-        while start.elapsed() < Duration::from_secs(10) {
-            outcome = proxy.take_session(&sid);
-            if outcome.is_some() {
-                break;
+        let proxy_ref = &proxy;
+        let (key_ref, roots_ref) = (&key, &roots);
+        let mut transcript_len = 0;
+        let notarize = |sid: &str, d: &ServerKeyDisclosure, req: &AttestationRequest| {
+            let mut outcome = None;
+            while start.elapsed() < Duration::from_secs(10) {
+                outcome = proxy_ref.take_session(sid);
+                if outcome.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
             }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let Some(SessionOutcome::Complete(session)) = outcome else {
-            correct = false;
-            continue;
+            let Some(SessionOutcome::Complete(session)) = outcome else {
+                return Err("session did not complete".to_string());
+            };
+            transcript_len = session.transcript.server_to_client.len();
+            attest_session(key_ref, roots_ref.clone(), &session, d, req, 3600)
+                .map_err(|e| e.to_string())
         };
-        response_bytes = session.transcript.server_to_client.len();
-        let req = AttestationRequest {
-            study_id: "bench".into(),
-            data_spec: spec.clone(),
-            blinder: Fr::from(i as u64 + 1),
-            expected_value: 12500,
-        };
-        let ok = attest_session(&key, roots.clone(), &session, &disclosure, &req, 3600)
+        let ok = prove(proxy.addr, &target, client.clone(), "bench", &spec, notarize)
             .ok()
-            .and_then(|att| {
+            .and_then(|(att, opening)| {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-                verify_attestation(&att, &pk, now).ok()
+                verify_attestation(&att, &pk, now).ok()?;
+                (opening.value == 12500).then_some(())
             })
             .is_some();
         times.push(start.elapsed());
+        response_bytes = response_bytes.max(transcript_len);
         correct &= ok;
     }
     proxy.shutdown();
@@ -217,7 +180,7 @@ pub fn run_attest_bench(n: usize) -> Result<AttestBenchReport, String> {
     Ok(AttestBenchReport {
         times,
         correct: correct && n > 0,
-        request_bytes: request.len(),
+        request_bytes,
         response_bytes,
     })
 }

@@ -19,9 +19,12 @@
 
 pub mod attestation;
 pub mod bench;
+pub mod datasource;
 pub mod http;
 pub mod notarize;
+pub mod prover;
 pub mod proxy;
+pub mod service;
 pub mod spec;
 
 pub use attestation::{
@@ -33,6 +36,9 @@ pub mod transcript;
 
 pub use bench::{run_attest_bench, AttestBenchReport};
 pub use notarize::{attest_session, AttestationRequest, NotaryError, RecordedSession};
+pub use prover::{
+    parse_header, prove, prover_client_config, run_session, Opening, ProveError, ProveTarget,
+};
 pub use proxy::{launch_proxy, ProxyConfig, ProxyHandle, SessionOutcome};
 pub use transcript::{
     check_transcript, root_store, CheckedResponse, ServerKeyDisclosure, Transcript, TranscriptError,

@@ -5,12 +5,11 @@
 //! notary holds.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::pki_types::PrivateKeyDer;
 use triad_crypto::{commitment, fr_from_i128, nullifier, Fr};
 use triad_notary::*;
 
@@ -74,41 +73,18 @@ fn serve_once(listener: std::net::TcpListener, cfg: Arc<rustls::ServerConfig>) {
     let _ = tls.flush();
 }
 
-/// The prover's side: TLS 1.2 through the proxy, returns the plaintext
-/// response and the rx (server write) key and IV only.
+/// The prover's side (the library's `run_session`): TLS 1.2 through the
+/// proxy, returns the plaintext response and the rx (server write) key and
+/// IV only.
 fn prove(proxy: std::net::SocketAddr, port: u16, ca_pem: &str) -> (Vec<u8>, ServerKeyDisclosure) {
-    let mut sock = TcpStream::connect(proxy).unwrap();
-    sock.write_all(format!("TRIAD-PROXY/1 {SID} 127.0.0.1 {port}\n").as_bytes())
-        .unwrap();
-    let roots = root_store(Some(ca_pem.as_bytes()), false).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.enable_secret_extraction = true;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    let req = format!(
-        "GET /api/v3/account HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-KEY: {API_KEY}\r\nConnection: close\r\n\r\n"
-    );
-    tls.write_all(req.as_bytes()).unwrap();
-    let mut resp = Vec::new();
-    tls.read_to_end(&mut resp).unwrap();
-    let rustls::StreamOwned { conn, sock } = tls;
-    drop(sock);
-    let secrets = conn.dangerous_extract_secrets().unwrap();
-    let (key, iv) = match secrets.rx.1 {
-        rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-        | rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-            (key.as_ref().to_vec(), iv.as_ref().to_vec())
-        }
-        _ => panic!("v1 negotiates AES-GCM only"),
+    let target = ProveTarget {
+        host: "127.0.0.1".into(),
+        port,
+        path: "/api/v3/account".into(),
+        headers: vec![("X-API-KEY".into(), API_KEY.into())],
     };
-    (resp, ServerKeyDisclosure { key, iv })
+    let client = prover_client_config(Some(ca_pem.as_bytes()), false).unwrap();
+    run_session(proxy, SID, &target, client).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

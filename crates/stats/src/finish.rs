@@ -23,7 +23,13 @@ fn ratio(num: &BigInt, den: &BigInt) -> f64 {
     num.to_f64().unwrap_or(f64::NAN) / den.to_f64().unwrap_or(f64::NAN)
 }
 
-pub(crate) fn derive(n: u64, sum: i128, sum_sq: u128, median_pair: (i64, i64), weighted: i128) -> Derived {
+pub(crate) fn derive(
+    n: u64,
+    sum: i128,
+    sum_sq: u128,
+    median_pair: (i64, i64),
+    weighted: i128,
+) -> Derived {
     let (nb, s) = (BigInt::from(n), BigInt::from(sum));
     let mean = ratio(&s, &nb);
     // n^2 var = n * sum_sq - sum^2, exact.

@@ -72,11 +72,15 @@ impl StatsSpec {
             return Err(StatsError::InvalidSpec("quantiles must be in (0, 1]"));
         }
         if self.histogram_bounds.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(StatsError::InvalidSpec("histogram bounds must increase strictly"));
+            return Err(StatsError::InvalidSpec(
+                "histogram bounds must increase strictly",
+            ));
         }
         let lim = 1i64 << VALUE_BITS;
         if self.histogram_bounds.iter().any(|b| *b < -lim || *b > lim) {
-            return Err(StatsError::InvalidSpec("histogram bound out of the value range"));
+            return Err(StatsError::InvalidSpec(
+                "histogram bound out of the value range",
+            ));
         }
         Ok(())
     }
@@ -108,10 +112,24 @@ pub fn agrees(got: &StatsResult, want: &StatsResult) -> Result<(), String> {
         _ => {}
     }
     let exact = |r: &StatsResult| {
-        (r.count, r.sum, r.sum_squares, r.min, r.max, r.median_pair, r.quantiles.clone(), r.histogram.clone(), r.rank_weighted_sum)
+        (
+            r.count,
+            r.sum,
+            r.sum_squares,
+            r.min,
+            r.max,
+            r.median_pair,
+            r.quantiles.clone(),
+            r.histogram.clone(),
+            r.rank_weighted_sum,
+        )
     };
     if exact(got) != exact(want) {
-        diffs.push(format!("exact fields differ: {:?} vs {:?}", exact(got), exact(want)));
+        diffs.push(format!(
+            "exact fields differ: {:?} vs {:?}",
+            exact(got),
+            exact(want)
+        ));
     }
     if diffs.is_empty() {
         Ok(())

@@ -14,7 +14,11 @@ pub fn oracle(values: &[i64], spec: &StatsSpec) -> Result<StatsResult, StatsErro
     s.sort_unstable();
     let sum: i128 = s.iter().map(|&v| v as i128).sum();
     let sum_squares: u128 = s.iter().map(|&v| (v as i128 * v as i128) as u128).sum();
-    let rank_weighted_sum: i128 = s.iter().enumerate().map(|(i, &v)| (i as i128 + 1) * v as i128).sum();
+    let rank_weighted_sum: i128 = s
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as i128 + 1) * v as i128)
+        .sum();
     let median_pair = (s[(n - 1) / 2], s[n / 2]);
     let mean = sum as f64 / n as f64;
     // Two-pass variance around the exact-rounded mean.
@@ -51,7 +55,11 @@ pub fn oracle(values: &[i64], spec: &StatsSpec) -> Result<StatsResult, StatsErro
         min: s[0],
         max: s[n - 1],
         median_pair,
-        quantiles: spec.quantiles.iter().map(|&q| (q, s[nearest_rank(q, n) - 1])).collect(),
+        quantiles: spec
+            .quantiles
+            .iter()
+            .map(|&q| (q, s[nearest_rank(q, n) - 1]))
+            .collect(),
         histogram,
         rank_weighted_sum,
         derived: Derived {

@@ -10,7 +10,11 @@ use crate::{finish::derive, nearest_rank, StatsError, StatsResult, StatsSpec, VA
 
 /// Computes the statistics of `values` (shares of signed fixed-point
 /// integers in two's complement mod 2^128, `|v| < 2^VALUE_BITS`).
-pub fn compute(p: &mut Party, values: &Shares<Z128>, spec: &StatsSpec) -> Result<StatsResult, StatsError> {
+pub fn compute(
+    p: &mut Party,
+    values: &Shares<Z128>,
+    spec: &StatsSpec,
+) -> Result<StatsResult, StatsError> {
     spec.validate()?;
     let n = values.len();
     if n == 0 {
@@ -54,7 +58,12 @@ pub fn compute(p: &mut Party, values: &Shares<Z128>, spec: &StatsSpec) -> Result
         }
         let mids: Vec<usize> = active.iter().map(|&j| (lo[j] + hi[j]) / 2).collect();
         let c: Vec<Z128> = active.iter().map(|&j| bounds[j]).collect();
-        let less = lt(p, &sorted_keys.gather(&mids), &Shares::from_public(p.id, &c), key_bits)?;
+        let less = lt(
+            p,
+            &sorted_keys.gather(&mids),
+            &Shares::from_public(p.id, &c),
+            key_bits,
+        )?;
         let less = unpack_bits(&open(p, &less)?, active.len());
         for ((&j, &m), l) in active.iter().zip(&mids).zip(less) {
             if l {
@@ -94,7 +103,12 @@ pub fn compute(p: &mut Party, values: &Shares<Z128>, spec: &StatsSpec) -> Result
         min: stat(0),
         max: stat(1),
         median_pair,
-        quantiles: spec.quantiles.iter().enumerate().map(|(k, &q)| (q, stat(4 + k))).collect(),
+        quantiles: spec
+            .quantiles
+            .iter()
+            .enumerate()
+            .map(|(k, &q)| (q, stat(4 + k)))
+            .collect(),
         histogram,
         rank_weighted_sum: weighted,
         derived: derive(n as u64, sum, sum_sq, median_pair, weighted),

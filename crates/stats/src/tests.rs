@@ -14,7 +14,10 @@ pub(crate) fn assert_matches(got: &StatsResult, want: &StatsResult) {
 }
 
 fn run_stats(values: &[i64], spec: &StatsSpec) -> StatsResult {
-    let x: Vec<Z128> = values.iter().map(|&v| Wrapping(v as i128 as u128)).collect();
+    let x: Vec<Z128> = values
+        .iter()
+        .map(|&v| Wrapping(v as i128 as u128))
+        .collect();
     let sh = share_plain(&x, &mut test_rng());
     let out = run3(|p| compute(p, &sh[p.id.index()], spec).unwrap());
     assert_eq!(out[0], out[1]);
@@ -60,7 +63,10 @@ proptest! {
 fn single_value_and_31_bit_regression() {
     // The reference system's program overflowed on 31-bit inputs.
     let values = vec![(1i64 << 31) - 1, (1i64 << 31) - 2, 1 << 30, (1 << 31) - 1];
-    let spec = StatsSpec { quantiles: vec![0.25, 0.9], histogram_bounds: vec![1 << 30] };
+    let spec = StatsSpec {
+        quantiles: vec![0.25, 0.9],
+        histogram_bounds: vec![1 << 30],
+    };
     assert_matches(&run_stats(&values, &spec), &oracle(&values, &spec).unwrap());
     let one = vec![42i64];
     assert_matches(&run_stats(&one, &spec), &oracle(&one, &spec).unwrap());
@@ -68,9 +74,21 @@ fn single_value_and_31_bit_regression() {
 
 #[test]
 fn empty_and_bad_specs_are_errors() {
-    assert!(matches!(oracle(&[], &StatsSpec::default()), Err(StatsError::Empty)));
-    let bad = StatsSpec { quantiles: vec![1.5], histogram_bounds: vec![] };
-    assert!(matches!(oracle(&[1], &bad), Err(StatsError::InvalidSpec(_))));
-    let bad = StatsSpec { quantiles: vec![], histogram_bounds: vec![3, 3] };
+    assert!(matches!(
+        oracle(&[], &StatsSpec::default()),
+        Err(StatsError::Empty)
+    ));
+    let bad = StatsSpec {
+        quantiles: vec![1.5],
+        histogram_bounds: vec![],
+    };
+    assert!(matches!(
+        oracle(&[1], &bad),
+        Err(StatsError::InvalidSpec(_))
+    ));
+    let bad = StatsSpec {
+        quantiles: vec![],
+        histogram_bounds: vec![3, 3],
+    };
     assert!(bad.validate().is_err());
 }

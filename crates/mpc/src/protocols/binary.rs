@@ -80,7 +80,11 @@ pub(crate) fn summands(p: &Party, a: &[Bits], b: &[Bits]) -> [Shares<Bits>; 3] {
     let zero = vec![Bits(0); a.len()];
     std::array::from_fn(|s| Shares {
         a: if s == i { a.to_vec() } else { zero.clone() },
-        b: if s == (i + 1) % 3 { b.to_vec() } else { zero.clone() },
+        b: if s == (i + 1) % 3 {
+            b.to_vec()
+        } else {
+            zero.clone()
+        },
     })
 }
 
@@ -118,7 +122,11 @@ pub fn add3_words(
         if level < 5 {
             // G' = G ^ (P & (G << s)),  P' = P & (P << s): one round for both.
             let p_sh = map_linear(&pr, |v| v << shift);
-            let both = and(p, &Shares::concat(&[&pr, &pr]), &Shares::concat(&[&g_sh, &p_sh]))?;
+            let both = and(
+                p,
+                &Shares::concat(&[&pr, &pr]),
+                &Shares::concat(&[&g_sh, &p_sh]),
+            )?;
             let parts = both.split(&[n, n]);
             g = g.add(&parts[0]);
             pr = parts[1].clone();
@@ -211,7 +219,9 @@ pub fn msb<T: IntRing>(p: &mut Party, d: &Shares<T>, k: u32) -> Result<Shares<Bi
 
 /// Unpacks bit-sliced result bits (public, after opening) into booleans.
 pub fn unpack_bits(words: &[Bits], n: usize) -> Vec<bool> {
-    (0..n).map(|i| (words[i / 64].0 >> (i % 64)) & 1 == 1).collect()
+    (0..n)
+        .map(|i| (words[i / 64].0 >> (i % 64)) & 1 == 1)
+        .collect()
 }
 
 #[cfg(test)]
@@ -233,16 +243,18 @@ mod tests {
         }
         let orig = m;
         transpose64(&mut m);
-        for r in 0..64 {
-            for c in 0..64 {
-                assert_eq!((m[c] >> r) & 1, (orig[r] >> c) & 1);
+        for (r, row) in orig.iter().enumerate() {
+            for (c, col) in m.iter().enumerate() {
+                assert_eq!((col >> r) & 1, (row >> c) & 1);
             }
         }
     }
 
     #[test]
     fn bitslice_places_bits() {
-        let xs: Vec<Z128> = (0..130u128).map(|i| Wrapping(i * 0x1234_5678_9abc_def1_u128 << 3)).collect();
+        let xs: Vec<Z128> = (0..130u128)
+            .map(|i| Wrapping((i * 0x1234_5678_9abc_def1_u128) << 3))
+            .collect();
         let k = 100;
         let planes = bitslice(&xs, k);
         let w = xs.len().div_ceil(64);

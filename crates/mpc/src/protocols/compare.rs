@@ -135,8 +135,15 @@ mod tests {
     use std::num::Wrapping;
 
     fn lt_eq_case(pairs: Vec<(u64, u64)>, bits: u32) {
-        let mask = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
-        let pairs: Vec<(u64, u64)> = pairs.into_iter().map(|(a, b)| (a & mask, b & mask)).collect();
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1 << bits) - 1
+        };
+        let pairs: Vec<(u64, u64)> = pairs
+            .into_iter()
+            .map(|(a, b)| (a & mask, b & mask))
+            .collect();
         let x: Vec<Z128> = pairs.iter().map(|p| Wrapping(p.0 as u128)).collect();
         let y: Vec<Z128> = pairs.iter().map(|p| Wrapping(p.1 as u128)).collect();
         let mut rng = test_rng();
@@ -155,7 +162,13 @@ mod tests {
     }
 
     fn edge() -> impl Strategy<Value = u64> {
-        prop_oneof![Just(0u64), Just(1), Just(u64::MAX), Just((1 << 48) - 1), any::<u64>()]
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just(u64::MAX),
+            Just((1 << 48) - 1),
+            any::<u64>()
+        ]
     }
 
     proptest! {

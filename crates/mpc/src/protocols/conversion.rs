@@ -36,7 +36,11 @@ pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
     if i == 2 {
         r2 = (0..n).map(|_| Z64::random(&mut p.prg_prev)).collect();
     }
-    let neg = |r: &Vec<Z64>| r.iter().map(|v| Bits(v.0.wrapping_neg())).collect::<Vec<_>>();
+    let neg = |r: &Vec<Z64>| {
+        r.iter()
+            .map(|v| Bits(v.0.wrapping_neg()))
+            .collect::<Vec<_>>()
+    };
     // -r1 in component 1 (P0's b, P1's a); -r2 in component 2 (P1's b, P2's a).
     let y = match i {
         0 => Shares::new(zero.clone(), neg(&r1)),
@@ -84,9 +88,15 @@ pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
 /// Each XOR component `b_s` is known to two parties, so it is trivially an
 /// arithmetic sharing; then `b_0 ^ b_1 = b_0 + b_1 - 2 b_0 b_1` and the same
 /// again with `b_2`. 2 rounds.
-pub fn bit_inject<T: Ring>(p: &mut Party, x: &Shares<Bits>, n: usize) -> Result<Shares<T>, MpcError> {
+pub fn bit_inject<T: Ring>(
+    p: &mut Party,
+    x: &Shares<Bits>,
+    n: usize,
+) -> Result<Shares<T>, MpcError> {
     if x.len() * 64 < n {
-        return Err(MpcError::InvalidArgument("bit_inject: fewer packed bits than n"));
+        return Err(MpcError::InvalidArgument(
+            "bit_inject: fewer packed bits than n",
+        ));
     }
     let unpack = |v: &[Bits]| -> Vec<T> {
         (0..n)
@@ -105,7 +115,11 @@ pub fn bit_inject<T: Ring>(p: &mut Party, x: &Shares<Bits>, n: usize) -> Result<
     let comp = |s: usize| -> Shares<T> {
         Shares::new(
             if s == i { a.clone() } else { zero.clone() },
-            if s == (i + 1) % 3 { b.clone() } else { zero.clone() },
+            if s == (i + 1) % 3 {
+                b.clone()
+            } else {
+                zero.clone()
+            },
         )
     };
     let two = T::from_u64(2);
@@ -128,7 +142,13 @@ mod tests {
     use std::num::Wrapping;
 
     fn edge() -> impl Strategy<Value = u64> {
-        prop_oneof![Just(0u64), Just(1), Just(u64::MAX), Just(1 << 63), any::<u64>()]
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just(u64::MAX),
+            Just(1 << 63),
+            any::<u64>()
+        ]
     }
 
     proptest! {

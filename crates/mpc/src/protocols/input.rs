@@ -37,8 +37,13 @@ pub fn check_client_input<T: Ring>(
     shares: &Shares<T>,
     submissions: &[Submission],
 ) -> Result<Vec<bool>, MpcError> {
-    if submissions.iter().any(|s| s.range.end > shares.len() || s.range.start > s.range.end) {
-        return Err(MpcError::InvalidArgument("submission range outside the shares"));
+    if submissions
+        .iter()
+        .any(|s| s.range.end > shares.len() || s.range.start > s.range.end)
+    {
+        return Err(MpcError::InvalidArgument(
+            "submission range outside the shares",
+        ));
     }
     let m = submissions.len();
     let mine: Vec<u8> = submissions

@@ -24,23 +24,28 @@ fn mds(s: &[Shares<Fr>; 3], m: &[Vec<Fr>]) -> [Shares<Fr>; 3] {
     let m: [[Fr; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| m[i][j]));
     let apply = |c: [&[Fr]; 3]| -> [Vec<Fr>; 3] {
         let mut out: [Vec<Fr>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
-        for k in 0..n {
-            let (x, y, z) = (c[0][k], c[1][k], c[2][k]);
+        for ((x, y), z) in c[0].iter().zip(c[1]).zip(c[2]) {
             for (o, row) in out.iter_mut().zip(&m) {
-                o.push(x * row[0] + y * row[1] + z * row[2]);
+                o.push(*x * row[0] + *y * row[1] + *z * row[2]);
             }
         }
         out
     };
     let [a0, a1, a2] = apply([&s[0].a, &s[1].a, &s[2].a]);
     let [b0, b1, b2] = apply([&s[0].b, &s[1].b, &s[2].b]);
-    [Shares::new(a0, b0), Shares::new(a1, b1), Shares::new(a2, b2)]
+    [
+        Shares::new(a0, b0),
+        Shares::new(a1, b1),
+        Shares::new(a2, b2),
+    ]
 }
 
 /// `Poseidon(a_k, b_k)` for every `k`. 195 rounds.
 pub fn poseidon2(p: &mut Party, a: &Shares<Fr>, b: &Shares<Fr>) -> Result<Shares<Fr>, MpcError> {
     if a.len() != b.len() {
-        return Err(MpcError::InvalidArgument("poseidon2: inputs differ in length"));
+        return Err(MpcError::InvalidArgument(
+            "poseidon2: inputs differ in length",
+        ));
     }
     let n = a.len();
     let prm = params();
@@ -126,7 +131,12 @@ mod tests {
 
     #[test]
     fn zero_test_opens_only_the_verdict() {
-        let x = vec![Fr::from(0u64), Fr::from(5u64), -Fr::from(1u64), Fr::from(0u64)];
+        let x = vec![
+            Fr::from(0u64),
+            Fr::from(5u64),
+            -Fr::from(1u64),
+            Fr::from(0u64),
+        ];
         let sh = share_plain(&x, &mut test_rng());
         let out = run3(|p| open_is_zero(p, &sh[p.id.index()]).unwrap());
         assert_eq!(out[0], vec![true, false, false, true]);

@@ -21,7 +21,9 @@ use crate::{MpcError, Party, Ring, Shares};
 pub fn shuffle<T: Ring>(p: &mut Party, cols: &[Shares<T>]) -> Result<Vec<Shares<T>>, MpcError> {
     let n = cols.first().map_or(0, |c| c.len());
     if cols.iter().any(|c| c.len() != n) {
-        return Err(MpcError::InvalidArgument("shuffle: columns differ in length"));
+        return Err(MpcError::InvalidArgument(
+            "shuffle: columns differ in length",
+        ));
     }
     let mut cols = cols.to_vec();
     let me = p.id.index();
