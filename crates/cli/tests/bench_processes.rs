@@ -9,7 +9,11 @@ fn bench(op: &str, n: &str, transport: &str) -> serde_json::Value {
         .args(["bench", op, "--n", n, "--transport", transport, "--json"])
         .output()
         .expect("run triad");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }

@@ -58,6 +58,27 @@ pub fn recv_vec<T: Ring>(
     decode_exact(&bytes, from, n)
 }
 
+/// Like [`recv_vec`], appending to `out` (no intermediate vector).
+pub fn recv_into<T: Ring>(
+    net: &mut dyn Network,
+    from: PartyId,
+    n: usize,
+    out: &mut Vec<T>,
+) -> Result<(), MpcError> {
+    let bytes = net.recv(from)?;
+    if bytes.len() != n * T::BYTES {
+        return Err(MpcError::WrongLength {
+            from,
+            expected: n * T::BYTES,
+            got: bytes.len(),
+        });
+    }
+    for c in bytes.chunks_exact(T::BYTES) {
+        out.push(T::decode(c).ok_or(MpcError::MalformedElement { from })?);
+    }
+    Ok(())
+}
+
 pub fn decode_exact<T: Ring>(bytes: &[u8], from: PartyId, n: usize) -> Result<Vec<T>, MpcError> {
     if bytes.len() != n * T::BYTES {
         return Err(MpcError::WrongLength {

@@ -1,7 +1,7 @@
 //! Linear-secret-sharing basics over any [`Ring`]: correlated randomness,
 //! multiplication (Araki et al. 2016), dot product and opening.
 
-use crate::network::{recv_vec, send_vec};
+use crate::network::{recv_into, recv_vec, send_vec};
 use crate::{MpcError, Party, PartyId, Ring, Shares};
 
 /// Additive shares of zero (`α_0 + α_1 + α_2 = 0`) with no communication:
@@ -26,7 +26,7 @@ pub fn random_shares<T: Ring>(p: &mut Party, n: usize) -> Shares<T> {
 pub const CHUNK: usize = 1 << 18;
 
 /// Streams a vector to `to` while receiving one of the same length from
-/// `from`, in chunks: `produce(range)` computes our elements for `range`
+/// `from`, in chunks: `produce(range, out)` appends our elements for `range`
 /// just before they are sent, so local work overlaps with the network.
 /// Still one round: every party sends all its chunks before it needs any
 /// of the others' beyond the previous chunk.
@@ -35,7 +35,7 @@ pub fn stream_exchange<T: Ring>(
     to: crate::PartyId,
     from: crate::PartyId,
     n: usize,
-    mut produce: impl FnMut(&mut Party, std::ops::Range<usize>) -> Vec<T>,
+    mut produce: impl FnMut(&mut Party, std::ops::Range<usize>, &mut Vec<T>),
 ) -> Result<(Vec<T>, Vec<T>), MpcError> {
     let mut mine = Vec::with_capacity(n);
     let mut theirs = Vec::with_capacity(n);
@@ -49,16 +49,14 @@ pub fn stream_exchange<T: Ring>(
             .collect()
     };
     for (k, r) in chunks.iter().enumerate() {
-        let part = produce(p, r.clone());
-        send_vec(p.net.as_mut(), to, &part)?;
-        mine.extend_from_slice(&part);
+        produce(p, r.clone(), &mut mine);
+        send_vec(p.net.as_mut(), to, &mine[r.clone()])?;
         if k > 0 {
-            let prev = &chunks[k - 1];
-            theirs.extend(recv_vec::<T>(p.net.as_mut(), from, prev.len())?);
+            recv_into(p.net.as_mut(), from, chunks[k - 1].len(), &mut theirs)?;
         }
     }
     let last = chunks.last().unwrap();
-    theirs.extend(recv_vec::<T>(p.net.as_mut(), from, last.len())?);
+    recv_into(p.net.as_mut(), from, last.len(), &mut theirs)?;
     Ok((mine, theirs))
 }
 
@@ -66,27 +64,30 @@ pub fn stream_exchange<T: Ring>(
 /// replicated ones. One round: send `z_i` to `prev`, receive `z_{i+1}`.
 pub fn reshare<T: Ring>(p: &mut Party, z: Vec<T>) -> Result<Shares<T>, MpcError> {
     let (prev, next) = (p.prev(), p.next());
-    let (a, b) = stream_exchange(p, prev, next, z.len(), |_, r| z[r].to_vec())?;
+    let (a, b) = stream_exchange(p, prev, next, z.len(), |_, r, out| {
+        out.extend_from_slice(&z[r])
+    })?;
     Ok(Shares::new(a, b))
 }
 
 /// The local half of multiplication: additive shares of `x * y`, masked by a
 /// zero sharing so they reveal nothing when sent.
 pub fn mul_local<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Vec<T> {
-    mul_local_range(p, x, y, 0..x.len())
+    let mut out = Vec::with_capacity(x.len());
+    mul_local_into(p, x, y, 0..x.len(), &mut out);
+    out
 }
 
-fn mul_local_range<T: Ring>(
+fn mul_local_into<T: Ring>(
     p: &mut Party,
     x: &Shares<T>,
     y: &Shares<T>,
     r: std::ops::Range<usize>,
-) -> Vec<T> {
+    out: &mut Vec<T>,
+) {
     let (xa, xb, ya, yb) = (&x.a[r.clone()], &x.b[r.clone()], &y.a[r.clone()], &y.b[r]);
     let alpha = zero_share::<T>(p, xa.len());
-    (0..xa.len())
-        .map(|k| xa[k] * ya[k] + xa[k] * yb[k] + xb[k] * ya[k] + alpha[k])
-        .collect()
+    out.extend((0..xa.len()).map(|k| xa[k] * ya[k] + xa[k] * yb[k] + xb[k] * ya[k] + alpha[k]));
 }
 
 /// Elementwise `x * y`. One round; each party sends `n` elements.
@@ -95,7 +96,9 @@ pub fn mul<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
         return Err(MpcError::InvalidArgument("mul: operands differ in length"));
     }
     let (prev, next) = (p.prev(), p.next());
-    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r| mul_local_range(p, x, y, r))?;
+    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r, out| {
+        mul_local_into(p, x, y, r, out)
+    })?;
     Ok(Shares::new(a, b))
 }
 
@@ -103,14 +106,15 @@ pub fn mul<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
 /// three: `z_i = x_i (x_i + 2 x_{i+1})`.
 pub fn square<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Shares<T>, MpcError> {
     let (prev, next) = (p.prev(), p.next());
-    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r| {
+    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r, out| {
         let alpha = zero_share::<T>(p, r.len());
-        x.a[r.clone()]
-            .iter()
-            .zip(&x.b[r])
-            .zip(alpha)
-            .map(|((xa, xb), al)| *xa * (*xa + *xb + *xb) + al)
-            .collect()
+        out.extend(
+            x.a[r.clone()]
+                .iter()
+                .zip(&x.b[r])
+                .zip(alpha)
+                .map(|((xa, xb), al)| *xa * (*xa + *xb + *xb) + al),
+        )
     })?;
     Ok(Shares::new(a, b))
 }
@@ -133,7 +137,9 @@ pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
 /// `x_{i+2}`, which `next` holds as its `b`.
 pub fn open<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
     let (prev, next) = (p.prev(), p.next());
-    let (_, c) = stream_exchange(p, prev, next, x.len(), |_, r| x.b[r].to_vec())?;
+    let (_, c) = stream_exchange(p, prev, next, x.len(), |_, r, out| {
+        out.extend_from_slice(&x.b[r])
+    })?;
     Ok(x.a
         .iter()
         .zip(&x.b)
