@@ -92,3 +92,25 @@ fn empty_and_bad_specs_are_errors() {
     };
     assert!(bad.validate().is_err());
 }
+
+#[test]
+fn sizes_around_powers_of_two_and_48_bit_values() {
+    // The tie-break tag width changes at powers of two; values span 0..2^48
+    // with many duplicates.
+    let spec = StatsSpec {
+        quantiles: vec![0.01, 0.5, 0.999],
+        histogram_bounds: vec![0, 1, 1 << 24, (1 << 48) - 1, 1 << 48],
+    };
+    for n in [2usize, 3, 4, 5, 63, 64, 65, 128, 129, 700] {
+        let values: Vec<i64> = (0..n as i64)
+            .map(|i| match i % 5 {
+                0 => 0,
+                1 => (1 << 48) - 1,
+                2 => 1 << 48,
+                3 => i.wrapping_mul(0x9e37_79b9) & ((1 << 48) - 1),
+                _ => 12_345,
+            })
+            .collect();
+        assert_matches(&run_stats(&values, &spec), &oracle(&values, &spec).unwrap());
+    }
+}
