@@ -321,7 +321,7 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
             let ks = deal(&keys, &mut rng, id);
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(&mut p, &mut |p| {
-                let s = shuffle(p, &[ks.clone()])?.remove(0);
+                let s = shuffle(p, std::slice::from_ref(&ks))?.remove(0);
                 let order = sort_order(p, &s, 48 + t)?;
                 let got = open(p, &s.gather(&order))?;
                 let mut want = keys.clone();
@@ -330,6 +330,7 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
             })?;
         }
         Op::Stats => {
+            const { assert!(VALUE_BITS >= 48) };
             // Skewed magnitudes up to 2^48 (balances), with duplicates.
             let v: Vec<i64> = (0..n)
                 .map(|k| {
@@ -348,7 +349,6 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
             let x: Vec<Z128> = v.iter().map(|&a| Wrapping(a as i128 as u128)).collect();
             let xs = deal(&x, &mut rng, id);
             let want = triad_stats::oracle(&v, &spec)?;
-            debug_assert!(VALUE_BITS >= 48);
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(&mut p, &mut |p| {
                 let got = triad_stats::compute(p, &xs, &spec)?;

@@ -1,9 +1,8 @@
 //! CLI edge of the notary issue: `triad datasource`, `triad notary`,
 //! `triad attest`, `triad verify-attestation`, and `triad bench attest`.
 //!
-//! Status (see docs/notary.md): `verify-attestation` and `bench attest` work;
-//! the data source, the notary service and the prover verbs are not built
-//! yet and fail with an explicit message instead of pretending to work.
+//! Thin wrappers over `triad_notary` (see docs/notary.md): the services and
+//! the prover are library calls; this file only parses flags and prints.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -94,14 +93,31 @@ pub fn run(cmd: NotaryCommand) -> anyhow::Result<()> {
             accounts,
             seed,
         } => datasource(data_dir, listen, accounts, seed),
-        NotaryCommand::Notary { .. } => not_built("notary"),
-        NotaryCommand::Attest { .. } => not_built("attest"),
+        NotaryCommand::Notary { data_dir, trust_ca } => notary(data_dir, trust_ca),
+        NotaryCommand::Attest {
+            notary,
+            url,
+            header,
+            study,
+            field,
+            scale,
+            account_field,
+            trust_ca,
+            out,
+        } => {
+            let spec = triad_notary::DataSpec {
+                field,
+                scale,
+                account_field,
+            };
+            attest(&notary, &url, &header, &study, spec, trust_ca, &out)
+        }
     }
 }
 
 /// `triad bench attest --n N [--json]`: n full attestations over loopback
-/// (HTTPS site, recording proxy, TLS 1.2 prover, notary check + signature,
-/// verification). The notary's HTTP API hop is not included (not built yet).
+/// (demo data source, notary service with its recording proxy and HTTP API,
+/// TLS 1.2 prover, notary check + signature, verification).
 pub fn bench_attest(n: usize, json: bool) -> anyhow::Result<()> {
     if n == 0 {
         bail!("--n must be at least 1");
@@ -112,7 +128,7 @@ pub fn bench_attest(n: usize, json: bool) -> anyhow::Result<()> {
     sorted.sort();
     let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)].as_secs_f64();
     println!(
-        "attest: n={n} request={} B server->client={} B median={:.2} ms p90={:.2} ms correct={}",
+        "attest: n={n} request={} B response={} B median={:.2} ms p90={:.2} ms correct={}",
         r.request_bytes,
         r.response_bytes,
         median * 1e3,
@@ -144,6 +160,7 @@ fn datasource(
         data_dir: data_dir.clone(),
         accounts,
         seed,
+        padding_assets: 0,
     };
     let ds = triad_notary::datasource::launch_datasource(listener, cfg)
         .map_err(|e| anyhow::anyhow!("starting the data source: {e}"))?;
@@ -158,11 +175,65 @@ fn datasource(
     Ok(())
 }
 
-fn not_built(verb: &str) -> anyhow::Result<()> {
-    bail!(
-        "`triad {verb}` is not available yet: the notary's proxy, TLS transcript checker, \
-         prover and demo data source are not implemented (see docs/notary.md, \"Status\")"
+fn notary(data_dir: PathBuf, trust_ca: Option<PathBuf>) -> anyhow::Result<()> {
+    triad_notary::service::run_notary_blocking(
+        &data_dir,
+        trust_ca.as_deref(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        |info| {
+            println!(
+                "notary: API {} proxy {} key {}; wrote {}",
+                info.url.as_deref().unwrap_or("?"),
+                info.proxy,
+                info.public_key,
+                data_dir
+                    .join(triad_notary::service::NOTARY_INFO_FILE)
+                    .display()
+            );
+        },
     )
+    .map_err(|e| anyhow::anyhow!("notary: {e}"))
+}
+
+fn attest(
+    notary_url: &str,
+    url: &str,
+    headers: &[String],
+    study: &str,
+    spec: triad_notary::DataSpec,
+    trust_ca: Option<PathBuf>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let headers = headers
+        .iter()
+        .map(|h| triad_notary::parse_header(h))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--header")?;
+    let target = triad_notary::ProveTarget::from_url(url, headers).context("--url")?;
+    let ca = match &trust_ca {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let (att, opening, key) =
+        triad_notary::service::prove_with_notary(notary_url, &target, ca.as_deref(), study, &spec)
+            .context("attestation failed")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs();
+    verify_attestation(&att, &[key], now).context("the notary's attestation does not verify")?;
+    triad_notary::service::write_attestation_files(out, &att, &opening)
+        .map_err(|e| anyhow::anyhow!("writing the result: {e}"))?;
+    println!(
+        "attested {} = {} (scale {}) for study {study}; wrote {} and {}",
+        spec.field,
+        opening.value,
+        spec.scale,
+        out.join("attestation.json").display(),
+        out.join("opening.json").display()
+    );
+    Ok(())
 }
 
 fn verify_file(file: &PathBuf, keys_hex: &[String], infos: &[PathBuf]) -> anyhow::Result<()> {

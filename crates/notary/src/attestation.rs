@@ -3,7 +3,7 @@
 //! component calls.
 //!
 //! JSON is the form people and services exchange; the signature covers the
-//! *canonical signing bytes* ([`Attestation::signing_bytes`]): a fixed-order,
+//! *canonical signing bytes* ([`AttestationClaims::signing_bytes`]): a fixed-order,
 //! length-prefixed binary encoding of the decoded fields, so JSON whitespace
 //! or key order never matter and every field is covered exactly once.
 
@@ -56,7 +56,7 @@ pub struct Attestation {
     pub nullifier: String,
     /// SHA-256 of the recorded transcript (both directions), hex.
     pub transcript_sha256: String,
-    /// ed25519 signature over [`Attestation::signing_bytes`], 128 hex digits.
+    /// ed25519 signature over [`AttestationClaims::signing_bytes`], 128 hex digits.
     pub signature: String,
 }
 

@@ -44,6 +44,9 @@ pub struct DatasourceConfig {
     pub data_dir: PathBuf,
     pub accounts: usize,
     pub seed: u64,
+    /// Extra filler assets `T000`, `T001`, … in every response (not in the
+    /// ground truth), to make responses of a realistic size (benchmark).
+    pub padding_assets: usize,
 }
 
 /// One account of the ground truth.
@@ -125,20 +128,23 @@ fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>),
             .push(DnType::CommonName, "triad demo data source CA");
         let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
         let leaf_key = KeyPair::generate().map_err(e)?;
-        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
-            .map_err(e)?;
+        let mut leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).map_err(e)?;
         leaf.distinguished_name
             .push(DnType::CommonName, "triad demo data source");
         let leaf = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).map_err(e)?;
         write_private(&dir.join(CA_KEY_FILE), ca_key.serialize_pem().as_bytes())?;
-        write_private(&dir.join(LEAF_KEY_FILE), leaf_key.serialize_pem().as_bytes())?;
+        write_private(
+            &dir.join(LEAF_KEY_FILE),
+            leaf_key.serialize_pem().as_bytes(),
+        )?;
         std::fs::write(dir.join(CA_CERT_FILE), ca_cert.pem())
             .map_err(|x| io(&dir.join(CA_CERT_FILE), x))?;
         // The leaf last: its presence means the set is complete.
         std::fs::write(&leaf_path, leaf.pem()).map_err(|x| io(&leaf_path, x))?;
     }
-    let ca_pem =
-        std::fs::read_to_string(dir.join(CA_CERT_FILE)).map_err(|x| io(&dir.join(CA_CERT_FILE), x))?;
+    let ca_pem = std::fs::read_to_string(dir.join(CA_CERT_FILE))
+        .map_err(|x| io(&dir.join(CA_CERT_FILE), x))?;
     let leaf_der = CertificateDer::from_pem_file(&leaf_path).map_err(|x| x.to_string())?;
     let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|x| x.to_string())?;
     let key = PrivateKeyDer::from_pem_file(dir.join(LEAF_KEY_FILE)).map_err(|x| x.to_string())?;
@@ -209,7 +215,8 @@ pub fn launch_datasource(
     let truth = ground_truth(config.accounts, config.seed);
     let truth_path = dir.join(GROUND_TRUTH_FILE);
     let truth_json = serde_json::to_string_pretty(&truth).map_err(|x| x.to_string())?;
-    std::fs::write(&truth_path, truth_json).map_err(|x| format!("{}: {x}", truth_path.display()))?;
+    std::fs::write(&truth_path, truth_json)
+        .map_err(|x| format!("{}: {x}", truth_path.display()))?;
     let addr = listener.local_addr().map_err(|x| x.to_string())?;
     let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
@@ -233,7 +240,11 @@ pub fn launch_datasource(
             .accounts
             .iter()
             .map(|a| {
-                let body = serde_json::json!({"uid": a.uid, "balances": a.balances}).to_string();
+                let mut balances = a.balances.clone();
+                for i in 0..config.padding_assets {
+                    balances.insert(format!("T{i:03}"), format!("{i}.0100"));
+                }
+                let body = serde_json::json!({"uid": a.uid, "balances": balances}).to_string();
                 (a.api_key.clone(), body)
             })
             .collect(),
@@ -285,7 +296,12 @@ fn serve_one(
             break i;
         }
         if req.len() > MAX_REQUEST_HEAD {
-            return respond(&mut tls, 431, "Request Header Fields Too Large", r#"{"error":"request head too large"}"#);
+            return respond(
+                &mut tls,
+                431,
+                "Request Header Fields Too Large",
+                r#"{"error":"request head too large"}"#,
+            );
         }
         let n = tls.read(&mut buf)?;
         if n == 0 {
@@ -302,7 +318,12 @@ fn serve_one(
         return respond(&mut tls, 404, "Not Found", r#"{"error":"not found"}"#);
     }
     if method != "GET" {
-        return respond(&mut tls, 405, "Method Not Allowed", r#"{"error":"use GET"}"#);
+        return respond(
+            &mut tls,
+            405,
+            "Method Not Allowed",
+            r#"{"error":"use GET"}"#,
+        );
     }
     let key = lines
         .filter_map(|l| l.split_once(':'))
@@ -347,9 +368,14 @@ mod tests {
             rustls::ClientConnection::new(client, ServerName::try_from("127.0.0.1").unwrap())
                 .unwrap();
         let mut tls = rustls::StreamOwned::new(conn, sock);
-        let hdr = key.map(|k| format!("X-API-KEY: {k}\r\n")).unwrap_or_default();
-        write!(tls, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{hdr}Connection: close\r\n\r\n")
-            .unwrap();
+        let hdr = key
+            .map(|k| format!("X-API-KEY: {k}\r\n"))
+            .unwrap_or_default();
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{hdr}Connection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         tls.read_to_string(&mut out).unwrap();
         out
@@ -384,13 +410,16 @@ mod tests {
             data_dir: dir.clone(),
             accounts: 10,
             seed: 3,
+            padding_assets: 0,
         };
         let ds = launch_datasource(TcpListener::bind("127.0.0.1:0").unwrap(), cfg.clone()).unwrap();
-        let info: DatasourceInfo = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(DATASOURCE_INFO_FILE)).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(info.url, format!("https://127.0.0.1:{}/api/v3/account", ds.addr.port()));
+        let info: DatasourceInfo =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(DATASOURCE_INFO_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(
+            info.url,
+            format!("https://127.0.0.1:{}/api/v3/account", ds.addr.port())
+        );
         assert_eq!(info.api_keys.len(), LISTED_KEYS);
         let truth: GroundTruth =
             serde_json::from_str(&std::fs::read_to_string(&info.ground_truth).unwrap()).unwrap();

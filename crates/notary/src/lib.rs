@@ -11,10 +11,13 @@
 //! - [`http`]: the response parser run on the decrypted server stream;
 //! - [`notarize`]: the notary's decision, session + disclosure → attestation;
 //! - [`proxy`]: the recording TCP proxy with size and time limits;
-//! - [`bench`]: the loopback attestation benchmark.
-//!
-//! Not here yet (docs/notary.md, "Status"): the notary's HTTP API, the
-//! prover as a library call, and the demo data source.
+//! - [`prover`]: the prover as a library call ([`prove`]): TLS 1.2 through
+//!   the proxy, rx key/IV disclosure only, attestation + [`Opening`];
+//! - [`service`]: the notary service (proxy + HTTP API), its blocking client
+//!   and the prover against it (`prove_with_notary`);
+//! - [`datasource`]: the demo HTTPS data source (exchange-like account API);
+//! - [`mod@bench`]: the loopback attestation benchmark (data source + notary
+//!   service + prover).
 #![forbid(unsafe_code)]
 
 pub mod attestation;

@@ -47,7 +47,8 @@ impl std::fmt::Debug for Opening {
 
 impl Opening {
     pub fn blinder_fr(&self) -> Result<Fr, ProveError> {
-        fr_from_hex(&self.blinder).map_err(|_| ProveError::Setup("opening blinder is not a scalar".into()))
+        fr_from_hex(&self.blinder)
+            .map_err(|_| ProveError::Setup("opening blinder is not a scalar".into()))
     }
 }
 
@@ -86,7 +87,9 @@ impl ProveTarget {
         for (n, v) in &headers {
             let ok_name = !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b':');
             if !ok_name || v.chars().any(|c| c == '\r' || c == '\n') {
-                return Err(ProveError::Setup(format!("bad header name or value for {n:?}")));
+                return Err(ProveError::Setup(format!(
+                    "bad header name or value for {n:?}"
+                )));
             }
         }
         Ok(Self {
@@ -123,14 +126,28 @@ pub enum ProveError {
     Setup(String),
     #[error("TLS session through the proxy: {0}")]
     Session(String),
+    // No `#[from]`/`#[source]`: the message already holds the cause, so
+    // error chains (anyhow) print it once.
     #[error("the site's response: {0}")]
-    Http(#[from] HttpError),
+    Http(HttpError),
     #[error("the site's response does not match the data spec: {0}")]
-    Spec(#[from] SpecError),
+    Spec(SpecError),
     #[error("the notary refused: {0}")]
     Notary(String),
     #[error("the notary's attestation does not match the prover's own reading: {0}")]
     Mismatch(&'static str),
+}
+
+impl From<HttpError> for ProveError {
+    fn from(e: HttpError) -> Self {
+        Self::Http(e)
+    }
+}
+
+impl From<SpecError> for ProveError {
+    fn from(e: SpecError) -> Self {
+        Self::Spec(e)
+    }
 }
 
 /// A rustls client for provers: TLS 1.2 only, secret extraction on,
@@ -293,10 +310,18 @@ mod tests {
         );
         let t = ProveTarget::from_url("https://example.com", vec![]).unwrap();
         assert_eq!((t.port, t.path.as_str()), (443, "/"));
-        for bad in ["http://x/", "https://:1/", "https://h:0/", "https://h:x/", "https://h/a b"] {
+        for bad in [
+            "http://x/",
+            "https://:1/",
+            "https://h:0/",
+            "https://h:x/",
+            "https://h/a b",
+        ] {
             assert!(ProveTarget::from_url(bad, vec![]).is_err(), "{bad}");
         }
-        assert!(ProveTarget::from_url("https://h/", vec![("A".into(), "b\r\nC: d".into())]).is_err());
+        assert!(
+            ProveTarget::from_url("https://h/", vec![("A".into(), "b\r\nC: d".into())]).is_err()
+        );
         assert!(parse_header("no colon").is_err());
     }
 

@@ -60,6 +60,8 @@ type Finished = Arc<Mutex<(HashMap<String, SessionOutcome>, Vec<String>)>>;
 pub struct ProxyHandle {
     pub addr: std::net::SocketAddr,
     finished: Finished,
+    /// Woken whenever a session finishes.
+    done: Arc<tokio::sync::Notify>,
     active: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -71,6 +73,27 @@ impl ProxyHandle {
         let out = g.0.remove(session_id);
         g.1.retain(|s| s != session_id);
         out
+    }
+
+    /// Waits up to `timeout` for the session to finish, then takes it
+    /// (see [`ProxyHandle::take_session`]).
+    pub async fn wait_session(
+        &self,
+        session_id: &str,
+        timeout: Duration,
+    ) -> Option<SessionOutcome> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(o) = self.take_session(session_id) {
+                return Some(o);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.take_session(session_id);
+            }
+        }
     }
 
     /// Connections currently open (being relayed or awaiting a preamble).
@@ -90,7 +113,8 @@ pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Resu
     let finished: Finished = Arc::default();
     let active = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(Semaphore::new(config.max_connections));
-    let (f, a) = (finished.clone(), active.clone());
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (f, a, d) = (finished.clone(), active.clone(), done.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
@@ -102,7 +126,7 @@ pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Resu
             let Ok(permit) = limit.clone().try_acquire_owned() else {
                 continue;
             };
-            let (f, a, cfg) = (f.clone(), a.clone(), config.clone());
+            let (f, a, d, cfg) = (f.clone(), a.clone(), d.clone(), config.clone());
             a.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 if let Some((id, outcome)) = serve(sock, &cfg).await {
@@ -114,6 +138,8 @@ pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Resu
                         let old = g.1.remove(0);
                         g.0.remove(&old);
                     }
+                    drop(g);
+                    d.notify_waiters();
                 }
                 a.fetch_sub(1, Ordering::SeqCst);
                 drop(permit);
@@ -123,6 +149,7 @@ pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Resu
     Ok(ProxyHandle {
         addr,
         finished,
+        done,
         active,
         task,
     })

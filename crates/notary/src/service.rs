@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
@@ -276,7 +276,10 @@ async fn read_request(sock: &mut AsyncTcpStream, lim: &ApiLimits) -> std::io::Re
     while body.len() < length {
         let n = sock.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(Parsed::Error(400, "request body shorter than content-length"));
+            return Ok(Parsed::Error(
+                400,
+                "request body shorter than content-length",
+            ));
         }
         body.extend_from_slice(&chunk[..n]);
     }
@@ -287,12 +290,11 @@ async fn read_request(sock: &mut AsyncTcpStream, lim: &ApiLimits) -> std::io::Re
 }
 
 async fn handle(mut sock: AsyncTcpStream, st: Arc<State>) -> std::io::Result<()> {
-    let parsed = match tokio::time::timeout(st.api.read_timeout, read_request(&mut sock, &st.api))
-        .await
-    {
-        Err(_) => return write_response(&mut sock, 408, &error_body("request timeout")).await,
-        Ok(r) => r?,
-    };
+    let parsed =
+        match tokio::time::timeout(st.api.read_timeout, read_request(&mut sock, &st.api)).await {
+            Err(_) => return write_response(&mut sock, 408, &error_body("request timeout")).await,
+            Ok(r) => r?,
+        };
     let (status, body) = match parsed {
         Parsed::Error(s, m) => (s, error_body(m)),
         Parsed::Request { method, path, body } => match (method.as_str(), path.as_str()) {
@@ -305,7 +307,9 @@ async fn handle(mut sock: AsyncTcpStream, st: Arc<State>) -> std::io::Result<()>
     write_response(&mut sock, status, &body).await
 }
 
-fn parse_attest(body: &[u8]) -> Result<(AttestApiRequest, ServerKeyDisclosure, AttestationRequest), String> {
+fn parse_attest(
+    body: &[u8],
+) -> Result<(AttestApiRequest, ServerKeyDisclosure, AttestationRequest), String> {
     let req: AttestApiRequest =
         serde_json::from_slice(body).map_err(|e| format!("malformed request JSON: {e}"))?;
     let sid_ok = req.session_id.len() == 32
@@ -334,27 +338,30 @@ async fn attest(st: &Arc<State>, body: &[u8]) -> (u16, String) {
         Ok(x) => x,
         Err(m) => return (400, error_body(&m)),
     };
-    let start = Instant::now();
-    let outcome = loop {
-        if let Some(o) = st.proxy.take_session(&req.session_id) {
-            break o;
-        }
-        if start.elapsed() >= st.api.session_wait {
-            return (
-                404,
-                error_body("unknown session id (never proxied, already used, or not finished)"),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let Some(outcome) = st
+        .proxy
+        .wait_session(&req.session_id, st.api.session_wait)
+        .await
+    else {
+        return (
+            404,
+            error_body("unknown session id (never proxied, already used, or not finished)"),
+        );
     };
     let session = match outcome {
         SessionOutcome::Complete(s) => s,
         SessionOutcome::TranscriptTooLarge => {
-            return (422, error_body("session exceeded the transcript size limit"))
+            return (
+                422,
+                error_body("session exceeded the transcript size limit"),
+            )
         }
         SessionOutcome::TimedOut => return (422, error_body("session exceeded the time limit")),
         SessionOutcome::ConnectFailed => {
-            return (422, error_body("the notary could not connect to the server"))
+            return (
+                422,
+                error_body("the notary could not connect to the server"),
+            )
         }
     };
     let st2 = st.clone();
@@ -563,7 +570,11 @@ fn write_info(dir: &Path, info: &NotaryInfo) -> Result<(), String> {
 }
 
 /// Writes `attestation.json` and `opening.json` (mode 0600) into `out`.
-pub fn write_attestation_files(out: &Path, att: &Attestation, opening: &Opening) -> Result<(), String> {
+pub fn write_attestation_files(
+    out: &Path,
+    att: &Attestation,
+    opening: &Opening,
+) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let a = out.join("attestation.json");
     std::fs::write(&a, att.to_json()).map_err(|e| format!("{}: {e}", a.display()))?;
@@ -625,7 +636,11 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 413"), "{r}");
         assert!(r.contains(r#""error":"request body too large""#), "{r}");
 
-        let r = raw(a, b"POST /v1/attest HTTP/1.1\r\nContent-Length: 5\r\n\r\n{oops").await;
+        let r = raw(
+            a,
+            b"POST /v1/attest HTTP/1.1\r\nContent-Length: 5\r\n\r\n{oops",
+        )
+        .await;
         assert!(r.starts_with("HTTP/1.1 400"), "{r}");
         assert!(r.contains("malformed request JSON"), "{r}");
 
@@ -669,7 +684,10 @@ mod tests {
 
         // The blocking client reports the notary's message.
         let client = ApiClient::new(&svc.url()).unwrap();
-        let info = tokio::task::spawn_blocking(move || client.info()).await.unwrap().unwrap();
+        let info = tokio::task::spawn_blocking(move || client.info())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(info.public_key, svc.public_key.to_hex());
         assert!(ApiClient::new("https://x:1").is_err());
         svc.shutdown();
