@@ -6,6 +6,12 @@ mod notary_cli;
 
 use clap::{Parser, Subcommand};
 
+/// Keeps freed memory for reuse instead of returning it to the OS, so the
+/// large per-round buffers of the MPC engine do not page-fault each time
+/// (measured: see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "triad",
