@@ -72,7 +72,7 @@ fn attest_and_verify_through_real_services() {
     let key = ds["api_keys"][0].as_str().unwrap().to_string();
     // datasource.json's `url` is the account endpoint itself.
     let url = ds["url"].as_str().unwrap().to_string();
-    let attest = |header: &str| {
+    let attest = |header: &str, out: &Path| {
         triad()
             .args([
                 "attest",
@@ -90,12 +90,12 @@ fn attest_and_verify_through_real_services() {
                 "balances.ETH",
             ])
             .args(["--scale", "4", "--trust-ca", &ca, "--out"])
-            .arg(&out)
+            .arg(out)
             .output()
             .unwrap()
     };
 
-    let ok = attest(&format!("X-API-KEY: {key}"));
+    let ok = attest(&format!("X-API-KEY: {key}"), &out);
     assert!(ok.status.success(), "{url}: {}", text(&ok));
     let att = out.join("attestation.json");
     assert!(out.join("opening.json").exists());
@@ -138,26 +138,7 @@ fn attest_and_verify_through_real_services() {
 
     // A wrong API key is refused by the site: a clear error, nothing written.
     let out2 = tmp("out2");
-    let bad = triad()
-        .args([
-            "attest",
-            "--notary",
-            info["url"].as_str().unwrap(),
-            "--url",
-            &url,
-        ])
-        .args([
-            "--header",
-            "X-API-KEY: wrong",
-            "--study",
-            "eth-holdings",
-            "--field",
-            "balances.ETH",
-        ])
-        .args(["--scale", "4", "--trust-ca", &ca, "--out"])
-        .arg(&out2)
-        .output()
-        .unwrap();
+    let bad = attest("X-API-KEY: wrong", &out2);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("401"), "{}", text(&bad));
     assert!(!out2.join("attestation.json").exists());
