@@ -19,6 +19,10 @@ use crate::pin::{provider, Identity, Pinned};
 /// Frames queued per link and direction before the producer waits.
 const QUEUE: usize = 8;
 
+/// How long one incoming connection may take to complete TLS and name
+/// itself.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
     pub id: PartyId,
@@ -65,6 +69,7 @@ pub struct TcpNetwork {
     rt: Runtime,
     links: [Option<Link>; 3],
     timeout: Duration,
+    max_frame: usize,
     stats: NetStats,
 }
 
@@ -134,12 +139,15 @@ impl TcpNetwork {
                             if len > max {
                                 Err(NetError::Oversize { peer, len, max })
                             } else {
-                                let mut buf = vec![0u8; len];
-                                match rd.read_exact(&mut buf).await {
-                                    Ok(_) => Ok(buf),
-                                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(
-                                        io_err(peer, "connection closed in the middle of a frame"),
-                                    ),
+                                // Grow with the data actually received: a
+                                // header alone cannot make us allocate.
+                                let mut buf = Vec::with_capacity(len.min(1 << 20));
+                                match (&mut rd).take(len as u64).read_to_end(&mut buf).await {
+                                    Ok(got) if got == len => Ok(buf),
+                                    Ok(_) => Err(io_err(
+                                        peer,
+                                        "connection closed in the middle of a frame",
+                                    )),
                                     Err(e) => Err(io_err(peer, e)),
                                 }
                             }
@@ -167,6 +175,7 @@ impl TcpNetwork {
             rt,
             links,
             timeout: cfg.timeout,
+            max_frame: cfg.max_frame.min(u32::MAX as usize),
             stats: NetStats::default(),
         })
     }
@@ -190,9 +199,19 @@ async fn connect_all(
             .with_custom_certificate_verifier(Pinned::new(vec![cfg.certs[i].clone()]))
             .with_client_auth_cert(vec![cfg.identity.cert()], cfg.identity.key())
             .map_err(|e| NetError::Setup(e.to_string()))?;
-        let tcp = TcpStream::connect(cfg.addrs[i])
-            .await
-            .map_err(|e| io_err(peer, e))?;
+        // The peer may not listen yet: retry until the setup deadline
+        // (enforced by the caller's timeout around the whole setup).
+        let mut backoff = Duration::from_millis(50);
+        let tcp = loop {
+            match TcpStream::connect(cfg.addrs[i]).await {
+                Ok(t) => break t,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(io_err(peer, e)),
+            }
+        };
         tcp.set_nodelay(true).ok();
         let name = ServerName::try_from(format!("party-{i}"))
             .map_err(|e| NetError::Setup(e.to_string()))?;
@@ -226,43 +245,43 @@ async fn connect_all(
         let listener =
             TcpListener::from_std(listener).map_err(|e| NetError::Setup(e.to_string()))?;
         let mut pending: Vec<usize> = (me + 1..3).collect();
+        // Each handshake runs in its own task with its own deadline, so a
+        // stranger that connects and stays silent cannot hold up the others.
+        let mut handshakes = tokio::task::JoinSet::new();
         while !pending.is_empty() {
-            let (tcp, _) = listener
-                .accept()
-                .await
-                .map_err(|e| NetError::Setup(e.to_string()))?;
-            tcp.set_nodelay(true).ok();
-            // A stranger failing the handshake must not stop the setup.
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                continue;
-            };
-            let mut id = [0u8; 1];
-            if tls.read_exact(&mut id).await.is_err() {
-                continue;
-            }
-            let j = id[0] as usize;
-            let cert_ok = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .is_some_and(|c| j < 3 && c.as_ref() == cfg.certs[j].as_slice());
-            if let (true, Some(pos)) = (cert_ok, pending.iter().position(|&p| p == j)) {
-                if tls.write_all(&[1]).await.is_err() || tls.flush().await.is_err() {
-                    continue;
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (tcp, _) = accepted.map_err(|e| NetError::Setup(e.to_string()))?;
+                    tcp.set_nodelay(true).ok();
+                    let (acceptor, certs) = (acceptor.clone(), cfg.certs.clone());
+                    handshakes.spawn(tokio::time::timeout(HANDSHAKE_TIMEOUT, async move {
+                        let mut tls = acceptor.accept(tcp).await.ok()?;
+                        let mut id = [0u8; 1];
+                        tls.read_exact(&mut id).await.ok()?;
+                        let j = id[0] as usize;
+                        let cert_ok = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .is_some_and(|c| j < 3 && c.as_ref() == certs[j].as_slice());
+                        cert_ok.then_some((j, tls))
+                    }));
                 }
-                pending.remove(pos);
-                out.push((PartyId::new(j).unwrap(), Tls::Server(tls)));
+                Some(done) = handshakes.join_next() => {
+                    // A failed, stalled or refused handshake is dropped.
+                    let Ok(Ok(Some((j, mut tls)))) = done else { continue };
+                    let Some(pos) = pending.iter().position(|&p| p == j) else { continue };
+                    if tls.write_all(&[1]).await.is_err() || tls.flush().await.is_err() {
+                        continue;
+                    }
+                    pending.remove(pos);
+                    out.push((PartyId::new(j).unwrap(), Tls::Server(tls)));
+                }
             }
         }
     }
     Ok(out)
-}
-
-impl TcpNetwork {
-    fn link(&mut self, peer: PartyId) -> Result<&mut Link, NetError> {
-        self.links[peer.index()].as_mut().ok_or(NetError::SelfSend)
-    }
 }
 
 impl Network for TcpNetwork {
@@ -272,8 +291,26 @@ impl Network for TcpNetwork {
 
     fn send(&mut self, to: PartyId, msg: Vec<u8>) -> Result<(), NetError> {
         let len = msg.len() as u64 + 4;
-        let tx = self.link(to)?.tx.as_ref().ok_or(NetError::Closed(to))?;
-        tx.blocking_send(msg).map_err(|_| NetError::Closed(to))?;
+        if msg.len() > self.max_frame {
+            return Err(NetError::Oversize {
+                peer: to,
+                len: msg.len(),
+                max: self.max_frame,
+            });
+        }
+        let timeout = self.timeout;
+        let link = self.links[to.index()].as_mut().ok_or(NetError::SelfSend)?;
+        let tx = link.tx.as_ref().ok_or(NetError::Closed(to))?;
+        // A peer that is alive but stopped reading fills the queues; give up
+        // after the same timeout as a receive instead of blocking forever.
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, tx.send(msg)).await })
+        {
+            Err(_) => return Err(NetError::Timeout(to, timeout)),
+            Ok(Err(_)) => return Err(NetError::Closed(to)),
+            Ok(Ok(())) => {}
+        }
         self.stats.bytes_sent += len;
         self.stats.messages_sent += 1;
         Ok(())

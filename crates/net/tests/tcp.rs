@@ -221,3 +221,48 @@ fn unpinned_certificate_is_refused() {
     // P0 keeps waiting for a legitimate P1 and P2, then gives up cleanly.
     assert!(p0.join().unwrap().unwrap().contains("not connected"));
 }
+
+#[test]
+fn a_silent_stranger_does_not_block_setup() {
+    let s = setup();
+    let addrs = s.addrs;
+    // Connects to P0 first and never says anything.
+    let _stranger = TcpStream::connect(addrs[0]).unwrap();
+    let out = run(
+        s,
+        |_| addrs,
+        Duration::from_secs(10),
+        |p| {
+            let x = triad_mpc::Shares::<Z64>::zeros(3);
+            open(p, &x)
+        },
+    );
+    for r in out {
+        assert_eq!(r.unwrap(), vec![Wrapping(0u64); 3]);
+    }
+}
+
+#[test]
+fn sending_to_a_peer_that_stopped_reading_times_out() {
+    let s = setup();
+    let addrs = s.addrs;
+    let out = run(
+        s,
+        |_| addrs,
+        Duration::from_secs(1),
+        |p| {
+            if p.id.index() == 1 {
+                // P1 floods P0, which never reads.
+                for _ in 0..400 {
+                    p.net.send(PartyId::new(0).unwrap(), vec![7u8; 4 << 20])?;
+                }
+                Ok("sent everything")
+            } else {
+                std::thread::sleep(Duration::from_secs(4));
+                Ok("idle")
+            }
+        },
+    );
+    let err = out[1].as_ref().expect_err("P1 must not block forever");
+    assert!(err.contains("timed out"), "{err}");
+}
