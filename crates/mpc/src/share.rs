@@ -47,6 +47,7 @@ impl<T: Ring> Shares<T> {
     }
 
     pub fn add(&self, o: &Self) -> Self {
+        debug_assert_eq!(self.len(), o.len(), "add: lengths differ");
         Self {
             a: self.a.iter().zip(&o.a).map(|(x, y)| *x + *y).collect(),
             b: self.b.iter().zip(&o.b).map(|(x, y)| *x + *y).collect(),
@@ -54,6 +55,7 @@ impl<T: Ring> Shares<T> {
     }
 
     pub fn sub(&self, o: &Self) -> Self {
+        debug_assert_eq!(self.len(), o.len(), "sub: lengths differ");
         Self {
             a: self.a.iter().zip(&o.a).map(|(x, y)| *x - *y).collect(),
             b: self.b.iter().zip(&o.b).map(|(x, y)| *x - *y).collect(),

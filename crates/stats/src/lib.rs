@@ -138,9 +138,18 @@ pub fn agrees(got: &StatsResult, want: &StatsResult) -> Result<(), String> {
     }
 }
 
-/// 1-based nearest rank of quantile `q` among `n` values.
+/// 1-based nearest rank of quantile `q` among `n` values: `ceil(q n)`.
+/// `q n` is snapped to the nearest integer when within rounding error of
+/// it, so e.g. `0.07 * 100 = 7.000000000000001` gives rank 7, not 8.
 pub(crate) fn nearest_rank(q: f64, n: usize) -> usize {
-    ((q * n as f64).ceil() as usize).clamp(1, n)
+    let x = q * n as f64;
+    let r = x.round();
+    let rank = if (x - r).abs() <= 1e-9 * x.max(1.0) {
+        r
+    } else {
+        x.ceil()
+    };
+    (rank as usize).clamp(1, n)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! derived floats computed a *different* way (two-pass variance, Gini from
 //! the pairwise-difference form) so agreement is evidence, not tautology.
 
-use crate::{finish::Derived, nearest_rank, StatsError, StatsResult, StatsSpec};
+use crate::{finish::Derived, StatsError, StatsResult, StatsSpec};
 
 pub fn oracle(values: &[i64], spec: &StatsSpec) -> Result<StatsResult, StatsError> {
     spec.validate()?;
@@ -58,7 +58,7 @@ pub fn oracle(values: &[i64], spec: &StatsSpec) -> Result<StatsResult, StatsErro
         quantiles: spec
             .quantiles
             .iter()
-            .map(|&q| (q, s[nearest_rank(q, n) - 1]))
+            .map(|&q| (q, s[oracle_rank(q, n) - 1]))
             .collect(),
         histogram,
         rank_weighted_sum,
@@ -70,4 +70,14 @@ pub fn oracle(values: &[i64], spec: &StatsSpec) -> Result<StatsResult, StatsErro
             gini,
         },
     })
+}
+
+/// The nearest rank computed independently of the program's
+/// `nearest_rank`: the smallest `k` with `k / n >= q`, compared in decimal
+/// parts-per-billion so that e.g. q = 0.07, n = 100 gives 7.
+fn oracle_rank(q: f64, n: usize) -> usize {
+    let q_ppb = (q * 1e9).round() as u128;
+    (1..=n)
+        .find(|&k| k as u128 * 1_000_000_000 >= q_ppb * n as u128)
+        .unwrap_or(n)
 }

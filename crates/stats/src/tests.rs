@@ -114,3 +114,25 @@ fn sizes_around_powers_of_two_and_48_bit_values() {
         assert_matches(&run_stats(&values, &spec), &oracle(&values, &spec).unwrap());
     }
 }
+
+#[test]
+fn quantile_ranks_are_exact_for_decimal_quantiles() {
+    // ceil(0.07 * 100) in floating point is 8; the 7th value is right.
+    let values: Vec<i64> = (1..=100).collect();
+    let spec = StatsSpec {
+        quantiles: vec![0.07, 0.14, 0.28, 0.55, 0.56, 0.5, 1.0],
+        histogram_bounds: vec![],
+    };
+    let got = run_stats(&values, &spec);
+    let want: Vec<(f64, i64)> = vec![
+        (0.07, 7),
+        (0.14, 14),
+        (0.28, 28),
+        (0.55, 55),
+        (0.56, 56),
+        (0.5, 50),
+        (1.0, 100),
+    ];
+    assert_eq!(got.quantiles, want);
+    assert_matches(&got, &oracle(&values, &spec).unwrap());
+}

@@ -19,6 +19,9 @@ pub fn lt<T: IntRing>(
     if bits >= T::BITS {
         return Err(MpcError::InvalidArgument("lt: need bits < ring width"));
     }
+    if x.len() != y.len() {
+        return Err(MpcError::InvalidArgument("lt: operands differ in length"));
+    }
     msb(p, &x.sub(y), bits + 1)
 }
 
@@ -47,6 +50,9 @@ pub fn eq<T: IntRing>(
 ) -> Result<Shares<Bits>, MpcError> {
     if bits == 0 || bits > 64 {
         return Err(MpcError::InvalidArgument("eq: bits must be in 1..=64"));
+    }
+    if x.len() != y.len() {
+        return Err(MpcError::InvalidArgument("eq: operands differ in length"));
     }
     let n = x.len();
     let mask = if bits == 64 { !0 } else { (1u64 << bits) - 1 };
