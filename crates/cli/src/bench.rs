@@ -135,33 +135,49 @@ fn run_mem(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
 }
 
 fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
-    let dir = std::env::temp_dir().join(format!("triad-bench-{}-{}", std::process::id(), seed));
-    std::fs::create_dir_all(&dir)?;
+    // A fresh private directory for the parties' keys: `create` fails if
+    // the path exists, so nobody can pre-plant files there.
+    let nonce: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("triad-bench-{}-{nonce:016x}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    }
     for i in 0..3 {
         let id = Identity::generate(&format!("party-{i}"))?;
         std::fs::write(dir.join(format!("cert-{i}.der")), &id.cert_der)?;
         std::fs::write(dir.join(format!("key-{i}.der")), &id.key_der)?;
     }
     let exe = std::env::current_exe()?;
-    let children: Vec<_> = (0..3)
-        .map(|i| {
-            Command::new(&exe)
-                .args(["bench-party", "--dir"])
-                .arg(&dir)
-                .args([
-                    "--id",
-                    &i.to_string(),
-                    "--n",
-                    &n.to_string(),
-                    "--seed",
-                    &seed.to_string(),
-                ])
-                .args(["--op", op.to_possible_value().unwrap().get_name()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .context("spawning a bench party")
-        })
-        .collect::<Result<_>>()?;
+    let mut children = Vec::new();
+    for i in 0..3 {
+        let child = Command::new(&exe)
+            .args(["bench-party", "--dir"])
+            .arg(&dir)
+            .args([
+                "--id",
+                &i.to_string(),
+                "--n",
+                &n.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .args(["--op", op.to_possible_value().unwrap().get_name()])
+            .stdout(Stdio::piped())
+            .spawn();
+        match child {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                // Do not leave the parties already started waiting for peers.
+                for mut c in children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e).context("spawning a bench party");
+            }
+        }
+    }
     let mut reports = Vec::new();
     let mut failure = None;
     for (i, c) in children.into_iter().enumerate() {
@@ -319,14 +335,13 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
                 .map(|(i, &x)| Wrapping(((x as u128) << t) | i as u128))
                 .collect();
             let ks = deal(&keys, &mut rng, id);
+            let mut want = keys.clone();
+            want.sort_unstable_by_key(|k| k.0);
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(&mut p, &mut |p| {
                 let s = shuffle(p, std::slice::from_ref(&ks))?.remove(0);
                 let order = sort_order(p, &s, 48 + t)?;
-                let got = open(p, &s.gather(&order))?;
-                let mut want = keys.clone();
-                want.sort_unstable_by_key(|k| k.0);
-                Ok(got == want)
+                Ok(open(p, &s.gather(&order))? == want)
             })?;
         }
         Op::Stats => {
