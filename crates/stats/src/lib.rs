@@ -60,6 +60,8 @@ pub enum StatsError {
     Empty,
     #[error("too many contributions ({0}); at most 2^23 are supported")]
     TooMany(usize),
+    #[error("inputs at positions {0:?} are outside [-2^52, 2^52)")]
+    OutOfRange(Vec<usize>),
     #[error("invalid specification: {0}")]
     InvalidSpec(&'static str),
     #[error(transparent)]

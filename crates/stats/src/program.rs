@@ -3,7 +3,7 @@
 
 use std::num::Wrapping;
 
-use triad_mpc::protocols::{binary::unpack_bits, dot, lt, open, shuffle, sort_order};
+use triad_mpc::protocols::{binary::unpack_bits, dot, in_range, lt, open, shuffle, sort_order};
 use triad_mpc::{Party, Shares, Z128};
 
 use crate::{finish::derive, nearest_rank, StatsError, StatsResult, StatsSpec, VALUE_BITS};
@@ -29,11 +29,18 @@ pub fn compute(
     let t = usize::BITS - (n - 1).leading_zeros().min(usize::BITS - 1);
     let key_bits = VALUE_BITS + 1 + t;
     let offset = Wrapping(1u128 << VALUE_BITS);
+    // Range check first: an out-of-range key would make the opened sort
+    // comparisons inconsistent and leak (docs/security.md). Which inputs
+    // fail is opened: it says nothing about the in-range (honest) values.
+    let shifted = values.add_public(p.id, &vec![offset; n]);
+    let ok = in_range(p, &shifted, VALUE_BITS + 1)?;
+    let ok = unpack_bits(&open(p, &ok)?, n);
+    let bad: Vec<usize> = (0..n).filter(|&k| !ok[k]).collect();
+    if !bad.is_empty() {
+        return Err(StatsError::OutOfRange(bad));
+    }
     let idx: Vec<Z128> = (0..n as u128).map(Wrapping).collect();
-    let keys = values
-        .add_public(p.id, &vec![offset; n])
-        .scale(Wrapping(1u128 << t))
-        .add_public(p.id, &idx);
+    let keys = shifted.scale(Wrapping(1u128 << t)).add_public(p.id, &idx);
 
     let sum_squares = dot(p, values, values)?;
     let mut shuffled = shuffle(p, &[values.clone(), keys])?;

@@ -136,3 +136,26 @@ fn quantile_ranks_are_exact_for_decimal_quantiles() {
     assert_eq!(got.quantiles, want);
     assert_matches(&got, &oracle(&values, &spec).unwrap());
 }
+
+#[test]
+fn out_of_range_inputs_are_refused_before_anything_is_opened() {
+    let lim = 1i128 << VALUE_BITS;
+    for bad in [lim, -lim - 1, i128::MAX, i128::MIN, 1 << 100] {
+        let x: Vec<Z128> = [5i128, bad, -7]
+            .iter()
+            .map(|&v| Wrapping(v as u128))
+            .collect();
+        let sh = share_plain(&x, &mut test_rng());
+        let out = run3(|p| compute(p, &sh[p.id.index()], &StatsSpec::default()).err());
+        for e in out {
+            assert!(
+                matches!(e, Some(StatsError::OutOfRange(ref v)) if v == &vec![1]),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+    // The limits themselves are accepted.
+    let edge = vec![(1i64 << VALUE_BITS) - 1, -(1i64 << VALUE_BITS)];
+    let spec = StatsSpec::default();
+    assert_matches(&run_stats(&edge, &spec), &oracle(&edge, &spec).unwrap());
+}

@@ -20,7 +20,7 @@ pub mod sort;
 
 pub use arithmetic::{dot, mul, open, open_to, random_shares, reshare, square, zero_share};
 pub use binary::{and, bitslice, msb};
-pub use compare::{eq, lt, lt_public, select};
+pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, bit_inject};
 pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon2};
