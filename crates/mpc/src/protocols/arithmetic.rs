@@ -206,20 +206,10 @@ mod tests {
         }
     }
 
-    fn edge_u64() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            Just(0u64),
-            Just(1),
-            Just(u64::MAX),
-            Just(1 << 63),
-            any::<u64>()
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
-        fn mul_and_dot_match_plaintext_z64(v in prop::collection::vec((edge_u64(), edge_u64()), 1..40)) {
+        fn mul_and_dot_match_plaintext_z64(v in prop::collection::vec((crate::protocols::edge_u64(), crate::protocols::edge_u64()), 1..40)) {
             let (x, y): (Vec<_>, Vec<_>) = v.into_iter().map(|(a, b)| (Wrapping(a), Wrapping(b))).unzip();
             check_mul::<Z64>(x, y);
         }
@@ -231,7 +221,7 @@ mod tests {
         }
 
         #[test]
-        fn and_matches_plaintext(v in prop::collection::vec((edge_u64(), edge_u64()), 1..20)) {
+        fn and_matches_plaintext(v in prop::collection::vec((crate::protocols::edge_u64(), crate::protocols::edge_u64()), 1..20)) {
             let (x, y): (Vec<_>, Vec<_>) = v.into_iter().map(|(a, b)| (Bits(a), Bits(b))).unzip();
             check_mul::<Bits>(x, y);
         }

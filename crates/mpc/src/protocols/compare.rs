@@ -195,16 +195,6 @@ mod tests {
         assert_eq!(unpack_bits(&out[2].1, n), eq_want);
     }
 
-    fn edge() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            Just(0u64),
-            Just(1),
-            Just(u64::MAX),
-            Just((1 << 48) - 1),
-            any::<u64>()
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
@@ -222,12 +212,12 @@ mod tests {
         }
 
         #[test]
-        fn lt_and_eq_match_plaintext(pairs in prop::collection::vec((edge(), edge()), 1..100), bits in prop_oneof![Just(1u32), Just(48), Just(64), 2u32..64]) {
+        fn lt_and_eq_match_plaintext(pairs in prop::collection::vec((crate::protocols::edge_u64(), crate::protocols::edge_u64()), 1..100), bits in prop_oneof![Just(1u32), Just(48), Just(64), 2u32..64]) {
             lt_eq_case(pairs, bits);
         }
 
         #[test]
-        fn duplicates_compare_equal(v in prop::collection::vec(edge(), 1..30)) {
+        fn duplicates_compare_equal(v in prop::collection::vec(crate::protocols::edge_u64(), 1..30)) {
             lt_eq_case(v.iter().map(|&x| (x, x)).collect(), 64);
         }
 

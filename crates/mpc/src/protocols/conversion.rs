@@ -141,20 +141,10 @@ mod tests {
     use proptest::prelude::*;
     use std::num::Wrapping;
 
-    fn edge() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            Just(0u64),
-            Just(1),
-            Just(u64::MAX),
-            Just(1 << 63),
-            any::<u64>()
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]
         #[test]
-        fn a2b_then_b2a_round_trips(v in prop::collection::vec(edge(), 1..50)) {
+        fn a2b_then_b2a_round_trips(v in prop::collection::vec(crate::protocols::edge_u64(), 1..50)) {
             let xs: Vec<Z64> = v.iter().map(|&x| Wrapping(x)).collect();
             let sh = share_plain(&xs, &mut test_rng());
             let out = run3(|p| {

@@ -26,3 +26,18 @@ pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon2};
 pub use shuffle::shuffle;
 pub use sort::sort_order;
+
+/// Edge-heavy 64-bit inputs shared by the protocol tests: 0, 1, the
+/// maximum, the top bit, the 48-bit maximum, and arbitrary values.
+#[cfg(test)]
+pub(crate) fn edge_u64() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u64::MAX),
+        Just(1 << 63),
+        Just((1 << 48) - 1),
+        any::<u64>()
+    ]
+}

@@ -27,10 +27,11 @@ pub fn shuffle<T: Ring>(p: &mut Party, cols: &[Shares<T>]) -> Result<Vec<Shares<
     }
     let mut cols = cols.to_vec();
     let me = p.id.index();
+    let ncols = cols.len();
     let (next, prev) = (p.next(), p.prev());
     for s in 0..3 {
         let draw = |prg: &mut crate::prg::Prg| -> Vec<Vec<T>> {
-            (0..cols_len(&cols))
+            (0..ncols)
                 .map(|_| (0..n).map(|_| T::random(prg)).collect())
                 .collect()
         };
@@ -78,10 +79,6 @@ pub fn shuffle<T: Ring>(p: &mut Party, cols: &[Shares<T>]) -> Result<Vec<Shares<
         }
     }
     Ok(cols)
-}
-
-fn cols_len<T>(c: &[T]) -> usize {
-    c.len()
 }
 
 /// A uniformly random permutation from a shared PRG (Fisher-Yates with
