@@ -2,6 +2,8 @@
 //! `bench`. A thin edge over the libraries; errors become `anyhow` here only.
 
 mod bench;
+mod demo;
+mod devnet;
 mod notary_cli;
 
 use clap::{Parser, Subcommand};
@@ -26,7 +28,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole system on this machine with simulated providers.
-    Demo,
+    Demo(demo::DemoArgs),
+    /// Start every service as separate processes on 127.0.0.1.
+    Devnet(devnet::DevnetArgs),
+    /// Run a computation party.
+    Party(triad_party::PartyArgs),
+    /// Run the coordinator.
+    Coordinator(triad_coordinator::CoordinatorArgs),
+    /// Run the consumer API and dashboard.
+    Api(triad_api::ApiArgs),
+    /// Contribute your value to a study (attest, submit, share, wait).
+    Share(triad_client::ShareArgs),
+    /// Print the latest verified release of a study.
+    Query(triad_client::QueryArgs),
+    /// Operator commands for studies.
+    #[command(subcommand)]
+    Study(StudyCommand),
     /// Measure a protocol or a service (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
     /// Internal: one party of a multi-process benchmark.
@@ -36,15 +53,22 @@ enum Command {
     Notary(notary_cli::NotaryCommand),
 }
 
+#[derive(Subcommand)]
+enum StudyCommand {
+    /// Create a study at the coordinator.
+    Create(triad_client::StudyCreateArgs),
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Demo => {
-            println!(
-                "triad demo: not yet available (the services issue has not landed); \
-                 try `triad bench stats --n 10000 --transport tcp`"
-            );
-            Ok(())
-        }
+        Command::Demo(args) => demo::run(args),
+        Command::Devnet(args) => devnet::run(args),
+        Command::Party(args) => Ok(triad_party::run_blocking(args)?),
+        Command::Coordinator(args) => Ok(triad_coordinator::run_blocking(args)?),
+        Command::Api(args) => Ok(triad_api::run_blocking(args)?),
+        Command::Share(args) => Ok(triad_client::run_share(args)?),
+        Command::Query(args) => Ok(triad_client::run_query(args)?),
+        Command::Study(StudyCommand::Create(args)) => Ok(triad_client::run_study_create(args)?),
         Command::Bench(args) => bench::run(args),
         Command::BenchParty(args) => bench::run_party(args),
         Command::Notary(cmd) => notary_cli::run(cmd),

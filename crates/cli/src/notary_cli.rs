@@ -36,6 +36,12 @@ pub enum NotaryCommand {
         /// Extra CA certificate (PEM) trusted besides the platform roots.
         #[arg(long)]
         trust_ca: Option<PathBuf>,
+        /// API listen address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Proxy listen address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        proxy_listen: String,
     },
     /// Prove a value served over HTTPS through a notary.
     Attest {
@@ -93,7 +99,12 @@ pub fn run(cmd: NotaryCommand) -> anyhow::Result<()> {
             accounts,
             seed,
         } => datasource(data_dir, listen, accounts, seed),
-        NotaryCommand::Notary { data_dir, trust_ca } => notary(data_dir, trust_ca),
+        NotaryCommand::Notary {
+            data_dir,
+            trust_ca,
+            listen,
+            proxy_listen,
+        } => notary(data_dir, trust_ca, &listen, &proxy_listen),
         NotaryCommand::Attest {
             notary,
             url,
@@ -175,12 +186,17 @@ fn datasource(
     Ok(())
 }
 
-fn notary(data_dir: PathBuf, trust_ca: Option<PathBuf>) -> anyhow::Result<()> {
+fn notary(
+    data_dir: PathBuf,
+    trust_ca: Option<PathBuf>,
+    listen: &str,
+    proxy_listen: &str,
+) -> anyhow::Result<()> {
     triad_notary::service::run_notary_blocking(
         &data_dir,
         trust_ca.as_deref(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
+        listen,
+        proxy_listen,
         |info| {
             println!(
                 "notary: API {} proxy {} key {}; wrote {}",

@@ -307,6 +307,14 @@ impl NotarySigningKey {
         }
     }
 
+    /// An ed25519 signature over `msg` (the same key store also holds the
+    /// parties' release keys).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(msg).as_ref());
+        out
+    }
+
     pub fn public_key(&self) -> NotaryPublicKey {
         let mut pk = [0u8; 32];
         pk.copy_from_slice(self.pair.public_key().as_ref());

@@ -1,0 +1,150 @@
+//! The API's own SQLite file: the studies it knows and every release it
+//! accepted. Only verified releases are ever written; on load each one is
+//! verified again against the configured party keys, so a tampered file or
+//! a key rotation never lets a bad release be served.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+use triad_wire::messages::StudyParams;
+use triad_wire::release::verify_release;
+use triad_wire::VerifiedRelease;
+
+use crate::ApiServiceError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS studies (
+    id     TEXT PRIMARY KEY,
+    params TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    study_id    TEXT NOT NULL,
+    release_no  INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    verified    TEXT NOT NULL,
+    PRIMARY KEY (study_id, release_no)
+);
+";
+
+pub(crate) struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// What [`Store::load`] found.
+pub(crate) struct Loaded {
+    pub studies: Vec<StudyParams>,
+    pub releases: Vec<VerifiedRelease>,
+    /// Rows that no longer verify (skipped, left in the file).
+    pub skipped: Vec<String>,
+}
+
+fn db_err(path: &Path, e: impl std::fmt::Display) -> ApiServiceError {
+    ApiServiceError::Store {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, ApiServiceError> {
+        let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db_err(path, e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| db_err(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| db_err(path, e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| db_err(path, e))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn load(&self, keys: &[String; 3]) -> Result<Loaded, ApiServiceError> {
+        let p = &self.path;
+        let mut studies = Vec::new();
+        let mut skipped = Vec::new();
+        let mut st = self
+            .conn
+            .prepare("SELECT id, params FROM studies ORDER BY id")
+            .map_err(|e| db_err(p, e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| db_err(p, e))?;
+        for row in rows {
+            let (id, text) = row.map_err(|e| db_err(p, e))?;
+            match serde_json::from_str::<StudyParams>(&text) {
+                Ok(s) if s.id == id => studies.push(s),
+                _ => skipped.push(format!("study {id}: unreadable row")),
+            }
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT study_id, release_no, verified FROM releases ORDER BY study_id, release_no",
+            )
+            .map_err(|e| db_err(p, e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| db_err(p, e))?;
+        let mut releases = Vec::new();
+        for row in rows {
+            let (sid, no, text) = row.map_err(|e| db_err(p, e))?;
+            let checked = serde_json::from_str::<VerifiedRelease>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| verify_release(&v.signatures, keys).map_err(|e| e.to_string()));
+            match checked {
+                Ok(v) if v.release.study_id == sid && v.release.release_no as i64 == no => {
+                    releases.push(v)
+                }
+                Ok(_) => skipped.push(format!("release {sid}#{no}: row does not match its key")),
+                Err(e) => skipped.push(format!("release {sid}#{no}: {e}")),
+            }
+        }
+        Ok(Loaded {
+            studies,
+            releases,
+            skipped,
+        })
+    }
+
+    pub fn put_study(&self, s: &StudyParams) -> Result<(), ApiServiceError> {
+        let text = serde_json::to_string(s).expect("study serializes");
+        self.conn
+            .execute(
+                "INSERT INTO studies (id, params) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET params = excluded.params",
+                params![s.id, text],
+            )
+            .map_err(|e| db_err(&self.path, e))?;
+        Ok(())
+    }
+
+    pub fn put_release(&self, v: &VerifiedRelease, now: u64) -> Result<(), ApiServiceError> {
+        let text = serde_json::to_string(v).expect("release serializes");
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO releases
+                 (study_id, release_no, created_at, accepted_at, verified)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    v.release.study_id,
+                    v.release.release_no as i64,
+                    v.release.created_at as i64,
+                    now as i64,
+                    text
+                ],
+            )
+            .map_err(|e| db_err(&self.path, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,318 @@
+//! `triad demo`: a devnet, a study, N simulated providers contributing
+//! concurrently through the real flow (attestation through the notary,
+//! admission at the coordinator, shares to the parties, MPC check), the
+//! release, and the released statistics next to the plaintext ground truth.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use triad_client::{contribute, create_study, latest_release, ContributeOptions};
+use triad_notary::datasource::GroundTruth;
+use triad_notary::{parse_fixed_point, DataSpec};
+use triad_stats::{StatsResult, StatsSpec};
+use triad_wire::messages::CreateStudy;
+
+use crate::devnet::{print_endpoints, Devnet, DevnetArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Simulated providers.
+    #[arg(long, default_value_t = 1000)]
+    pub providers: usize,
+    /// Exit after printing the results instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+    /// End with one JSON line of the results.
+    #[arg(long)]
+    pub json: bool,
+    /// Devnet directory (default: a fresh temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Providers contributing at the same time.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+pub const DEMO_STUDY: &str = "eth-balances";
+const SCALE: u32 = 4;
+
+pub fn demo_study() -> CreateStudy {
+    CreateStudy {
+        id: DEMO_STUDY.into(),
+        name: "ETH balances of exchange accounts".into(),
+        data_spec: DataSpec {
+            field: "balances.ETH".into(),
+            scale: SCALE,
+            account_field: "uid".into(),
+        },
+        min_cohort: Some(10),
+        min_new: Some(10),
+        release_interval_secs: Some(2),
+        stats: StatsSpec {
+            quantiles: vec![0.1, 0.25, 0.75, 0.9],
+            histogram_bounds: vec![100_000, 250_000, 500_000, 750_000],
+        },
+    }
+}
+
+struct TempDir(Option<PathBuf>);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn progress(done: usize, total: usize, accepted: usize, started: Instant) {
+    let width = 30;
+    let filled = done * width / total.max(1);
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    eprint!(
+        "\r  [{}{}] {done}/{total} contributed, {accepted} accepted ({rate:.0}/s)   ",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.providers == 0 {
+        bail!("--providers must be at least 1");
+    }
+    let (dir, _tmp) = match &args.data_dir {
+        Some(d) => (d.clone(), TempDir(None)),
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "triad-demo-{}-{:x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            (d.clone(), TempDir(args.exit.then_some(d)))
+        }
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(demo(args, dir))
+}
+
+async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let n = args.providers;
+    eprintln!("triad demo: starting a devnet in {}", dir.display());
+    let mut devnet = Devnet::start(&DevnetArgs {
+        data_dir: dir.clone(),
+        accounts: n.max(10),
+        seed: 1,
+        max_batch: 256,
+    })
+    .await?;
+    let net = devnet.network.clone();
+    let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
+    let admin = std::fs::read_to_string(dir.join("secrets/admin.token"))?;
+    let study = demo_study();
+    match create_study(&net, &http, &admin, &study).await {
+        Ok(_) => {}
+        // A reused devnet directory already has the study.
+        Err(e) if e.to_string().contains("study_exists") => {}
+        Err(e) => return Err(e).context("creating the demo study"),
+    }
+    let truth: GroundTruth =
+        serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
+    let accounts: Vec<_> = truth.accounts.into_iter().take(n).collect();
+    eprintln!(
+        "triad demo: {n} providers contribute to study {DEMO_STUDY:?} ({} at a time)",
+        args.concurrency
+    );
+    let started = Instant::now();
+    let (done, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(n);
+    for a in &accounts {
+        let (net, http, key) = (net.clone(), http.clone(), a.api_key.clone());
+        let (sem, done, accepted) = (sem.clone(), done.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = contribute(&net, &http, DEMO_STUDY, &key, &ContributeOptions::default()).await;
+            if matches!(&r, Ok(o) if o.accepted) {
+                accepted.fetch_add(1, Ordering::SeqCst);
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+            r
+        }));
+    }
+    let ticker = {
+        let (done, accepted) = (done.clone(), accepted.clone());
+        tokio::spawn(async move {
+            loop {
+                progress(
+                    done.load(Ordering::SeqCst),
+                    n,
+                    accepted.load(Ordering::SeqCst),
+                    started,
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let mut included = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for (t, a) in tasks.into_iter().zip(&accounts) {
+        match t.await? {
+            Ok(o) if o.accepted => included.push(a),
+            Ok(o) => failures.push(format!("account {}: rejected: {:?}", a.uid, o.reason)),
+            Err(e) => failures.push(format!("account {}: {e}", a.uid)),
+        }
+    }
+    ticker.abort();
+    progress(n, n, included.len(), started);
+    let contribute_secs = started.elapsed().as_secs_f64();
+    eprintln!();
+    for f in failures.iter().take(5) {
+        eprintln!("  {f}");
+    }
+    eprintln!(
+        "triad demo: {} of {n} accepted in {contribute_secs:.1} s ({:.0}/s); waiting for the release",
+        included.len(),
+        n as f64 / contribute_secs
+    );
+    let values: Vec<i64> = included
+        .iter()
+        .map(|a| parse_fixed_point(&a.balances["ETH"], SCALE))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("ground truth: {e}"))?;
+    let wait_from = Instant::now();
+    let release = loop {
+        match latest_release(&net, &http, DEMO_STUDY).await {
+            Ok(r) if r.release.count as usize == included.len() => break Some(r),
+            _ if included.len() < 10 => break None,
+            _ => {}
+        }
+        if wait_from.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "no release covering all {} contributions within 300 s",
+                included.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let release_secs = wait_from.elapsed().as_secs_f64();
+    let truth = if values.is_empty() {
+        None
+    } else {
+        Some(triad_stats::oracle(&values, &study.stats)?)
+    };
+    let got = release.as_ref().map(|r| &r.release.results);
+    let matches = match (got, &truth) {
+        (Some(g), Some(t)) => triad_stats::agrees(g, t).is_ok(),
+        _ => false,
+    };
+    if let (Some(g), Some(t)) = (got, &truth) {
+        print_table(g, t);
+    } else {
+        println!("no release: fewer than min_cohort (10) contributions were accepted");
+    }
+    println!(
+        "{} of {n} contributions accepted; release {} signed by all three parties; {}",
+        included.len(),
+        release.as_ref().map(|r| r.release.release_no).unwrap_or(0),
+        if matches {
+            "every statistic equals the ground truth"
+        } else {
+            "MISMATCH with the ground truth"
+        }
+    );
+    println!(
+        "contributions: {contribute_secs:.1} s ({:.0}/s); last contribution to verified release: {release_secs:.1} s",
+        n as f64 / contribute_secs
+    );
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "providers": n,
+                "accepted": included.len(),
+                "results": got,
+                "ground_truth": truth,
+                "match": matches,
+                "seconds": t0.elapsed().as_secs_f64(),
+                "contribute_seconds": contribute_secs,
+                "release_wait_seconds": release_secs,
+                "per_second": n as f64 / contribute_secs,
+                "data_dir": dir,
+            })
+        );
+    }
+    if !args.exit {
+        print_endpoints(&devnet);
+        println!("serving until Ctrl-C");
+        tokio::signal::ctrl_c().await?;
+    }
+    devnet.shutdown();
+    if !matches {
+        bail!("the release does not match the ground truth");
+    }
+    Ok(())
+}
+
+fn fx(v: i64) -> String {
+    format!("{:.4}", v as f64 / 10f64.powi(SCALE as i32))
+}
+
+fn print_table(got: &StatsResult, want: &StatsResult) {
+    let s = 10f64.powi(SCALE as i32);
+    let mut rows: Vec<(String, String, String)> = vec![
+        (
+            "count".into(),
+            got.count.to_string(),
+            want.count.to_string(),
+        ),
+        (
+            "sum (ETH)".into(),
+            format!("{:.4}", got.sum as f64 / s),
+            format!("{:.4}", want.sum as f64 / s),
+        ),
+        (
+            "mean".into(),
+            format!("{:.6}", got.derived.mean / s),
+            format!("{:.6}", want.derived.mean / s),
+        ),
+        (
+            "stddev".into(),
+            format!("{:.6}", got.derived.stddev / s),
+            format!("{:.6}", want.derived.stddev / s),
+        ),
+        ("min".into(), fx(got.min), fx(want.min)),
+        (
+            "median".into(),
+            format!("{:.4}", got.derived.median / s),
+            format!("{:.4}", want.derived.median / s),
+        ),
+        ("max".into(), fx(got.max), fx(want.max)),
+    ];
+    for ((q, g), (_, w)) in got.quantiles.iter().zip(&want.quantiles) {
+        rows.push((format!("quantile {q}"), fx(*g), fx(*w)));
+    }
+    rows.push((
+        "gini".into(),
+        format!("{:.6}", got.derived.gini.unwrap_or(f64::NAN)),
+        format!("{:.6}", want.derived.gini.unwrap_or(f64::NAN)),
+    ));
+    rows.push((
+        "histogram".into(),
+        format!("{:?}", got.histogram),
+        format!("{:?}", want.histogram),
+    ));
+    println!(
+        "{:<14} {:>28} {:>28}",
+        "statistic", "released (MPC)", "ground truth"
+    );
+    for (k, g, w) in rows {
+        let mark = if g == w { "" } else { "  <-- differs" };
+        println!("{k:<14} {g:>28} {w:>28}{mark}");
+    }
+}

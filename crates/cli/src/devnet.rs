@@ -1,0 +1,526 @@
+//! `triad devnet`: the whole system on this machine as separate OS
+//! processes on 127.0.0.1 — data source, notary, coordinator, three parties,
+//! consumer API — with generated keys and certificates, a supervisor that
+//! restarts a crashed process, and `<dir>/devnet.json` once all are ready.
+//!
+//! Layout of the directory (stable across restarts of the devnet: ports,
+//! keys and databases are reused):
+//! `network.json`, `devnet.json`, `tls/` (service CA and leaves),
+//! `secrets/` (internal and admin tokens), one data directory per service,
+//! `logs/<service>.log`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use triad_notary::datasource::{DatasourceInfo, DATASOURCE_INFO_FILE};
+use triad_wire::config::{write_atomic, DatasourceEndpoint};
+use triad_wire::pki::ServiceCa;
+use triad_wire::{NetworkConfig, PartyEndpoint};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevnetArgs {
+    /// Directory for keys, databases, logs and devnet.json.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Accounts of the demo data source.
+    #[arg(long, default_value_t = 1000)]
+    pub accounts: usize,
+    /// Seed of the demo data source's accounts.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Largest batch the coordinator forms.
+    #[arg(long, default_value_t = 256)]
+    pub max_batch: usize,
+}
+
+/// One supervised service.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub pid: u32,
+    pub log: PathBuf,
+    pub restarts: u32,
+}
+
+/// `devnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevnetInfo {
+    pub network: NetworkConfig,
+    pub network_file: PathBuf,
+    pub admin_token_file: PathBuf,
+    pub ground_truth: PathBuf,
+    pub api_keys_file: PathBuf,
+    pub services: Vec<ServiceInfo>,
+}
+
+struct Proc {
+    name: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    restarts: u32,
+}
+
+/// A running devnet; dropping it stops every process.
+pub struct Devnet {
+    pub dir: PathBuf,
+    pub network: NetworkConfig,
+    procs: Arc<Mutex<Vec<Proc>>>,
+    stop: Arc<AtomicBool>,
+    monitor: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Hands out distinct free ports: every probe listener stays open until
+/// the whole set is chosen, so the OS cannot hand the same port out twice.
+/// The ports are released before the services bind them; on loopback the
+/// window is tiny and a collision shows as a failed start (restarted).
+#[derive(Default)]
+struct PortPicker(Vec<std::net::TcpListener>);
+
+impl PortPicker {
+    fn pick(&mut self) -> anyhow::Result<u16> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        self.0.push(l);
+        Ok(port)
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn write_secret(path: &Path, s: &str) -> anyhow::Result<()> {
+    write_atomic(path, s.as_bytes()).with_context(|| path.display().to_string())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn spawn(p: &mut Proc) -> anyhow::Result<()> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p.log)
+        .with_context(|| p.log.display().to_string())?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(&p.args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", p.name))?;
+    p.child = Some(child);
+    Ok(())
+}
+
+impl Devnet {
+    /// Prepares `dir` (or reuses a previous devnet's keys and ports) and
+    /// starts every service; returns once all answer their health checks.
+    pub async fn start(args: &DevnetArgs) -> anyhow::Result<Self> {
+        let dir = args.data_dir.clone();
+        for sub in [
+            "tls",
+            "secrets",
+            "logs",
+            "datasource",
+            "notary",
+            "coordinator",
+            "api",
+        ] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let dir = dir.canonicalize()?;
+        let mut devnet = Self {
+            dir: dir.clone(),
+            network: placeholder_network(),
+            procs: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+            monitor: None,
+        };
+        let net_file = dir.join("network.json");
+        let (ports, fresh) = if net_file.exists() {
+            (
+                Ports::from_network(&NetworkConfig::load(&net_file)?)?,
+                false,
+            )
+        } else {
+            (Ports::allocate()?, true)
+        };
+        if fresh || !dir.join("tls/ca.pem").exists() {
+            let ca = ServiceCa::create(&dir.join("tls/ca.pem"))?;
+            for name in ["coordinator", "party0", "party1", "party2", "api"] {
+                ca.issue(&dir.join("tls"), name)?;
+            }
+            write_secret(&dir.join("secrets/internal.token"), &random_hex(32))?;
+            write_secret(&dir.join("secrets/admin.token"), &random_hex(32))?;
+        }
+        // 1. The data source and the notary: the network file names them.
+        let ds_dir = dir.join("datasource");
+        devnet.add(
+            "datasource",
+            vec![
+                "datasource".into(),
+                "--data-dir".into(),
+                ds_dir.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", ports.datasource),
+                "--accounts".into(),
+                args.accounts.to_string(),
+                "--seed".into(),
+                args.seed.to_string(),
+            ],
+        )?;
+        let ds_info_path = ds_dir.join(DATASOURCE_INFO_FILE);
+        let ds_info: DatasourceInfo = wait_for(Duration::from_secs(60), || {
+            let s = std::fs::read_to_string(&ds_info_path).ok()?;
+            let info: DatasourceInfo = serde_json::from_str(&s).ok()?;
+            info.url
+                .contains(&format!(":{}/", ports.datasource))
+                .then_some(info)
+        })
+        .context("the data source did not start (see logs/datasource.log)")?;
+        let notary_dir = dir.join("notary");
+        let notary_key = triad_notary::NotarySigningKey::load_or_create(
+            &notary_dir.join(triad_notary::service::NOTARY_KEY_FILE),
+        )
+        .map_err(|e| anyhow::anyhow!("notary key: {e}"))?
+        .public_key()
+        .to_hex();
+        devnet.add(
+            "notary",
+            vec![
+                "notary".into(),
+                "--data-dir".into(),
+                notary_dir.display().to_string(),
+                "--trust-ca".into(),
+                ds_info.ca_cert.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", ports.notary),
+                "--proxy-listen".into(),
+                format!("127.0.0.1:{}", ports.proxy),
+            ],
+        )?;
+        // 2. Keys of the parties, then the network description.
+        let mut parties = Vec::new();
+        for i in 0..3 {
+            let keys = triad_party::load_or_create_keys(&dir.join(format!("party{i}")), i)?;
+            parties.push(PartyEndpoint {
+                url: format!("https://127.0.0.1:{}", ports.party[i]),
+                mpc_addr: format!("127.0.0.1:{}", ports.mpc[i]).parse()?,
+                mpc_cert: hex::encode(&keys.identity.cert_der),
+                sign_key: keys.sign.public_key().to_hex(),
+            });
+        }
+        let network = NetworkConfig {
+            ca_cert: dir.join("tls/ca.pem"),
+            coordinator: format!("https://127.0.0.1:{}", ports.coordinator),
+            parties: parties.try_into().expect("three parties"),
+            notary: format!("http://127.0.0.1:{}", ports.notary),
+            notary_key,
+            api: format!("https://127.0.0.1:{}", ports.api),
+            datasource: Some(DatasourceEndpoint {
+                url: ds_info.url.clone(),
+                ca_cert: ds_info.ca_cert.clone(),
+            }),
+        };
+        network.save(&net_file)?;
+        devnet.network = network.clone();
+        // 3. The parties, the coordinator and the API.
+        let tls = |n: &str| {
+            vec![
+                "--tls-cert".to_string(),
+                dir.join(format!("tls/{n}.pem")).display().to_string(),
+                "--tls-key".to_string(),
+                dir.join(format!("tls/{n}.key")).display().to_string(),
+            ]
+        };
+        let common = |sub: &str, name: &str, port: u16| {
+            let mut v = vec![
+                sub.to_string(),
+                "--network".into(),
+                net_file.display().to_string(),
+                "--data-dir".into(),
+                dir.join(name).display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+            ];
+            v.extend(tls(name));
+            v
+        };
+        let internal = dir.join("secrets/internal.token").display().to_string();
+        for i in 0..3 {
+            let name = format!("party{i}");
+            let mut a = common("party", &name, ports.party[i]);
+            a.extend(["--id".into(), i.to_string()]);
+            a.extend(["--internal-token-file".into(), internal.clone()]);
+            devnet.add(&name, a)?;
+        }
+        let mut a = common("coordinator", "coordinator", ports.coordinator);
+        a.extend([
+            "--internal-token-file".into(),
+            internal.clone(),
+            "--admin-token-file".into(),
+            dir.join("secrets/admin.token").display().to_string(),
+            "--max-batch".into(),
+            args.max_batch.to_string(),
+        ]);
+        devnet.add("coordinator", a)?;
+        devnet.add("api", common("api", "api", ports.api))?;
+        devnet.start_monitor();
+        devnet.wait_ready().await?;
+        devnet.write_info(&ds_info)?;
+        Ok(devnet)
+    }
+
+    fn add(&mut self, name: &str, args: Vec<String>) -> anyhow::Result<()> {
+        let mut p = Proc {
+            name: name.to_string(),
+            args,
+            log: self.dir.join(format!("logs/{name}.log")),
+            child: None,
+            restarts: 0,
+        };
+        spawn(&mut p)?;
+        self.procs.lock().unwrap().push(p);
+        Ok(())
+    }
+
+    /// Restarts any process that exits, with a short pause.
+    fn start_monitor(&mut self) {
+        let (procs, stop) = (self.procs.clone(), self.stop.clone());
+        self.monitor = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for p in procs.lock().unwrap().iter_mut() {
+                    let exited = match p.child.as_mut().map(|c| c.try_wait()) {
+                        Some(Ok(Some(status))) => Some(status.to_string()),
+                        Some(Err(e)) => Some(e.to_string()),
+                        None => Some("not running".into()),
+                        Some(Ok(None)) => None,
+                    };
+                    if let Some(why) = exited {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        eprintln!("devnet: {} exited ({why}); restarting", p.name);
+                        p.restarts += 1;
+                        if let Err(e) = spawn(p) {
+                            eprintln!("devnet: restarting {}: {e:#}", p.name);
+                            p.child = None;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }));
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let ca = self.network.ca_pem()?;
+        let http = triad_wire::https::client(&ca, Duration::from_secs(2))?;
+        let mut urls: Vec<(String, String)> = vec![
+            ("coordinator".into(), self.network.coordinator.clone()),
+            ("api".into(), self.network.api.clone()),
+            ("notary".into(), self.network.notary.clone()),
+        ];
+        for (i, p) in self.network.parties.iter().enumerate() {
+            urls.push((format!("party{i}"), p.url.clone()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for (name, url) in urls {
+            let probe = if name == "notary" {
+                format!("{url}/v1/info")
+            } else {
+                format!("{url}/healthz")
+            };
+            loop {
+                let ok = match name.as_str() {
+                    // The notary's API is plain HTTP/1.1 on loopback.
+                    "notary" => triad_notary::service::ApiClient::new(&url)
+                        .and_then(|c| c.info())
+                        .is_ok(),
+                    _ => matches!(http.get(&probe).send().await, Ok(r) if r.status().is_success()),
+                };
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{name} is not ready at {probe} (see logs/{name}.log)");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn info(&self) -> DevnetInfo {
+        let procs = self.procs.lock().unwrap();
+        let ds = self.dir.join("datasource");
+        DevnetInfo {
+            network: self.network.clone(),
+            network_file: self.dir.join("network.json"),
+            admin_token_file: self.dir.join("secrets/admin.token"),
+            ground_truth: ds.join(triad_notary::datasource::GROUND_TRUTH_FILE),
+            api_keys_file: ds.join(DATASOURCE_INFO_FILE),
+            services: procs
+                .iter()
+                .map(|p| ServiceInfo {
+                    name: p.name.clone(),
+                    pid: p.child.as_ref().map(|c| c.id()).unwrap_or(0),
+                    log: p.log.clone(),
+                    restarts: p.restarts,
+                })
+                .collect(),
+        }
+    }
+
+    fn write_info(&self, _ds: &DatasourceInfo) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&self.info())?;
+        write_atomic(&self.dir.join("devnet.json"), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Stops every process (also done on drop).
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        for p in self.procs.lock().unwrap().iter_mut() {
+            if let Some(c) = p.child.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn placeholder_network() -> NetworkConfig {
+    let p = PartyEndpoint {
+        url: String::new(),
+        mpc_addr: "127.0.0.1:0".parse().unwrap(),
+        mpc_cert: String::new(),
+        sign_key: String::new(),
+    };
+    NetworkConfig {
+        ca_cert: PathBuf::new(),
+        coordinator: String::new(),
+        parties: [p.clone(), p.clone(), p],
+        notary: String::new(),
+        notary_key: String::new(),
+        api: String::new(),
+        datasource: None,
+    }
+}
+
+struct Ports {
+    datasource: u16,
+    notary: u16,
+    proxy: u16,
+    coordinator: u16,
+    api: u16,
+    party: [u16; 3],
+    mpc: [u16; 3],
+}
+
+fn port_of(url: &str) -> anyhow::Result<u16> {
+    let rest = url.rsplit_once(':').map(|x| x.1).unwrap_or("");
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits
+        .parse()
+        .with_context(|| format!("no port in {url:?}"))
+}
+
+impl Ports {
+    fn allocate() -> anyhow::Result<Self> {
+        let mut p = PortPicker::default();
+        Ok(Self {
+            datasource: p.pick()?,
+            notary: p.pick()?,
+            proxy: p.pick()?,
+            coordinator: p.pick()?,
+            api: p.pick()?,
+            party: [p.pick()?, p.pick()?, p.pick()?],
+            mpc: [p.pick()?, p.pick()?, p.pick()?],
+        })
+    }
+
+    fn from_network(n: &NetworkConfig) -> anyhow::Result<Self> {
+        let ds = n
+            .datasource
+            .as_ref()
+            .context("network.json has no data source")?;
+        let ds_port = {
+            let host_port = ds.url.trim_start_matches("https://");
+            let hp = host_port.split('/').next().unwrap_or("");
+            port_of(hp)?
+        };
+        // The proxy port is not in network.json; pick a fresh one.
+        Ok(Self {
+            datasource: ds_port,
+            notary: port_of(&n.notary)?,
+            proxy: PortPicker::default().pick()?,
+            coordinator: port_of(&n.coordinator)?,
+            api: port_of(&n.api)?,
+            party: [0, 1, 2].map(|i| port_of(&n.parties[i].url).unwrap_or(0)),
+            mpc: [0, 1, 2].map(|i| n.parties[i].mpc_addr.port()),
+        })
+    }
+}
+
+fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `triad devnet`: runs until Ctrl-C.
+pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut d = Devnet::start(&args).await?;
+        print_endpoints(&d);
+        tokio::signal::ctrl_c().await?;
+        d.shutdown();
+        Ok(())
+    })
+}
+
+pub fn print_endpoints(d: &Devnet) {
+    let n = &d.network;
+    println!("devnet ready: {}", d.dir.join("devnet.json").display());
+    println!("  consumer API + dashboard  {}/", n.api);
+    println!("  coordinator               {}", n.coordinator);
+    for (i, p) in n.parties.iter().enumerate() {
+        println!("  party {i}                   {}", p.url);
+    }
+    println!("  notary                    {}", n.notary);
+    if let Some(ds) = &n.datasource {
+        println!("  data source               {}", ds.url);
+    }
+    println!("  CA certificate            {}", n.ca_cert.display());
+}

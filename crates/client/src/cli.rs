@@ -1,0 +1,311 @@
+//! Argument structs and blocking entry points of `triad share`,
+//! `triad query` and `triad study create`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use triad_notary::DataSpec;
+use triad_stats::StatsSpec;
+use triad_wire::messages::CreateStudy;
+use triad_wire::{NetworkConfig, VerifiedRelease};
+
+use crate::contribute::{contribute, ContributeOptions, Outcome};
+use crate::{base, create_study, get_json, latest_release, load_network, ClientError};
+
+/// Per-request timeout of the CLI's HTTPS client.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the network description is.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct NetworkArgs {
+    /// A devnet directory (its network.json is used).
+    #[arg(long, conflicts_with = "network")]
+    pub devnet: Option<PathBuf>,
+    /// A network description file (network.json).
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+}
+
+impl NetworkArgs {
+    pub fn load(&self) -> Result<NetworkConfig, ClientError> {
+        load_network(self.devnet.as_deref(), self.network.as_deref())
+    }
+}
+
+/// `triad share`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ShareArgs {
+    /// Study id.
+    #[arg(long)]
+    pub study: String,
+    /// The data source API key (sent as X-API-KEY inside TLS; never
+    /// disclosed to the notary).
+    #[arg(long)]
+    pub api_key: String,
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// How long to wait for the verdict of each attempt.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+    /// Attempts in all (retryable rejections start over with a fresh
+    /// attestation).
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+    /// Print one JSON line instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `triad query`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Study id.
+    #[arg(long)]
+    pub study: String,
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// Print the verified release as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `triad study create`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StudyCreateArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// File holding the operator token (default: <devnet>/secrets/admin.token).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Study id: 1-64 characters of [a-z0-9-].
+    #[arg(long)]
+    pub id: String,
+    /// Human-readable name.
+    #[arg(long)]
+    pub name: String,
+    /// JSON path of the value in the data source's response, e.g. balances.ETH.
+    #[arg(long)]
+    pub field: String,
+    /// Fixed-point scale (decimal digits kept).
+    #[arg(long)]
+    pub scale: u32,
+    /// JSON path of the account id (sybil nullifier input).
+    #[arg(long, default_value = "uid")]
+    pub account_field: String,
+    /// No release before this many contributions.
+    #[arg(long)]
+    pub min_cohort: Option<u64>,
+    /// No new release before this many new contributions.
+    #[arg(long)]
+    pub min_new: Option<u64>,
+    #[arg(long)]
+    pub release_interval_secs: Option<u64>,
+    /// A quantile in (0, 1] to release (repeatable).
+    #[arg(long = "quantile")]
+    pub quantiles: Vec<f64>,
+    /// A histogram bucket bound in fixed-point units (repeatable, increasing).
+    #[arg(long = "histogram-bound", allow_negative_numbers = true)]
+    pub histogram_bounds: Vec<i64>,
+    /// Print the created study as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ClientError::Io {
+            what: "tokio runtime".into(),
+            source,
+        })
+}
+
+fn http(net: &NetworkConfig) -> Result<reqwest::Client, ClientError> {
+    Ok(triad_wire::https::client(&net.ca_pem()?, REQUEST_TIMEOUT)?)
+}
+
+/// A fixed-point integer in decimal (exact).
+pub(crate) fn fixed(v: i128, scale: u32) -> String {
+    if scale == 0 {
+        return v.to_string();
+    }
+    let p = 10u128.pow(scale.min(38));
+    let a = v.unsigned_abs();
+    let sign = if v < 0 { "-" } else { "" };
+    format!("{sign}{}.{:0width$}", a / p, a % p, width = scale as usize)
+}
+
+/// A derived float in the study's units.
+fn scaled(x: f64, scale: u32) -> String {
+    format!("{:.*}", scale as usize + 2, x / 10f64.powi(scale as i32))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string(v).expect("serializes"));
+}
+
+/// `triad share`. Prints the outcome; a rejection is an error (after
+/// printing), so the exit status says whether the value was accepted.
+pub fn run_share(args: ShareArgs) -> Result<(), ClientError> {
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    let opts = ContributeOptions {
+        timeout: Duration::from_secs(args.timeout_secs),
+        attempts: args.attempts.max(1),
+        ..ContributeOptions::default()
+    };
+    let out: Outcome =
+        runtime()?.block_on(contribute(&net, &http, &args.study, &args.api_key, &opts))?;
+    if args.json {
+        print_json(&out);
+    } else {
+        let value = fixed(out.value as i128, out.scale);
+        let tries = if out.attempts == 1 {
+            "1 attempt".to_string()
+        } else {
+            format!("{} attempts", out.attempts)
+        };
+        if out.accepted {
+            println!(
+                "contribution to study {} accepted: value {value} (submission {}, {tries}); \
+                 it will count from the next release",
+                out.study_id, out.submission_id
+            );
+        } else {
+            let why = out
+                .reason
+                .map_or_else(|| "no reason given".to_string(), |r| r.to_string());
+            println!(
+                "contribution to study {} rejected: {why} (submission {}, {tries})",
+                out.study_id, out.submission_id
+            );
+        }
+    }
+    if out.accepted {
+        Ok(())
+    } else {
+        Err(ClientError::Rejected {
+            submission_id: out.submission_id,
+            reason: out
+                .reason
+                .map_or_else(|| "no reason given".into(), |r| r.to_string()),
+        })
+    }
+}
+
+/// The study's scale as the consumer API states it (display only).
+async fn study_scale(net: &NetworkConfig, http: &reqwest::Client, id: &str) -> Option<u32> {
+    let list: Vec<serde_json::Value> = get_json(http, &format!("{}/v1/studies", base(&net.api)))
+        .await
+        .ok()?;
+    let s = list.iter().find(|s| s["id"] == id)?;
+    s["data_spec"]["scale"].as_u64().map(|x| x as u32)
+}
+
+/// A human summary of a verified release.
+pub fn describe_release(v: &VerifiedRelease, scale: Option<u32>) -> String {
+    let r = &v.release;
+    let s = &r.results;
+    let sc = scale.unwrap_or(0);
+    let unit = match scale {
+        Some(sc) => format!("values at scale 10^-{sc}"),
+        None => "values in the study's fixed-point units".into(),
+    };
+    let mut out = format!(
+        "study {} — release #{} (created at unix {}), signed by all three parties and verified locally\n",
+        r.study_id, r.release_no, r.created_at
+    );
+    out.push_str(&format!("  ({unit})\n"));
+    out.push_str(&format!("  count   {}\n", r.count));
+    out.push_str(&format!("  mean    {}\n", scaled(s.derived.mean, sc)));
+    out.push_str(&format!("  stddev  {}\n", scaled(s.derived.stddev, sc)));
+    out.push_str(&format!("  min     {}\n", fixed(s.min as i128, sc)));
+    out.push_str(&format!("  max     {}\n", fixed(s.max as i128, sc)));
+    out.push_str(&format!("  median  {}\n", scaled(s.derived.median, sc)));
+    for (q, x) in &s.quantiles {
+        out.push_str(&format!("  q{q:<6} {}\n", fixed(*x as i128, sc)));
+    }
+    match s.derived.gini {
+        Some(g) => out.push_str(&format!("  gini    {g:.4}\n")),
+        None => out.push_str("  gini    undefined (sum is 0)\n"),
+    }
+    if !s.histogram.is_empty() {
+        out.push_str(&format!("  histogram {:?}\n", s.histogram));
+    }
+    out
+}
+
+/// `triad query`.
+pub fn run_query(args: QueryArgs) -> Result<(), ClientError> {
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    runtime()?.block_on(async {
+        let v = latest_release(&net, &http, &args.study).await?;
+        if args.json {
+            print_json(&v);
+        } else {
+            let scale = study_scale(&net, &http, &args.study).await;
+            print!("{}", describe_release(&v, scale));
+        }
+        Ok(())
+    })
+}
+
+/// `triad study create`.
+pub fn run_study_create(args: StudyCreateArgs) -> Result<(), ClientError> {
+    let net = args.net.load()?;
+    let token_path = match (&args.admin_token_file, &args.net.devnet) {
+        (Some(p), _) => p.clone(),
+        (None, Some(d)) => d.join("secrets").join("admin.token"),
+        (None, None) => {
+            return Err(ClientError::Usage(
+                "give --admin-token-file (or --devnet <dir> to use <dir>/secrets/admin.token)"
+                    .into(),
+            ))
+        }
+    };
+    let token = std::fs::read_to_string(&token_path).map_err(|source| ClientError::Io {
+        what: format!("admin token {}", token_path.display()),
+        source,
+    })?;
+    let stats = StatsSpec {
+        quantiles: args.quantiles.clone(),
+        histogram_bounds: args.histogram_bounds.clone(),
+    };
+    stats
+        .validate()
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let req = CreateStudy {
+        id: args.id.clone(),
+        name: args.name.clone(),
+        data_spec: DataSpec {
+            field: args.field.clone(),
+            scale: args.scale,
+            account_field: args.account_field.clone(),
+        },
+        min_cohort: args.min_cohort,
+        min_new: args.min_new,
+        release_interval_secs: args.release_interval_secs,
+        stats,
+    };
+    let http = http(&net)?;
+    let info = runtime()?.block_on(create_study(&net, &http, token.trim(), &req))?;
+    if args.json {
+        print_json(&info);
+    } else {
+        let p = &info.params;
+        println!(
+            "created study {} ({:?}): field {} at scale {}, min cohort {}, min new {}, \
+             release every {} s",
+            p.id,
+            p.name,
+            p.data_spec.field,
+            p.data_spec.scale,
+            p.min_cohort,
+            p.min_new,
+            p.release_interval_secs
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! `triad share`: attest, submit, share, confirm, wait.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use triad_notary::{Attestation, DataSpec, Opening, ProveTarget};
+use triad_wire::config::DatasourceEndpoint;
+use triad_wire::https::read_json;
+use triad_wire::messages::{
+    ReadyRequest, RejectReason, StudyInfo, SubmissionState, SubmissionStatus, SubmitRequest,
+    SubmitResponse,
+};
+use triad_wire::{ApiError, NetworkConfig};
+
+use crate::shares::{split_shares, PartyShares};
+use crate::{base, check_study_id, get_json, transport, ClientError};
+
+/// How hard [`contribute`] tries.
+#[derive(Clone, Debug)]
+pub struct ContributeOptions {
+    /// How long to wait for the verdict of one attempt after "ready".
+    pub timeout: Duration,
+    /// Attempts in all (a retryable rejection starts a new one with a
+    /// fresh attestation).
+    pub attempts: u32,
+    /// How long to keep retrying admission (429 / 503) and share uploads
+    /// (503 intake_full) per attempt.
+    pub submit_timeout: Duration,
+    /// Status polling interval.
+    pub poll_interval: Duration,
+    /// Overrides the network description's data source.
+    pub datasource: Option<DatasourceEndpoint>,
+}
+
+impl Default for ContributeOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            attempts: 3,
+            submit_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+            datasource: None,
+        }
+    }
+}
+
+/// How a contribution ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Outcome {
+    pub study_id: String,
+    /// The last attempt's submission.
+    pub submission_id: String,
+    pub accepted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RejectReason>,
+    /// The provider's own attested value (fixed-point integer), for its
+    /// own display only.
+    pub value: i64,
+    /// The study's fixed-point scale (`value` × 10^-scale).
+    pub scale: u32,
+    pub attempts: u32,
+}
+
+/// Contributes the caller's value to `study_id` (see the crate docs).
+/// `api_key` is sent to the data source as `X-API-KEY`, inside TLS, under
+/// the client write key the notary never sees.
+pub async fn contribute(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    study_id: &str,
+    api_key: &str,
+    opts: &ContributeOptions,
+) -> Result<Outcome, ClientError> {
+    check_study_id(study_id)?;
+    let coord = base(&net.coordinator).to_string();
+    let study: StudyInfo = get_json(http, &format!("{coord}/v1/studies/{study_id}"))
+        .await
+        .map_err(|source| ClientError::Study {
+            study: study_id.into(),
+            source,
+        })?;
+    let ds = opts
+        .datasource
+        .clone()
+        .or_else(|| net.datasource.clone())
+        .ok_or(ClientError::NoDatasource)?;
+    let ds_ca = std::fs::read(&ds.ca_cert).map_err(|source| ClientError::Io {
+        what: format!("data source CA {}", ds.ca_cert.display()),
+        source,
+    })?;
+    let target = ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), api_key.into())])?;
+    let spec = study.params.data_spec.clone();
+    let attempts = opts.attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (att, opening) = attest(net, &target, &ds_ca, study_id, &spec).await?;
+        let blinder = opening.blinder_fr()?;
+        let sub = submit(http, &coord, study_id, &att, opts).await?;
+        let shares = split_shares(opening.value, blinder, &mut rand::rngs::OsRng);
+        upload_all(net, http, &sub, &shares, opts).await?;
+        ready(http, &coord, &sub).await?;
+        let state = wait_verdict(http, &coord, &sub.submission_id, opts).await?;
+        let accepted = state.status == SubmissionStatus::Accepted;
+        let retry = !accepted && state.reason.is_some_and(|r| r.retryable()) && attempt < attempts;
+        if retry {
+            continue;
+        }
+        return Ok(Outcome {
+            study_id: study_id.into(),
+            submission_id: sub.submission_id,
+            accepted,
+            reason: state.reason,
+            value: opening.value,
+            scale: spec.scale,
+            attempts: attempt,
+        });
+    }
+}
+
+async fn attest(
+    net: &NetworkConfig,
+    target: &ProveTarget,
+    ds_ca: &[u8],
+    study_id: &str,
+    spec: &DataSpec,
+) -> Result<(Attestation, Opening), ClientError> {
+    let (url, target, ca, sid, spec) = (
+        net.notary.clone(),
+        target.clone(),
+        ds_ca.to_vec(),
+        study_id.to_string(),
+        spec.clone(),
+    );
+    let (att, opening, pk) = tokio::task::spawn_blocking(move || {
+        triad_notary::service::prove_with_notary(&url, &target, Some(&ca), &sid, &spec)
+    })
+    .await
+    .map_err(|e| ClientError::Internal(format!("attestation task: {e}")))??;
+    if !pk.to_hex().eq_ignore_ascii_case(&net.notary_key) {
+        return Err(ClientError::NotaryKeyMismatch {
+            got: pk.to_hex(),
+            want: net.notary_key.clone(),
+        });
+    }
+    Ok((att, opening))
+}
+
+/// Exponential backoff with jitter, capped at 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(200))
+    }
+    fn next(&mut self) -> Duration {
+        use rand::Rng;
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        d + d.mul_f64(rand::thread_rng().gen_range(0.0..0.25))
+    }
+}
+
+/// Sleeps `d` unless that passes `deadline`; `false` if out of time.
+async fn sleep_before(deadline: Instant, d: Duration) -> bool {
+    let now = Instant::now();
+    if now + d > deadline {
+        return false;
+    }
+    tokio::time::sleep(d).await;
+    true
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get("retry-after")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(300.0)))
+}
+
+async fn submit(
+    http: &reqwest::Client,
+    coord: &str,
+    study_id: &str,
+    att: &Attestation,
+    opts: &ContributeOptions,
+) -> Result<SubmitResponse, ClientError> {
+    let deadline = Instant::now() + opts.submit_timeout;
+    let body = SubmitRequest {
+        attestation: att.clone(),
+    };
+    let url = format!("{coord}/v1/studies/{study_id}/submissions");
+    let mut backoff = Backoff::new();
+    loop {
+        let resp = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Submit {
+                source: transport(e),
+            })?;
+        let status = resp.status().as_u16();
+        let wait = retry_after(&resp);
+        let err = match read_json::<SubmitResponse>(resp).await {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
+        let pause = match (status, err.code) {
+            (429, _) | (_, "rate_limited") => wait.unwrap_or_else(|| backoff.next()),
+            (503, "queue_full") | (503, "busy") => backoff.next(),
+            _ => return Err(ClientError::Submit { source: err }),
+        };
+        if !sleep_before(deadline, pause.max(Duration::from_millis(50))).await {
+            return Err(ClientError::Submit { source: err });
+        }
+    }
+}
+
+async fn upload_one(
+    http: &reqwest::Client,
+    party: usize,
+    url: String,
+    body: triad_wire::messages::ShareUpload,
+    deadline: Instant,
+) -> Result<(), ClientError> {
+    let mut backoff = Backoff::new();
+    loop {
+        let err = match http.post(&url).json(&body).send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => match read_json::<serde_json::Value>(resp).await {
+                Ok(_) => ApiError::unavailable("http_error", "unexpected answer"),
+                Err(e) => e,
+            },
+            Err(e) => transport(e),
+        };
+        // A full intake or a dropped connection is worth another try (the
+        // upload is idempotent); a refusal is not.
+        let again = matches!(err.code, "intake_full" | "busy" | "transport");
+        if !again || !sleep_before(deadline, backoff.next()).await {
+            return Err(ClientError::Shares { party, source: err });
+        }
+    }
+}
+
+async fn upload_all(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    sub: &SubmitResponse,
+    shares: &[PartyShares; 3],
+    opts: &ContributeOptions,
+) -> Result<(), ClientError> {
+    // Shares go to the parties of the caller's own network description,
+    // whatever the coordinator lists.
+    let deadline = Instant::now() + opts.submit_timeout;
+    let one = |i: usize| {
+        upload_one(
+            http,
+            i,
+            format!("{}/v1/shares", base(&net.parties[i].url)),
+            shares[i].to_upload(&sub.submission_id, &sub.token),
+            deadline,
+        )
+    };
+    let (a, b, c) = tokio::join!(one(0), one(1), one(2));
+    a?;
+    b?;
+    c?;
+    Ok(())
+}
+
+async fn ready(
+    http: &reqwest::Client,
+    coord: &str,
+    sub: &SubmitResponse,
+) -> Result<(), ClientError> {
+    let err = |source| ClientError::Ready {
+        submission_id: sub.submission_id.clone(),
+        source,
+    };
+    let resp = http
+        .post(format!(
+            "{coord}/v1/submissions/{}/ready",
+            sub.submission_id
+        ))
+        .json(&ReadyRequest {
+            token: sub.token.clone(),
+        })
+        .send()
+        .await
+        .map_err(|e| err(transport(e)))?;
+    if resp.status().is_success() {
+        return Ok(());
+    }
+    match read_json::<serde_json::Value>(resp).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn status_name(s: SubmissionStatus) -> &'static str {
+    match s {
+        SubmissionStatus::AwaitingShares => "awaiting shares",
+        SubmissionStatus::Queued => "queued",
+        SubmissionStatus::Processing => "processing",
+        SubmissionStatus::Accepted => "accepted",
+        SubmissionStatus::Rejected => "rejected",
+    }
+}
+
+async fn wait_verdict(
+    http: &reqwest::Client,
+    coord: &str,
+    sid: &str,
+    opts: &ContributeOptions,
+) -> Result<SubmissionState, ClientError> {
+    let start = Instant::now();
+    let url = format!("{coord}/v1/submissions/{sid}");
+    let mut last;
+    loop {
+        match get_json::<SubmissionState>(http, &url).await {
+            Ok(s)
+                if matches!(
+                    s.status,
+                    SubmissionStatus::Accepted | SubmissionStatus::Rejected
+                ) =>
+            {
+                return Ok(s)
+            }
+            Ok(s) => last = status_name(s.status).into(),
+            // Transient trouble: keep asking until the deadline.
+            Err(e) if e.status.is_server_error() || e.code == "transport" => {
+                last = format!("unanswered ({e})")
+            }
+            Err(source) => {
+                return Err(ClientError::Status {
+                    submission_id: sid.into(),
+                    source,
+                })
+            }
+        }
+        if !sleep_before(start + opts.timeout, opts.poll_interval).await {
+            return Err(ClientError::StatusTimeout {
+                submission_id: sid.into(),
+                last,
+                secs: opts.timeout.as_secs(),
+            });
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! `contribute` end to end against the real demo data source and notary,
+//! with an in-process fake coordinator and fake parties over HTTPS: the
+//! admission retries (429 with Retry-After, 503 queue_full), the share
+//! upload retry (503 intake_full), a retryable rejection that starts over
+//! with a fresh attestation, and the shares recombining to the attested
+//! commitment.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use triad_client::{contribute, ContributeOptions};
+use triad_crypto::{commitment, fr_from_hex, fr_from_i128};
+use triad_notary::datasource::{launch_datasource, DatasourceConfig};
+use triad_notary::service::{launch_notary, ApiLimits, NotaryServiceConfig};
+use triad_notary::{
+    parse_fixed_point, root_store, verify_attestation, DataSpec, NotarySigningKey, ProxyConfig,
+};
+use triad_stats::StatsSpec;
+use triad_wire::config::DatasourceEndpoint;
+use triad_wire::messages::{
+    ReadyRequest, RejectReason, ShareUpload, StudyInfo, StudyParams, SubmissionState,
+    SubmissionStatus, SubmitRequest, SubmitResponse,
+};
+use triad_wire::pki::ServiceCa;
+use triad_wire::{ApiError, NetworkConfig, PartyEndpoint};
+
+#[derive(Default)]
+struct Coord {
+    submit_calls: u32,
+    /// (submission id, token, attestation) per admitted submission.
+    admitted: Vec<(String, String, triad_notary::Attestation)>,
+    ready: Vec<String>,
+}
+
+type CoordState = Arc<Mutex<Coord>>;
+
+fn study() -> StudyInfo {
+    StudyInfo {
+        params: StudyParams {
+            id: "eth".into(),
+            name: "ETH".into(),
+            data_spec: DataSpec {
+                field: "balances.ETH".into(),
+                scale: 4,
+                account_field: "uid".into(),
+            },
+            min_cohort: 3,
+            min_new: 1,
+            release_interval_secs: 1,
+            stats: StatsSpec::default(),
+        },
+        created_at: 1,
+        contributions: 0,
+        releases: 0,
+    }
+}
+
+async fn get_study(Path(id): Path<String>) -> Result<Json<StudyInfo>, ApiError> {
+    if id == "eth" {
+        Ok(Json(study()))
+    } else {
+        Err(ApiError::not_found("unknown_study", "no such study"))
+    }
+}
+
+async fn submit(State(c): State<CoordState>, body: axum::body::Bytes) -> Response {
+    let req: SubmitRequest = match triad_wire::https::parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut c = c.lock().unwrap();
+    c.submit_calls += 1;
+    match c.submit_calls {
+        1 => {
+            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
+                .into_response();
+            r.headers_mut().insert("retry-after", "0".parse().unwrap());
+            r
+        }
+        2 => ApiError::unavailable("queue_full", "queue is full").into_response(),
+        n => {
+            let sid = format!("{n:032x}");
+            let token = format!("{:064x}", n * 7);
+            c.admitted
+                .push((sid.clone(), token.clone(), req.attestation));
+            (
+                StatusCode::ACCEPTED,
+                Json(SubmitResponse {
+                    submission_id: sid,
+                    token,
+                    parties: vec![],
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn ready(
+    State(c): State<CoordState>,
+    Path(sid): Path<String>,
+    Json(r): Json<ReadyRequest>,
+) -> Response {
+    let mut c = c.lock().unwrap();
+    if !c
+        .admitted
+        .iter()
+        .any(|(s, t, _)| *s == sid && *t == r.token)
+    {
+        return ApiError::bad_request("wrong_token", "no").into_response();
+    }
+    c.ready.push(sid);
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn status(State(c): State<CoordState>, Path(sid): Path<String>) -> Response {
+    let c = c.lock().unwrap();
+    let Some(pos) = c.admitted.iter().position(|(s, _, _)| *s == sid) else {
+        return ApiError::not_found("unknown_submission", "no").into_response();
+    };
+    let ready = c.ready.contains(&sid);
+    // The first admitted submission is rejected (retryable); the next one
+    // is accepted once ready.
+    let (status, reason) = match (pos, ready) {
+        (_, false) => (SubmissionStatus::AwaitingShares, None),
+        (0, true) => (
+            SubmissionStatus::Rejected,
+            Some(RejectReason::SharesMissing),
+        ),
+        (_, true) => (SubmissionStatus::Accepted, None),
+    };
+    Json(SubmissionState {
+        submission_id: sid,
+        study_id: "eth".into(),
+        status,
+        reason,
+    })
+    .into_response()
+}
+
+type Uploads = Arc<Mutex<(u32, Vec<ShareUpload>)>>;
+
+async fn shares(State((i, u)): State<(usize, Uploads)>, Json(s): Json<ShareUpload>) -> Response {
+    let mut u = u.lock().unwrap();
+    u.0 += 1;
+    if i == 1 && u.0 == 1 {
+        return ApiError::unavailable("intake_full", "busy").into_response();
+    }
+    u.1.push(s);
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn serve(ca: &ServiceCa, dir: &std::path::Path, name: &str, r: Router) -> String {
+    let leaf = ca.issue(dir, name).unwrap();
+    let tls = triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", l.local_addr().unwrap());
+    tokio::spawn(triad_wire::https::serve(l, tls, r));
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contribute_end_to_end_with_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = launch_datasource(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        DatasourceConfig {
+            data_dir: dir.path().join("ds"),
+            accounts: 4,
+            seed: 9,
+            padding_assets: 0,
+        },
+    )
+    .unwrap();
+    let truth = triad_notary::datasource::ground_truth(4, 9);
+    let notary_key = NotarySigningKey::from_seed([5; 32]);
+    let pk = notary_key.public_key();
+    let roots = Arc::new(root_store(Some(ds.ca_pem.as_bytes()), false).unwrap());
+    let notary = launch_notary(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        NotaryServiceConfig {
+            key: notary_key,
+            roots,
+            ttl_secs: 600,
+            proxy: ProxyConfig::default(),
+            api: ApiLimits::default(),
+        },
+    )
+    .unwrap();
+
+    let ca_path = dir.path().join("ca.pem");
+    let ca = ServiceCa::create(&ca_path).unwrap();
+    let coord_state = CoordState::default();
+    let coord = Router::new()
+        .route("/v1/studies/{id}", get(get_study))
+        .route("/v1/studies/{id}/submissions", post(submit))
+        .route("/v1/submissions/{sid}/ready", post(ready))
+        .route("/v1/submissions/{sid}", get(status))
+        .with_state(coord_state.clone());
+    let coordinator = serve(&ca, dir.path(), "coordinator", coord).await;
+    let uploads: [Uploads; 3] = Default::default();
+    let mut urls = Vec::new();
+    for (i, u) in uploads.iter().enumerate() {
+        let r = Router::new()
+            .route("/v1/shares", post(shares))
+            .with_state((i, u.clone()));
+        urls.push(serve(&ca, dir.path(), &format!("party{i}"), r).await);
+    }
+    let net = NetworkConfig {
+        ca_cert: ca_path.clone(),
+        coordinator,
+        parties: [0, 1, 2].map(|i| PartyEndpoint {
+            url: urls[i].clone(),
+            mpc_addr: "127.0.0.1:1".parse().unwrap(),
+            mpc_cert: String::new(),
+            sign_key: "00".repeat(32),
+        }),
+        notary: notary.url(),
+        notary_key: pk.to_hex(),
+        api: "https://127.0.0.1:1".into(),
+        datasource: Some(DatasourceEndpoint {
+            url: ds.info.url.clone(),
+            ca_cert: ds.info.ca_cert.clone(),
+        }),
+    };
+    let http = triad_wire::https::client(&net.ca_pem().unwrap(), Duration::from_secs(30)).unwrap();
+    let account = &truth.accounts[2];
+    let opts = ContributeOptions {
+        timeout: Duration::from_secs(20),
+        ..ContributeOptions::default()
+    };
+    let out = contribute(&net, &http, "eth", &account.api_key, &opts)
+        .await
+        .unwrap();
+    let expected = parse_fixed_point(&account.balances["ETH"], 4).unwrap();
+    assert!(out.accepted, "{out:?}");
+    assert_eq!(out.attempts, 2);
+    assert_eq!(out.value, expected);
+    assert_eq!(out.scale, 4);
+    assert_eq!(out.reason, None);
+
+    {
+        let c = coord_state.lock().unwrap();
+        assert_eq!(c.submit_calls, 4, "429, 503, admitted, admitted again");
+        assert_eq!(c.admitted.len(), 2);
+        assert_eq!(out.submission_id, c.admitted[1].0);
+        // Fresh attestation per attempt.
+        assert_ne!(c.admitted[0].2, c.admitted[1].2);
+
+        // Each admitted submission's shares recombine to its attested opening.
+        for (sid, token, att) in &c.admitted {
+            let mine: Vec<ShareUpload> = uploads
+                .iter()
+                .map(|u| {
+                    u.lock()
+                        .unwrap()
+                        .1
+                        .iter()
+                        .find(|s| s.submission_id == *sid)
+                        .cloned()
+                        .unwrap()
+                })
+                .collect();
+            assert!(mine.iter().all(|s| s.token == *token));
+            for i in 0..3 {
+                assert_eq!(mine[i].value_bits[1], mine[(i + 1) % 3].value_bits[0]);
+                assert_eq!(mine[i].blinder[1], mine[(i + 1) % 3].blinder[0]);
+            }
+            let word = mine
+                .iter()
+                .map(|s| u64::from_str_radix(&s.value_bits[0], 16).unwrap())
+                .fold(0, |a, x| a ^ x);
+            assert_eq!(word as i64, expected);
+            let blinder = mine
+                .iter()
+                .map(|s| fr_from_hex(&s.blinder[0]).unwrap())
+                .fold(fr_from_i128(0), |a, x| a + x);
+            let v = verify_attestation(att, &[pk], triad_wire::unix_now()).unwrap();
+            assert_eq!(
+                v.claims.commitment,
+                commitment(fr_from_i128(expected.into()), blinder)
+            );
+        }
+    }
+
+    // A notary key the network does not trust is refused.
+    let mut wrong = net.clone();
+    wrong.notary_key = "11".repeat(32);
+    let e = contribute(&wrong, &http, "eth", &account.api_key, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, triad_client::ClientError::NotaryKeyMismatch { .. }),
+        "{e}"
+    );
+    // An unknown study names the step and the server's code.
+    let e = contribute(&net, &http, "nope", &account.api_key, &opts)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown_study"), "{e}");
+    notary.shutdown();
+    ds.shutdown();
+}

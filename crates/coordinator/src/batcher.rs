@@ -1,0 +1,227 @@
+//! Batches and the batch commit protocol (two-phase commit with the three
+//! parties), run by the one driver task.
+//!
+//! The driver is the only caller of the calls that make the parties run
+//! MPC (prepare and release): each party runs one MPC session at a time in
+//! arrival order, so two concurrent sessions could be ordered differently at
+//! different parties and deadlock. Batches and releases therefore
+//! interleave in one sequential loop ([`run_driver`]).
+//!
+//! Protocol, per batch:
+//! 1. durably record the batch (state preparing), its submissions processing;
+//! 2. send `prepare` to all three parties concurrently;
+//! 3. all three answered with equal verdicts → durably log commit (with the
+//!    verdicts), then send `commit` to each until it acks, then apply the
+//!    verdicts; anything else → durably log abort, send `abort` best effort,
+//!    requeue the submissions (rejecting them after `max_attempts`).
+//!
+//! Presumed abort: a batch the log does not show committed is aborted, so a
+//! restart aborts batches still preparing and re-sends commit for batches
+//! logged committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use triad_wire::messages::PrepareBatch;
+
+use crate::db::{Db, DbError, FormedBatch};
+use crate::parties::Parties;
+use crate::releases;
+
+/// How batches are formed and retried.
+#[derive(Clone, Debug)]
+pub struct BatchConfig {
+    /// Most submissions per batch.
+    pub max_batch: usize,
+    /// How long the oldest queued submission may wait for a fuller batch.
+    pub linger: Duration,
+    /// How long a submission may stay awaiting its provider's "ready".
+    pub shares_timeout: Duration,
+    /// Failed batches a submission survives before `BatchFailed`.
+    pub max_attempts: u32,
+    /// Pause after an aborted batch, so a failing party is not hammered.
+    pub retry_backoff: Duration,
+    /// Time limit of one party call (prepare and release run MPC).
+    pub party_timeout: Duration,
+    /// Longest idle sleep of the driver between looks at the queue.
+    pub tick: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 256,
+            linger: Duration::from_millis(200),
+            shares_timeout: Duration::from_secs(60),
+            max_attempts: 3,
+            retry_backoff: Duration::from_secs(1),
+            party_timeout: Duration::from_secs(120),
+            tick: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the driver shares with the handlers and tests.
+pub struct Driver {
+    pub db: Db,
+    pub parties: Arc<dyn Parties>,
+    pub cfg: BatchConfig,
+    pub party_keys: [String; 3],
+    /// Woken by "ready" so a full batch starts without waiting for a tick.
+    pub wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends `commit` to every party until each acks, with capped backoff.
+/// Commit is idempotent at the parties, so repeats are harmless.
+async fn commit_all(parties: &dyn Parties, batch: u64) {
+    let one = |i: usize| async move {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match parties.commit(i, batch).await {
+                Ok(()) => return,
+                Err(e) => {
+                    eprintln!("coordinator: commit of batch {batch}: {e}; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    };
+    tokio::join!(one(0), one(1), one(2));
+}
+
+/// Best effort: a party that misses the abort learns it by asking
+/// `GET /internal/batches/{id}` (presumed abort).
+async fn abort_all(parties: &dyn Parties, batch: u64) {
+    let (a, b, c) = tokio::join!(
+        parties.abort(0, batch),
+        parties.abort(1, batch),
+        parties.abort(2, batch)
+    );
+    for e in [a, b, c].into_iter().filter_map(Result::err) {
+        eprintln!("coordinator: abort of batch {batch}: {e}");
+    }
+}
+
+impl Driver {
+    /// Settles what a previous run left unfinished (see module docs).
+    pub async fn recover(&self) -> Result<(), BatchError> {
+        let (preparing, committing) = self.db.unfinished_batches().await?;
+        for id in preparing {
+            self.db.abort_batch(id, self.cfg.max_attempts).await?;
+            abort_all(&*self.parties, id).await;
+        }
+        for b in committing {
+            commit_all(&*self.parties, b.id).await;
+            self.db.finish_commit(b.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one formed batch through the commit protocol; `true` if committed.
+    pub async fn run_batch(&self, batch: FormedBatch) -> Result<bool, BatchError> {
+        let req = PrepareBatch {
+            batch_id: batch.id,
+            study: batch.study,
+            items: batch.items,
+        };
+        let p = &*self.parties;
+        let (a, b, c) = tokio::join!(p.prepare(0, &req), p.prepare(1, &req), p.prepare(2, &req));
+        let verdicts = match (a, b, c) {
+            (Ok(a), Ok(b), Ok(c))
+                if a.verdicts.len() == req.items.len()
+                    && a.batch_id == req.batch_id
+                    && a == b
+                    && b == c =>
+            {
+                Some(a.verdicts)
+            }
+            (a, b, c) => {
+                for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+                    eprintln!("coordinator: prepare of batch {}: {e}", req.batch_id);
+                }
+                None
+            }
+        };
+        match verdicts {
+            Some(v) => {
+                self.db.decide_commit(req.batch_id, v).await?;
+                commit_all(p, req.batch_id).await;
+                self.db.finish_commit(req.batch_id).await?;
+                Ok(true)
+            }
+            None => {
+                eprintln!("coordinator: batch {} aborted", req.batch_id);
+                self.db
+                    .abort_batch(req.batch_id, self.cfg.max_attempts)
+                    .await?;
+                abort_all(p, req.batch_id).await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Forms and runs every batch that is due now; returns whether any
+    /// batch aborted.
+    async fn run_due_batches(&self) -> Result<bool, BatchError> {
+        let mut aborted = false;
+        for (study, count, oldest_ms) in self.db.queued_summary().await? {
+            let waited = now_ms().saturating_sub(oldest_ms);
+            if count < self.cfg.max_batch && waited < self.cfg.linger.as_millis() as i64 {
+                continue;
+            }
+            if let Some(b) = self.db.form_batch(study, self.cfg.max_batch).await? {
+                aborted |= !self.run_batch(b).await?;
+            }
+        }
+        Ok(aborted)
+    }
+
+    /// The driver loop: recovery, then forever expire stale submissions,
+    /// run due batches and due releases, one at a time.
+    pub async fn run(self: Arc<Self>) {
+        while let Err(e) = self.recover().await {
+            eprintln!("coordinator: recovery: {e}; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut release_attempts: HashMap<String, Instant> = HashMap::new();
+        loop {
+            let step = async {
+                self.db
+                    .expire_awaiting(self.cfg.shares_timeout.as_millis() as i64)
+                    .await?;
+                let aborted = self.run_due_batches().await?;
+                releases::run_due_releases(&self, &mut release_attempts).await?;
+                Ok::<_, BatchError>(aborted)
+            };
+            match step.await {
+                // Back off without listening to "ready": a failing party
+                // should not be asked again at once.
+                Ok(true) => tokio::time::sleep(self.cfg.retry_backoff).await,
+                Ok(false) => {
+                    // A "ready" wakes the loop early; linger is then re-checked.
+                    let _ = tokio::time::timeout(self.cfg.tick, self.wake.notified()).await;
+                }
+                Err(e) => {
+                    eprintln!("coordinator: driver: {e}");
+                    tokio::time::sleep(self.cfg.tick).await;
+                }
+            }
+        }
+    }
+}

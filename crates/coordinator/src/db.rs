@@ -1,0 +1,696 @@
+//! The coordinator's SQLite store: studies, submissions, nullifiers, seen
+//! attestation signatures, batches and releases. One file, one connection
+//! behind a mutex; every call runs on the blocking pool.
+//!
+//! State lives here and nowhere else, so a restart resumes from the file:
+//! the batch commit protocol writes its decision before telling anyone.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use triad_wire::messages::{
+    BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("SQLite: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("stored value {0:?} is not valid")]
+    Corrupt(String),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY,
+    params_json TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+-- seq orders admission: batches take submissions FIFO.
+CREATE TABLE IF NOT EXISTS submissions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    study TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    nullifier TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    queued_ms INTEGER,
+    batch_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS submissions_status ON submissions(status, study, seq);
+-- A nullifier is held while its submission is accepted or in flight;
+-- rejection deletes the row so the provider may try again.
+CREATE TABLE IF NOT EXISTS nullifiers (
+    study TEXT NOT NULL,
+    nullifier TEXT NOT NULL,
+    submission_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (study, nullifier)
+);
+-- Every attestation signature ever admitted; never deleted.
+CREATE TABLE IF NOT EXISTS seen_signatures (
+    signature TEXT PRIMARY KEY,
+    seen_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study TEXT NOT NULL,
+    state TEXT NOT NULL,          -- preparing | committing | done | aborted
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_items (
+    batch_id INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    submission_id TEXT NOT NULL,
+    verdict TEXT,                 -- set with the commit decision
+    PRIMARY KEY (batch_id, pos)
+);
+CREATE TABLE IF NOT EXISTS releases (
+    study TEXT NOT NULL,
+    release_no INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    release_json TEXT NOT NULL,
+    PRIMARY KEY (study, release_no)
+);
+";
+
+/// What admission inserts.
+#[derive(Clone, Debug)]
+pub struct NewSubmission {
+    pub id: String,
+    pub study: String,
+    pub token_sha256: String,
+    pub commitment: String,
+    pub nullifier: String,
+    pub signature: String,
+}
+
+/// Why the admission transaction refused (no row written).
+#[derive(Debug, thiserror::Error)]
+pub enum InsertRefused {
+    #[error("unknown study")]
+    UnknownStudy,
+    #[error("attestation already seen")]
+    Replayed,
+    #[error("nullifier already in use")]
+    NullifierInUse,
+    #[error("admission queue full")]
+    QueueFull,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A submission as the ready handler needs it.
+#[derive(Clone, Debug)]
+pub struct SubmissionRow {
+    pub state: SubmissionState,
+    pub token_sha256: String,
+}
+
+/// A formed batch.
+#[derive(Clone, Debug)]
+pub struct FormedBatch {
+    pub id: u64,
+    pub study: StudyParams,
+    pub items: Vec<BatchItem>,
+}
+
+/// A batch whose commit decision is logged but not yet acknowledged by all.
+#[derive(Clone, Debug)]
+pub struct CommittingBatch {
+    pub id: u64,
+}
+
+/// Counters a release decision needs.
+#[derive(Clone, Debug)]
+pub struct ReleaseStatus {
+    pub study: StudyParams,
+    pub accepted: u64,
+    pub last_release_no: u64,
+    pub last_count: u64,
+    pub last_created_at: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn parse_status(s: &str) -> Result<SubmissionStatus, DbError> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| DbError::Corrupt(s.into()))
+}
+
+fn reason_str(r: RejectReason) -> String {
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{r:?}"),
+    }
+}
+
+fn parse_reason(s: &str) -> Result<RejectReason, DbError> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| DbError::Corrupt(s.into()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Rejects one submission and frees its nullifier.
+fn reject(tx: &Connection, submission: &str, reason: RejectReason) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE submissions SET status='rejected', reason=?2, batch_id=NULL WHERE id=?1",
+        params![submission, reason_str(reason)],
+    )?;
+    tx.execute(
+        "DELETE FROM nullifiers WHERE submission_id=?1",
+        params![submission],
+    )?;
+    Ok(())
+}
+
+fn load_study(conn: &Connection, id: &str) -> Result<Option<StudyInfo>, DbError> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT params_json, created_at FROM studies WHERE id=?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((json, created_at)) = row else {
+        return Ok(None);
+    };
+    let params: StudyParams = serde_json::from_str(&json)?;
+    let contributions: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM submissions WHERE study=?1 AND status='accepted'",
+        params![id],
+        |r| r.get(0),
+    )?;
+    let releases: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM releases WHERE study=?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    Ok(Some(StudyInfo {
+        params,
+        created_at: created_at as u64,
+        contributions: contributions as u64,
+        releases: releases as u64,
+    }))
+}
+
+impl Db {
+    /// Opens (or creates) `<dir>/coordinator.sqlite`.
+    pub fn open(dir: &Path) -> Result<Self, DbError> {
+        let conn = Connection::open(dir.join("coordinator.sqlite"))?;
+        // WAL + FULL: a committed decision survives power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite consistent
+            // (transactions roll back), so a poisoned lock is still usable.
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Inserts a study; `Ok(false)` if the id exists.
+    pub async fn create_study(&self, info: StudyInfo) -> Result<bool, DbError> {
+        let json = serde_json::to_string(&info.params)?;
+        self.run(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO studies (id, params_json, created_at) VALUES (?1, ?2, ?3)",
+                params![info.params.id, json, info.created_at as i64],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub async fn study(&self, id: String) -> Result<Option<StudyInfo>, DbError> {
+        self.run(move |c| load_study(c, &id)).await
+    }
+
+    pub async fn studies(&self) -> Result<Vec<StudyInfo>, DbError> {
+        self.run(|c| {
+            let ids: Vec<String> = c
+                .prepare("SELECT id FROM studies ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.extend(load_study(c, &id)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The admission transaction: replay record, nullifier reservation,
+    /// queue bound and the submission row, all or nothing. The single
+    /// connection plus `BEGIN IMMEDIATE` serialises concurrent admissions,
+    /// so of two submissions with one nullifier exactly one commits.
+    pub async fn insert_submission(
+        &self,
+        s: NewSubmission,
+        max_queue: usize,
+        now: u64,
+    ) -> Result<(), InsertRefused> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let r = (|| {
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM studies WHERE id=?1", params![s.study], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if exists.is_none() {
+                    return Ok(Err(InsertRefused::UnknownStudy));
+                }
+                let seen = tx.execute(
+                    "INSERT OR IGNORE INTO seen_signatures (signature, seen_at) VALUES (?1, ?2)",
+                    params![s.signature, now as i64],
+                )?;
+                if seen == 0 {
+                    return Ok(Err(InsertRefused::Replayed));
+                }
+                let fresh = tx.execute(
+                    "INSERT OR IGNORE INTO nullifiers (study, nullifier, submission_id)
+                     VALUES (?1, ?2, ?3)",
+                    params![s.study, s.nullifier, s.id],
+                )?;
+                if fresh == 0 {
+                    return Ok(Err(InsertRefused::NullifierInUse));
+                }
+                let in_flight: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM submissions
+                     WHERE status IN ('awaiting_shares','queued','processing')",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if in_flight as usize >= max_queue {
+                    return Ok(Err(InsertRefused::QueueFull));
+                }
+                tx.execute(
+                    "INSERT INTO submissions
+                     (id, study, token_sha256, commitment, nullifier, status, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'awaiting_shares', ?6)",
+                    params![
+                        s.id,
+                        s.study,
+                        s.token_sha256,
+                        s.commitment,
+                        s.nullifier,
+                        now_ms()
+                    ],
+                )?;
+                Ok::<_, DbError>(Ok(()))
+            })();
+            match r {
+                Ok(Ok(())) => {
+                    tx.commit()?;
+                    Ok(Ok(()))
+                }
+                // Dropping the transaction rolls back: a refusal writes nothing.
+                Ok(Err(refused)) => Ok(Err(refused)),
+                Err(e) => Err(e),
+            }
+        })
+        .await?
+    }
+
+    pub async fn submission(&self, id: String) -> Result<Option<SubmissionRow>, DbError> {
+        self.run(move |c| {
+            let row: Option<(String, String, Option<String>, String)> = c
+                .query_row(
+                    "SELECT study, status, reason, token_sha256 FROM submissions WHERE id=?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((study, status, reason, token_sha256)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(SubmissionRow {
+                state: SubmissionState {
+                    submission_id: id,
+                    study_id: study,
+                    status: parse_status(&status)?,
+                    reason: reason.as_deref().map(parse_reason).transpose()?,
+                },
+                token_sha256,
+            }))
+        })
+        .await
+    }
+
+    /// awaiting_shares → queued; `Ok(false)` if it was in another state.
+    pub async fn mark_ready(&self, id: String) -> Result<bool, DbError> {
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE submissions SET status='queued', queued_ms=?2
+                 WHERE id=?1 AND status='awaiting_shares'",
+                params![id, now_ms()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Rejects submissions that waited for shares longer than `timeout_ms`.
+    pub async fn expire_awaiting(&self, timeout_ms: i64) -> Result<usize, DbError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = tx
+                .prepare(
+                    "SELECT id FROM submissions WHERE status='awaiting_shares' AND created_ms < ?1",
+                )?
+                .query_map(params![now_ms() - timeout_ms], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                reject(&tx, id, RejectReason::SharesTimeout)?;
+            }
+            tx.commit()?;
+            Ok(ids.len())
+        })
+        .await
+    }
+
+    /// Per study with queued submissions: (study, queued count, oldest queued_ms).
+    pub async fn queued_summary(&self) -> Result<Vec<(String, usize, i64)>, DbError> {
+        self.run(|c| {
+            let v = c
+                .prepare(
+                    "SELECT study, COUNT(*), MIN(queued_ms) FROM submissions
+                     WHERE status='queued' GROUP BY study ORDER BY MIN(seq)",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Takes up to `max` queued submissions of `study` in admission order
+    /// into a new batch (state preparing), durably, before any party hears of it.
+    pub async fn form_batch(
+        &self,
+        study: String,
+        max: usize,
+    ) -> Result<Option<FormedBatch>, DbError> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(info) = load_study(&tx, &study)? else {
+                return Ok(None);
+            };
+            let items: Vec<BatchItem> = tx
+                .prepare(
+                    "SELECT id, token_sha256, commitment FROM submissions
+                     WHERE status='queued' AND study=?1 ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![study, max as i64], |r| {
+                    Ok(BatchItem {
+                        submission_id: r.get(0)?,
+                        token_sha256: r.get(1)?,
+                        commitment: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            if items.is_empty() {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO batches (study, state, created_at) VALUES (?1, 'preparing', ?2)",
+                params![study, triad_wire::unix_now() as i64],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (pos, it) in items.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO batch_items (batch_id, pos, submission_id) VALUES (?1, ?2, ?3)",
+                    params![id, pos as i64, it.submission_id],
+                )?;
+                tx.execute(
+                    "UPDATE submissions SET status='processing', batch_id=?2 WHERE id=?1",
+                    params![it.submission_id, id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Some(FormedBatch {
+                id: id as u64,
+                study: info.params,
+                items,
+            }))
+        })
+        .await
+    }
+
+    /// Logs the commit decision and the verdicts (the point of no return).
+    pub async fn decide_commit(
+        &self,
+        batch: u64,
+        verdicts: Vec<Option<RejectReason>>,
+    ) -> Result<(), DbError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for (pos, v) in verdicts.iter().enumerate() {
+                tx.execute(
+                    "UPDATE batch_items SET verdict=?3 WHERE batch_id=?1 AND pos=?2",
+                    params![batch as i64, pos as i64, v.map(reason_str)],
+                )?;
+            }
+            tx.execute(
+                "UPDATE batches SET state='committing' WHERE id=?1 AND state='preparing'",
+                params![batch as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// All three parties acked the commit: apply the verdicts.
+    pub async fn finish_commit(&self, batch: u64) -> Result<(), DbError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let items: Vec<(String, Option<String>)> = tx
+                .prepare("SELECT submission_id, verdict FROM batch_items WHERE batch_id=?1")?
+                .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (sid, verdict) in items {
+                match verdict {
+                    None => {
+                        tx.execute(
+                            "UPDATE submissions SET status='accepted', batch_id=NULL WHERE id=?1",
+                            params![sid],
+                        )?;
+                    }
+                    Some(r) => reject(&tx, &sid, parse_reason(&r)?)?,
+                }
+            }
+            tx.execute(
+                "UPDATE batches SET state='done' WHERE id=?1",
+                params![batch as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Logs an abort: submissions go back to the queue, or are rejected
+    /// once they failed `max_attempts` batches.
+    pub async fn abort_batch(&self, batch: u64, max_attempts: u32) -> Result<(), DbError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE batches SET state='aborted' WHERE id=?1 AND state='preparing'",
+                params![batch as i64],
+            )?;
+            if n == 1 {
+                let items: Vec<(String, i64)> = tx
+                    .prepare(
+                        "SELECT s.id, s.attempts FROM batch_items b JOIN submissions s
+                         ON s.id = b.submission_id WHERE b.batch_id=?1",
+                    )?
+                    .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (sid, attempts) in items {
+                    let attempts = attempts + 1;
+                    if attempts >= i64::from(max_attempts) {
+                        tx.execute(
+                            "UPDATE submissions SET attempts=?2 WHERE id=?1",
+                            params![sid, attempts],
+                        )?;
+                        reject(&tx, &sid, RejectReason::BatchFailed)?;
+                    } else {
+                        tx.execute(
+                            "UPDATE submissions SET status='queued', attempts=?2, batch_id=NULL
+                             WHERE id=?1",
+                            params![sid, attempts],
+                        )?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Batches a restart must settle: (preparing ids, committing ids).
+    pub async fn unfinished_batches(&self) -> Result<(Vec<u64>, Vec<CommittingBatch>), DbError> {
+        self.run(|c| {
+            let get = |state: &str| -> Result<Vec<u64>, DbError> {
+                Ok(
+                    c.prepare("SELECT id FROM batches WHERE state=?1 ORDER BY id")?
+                        .query_map(params![state], |r| r.get::<_, i64>(0))?
+                        .map(|r| r.map(|v| v as u64))
+                        .collect::<Result<_, _>>()?,
+                )
+            };
+            let preparing = get("preparing")?;
+            let committing = get("committing")?
+                .into_iter()
+                .map(|id| CommittingBatch { id })
+                .collect();
+            Ok((preparing, committing))
+        })
+        .await
+    }
+
+    /// The decision a party recovering a batch gets; unknown ids are
+    /// presumed aborted.
+    pub async fn batch_decision(&self, batch: u64) -> Result<Decision, DbError> {
+        self.run(move |c| {
+            let state: Option<String> = c
+                .query_row(
+                    "SELECT state FROM batches WHERE id=?1",
+                    params![batch as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match state.as_deref() {
+                Some("preparing") => Decision::Pending,
+                Some("committing") | Some("done") => Decision::Commit,
+                _ => Decision::Abort,
+            })
+        })
+        .await
+    }
+
+    pub async fn release_status(&self) -> Result<Vec<ReleaseStatus>, DbError> {
+        self.run(|c| {
+            let ids: Vec<String> = c
+                .prepare("SELECT id FROM studies ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::new();
+            for id in ids {
+                let Some(info) = load_study(c, &id)? else {
+                    continue;
+                };
+                let last: Option<(i64, i64, i64)> = c
+                    .query_row(
+                        "SELECT release_no, count, created_at FROM releases WHERE study=?1
+                         ORDER BY release_no DESC LIMIT 1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?;
+                out.push(ReleaseStatus {
+                    study: info.params,
+                    accepted: info.contributions,
+                    last_release_no: last.map_or(0, |l| l.0 as u64),
+                    last_count: last.map_or(0, |l| l.1 as u64),
+                    last_created_at: last.map(|l| l.2 as u64),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn record_release(
+        &self,
+        study: String,
+        release_no: u64,
+        count: u64,
+        created_at: u64,
+        release_json: String,
+    ) -> Result<(), DbError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO releases (study, release_no, count, created_at, release_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    study,
+                    release_no as i64,
+                    count as i64,
+                    created_at as i64,
+                    release_json
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Row counts of every table, for tests that prove a refusal wrote nothing.
+    #[cfg(test)]
+    pub async fn row_counts(&self) -> Vec<i64> {
+        self.run(|c| {
+            let mut v = Vec::new();
+            for t in [
+                "studies",
+                "submissions",
+                "nullifiers",
+                "seen_signatures",
+                "batches",
+                "releases",
+            ] {
+                v.push(c.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))?);
+            }
+            Ok(v)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Runs arbitrary SQL in tests.
+    #[cfg(test)]
+    pub async fn test_query_i64(&self, sql: &'static str) -> i64 {
+        self.run(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,287 @@
+//! triad's coordinator: studies, admission (attestation, freshness, replay
+//! and sybil checks), rate limits, batching, the batch commit protocol with
+//! the three parties, and the release schedule. It never sees a value or a
+//! share: only attestation metadata, commitments, nullifiers and timings.
+//!
+//! - [`admission`]: the admission rule, [`admission::admit_submission`];
+//! - [`limits`]: per-IP and global token buckets;
+//! - [`batcher`]: batch formation and two-phase commit, in the one driver task;
+//! - [`releases`]: when a study gets its next release;
+//! - [`parties`]: the calls to the parties, behind a trait;
+//! - [`db`]: the SQLite store; [`routes`]: the HTTP handlers.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod batcher;
+pub mod db;
+pub mod limits;
+pub mod parties;
+pub mod releases;
+pub mod routes;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use triad_notary::NotaryPublicKey;
+use triad_wire::NetworkConfig;
+
+pub use batcher::BatchConfig;
+pub use limits::Limits;
+
+use crate::batcher::Driver;
+use crate::db::Db;
+use crate::limits::RateLimiter;
+use crate::parties::{HttpParties, Parties};
+use crate::routes::AppState;
+
+/// Default freshness window of an attestation's TLS session.
+pub const DEFAULT_MAX_ATTESTATION_AGE_SECS: u64 = 3600;
+
+/// Everything the coordinator needs to run.
+#[derive(Clone)]
+pub struct CoordinatorConfig {
+    /// Holds `coordinator.sqlite`.
+    pub data_dir: PathBuf,
+    pub network: NetworkConfig,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Shared with the parties (`x-triad-internal`).
+    pub internal_token: String,
+    /// Operator token for creating studies (`x-triad-admin`).
+    pub admin_token: String,
+    pub limits: Limits,
+    pub batching: BatchConfig,
+    pub max_attestation_age_secs: u64,
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorConfig")
+            .field("data_dir", &self.data_dir)
+            .field("network", &self.network)
+            .field("internal_token", &"<redacted>")
+            .field("admin_token", &"<redacted>")
+            .field("limits", &self.limits)
+            .field("batching", &self.batching)
+            .field("max_attestation_age_secs", &self.max_attestation_age_secs)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Network(#[from] triad_wire::config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] triad_wire::https::TlsError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running coordinator: its address and its two tasks (HTTPS server and
+/// driver).
+pub struct CoordinatorHandle {
+    pub addr: SocketAddr,
+    server: JoinHandle<std::io::Result<()>>,
+    driver: JoinHandle<()>,
+}
+
+impl CoordinatorHandle {
+    /// `https://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Stops both tasks at their next await point. Every state change is a
+    /// committed SQLite transaction, so stopping anywhere is safe: the next
+    /// launch on the same data directory recovers.
+    pub fn abort(&self) {
+        self.server.abort();
+        self.driver.abort();
+    }
+
+    /// Aborts and waits until both tasks are gone.
+    pub async fn shutdown(self) {
+        self.abort();
+        let _ = self.server.await;
+        let _ = self.driver.await;
+    }
+
+    /// Waits until the server stops (it normally never does).
+    pub async fn wait(self) -> Result<(), CoordinatorError> {
+        let r = self.server.await;
+        self.driver.abort();
+        match r {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(CoordinatorError::Config(format!("server task: {e}"))),
+        }
+    }
+}
+
+/// Starts the coordinator on `listener`, talking to the parties over HTTPS.
+pub async fn launch(
+    cfg: CoordinatorConfig,
+    listener: TcpListener,
+) -> Result<CoordinatorHandle, CoordinatorError> {
+    let ca = cfg.network.ca_pem()?;
+    let parties = HttpParties::new(
+        &cfg.network,
+        &ca,
+        cfg.internal_token.clone(),
+        cfg.batching.party_timeout,
+    )?;
+    launch_with(cfg, listener, Arc::new(parties)).await
+}
+
+/// [`launch`] with any [`Parties`] implementation (tests use in-process fakes).
+pub(crate) async fn launch_with(
+    cfg: CoordinatorConfig,
+    listener: TcpListener,
+    parties: Arc<dyn Parties>,
+) -> Result<CoordinatorHandle, CoordinatorError> {
+    if cfg.batching.max_batch == 0 || cfg.batching.max_attempts == 0 {
+        return Err(CoordinatorError::Config(
+            "max_batch and max_attempts must be at least 1".into(),
+        ));
+    }
+    let notary_key = NotaryPublicKey::from_hex(&cfg.network.notary_key)
+        .map_err(|e| CoordinatorError::Config(format!("network notary_key: {e}")))?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let db = Db::open(&cfg.data_dir)?;
+    let wake = Arc::new(Notify::new());
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        limiter: RateLimiter::new(cfg.limits.clone()),
+        trusted_keys: vec![notary_key],
+        max_attestation_age_secs: cfg.max_attestation_age_secs,
+        max_queue: cfg.limits.max_queue,
+        party_urls: cfg.network.parties.iter().map(|p| p.url.clone()).collect(),
+        admin_token: cfg.admin_token.clone(),
+        internal_token: cfg.internal_token.clone(),
+        wake: wake.clone(),
+    });
+    let driver = Arc::new(Driver {
+        db,
+        parties,
+        cfg: cfg.batching.clone(),
+        party_keys: cfg.network.parties.clone().map(|p| p.sign_key),
+        wake,
+    });
+    let addr = listener.local_addr()?;
+    let router = routes::router(state, cfg.limits.max_body);
+    let server = tokio::spawn(triad_wire::https::serve(listener, cfg.tls.clone(), router));
+    let driver = tokio::spawn(driver.run());
+    Ok(CoordinatorHandle {
+        addr,
+        server,
+        driver,
+    })
+}
+
+/// `triad coordinator` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CoordinatorArgs {
+    /// The network description (network.json).
+    #[arg(long)]
+    pub network: PathBuf,
+    /// Directory of coordinator.sqlite.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// HTTPS certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    /// HTTPS private key (PEM).
+    #[arg(long)]
+    pub tls_key: PathBuf,
+    /// File holding the token shared with the parties.
+    #[arg(long)]
+    pub internal_token_file: PathBuf,
+    /// File holding the operator token.
+    #[arg(long)]
+    pub admin_token_file: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    pub max_batch: usize,
+    #[arg(long, default_value_t = 200)]
+    pub linger_ms: u64,
+    #[arg(long, default_value_t = 60)]
+    pub shares_timeout_secs: u64,
+    #[arg(long, default_value_t = DEFAULT_MAX_ATTESTATION_AGE_SECS)]
+    pub max_attestation_age_secs: u64,
+    #[arg(long, default_value_t = 2000.0)]
+    pub per_ip_per_sec: f64,
+    #[arg(long, default_value_t = 4000.0)]
+    pub per_ip_burst: f64,
+    #[arg(long, default_value_t = 5000.0)]
+    pub global_per_sec: f64,
+    #[arg(long, default_value_t = 10000.0)]
+    pub global_burst: f64,
+    #[arg(long, default_value_t = 20_000)]
+    pub max_queue: usize,
+}
+
+fn read_token(path: &PathBuf) -> Result<String, CoordinatorError> {
+    let t = std::fs::read_to_string(path)
+        .map_err(|e| CoordinatorError::Config(format!("{}: {e}", path.display())))?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        return Err(CoordinatorError::Config(format!(
+            "{}: empty token",
+            path.display()
+        )));
+    }
+    Ok(t)
+}
+
+impl CoordinatorArgs {
+    pub fn to_config(&self) -> Result<CoordinatorConfig, CoordinatorError> {
+        Ok(CoordinatorConfig {
+            data_dir: self.data_dir.clone(),
+            network: NetworkConfig::load(&self.network)?,
+            tls: triad_wire::https::server_config(&self.tls_cert, &self.tls_key)?,
+            internal_token: read_token(&self.internal_token_file)?,
+            admin_token: read_token(&self.admin_token_file)?,
+            limits: Limits {
+                per_ip_per_sec: self.per_ip_per_sec,
+                per_ip_burst: self.per_ip_burst,
+                global_per_sec: self.global_per_sec,
+                global_burst: self.global_burst,
+                max_queue: self.max_queue,
+                ..Limits::default()
+            },
+            batching: BatchConfig {
+                max_batch: self.max_batch,
+                linger: Duration::from_millis(self.linger_ms),
+                shares_timeout: Duration::from_secs(self.shares_timeout_secs),
+                ..BatchConfig::default()
+            },
+            max_attestation_age_secs: self.max_attestation_age_secs,
+        })
+    }
+}
+
+/// Runs the coordinator until the process ends.
+pub fn run_blocking(args: CoordinatorArgs) -> Result<(), CoordinatorError> {
+    let cfg = args.to_config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(args.listen).await?;
+        let handle = launch(cfg, listener).await?;
+        eprintln!("coordinator listening on {}", handle.url());
+        handle.wait().await
+    })
+}

@@ -1,0 +1,101 @@
+//! The release schedule. A study gets its next release when
+//! - at least `min_cohort` contributions are accepted,
+//! - at least `min_new` were accepted since the previous release (otherwise
+//!   two releases would differ by one person's value), and
+//! - `release_interval_secs` passed since the previous release (and since
+//!   the previous failed attempt).
+//!
+//! Only the driver calls [`run_due_releases`]: consumers can never trigger
+//! a release, and the release's MPC never overlaps a batch's.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use triad_wire::messages::ReleaseRequest;
+use triad_wire::release::verify_release;
+
+use crate::batcher::{BatchError, Driver};
+use crate::db::ReleaseStatus;
+
+/// Whether the gates let `s` have its next release at `now` (Unix seconds).
+pub fn release_due(s: &ReleaseStatus, now: u64) -> bool {
+    let p = &s.study;
+    s.accepted >= p.min_cohort.max(1)
+        && s.accepted.saturating_sub(s.last_count) >= p.min_new
+        && s.last_created_at
+            .is_none_or(|t| now >= t.saturating_add(min_spacing_secs(p.release_interval_secs)))
+}
+
+/// At least a second between releases of a study, whatever its interval:
+/// an interval of 0 must not turn the driver into a release loop.
+fn min_spacing_secs(interval: u64) -> u64 {
+    interval.max(1)
+}
+
+/// Asks the parties for every due release, one study at a time.
+pub async fn run_due_releases(
+    d: &Driver,
+    attempts: &mut HashMap<String, Instant>,
+) -> Result<(), BatchError> {
+    let now = triad_wire::unix_now();
+    for s in d.db.release_status().await? {
+        if !release_due(&s, now) {
+            continue;
+        }
+        let interval = Duration::from_secs(min_spacing_secs(s.study.release_interval_secs));
+        if attempts
+            .get(&s.study.id)
+            .is_some_and(|t| t.elapsed() < interval)
+        {
+            continue;
+        }
+        attempts.insert(s.study.id.clone(), Instant::now());
+        let req = ReleaseRequest {
+            study: s.study.clone(),
+            release_no: s.last_release_no + 1,
+            created_at: now,
+        };
+        let p = &*d.parties;
+        let (a, b, c) = tokio::join!(p.release(0, &req), p.release(1, &req), p.release(2, &req));
+        let copies = match (a, b, c) {
+            (Ok(a), Ok(b), Ok(c)) => vec![a, b, c],
+            (a, b, c) => {
+                for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+                    eprintln!(
+                        "coordinator: release {} of {}: {e}",
+                        req.release_no, s.study.id
+                    );
+                }
+                continue;
+            }
+        };
+        let verified = match verify_release(&copies, &d.party_keys) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!(
+                    "coordinator: release {} of {}: {e}",
+                    req.release_no, s.study.id
+                );
+                continue;
+            }
+        };
+        let r = &verified.release;
+        if r.study_id != s.study.id || r.release_no != req.release_no {
+            eprintln!(
+                "coordinator: parties signed release {} of {:?}, asked for {} of {:?}",
+                r.release_no, r.study_id, req.release_no, s.study.id
+            );
+            continue;
+        }
+        let json = serde_json::to_string(&verified).map_err(crate::db::DbError::from)?;
+        d.db.record_release(
+            s.study.id.clone(),
+            r.release_no,
+            r.count,
+            r.created_at,
+            json,
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The HTTP surface. Handlers are thin: they parse, call the rule that
+//! decides ([`admit_submission`], the store), and pick the status.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::Notify;
+use triad_notary::NotaryPublicKey;
+use triad_wire::https::{check_token, parse_json};
+use triad_wire::messages::{
+    valid_study_id, BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams,
+    SubmissionState, SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER,
+    INTERNAL_TOKEN_HEADER,
+};
+use triad_wire::{ApiError, PeerAddr};
+
+use crate::admission::{admit_submission, token_digest, AdmissionPolicy};
+use crate::db::Db;
+use crate::limits::RateLimiter;
+
+pub const DEFAULT_MIN_COHORT: u64 = 10;
+pub const DEFAULT_MIN_NEW: u64 = 10;
+pub const DEFAULT_RELEASE_INTERVAL_SECS: u64 = 60;
+
+pub struct AppState {
+    pub db: Db,
+    pub limiter: RateLimiter,
+    pub trusted_keys: Vec<NotaryPublicKey>,
+    pub max_attestation_age_secs: u64,
+    pub max_queue: usize,
+    pub party_urls: Vec<String>,
+    pub admin_token: String,
+    pub internal_token: String,
+    pub wake: Arc<Notify>,
+}
+
+type St = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/studies", post(create_study).get(list_studies))
+        .route("/v1/studies/{id}", get(get_study))
+        .route("/v1/studies/{id}/submissions", post(submit))
+        .route("/v1/submissions/{sid}", get(get_submission))
+        .route("/v1/submissions/{sid}/ready", post(ready))
+        .route("/internal/batches/{id}", get(batch_decision))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The raw body, with an over-long one answered in our JSON shape.
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+        } else {
+            ApiError::bad_request("malformed_body", r.body_text())
+        }
+    })
+}
+
+async fn create_study(
+    State(s): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_token(&headers, ADMIN_TOKEN_HEADER, &s.admin_token)?;
+    let req: CreateStudy = parse_json(&body(b)?)?;
+    if !valid_study_id(&req.id) {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "study id must be 1-64 characters of [a-z0-9-]",
+        ));
+    }
+    let min_cohort = req.min_cohort.unwrap_or(DEFAULT_MIN_COHORT);
+    if min_cohort == 0 {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "min_cohort must be at least 1",
+        ));
+    }
+    req.data_spec
+        .validate()
+        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
+    req.stats
+        .validate()
+        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
+    let info = StudyInfo {
+        params: StudyParams {
+            id: req.id,
+            name: req.name,
+            data_spec: req.data_spec,
+            min_cohort,
+            min_new: req.min_new.unwrap_or(DEFAULT_MIN_NEW),
+            release_interval_secs: req
+                .release_interval_secs
+                .unwrap_or(DEFAULT_RELEASE_INTERVAL_SECS),
+            stats: req.stats,
+        },
+        created_at: triad_wire::unix_now(),
+        contributions: 0,
+        releases: 0,
+    };
+    if !s
+        .db
+        .create_study(info.clone())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::conflict(
+            "study_exists",
+            format!("study {:?} exists", info.params.id),
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn list_studies(State(s): St) -> Result<Json<Vec<StudyInfo>>, ApiError> {
+    Ok(Json(s.db.studies().await.map_err(ApiError::internal)?))
+}
+
+async fn get_study(State(s): St, Path(id): Path<String>) -> Result<Json<StudyInfo>, ApiError> {
+    s.db.study(id.clone())
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("unknown_study", format!("no study {id:?}")))
+}
+
+async fn submit(
+    State(s): St,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    Path(study): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, Response> {
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
+    let go = async {
+        let req: SubmitRequest = parse_json(&body(b)?)?;
+        let policy = AdmissionPolicy {
+            trusted_keys: &s.trusted_keys,
+            max_age_secs: s.max_attestation_age_secs,
+            max_queue: s.max_queue,
+        };
+        let admitted = admit_submission(
+            &s.db,
+            &study,
+            &req.attestation,
+            &policy,
+            triad_wire::unix_now(),
+        )
+        .await?;
+        Ok::<_, ApiError>(SubmitResponse {
+            submission_id: admitted.submission_id,
+            token: admitted.token,
+            parties: s.party_urls.clone(),
+        })
+    };
+    match go.await {
+        Ok(r) => Ok((StatusCode::ACCEPTED, Json(r)).into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+fn unknown_submission(sid: &str) -> ApiError {
+    ApiError::not_found("unknown_submission", format!("no submission {sid:?}"))
+}
+
+async fn ready(
+    State(s): St,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    Path(sid): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, Response> {
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
+    let go = async {
+        let req: ReadyRequest = parse_json(&body(b)?)?;
+        let row =
+            s.db.submission(sid.clone())
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| unknown_submission(&sid))?;
+        // Comparing digests keeps the comparison's timing independent of
+        // the secret token.
+        if token_digest(&req.token) != row.token_sha256 {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_token",
+                "wrong submission token",
+            ));
+        }
+        if !s
+            .db
+            .mark_ready(sid.clone())
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::conflict(
+                "wrong_state",
+                format!("submission is {:?}, not awaiting shares", row.state.status),
+            ));
+        }
+        s.wake.notify_one();
+        // The state the transition produced; the driver may already have
+        // moved on (a full batch starts at once).
+        Ok(SubmissionState {
+            status: SubmissionStatus::Queued,
+            reason: None,
+            ..row.state
+        })
+    };
+    match go.await {
+        Ok(r) => Ok((StatusCode::ACCEPTED, Json(r)).into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+async fn get_submission(State(s): St, Path(sid): Path<String>) -> Result<Response, ApiError> {
+    let row =
+        s.db.submission(sid.clone())
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unknown_submission(&sid))?;
+    Ok(Json(row.state).into_response())
+}
+
+async fn batch_decision(
+    State(s): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<BatchDecision>, ApiError> {
+    check_token(&headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    let batch_id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;
+    let decision =
+        s.db.batch_decision(batch_id)
+            .await
+            .map_err(ApiError::internal)?;
+    Ok(Json(BatchDecision { batch_id, decision }))
+}

@@ -1,0 +1,310 @@
+//! The per-batch MPC check of provider submissions.
+//!
+//! Each provider sends party `i` the components `(x_i, x_{i+1})` of its
+//! value's 64-bit two's-complement word (XOR sharing) and of its blinder
+//! (additive sharing in the BN254 scalar field). For a batch of `n`
+//! submissions the parties, in a constant number of rounds:
+//! 1. agree on which submissions all three received;
+//! 2. check that overlapping components agree ([`check_client_input`]);
+//! 3. inject the bits into the field and into Z_2^128 and weigh them
+//!    (`v = sum_{j<63} 2^j b_j - 2^63 b_63`), so one sharing of the bits
+//!    yields the value in both domains with no chance of disagreement;
+//! 4. check `-2^52 <= v < 2^52`, the range the statistics support;
+//! 5. recompute `Poseidon(v, blinder)` and open only whether it equals the
+//!    attested commitment ([`open_is_zero`] opens a random multiple).
+//!
+//! Opened: the presence bitmap (public anyway), the consistency verdicts,
+//! one range bit and one equality bit per submission. Nothing else.
+
+use std::num::Wrapping;
+
+use triad_mpc::protocols::binary::unpack_bits;
+use triad_mpc::protocols::input::Submission;
+use triad_mpc::protocols::{
+    bit_inject, check_client_input, in_range, open, open_is_zero, poseidon2,
+};
+use triad_mpc::{Bits, Fr, MpcError, Party, Ring, Shares, Z128};
+use triad_stats::VALUE_BITS;
+use triad_wire::messages::RejectReason;
+
+/// One party's view of a batch, items in the coordinator's order. Items the
+/// party never received hold zero components and `present = false`.
+#[derive(Clone, Debug)]
+pub struct BatchShares {
+    pub present: Vec<bool>,
+    /// One word per item.
+    pub value_bits: Shares<Bits>,
+    pub blinder: Shares<Fr>,
+}
+
+/// The verdicts (equal at all three parties) and the passing values.
+#[derive(Clone, Debug)]
+pub struct BatchCheck {
+    pub verdicts: Vec<Option<RejectReason>>,
+    /// Every item's value in Z_2^128 (meaningless for rejected items).
+    pub values: Shares<Z128>,
+}
+
+/// Weights of the two's-complement bits: `2^j`, and `-2^63` for the sign.
+fn bit_weights<T: Ring>() -> Vec<T> {
+    let mut w: Vec<T> = (0..63).map(|j| T::from_u64(1u64 << j)).collect();
+    w.push(-T::from_u64(1u64 << 63));
+    w
+}
+
+/// `sum_j w_j b_{k,j}` for each item `k` (local).
+fn weigh<T: Ring>(bits: &Shares<T>, n: usize) -> Shares<T> {
+    let w = bit_weights::<T>();
+    let dot = |v: &[T], k: usize| {
+        v[64 * k..64 * k + 64]
+            .iter()
+            .zip(&w)
+            .fold(T::zero(), |acc, (b, c)| acc + *b * *c)
+    };
+    Shares::new(
+        (0..n).map(|k| dot(&bits.a, k)).collect(),
+        (0..n).map(|k| dot(&bits.b, k)).collect(),
+    )
+}
+
+/// ANDs this party's presence bitmap with both peers'. 1 round.
+fn agree_presence(p: &mut Party, present: &[bool]) -> Result<Vec<bool>, MpcError> {
+    let mine: Vec<u8> = present.iter().map(|&b| b as u8).collect();
+    let (prev, next) = (p.prev(), p.next());
+    for to in [prev, next] {
+        p.net.send(to, mine.clone())?;
+    }
+    let mut all = present.to_vec();
+    for from in [prev, next] {
+        let v = p.net.recv(from)?;
+        if v.len() != present.len() {
+            return Err(MpcError::WrongLength {
+                from,
+                expected: present.len(),
+                got: v.len(),
+            });
+        }
+        if v.iter().any(|b| *b > 1) {
+            return Err(MpcError::MalformedElement { from });
+        }
+        all.iter_mut().zip(v).for_each(|(a, b)| *a &= b == 1);
+    }
+    Ok(all)
+}
+
+/// Checks a batch against the attested `commitments` (one per item).
+pub fn check_batch(
+    p: &mut Party,
+    input: &BatchShares,
+    commitments: &[Fr],
+) -> Result<BatchCheck, MpcError> {
+    let n = commitments.len();
+    if input.present.len() != n || input.value_bits.len() != n || input.blinder.len() != n {
+        return Err(MpcError::InvalidArgument("batch inputs of unequal lengths"));
+    }
+    let present = agree_presence(p, &input.present)?;
+    let subs: Vec<Submission> = (0..n)
+        .map(|k| Submission {
+            id: k as u64,
+            range: k..k + 1,
+        })
+        .collect();
+    let bits_ok = check_client_input(p, &input.value_bits, &subs)?;
+    let blinder_ok = check_client_input(p, &input.blinder, &subs)?;
+
+    let v_fr = weigh(&bit_inject::<Fr>(p, &input.value_bits, 64 * n)?, n);
+    let v_ring = weigh(&bit_inject::<Z128>(p, &input.value_bits, 64 * n)?, n);
+
+    let offset = Wrapping(1u128 << VALUE_BITS);
+    let shifted = v_ring.add_public(p.id, &vec![offset; n]);
+    let in_range_bits = in_range(p, &shifted, VALUE_BITS + 1)?;
+    let in_range = unpack_bits(&open(p, &in_range_bits)?, n);
+
+    let diff = poseidon2(p, &v_fr, &input.blinder)?
+        .add_public(p.id, &commitments.iter().map(|c| -*c).collect::<Vec<_>>());
+    let equal = open_is_zero(p, &diff)?;
+
+    let verdicts = (0..n)
+        .map(|k| {
+            if !present[k] {
+                Some(RejectReason::SharesMissing)
+            } else if !(bits_ok[k] && blinder_ok[k]) {
+                Some(RejectReason::InconsistentShares)
+            } else if !in_range[k] {
+                Some(RejectReason::ValueOutOfRange)
+            } else if !equal[k] {
+                Some(RejectReason::CommitmentMismatch)
+            } else {
+                None
+            }
+        })
+        .collect();
+    Ok(BatchCheck {
+        verdicts,
+        values: v_ring,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::Rng;
+    use triad_crypto::{commitment, fr_from_i128};
+    use triad_mpc::share::{reconstruct, share_plain};
+    use triad_mpc::testing::{run3, test_rng};
+
+    /// How a test item is damaged before the check.
+    #[derive(Clone, Copy, Debug)]
+    enum Fault {
+        None,
+        Missing(usize),
+        Inconsistent(usize),
+        WrongBlinder,
+        WrongValue,
+    }
+
+    fn fault() -> impl Strategy<Value = Fault> {
+        prop_oneof![
+            4 => Just(Fault::None),
+            1 => (0usize..3).prop_map(Fault::Missing),
+            1 => (0usize..6).prop_map(Fault::Inconsistent),
+            1 => Just(Fault::WrongBlinder),
+            1 => Just(Fault::WrongValue),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = i64> {
+        let lim = 1i64 << VALUE_BITS;
+        prop_oneof![
+            Just(0i64),
+            Just(-1),
+            Just(lim - 1),
+            Just(-lim),
+            Just(lim),
+            Just(-lim - 1),
+            Just(i64::MAX),
+            Just(i64::MIN),
+            -lim..lim,
+            any::<i64>(),
+        ]
+    }
+
+    /// The plaintext oracle of [`check_batch`].
+    fn expected(v: i64, f: Fault) -> Option<RejectReason> {
+        let lim = 1i64 << VALUE_BITS;
+        match f {
+            Fault::Missing(_) => Some(RejectReason::SharesMissing),
+            Fault::Inconsistent(_) => Some(RejectReason::InconsistentShares),
+            _ if !(-lim..lim).contains(&v) => Some(RejectReason::ValueOutOfRange),
+            Fault::WrongBlinder | Fault::WrongValue => Some(RejectReason::CommitmentMismatch),
+            Fault::None => None,
+        }
+    }
+
+    fn run(items: &[(i64, Fault)]) {
+        let mut rng = test_rng();
+        let n = items.len();
+        let blinders: Vec<Fr> = (0..n).map(|_| Fr::from(rng.gen::<u64>())).collect();
+        let commitments: Vec<Fr> = items
+            .iter()
+            .zip(&blinders)
+            .map(|((v, _), b)| commitment(fr_from_i128(*v as i128), *b))
+            .collect();
+        // What the providers share: sometimes not what they attested.
+        let shared_bits: Vec<Bits> = items
+            .iter()
+            .map(|(v, f)| match f {
+                Fault::WrongValue => Bits((*v as u64) ^ 1),
+                _ => Bits(*v as u64),
+            })
+            .collect();
+        let shared_blinders: Vec<Fr> = items
+            .iter()
+            .zip(&blinders)
+            .map(|((_, f), b)| match f {
+                Fault::WrongBlinder => *b + Fr::from(1u64),
+                _ => *b,
+            })
+            .collect();
+        let mut bits = share_plain(&shared_bits, &mut rng);
+        let mut bl = share_plain(&shared_blinders, &mut rng);
+        let mut present = [vec![true; n], vec![true; n], vec![true; n]];
+        for (k, (_, f)) in items.iter().enumerate() {
+            match *f {
+                Fault::Missing(i) => {
+                    present[i][k] = false;
+                    bits[i].a[k] = Bits(0);
+                    bits[i].b[k] = Bits(0);
+                }
+                Fault::Inconsistent(c) => {
+                    let (i, first) = (c % 3, c < 3);
+                    if first {
+                        bits[i].a[k].0 ^= 1 << (k % 64);
+                    } else {
+                        bl[i].b[k] += Fr::from(1u64);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let out = run3(|p| {
+            let i = p.id.index();
+            let input = BatchShares {
+                present: present[i].clone(),
+                value_bits: bits[i].clone(),
+                blinder: bl[i].clone(),
+            };
+            check_batch(p, &input, &commitments).unwrap()
+        });
+        let want: Vec<_> = items.iter().map(|(v, f)| expected(*v, *f)).collect();
+        for o in &out {
+            assert_eq!(o.verdicts, want, "items {items:?}");
+        }
+        let values = reconstruct(&[
+            out[0].values.clone(),
+            out[1].values.clone(),
+            out[2].values.clone(),
+        ]);
+        for (k, (v, _)) in items.iter().enumerate() {
+            if want[k].is_none() {
+                assert_eq!(values[k], Wrapping(*v as i128 as u128), "value {v}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        #[test]
+        fn verdicts_match_the_oracle(items in prop::collection::vec((value(), fault()), 1..40)) {
+            run(&items);
+        }
+    }
+
+    #[test]
+    fn duplicates_and_edges_pass() {
+        let lim = 1i64 << VALUE_BITS;
+        run(&[
+            (0, Fault::None),
+            (0, Fault::None),
+            (lim - 1, Fault::None),
+            (-lim, Fault::None),
+            (-1, Fault::None),
+            (lim, Fault::None),
+            (i64::MIN, Fault::WrongBlinder),
+        ]);
+    }
+
+    #[test]
+    fn length_mismatch_is_an_error() {
+        let out = run3(|p| {
+            let input = BatchShares {
+                present: vec![true],
+                value_bits: Shares::zeros(1),
+                blinder: Shares::zeros(1),
+            };
+            check_batch(p, &input, &[]).is_err()
+        });
+        assert_eq!(out, [true; 3]);
+    }
+}

@@ -1,0 +1,121 @@
+//! The two MPC jobs a party runs, each a plain function over the mesh and
+//! the store, run one at a time on the party's MPC worker thread.
+
+use sha2::{Digest, Sha256};
+use triad_mpc::{Bits, Fr, Shares};
+use triad_stats::StatsSpec;
+use triad_wire::messages::{PrepareBatch, RejectReason, ReleaseRequest};
+use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
+use triad_wire::{PartySigningKey, SignedRelease};
+
+use crate::check::{check_batch, BatchShares};
+use crate::intake::Components;
+use crate::mesh::{Mesh, SessionError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("MPC: {0}")]
+    Mpc(#[from] triad_mpc::MpcError),
+    #[error("statistics: {0}")]
+    Stats(#[from] triad_stats::StatsError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn tag(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Checks a batch in MPC and stores the passing items as pending.
+/// `inputs[k]` is this party's copy of item `k`, if it received one.
+pub fn prepare(
+    mesh: &Mesh,
+    store: &Store,
+    req: &PrepareBatch,
+    request_sha256: &[u8; 32],
+    commitments: &[Fr],
+    inputs: &[Option<Components>],
+) -> Result<Vec<Option<RejectReason>>, JobError> {
+    let n = inputs.len();
+    let comp = |c: &Option<Components>, j: usize| c.map(|c| c.value_bits[j]).unwrap_or(0);
+    let fr = |c: &Option<Components>, j: usize| c.map(|c| c.blinder[j]).unwrap_or(Fr::from(0u64));
+    let shares = BatchShares {
+        present: inputs.iter().map(Option::is_some).collect(),
+        value_bits: Shares::new(
+            inputs.iter().map(|c| Bits(comp(c, 0))).collect(),
+            inputs.iter().map(|c| Bits(comp(c, 1))).collect(),
+        ),
+        blinder: Shares::new(
+            inputs.iter().map(|c| fr(c, 0)).collect(),
+            inputs.iter().map(|c| fr(c, 1)).collect(),
+        ),
+    };
+    let checked = {
+        let mut p = mesh.session(tag(&[b"prepare", request_sha256]))?;
+        check_batch(&mut p, &shares, commitments)?
+    };
+    let passing: Vec<_> = (0..n)
+        .filter(|&k| checked.verdicts[k].is_none())
+        .map(|k| {
+            (
+                req.items[k].submission_id.clone(),
+                checked.values.a[k],
+                checked.values.b[k],
+            )
+        })
+        .collect();
+    store.put_pending(
+        req.batch_id,
+        &req.study.id,
+        request_sha256,
+        &checked.verdicts,
+        &passing,
+    )?;
+    Ok(checked.verdicts)
+}
+
+/// Computes, signs and stores a release over every committed contribution.
+pub fn release(
+    mesh: &Mesh,
+    store: &Store,
+    key: &PartySigningKey,
+    req: &ReleaseRequest,
+) -> Result<SignedRelease, JobError> {
+    let study = &req.study;
+    let (ids, shares) = store.committed_shares(&study.id)?;
+    // The tag covers the input set, so parties with different committed
+    // sets refuse to compute rather than release garbage.
+    let ids_digest = Sha256::digest(ids.join(",").as_bytes());
+    let spec: &StatsSpec = &study.stats;
+    let spec_json = serde_json::to_vec(spec).expect("spec serializes");
+    let results = {
+        let mut p = mesh.session(tag(&[
+            b"release",
+            study.id.as_bytes(),
+            &req.release_no.to_le_bytes(),
+            &req.created_at.to_le_bytes(),
+            &ids_digest,
+            &spec_json,
+        ]))?;
+        triad_stats::compute(&mut p, &shares, spec)?
+    };
+    let release = Release {
+        version: RELEASE_VERSION,
+        study_id: study.id.clone(),
+        release_no: req.release_no,
+        created_at: req.created_at,
+        count: ids.len() as u64,
+        results,
+    };
+    let signed = sign_release(key, mesh.id.index() as u8, &release);
+    store.put_release(&study.id, req.release_no, release.count, &signed)?;
+    Ok(signed)
+}

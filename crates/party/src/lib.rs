@@ -1,0 +1,234 @@
+//! A triad computation party.
+//!
+//! - [`check`]: the per-batch MPC check of provider submissions;
+//! - [`jobs`]: the two MPC jobs (prepare a batch, compute a release);
+//! - [`mesh`]: one mutual-TLS MPC session per job, tagged;
+//! - [`intake`]: uploaded shares awaiting their batch;
+//! - [`store`]: the durable SQLite store;
+//! - [`service`]: the HTTPS handlers.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod intake;
+pub mod jobs;
+pub mod mesh;
+pub mod service;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use triad_mpc::PartyId;
+use triad_net::Identity;
+use triad_wire::config::write_atomic;
+use triad_wire::{NetworkConfig, PartySigningKey};
+
+pub use service::PartyState;
+
+/// Key files in a party's data directory.
+pub const MPC_CERT_FILE: &str = "mpc-cert.der";
+pub const MPC_KEY_FILE: &str = "mpc-key.der";
+pub const SIGN_KEY_FILE: &str = "sign.key";
+pub const DB_FILE: &str = "party.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartyError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> PartyError {
+    PartyError::File {
+        path: path.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// The party's long-term keys.
+pub struct PartyKeys {
+    pub identity: Identity,
+    pub sign: PartySigningKey,
+}
+
+/// Loads the MPC identity and the release-signing key from `dir`, creating
+/// them on first use (a devnet calls this before writing `network.json`).
+pub fn load_or_create_keys(dir: &Path, id: usize) -> Result<PartyKeys, PartyError> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let (cp, kp) = (dir.join(MPC_CERT_FILE), dir.join(MPC_KEY_FILE));
+    if !cp.exists() {
+        let idn = Identity::generate(&format!("triad-party-{id}"))
+            .map_err(|e| PartyError::Config(e.to_string()))?;
+        write_atomic(&kp, &idn.key_der).map_err(|e| file_err(&kp, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| file_err(&kp, e))?;
+        }
+        // The certificate last: its presence means the pair is complete.
+        write_atomic(&cp, &idn.cert_der).map_err(|e| file_err(&cp, e))?;
+    }
+    let identity = Identity {
+        cert_der: std::fs::read(&cp).map_err(|e| file_err(&cp, e))?,
+        key_der: std::fs::read(&kp).map_err(|e| file_err(&kp, e))?,
+    };
+    let sp = dir.join(SIGN_KEY_FILE);
+    let sign = PartySigningKey::load_or_create(&sp).map_err(|e| file_err(&sp, e))?;
+    Ok(PartyKeys { identity, sign })
+}
+
+pub struct PartyConfig {
+    pub id: PartyId,
+    pub data_dir: PathBuf,
+    pub network: NetworkConfig,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub internal_token: String,
+}
+
+/// A running party.
+pub struct PartyHandle {
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<PartyState>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl PartyHandle {
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the party: keys and store from `data_dir`, the MPC listener on
+/// the configured address, HTTPS on `listener`, and the recovery loop.
+pub async fn launch(
+    cfg: PartyConfig,
+    listener: tokio::net::TcpListener,
+) -> Result<PartyHandle, PartyError> {
+    let i = cfg.id.index();
+    let keys = load_or_create_keys(&cfg.data_dir, i)?;
+    let me = &cfg.network.parties[i];
+    if hex::encode(&keys.identity.cert_der) != me.mpc_cert
+        || keys.sign.public_key().to_hex() != me.sign_key
+    {
+        return Err(PartyError::Config(format!(
+            "the keys in {} are not party {i}'s keys in the network description",
+            cfg.data_dir.display()
+        )));
+    }
+    let certs = [0, 1, 2].map(|j| hex::decode(&cfg.network.parties[j].mpc_cert));
+    let certs = match certs {
+        [Ok(a), Ok(b), Ok(c)] => [a, b, c],
+        _ => return Err(PartyError::Config("a party's mpc_cert is not hex".into())),
+    };
+    let addrs = [0, 1, 2].map(|j| cfg.network.parties[j].mpc_addr);
+    let mpc_listener = std::net::TcpListener::bind(me.mpc_addr)?;
+    let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener);
+    let store = Arc::new(store::Store::open(&cfg.data_dir.join(DB_FILE))?);
+    let ca = cfg
+        .network
+        .ca_pem()
+        .map_err(|e| PartyError::Config(e.to_string()))?;
+    let http = triad_wire::https::client(&ca, Duration::from_secs(30))
+        .map_err(|e| PartyError::Config(e.to_string()))?;
+    let state = PartyState::new(
+        mesh,
+        store,
+        keys.sign,
+        cfg.internal_token,
+        cfg.network,
+        http,
+    );
+    let addr = listener.local_addr()?;
+    let router = service::router(state.clone());
+    let tls = cfg.tls.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = triad_wire::https::serve(listener, tls, router).await {
+            eprintln!("party server: {e}");
+        }
+    });
+    let st = state.clone();
+    let recovery = tokio::spawn(async move {
+        loop {
+            service::recover_pending(&st).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    Ok(PartyHandle {
+        addr,
+        state,
+        tasks: vec![server, recovery],
+    })
+}
+
+/// `triad party`.
+#[derive(clap::Args, Debug)]
+pub struct PartyArgs {
+    /// Party index: 0, 1 or 2.
+    #[arg(long)]
+    pub id: usize,
+    /// The network description (network.json).
+    #[arg(long)]
+    pub network: PathBuf,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// HTTPS listen address (the MPC address comes from the network file).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    #[arg(long)]
+    pub tls_key: PathBuf,
+    /// File holding the coordinator ⇄ parties token.
+    #[arg(long)]
+    pub internal_token_file: PathBuf,
+}
+
+pub fn read_token(path: &Path) -> Result<String, PartyError> {
+    let t = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    let t = t.trim().to_string();
+    if t.len() < 32 {
+        return Err(file_err(path, "token shorter than 32 characters"));
+    }
+    Ok(t)
+}
+
+/// Runs a party until the process is killed.
+pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
+    let id =
+        PartyId::new(args.id).ok_or_else(|| PartyError::Config("--id must be 0, 1 or 2".into()))?;
+    let network =
+        NetworkConfig::load(&args.network).map_err(|e| PartyError::Config(e.to_string()))?;
+    let tls = triad_wire::https::server_config(&args.tls_cert, &args.tls_key)
+        .map_err(|e| PartyError::Config(e.to_string()))?;
+    let internal_token = read_token(&args.internal_token_file)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+        let h = launch(
+            PartyConfig {
+                id,
+                data_dir: args.data_dir,
+                network,
+                tls,
+                internal_token,
+            },
+            listener,
+        )
+        .await?;
+        println!("party {} listening on https://{}", id.index(), h.addr);
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,73 @@
+//! MPC sessions with the other two parties. Each job (a batch check, a
+//! release) opens a fresh mutual-TLS mesh on the party's MPC port and
+//! first compares a tag (what job, over which inputs) with both peers, so a
+//! party never mixes two jobs or computes over a different input set.
+//! One session at a time: the caller runs jobs on a single worker thread.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use triad_mpc::{MpcError, Party, PartyId};
+use triad_net::{Identity, TcpConfig, TcpNetwork};
+
+pub struct Mesh {
+    pub id: PartyId,
+    identity: Identity,
+    certs: [Vec<u8>; 3],
+    addrs: [SocketAddr; 3],
+    listener: TcpListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("MPC: {0}")]
+    Mpc(#[from] MpcError),
+    #[error("MPC listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer {0:?} is working on a different job or input set")]
+    TagMismatch(PartyId),
+}
+
+impl Mesh {
+    pub fn new(
+        id: PartyId,
+        identity: Identity,
+        certs: [Vec<u8>; 3],
+        addrs: [SocketAddr; 3],
+        listener: TcpListener,
+    ) -> Self {
+        Self {
+            id,
+            identity,
+            certs,
+            addrs,
+            listener,
+        }
+    }
+
+    /// Connects to both peers and checks they run the job named `tag`.
+    pub fn session(&self, tag: [u8; 32]) -> Result<Party, SessionError> {
+        let mut cfg = TcpConfig::new(
+            self.id,
+            self.identity.clone(),
+            self.certs.clone(),
+            self.addrs,
+        );
+        // A peer that is down makes the job fail quickly; the coordinator
+        // aborts and retries.
+        cfg.setup_timeout = Duration::from_secs(20);
+        cfg.timeout = Duration::from_secs(60);
+        let net = TcpNetwork::establish(cfg, self.listener.try_clone()?).map_err(MpcError::from)?;
+        let mut p = Party::setup(Box::new(net))?;
+        let (prev, next) = (p.prev(), p.next());
+        for to in [prev, next] {
+            p.net.send(to, tag.to_vec()).map_err(MpcError::from)?;
+        }
+        for from in [prev, next] {
+            if p.net.recv(from).map_err(MpcError::from)? != tag {
+                return Err(SessionError::TagMismatch(from));
+            }
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,416 @@
+//! The party's HTTPS service: thin handlers over the intake, the store and
+//! the MPC worker.
+//!
+//! Public: `POST /v1/shares`, `GET /v1/studies/{id}/release/latest`,
+//! `GET /v1/info`, `GET /healthz`. Internal (coordinator only, bearer
+//! token): `POST /internal/batches/prepare`, `POST
+//! /internal/batches/{id}/commit`, `POST /internal/batches/{id}/abort`,
+//! `POST /internal/releases`.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use triad_crypto::{fr_from_hex, Fr};
+use triad_wire::https::{check_token, parse_json};
+use triad_wire::messages::{
+    valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
+    ShareUpload, INTERNAL_TOKEN_HEADER,
+};
+use triad_wire::{ApiError, NetworkConfig, PartySigningKey, SignedRelease};
+
+use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
+use crate::jobs::{self, JobError};
+use crate::mesh::Mesh;
+use crate::store::{BatchState, Store};
+
+/// Largest batch a party accepts.
+pub const MAX_BATCH: usize = 10_000;
+/// How long a handler waits for its MPC job (queue plus run).
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+
+type Job = Box<dyn FnOnce(&Mesh) + Send>;
+
+pub struct PartyState {
+    pub store: Arc<Store>,
+    pub intake: Intake,
+    pub key: Arc<PartySigningKey>,
+    pub internal_token: String,
+    pub network: NetworkConfig,
+    pub http: reqwest::Client,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    /// Which intake entries each prepared batch used (dropped on commit).
+    batch_keys: Mutex<HashMap<u64, Vec<Key>>>,
+}
+
+impl PartyState {
+    pub fn new(
+        mesh: Mesh,
+        store: Arc<Store>,
+        key: PartySigningKey,
+        internal_token: String,
+        network: NetworkConfig,
+        http: reqwest::Client,
+    ) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        // The one MPC worker: jobs run strictly one after another, in the
+        // order the coordinator's single driver issued them.
+        std::thread::Builder::new()
+            .name("mpc-worker".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&mesh);
+                }
+            })
+            .expect("spawn MPC worker");
+        Arc::new(Self {
+            store,
+            intake: Intake::new(200_000, Duration::from_secs(900)),
+            key: Arc::new(key),
+            internal_token,
+            network,
+            http,
+            jobs: Mutex::new(tx),
+            batch_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs `f` on the MPC worker and waits for its result.
+    async fn run_job<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mesh) -> Result<T, JobError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |mesh| {
+            let _ = tx.send(f(mesh));
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| ApiError::internal("MPC worker is gone"))?;
+        match tokio::time::timeout(JOB_TIMEOUT, rx).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(ApiError::unavailable("mpc_failed", e.to_string())),
+            Ok(Err(_)) => Err(ApiError::internal("MPC job dropped")),
+            Err(_) => Err(ApiError::unavailable("busy", "MPC job timed out")),
+        }
+    }
+}
+
+type St = State<Arc<PartyState>>;
+
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+        } else {
+            ApiError::bad_request("malformed_body", e.body_text())
+        }
+    })
+}
+
+fn store_err(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("store: {e}"))
+}
+
+pub fn router(state: Arc<PartyState>) -> Router {
+    let public = Router::new()
+        .route("/v1/shares", post(put_shares))
+        .layer(DefaultBodyLimit::max(16 * 1024));
+    let internal = Router::new()
+        .route("/internal/batches/prepare", post(prepare))
+        .route("/internal/batches/{id}/commit", post(commit))
+        .route("/internal/batches/{id}/abort", post(abort))
+        .route("/internal/releases", post(release))
+        .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/info", get(info))
+        .route("/v1/studies/{id}/release/latest", get(latest_release))
+        .merge(public)
+        .merge(internal)
+        .with_state(state)
+}
+
+async fn info(State(s): St) -> Json<serde_json::Value> {
+    Json(json!({
+        "sign_key": s.key.public_key().to_hex(),
+        "intake": s.intake.len(),
+    }))
+}
+
+async fn put_shares(
+    State(s): St,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let upload: ShareUpload = parse_json(&body(b)?)?;
+    let (key, c) = parse_upload(&upload)?;
+    s.intake.put(key, c)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "received"}))))
+}
+
+async fn latest_release(
+    State(s): St,
+    Path(id): Path<String>,
+) -> Result<Json<SignedRelease>, ApiError> {
+    if !valid_study_id(&id) {
+        return Err(ApiError::bad_request("malformed_body", "invalid study id"));
+    }
+    let store = s.store.clone();
+    let got = tokio::task::spawn_blocking(move || store.latest_release(&id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(store_err)?;
+    match got {
+        Some((_, _, signed)) => Ok(Json(signed)),
+        None => Err(ApiError::not_found(
+            "no_release",
+            "no release of this study yet",
+        )),
+    }
+}
+
+/// Decodes and checks a prepare request before any MPC.
+fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("malformed_body", m);
+    if !valid_study_id(&req.study.id) {
+        return Err(bad("invalid study id".into()));
+    }
+    if req.items.is_empty() || req.items.len() > MAX_BATCH {
+        return Err(bad(format!("a batch holds 1..={MAX_BATCH} items")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    req.items
+        .iter()
+        .map(|it| {
+            if !seen.insert(&it.submission_id) {
+                return Err(bad(format!("duplicate item {}", it.submission_id)));
+            }
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&it.token_sha256, &mut h)
+                .map_err(|_| bad("token_sha256 must be 64 hex digits".into()))?;
+            fr_from_hex(&it.commitment).map_err(|_| bad("commitment is not a scalar".into()))
+        })
+        .collect()
+}
+
+async fn prepare(
+    State(s): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<PrepareResult>, ApiError> {
+    check_token(&headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    let req: PrepareBatch = parse_json(&body(b)?)?;
+    let commitments = validate_prepare(&req)?;
+    let hash: [u8; 32] = Sha256::digest(serde_json::to_vec(&req).expect("serializes")).into();
+    // A repeated prepare gets the stored answer; an aborted batch stays so.
+    if let Some(stored) = s.store.batch(req.batch_id).map_err(store_err)? {
+        return match stored.state {
+            BatchState::Aborted => Err(ApiError::conflict(
+                "wrong_state",
+                format!("batch {} was aborted", req.batch_id),
+            )),
+            _ if stored.request_sha256 != hash => Err(ApiError::conflict(
+                "wrong_state",
+                format!("batch {} was prepared with other items", req.batch_id),
+            )),
+            _ => Ok(Json(PrepareResult {
+                batch_id: req.batch_id,
+                verdicts: stored.verdicts,
+            })),
+        };
+    }
+    s.store.upsert_study(&req.study).map_err(store_err)?;
+    let keys: Vec<Key> = req
+        .items
+        .iter()
+        .map(|it| {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&it.token_sha256, &mut h).expect("validated");
+            (it.submission_id.clone(), h)
+        })
+        .collect();
+    let inputs: Vec<Option<Components>> = keys.iter().map(|(id, h)| s.intake.get(id, h)).collect();
+    let store = s.store.clone();
+    let req2 = req.clone();
+    let verdicts = s
+        .run_job(move |mesh| jobs::prepare(mesh, &store, &req2, &hash, &commitments, &inputs))
+        .await?;
+    s.batch_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(req.batch_id, keys);
+    Ok(Json(PrepareResult {
+        batch_id: req.batch_id,
+        verdicts,
+    }))
+}
+
+/// Applies the coordinator's decision on a batch.
+pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<BatchState, ApiError> {
+    let st = match d {
+        Decision::Commit => s.store.commit(batch_id).map_err(store_err)?,
+        Decision::Abort => s.store.abort(batch_id).map_err(store_err)?,
+        Decision::Pending => return Err(ApiError::bad_request("malformed_body", "no decision")),
+    };
+    if st == BatchState::Committed {
+        let keys = s
+            .batch_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&batch_id);
+        if let Some(keys) = keys {
+            s.intake.remove(&keys);
+        }
+    }
+    Ok(st)
+}
+
+async fn decide(
+    s: &PartyState,
+    headers: &HeaderMap,
+    id: u64,
+    d: Decision,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_token(headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    let got = apply_decision(s, id, d)?;
+    let want = if d == Decision::Commit {
+        BatchState::Committed
+    } else {
+        BatchState::Aborted
+    };
+    if got != want {
+        return Err(ApiError::conflict(
+            "wrong_state",
+            format!("batch {id} is already {got:?}"),
+        ));
+    }
+    Ok(Json(
+        json!({"batch_id": id, "state": format!("{got:?}").to_lowercase()}),
+    ))
+}
+
+async fn commit(
+    State(s): St,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(&s, &headers, id, Decision::Commit).await
+}
+
+async fn abort(
+    State(s): St,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(&s, &headers, id, Decision::Abort).await
+}
+
+async fn release(
+    State(s): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<SignedRelease>, ApiError> {
+    check_token(&headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    let req: ReleaseRequest = parse_json(&body(b)?)?;
+    if !valid_study_id(&req.study.id) {
+        return Err(ApiError::bad_request("malformed_body", "invalid study id"));
+    }
+    req.study
+        .stats
+        .validate()
+        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
+    let latest = s.store.latest_release(&req.study.id).map_err(store_err)?;
+    let (last_no, last_count) = latest
+        .as_ref()
+        .map(|(no, c, _)| (*no, *c))
+        .unwrap_or((0, 0));
+    if let Some((no, _, signed)) = &latest {
+        if *no == req.release_no {
+            return Ok(Json(signed.clone()));
+        }
+    }
+    if req.release_no != last_no + 1 {
+        return Err(ApiError::conflict(
+            "wrong_state",
+            format!("next release is {}, not {}", last_no + 1, req.release_no),
+        ));
+    }
+    // Output privacy is the party's own rule, not only the coordinator's:
+    // a release needs min_cohort contributions, and min_new since the last.
+    let count = s.store.committed_count(&req.study.id).map_err(store_err)?;
+    let min_new = if last_no == 0 {
+        0
+    } else {
+        req.study.min_new.max(1)
+    };
+    if count < req.study.min_cohort.max(1) || count < last_count + min_new {
+        return Err(ApiError::conflict(
+            "below_threshold",
+            format!(
+                "{count} contributions ({} since the last release); need {} and {} new",
+                count - last_count.min(count),
+                req.study.min_cohort,
+                req.study.min_new
+            ),
+        ));
+    }
+    s.store.upsert_study(&req.study).map_err(store_err)?;
+    let (store, key) = (s.store.clone(), s.key.clone());
+    let signed = s
+        .run_job(move |mesh| jobs::release(mesh, &store, &key, &req))
+        .await?;
+    Ok(Json(signed))
+}
+
+/// Resolves batches left pending (after a restart, or a lost commit) by
+/// asking the coordinator for its decision.
+pub async fn recover_pending(s: &PartyState) {
+    let pending = match s.store.pending_batches() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("recovery: {e}");
+            return;
+        }
+    };
+    for id in pending {
+        let url = format!("{}/internal/batches/{id}", s.network.coordinator);
+        let resp = s
+            .http
+            .get(&url)
+            .header(INTERNAL_TOKEN_HEADER, &s.internal_token)
+            .send()
+            .await;
+        let d: Result<BatchDecision, _> = match resp {
+            Ok(r) => triad_wire::https::read_json(r).await,
+            Err(e) => Err(ApiError::unavailable("transport", e.to_string())),
+        };
+        match d {
+            Ok(BatchDecision { decision, .. }) if decision != Decision::Pending => {
+                if let Err(e) = apply_decision(s, id, decision) {
+                    eprintln!("recovery of batch {id}: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("recovery of batch {id}: coordinator: {e}"),
+        }
+    }
+}
+
+/// Token hash helper re-exported for clients and tests.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(token_sha256(token))
+}

@@ -1,0 +1,399 @@
+//! The party's durable store (`party.sqlite`): studies, batches with their
+//! state, share components and signed releases.
+//!
+//! A batch's shares are written in the same transaction as the batch row
+//! (state `pending`), so a crash leaves all or nothing; `commit` and `abort`
+//! are single transactions too. Statistics read only committed batches.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use triad_mpc::{Shares, Z128};
+use triad_wire::messages::{RejectReason, StudyParams};
+use triad_wire::SignedRelease;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchState {
+    Pending,
+    Committed,
+    Aborted,
+}
+
+impl BatchState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Committed => "committed",
+            Self::Aborted => "aborted",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "committed" => Self::Committed,
+            "aborted" => Self::Aborted,
+            _ => return Err(StoreError::Corrupt(format!("batch state {s:?}"))),
+        })
+    }
+}
+
+/// A stored batch: its state, the hash of the prepare request and the
+/// verdicts it produced (so a repeated prepare gets the same answer).
+#[derive(Clone, Debug)]
+pub struct StoredBatch {
+    pub state: BatchState,
+    pub request_sha256: Vec<u8>,
+    pub verdicts: Vec<Option<RejectReason>>,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY,
+    params TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id INTEGER PRIMARY KEY,
+    study_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'aborted')),
+    request_sha256 BLOB NOT NULL,
+    verdicts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shares (
+    study_id TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    batch_id INTEGER NOT NULL REFERENCES batches(batch_id),
+    a BLOB NOT NULL,
+    b BLOB NOT NULL,
+    PRIMARY KEY (study_id, submission_id)
+);
+CREATE INDEX IF NOT EXISTS shares_batch ON shares(batch_id);
+CREATE TABLE IF NOT EXISTS releases (
+    study_id TEXT NOT NULL,
+    release_no INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    signed TEXT NOT NULL,
+    PRIMARY KEY (study_id, release_no)
+);
+";
+
+fn z128_blob(x: Z128) -> [u8; 16] {
+    x.0.to_le_bytes()
+}
+
+fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
+    let arr: [u8; 16] = b
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("share component is not 16 bytes".into()))?;
+    Ok(std::num::Wrapping(u128::from_le_bytes(arr)))
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        // WAL + FULL: a committed transaction survives power loss, and
+        // readers never see a half-written batch.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn upsert_study(&self, s: &StudyParams) -> Result<(), StoreError> {
+        let json = serde_json::to_string(s).expect("study serializes");
+        self.conn().execute(
+            "INSERT INTO studies (id, params) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET params = excluded.params",
+            params![s.id, json],
+        )?;
+        Ok(())
+    }
+
+    pub fn study_ids(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT id FROM studies ORDER BY id")?;
+        let ids = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    pub fn batch(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT state, request_sha256, verdicts FROM batches WHERE batch_id = ?1",
+                params![batch_id as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(s, h, v)| {
+            Ok(StoredBatch {
+                state: BatchState::parse(&s)?,
+                request_sha256: h,
+                verdicts: serde_json::from_str(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("verdicts: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn pending_batches(&self) -> Result<Vec<u64>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT batch_id FROM batches WHERE state = 'pending'")?;
+        let ids = st
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids.into_iter().map(|i| i as u64).collect())
+    }
+
+    /// Stores a checked batch as pending, with the shares of the passing
+    /// items, in one transaction.
+    pub fn put_pending(
+        &self,
+        batch_id: u64,
+        study_id: &str,
+        request_sha256: &[u8],
+        verdicts: &[Option<RejectReason>],
+        passing: &[(String, Z128, Z128)],
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT INTO batches (batch_id, study_id, state, request_sha256, verdicts)
+             VALUES (?1, ?2, 'pending', ?3, ?4)",
+            params![
+                batch_id as i64,
+                study_id,
+                request_sha256,
+                serde_json::to_string(verdicts).expect("verdicts serialize")
+            ],
+        )?;
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO shares (study_id, submission_id, batch_id, a, b)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (id, a, b) in passing {
+                st.execute(params![
+                    study_id,
+                    id,
+                    batch_id as i64,
+                    &z128_blob(*a)[..],
+                    &z128_blob(*b)[..]
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Pending → committed. Idempotent; refuses an aborted batch.
+    pub fn commit(&self, batch_id: u64) -> Result<BatchState, StoreError> {
+        self.resolve(batch_id, BatchState::Committed)
+    }
+
+    /// Pending → aborted, dropping its shares. Idempotent; refuses a
+    /// committed batch. Unknown batches are recorded as aborted, so a late
+    /// prepare of an aborted batch cannot store anything.
+    pub fn abort(&self, batch_id: u64) -> Result<BatchState, StoreError> {
+        self.resolve(batch_id, BatchState::Aborted)
+    }
+
+    fn resolve(&self, batch_id: u64, to: BatchState) -> Result<BatchState, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let cur: Option<String> = tx
+            .query_row(
+                "SELECT state FROM batches WHERE batch_id = ?1",
+                params![batch_id as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let cur = match cur {
+            Some(s) => BatchState::parse(&s)?,
+            None if to == BatchState::Aborted => {
+                tx.execute(
+                    "INSERT INTO batches (batch_id, study_id, state, request_sha256, verdicts)
+                     VALUES (?1, '', 'aborted', x'', '[]')",
+                    params![batch_id as i64],
+                )?;
+                tx.commit()?;
+                return Ok(BatchState::Aborted);
+            }
+            None => return Err(StoreError::Corrupt(format!("no batch {batch_id}"))),
+        };
+        if cur != BatchState::Pending {
+            return Ok(cur);
+        }
+        if to == BatchState::Aborted {
+            tx.execute(
+                "DELETE FROM shares WHERE batch_id = ?1",
+                params![batch_id as i64],
+            )?;
+        }
+        tx.execute(
+            "UPDATE batches SET state = ?2 WHERE batch_id = ?1",
+            params![batch_id as i64, to.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(to)
+    }
+
+    /// Committed shares of a study, in a canonical order (the same at every
+    /// party), and the submission ids in that order.
+    pub fn committed_shares(
+        &self,
+        study_id: &str,
+    ) -> Result<(Vec<String>, Shares<Z128>), StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT s.submission_id, s.a, s.b FROM shares s
+             JOIN batches b ON b.batch_id = s.batch_id
+             WHERE s.study_id = ?1 AND b.state = 'committed'
+             ORDER BY s.batch_id, s.submission_id",
+        )?;
+        let mut ids = Vec::new();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut rows = st.query(params![study_id])?;
+        while let Some(r) = rows.next()? {
+            ids.push(r.get::<_, String>(0)?);
+            a.push(blob_z128(&r.get::<_, Vec<u8>>(1)?)?);
+            b.push(blob_z128(&r.get::<_, Vec<u8>>(2)?)?);
+        }
+        Ok((ids, Shares::new(a, b)))
+    }
+
+    pub fn committed_count(&self, study_id: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM shares s JOIN batches b ON b.batch_id = s.batch_id
+             WHERE s.study_id = ?1 AND b.state = 'committed'",
+            params![study_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The latest release: (release_no, count, signed copy).
+    pub fn latest_release(
+        &self,
+        study_id: &str,
+    ) -> Result<Option<(u64, u64, SignedRelease)>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT release_no, count, signed FROM releases WHERE study_id = ?1
+                 ORDER BY release_no DESC LIMIT 1",
+                params![study_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(no, count, s)| {
+            let signed = serde_json::from_str(&s)
+                .map_err(|e| StoreError::Corrupt(format!("release: {e}")))?;
+            Ok((no as u64, count as u64, signed))
+        })
+        .transpose()
+    }
+
+    pub fn put_release(
+        &self,
+        study_id: &str,
+        release_no: u64,
+        count: u64,
+        signed: &SignedRelease,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO releases (study_id, release_no, count, signed) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                study_id,
+                release_no as i64,
+                count as i64,
+                serde_json::to_string(signed).expect("release serializes")
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::Wrapping;
+
+    fn tmp() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "triad-party-store-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("party.sqlite")
+    }
+
+    #[test]
+    fn pending_commit_abort_and_reopen() {
+        let path = tmp();
+        let s = Store::open(&path).unwrap();
+        let sh = |id: &str, v: u128| (id.to_string(), Wrapping(v), Wrapping(v + 1));
+        s.put_pending(1, "st", b"h1", &[None], &[sh("a", 1)])
+            .unwrap();
+        s.put_pending(2, "st", b"h2", &[None, None], &[sh("b", 2), sh("c", 3)])
+            .unwrap();
+        // Pending shares are not statistics input.
+        assert_eq!(s.committed_count("st").unwrap(), 0);
+        assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
+        assert_eq!(s.abort(2).unwrap(), BatchState::Aborted);
+        // Idempotent, and a resolved batch never flips.
+        assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
+        assert_eq!(s.abort(1).unwrap(), BatchState::Committed);
+        assert_eq!(s.commit(2).unwrap(), BatchState::Aborted);
+        // Abort of an unknown batch fences a late prepare.
+        assert_eq!(s.abort(3).unwrap(), BatchState::Aborted);
+        assert!(s
+            .put_pending(3, "st", b"h3", &[None], &[sh("d", 4)])
+            .is_err());
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let (ids, shares) = s.committed_shares("st").unwrap();
+        assert_eq!(ids, vec!["a".to_string()]);
+        assert_eq!(shares.a, vec![Wrapping(1)]);
+        assert!(s.pending_batches().unwrap().is_empty());
+        // A submission id is stored once per study.
+        assert!(s
+            .put_pending(4, "st", b"h4", &[None], &[sh("a", 5)])
+            .is_err());
+        assert!(s.batch(4).unwrap().is_none());
+    }
+}

@@ -1,0 +1,106 @@
+//! The network description (`network.json`): every endpoint and public key
+//! a service or client needs. Secrets never go here: each service reads its
+//! own keys from its data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One computation party.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEndpoint {
+    /// HTTPS base URL: share intake, releases, internal batch endpoints.
+    pub url: String,
+    /// Where the party accepts its peers' MPC connections (mutual TLS).
+    pub mpc_addr: SocketAddr,
+    /// The party's MPC certificate (DER, hex), pinned by its peers.
+    pub mpc_cert: String,
+    /// The party's ed25519 release-signing public key (64 hex).
+    pub sign_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// PEM of the CA that issued every service's HTTPS certificate.
+    pub ca_cert: PathBuf,
+    /// Coordinator HTTPS base URL.
+    pub coordinator: String,
+    pub parties: [PartyEndpoint; 3],
+    /// Notary API base URL (`http://…`; loopback only in v1).
+    pub notary: String,
+    /// The notary's ed25519 public key (64 hex), trusted by the coordinator.
+    pub notary_key: String,
+    /// Consumer API HTTPS base URL.
+    pub api: String,
+    /// The demo data source's account endpoint and its CA (devnet only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasource: Option<DatasourceEndpoint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasourceEndpoint {
+    pub url: String,
+    pub ca_cert: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a network description: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl NetworkConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Writes atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = serde_json::to_string_pretty(self).expect("config serializes");
+        write_atomic(path, text.as_bytes()).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+
+    pub fn ca_pem(&self) -> Result<Vec<u8>, ConfigError> {
+        std::fs::read(&self.ca_cert).map_err(|source| ConfigError::Io {
+            path: self.ca_cert.clone(),
+            source,
+        })
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new file,
+/// never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

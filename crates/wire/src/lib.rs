@@ -1,0 +1,29 @@
+//! What triad's services say to each other.
+//!
+//! - [`messages`]: every JSON body exchanged between providers, the
+//!   coordinator, the three parties and the consumer API;
+//! - [`release`]: a release, its canonical signing bytes and the party
+//!   signatures that make it acceptable;
+//! - [`config`]: the network description every service and client reads;
+//! - [`https`]: axum over rustls, the pinned-CA HTTP client, and the one
+//!   JSON error shape every service answers with;
+//! - [`pki`]: the service CA and leaf certificates a devnet generates.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod https;
+pub mod messages;
+pub mod pki;
+pub mod release;
+
+pub use config::{NetworkConfig, PartyEndpoint};
+pub use https::{ApiError, PeerAddr};
+pub use release::{PartySigningKey, Release, ReleaseError, SignedRelease, VerifiedRelease};
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
