@@ -32,6 +32,10 @@ pub enum Op {
     Sort,
     Stats,
     Attest,
+    /// Contributions end to end over a devnet (see bench_services.rs).
+    Submit,
+    /// One release over N stored contributions on a devnet.
+    Release,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
@@ -54,6 +58,9 @@ pub struct BenchArgs {
     json: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Providers contributing at the same time (`submit`).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
 }
 
 #[derive(Args, Debug)]
@@ -79,8 +86,11 @@ struct PartyReport {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.op == Op::Attest {
-        return crate::notary_cli::bench_attest(args.n, args.json);
+    match args.op {
+        Op::Attest => return crate::notary_cli::bench_attest(args.n, args.json),
+        Op::Submit => return crate::bench_services::submit(args.n, args.concurrency, args.json),
+        Op::Release => return crate::bench_services::release(args.n, args.seed, args.json),
+        _ => {}
     }
     if args.n == 0 {
         bail!("--n must be at least 1");
@@ -370,7 +380,7 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
                 Ok(triad_stats::agrees(&got, &want).is_ok())
             })?;
         }
-        Op::Attest => bail!("attest is not a three-party benchmark"),
+        Op::Attest | Op::Submit | Op::Release => bail!("{op:?} is not a three-party benchmark"),
     }
     let bytes_sent = p.net.stats().bytes_sent - bytes_before;
     Ok(PartyReport {

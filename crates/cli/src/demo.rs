@@ -3,7 +3,7 @@
 //! admission at the coordinator, shares to the parties, MPC check), the
 //! release, and the released statistics next to the plaintext ground truth.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 use triad_client::{contribute, create_study, latest_release, ContributeOptions};
-use triad_notary::datasource::GroundTruth;
+use triad_notary::datasource::{Account, GroundTruth};
 use triad_notary::{parse_fixed_point, DataSpec};
 use triad_stats::{StatsResult, StatsSpec};
 use triad_wire::messages::CreateStudy;
+use triad_wire::{NetworkConfig, VerifiedRelease};
 
 use crate::devnet::{print_endpoints, Devnet, DevnetArgs};
 
@@ -34,7 +35,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Providers contributing at the same time.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
 }
 
@@ -128,51 +129,9 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         "triad demo: {n} providers contribute to study {DEMO_STUDY:?} ({} at a time)",
         args.concurrency
     );
-    let started = Instant::now();
-    let (done, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
-    let mut tasks = Vec::with_capacity(n);
-    for a in &accounts {
-        let (net, http, key) = (net.clone(), http.clone(), a.api_key.clone());
-        let (sem, done, accepted) = (sem.clone(), done.clone(), accepted.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let r = contribute(&net, &http, DEMO_STUDY, &key, &ContributeOptions::default()).await;
-            if matches!(&r, Ok(o) if o.accepted) {
-                accepted.fetch_add(1, Ordering::SeqCst);
-            }
-            done.fetch_add(1, Ordering::SeqCst);
-            r
-        }));
-    }
-    let ticker = {
-        let (done, accepted) = (done.clone(), accepted.clone());
-        tokio::spawn(async move {
-            loop {
-                progress(
-                    done.load(Ordering::SeqCst),
-                    n,
-                    accepted.load(Ordering::SeqCst),
-                    started,
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    let mut included = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
-    for (t, a) in tasks.into_iter().zip(&accounts) {
-        match t.await? {
-            Ok(o) if o.accepted => included.push(a),
-            Ok(o) => failures.push(format!("account {}: rejected: {:?}", a.uid, o.reason)),
-            Err(e) => failures.push(format!("account {}: {e}", a.uid)),
-        }
-    }
-    ticker.abort();
-    progress(n, n, included.len(), started);
-    let contribute_secs = started.elapsed().as_secs_f64();
-    eprintln!();
-    for f in failures.iter().take(5) {
+    let run = contribute_all(&net, &http, &accounts, args.concurrency).await?;
+    let (included, contribute_secs) = (run.accepted, run.seconds);
+    for f in run.failures.iter().take(5) {
         eprintln!("  {f}");
     }
     eprintln!(
@@ -185,22 +144,12 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         .map(|a| parse_fixed_point(&a.balances["ETH"], SCALE))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("ground truth: {e}"))?;
-    let wait_from = Instant::now();
-    let release = loop {
-        match latest_release(&net, &http, DEMO_STUDY).await {
-            Ok(r) if r.release.count as usize == included.len() => break Some(r),
-            _ if included.len() < 10 => break None,
-            _ => {}
-        }
-        if wait_from.elapsed() > Duration::from_secs(300) {
-            bail!(
-                "no release covering all {} contributions within 300 s",
-                included.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (release, release_secs) = if included.len() < 10 {
+        (None, 0.0)
+    } else {
+        let (r, secs) = wait_release(&net, &http, DEMO_STUDY, included.len() as u64).await?;
+        (Some(r), secs)
     };
-    let release_secs = wait_from.elapsed().as_secs_f64();
     let truth = if values.is_empty() {
         None
     } else {
@@ -257,6 +206,101 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         bail!("the release does not match the ground truth");
     }
     Ok(())
+}
+
+/// What [`contribute_all`] saw.
+pub struct Contributions<'a> {
+    pub accepted: Vec<&'a Account>,
+    pub failures: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Every account contributes to the demo study, `concurrency` at a time,
+/// through the real flow; a progress bar on a terminal, a line every few
+/// seconds otherwise.
+pub async fn contribute_all<'a>(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    accounts: &'a [Account],
+    concurrency: usize,
+) -> anyhow::Result<Contributions<'a>> {
+    let n = accounts.len();
+    let started = Instant::now();
+    let (done, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(n);
+    for a in accounts {
+        let (net, http, key) = (net.clone(), http.clone(), a.api_key.clone());
+        let (sem, done, accepted) = (sem.clone(), done.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = contribute(&net, &http, DEMO_STUDY, &key, &ContributeOptions::default()).await;
+            if matches!(&r, Ok(o) if o.accepted) {
+                accepted.fetch_add(1, Ordering::SeqCst);
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+            r
+        }));
+    }
+    let tty = std::io::stderr().is_terminal();
+    let ticker = {
+        let (done, accepted) = (done.clone(), accepted.clone());
+        tokio::spawn(async move {
+            loop {
+                let (d, a) = (done.load(Ordering::SeqCst), accepted.load(Ordering::SeqCst));
+                if tty {
+                    progress(d, n, a, started);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                } else {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    eprintln!("  {d}/{n} contributed, {a} accepted");
+                }
+            }
+        })
+    };
+    let mut out = Contributions {
+        accepted: Vec::new(),
+        failures: Vec::new(),
+        seconds: 0.0,
+    };
+    for (t, a) in tasks.into_iter().zip(accounts) {
+        match t.await? {
+            Ok(o) if o.accepted => out.accepted.push(a),
+            Ok(o) => out
+                .failures
+                .push(format!("account {}: rejected: {:?}", a.uid, o.reason)),
+            Err(e) => out.failures.push(format!("account {}: {e}", a.uid)),
+        }
+    }
+    ticker.abort();
+    out.seconds = started.elapsed().as_secs_f64();
+    if tty {
+        progress(n, n, out.accepted.len(), started);
+        eprintln!();
+    }
+    Ok(out)
+}
+
+/// Waits until the consumer API serves a release (verified again here)
+/// covering `count` contributions; returns it and the seconds waited.
+pub async fn wait_release(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    study: &str,
+    count: u64,
+) -> anyhow::Result<(VerifiedRelease, f64)> {
+    let from = Instant::now();
+    loop {
+        if let Ok(r) = latest_release(net, http, study).await {
+            if r.release.count == count {
+                return Ok((r, from.elapsed().as_secs_f64()));
+            }
+        }
+        if from.elapsed() > Duration::from_secs(600) {
+            bail!("no release covering all {count} contributions within 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn fx(v: i64) -> String {

@@ -72,6 +72,9 @@ pub struct Devnet {
     pub network: NetworkConfig,
     procs: Arc<Mutex<Vec<Proc>>>,
     stop: Arc<AtomicBool>,
+    /// Set once devnet.json was first written; from then on the monitor
+    /// rewrites it after every restart (new pids).
+    ready: Arc<AtomicBool>,
     monitor: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -147,6 +150,7 @@ impl Devnet {
             network: placeholder_network(),
             procs: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            ready: Arc::new(AtomicBool::new(false)),
             monitor: None,
         };
         let net_file = dir.join("network.json");
@@ -280,7 +284,8 @@ impl Devnet {
         devnet.add("api", common("api", "api", ports.api))?;
         devnet.start_monitor();
         devnet.wait_ready().await?;
-        devnet.write_info(&ds_info)?;
+        devnet.write_info()?;
+        devnet.ready.store(true, Ordering::SeqCst);
         Ok(devnet)
     }
 
@@ -299,10 +304,13 @@ impl Devnet {
 
     /// Restarts any process that exits, with a short pause.
     fn start_monitor(&mut self) {
-        let (procs, stop) = (self.procs.clone(), self.stop.clone());
+        let (procs, stop, ready) = (self.procs.clone(), self.stop.clone(), self.ready.clone());
+        let (dir, network) = (self.dir.clone(), self.network.clone());
         self.monitor = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                for p in procs.lock().unwrap().iter_mut() {
+                let mut procs = procs.lock().unwrap();
+                let mut restarted = false;
+                for p in procs.iter_mut() {
                     let exited = match p.child.as_mut().map(|c| c.try_wait()) {
                         Some(Ok(Some(status))) => Some(status.to_string()),
                         Some(Err(e)) => Some(e.to_string()),
@@ -315,12 +323,19 @@ impl Devnet {
                         }
                         eprintln!("devnet: {} exited ({why}); restarting", p.name);
                         p.restarts += 1;
+                        restarted = true;
                         if let Err(e) = spawn(p) {
                             eprintln!("devnet: restarting {}: {e:#}", p.name);
                             p.child = None;
                         }
                     }
                 }
+                if restarted && ready.load(Ordering::SeqCst) {
+                    if let Err(e) = write_info_file(&dir, &devnet_info(&dir, &network, &procs)) {
+                        eprintln!("devnet: writing devnet.json: {e:#}");
+                    }
+                }
+                drop(procs);
                 std::thread::sleep(Duration::from_millis(300));
             }
         }));
@@ -365,30 +380,11 @@ impl Devnet {
     }
 
     pub fn info(&self) -> DevnetInfo {
-        let procs = self.procs.lock().unwrap();
-        let ds = self.dir.join("datasource");
-        DevnetInfo {
-            network: self.network.clone(),
-            network_file: self.dir.join("network.json"),
-            admin_token_file: self.dir.join("secrets/admin.token"),
-            ground_truth: ds.join(triad_notary::datasource::GROUND_TRUTH_FILE),
-            api_keys_file: ds.join(DATASOURCE_INFO_FILE),
-            services: procs
-                .iter()
-                .map(|p| ServiceInfo {
-                    name: p.name.clone(),
-                    pid: p.child.as_ref().map(|c| c.id()).unwrap_or(0),
-                    log: p.log.clone(),
-                    restarts: p.restarts,
-                })
-                .collect(),
-        }
+        devnet_info(&self.dir, &self.network, &self.procs.lock().unwrap())
     }
 
-    fn write_info(&self, _ds: &DatasourceInfo) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(&self.info())?;
-        write_atomic(&self.dir.join("devnet.json"), text.as_bytes())?;
-        Ok(())
+    fn write_info(&self) -> anyhow::Result<()> {
+        write_info_file(&self.dir, &self.info())
     }
 
     /// Stops every process (also done on drop).
@@ -410,6 +406,32 @@ impl Drop for Devnet {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+fn devnet_info(dir: &Path, network: &NetworkConfig, procs: &[Proc]) -> DevnetInfo {
+    let ds = dir.join("datasource");
+    DevnetInfo {
+        network: network.clone(),
+        network_file: dir.join("network.json"),
+        admin_token_file: dir.join("secrets/admin.token"),
+        ground_truth: ds.join(triad_notary::datasource::GROUND_TRUTH_FILE),
+        api_keys_file: ds.join(DATASOURCE_INFO_FILE),
+        services: procs
+            .iter()
+            .map(|p| ServiceInfo {
+                name: p.name.clone(),
+                pid: p.child.as_ref().map(|c| c.id()).unwrap_or(0),
+                log: p.log.clone(),
+                restarts: p.restarts,
+            })
+            .collect(),
+    }
+}
+
+fn write_info_file(dir: &Path, info: &DevnetInfo) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(info)?;
+    write_atomic(&dir.join("devnet.json"), text.as_bytes())?;
+    Ok(())
 }
 
 fn placeholder_network() -> NetworkConfig {

@@ -95,7 +95,7 @@ pub async fn contribute(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (att, opening) = attest(net, &target, &ds_ca, study_id, &spec).await?;
+        let (att, opening) = attest(net, &target, &ds_ca, study_id, &spec, opts).await?;
         let blinder = opening.blinder_fr()?;
         let sub = submit(http, &coord, study_id, &att, opts).await?;
         let shares = split_shares(opening.value, blinder, &mut rand::rngs::OsRng);
@@ -125,26 +125,42 @@ async fn attest(
     ds_ca: &[u8],
     study_id: &str,
     spec: &DataSpec,
+    opts: &ContributeOptions,
 ) -> Result<(Attestation, Opening), ClientError> {
-    let (url, target, ca, sid, spec) = (
-        net.notary.clone(),
-        target.clone(),
-        ds_ca.to_vec(),
-        study_id.to_string(),
-        spec.clone(),
-    );
-    let (att, opening, pk) = tokio::task::spawn_blocking(move || {
-        triad_notary::service::prove_with_notary(&url, &target, Some(&ca), &sid, &spec)
-    })
-    .await
-    .map_err(|e| ClientError::Internal(format!("attestation task: {e}")))??;
-    if !pk.to_hex().eq_ignore_ascii_case(&net.notary_key) {
-        return Err(ClientError::NotaryKeyMismatch {
-            got: pk.to_hex(),
-            want: net.notary_key.clone(),
-        });
+    let deadline = Instant::now() + opts.submit_timeout;
+    let mut backoff = Backoff::new();
+    loop {
+        let (url, target, ca, sid, spec) = (
+            net.notary.clone(),
+            target.clone(),
+            ds_ca.to_vec(),
+            study_id.to_string(),
+            spec.clone(),
+        );
+        let r = tokio::task::spawn_blocking(move || {
+            triad_notary::service::prove_with_notary(&url, &target, Some(&ca), &sid, &spec)
+        })
+        .await
+        .map_err(|e| ClientError::Internal(format!("attestation task: {e}")))?;
+        let (att, opening, pk) = match r {
+            // A busy notary refuses connections over its limit, and a
+            // restarting one answers nothing: both are worth another try.
+            Err(triad_notary::ProveError::Session(_) | triad_notary::ProveError::Setup(_))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+            r => r?,
+        };
+        if !pk.to_hex().eq_ignore_ascii_case(&net.notary_key) {
+            return Err(ClientError::NotaryKeyMismatch {
+                got: pk.to_hex(),
+                want: net.notary_key.clone(),
+            });
+        }
+        return Ok((att, opening));
     }
-    Ok((att, opening))
 }
 
 /// Exponential backoff with jitter, capped at 5 s.
@@ -315,7 +331,8 @@ async fn wait_verdict(
     opts: &ContributeOptions,
 ) -> Result<SubmissionState, ClientError> {
     let start = Instant::now();
-    let url = format!("{coord}/v1/submissions/{sid}");
+    // Long poll: the coordinator answers as soon as the verdict is in.
+    let url = format!("{coord}/v1/submissions/{sid}?wait_ms=10000");
     let mut last;
     loop {
         match get_json::<SubmissionState>(http, &url).await {

@@ -71,6 +71,9 @@ pub struct Driver {
     pub party_keys: [String; 3],
     /// Woken by "ready" so a full batch starts without waiting for a tick.
     pub wake: Arc<Notify>,
+    /// Notified after every driver step, so long-polling status requests
+    /// re-read their submission when it may have changed.
+    pub settled: Arc<Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +212,9 @@ impl Driver {
                 releases::run_due_releases(&self, &mut release_attempts).await?;
                 Ok::<_, BatchError>(aborted)
             };
-            match step.await {
+            let result = step.await;
+            self.settled.notify_waiters();
+            match result {
                 // Back off without listening to "ready": a failing party
                 // should not be asked again at once.
                 Ok(true) => tokio::time::sleep(self.cfg.retry_backoff).await,

@@ -160,6 +160,7 @@ pub(crate) async fn launch_with(
     std::fs::create_dir_all(&cfg.data_dir)?;
     let db = Db::open(&cfg.data_dir)?;
     let wake = Arc::new(Notify::new());
+    let settled = Arc::new(Notify::new());
     let state = Arc::new(AppState {
         db: db.clone(),
         limiter: RateLimiter::new(cfg.limits.clone()),
@@ -170,6 +171,7 @@ pub(crate) async fn launch_with(
         admin_token: cfg.admin_token.clone(),
         internal_token: cfg.internal_token.clone(),
         wake: wake.clone(),
+        settled: settled.clone(),
     });
     let driver = Arc::new(Driver {
         db,
@@ -177,6 +179,7 @@ pub(crate) async fn launch_with(
         cfg: cfg.batching.clone(),
         party_keys: cfg.network.parties.clone().map(|p| p.sign_key),
         wake,
+        settled,
     });
     let addr = listener.local_addr()?;
     let router = routes::router(state, cfg.limits.max_body);

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use std::time::Duration;
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +40,18 @@ pub struct AppState {
     pub admin_token: String,
     pub internal_token: String,
     pub wake: Arc<Notify>,
+    /// See [`crate::batcher::Driver::settled`].
+    pub settled: Arc<Notify>,
+}
+
+/// Longest a status request may wait for a verdict.
+const MAX_WAIT_MS: u64 = 25_000;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitParams {
+    /// Wait up to this long for the submission to be accepted or rejected.
+    wait_ms: Option<u64>,
 }
 
 type St = State<Arc<AppState>>;
@@ -229,13 +243,35 @@ async fn ready(
     }
 }
 
-async fn get_submission(State(s): St, Path(sid): Path<String>) -> Result<Response, ApiError> {
-    let row =
-        s.db.submission(sid.clone())
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| unknown_submission(&sid))?;
-    Ok(Json(row.state).into_response())
+/// `GET /v1/submissions/{sid}[?wait_ms=N]`: the state now, or (long poll)
+/// as soon as it is final, at most N ms (capped) later. Long polling spares
+/// the provider's and the coordinator's CPU the repeated requests.
+async fn get_submission(
+    State(s): St,
+    Path(sid): Path<String>,
+    q: Result<Query<WaitParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("malformed_body", e.body_text()))?;
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    loop {
+        // Registered before the read, so a step that ends in between wakes us.
+        let settled = s.settled.notified();
+        tokio::pin!(settled);
+        settled.as_mut().enable();
+        let row =
+            s.db.submission(sid.clone())
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| unknown_submission(&sid))?;
+        let done = matches!(
+            row.state.status,
+            SubmissionStatus::Accepted | SubmissionStatus::Rejected
+        );
+        if done || tokio::time::timeout_at(deadline, settled).await.is_err() {
+            return Ok(Json(row.state).into_response());
+        }
+    }
 }
 
 async fn batch_decision(

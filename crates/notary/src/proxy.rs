@@ -40,7 +40,7 @@ impl Default for ProxyConfig {
             max_transcript_bytes: 1 << 20,
             session_timeout: Duration::from_secs(30),
             preamble_timeout: Duration::from_secs(5),
-            max_connections: 128,
+            max_connections: 256,
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
@@ -103,6 +103,9 @@ fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
+        // Another process (an operator's tool, a bulk load) may hold the
+        // write lock for a moment: wait instead of failing.
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // WAL + FULL: a committed transaction survives power loss, and
         // readers never see a half-written batch.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -182,16 +185,36 @@ impl Store {
         verdicts: &[Option<RejectReason>],
         passing: &[(String, Z128, Z128)],
     ) -> Result<(), StoreError> {
+        self.put_batch(
+            batch_id,
+            study_id,
+            BatchState::Pending,
+            request_sha256,
+            verdicts,
+            passing,
+        )
+    }
+
+    fn put_batch(
+        &self,
+        batch_id: u64,
+        study_id: &str,
+        state: BatchState,
+        request_sha256: &[u8],
+        verdicts: &[Option<RejectReason>],
+        passing: &[(String, Z128, Z128)],
+    ) -> Result<(), StoreError> {
         let mut c = self.conn();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO batches (batch_id, study_id, state, request_sha256, verdicts)
-             VALUES (?1, ?2, 'pending', ?3, ?4)",
+             VALUES (?1, ?2, ?5, ?3, ?4)",
             params![
                 batch_id as i64,
                 study_id,
                 request_sha256,
-                serde_json::to_string(verdicts).expect("verdicts serialize")
+                serde_json::to_string(verdicts).expect("verdicts serialize"),
+                state.as_str()
             ],
         )?;
         {
@@ -213,6 +236,25 @@ impl Store {
         Ok(())
     }
 
+    /// Stores `rows` as one already-committed batch: a bulk load of
+    /// contributions checked elsewhere (benchmarks, migrations). Never used
+    /// by the batch protocol, which always goes through pending.
+    pub fn import_committed(
+        &self,
+        batch_id: u64,
+        study_id: &str,
+        rows: &[(String, Z128, Z128)],
+    ) -> Result<(), StoreError> {
+        self.put_batch(
+            batch_id,
+            study_id,
+            BatchState::Committed,
+            b"import",
+            &[],
+            rows,
+        )
+    }
+
     /// Pending → committed. Idempotent; refuses an aborted batch.
     pub fn commit(&self, batch_id: u64) -> Result<BatchState, StoreError> {
         self.resolve(batch_id, BatchState::Committed)
@@ -227,7 +269,7 @@ impl Store {
 
     fn resolve(&self, batch_id: u64, to: BatchState) -> Result<BatchState, StoreError> {
         let mut c = self.conn();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let cur: Option<String> = tx
             .query_row(
                 "SELECT state FROM batches WHERE batch_id = ?1",

@@ -176,7 +176,9 @@ pub fn client(ca_pem: &[u8], timeout: Duration) -> Result<reqwest::Client, TlsEr
         .use_preconfigured_tls(tls)
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout)
-        .pool_max_idle_per_host(64)
+        // Providers run hundreds of requests at once; every idle connection
+        // kept saves a TLS handshake.
+        .pool_max_idle_per_host(1024)
         .build()
         .map_err(|e| TlsError::Client(e.to_string()))
 }
