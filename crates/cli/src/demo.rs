@@ -199,7 +199,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     if !args.exit {
         print_endpoints(&devnet);
         println!("serving until Ctrl-C");
-        tokio::signal::ctrl_c().await?;
+        crate::devnet::until_signalled().await?;
     }
     devnet.shutdown();
     if !matches {

@@ -66,6 +66,11 @@ struct Proc {
     restarts: u32,
 }
 
+/// Set in every service's environment: the service exits when its stdin
+/// (a pipe held by the devnet) closes, so no service outlives a devnet that
+/// was killed, even by SIGKILL.
+pub const EXIT_WITH_PARENT_ENV: &str = "TRIAD_EXIT_WITH_PARENT";
+
 /// A running devnet; dropping it stops every process.
 pub struct Devnet {
     pub dir: PathBuf,
@@ -119,7 +124,8 @@ fn spawn(p: &mut Proc) -> anyhow::Result<()> {
         .with_context(|| p.log.display().to_string())?;
     let child = Command::new(std::env::current_exe()?)
         .args(&p.args)
-        .stdin(Stdio::null())
+        .env(EXIT_WITH_PARENT_ENV, "1")
+        .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
@@ -526,10 +532,32 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut d = Devnet::start(&args).await?;
         print_endpoints(&d);
-        tokio::signal::ctrl_c().await?;
+        until_signalled().await?;
         d.shutdown();
         Ok(())
     })
+}
+
+/// Returns on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn until_signalled() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// In a devnet service: exit once the devnet's end of stdin closes.
+pub fn exit_with_parent() {
+    if std::env::var_os(EXIT_WITH_PARENT_ENV).is_none() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
 }
 
 pub fn print_endpoints(d: &Devnet) {

@@ -61,6 +61,7 @@ enum StudyCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    devnet::exit_with_parent();
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Devnet(args) => devnet::run(args),
