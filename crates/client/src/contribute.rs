@@ -74,7 +74,8 @@ pub async fn contribute(
 ) -> Result<Outcome, ClientError> {
     check_study_id(study_id)?;
     let coord = base(&net.coordinator).to_string();
-    let study: StudyInfo = get_json(http, &format!("{coord}/v1/studies/{study_id}"))
+    let study_url = format!("{coord}/v1/studies/{study_id}");
+    let study: StudyInfo = retry_transient(opts, || get_json(http, &study_url))
         .await
         .map_err(|source| ClientError::Study {
             study: study_id.into(),
@@ -100,7 +101,7 @@ pub async fn contribute(
         let sub = submit(http, &coord, study_id, &att, opts).await?;
         let shares = split_shares(opening.value, blinder, &mut rand::rngs::OsRng);
         upload_all(net, http, &sub, &shares, opts).await?;
-        ready(http, &coord, &sub).await?;
+        ready(http, &coord, &sub, opts).await?;
         let state = wait_verdict(http, &coord, &sub.submission_id, opts).await?;
         let accepted = state.status == SubmissionStatus::Accepted;
         let retry = !accepted && state.reason.is_some_and(|r| r.retryable()) && attempt < attempts;
@@ -289,28 +290,56 @@ async fn ready(
     http: &reqwest::Client,
     coord: &str,
     sub: &SubmitResponse,
+    opts: &ContributeOptions,
 ) -> Result<(), ClientError> {
     let err = |source| ClientError::Ready {
         submission_id: sub.submission_id.clone(),
         source,
     };
-    let resp = http
-        .post(format!(
-            "{coord}/v1/submissions/{}/ready",
-            sub.submission_id
-        ))
-        .json(&ReadyRequest {
-            token: sub.token.clone(),
-        })
-        .send()
-        .await
-        .map_err(|e| err(transport(e)))?;
-    if resp.status().is_success() {
-        return Ok(());
-    }
-    match read_json::<serde_json::Value>(resp).await {
-        Ok(_) => Ok(()),
+    let url = format!("{coord}/v1/submissions/{}/ready", sub.submission_id);
+    let body = ReadyRequest {
+        token: sub.token.clone(),
+    };
+    let send = || async {
+        let resp = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        read_json::<serde_json::Value>(resp).await.map(|_| ())
+    };
+    match retry_transient(opts, send).await {
+        Ok(()) => Ok(()),
+        // An earlier "ready" whose answer was lost did arrive: the verdict
+        // (from wait_verdict) tells what became of the submission.
+        Err(e) if e.code == "wrong_state" => Ok(()),
         Err(e) => Err(err(e)),
+    }
+}
+
+/// Retries `f` on transport errors and 5xx answers (a coordinator that
+/// restarts, a party that is busy) until `opts.submit_timeout`.
+async fn retry_transient<T, F, Fut>(opts: &ContributeOptions, mut f: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let deadline = Instant::now() + opts.submit_timeout;
+    let mut backoff = Backoff::new();
+    loop {
+        match f().await {
+            Err(e)
+                if (e.code == "transport" || e.status.is_server_error())
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(backoff.next()).await;
+            }
+            r => return r,
+        }
     }
 }
 

@@ -55,7 +55,7 @@ impl Mesh {
         );
         // A peer that is down makes the job fail quickly; the coordinator
         // aborts and retries.
-        cfg.setup_timeout = Duration::from_secs(20);
+        cfg.setup_timeout = Duration::from_secs(10);
         cfg.timeout = Duration::from_secs(60);
         let net = TcpNetwork::establish(cfg, self.listener.try_clone()?).map_err(MpcError::from)?;
         let mut p = Party::setup(Box::new(net))?;
