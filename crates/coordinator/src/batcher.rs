@@ -63,6 +63,9 @@ impl Default for BatchConfig {
     }
 }
 
+/// Shortest pause between two steps woken by "ready".
+const WAKE_DEBOUNCE: Duration = Duration::from_millis(20);
+
 /// What the driver shares with the handlers and tests.
 pub struct Driver {
     pub db: Db,
@@ -203,15 +206,26 @@ impl Driver {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let mut release_attempts: HashMap<String, Instant> = HashMap::new();
+        let mut last_housekeeping: Option<Instant> = None;
         loop {
+            // Expiry and the release schedule need looking at once a tick,
+            // not at every "ready" that wakes the loop.
+            let housekeeping = last_housekeeping.is_none_or(|t| t.elapsed() >= self.cfg.tick);
             let step = async {
-                self.db
-                    .expire_awaiting(self.cfg.shares_timeout.as_millis() as i64)
-                    .await?;
+                if housekeeping {
+                    self.db
+                        .expire_awaiting(self.cfg.shares_timeout.as_millis() as i64)
+                        .await?;
+                }
                 let aborted = self.run_due_batches().await?;
-                releases::run_due_releases(&self, &mut release_attempts).await?;
+                if housekeeping {
+                    releases::run_due_releases(&self, &mut release_attempts).await?;
+                }
                 Ok::<_, BatchError>(aborted)
             };
+            if housekeeping {
+                last_housekeeping = Some(Instant::now());
+            }
             let result = step.await;
             self.settled.notify_waiters();
             match result {
@@ -220,7 +234,11 @@ impl Driver {
                 Ok(true) => tokio::time::sleep(self.cfg.retry_backoff).await,
                 Ok(false) => {
                     // A "ready" wakes the loop early; linger is then re-checked.
-                    let _ = tokio::time::timeout(self.cfg.tick, self.wake.notified()).await;
+                    let woken = tokio::time::timeout(self.cfg.tick, self.wake.notified()).await;
+                    if woken.is_ok() {
+                        // A burst of readies costs one step, not one each.
+                        tokio::time::sleep(WAKE_DEBOUNCE).await;
+                    }
                 }
                 Err(e) => {
                     eprintln!("coordinator: driver: {e}");
