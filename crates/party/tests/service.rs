@@ -1,0 +1,298 @@
+//! One real party over HTTPS (its peers are absent): bad uploads and bad
+//! internal requests get specific errors and change nothing, internal
+//! endpoints need the token, and the party enforces the output-privacy rule
+//! on its own store before any MPC starts.
+
+use std::num::Wrapping;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use triad_mpc::PartyId;
+use triad_party::store::Store;
+use triad_party::{launch, load_or_create_keys, PartyConfig, DB_FILE};
+use triad_stats::StatsSpec;
+use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
+use triad_wire::pki::ServiceCa;
+use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
+use triad_wire::{NetworkConfig, PartyEndpoint};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    url: String,
+    http: reqwest::Client,
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn start() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    let ca = ServiceCa::create(&ca_path).unwrap();
+    let leaf = ca.issue(dir.path(), "party0").unwrap();
+    let parties: Vec<PartyEndpoint> = (0..3)
+        .map(|i| {
+            let keys = load_or_create_keys(&dir.path().join(format!("p{i}")), i).unwrap();
+            PartyEndpoint {
+                url: "https://127.0.0.1:1".into(),
+                mpc_addr: free_addr(),
+                mpc_cert: hex::encode(&keys.identity.cert_der),
+                sign_key: keys.sign.public_key().to_hex(),
+            }
+        })
+        .collect();
+    let network = NetworkConfig {
+        ca_cert: ca_path.clone(),
+        // Nobody answers there: pending batches simply stay pending.
+        coordinator: "https://127.0.0.1:1".into(),
+        parties: parties.try_into().unwrap(),
+        notary: "http://127.0.0.1:1".into(),
+        notary_key: "00".repeat(32),
+        api: "https://127.0.0.1:1".into(),
+        datasource: None,
+    };
+    let data = dir.path().join("p0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let h = launch(
+        PartyConfig {
+            id: PartyId::new(0).unwrap(),
+            data_dir: data.clone(),
+            network,
+            tls: triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap(),
+            internal_token: TOKEN.into(),
+        },
+        listener,
+    )
+    .await
+    .unwrap();
+    let http =
+        triad_wire::https::client(&std::fs::read(&ca_path).unwrap(), Duration::from_secs(30))
+            .unwrap();
+    Fixture {
+        _dir: dir,
+        data,
+        url: format!("https://{}", h.addr),
+        http,
+    }
+}
+
+async fn post(f: &Fixture, path: &str, body: Vec<u8>, token: Option<&str>) -> (u16, Value) {
+    let mut req = f
+        .http
+        .post(format!("{}{path}", f.url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.header(INTERNAL_TOKEN_HEADER, t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn intake(f: &Fixture) -> u64 {
+    let v: Value = f
+        .http
+        .get(format!("{}/v1/info", f.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["intake"].as_u64().unwrap()
+}
+
+fn upload(value: &str, blinder: &str) -> Vec<u8> {
+    json!({
+        "submission_id": "ab".repeat(16),
+        "token": "cd".repeat(32),
+        "value_bits": [value, "0000000000000000"],
+        "blinder": [blinder, "00".repeat(32)],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn study(min_cohort: u64, min_new: u64) -> StudyParams {
+    StudyParams {
+        id: "s1".into(),
+        name: "s".into(),
+        data_spec: triad_notary::DataSpec {
+            field: "v".into(),
+            scale: 0,
+            account_field: "uid".into(),
+        },
+        min_cohort,
+        min_new,
+        release_interval_secs: 1,
+        stats: StatsSpec::default(),
+    }
+}
+
+fn release_req(s: StudyParams, no: u64) -> Vec<u8> {
+    serde_json::to_vec(&ReleaseRequest {
+        study: s,
+        release_no: no,
+        created_at: 1,
+    })
+    .unwrap()
+}
+
+fn import(f: &Fixture, batch: u64, n: usize) {
+    let store = Store::open(&f.data.join(DB_FILE)).unwrap();
+    let rows: Vec<_> = (0..n)
+        .map(|k| (format!("{batch:016x}{k:016x}"), Wrapping(1), Wrapping(2)))
+        .collect();
+    store.import_committed(batch, "s1", &rows).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_uploads_are_refused_and_store_nothing() {
+    let f = start().await;
+    let good = upload("00000000000000ff", &"00".repeat(32));
+    assert_eq!(post(&f, "/v1/shares", good.clone(), None).await.0, 202);
+    assert_eq!(intake(&f).await, 1);
+    // The BN254 modulus itself is not a canonical scalar.
+    let p = "30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001";
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (upload("ff", &"00".repeat(32)), 400, "bad_shares"),
+        (
+            upload("00000000000000FF", &"00".repeat(32)),
+            400,
+            "bad_shares",
+        ),
+        (upload("00000000000000ff", p), 400, "bad_shares"),
+        (b"{not json".to_vec(), 400, "malformed_body"),
+        (b"{}".to_vec(), 400, "malformed_body"),
+        (vec![b' '; 20 * 1024], 413, "payload_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let (s, v) = post(&f, "/v1/shares", body, None).await;
+        assert_eq!((s, v["error"].as_str().unwrap_or("")), (status, code));
+    }
+    assert_eq!(intake(&f).await, 1, "refused uploads stored nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
+    let f = start().await;
+    let body = release_req(study(1, 1), 1);
+    for token in [None, Some("wrong")] {
+        let (s, v) = post(&f, "/internal/releases", body.clone(), token).await;
+        assert_eq!((s, v["error"].as_str().unwrap()), (401, "unauthorized"));
+        let (s, _) = post(&f, "/internal/batches/7/commit", vec![], token).await;
+        assert_eq!(s, 401);
+    }
+    // An empty batch is malformed; an aborted batch can neither be
+    // prepared nor committed later.
+    let empty = json!({"batch_id": 7, "study": study(1, 1), "items": []}).to_string();
+    let (s, v) = post(&f, "/internal/batches/prepare", empty.into(), Some(TOKEN)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (400, "malformed_body"));
+    assert_eq!(
+        post(&f, "/internal/batches/7/abort", vec![], Some(TOKEN))
+            .await
+            .0,
+        200
+    );
+    let (s, v) = post(&f, "/internal/batches/7/commit", vec![], Some(TOKEN)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
+    let item = json!({"batch_id": 7, "study": study(1, 1), "items": [{
+        "submission_id": "ab".repeat(16), "token_sha256": "cd".repeat(32),
+        "commitment": "00".repeat(32)}]})
+    .to_string();
+    let (s, v) = post(&f, "/internal/batches/prepare", item.into(), Some(TOKEN)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
+    let r = f
+        .http
+        .get(format!("{}/v1/studies/s1/release/latest", f.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_party_enforces_min_cohort_and_min_new_itself() {
+    let f = start().await;
+    let below =
+        |s: u16, v: &Value| assert_eq!((s, v["error"].as_str().unwrap()), (409, "below_threshold"));
+    // Nothing stored, then 9 of a cohort of 10.
+    let (s, v) = post(
+        &f,
+        "/internal/releases",
+        release_req(study(10, 10), 1),
+        Some(TOKEN),
+    )
+    .await;
+    below(s, &v);
+    import(&f, 1, 9);
+    let (s, v) = post(
+        &f,
+        "/internal/releases",
+        release_req(study(10, 10), 1),
+        Some(TOKEN),
+    )
+    .await;
+    below(s, &v);
+    // Releases are numbered in order.
+    let (s, v) = post(
+        &f,
+        "/internal/releases",
+        release_req(study(10, 10), 2),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
+    // After a release of 12, three new contributions are not enough for
+    // min_new = 10, nor for 4.
+    import(&f, 2, 6);
+    let store = Store::open(&f.data.join(DB_FILE)).unwrap();
+    let key = triad_wire::PartySigningKey::load_or_create(&f.data.join("sign.key")).unwrap();
+    let values: Vec<i64> = (0..12).collect();
+    let r = Release {
+        version: RELEASE_VERSION,
+        study_id: "s1".into(),
+        release_no: 1,
+        created_at: 1,
+        count: 12,
+        results: triad_stats::oracle(&values, &StatsSpec::default()).unwrap(),
+    };
+    store
+        .put_release("s1", 1, 12, &sign_release(&key, 0, &r))
+        .unwrap();
+    let (s, v) = post(
+        &f,
+        "/internal/releases",
+        release_req(study(10, 10), 2),
+        Some(TOKEN),
+    )
+    .await;
+    below(s, &v);
+    let (s, v) = post(
+        &f,
+        "/internal/releases",
+        release_req(study(1, 4), 2),
+        Some(TOKEN),
+    )
+    .await;
+    below(s, &v);
+    // The stored release is served as is.
+    let got: triad_wire::SignedRelease = f
+        .http
+        .get(format!("{}/v1/studies/s1/release/latest", f.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, sign_release(&key, 0, &r));
+}
