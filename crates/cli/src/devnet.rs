@@ -151,6 +151,8 @@ impl Devnet {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let dir = dir.canonicalize()?;
+        // devnet.json means "all ready": a previous run's copy must go.
+        let _ = std::fs::remove_file(dir.join("devnet.json"));
         let mut devnet = Self {
             dir: dir.clone(),
             network: placeholder_network(),
