@@ -153,6 +153,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             study: study.clone(),
             release_no: 1,
             created_at: triad_wire::unix_now(),
+            as_of_batch: batch_id,
         };
         let t = Instant::now();
         let calls = net.parties.iter().map(|p| {

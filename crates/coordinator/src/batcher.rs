@@ -241,8 +241,13 @@ impl Driver {
                     }
                 }
                 Err(e) => {
-                    eprintln!("coordinator: driver: {e}");
+                    // A failed step may leave a batch preparing or
+                    // committing; recovery settles both, as after a restart.
+                    eprintln!("coordinator: driver: {e}; recovering");
                     tokio::time::sleep(self.cfg.tick).await;
+                    if let Err(e) = self.recover().await {
+                        eprintln!("coordinator: recovery: {e}");
+                    }
                 }
             }
         }

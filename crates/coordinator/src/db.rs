@@ -73,6 +73,15 @@ CREATE TABLE IF NOT EXISTS batch_items (
     verdict TEXT,                 -- set with the commit decision
     PRIMARY KEY (batch_id, pos)
 );
+-- The created_at chosen for a release number, kept across retries so the
+-- parties that already signed it and those that did not sign the same bytes.
+CREATE TABLE IF NOT EXISTS release_attempts (
+    study TEXT NOT NULL,
+    release_no INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    as_of_batch INTEGER NOT NULL,
+    PRIMARY KEY (study, release_no)
+);
 CREATE TABLE IF NOT EXISTS releases (
     study TEXT NOT NULL,
     release_no INTEGER NOT NULL,
@@ -636,6 +645,35 @@ impl Db {
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// `(created_at, as_of_batch)` of release `release_no`: `now` and the
+    /// last finished batch on the first attempt, the same on every retry,
+    /// so every party signs the same document over the same input set.
+    pub async fn release_attempt(
+        &self,
+        study: String,
+        release_no: u64,
+        now: u64,
+    ) -> Result<(u64, u64), DbError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO release_attempts (study, release_no, created_at, as_of_batch)
+                 VALUES (?1, ?2, ?3,
+                         (SELECT COALESCE(MAX(id), 0) FROM batches WHERE state = 'done'))",
+                params![study, release_no as i64, now as i64],
+            )?;
+            let (t, b): (i64, i64) = tx.query_row(
+                "SELECT created_at, as_of_batch FROM release_attempts
+                 WHERE study = ?1 AND release_no = ?2",
+                params![study, release_no as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            tx.commit()?;
+            Ok((t as u64, b as u64))
         })
         .await
     }

@@ -50,10 +50,17 @@ pub async fn run_due_releases(
             continue;
         }
         attempts.insert(s.study.id.clone(), Instant::now());
+        let release_no = s.last_release_no + 1;
+        // A retry must ask for the same document: some parties may have
+        // signed and stored it before the previous attempt failed.
+        let (created_at, as_of_batch) =
+            d.db.release_attempt(s.study.id.clone(), release_no, now)
+                .await?;
         let req = ReleaseRequest {
             study: s.study.clone(),
-            release_no: s.last_release_no + 1,
-            created_at: now,
+            release_no,
+            created_at,
+            as_of_batch,
         };
         let p = &*d.parties;
         let (a, b, c) = tokio::join!(p.release(0, &req), p.release(1, &req), p.release(2, &req));

@@ -90,7 +90,7 @@ pub fn release(
     req: &ReleaseRequest,
 ) -> Result<SignedRelease, JobError> {
     let study = &req.study;
-    let (ids, shares) = store.committed_shares(&study.id)?;
+    let (ids, shares) = store.committed_shares(&study.id, req.as_of_batch)?;
     // The tag covers the input set, so parties with different committed
     // sets refuse to compute rather than release garbage.
     let ids_digest = Sha256::digest(ids.join(",").as_bytes());
@@ -102,6 +102,7 @@ pub fn release(
             study.id.as_bytes(),
             &req.release_no.to_le_bytes(),
             &req.created_at.to_le_bytes(),
+            &req.as_of_batch.to_le_bytes(),
             &ids_digest,
             &spec_json,
         ]))?;
@@ -117,5 +118,10 @@ pub fn release(
     };
     let signed = sign_release(key, mesh.id.index() as u8, &release);
     store.put_release(&study.id, req.release_no, release.count, &signed)?;
-    Ok(signed)
+    // A retried release this party had already stored: answer with the
+    // stored copy (the same bytes, as the coordinator reuses created_at).
+    match store.latest_release(&study.id)? {
+        Some((no, _, stored)) if no == req.release_no => Ok(stored),
+        _ => Ok(signed),
+    }
 }

@@ -24,7 +24,7 @@ use triad_net::Identity;
 use triad_wire::config::write_atomic;
 use triad_wire::{NetworkConfig, PartySigningKey};
 
-pub use service::PartyState;
+pub use service::{Floors, PartyState};
 
 /// Key files in a party's data directory.
 pub const MPC_CERT_FILE: &str = "mpc-cert.der";
@@ -51,6 +51,19 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> PartyError {
     }
 }
 
+/// Writes a secret file that is never readable by others, not even for a
+/// moment (mode 0600 from creation), then syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// The party's long-term keys.
 pub struct PartyKeys {
     pub identity: Identity,
@@ -65,13 +78,9 @@ pub fn load_or_create_keys(dir: &Path, id: usize) -> Result<PartyKeys, PartyErro
     if !cp.exists() {
         let idn = Identity::generate(&format!("triad-party-{id}"))
             .map_err(|e| PartyError::Config(e.to_string()))?;
-        write_atomic(&kp, &idn.key_der).map_err(|e| file_err(&kp, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| file_err(&kp, e))?;
-        }
+        // A key without its certificate is a half-finished earlier attempt.
+        let _ = std::fs::remove_file(&kp);
+        write_private(&kp, &idn.key_der).map_err(|e| file_err(&kp, e))?;
         // The certificate last: its presence means the pair is complete.
         write_atomic(&cp, &idn.cert_der).map_err(|e| file_err(&cp, e))?;
     }
@@ -90,6 +99,7 @@ pub struct PartyConfig {
     pub network: NetworkConfig,
     pub tls: Arc<rustls::ServerConfig>,
     pub internal_token: String,
+    pub floors: Floors,
 }
 
 /// A running party.
@@ -146,6 +156,7 @@ pub async fn launch(
         cfg.internal_token,
         cfg.network,
         http,
+        cfg.floors,
     );
     let addr = listener.local_addr()?;
     let router = service::router(state.clone());
@@ -190,6 +201,12 @@ pub struct PartyArgs {
     /// File holding the coordinator ⇄ parties token.
     #[arg(long)]
     pub internal_token_file: PathBuf,
+    /// Refuse studies whose min_cohort is below this.
+    #[arg(long, default_value_t = 10)]
+    pub min_cohort_floor: u64,
+    /// Refuse studies whose min_new is below this.
+    #[arg(long, default_value_t = 10)]
+    pub min_new_floor: u64,
 }
 
 pub fn read_token(path: &Path) -> Result<String, PartyError> {
@@ -223,6 +240,10 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
                 network,
                 tls,
                 internal_token,
+                floors: Floors {
+                    min_cohort: args.min_cohort_floor,
+                    min_new: args.min_new_floor,
+                },
             },
             listener,
         )

@@ -23,8 +23,9 @@ use triad_crypto::{fr_from_hex, Fr};
 use triad_wire::https::{check_token, parse_json};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
-    ShareUpload, INTERNAL_TOKEN_HEADER,
+    ShareUpload, StudyParams, INTERNAL_TOKEN_HEADER,
 };
+use triad_wire::release::Release;
 use triad_wire::{ApiError, NetworkConfig, PartySigningKey, SignedRelease};
 
 use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
@@ -39,6 +40,23 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 type Job = Box<dyn FnOnce(&Mesh) + Send>;
 
+/// The smallest thresholds this party accepts for any study, whatever the
+/// coordinator asks.
+#[derive(Clone, Copy, Debug)]
+pub struct Floors {
+    pub min_cohort: u64,
+    pub min_new: u64,
+}
+
+impl Default for Floors {
+    fn default() -> Self {
+        Self {
+            min_cohort: 10,
+            min_new: 10,
+        }
+    }
+}
+
 pub struct PartyState {
     pub store: Arc<Store>,
     pub intake: Intake,
@@ -46,6 +64,7 @@ pub struct PartyState {
     pub internal_token: String,
     pub network: NetworkConfig,
     pub http: reqwest::Client,
+    pub floors: Floors,
     jobs: Mutex<mpsc::Sender<Job>>,
     /// Which intake entries each prepared batch used (dropped on commit).
     batch_keys: Mutex<HashMap<u64, Vec<Key>>>,
@@ -59,6 +78,7 @@ impl PartyState {
         internal_token: String,
         network: NetworkConfig,
         http: reqwest::Client,
+        floors: Floors,
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
         // The one MPC worker: jobs run strictly one after another, in the
@@ -78,9 +98,41 @@ impl PartyState {
             internal_token,
             network,
             http,
+            floors,
             jobs: Mutex::new(tx),
             batch_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The study as this party pinned it on first sight. A request that
+    /// changes what protects contributors (data spec, thresholds,
+    /// statistics) is refused, and so is a study below this party's floors:
+    /// the coordinator alone cannot make the parties release small cohorts.
+    fn pin(&self, study: &StudyParams) -> Result<StudyParams, ApiError> {
+        if study.min_cohort < self.floors.min_cohort || study.min_new < self.floors.min_new {
+            return Err(ApiError::conflict(
+                "below_threshold",
+                format!(
+                    "this party requires min_cohort >= {} and min_new >= {}",
+                    self.floors.min_cohort, self.floors.min_new
+                ),
+            ));
+        }
+        let pinned = self.store.pin_study(study).map_err(store_err)?;
+        let same = pinned.data_spec == study.data_spec
+            && pinned.min_cohort == study.min_cohort
+            && pinned.min_new == study.min_new
+            && pinned.stats == study.stats;
+        if !same {
+            return Err(ApiError::conflict(
+                "study_changed",
+                format!(
+                    "study {} differs from the parameters this party pinned",
+                    study.id
+                ),
+            ));
+        }
+        Ok(pinned)
     }
 
     /// Runs `f` on the MPC worker and waits for its result.
@@ -233,7 +285,13 @@ async fn prepare(
             })),
         };
     }
-    s.store.upsert_study(&req.study).map_err(store_err)?;
+    s.pin(&req.study)?;
+    // A batch whose abort this party missed still holds its shares as
+    // pending; settle such batches first, or their submission ids would
+    // collide with this batch's retry of them.
+    if !s.store.pending_batches().map_err(store_err)?.is_empty() {
+        recover_pending(&s).await;
+    }
     let keys: Vec<Key> = req
         .items
         .iter()
@@ -333,25 +391,40 @@ async fn release(
         .stats
         .validate()
         .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
+    let mut req = req;
+    req.study = s.pin(&req.study)?;
     let latest = s.store.latest_release(&req.study.id).map_err(store_err)?;
-    let (last_no, last_count) = latest
-        .as_ref()
-        .map(|(no, c, _)| (*no, *c))
-        .unwrap_or((0, 0));
-    if let Some((no, _, signed)) = &latest {
-        if *no == req.release_no {
-            return Ok(Json(signed.clone()));
+    let latest_no = latest.as_ref().map(|(no, _, _)| *no).unwrap_or(0);
+    if let Some((no, _, signed)) = latest.as_ref().filter(|l| l.0 == req.release_no) {
+        // A retry: the peers may not have stored this release, so join the
+        // computation again; it must ask for the same document.
+        let stored: Release = serde_json::from_str(&signed.release_json)
+            .map_err(|e| store_err(format!("stored release: {e}")))?;
+        if stored.created_at != req.created_at {
+            return Err(ApiError::conflict(
+                "wrong_state",
+                format!("release {no} was made at {}", stored.created_at),
+            ));
         }
-    }
-    if req.release_no != last_no + 1 {
+    } else if req.release_no != latest_no + 1 {
         return Err(ApiError::conflict(
             "wrong_state",
-            format!("next release is {}, not {}", last_no + 1, req.release_no),
+            format!("next release is {}, not {}", latest_no + 1, req.release_no),
         ));
     }
+    // The release before the requested one, for min_new.
+    let last_no = req.release_no.saturating_sub(1);
+    let last_count = match s.store.release(&req.study.id, last_no).map_err(store_err)? {
+        Some((count, _)) => count,
+        None => 0,
+    };
     // Output privacy is the party's own rule, not only the coordinator's:
-    // a release needs min_cohort contributions, and min_new since the last.
-    let count = s.store.committed_count(&req.study.id).map_err(store_err)?;
+    // a release needs min_cohort contributions, and min_new since the last,
+    // with the thresholds this party pinned for the study.
+    let count = s
+        .store
+        .committed_count(&req.study.id, req.as_of_batch)
+        .map_err(store_err)?;
     let min_new = if last_no == 0 {
         0
     } else {
@@ -368,7 +441,6 @@ async fn release(
             ),
         ));
     }
-    s.store.upsert_study(&req.study).map_err(store_err)?;
     let (store, key) = (s.store.clone(), s.key.clone());
     let signed = s
         .run_job(move |mesh| jobs::release(mesh, &store, &key, &req))

@@ -89,6 +89,11 @@ CREATE TABLE IF NOT EXISTS releases (
 );
 ";
 
+/// Batch ids are SQLite integers: a bound above i64::MAX means "all".
+fn clamp(batch_id: u64) -> i64 {
+    batch_id.min(i64::MAX as u64) as i64
+}
+
 fn z128_blob(x: Z128) -> [u8; 16] {
     x.0.to_le_bytes()
 }
@@ -121,14 +126,21 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn upsert_study(&self, s: &StudyParams) -> Result<(), StoreError> {
+    /// The study as this party first saw it: stored on first sight and
+    /// returned unchanged afterwards, so later requests cannot loosen it.
+    pub fn pin_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
         let json = serde_json::to_string(s).expect("study serializes");
-        self.conn().execute(
-            "INSERT INTO studies (id, params) VALUES (?1, ?2)
-             ON CONFLICT(id) DO UPDATE SET params = excluded.params",
+        let c = self.conn();
+        c.execute(
+            "INSERT OR IGNORE INTO studies (id, params) VALUES (?1, ?2)",
             params![s.id, json],
         )?;
-        Ok(())
+        let stored: String = c.query_row(
+            "SELECT params FROM studies WHERE id = ?1",
+            params![s.id],
+            |r| r.get(0),
+        )?;
+        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
     }
 
     pub fn study_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -312,17 +324,18 @@ impl Store {
     pub fn committed_shares(
         &self,
         study_id: &str,
+        as_of_batch: u64,
     ) -> Result<(Vec<String>, Shares<Z128>), StoreError> {
         let c = self.conn();
         let mut st = c.prepare(
             "SELECT s.submission_id, s.a, s.b FROM shares s
              JOIN batches b ON b.batch_id = s.batch_id
-             WHERE s.study_id = ?1 AND b.state = 'committed'
+             WHERE s.study_id = ?1 AND b.state = 'committed' AND s.batch_id <= ?2
              ORDER BY s.batch_id, s.submission_id",
         )?;
         let mut ids = Vec::new();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let mut rows = st.query(params![study_id])?;
+        let mut rows = st.query(params![study_id, clamp(as_of_batch)])?;
         while let Some(r) = rows.next()? {
             ids.push(r.get::<_, String>(0)?);
             a.push(blob_z128(&r.get::<_, Vec<u8>>(1)?)?);
@@ -331,14 +344,36 @@ impl Store {
         Ok((ids, Shares::new(a, b)))
     }
 
-    pub fn committed_count(&self, study_id: &str) -> Result<u64, StoreError> {
+    pub fn committed_count(&self, study_id: &str, as_of_batch: u64) -> Result<u64, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM shares s JOIN batches b ON b.batch_id = s.batch_id
-             WHERE s.study_id = ?1 AND b.state = 'committed'",
-            params![study_id],
+             WHERE s.study_id = ?1 AND b.state = 'committed' AND s.batch_id <= ?2",
+            params![study_id, clamp(as_of_batch)],
             |r| r.get(0),
         )?;
         Ok(n as u64)
+    }
+
+    /// Release `release_no`: (count, signed copy).
+    pub fn release(
+        &self,
+        study_id: &str,
+        release_no: u64,
+    ) -> Result<Option<(u64, SignedRelease)>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT count, signed FROM releases WHERE study_id = ?1 AND release_no = ?2",
+                params![study_id, release_no as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        row.map(|(count, s)| {
+            let signed = serde_json::from_str(&s)
+                .map_err(|e| StoreError::Corrupt(format!("release: {e}")))?;
+            Ok((count as u64, signed))
+        })
+        .transpose()
     }
 
     /// The latest release: (release_no, count, signed copy).
@@ -369,6 +404,8 @@ impl Store {
         .transpose()
     }
 
+    /// Stores a release; if release `release_no` is already stored (a
+    /// retried request), keeps the stored one.
     pub fn put_release(
         &self,
         study_id: &str,
@@ -377,7 +414,8 @@ impl Store {
         signed: &SignedRelease,
     ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO releases (study_id, release_no, count, signed) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO releases (study_id, release_no, count, signed)
+             VALUES (?1, ?2, ?3, ?4)",
             params![
                 study_id,
                 release_no as i64,
@@ -414,7 +452,7 @@ mod tests {
         s.put_pending(2, "st", b"h2", &[None, None], &[sh("b", 2), sh("c", 3)])
             .unwrap();
         // Pending shares are not statistics input.
-        assert_eq!(s.committed_count("st").unwrap(), 0);
+        assert_eq!(s.committed_count("st", u64::MAX).unwrap(), 0);
         assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
         assert_eq!(s.abort(2).unwrap(), BatchState::Aborted);
         // Idempotent, and a resolved batch never flips.
@@ -428,7 +466,7 @@ mod tests {
             .is_err());
         drop(s);
         let s = Store::open(&path).unwrap();
-        let (ids, shares) = s.committed_shares("st").unwrap();
+        let (ids, shares) = s.committed_shares("st", u64::MAX).unwrap();
         assert_eq!(ids, vec!["a".to_string()]);
         assert_eq!(shares.a, vec![Wrapping(1)]);
         assert!(s.pending_batches().unwrap().is_empty());

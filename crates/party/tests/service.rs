@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use triad_mpc::PartyId;
 use triad_party::store::Store;
-use triad_party::{launch, load_or_create_keys, PartyConfig, DB_FILE};
+use triad_party::{launch, load_or_create_keys, Floors, PartyConfig, DB_FILE};
 use triad_stats::StatsSpec;
 use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
 use triad_wire::pki::ServiceCa;
@@ -67,6 +67,10 @@ async fn start() -> Fixture {
             network,
             tls: triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap(),
             internal_token: TOKEN.into(),
+            floors: Floors {
+                min_cohort: 5,
+                min_new: 2,
+            },
         },
         listener,
     )
@@ -138,10 +142,15 @@ fn study(min_cohort: u64, min_new: u64) -> StudyParams {
 }
 
 fn release_req(s: StudyParams, no: u64) -> Vec<u8> {
+    release_at(s, no, 1)
+}
+
+fn release_at(s: StudyParams, no: u64, created_at: u64) -> Vec<u8> {
     serde_json::to_vec(&ReleaseRequest {
         study: s,
         release_no: no,
-        created_at: 1,
+        created_at,
+        as_of_batch: u64::MAX,
     })
     .unwrap()
 }
@@ -184,7 +193,7 @@ async fn bad_uploads_are_refused_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     let f = start().await;
-    let body = release_req(study(1, 1), 1);
+    let body = release_req(study(10, 10), 1);
     for token in [None, Some("wrong")] {
         let (s, v) = post(&f, "/internal/releases", body.clone(), token).await;
         assert_eq!((s, v["error"].as_str().unwrap()), (401, "unauthorized"));
@@ -193,7 +202,7 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     }
     // An empty batch is malformed; an aborted batch can neither be
     // prepared nor committed later.
-    let empty = json!({"batch_id": 7, "study": study(1, 1), "items": []}).to_string();
+    let empty = json!({"batch_id": 7, "study": study(10, 10), "items": []}).to_string();
     let (s, v) = post(&f, "/internal/batches/prepare", empty.into(), Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (400, "malformed_body"));
     assert_eq!(
@@ -204,7 +213,7 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     );
     let (s, v) = post(&f, "/internal/batches/7/commit", vec![], Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
-    let item = json!({"batch_id": 7, "study": study(1, 1), "items": [{
+    let item = json!({"batch_id": 7, "study": study(10, 10), "items": [{
         "submission_id": "ab".repeat(16), "token_sha256": "cd".repeat(32),
         "commitment": "00".repeat(32)}]})
     .to_string();
@@ -252,7 +261,8 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
     .await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
     // After a release of 12, three new contributions are not enough for
-    // min_new = 10, nor for 4.
+    // min_new = 10; the study's thresholds cannot be changed once pinned,
+    // nor set below this party's floors.
     import(&f, 2, 6);
     let store = Store::open(&f.data.join(DB_FILE)).unwrap();
     let key = triad_wire::PartySigningKey::load_or_create(&f.data.join("sign.key")).unwrap();
@@ -279,11 +289,24 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
     let (s, v) = post(
         &f,
         "/internal/releases",
-        release_req(study(1, 4), 2),
+        release_req(study(10, 2), 2),
         Some(TOKEN),
     )
     .await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "study_changed"));
+    let mut other = study(4, 10);
+    other.id = "s2".into();
+    let (s, v) = post(&f, "/internal/releases", release_req(other, 1), Some(TOKEN)).await;
     below(s, &v);
+    // A retry of release 1 must ask for the same document.
+    let (s, v) = post(
+        &f,
+        "/internal/releases",
+        release_at(study(10, 10), 1, 2),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
     // The stored release is served as is.
     let got: triad_wire::SignedRelease = f
         .http

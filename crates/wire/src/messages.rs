@@ -220,6 +220,9 @@ pub struct ReleaseRequest {
     pub release_no: u64,
     /// Chosen by the coordinator so the three signed documents are equal.
     pub created_at: u64,
+    /// The release covers the committed batches with ids up to this one;
+    /// fixed on the first attempt so a retry computes over the same set.
+    pub as_of_batch: u64,
 }
 
 /// Header carrying the internal bearer token (coordinator ⇄ parties).
