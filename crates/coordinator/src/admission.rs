@@ -103,6 +103,7 @@ pub async fn admit_submission(
         commitment: att.commitment.clone(),
         nullifier: att.nullifier.clone(),
         signature: att.signature.clone(),
+        attestation_json: att.to_json(),
     };
     match db.insert_submission(row, policy.max_queue, now).await {
         Ok(()) => Ok(admitted),

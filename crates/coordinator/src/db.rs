@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     token_sha256 TEXT NOT NULL,
     commitment TEXT NOT NULL,
     nullifier TEXT NOT NULL,
+    attestation TEXT NOT NULL,    -- JSON, forwarded to the parties in the batch
     status TEXT NOT NULL,
     reason TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -101,6 +102,7 @@ pub struct NewSubmission {
     pub commitment: String,
     pub nullifier: String,
     pub signature: String,
+    pub attestation_json: String,
 }
 
 /// Why the admission transaction refused (no row written).
@@ -330,14 +332,16 @@ impl Db {
                 }
                 tx.execute(
                     "INSERT INTO submissions
-                     (id, study, token_sha256, commitment, nullifier, status, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'awaiting_shares', ?6)",
+                     (id, study, token_sha256, commitment, nullifier, attestation, status,
+                      created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'awaiting_shares', ?7)",
                     params![
                         s.id,
                         s.study,
                         s.token_sha256,
                         s.commitment,
                         s.nullifier,
+                        s.attestation_json,
                         now_ms()
                     ],
                 )?;
@@ -444,17 +448,24 @@ impl Db {
             };
             let items: Vec<BatchItem> = tx
                 .prepare(
-                    "SELECT id, token_sha256, commitment FROM submissions
+                    "SELECT id, token_sha256, commitment, attestation FROM submissions
                      WHERE status='queued' AND study=?1 ORDER BY seq LIMIT ?2",
                 )?
                 .query_map(params![study, max as i64], |r| {
-                    Ok(BatchItem {
-                        submission_id: r.get(0)?,
-                        token_sha256: r.get(1)?,
-                        commitment: r.get(2)?,
-                    })
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
                 })?
-                .collect::<Result<_, _>>()?;
+                .map(|row| {
+                    let (submission_id, token_sha256, commitment, json) = row?;
+                    let attestation = triad_notary::Attestation::from_json(&json)
+                        .map_err(|e| DbError::Corrupt(format!("stored attestation: {e}")))?;
+                    Ok(BatchItem {
+                        submission_id,
+                        token_sha256,
+                        commitment,
+                        attestation,
+                    })
+                })
+                .collect::<Result<_, DbError>>()?;
             if items.is_empty() {
                 return Ok(None);
             }

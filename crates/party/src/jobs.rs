@@ -35,7 +35,9 @@ fn tag(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Checks a batch in MPC and stores the passing items as pending.
-/// `inputs[k]` is this party's copy of item `k`, if it received one.
+/// `inputs[k]` is this party's copy of item `k`, if it received one;
+/// `refused[k]` says this party refused item `k`'s attestation (its shares
+/// then count as missing, and the verdict names the refusal).
 pub fn prepare(
     mesh: &Mesh,
     store: &Store,
@@ -43,8 +45,14 @@ pub fn prepare(
     request_sha256: &[u8; 32],
     commitments: &[Fr],
     inputs: &[Option<Components>],
+    refused: &[bool],
 ) -> Result<Vec<Option<RejectReason>>, JobError> {
     let n = inputs.len();
+    let inputs: Vec<Option<Components>> = inputs
+        .iter()
+        .zip(refused)
+        .map(|(c, r)| if *r { None } else { *c })
+        .collect();
     let comp = |c: &Option<Components>, j: usize| c.map(|c| c.value_bits[j]).unwrap_or(0);
     let fr = |c: &Option<Components>, j: usize| c.map(|c| c.blinder[j]).unwrap_or(Fr::from(0u64));
     let shares = BatchShares {
@@ -58,17 +66,32 @@ pub fn prepare(
             inputs.iter().map(|c| fr(c, 1)).collect(),
         ),
     };
-    let checked = {
+    let mut checked = {
         let mut p = mesh.session(tag(&[b"prepare", request_sha256]))?;
         check_batch(&mut p, &shares, commitments)?
     };
-    let passing: Vec<_> = (0..n)
-        .filter(|&k| checked.verdicts[k].is_none())
-        .map(|k| {
+    for (v, r) in checked.verdicts.iter_mut().zip(refused) {
+        if *r {
+            *v = Some(RejectReason::AttestationRefused);
+        }
+    }
+    let pass: Vec<usize> = (0..n).filter(|&k| checked.verdicts[k].is_none()).collect();
+    let passing: Vec<_> = pass
+        .iter()
+        .map(|&k| {
             (
                 req.items[k].submission_id.clone(),
                 checked.values.a[k],
                 checked.values.b[k],
+            )
+        })
+        .collect();
+    let nullifiers: Vec<_> = pass
+        .iter()
+        .map(|&k| {
+            (
+                req.items[k].submission_id.clone(),
+                req.items[k].attestation.nullifier.clone(),
             )
         })
         .collect();
@@ -78,6 +101,7 @@ pub fn prepare(
         request_sha256,
         &checked.verdicts,
         &passing,
+        &nullifiers,
     )?;
     Ok(checked.verdicts)
 }

@@ -5,6 +5,7 @@
 //! - [`mesh`]: one mutual-TLS MPC session per job, tagged;
 //! - [`intake`]: uploaded shares awaiting their batch;
 //! - [`store`]: the durable SQLite store;
+//! - [`vet`]: the party's own check of each submission's attestation;
 //! - [`service`]: the HTTPS handlers.
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod jobs;
 pub mod mesh;
 pub mod service;
 pub mod store;
+pub mod vet;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,6 +142,8 @@ pub async fn launch(
         _ => return Err(PartyError::Config("a party's mpc_cert is not hex".into())),
     };
     let addrs = [0, 1, 2].map(|j| cfg.network.parties[j].mpc_addr);
+    let notary_key = triad_notary::NotaryPublicKey::from_hex(&cfg.network.notary_key)
+        .map_err(|e| PartyError::Config(format!("network notary_key: {e}")))?;
     let mpc_listener = std::net::TcpListener::bind(me.mpc_addr)?;
     let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener);
     let store = Arc::new(store::Store::open(&cfg.data_dir.join(DB_FILE))?);
@@ -151,12 +155,15 @@ pub async fn launch(
         .map_err(|e| PartyError::Config(e.to_string()))?;
     let state = PartyState::new(
         mesh,
-        store,
-        keys.sign,
-        cfg.internal_token,
-        cfg.network,
-        http,
-        cfg.floors,
+        service::Parts {
+            store,
+            key: keys.sign,
+            internal_token: cfg.internal_token,
+            network: cfg.network,
+            http,
+            floors: cfg.floors,
+            notary_key,
+        },
     );
     let addr = listener.local_addr()?;
     let router = service::router(state.clone());

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
+use triad_notary::NotaryPublicKey;
 use triad_wire::https::{check_token, parse_json};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
@@ -65,21 +66,35 @@ pub struct PartyState {
     pub network: NetworkConfig,
     pub http: reqwest::Client,
     pub floors: Floors,
+    /// The notary key attestations must be signed with.
+    pub notary_key: NotaryPublicKey,
     jobs: Mutex<mpsc::Sender<Job>>,
     /// Which intake entries each prepared batch used (dropped on commit).
     batch_keys: Mutex<HashMap<u64, Vec<Key>>>,
 }
 
+/// What a party's service is made of, besides its MPC mesh.
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub key: PartySigningKey,
+    pub internal_token: String,
+    pub network: NetworkConfig,
+    pub http: reqwest::Client,
+    pub floors: Floors,
+    pub notary_key: NotaryPublicKey,
+}
+
 impl PartyState {
-    pub fn new(
-        mesh: Mesh,
-        store: Arc<Store>,
-        key: PartySigningKey,
-        internal_token: String,
-        network: NetworkConfig,
-        http: reqwest::Client,
-        floors: Floors,
-    ) -> Arc<Self> {
+    pub fn new(mesh: Mesh, parts: Parts) -> Arc<Self> {
+        let Parts {
+            store,
+            key,
+            internal_token,
+            network,
+            http,
+            floors,
+            notary_key,
+        } = parts;
         let (tx, rx) = mpsc::channel::<Job>();
         // The one MPC worker: jobs run strictly one after another, in the
         // order the coordinator's single driver issued them.
@@ -99,6 +114,7 @@ impl PartyState {
             network,
             http,
             floors,
+            notary_key,
             jobs: Mutex::new(tx),
             batch_keys: Mutex::new(HashMap::new()),
         })
@@ -133,6 +149,22 @@ impl PartyState {
             ));
         }
         Ok(pinned)
+    }
+
+    /// This party's own admission check of every item ([`crate::vet`]).
+    fn vet_attestations(
+        &self,
+        req: &PrepareBatch,
+        study: &StudyParams,
+    ) -> Result<Vec<bool>, ApiError> {
+        crate::vet::refused_items(
+            &req.items,
+            study,
+            &self.notary_key,
+            triad_wire::unix_now(),
+            |n| self.store.nullifier_used(&study.id, n),
+        )
+        .map_err(store_err)
     }
 
     /// Runs `f` on the MPC worker and waits for its result.
@@ -285,7 +317,7 @@ async fn prepare(
             })),
         };
     }
-    s.pin(&req.study)?;
+    let study = s.pin(&req.study)?;
     // A batch whose abort this party missed still holds its shares as
     // pending; settle such batches first, or their submission ids would
     // collide with this batch's retry of them.
@@ -302,10 +334,13 @@ async fn prepare(
         })
         .collect();
     let inputs: Vec<Option<Components>> = keys.iter().map(|(id, h)| s.intake.get(id, h)).collect();
+    let refused = s.vet_attestations(&req, &study)?;
     let store = s.store.clone();
     let req2 = req.clone();
     let verdicts = s
-        .run_job(move |mesh| jobs::prepare(mesh, &store, &req2, &hash, &commitments, &inputs))
+        .run_job(move |mesh| {
+            jobs::prepare(mesh, &store, &req2, &hash, &commitments, &inputs, &refused)
+        })
         .await?;
     s.batch_keys
         .lock()

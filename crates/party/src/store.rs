@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS shares (
     PRIMARY KEY (study_id, submission_id)
 );
 CREATE INDEX IF NOT EXISTS shares_batch ON shares(batch_id);
+-- This party's own sybil check: an account counts once per study, whatever
+-- the coordinator says. Held by pending and committed batches only.
+CREATE TABLE IF NOT EXISTS nullifiers (
+    study_id TEXT NOT NULL,
+    nullifier TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    batch_id INTEGER NOT NULL REFERENCES batches(batch_id),
+    PRIMARY KEY (study_id, nullifier)
+);
+CREATE INDEX IF NOT EXISTS nullifiers_batch ON nullifiers(batch_id);
 CREATE TABLE IF NOT EXISTS releases (
     study_id TEXT NOT NULL,
     release_no INTEGER NOT NULL,
@@ -189,6 +199,7 @@ impl Store {
 
     /// Stores a checked batch as pending, with the shares of the passing
     /// items, in one transaction.
+    /// `nullifiers`: (submission id, nullifier) of the passing items.
     pub fn put_pending(
         &self,
         batch_id: u64,
@@ -196,6 +207,7 @@ impl Store {
         request_sha256: &[u8],
         verdicts: &[Option<RejectReason>],
         passing: &[(String, Z128, Z128)],
+        nullifiers: &[(String, String)],
     ) -> Result<(), StoreError> {
         self.put_batch(
             batch_id,
@@ -204,9 +216,24 @@ impl Store {
             request_sha256,
             verdicts,
             passing,
+            nullifiers,
         )
     }
 
+    /// Whether an account (its nullifier) already counts in `study_id`.
+    pub fn nullifier_used(&self, study_id: &str, nullifier: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM nullifiers WHERE study_id = ?1 AND nullifier = ?2",
+                params![study_id, nullifier],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    #[allow(clippy::too_many_arguments)] // private: one row per column
     fn put_batch(
         &self,
         batch_id: u64,
@@ -215,6 +242,7 @@ impl Store {
         request_sha256: &[u8],
         verdicts: &[Option<RejectReason>],
         passing: &[(String, Z128, Z128)],
+        nullifiers: &[(String, String)],
     ) -> Result<(), StoreError> {
         let mut c = self.conn();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -244,6 +272,15 @@ impl Store {
                 ])?;
             }
         }
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO nullifiers (study_id, nullifier, submission_id, batch_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (id, n) in nullifiers {
+                st.execute(params![study_id, n, id, batch_id as i64])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -264,6 +301,7 @@ impl Store {
             b"import",
             &[],
             rows,
+            &[],
         )
     }
 
@@ -308,6 +346,10 @@ impl Store {
         if to == BatchState::Aborted {
             tx.execute(
                 "DELETE FROM shares WHERE batch_id = ?1",
+                params![batch_id as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM nullifiers WHERE batch_id = ?1",
                 params![batch_id as i64],
             )?;
         }
@@ -447,14 +489,32 @@ mod tests {
         let path = tmp();
         let s = Store::open(&path).unwrap();
         let sh = |id: &str, v: u128| (id.to_string(), Wrapping(v), Wrapping(v + 1));
-        s.put_pending(1, "st", b"h1", &[None], &[sh("a", 1)])
-            .unwrap();
-        s.put_pending(2, "st", b"h2", &[None, None], &[sh("b", 2), sh("c", 3)])
-            .unwrap();
+        s.put_pending(
+            1,
+            "st",
+            b"h1",
+            &[None],
+            &[sh("a", 1)],
+            &[("a".into(), "n1".into())],
+        )
+        .unwrap();
+        s.put_pending(
+            2,
+            "st",
+            b"h2",
+            &[None, None],
+            &[sh("b", 2), sh("c", 3)],
+            &[("b".into(), "n2".into())],
+        )
+        .unwrap();
         // Pending shares are not statistics input.
         assert_eq!(s.committed_count("st", u64::MAX).unwrap(), 0);
         assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
+        assert!(s.nullifier_used("st", "n2").unwrap());
         assert_eq!(s.abort(2).unwrap(), BatchState::Aborted);
+        // An aborted batch gives its accounts back; a committed one keeps them.
+        assert!(!s.nullifier_used("st", "n2").unwrap());
+        assert!(s.nullifier_used("st", "n1").unwrap());
         // Idempotent, and a resolved batch never flips.
         assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
         assert_eq!(s.abort(1).unwrap(), BatchState::Committed);
@@ -462,7 +522,7 @@ mod tests {
         // Abort of an unknown batch fences a late prepare.
         assert_eq!(s.abort(3).unwrap(), BatchState::Aborted);
         assert!(s
-            .put_pending(3, "st", b"h3", &[None], &[sh("d", 4)])
+            .put_pending(3, "st", b"h3", &[None], &[sh("d", 4)], &[])
             .is_err());
         drop(s);
         let s = Store::open(&path).unwrap();
@@ -472,7 +532,7 @@ mod tests {
         assert!(s.pending_batches().unwrap().is_empty());
         // A submission id is stored once per study.
         assert!(s
-            .put_pending(4, "st", b"h4", &[None], &[sh("a", 5)])
+            .put_pending(4, "st", b"h4", &[None], &[sh("a", 5)], &[])
             .is_err());
         assert!(s.batch(4).unwrap().is_none());
     }

@@ -54,7 +54,9 @@ async fn start() -> Fixture {
         coordinator: "https://127.0.0.1:1".into(),
         parties: parties.try_into().unwrap(),
         notary: "http://127.0.0.1:1".into(),
-        notary_key: "00".repeat(32),
+        notary_key: triad_notary::NotarySigningKey::from_seed([5; 32])
+            .public_key()
+            .to_hex(),
         api: "https://127.0.0.1:1".into(),
         datasource: None,
     };
@@ -213,9 +215,23 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     );
     let (s, v) = post(&f, "/internal/batches/7/commit", vec![], Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
+    let att = triad_notary::sign_attestation(
+        &triad_notary::NotarySigningKey::from_seed([5; 32]),
+        &triad_notary::AttestationClaims {
+            server_name: "127.0.0.1".into(),
+            cert_chain_sha256: [0; 32],
+            session_time: 1,
+            expires_at: 2,
+            study_id: "s1".into(),
+            data_spec: study(10, 10).data_spec,
+            commitment: triad_crypto::Fr::from(1u64),
+            nullifier: triad_crypto::Fr::from(2u64),
+            transcript_sha256: [0; 32],
+        },
+    );
     let item = json!({"batch_id": 7, "study": study(10, 10), "items": [{
         "submission_id": "ab".repeat(16), "token_sha256": "cd".repeat(32),
-        "commitment": "00".repeat(32)}]})
+        "commitment": att.commitment.clone(), "attestation": att}]})
     .to_string();
     let (s, v) = post(&f, "/internal/batches/prepare", item.into(), Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));

@@ -119,6 +119,8 @@ pub enum RejectReason {
     BatchFailed,
     #[error("the provider did not confirm its shares in time")]
     SharesTimeout,
+    #[error("a computation party refused the attestation (invalid, for another study, or the account is already counted)")]
+    AttestationRefused,
 }
 
 impl RejectReason {
@@ -172,6 +174,9 @@ pub struct BatchItem {
     pub token_sha256: String,
     /// The attested `Poseidon(value, blinder)` (64 hex).
     pub commitment: String,
+    /// The notary's attestation itself: each party verifies it and keeps
+    /// its own nullifier set, so a coordinator cannot invent submissions.
+    pub attestation: Attestation,
 }
 
 /// `POST {party}/internal/batches/prepare`: check the batch in MPC and

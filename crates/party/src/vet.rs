@@ -1,0 +1,126 @@
+//! Each party's own admission check of a batch, independent of the
+//! coordinator's: a coordinator that invents submissions (to shrink the
+//! real cohort under a release) or replays an account gets them refused by
+//! every honest party.
+
+use std::collections::HashSet;
+
+use triad_notary::{verify_attestation, NotaryPublicKey};
+use triad_wire::messages::{BatchItem, StudyParams};
+
+/// `true` for each item this party refuses: the notary's signature or
+/// validity window fails, the attestation is for another study or data
+/// spec, the forwarded commitment is not the attested one, or the account
+/// (nullifier) already counts (`used`) or appears earlier in the batch.
+pub fn refused_items<E>(
+    items: &[BatchItem],
+    study: &StudyParams,
+    notary_key: &NotaryPublicKey,
+    now: u64,
+    mut used: impl FnMut(&str) -> Result<bool, E>,
+) -> Result<Vec<bool>, E> {
+    let mut seen = HashSet::new();
+    items
+        .iter()
+        .map(|it| {
+            let a = &it.attestation;
+            let valid = verify_attestation(a, std::slice::from_ref(notary_key), now).is_ok()
+                && a.study_id == study.id
+                && a.data_spec == study.data_spec
+                && a.commitment == it.commitment;
+            if !valid || !seen.insert(a.nullifier.as_str()) {
+                return Ok(true);
+            }
+            used(&a.nullifier)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triad_crypto::Fr;
+    use triad_notary::{sign_attestation, AttestationClaims, DataSpec, NotarySigningKey};
+    use triad_stats::StatsSpec;
+
+    fn spec() -> DataSpec {
+        DataSpec {
+            field: "balances.ETH".into(),
+            scale: 4,
+            account_field: "uid".into(),
+        }
+    }
+
+    fn study() -> StudyParams {
+        StudyParams {
+            id: "s".into(),
+            name: "s".into(),
+            data_spec: spec(),
+            min_cohort: 10,
+            min_new: 10,
+            release_interval_secs: 1,
+            stats: StatsSpec::default(),
+        }
+    }
+
+    fn item(
+        key: &NotarySigningKey,
+        study: &str,
+        account: u64,
+        f: impl Fn(&mut AttestationClaims),
+    ) -> BatchItem {
+        let mut c = AttestationClaims {
+            server_name: "127.0.0.1".into(),
+            cert_chain_sha256: [1; 32],
+            session_time: 1000,
+            expires_at: 2000,
+            study_id: study.into(),
+            data_spec: spec(),
+            commitment: Fr::from(7 + account),
+            nullifier: Fr::from(100 + account),
+            transcript_sha256: [2; 32],
+        };
+        f(&mut c);
+        let a = sign_attestation(key, &c);
+        BatchItem {
+            submission_id: format!("{account:032x}"),
+            token_sha256: "00".repeat(32),
+            commitment: a.commitment.clone(),
+            attestation: a,
+        }
+    }
+
+    #[test]
+    fn only_valid_fresh_accounts_of_this_study_pass() {
+        let notary = NotarySigningKey::from_seed([3; 32]);
+        let other = NotarySigningKey::from_seed([4; 32]);
+        let ok = |a| item(&notary, "s", a, |_| {});
+        let mut forwarded_wrong = ok(6);
+        forwarded_wrong.commitment = ok(7).commitment;
+        let mut tampered = ok(8);
+        tampered.attestation.commitment = ok(9).attestation.commitment;
+        tampered.commitment = tampered.attestation.commitment.clone();
+        let items = vec![
+            ok(1),                                            // passes
+            item(&other, "s", 2, |_| {}),                     // unknown notary
+            item(&notary, "t", 3, |_| {}),                    // other study
+            item(&notary, "s", 4, |c| c.data_spec.scale = 2), // other data spec
+            item(&notary, "s", 5, |c| c.expires_at = 1500),   // expired at 1600
+            forwarded_wrong,                                  // commitment swapped
+            tampered,                                         // signature broken
+            ok(1),                                            // same account again
+            ok(10),                                           // already counted
+            ok(11),                                           // passes
+        ];
+        let used10 = Fr::from(110u64);
+        let used10 = triad_crypto::fr_to_hex(&used10);
+        let got = refused_items(&items, &study(), &notary.public_key(), 1600, |n| {
+            Ok::<_, ()>(n == used10)
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![false, true, true, true, true, true, true, true, true, false]
+        );
+    }
+}
