@@ -147,7 +147,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             store.import_committed(batch_id, &study.id, &passing)?;
         }
         eprintln!("stored {n} contributions at each party in {:.1} s", t.elapsed().as_secs_f64());
-        let token = std::fs::read_to_string(dir.0.join("secrets/internal.token"))?;
+        let token = std::fs::read_to_string(dir.0.join("secrets/coordinator.token"))?;
         let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(3600))?;
         let req = ReleaseRequest {
             study: study.clone(),

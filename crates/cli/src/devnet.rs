@@ -175,7 +175,15 @@ impl Devnet {
             for name in ["coordinator", "party0", "party1", "party2", "api"] {
                 ca.issue(&dir.join("tls"), name)?;
             }
-            write_secret(&dir.join("secrets/internal.token"), &random_hex(32))?;
+            // Each side of the coordinator ⇄ parties link has its own token;
+            // the other side keeps only its digest, so no party can act as
+            // the coordinator toward the other two.
+            for who in ["coordinator", "party"] {
+                let t = random_hex(32);
+                let digest = hex::encode(triad_wire::https::token_digest(&t));
+                write_secret(&dir.join(format!("secrets/{who}.token")), &t)?;
+                write_secret(&dir.join(format!("secrets/{who}.token.sha256")), &digest)?;
+            }
             write_secret(&dir.join("secrets/admin.token"), &random_hex(32))?;
         }
         // 1. The data source and the notary: the network file names them.
@@ -271,18 +279,24 @@ impl Devnet {
             v.extend(tls(name));
             v
         };
-        let internal = dir.join("secrets/internal.token").display().to_string();
+        let secret = |f: &str| dir.join("secrets").join(f).display().to_string();
         for i in 0..3 {
             let name = format!("party{i}");
             let mut a = common("party", &name, ports.party[i]);
             a.extend(["--id".into(), i.to_string()]);
-            a.extend(["--internal-token-file".into(), internal.clone()]);
+            a.extend(["--internal-token-file".into(), secret("party.token")]);
+            a.extend([
+                "--coordinator-token-digest-file".into(),
+                secret("coordinator.token.sha256"),
+            ]);
             devnet.add(&name, a)?;
         }
         let mut a = common("coordinator", "coordinator", ports.coordinator);
         a.extend([
             "--internal-token-file".into(),
-            internal.clone(),
+            secret("coordinator.token"),
+            "--party-token-digest-file".into(),
+            secret("party.token.sha256"),
             "--admin-token-file".into(),
             dir.join("secrets/admin.token").display().to_string(),
             "--max-batch".into(),

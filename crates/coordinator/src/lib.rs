@@ -52,8 +52,11 @@ pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
     pub network: NetworkConfig,
     pub tls: Arc<rustls::ServerConfig>,
-    /// Shared with the parties (`x-triad-internal`).
+    /// The coordinator's credential toward the parties (`x-triad-internal`);
+    /// the parties hold only its digest.
     pub internal_token: String,
+    /// Digest of the parties' credential for `GET /internal/batches/{id}`.
+    pub party_token_sha256: [u8; 32],
     /// Operator token for creating studies (`x-triad-admin`).
     pub admin_token: String,
     pub limits: Limits,
@@ -169,7 +172,7 @@ pub(crate) async fn launch_with(
         max_queue: cfg.limits.max_queue,
         party_urls: cfg.network.parties.iter().map(|p| p.url.clone()).collect(),
         admin_token: cfg.admin_token.clone(),
-        internal_token: cfg.internal_token.clone(),
+        party_token_sha256: cfg.party_token_sha256,
         wake: wake.clone(),
         settled: settled.clone(),
     });
@@ -209,9 +212,12 @@ pub struct CoordinatorArgs {
     /// HTTPS private key (PEM).
     #[arg(long)]
     pub tls_key: PathBuf,
-    /// File holding the token shared with the parties.
+    /// File holding the coordinator's token toward the parties.
     #[arg(long)]
     pub internal_token_file: PathBuf,
+    /// File holding the SHA-256 (hex) of the parties' token.
+    #[arg(long)]
+    pub party_token_digest_file: PathBuf,
     /// File holding the operator token.
     #[arg(long)]
     pub admin_token_file: PathBuf,
@@ -255,6 +261,8 @@ impl CoordinatorArgs {
             network: NetworkConfig::load(&self.network)?,
             tls: triad_wire::https::server_config(&self.tls_cert, &self.tls_key)?,
             internal_token: read_token(&self.internal_token_file)?,
+            party_token_sha256: triad_wire::https::read_digest(&self.party_token_digest_file)
+                .map_err(CoordinatorError::Config)?,
             admin_token: read_token(&self.admin_token_file)?,
             limits: Limits {
                 per_ip_per_sec: self.per_ip_per_sec,

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token, parse_json};
+use triad_wire::https::{check_token, check_token_digest, parse_json};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams,
     SubmissionState, SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER,
@@ -38,7 +38,8 @@ pub struct AppState {
     pub max_queue: usize,
     pub party_urls: Vec<String>,
     pub admin_token: String,
-    pub internal_token: String,
+    /// Digest of the parties' token (they ask for batch decisions).
+    pub party_token_sha256: [u8; 32],
     pub wake: Arc<Notify>,
     /// See [`crate::batcher::Driver::settled`].
     pub settled: Arc<Notify>,
@@ -279,7 +280,7 @@ async fn batch_decision(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<BatchDecision>, ApiError> {
-    check_token(&headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.party_token_sha256)?;
     let batch_id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;

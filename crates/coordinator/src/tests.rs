@@ -280,7 +280,8 @@ impl Env {
             data_dir: data_dir.clone(),
             network,
             tls,
-            internal_token: INTERNAL.into(),
+            internal_token: "coordinator-token".into(),
+            party_token_sha256: triad_wire::https::token_digest(INTERNAL),
             admin_token: ADMIN.into(),
             limits: Limits::default(),
             batching: BatchConfig {

@@ -100,7 +100,10 @@ pub struct PartyConfig {
     pub data_dir: PathBuf,
     pub network: NetworkConfig,
     pub tls: Arc<rustls::ServerConfig>,
+    /// This party's credential toward the coordinator.
     pub internal_token: String,
+    /// Digest of the coordinator's credential toward the parties.
+    pub coordinator_token_sha256: [u8; 32],
     pub floors: Floors,
 }
 
@@ -159,6 +162,7 @@ pub async fn launch(
             store,
             key: keys.sign,
             internal_token: cfg.internal_token,
+            coordinator_token_sha256: cfg.coordinator_token_sha256,
             network: cfg.network,
             http,
             floors: cfg.floors,
@@ -205,9 +209,12 @@ pub struct PartyArgs {
     pub tls_cert: PathBuf,
     #[arg(long)]
     pub tls_key: PathBuf,
-    /// File holding the coordinator ⇄ parties token.
+    /// File holding this party's token toward the coordinator.
     #[arg(long)]
     pub internal_token_file: PathBuf,
+    /// File holding the SHA-256 (hex) of the coordinator's token.
+    #[arg(long)]
+    pub coordinator_token_digest_file: PathBuf,
     /// Refuse studies whose min_cohort is below this.
     #[arg(long, default_value_t = 10)]
     pub min_cohort_floor: u64,
@@ -234,6 +241,9 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
     let tls = triad_wire::https::server_config(&args.tls_cert, &args.tls_key)
         .map_err(|e| PartyError::Config(e.to_string()))?;
     let internal_token = read_token(&args.internal_token_file)?;
+    let coordinator_token_sha256 =
+        triad_wire::https::read_digest(&args.coordinator_token_digest_file)
+            .map_err(PartyError::Config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -247,6 +257,7 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
                 network,
                 tls,
                 internal_token,
+                coordinator_token_sha256,
                 floors: Floors {
                     min_cohort: args.min_cohort_floor,
                     min_new: args.min_new_floor,

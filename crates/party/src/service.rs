@@ -21,7 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token, parse_json};
+use triad_wire::https::{check_token_digest, parse_json};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
     ShareUpload, StudyParams, INTERNAL_TOKEN_HEADER,
@@ -63,6 +63,7 @@ pub struct PartyState {
     pub intake: Intake,
     pub key: Arc<PartySigningKey>,
     pub internal_token: String,
+    pub coordinator_token_sha256: [u8; 32],
     pub network: NetworkConfig,
     pub http: reqwest::Client,
     pub floors: Floors,
@@ -77,7 +78,11 @@ pub struct PartyState {
 pub struct Parts {
     pub store: Arc<Store>,
     pub key: PartySigningKey,
+    /// This party's credential toward the coordinator.
     pub internal_token: String,
+    /// Digest of the coordinator's credential: a party can check it but,
+    /// not holding it, cannot give orders to the other parties.
+    pub coordinator_token_sha256: [u8; 32],
     pub network: NetworkConfig,
     pub http: reqwest::Client,
     pub floors: Floors,
@@ -90,6 +95,7 @@ impl PartyState {
             store,
             key,
             internal_token,
+            coordinator_token_sha256,
             network,
             http,
             floors,
@@ -111,6 +117,7 @@ impl PartyState {
             intake: Intake::new(200_000, Duration::from_secs(900)),
             key: Arc::new(key),
             internal_token,
+            coordinator_token_sha256,
             network,
             http,
             floors,
@@ -296,7 +303,7 @@ async fn prepare(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PrepareResult>, ApiError> {
-    check_token(&headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
     let req: PrepareBatch = parse_json(&body(b)?)?;
     let commitments = validate_prepare(&req)?;
     let hash: [u8; 32] = Sha256::digest(serde_json::to_vec(&req).expect("serializes")).into();
@@ -378,7 +385,7 @@ async fn decide(
     id: u64,
     d: Decision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_token(headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    check_token_digest(headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
     let got = apply_decision(s, id, d)?;
     let want = if d == Decision::Commit {
         BatchState::Committed
@@ -417,7 +424,7 @@ async fn release(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SignedRelease>, ApiError> {
-    check_token(&headers, INTERNAL_TOKEN_HEADER, &s.internal_token)?;
+    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
     let req: ReleaseRequest = parse_json(&body(b)?)?;
     if !valid_study_id(&req.study.id) {
         return Err(ApiError::bad_request("malformed_body", "invalid study id"));

@@ -68,7 +68,8 @@ async fn start() -> Fixture {
             data_dir: data.clone(),
             network,
             tls: triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap(),
-            internal_token: TOKEN.into(),
+            internal_token: "party-token-party-token-party-token".into(),
+            coordinator_token_sha256: triad_wire::https::token_digest(TOKEN),
             floors: Floors {
                 min_cohort: 5,
                 min_new: 2,

@@ -97,20 +97,26 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))
 }
 
-/// Checks a bearer-style token header in constant time.
-pub fn check_token(
+/// SHA-256 of a token, the form in which a verifier keeps it: a service
+/// that only checks a credential never holds the credential itself.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+/// Checks a bearer-style token header against the digest of the expected
+/// token. Comparing digests: a timing difference reveals only a prefix of
+/// a hash, nothing usable about the token.
+pub fn check_token_digest(
     headers: &axum::http::HeaderMap,
     name: &str,
-    want: &str,
+    want: &[u8; 32],
 ) -> Result<(), ApiError> {
     let got = headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    // Comparing digests: a timing difference reveals only a prefix of a
-    // hash, nothing usable about the token.
-    use sha2::{Digest, Sha256};
-    if Sha256::digest(got.as_bytes()) == Sha256::digest(want.as_bytes()) {
+    if !got.is_empty() && token_digest(got) == *want {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -119,6 +125,24 @@ pub fn check_token(
             format!("missing or wrong {name} header"),
         ))
     }
+}
+
+/// Checks a bearer-style token header against the token itself.
+pub fn check_token(
+    headers: &axum::http::HeaderMap,
+    name: &str,
+    want: &str,
+) -> Result<(), ApiError> {
+    check_token_digest(headers, name, &token_digest(want))
+}
+
+/// Reads a file holding a token digest: 64 hex digits.
+pub fn read_digest(path: &std::path::Path) -> Result<[u8; 32], String> {
+    let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut d = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut d)
+        .map_err(|_| format!("{}: not 64 hex digits", path.display()))?;
+    Ok(d)
 }
 
 #[derive(Debug, thiserror::Error)]
