@@ -289,6 +289,9 @@ impl Devnet {
                 "--coordinator-token-digest-file".into(),
                 secret("coordinator.token.sha256"),
             ]);
+            // Every simulated provider of a devnet comes from 127.0.0.1.
+            a.extend(["--per-ip-per-sec".into(), "5000".into()]);
+            a.extend(["--per-ip-burst".into(), "10000".into()]);
             devnet.add(&name, a)?;
         }
         let mut a = common("coordinator", "coordinator", ports.coordinator);

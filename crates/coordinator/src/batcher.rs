@@ -183,19 +183,20 @@ impl Driver {
     }
 
     /// Forms and runs every batch that is due now; returns whether any
-    /// batch aborted.
-    async fn run_due_batches(&self) -> Result<bool, BatchError> {
-        let mut aborted = false;
+    /// batch ran and whether any aborted.
+    async fn run_due_batches(&self) -> Result<(bool, bool), BatchError> {
+        let (mut ran, mut aborted) = (false, false);
         for (study, count, oldest_ms) in self.db.queued_summary().await? {
             let waited = now_ms().saturating_sub(oldest_ms);
             if count < self.cfg.max_batch && waited < self.cfg.linger.as_millis() as i64 {
                 continue;
             }
             if let Some(b) = self.db.form_batch(study, self.cfg.max_batch).await? {
+                ran = true;
                 aborted |= !self.run_batch(b).await?;
             }
         }
-        Ok(aborted)
+        Ok((ran, aborted))
     }
 
     /// The driver loop: recovery, then forever expire stale submissions,
@@ -212,22 +213,29 @@ impl Driver {
             // not at every "ready" that wakes the loop.
             let housekeeping = last_housekeeping.is_none_or(|t| t.elapsed() >= self.cfg.tick);
             let step = async {
+                let mut expired = 0;
                 if housekeeping {
-                    self.db
+                    expired = self
+                        .db
                         .expire_awaiting(self.cfg.shares_timeout.as_millis() as i64)
                         .await?;
                 }
-                let aborted = self.run_due_batches().await?;
+                let (ran, aborted) = self.run_due_batches().await?;
                 if housekeeping {
                     releases::run_due_releases(&self, &mut release_attempts).await?;
                 }
-                Ok::<_, BatchError>(aborted)
+                Ok::<_, BatchError>((ran || expired > 0, aborted))
             };
             if housekeeping {
                 last_housekeeping = Some(Instant::now());
             }
             let result = step.await;
-            self.settled.notify_waiters();
+            // Waiting status requests re-read only when a verdict may have
+            // changed (a batch ran, submissions expired, or an error).
+            if !matches!(result, Ok((false, _))) {
+                self.settled.notify_waiters();
+            }
+            let result = result.map(|(_, aborted)| aborted);
             match result {
                 // Back off without listening to "ready": a failing party
                 // should not be asked again at once.

@@ -166,7 +166,7 @@ pub(crate) async fn launch_with(
     let settled = Arc::new(Notify::new());
     let state = Arc::new(AppState {
         db: db.clone(),
-        limiter: RateLimiter::new(cfg.limits.clone()),
+        limiter: RateLimiter::new(cfg.limits.rate()),
         trusted_keys: vec![notary_key],
         max_attestation_age_secs: cfg.max_attestation_age_secs,
         max_queue: cfg.limits.max_queue,

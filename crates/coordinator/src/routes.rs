@@ -249,7 +249,21 @@ async fn ready(
 /// the provider's and the coordinator's CPU the repeated requests.
 async fn get_submission(
     State(s): St,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
     Path(sid): Path<String>,
+    q: Result<Query<WaitParams>, QueryRejection>,
+) -> Result<Response, Response> {
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
+    get_submission_checked(s, sid, q)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn get_submission_checked(
+    s: Arc<AppState>,
+    sid: String,
     q: Result<Query<WaitParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("malformed_body", e.body_text()))?;

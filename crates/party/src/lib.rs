@@ -26,7 +26,7 @@ use triad_net::Identity;
 use triad_wire::config::write_atomic;
 use triad_wire::{NetworkConfig, PartySigningKey};
 
-pub use service::{Floors, PartyState};
+pub use service::{Floors, PartyState, DEFAULT_UPLOAD_RATE};
 
 /// Key files in a party's data directory.
 pub const MPC_CERT_FILE: &str = "mpc-cert.der";
@@ -105,6 +105,7 @@ pub struct PartyConfig {
     /// Digest of the coordinator's credential toward the parties.
     pub coordinator_token_sha256: [u8; 32],
     pub floors: Floors,
+    pub upload_rate: triad_wire::limits::RateLimit,
 }
 
 /// A running party.
@@ -167,6 +168,7 @@ pub async fn launch(
             http,
             floors: cfg.floors,
             notary_key,
+            upload_rate: cfg.upload_rate,
         },
     );
     let addr = listener.local_addr()?;
@@ -221,6 +223,11 @@ pub struct PartyArgs {
     /// Refuse studies whose min_new is below this.
     #[arg(long, default_value_t = 10)]
     pub min_new_floor: u64,
+    /// Share uploads per second per client IP (and burst).
+    #[arg(long, default_value_t = DEFAULT_UPLOAD_RATE.per_ip_per_sec)]
+    pub per_ip_per_sec: f64,
+    #[arg(long, default_value_t = DEFAULT_UPLOAD_RATE.per_ip_burst)]
+    pub per_ip_burst: f64,
 }
 
 pub fn read_token(path: &Path) -> Result<String, PartyError> {
@@ -261,6 +268,11 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
                 floors: Floors {
                     min_cohort: args.min_cohort_floor,
                     min_new: args.min_new_floor,
+                },
+                upload_rate: triad_wire::limits::RateLimit {
+                    per_ip_per_sec: args.per_ip_per_sec,
+                    per_ip_burst: args.per_ip_burst,
+                    ..DEFAULT_UPLOAD_RATE
                 },
             },
             listener,

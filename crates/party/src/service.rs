@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
@@ -22,12 +23,13 @@ use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
 use triad_notary::NotaryPublicKey;
 use triad_wire::https::{check_token_digest, parse_json};
+use triad_wire::limits::{RateLimit, RateLimiter};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
     ShareUpload, StudyParams, INTERNAL_TOKEN_HEADER,
 };
 use triad_wire::release::Release;
-use triad_wire::{ApiError, NetworkConfig, PartySigningKey, SignedRelease};
+use triad_wire::{ApiError, NetworkConfig, PartySigningKey, PeerAddr, SignedRelease};
 
 use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
 use crate::jobs::{self, JobError};
@@ -61,6 +63,7 @@ impl Default for Floors {
 pub struct PartyState {
     pub store: Arc<Store>,
     pub intake: Intake,
+    limiter: RateLimiter,
     pub key: Arc<PartySigningKey>,
     pub internal_token: String,
     pub coordinator_token_sha256: [u8; 32],
@@ -87,7 +90,22 @@ pub struct Parts {
     pub http: reqwest::Client,
     pub floors: Floors,
     pub notary_key: NotaryPublicKey,
+    /// Limits on share uploads (per client IP and global).
+    pub upload_rate: RateLimit,
 }
+
+/// Default upload limits: a provider uploads once per contribution, so a
+/// client address above a few per second is not one provider.
+pub const DEFAULT_UPLOAD_RATE: RateLimit = RateLimit {
+    per_ip_per_sec: 20.0,
+    per_ip_burst: 100.0,
+    global_per_sec: 5000.0,
+    global_burst: 10000.0,
+};
+
+/// How long uploaded shares wait for their batch: beyond the coordinator's
+/// shares timeout (60 s) plus a batch's run, nothing will ask for them.
+const INTAKE_TTL: Duration = Duration::from_secs(180);
 
 impl PartyState {
     pub fn new(mesh: Mesh, parts: Parts) -> Arc<Self> {
@@ -100,6 +118,7 @@ impl PartyState {
             http,
             floors,
             notary_key,
+            upload_rate,
         } = parts;
         let (tx, rx) = mpsc::channel::<Job>();
         // The one MPC worker: jobs run strictly one after another, in the
@@ -114,7 +133,8 @@ impl PartyState {
             .expect("spawn MPC worker");
         Arc::new(Self {
             store,
-            intake: Intake::new(200_000, Duration::from_secs(900)),
+            intake: Intake::new(200_000, INTAKE_TTL),
+            limiter: RateLimiter::new(upload_rate),
             key: Arc::new(key),
             internal_token,
             coordinator_token_sha256,
@@ -245,6 +265,17 @@ async fn info(State(s): St) -> Json<serde_json::Value> {
 
 async fn put_shares(
     State(s): St,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Response> {
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
+    put_shares_checked(&s, b).map_err(IntoResponse::into_response)
+}
+
+fn put_shares_checked(
+    s: &PartyState,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let upload: ShareUpload = parse_json(&body(b)?)?;

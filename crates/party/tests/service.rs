@@ -74,6 +74,12 @@ async fn start() -> Fixture {
                 min_cohort: 5,
                 min_new: 2,
             },
+            upload_rate: triad_wire::limits::RateLimit {
+                per_ip_per_sec: 0.001,
+                per_ip_burst: 10.0,
+                global_per_sec: 1000.0,
+                global_burst: 1000.0,
+            },
         },
         listener,
     )
@@ -191,6 +197,21 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         assert_eq!((s, v["error"].as_str().unwrap_or("")), (status, code));
     }
     assert_eq!(intake(&f).await, 1, "refused uploads stored nothing");
+    // The burst is 10 uploads per client address; the 11th is refused with
+    // a Retry-After and stores nothing.
+    for _ in 0..3 {
+        assert_eq!(post(&f, "/v1/shares", good.clone(), None).await.0, 202);
+    }
+    let r = f
+        .http
+        .post(format!("{}/v1/shares", f.url))
+        .body(upload("00000000000000aa", &"00".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(intake(&f).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

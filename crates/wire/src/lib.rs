@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod https;
+pub mod limits;
 pub mod messages;
 pub mod pki;
 pub mod release;
