@@ -29,10 +29,16 @@ pub struct AdmissionPolicy<'a> {
 }
 
 /// An admitted submission: its id and the provider's token.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Admitted {
     pub submission_id: String,
     pub token: String,
+}
+
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Admitted({}, token redacted)", self.submission_id)
+    }
 }
 
 fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {

@@ -393,7 +393,12 @@ async fn prepare(
 /// Applies the coordinator's decision on a batch.
 pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<BatchState, ApiError> {
     let st = match d {
-        Decision::Commit => s.store.commit(batch_id).map_err(store_err)?,
+        Decision::Commit => match s.store.commit(batch_id) {
+            Err(e @ crate::store::StoreError::UnknownBatch(_)) => {
+                return Err(ApiError::not_found("unknown_batch", e.to_string()))
+            }
+            r => r.map_err(store_err)?,
+        },
         Decision::Abort => s.store.abort(batch_id).map_err(store_err)?,
         Decision::Pending => return Err(ApiError::bad_request("malformed_body", "no decision")),
     };

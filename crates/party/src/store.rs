@@ -19,6 +19,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("no batch {0} was prepared here")]
+    UnknownBatch(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,7 +340,7 @@ impl Store {
                 tx.commit()?;
                 return Ok(BatchState::Aborted);
             }
-            None => return Err(StoreError::Corrupt(format!("no batch {batch_id}"))),
+            None => return Err(StoreError::UnknownBatch(batch_id)),
         };
         if cur != BatchState::Pending {
             return Ok(cur);

@@ -229,6 +229,8 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     let empty = json!({"batch_id": 7, "study": study(10, 10), "items": []}).to_string();
     let (s, v) = post(&f, "/internal/batches/prepare", empty.into(), Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (400, "malformed_body"));
+    let (s, v) = post(&f, "/internal/batches/99/commit", vec![], Some(TOKEN)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (404, "unknown_batch"));
     assert_eq!(
         post(&f, "/internal/batches/7/abort", vec![], Some(TOKEN))
             .await

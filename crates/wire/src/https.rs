@@ -266,6 +266,9 @@ fn leak_code(code: &str) -> &'static str {
         "internal",
         "transport",
         "wrong_state",
+        "unknown_batch",
+        "study_changed",
+        "mpc_failed",
     ];
     KNOWN
         .iter()

@@ -70,7 +70,7 @@ pub struct SubmitRequest {
 }
 
 /// The coordinator's answer to an admitted submission.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitResponse {
     /// 32 hex; also the capability to read the submission's status.
@@ -83,10 +83,22 @@ pub struct SubmitResponse {
 }
 
 /// `POST /v1/submissions/{id}/ready`: the provider sent all its shares.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadyRequest {
     pub token: String,
+}
+
+impl std::fmt::Debug for SubmitResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubmitResponse({}, token redacted)", self.submission_id)
+    }
+}
+
+impl std::fmt::Debug for ReadyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyRequest(token redacted)")
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
