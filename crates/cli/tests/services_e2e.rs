@@ -685,6 +685,7 @@ async fn post_submission(dn: &Devnet, study: &str, body: Vec<u8>) -> (u16, Value
 
 fn submit_body(att: &Attestation) -> Vec<u8> {
     serde_json::to_vec(&SubmitRequest {
+        token: None,
         attestation: att.clone(),
     })
     .unwrap()

@@ -203,20 +203,32 @@ async fn submit(
     opts: &ContributeOptions,
 ) -> Result<SubmitResponse, ClientError> {
     let deadline = Instant::now() + opts.submit_timeout;
+    // Our own token makes a retry after a lost answer safe: the coordinator
+    // recognises (attestation, token) and answers with the same admission.
+    let token = {
+        use rand::RngCore;
+        let mut b = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        hex::encode(b)
+    };
     let body = SubmitRequest {
         attestation: att.clone(),
+        token: Some(token),
     };
     let url = format!("{coord}/v1/studies/{study_id}/submissions");
     let mut backoff = Backoff::new();
     loop {
-        let resp = http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ClientError::Submit {
-                source: transport(e),
-            })?;
+        let resp = match http.post(&url).json(&body).send().await {
+            Ok(r) => r,
+            // The coordinator may be restarting; the request is idempotent.
+            Err(e) => {
+                let source = transport(e);
+                if !sleep_before(deadline, backoff.next()).await {
+                    return Err(ClientError::Submit { source });
+                }
+                continue;
+            }
+        };
         let status = resp.status().as_u16();
         let wait = retry_after(&resp);
         let err = match read_json::<SubmitResponse>(resp).await {
@@ -226,6 +238,7 @@ async fn submit(
         let pause = match (status, err.code) {
             (429, _) | (_, "rate_limited") => wait.unwrap_or_else(|| backoff.next()),
             (503, "queue_full") | (503, "busy") => backoff.next(),
+            (s, _) if s >= 500 => backoff.next(),
             _ => return Err(ClientError::Submit { source: err }),
         };
         if !sleep_before(deadline, pause.max(Duration::from_millis(50))).await {

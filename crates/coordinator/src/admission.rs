@@ -63,9 +63,18 @@ pub async fn admit_submission(
     db: &Db,
     study_id: &str,
     att: &Attestation,
+    token: Option<&str>,
     policy: &AdmissionPolicy<'_>,
     now: u64,
 ) -> Result<Admitted, ApiError> {
+    if token.is_some_and(|t| {
+        t.len() != 64 || !t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }) {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "token must be 64 lowercase hex digits",
+        ));
+    }
     let study = db
         .study(study_id.to_string())
         .await
@@ -99,7 +108,10 @@ pub async fn admit_submission(
     let rng = SystemRandom::new();
     let admitted = Admitted {
         submission_id: random_hex(&rng, 16)?,
-        token: random_hex(&rng, 32)?,
+        token: match token {
+            Some(t) => t.to_string(),
+            None => random_hex(&rng, 32)?,
+        },
     };
     let row = NewSubmission {
         id: admitted.submission_id.clone(),
@@ -117,10 +129,26 @@ pub async fn admit_submission(
             "unknown_study",
             format!("no study {study_id:?}"),
         )),
-        Err(InsertRefused::Replayed) => Err(ApiError::conflict(
-            "attestation_replayed",
-            "this attestation was already presented",
-        )),
+        Err(InsertRefused::Replayed) => {
+            // The provider's own retry after a lost answer: same attestation,
+            // same token, admission still in flight. Nothing is written.
+            if let Some(t) = token {
+                let found = db
+                    .find_admission(study_id.to_string(), att.nullifier.clone(), token_digest(t))
+                    .await
+                    .map_err(ApiError::internal)?;
+                if let Some(submission_id) = found {
+                    return Ok(Admitted {
+                        submission_id,
+                        token: t.to_string(),
+                    });
+                }
+            }
+            Err(ApiError::conflict(
+                "attestation_replayed",
+                "this attestation was already presented",
+            ))
+        }
         Err(InsertRefused::NullifierInUse) => Err(ApiError::conflict(
             "already_contributed",
             "this account already contributed to the study",

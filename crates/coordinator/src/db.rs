@@ -360,6 +360,27 @@ impl Db {
         .await?
     }
 
+    /// The in-flight or accepted submission of this account in `study`
+    /// whose token hashes to `token_sha256`, if any.
+    pub async fn find_admission(
+        &self,
+        study: String,
+        nullifier: String,
+        token_sha256: String,
+    ) -> Result<Option<String>, DbError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT s.id FROM nullifiers n JOIN submissions s ON s.id = n.submission_id
+                 WHERE n.study = ?1 AND n.nullifier = ?2 AND s.token_sha256 = ?3
+                   AND s.status = 'awaiting_shares'",
+                params![study, nullifier, token_sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     pub async fn submission(&self, id: String) -> Result<Option<SubmissionRow>, DbError> {
         self.run(move |c| {
             let row: Option<(String, String, Option<String>, String)> = c

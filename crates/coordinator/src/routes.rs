@@ -173,6 +173,7 @@ async fn submit(
             &s.db,
             &study,
             &req.attestation,
+            req.token.as_deref(),
             &policy,
             triad_wire::unix_now(),
         )

@@ -629,6 +629,44 @@ async fn every_admission_error_has_its_code_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_providers_token_gets_the_same_admission() {
+    let env = Env::new();
+    let h = env.launch(FakeParties::new()).await;
+    let db = Db::open(&env.data_dir).unwrap();
+    create_study(&env, &h, study_body("s1")).await;
+    let att = attest("s1", 1);
+    let post = |token: Value| {
+        let b = serde_json::to_vec(&json!({"attestation": att, "token": token})).unwrap();
+        call(&env, &h, "POST", "/v1/studies/s1/submissions", Some(b), &[])
+    };
+    let t = "ab".repeat(32);
+    let first = post(json!(t)).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    assert_eq!(first.body["token"], json!(t));
+    // The answer was lost; the same request again changes nothing and
+    // names the same submission.
+    let before = db.row_counts().await;
+    let again = post(json!(t)).await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.body["submission_id"], first.body["submission_id"]);
+    assert_eq!(db.row_counts().await, before);
+    // Anyone else replaying the attestation (another token, or none) is
+    // refused, and so is the provider once it confirmed its shares.
+    for other in [json!("cd".repeat(32)), Value::Null] {
+        let a = post(other).await;
+        assert_eq!((a.status, a.code()), (409, "attestation_replayed"));
+    }
+    let a = post(json!("AB".repeat(32))).await;
+    assert_eq!((a.status, a.code()), (400, "malformed_body"));
+    let sid = first.body["submission_id"].as_str().unwrap().to_string();
+    assert_eq!(ready(&env, &h, &sid, &t).await.status, 202);
+    let a = post(json!(t)).await;
+    assert_eq!((a.status, a.code()), (409, "attestation_replayed"));
+    assert_eq!(db.row_counts().await, before);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submissions_with_one_nullifier_admit_exactly_one() {
     let env = Env::new();
     let h = Arc::new(env.launch(FakeParties::new()).await);

@@ -67,6 +67,12 @@ pub struct StudyInfo {
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     pub attestation: Attestation,
+    /// A token the provider chose (64 lowercase hex); without one the
+    /// coordinator picks it. With one, a retry after a lost answer (same
+    /// attestation, same token) gets the same admission back instead of
+    /// `attestation_replayed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// The coordinator's answer to an admitted submission.
