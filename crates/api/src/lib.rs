@@ -227,21 +227,8 @@ pub async fn launch(
 /// `triad api`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ApiArgs {
-    /// The network description (network.json).
-    #[arg(long)]
-    pub network: PathBuf,
-    /// Directory of the API's cache (api.sqlite); created if missing.
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-    /// HTTPS certificate chain (PEM).
-    #[arg(long)]
-    pub tls_cert: PathBuf,
-    /// HTTPS private key (PEM).
-    #[arg(long)]
-    pub tls_key: PathBuf,
+    #[command(flatten)]
+    pub service: triad_wire::config::ServiceArgs,
     /// Poll interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub poll_ms: u64,
@@ -256,9 +243,9 @@ pub struct ApiInfo {
 /// `triad api`: serves until killed. Prints the URL and writes
 /// `<data_dir>/api.json` once listening.
 pub fn run_blocking(args: ApiArgs) -> Result<(), ApiServiceError> {
-    let network = NetworkConfig::load(&args.network)?;
-    let tls = triad_wire::https::server_config(&args.tls_cert, &args.tls_key)?;
-    let mut cfg = ApiConfig::new(network, args.data_dir.clone(), tls);
+    let network = NetworkConfig::load(&args.service.network)?;
+    let tls = triad_wire::https::server_config(&args.service.tls_cert, &args.service.tls_key)?;
+    let mut cfg = ApiConfig::new(network, args.service.data_dir.clone(), tls);
     cfg.poll_interval = Duration::from_millis(args.poll_ms.max(10));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -269,15 +256,15 @@ pub fn run_blocking(args: ApiArgs) -> Result<(), ApiServiceError> {
             source,
         })?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(args.service.listen)
             .await
             .map_err(|source| ApiServiceError::Io {
-                what: format!("listen on {}", args.listen),
+                what: format!("listen on {}", args.service.listen),
                 source,
             })?;
         let handle = launch(cfg, listener).await?;
         let info = ApiInfo { url: handle.url() };
-        write_info(&args.data_dir, &info)?;
+        write_info(&args.service.data_dir, &info)?;
         println!("api listening on {}", info.url);
         handle.wait().await.map_err(|source| ApiServiceError::Io {
             what: "serving".into(),

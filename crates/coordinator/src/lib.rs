@@ -198,20 +198,8 @@ pub(crate) async fn launch_with(
 /// `triad coordinator` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct CoordinatorArgs {
-    /// The network description (network.json).
-    #[arg(long)]
-    pub network: PathBuf,
-    /// Directory of coordinator.sqlite.
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-    /// HTTPS certificate chain (PEM).
-    #[arg(long)]
-    pub tls_cert: PathBuf,
-    /// HTTPS private key (PEM).
-    #[arg(long)]
-    pub tls_key: PathBuf,
+    #[command(flatten)]
+    pub service: triad_wire::config::ServiceArgs,
     /// File holding the coordinator's token toward the parties.
     #[arg(long)]
     pub internal_token_file: PathBuf,
@@ -257,9 +245,9 @@ fn read_token(path: &PathBuf) -> Result<String, CoordinatorError> {
 impl CoordinatorArgs {
     pub fn to_config(&self) -> Result<CoordinatorConfig, CoordinatorError> {
         Ok(CoordinatorConfig {
-            data_dir: self.data_dir.clone(),
-            network: NetworkConfig::load(&self.network)?,
-            tls: triad_wire::https::server_config(&self.tls_cert, &self.tls_key)?,
+            data_dir: self.service.data_dir.clone(),
+            network: NetworkConfig::load(&self.service.network)?,
+            tls: triad_wire::https::server_config(&self.service.tls_cert, &self.service.tls_key)?,
             internal_token: read_token(&self.internal_token_file)?,
             party_token_sha256: triad_wire::https::read_digest(&self.party_token_digest_file)
                 .map_err(CoordinatorError::Config)?,
@@ -290,7 +278,7 @@ pub fn run_blocking(args: CoordinatorArgs) -> Result<(), CoordinatorError> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = TcpListener::bind(args.listen).await?;
+        let listener = TcpListener::bind(args.service.listen).await?;
         let handle = launch(cfg, listener).await?;
         eprintln!("coordinator listening on {}", handle.url());
         handle.wait().await

@@ -196,21 +196,11 @@ pub async fn launch(
 /// `triad party`.
 #[derive(clap::Args, Debug)]
 pub struct PartyArgs {
+    #[command(flatten)]
+    pub service: triad_wire::config::ServiceArgs,
     /// Party index: 0, 1 or 2.
     #[arg(long)]
     pub id: usize,
-    /// The network description (network.json).
-    #[arg(long)]
-    pub network: PathBuf,
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// HTTPS listen address (the MPC address comes from the network file).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: String,
-    #[arg(long)]
-    pub tls_cert: PathBuf,
-    #[arg(long)]
-    pub tls_key: PathBuf,
     /// File holding this party's token toward the coordinator.
     #[arg(long)]
     pub internal_token_file: PathBuf,
@@ -243,10 +233,7 @@ pub fn read_token(path: &Path) -> Result<String, PartyError> {
 pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
     let id =
         PartyId::new(args.id).ok_or_else(|| PartyError::Config("--id must be 0, 1 or 2".into()))?;
-    let network =
-        NetworkConfig::load(&args.network).map_err(|e| PartyError::Config(e.to_string()))?;
-    let tls = triad_wire::https::server_config(&args.tls_cert, &args.tls_key)
-        .map_err(|e| PartyError::Config(e.to_string()))?;
+    let (network, tls) = args.service.load().map_err(PartyError::Config)?;
     let internal_token = read_token(&args.internal_token_file)?;
     let coordinator_token_sha256 =
         triad_wire::https::read_digest(&args.coordinator_token_digest_file)
@@ -256,11 +243,11 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+        let listener = tokio::net::TcpListener::bind(args.service.listen).await?;
         let h = launch(
             PartyConfig {
                 id,
-                data_dir: args.data_dir,
+                data_dir: args.service.data_dir,
                 network,
                 tls,
                 internal_token,

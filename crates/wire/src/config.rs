@@ -90,6 +90,36 @@ impl NetworkConfig {
     }
 }
 
+/// The flags every HTTPS service of the network takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServiceArgs {
+    /// The network description (network.json).
+    #[arg(long)]
+    pub network: PathBuf,
+    /// The service's data directory (its SQLite file, keys).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// HTTPS listen address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// HTTPS certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    /// HTTPS private key (PEM).
+    #[arg(long)]
+    pub tls_key: PathBuf,
+}
+
+impl ServiceArgs {
+    /// The network description and the HTTPS server configuration.
+    pub fn load(&self) -> Result<(NetworkConfig, std::sync::Arc<rustls::ServerConfig>), String> {
+        let network = NetworkConfig::load(&self.network).map_err(|e| e.to_string())?;
+        let tls = crate::https::server_config(&self.tls_cert, &self.tls_key)
+            .map_err(|e| e.to_string())?;
+        Ok((network, tls))
+    }
+}
+
 /// Writes `bytes` to `path` so that readers see the old or the new file,
 /// never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
