@@ -13,7 +13,6 @@
 //!   the plaintext oracle.
 
 use std::num::Wrapping;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -27,29 +26,14 @@ use triad_wire::release::verify_release;
 use triad_wire::SignedRelease;
 
 use crate::demo::{contribute_all, demo_study, wait_release, DEMO_STUDY};
-use crate::devnet::{Devnet, DevnetArgs};
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(what: &str) -> TempDir {
-    TempDir(std::env::temp_dir().join(format!(
-        "triad-bench-{what}-{}-{:x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )))
-}
+use crate::devnet::{Devnet, DevnetArgs, ScratchDir};
 
 pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
-    let dir = temp_dir("submit");
+    let dir = ScratchDir::new("bench-submit", false);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut devnet = Devnet::start(&DevnetArgs {
-            data_dir: dir.0.clone(),
+            data_dir: dir.path.clone(),
             accounts: n.max(10),
             seed: 7,
             max_batch: 256,
@@ -57,7 +41,7 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
         .await?;
         let net = devnet.network.clone();
         let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
-        let admin = std::fs::read_to_string(dir.0.join("secrets/admin.token"))?;
+        let admin = std::fs::read_to_string(dir.path.join("secrets/admin.token"))?;
         triad_client::create_study(&net, &http, &admin, &demo_study()).await?;
         let truth: GroundTruth =
             serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
@@ -108,11 +92,11 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
-    let dir = temp_dir("release");
+    let dir = ScratchDir::new("bench-release", false);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut devnet = Devnet::start(&DevnetArgs {
-            data_dir: dir.0.clone(),
+            data_dir: dir.path.clone(),
             accounts: 10,
             seed: 7,
             max_batch: 256,
@@ -139,7 +123,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         let batch_id = 1u64 << 40;
         for (i, sh) in shares.iter().enumerate() {
             let store = triad_party::store::Store::open(
-                &dir.0.join(format!("party{i}")).join(triad_party::DB_FILE),
+                &dir.path.join(format!("party{i}")).join(triad_party::DB_FILE),
             )?;
             let passing: Vec<_> = (0..n)
                 .map(|k| (format!("{k:032x}"), sh.a[k], sh.b[k]))
@@ -147,7 +131,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             store.import_committed(batch_id, &study.id, &passing)?;
         }
         eprintln!("stored {n} contributions at each party in {:.1} s", t.elapsed().as_secs_f64());
-        let token = std::fs::read_to_string(dir.0.join("secrets/coordinator.token"))?;
+        let token = std::fs::read_to_string(dir.path.join("secrets/coordinator.token"))?;
         let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(3600))?;
         let req = ReleaseRequest {
             study: study.clone(),

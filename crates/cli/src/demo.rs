@@ -18,7 +18,7 @@ use triad_stats::{StatsResult, StatsSpec};
 use triad_wire::messages::CreateStudy;
 use triad_wire::{NetworkConfig, VerifiedRelease};
 
-use crate::devnet::{print_endpoints, Devnet, DevnetArgs};
+use crate::devnet::{print_endpoints, Devnet, DevnetArgs, ScratchDir};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -61,15 +61,6 @@ pub fn demo_study() -> CreateStudy {
     }
 }
 
-struct TempDir(Option<PathBuf>);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 fn progress(done: usize, total: usize, accepted: usize, started: Instant) {
     let width = 30;
     let filled = done * width / total.max(1);
@@ -86,16 +77,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.providers == 0 {
         bail!("--providers must be at least 1");
     }
-    let (dir, _tmp) = match &args.data_dir {
-        Some(d) => (d.clone(), TempDir(None)),
-        None => {
-            let d = std::env::temp_dir().join(format!(
-                "triad-demo-{}-{:x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ));
-            (d.clone(), TempDir(args.exit.then_some(d)))
-        }
+    // A temporary devnet outlives the demo only while it keeps serving.
+    let scratch = args
+        .data_dir
+        .is_none()
+        .then(|| ScratchDir::new("demo", !args.exit));
+    let dir = match (&args.data_dir, &scratch) {
+        (Some(d), _) => d.clone(),
+        (None, s) => s.as_ref().expect("scratch dir").path.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(demo(args, dir))

@@ -75,12 +75,45 @@ pub const EXIT_WITH_PARENT_ENV: &str = "TRIAD_EXIT_WITH_PARENT";
 pub struct Devnet {
     pub dir: PathBuf,
     pub network: NetworkConfig,
+    sup: Supervisor,
+}
+
+/// The devnet's processes, from the first one started: dropping it stops
+/// them all, also when the devnet fails half-way through starting.
+struct Supervisor {
+    dir: PathBuf,
     procs: Arc<Mutex<Vec<Proc>>>,
     stop: Arc<AtomicBool>,
     /// Set once devnet.json was first written; from then on the monitor
     /// rewrites it after every restart (new pids).
     ready: Arc<AtomicBool>,
     monitor: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A fresh directory under the system temp dir (created by whoever uses
+/// it), removed on drop unless kept.
+pub struct ScratchDir {
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl ScratchDir {
+    pub fn new(what: &str, keep: bool) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "triad-{what}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        Self { path, keep }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Hands out distinct free ports: every probe listener stays open until
@@ -153,9 +186,8 @@ impl Devnet {
         let dir = dir.canonicalize()?;
         // devnet.json means "all ready": a previous run's copy must go.
         let _ = std::fs::remove_file(dir.join("devnet.json"));
-        let mut devnet = Self {
+        let mut sup = Supervisor {
             dir: dir.clone(),
-            network: placeholder_network(),
             procs: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             ready: Arc::new(AtomicBool::new(false)),
@@ -188,7 +220,7 @@ impl Devnet {
         }
         // 1. The data source and the notary: the network file names them.
         let ds_dir = dir.join("datasource");
-        devnet.add(
+        sup.add(
             "datasource",
             vec![
                 "datasource".into(),
@@ -218,7 +250,7 @@ impl Devnet {
         .map_err(|e| anyhow::anyhow!("notary key: {e}"))?
         .public_key()
         .to_hex();
-        devnet.add(
+        sup.add(
             "notary",
             vec![
                 "notary".into(),
@@ -256,7 +288,6 @@ impl Devnet {
             }),
         };
         network.save(&net_file)?;
-        devnet.network = network.clone();
         // 3. The parties, the coordinator and the API.
         let tls = |n: &str| {
             vec![
@@ -292,7 +323,7 @@ impl Devnet {
             // Every simulated provider of a devnet comes from 127.0.0.1.
             a.extend(["--per-ip-per-sec".into(), "5000".into()]);
             a.extend(["--per-ip-burst".into(), "10000".into()]);
-            devnet.add(&name, a)?;
+            sup.add(&name, a)?;
         }
         let mut a = common("coordinator", "coordinator", ports.coordinator);
         a.extend([
@@ -305,65 +336,14 @@ impl Devnet {
             "--max-batch".into(),
             args.max_batch.to_string(),
         ]);
-        devnet.add("coordinator", a)?;
-        devnet.add("api", common("api", "api", ports.api))?;
-        devnet.start_monitor();
+        sup.add("coordinator", a)?;
+        sup.add("api", common("api", "api", ports.api))?;
+        sup.start_monitor(network.clone());
+        let devnet = Self { dir, network, sup };
         devnet.wait_ready().await?;
         devnet.write_info()?;
-        devnet.ready.store(true, Ordering::SeqCst);
+        devnet.sup.ready.store(true, Ordering::SeqCst);
         Ok(devnet)
-    }
-
-    fn add(&mut self, name: &str, args: Vec<String>) -> anyhow::Result<()> {
-        let mut p = Proc {
-            name: name.to_string(),
-            args,
-            log: self.dir.join(format!("logs/{name}.log")),
-            child: None,
-            restarts: 0,
-        };
-        spawn(&mut p)?;
-        self.procs.lock().unwrap().push(p);
-        Ok(())
-    }
-
-    /// Restarts any process that exits, with a short pause.
-    fn start_monitor(&mut self) {
-        let (procs, stop, ready) = (self.procs.clone(), self.stop.clone(), self.ready.clone());
-        let (dir, network) = (self.dir.clone(), self.network.clone());
-        self.monitor = Some(std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let mut procs = procs.lock().unwrap();
-                let mut restarted = false;
-                for p in procs.iter_mut() {
-                    let exited = match p.child.as_mut().map(|c| c.try_wait()) {
-                        Some(Ok(Some(status))) => Some(status.to_string()),
-                        Some(Err(e)) => Some(e.to_string()),
-                        None => Some("not running".into()),
-                        Some(Ok(None)) => None,
-                    };
-                    if let Some(why) = exited {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        eprintln!("devnet: {} exited ({why}); restarting", p.name);
-                        p.restarts += 1;
-                        restarted = true;
-                        if let Err(e) = spawn(p) {
-                            eprintln!("devnet: restarting {}: {e:#}", p.name);
-                            p.child = None;
-                        }
-                    }
-                }
-                if restarted && ready.load(Ordering::SeqCst) {
-                    if let Err(e) = write_info_file(&dir, &devnet_info(&dir, &network, &procs)) {
-                        eprintln!("devnet: writing devnet.json: {e:#}");
-                    }
-                }
-                drop(procs);
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }));
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
@@ -405,7 +385,7 @@ impl Devnet {
     }
 
     pub fn info(&self) -> DevnetInfo {
-        devnet_info(&self.dir, &self.network, &self.procs.lock().unwrap())
+        devnet_info(&self.dir, &self.network, &self.sup.procs.lock().unwrap())
     }
 
     fn write_info(&self) -> anyhow::Result<()> {
@@ -414,6 +394,64 @@ impl Devnet {
 
     /// Stops every process (also done on drop).
     pub fn shutdown(&mut self) {
+        self.sup.shutdown();
+    }
+}
+
+impl Supervisor {
+    fn add(&self, name: &str, args: Vec<String>) -> anyhow::Result<()> {
+        let mut p = Proc {
+            name: name.to_string(),
+            args,
+            log: self.dir.join(format!("logs/{name}.log")),
+            child: None,
+            restarts: 0,
+        };
+        spawn(&mut p)?;
+        self.procs.lock().unwrap().push(p);
+        Ok(())
+    }
+
+    /// Restarts any process that exits, with a short pause.
+    fn start_monitor(&mut self, network: NetworkConfig) {
+        let (procs, stop, ready) = (self.procs.clone(), self.stop.clone(), self.ready.clone());
+        let dir = self.dir.clone();
+        self.monitor = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let mut procs = procs.lock().unwrap();
+                let mut restarted = false;
+                for p in procs.iter_mut() {
+                    let exited = match p.child.as_mut().map(|c| c.try_wait()) {
+                        Some(Ok(Some(status))) => Some(status.to_string()),
+                        Some(Err(e)) => Some(e.to_string()),
+                        None => Some("not running".into()),
+                        Some(Ok(None)) => None,
+                    };
+                    if let Some(why) = exited {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        eprintln!("devnet: {} exited ({why}); restarting", p.name);
+                        p.restarts += 1;
+                        restarted = true;
+                        if let Err(e) = spawn(p) {
+                            eprintln!("devnet: restarting {}: {e:#}", p.name);
+                            p.child = None;
+                        }
+                    }
+                }
+                if restarted && ready.load(Ordering::SeqCst) {
+                    if let Err(e) = write_info_file(&dir, &devnet_info(&dir, &network, &procs)) {
+                        eprintln!("devnet: writing devnet.json: {e:#}");
+                    }
+                }
+                drop(procs);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }));
+    }
+
+    fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(m) = self.monitor.take() {
             let _ = m.join();
@@ -427,7 +465,7 @@ impl Devnet {
     }
 }
 
-impl Drop for Devnet {
+impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -457,24 +495,6 @@ fn write_info_file(dir: &Path, info: &DevnetInfo) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(info)?;
     write_atomic(&dir.join("devnet.json"), text.as_bytes())?;
     Ok(())
-}
-
-fn placeholder_network() -> NetworkConfig {
-    let p = PartyEndpoint {
-        url: String::new(),
-        mpc_addr: "127.0.0.1:0".parse().unwrap(),
-        mpc_cert: String::new(),
-        sign_key: String::new(),
-    };
-    NetworkConfig {
-        ca_cert: PathBuf::new(),
-        coordinator: String::new(),
-        parties: [p.clone(), p.clone(), p],
-        notary: String::new(),
-        notary_key: String::new(),
-        api: String::new(),
-        datasource: None,
-    }
 }
 
 struct Ports {

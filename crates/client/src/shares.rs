@@ -8,6 +8,8 @@
 
 use rand::{CryptoRng, RngCore};
 use triad_crypto::{fr_to_hex, Fr};
+use triad_mpc::share::share_plain;
+use triad_mpc::Bits;
 use triad_wire::messages::ShareUpload;
 
 /// What one party receives: components `(i, i+1 mod 3)`.
@@ -48,22 +50,18 @@ pub fn random_fr<R: RngCore + CryptoRng>(rng: &mut R) -> Fr {
 }
 
 /// Splits `(value, blinder)` into the three parties' shares; element `i`
-/// goes to party `i`.
+/// goes to party `i`. The engine's own sharing ([`share_plain`]) fixes the
+/// convention, so client and parties cannot disagree on it.
 pub fn split_shares<R: RngCore + CryptoRng>(
     value: i64,
     blinder: Fr,
     rng: &mut R,
 ) -> [PartyShares; 3] {
-    let word = value as u64;
-    let x0 = rng.next_u64();
-    let x1 = rng.next_u64();
-    let x = [x0, x1, word ^ x0 ^ x1];
-    let b0 = random_fr(rng);
-    let b1 = random_fr(rng);
-    let b = [b0, b1, blinder - b0 - b1];
+    let x = share_plain(&[Bits(value as u64)], rng);
+    let b = share_plain(&[blinder], rng);
     [0, 1, 2].map(|i| PartyShares {
-        value_bits: [x[i], x[(i + 1) % 3]],
-        blinder: [b[i], b[(i + 1) % 3]],
+        value_bits: [x[i].a[0].0, x[i].b[0].0],
+        blinder: [b[i].a[0], b[i].b[0]],
     })
 }
 
