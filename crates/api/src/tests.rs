@@ -52,6 +52,7 @@ fn study(id: &str) -> StudyInfo {
         params: StudyParams {
             id: id.into(),
             name: format!("Study {id}"),
+            source: triad_notary::DataSource::named("127.0.0.1"),
             data_spec: DataSpec {
                 field: "balances.ETH".into(),
                 scale: 4,
@@ -83,6 +84,7 @@ fn release(study_id: &str, no: u64, n: i64) -> Release {
         release_no: no,
         created_at: 1_700_000_000 + no,
         count: n as u64,
+        as_of_batch: no,
         results: triad_stats::oracle(&values, &spec).unwrap(),
     }
 }

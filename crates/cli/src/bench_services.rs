@@ -25,7 +25,9 @@ use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
 use triad_wire::release::verify_release;
 use triad_wire::SignedRelease;
 
-use crate::demo::{contribute_all, demo_study, wait_release, DEMO_STUDY};
+use crate::demo::{
+    contribute_all, demo_study, devnet_source, wait_final_release, DEMO_STUDY, MIN_NEW,
+};
 use crate::devnet::{Devnet, DevnetArgs, ScratchDir};
 
 pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
@@ -42,7 +44,7 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
         let net = devnet.network.clone();
         let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
         let admin = std::fs::read_to_string(dir.path.join("secrets/admin.token"))?;
-        triad_client::create_study(&net, &http, &admin, &demo_study()).await?;
+        triad_client::create_study(&net, &http, &admin, &demo_study(devnet_source(&net)?)).await?;
         let truth: GroundTruth =
             serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
         let accounts: Vec<_> = truth.accounts.into_iter().take(n).collect();
@@ -51,7 +53,7 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
         let per_second = accepted as f64 / run.seconds;
         let release_secs = if accepted >= 10 {
             Some(
-                wait_release(&net, &http, DEMO_STUDY, accepted as u64)
+                wait_final_release(&net, &http, DEMO_STUDY, accepted as u64, MIN_NEW)
                     .await?
                     .1,
             )
@@ -105,11 +107,12 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         let net = devnet.network.clone();
         // A study the coordinator does not know, so its scheduler never
         // starts an MPC job of its own while this one runs.
-        let base = demo_study();
+        let base = demo_study(devnet_source(&net)?);
         let study = StudyParams {
             id: "bench-release".into(),
             name: base.name,
             data_spec: base.data_spec,
+            source: base.source,
             min_cohort: 10,
             min_new: 10,
             release_interval_secs: 3600,

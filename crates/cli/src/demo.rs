@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use triad_client::{contribute, create_study, latest_release, ContributeOptions};
 use triad_notary::datasource::{Account, GroundTruth};
-use triad_notary::{parse_fixed_point, DataSpec};
+use triad_notary::{parse_fixed_point, DataSource, DataSpec};
 use triad_stats::{StatsResult, StatsSpec};
 use triad_wire::messages::CreateStudy;
 use triad_wire::{NetworkConfig, VerifiedRelease};
@@ -41,8 +41,24 @@ pub struct DemoArgs {
 
 pub const DEMO_STUDY: &str = "eth-balances";
 const SCALE: u32 = 4;
+/// The demo study's thresholds.
+const MIN_COHORT: u64 = 10;
+pub const MIN_NEW: u64 = 10;
+/// How long the demo waits for a release in all: far more than a loaded
+/// machine needs, short of hanging forever.
+const RELEASE_WAIT: Duration = Duration::from_secs(600);
 
-pub fn demo_study() -> CreateStudy {
+/// The devnet's data source as a study names it (server name and the
+/// pinned certificate chain).
+pub fn devnet_source(net: &NetworkConfig) -> anyhow::Result<DataSource> {
+    net.datasource
+        .as_ref()
+        .and_then(|d| d.source.clone())
+        .context("the network description names no data source")
+}
+
+/// The demo's study, reading the ETH balance from `source`.
+pub fn demo_study(source: DataSource) -> CreateStudy {
     CreateStudy {
         id: DEMO_STUDY.into(),
         name: "ETH balances of exchange accounts".into(),
@@ -51,8 +67,9 @@ pub fn demo_study() -> CreateStudy {
             scale: SCALE,
             account_field: "uid".into(),
         },
-        min_cohort: Some(10),
-        min_new: Some(10),
+        source,
+        min_cohort: Some(MIN_COHORT),
+        min_new: Some(MIN_NEW),
         release_interval_secs: Some(2),
         stats: StatsSpec {
             quantiles: vec![0.1, 0.25, 0.75, 0.9],
@@ -104,7 +121,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let net = devnet.network.clone();
     let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
     let admin = std::fs::read_to_string(dir.join("secrets/admin.token"))?;
-    let study = demo_study();
+    let study = demo_study(devnet_source(&net)?);
     match create_study(&net, &http, &admin, &study).await {
         Ok(_) => {}
         // A reused devnet directory already has the study.
@@ -119,31 +136,44 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         args.concurrency
     );
     let run = contribute_all(&net, &http, &accounts, args.concurrency).await?;
-    let (included, contribute_secs) = (run.accepted, run.seconds);
+    let (accepted, contribute_secs) = (run.accepted, run.seconds);
     for f in run.failures.iter().take(5) {
         eprintln!("  {f}");
     }
     eprintln!(
         "triad demo: {} of {n} accepted in {contribute_secs:.1} s ({:.0}/s); waiting for the release",
-        included.len(),
+        accepted.len(),
         n as f64 / contribute_secs
     );
+    let (release, release_secs) = if (accepted.len() as u64) < MIN_COHORT {
+        (None, 0.0)
+    } else {
+        let (r, secs) =
+            wait_final_release(&net, &http, DEMO_STUDY, accepted.len() as u64, MIN_NEW).await?;
+        (Some(r), secs)
+    };
+    // The ground truth of exactly the contributions the release covers:
+    // those of the batches up to its `as_of_batch`. Contributions that came
+    // after it wait for `min_new` more before any release may include them.
+    let included: Vec<&Account> = match &release {
+        Some(r) => accepted
+            .iter()
+            .filter(|(_, batch)| *batch <= r.release.as_of_batch)
+            .map(|(a, _)| *a)
+            .collect(),
+        None => Vec::new(),
+    };
     let values: Vec<i64> = included
         .iter()
         .map(|a| parse_fixed_point(&a.balances["ETH"], SCALE))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("ground truth: {e}"))?;
-    let (release, release_secs) = if included.len() < 10 {
-        (None, 0.0)
-    } else {
-        let (r, secs) = wait_release(&net, &http, DEMO_STUDY, included.len() as u64).await?;
-        (Some(r), secs)
-    };
     let truth = if values.is_empty() {
         None
     } else {
         Some(triad_stats::oracle(&values, &study.stats)?)
     };
+    let waiting = accepted.len() - included.len();
     let got = release.as_ref().map(|r| &r.release.results);
     let matches = match (got, &truth) {
         (Some(g), Some(t)) => triad_stats::agrees(g, t).is_ok(),
@@ -152,10 +182,17 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     if let (Some(g), Some(t)) = (got, &truth) {
         print_table(g, t);
     } else {
-        println!("no release: fewer than min_cohort (10) contributions were accepted");
+        println!("no release: fewer than min_cohort ({MIN_COHORT}) contributions were accepted");
+    }
+    if waiting > 0 {
+        println!(
+            "{waiting} contributions arrived after the last release; fewer than min_new \
+             ({MIN_NEW}), so no release may include them yet"
+        );
     }
     println!(
-        "{} of {n} contributions accepted; release {} signed by all three parties; {}",
+        "{} of {n} contributions accepted, {} in release {} signed by all three parties; {}",
+        accepted.len(),
         included.len(),
         release.as_ref().map(|r| r.release.release_no).unwrap_or(0),
         if matches {
@@ -173,7 +210,9 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             "{}",
             json!({
                 "providers": n,
-                "accepted": included.len(),
+                "accepted": accepted.len(),
+                "released": included.len(),
+                "awaiting_release": waiting,
                 "results": got,
                 "ground_truth": truth,
                 "match": matches,
@@ -199,7 +238,8 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
 
 /// What [`contribute_all`] saw.
 pub struct Contributions<'a> {
-    pub accepted: Vec<&'a Account>,
+    /// Accepted accounts with the batch that carried each.
+    pub accepted: Vec<(&'a Account, u64)>,
     pub failures: Vec<String>,
     pub seconds: f64,
 }
@@ -254,7 +294,12 @@ pub async fn contribute_all<'a>(
     };
     for (t, a) in tasks.into_iter().zip(accounts) {
         match t.await? {
-            Ok(o) if o.accepted => out.accepted.push(a),
+            Ok(o) if o.accepted => match o.batch_id {
+                Some(b) => out.accepted.push((a, b)),
+                None => out
+                    .failures
+                    .push(format!("account {}: accepted without a batch id", a.uid)),
+            },
             Ok(o) => out
                 .failures
                 .push(format!("account {}: rejected: {:?}", a.uid, o.reason)),
@@ -270,23 +315,32 @@ pub async fn contribute_all<'a>(
     Ok(out)
 }
 
-/// Waits until the consumer API serves a release (verified again here)
-/// covering `count` contributions; returns it and the seconds waited.
-pub async fn wait_release(
+/// Once `accepted` contributions are in (and no more come), waits for the
+/// last release the rule allows: the one covering all of them, or, when
+/// the latest release leaves fewer than `min_new` uncovered, that one (no
+/// later release may come until `min_new` more contributions arrive).
+/// Returns it (verified again here) and the seconds waited.
+pub async fn wait_final_release(
     net: &NetworkConfig,
     http: &reqwest::Client,
     study: &str,
-    count: u64,
+    accepted: u64,
+    min_new: u64,
 ) -> anyhow::Result<(VerifiedRelease, f64)> {
     let from = Instant::now();
     loop {
         if let Ok(r) = latest_release(net, http, study).await {
-            if r.release.count == count {
+            if r.release.count == accepted
+                || accepted.saturating_sub(r.release.count) < min_new.max(1)
+            {
                 return Ok((r, from.elapsed().as_secs_f64()));
             }
         }
-        if from.elapsed() > Duration::from_secs(600) {
-            bail!("no release covering all {count} contributions within 600 s");
+        if from.elapsed() > RELEASE_WAIT {
+            bail!(
+                "no release within {} s of the last of {accepted} contributions",
+                RELEASE_WAIT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

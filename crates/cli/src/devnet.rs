@@ -285,6 +285,7 @@ impl Devnet {
             datasource: Some(DatasourceEndpoint {
                 url: ds_info.url.clone(),
                 ca_cert: ds_info.ca_cert.clone(),
+                source: Some(ds_info.source.clone()),
             }),
         };
         network.save(&net_file)?;

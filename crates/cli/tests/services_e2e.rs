@@ -19,7 +19,7 @@ use serde_json::Value;
 use triad_client::{contribute, split_shares, ClientError, ContributeOptions, Outcome};
 use triad_crypto::Fr;
 use triad_notary::datasource::GroundTruth;
-use triad_notary::{parse_fixed_point, Attestation, DataSpec, Opening, ProveTarget};
+use triad_notary::{parse_fixed_point, Attestation, DataSource, DataSpec, Opening, ProveTarget};
 use triad_stats::StatsSpec;
 use triad_wire::messages::{
     CreateStudy, ReadyRequest, RejectReason, StudyInfo, SubmissionState, SubmissionStatus,
@@ -66,6 +66,7 @@ fn study() -> CreateStudy {
             scale: SCALE,
             account_field: "uid".into(),
         },
+        source: DataSource::named("127.0.0.1"),
         min_cohort: Some(10),
         min_new: Some(10),
         release_interval_secs: Some(1),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use triad_notary::DataSpec;
+use triad_notary::{DataSource, DataSpec};
 use triad_stats::StatsSpec;
 use triad_wire::messages::CreateStudy;
 use triad_wire::{NetworkConfig, VerifiedRelease};
@@ -106,6 +106,15 @@ pub struct StudyCreateArgs {
     /// A histogram bucket bound in fixed-point units (repeatable, increasing).
     #[arg(long = "histogram-bound", allow_negative_numbers = true)]
     pub histogram_bounds: Vec<i64>,
+    /// The data source's server name (as in its certificate): attestations
+    /// from any other server are refused. Default: the network
+    /// description's data source (a devnet's own), with its certificate pin.
+    #[arg(long)]
+    pub source_host: Option<String>,
+    /// Pin the source's certificate chain (SHA-256, 64 hex, as in the
+    /// attestations' cert_chain_sha256); only with --source-host.
+    #[arg(long, requires = "source_host")]
+    pub source_cert_sha256: Option<String>,
     /// Print the created study as one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -276,7 +285,26 @@ pub fn run_study_create(args: StudyCreateArgs) -> Result<(), ClientError> {
     stats
         .validate()
         .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let source = match &args.source_host {
+        Some(host) => DataSource {
+            server_name: host.clone(),
+            cert_chain_sha256: args.source_cert_sha256.clone(),
+        },
+        None => net
+            .datasource
+            .as_ref()
+            .and_then(|d| d.source.clone())
+            .ok_or_else(|| {
+                ClientError::Usage(
+                    "give --source-host: the network description names no data source".into(),
+                )
+            })?,
+    };
+    source
+        .validate()
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
     let req = CreateStudy {
+        source,
         id: args.id.clone(),
         name: args.name.clone(),
         data_spec: DataSpec {

@@ -54,6 +54,10 @@ pub struct Outcome {
     pub accepted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<RejectReason>,
+    /// The batch that carried the accepted contribution: releases with
+    /// `as_of_batch` at or above it include it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<u64>,
     /// The provider's own attested value (fixed-point integer), for its
     /// own display only.
     pub value: i64,
@@ -113,6 +117,7 @@ pub async fn contribute(
             submission_id: sub.submission_id,
             accepted,
             reason: state.reason,
+            batch_id: state.batch_id,
             value: opening.value,
             scale: spec.scale,
             attempts: attempt,

@@ -38,6 +38,7 @@ fn release(study: &str, count: i64) -> Release {
         release_no: 4,
         created_at: 1_700_000_000,
         count: count as u64,
+        as_of_batch: 1,
         results: triad_stats::oracle(&values, &StatsSpec::default()).unwrap(),
     }
 }

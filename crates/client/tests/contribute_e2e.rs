@@ -49,6 +49,7 @@ fn study() -> StudyInfo {
                 scale: 4,
                 account_field: "uid".into(),
             },
+            source: triad_notary::DataSource::named("127.0.0.1"),
             min_cohort: 3,
             min_new: 1,
             release_interval_secs: 1,
@@ -139,6 +140,7 @@ async fn status(State(c): State<CoordState>, Path(sid): Path<String>) -> Respons
         study_id: "eth".into(),
         status,
         reason,
+        batch_id: (status == SubmissionStatus::Accepted).then_some(1),
     })
     .into_response()
 }
@@ -227,6 +229,7 @@ async fn contribute_end_to_end_with_retries() {
         datasource: Some(DatasourceEndpoint {
             url: ds.info.url.clone(),
             ca_cert: ds.info.ca_cert.clone(),
+            source: Some(ds.info.source.clone()),
         }),
     };
     let http = triad_wire::https::client(&net.ca_pem().unwrap(), Duration::from_secs(30)).unwrap();

@@ -5,7 +5,8 @@
 //! 2. the attestation verifies under a trusted notary key and is within its
 //!    validity window ([`triad_notary::verify_attestation`]);
 //! 3. it is fresh: the TLS session is at most `max_age_secs` old;
-//! 4. it is for this study, with this study's data spec;
+//! 4. it is for this study, with this study's data spec, and from this
+//!    study's data source (server name, certificate pin if any);
 //! 5. then, atomically with the insert (see [`Db::insert_submission`]):
 //!    its signature was never seen before (replay), its nullifier is not held
 //!    by an accepted or in-flight submission of the study (sybil), and the
@@ -104,6 +105,11 @@ pub async fn admit_submission(
             "the attestation is for another study or data spec",
         ));
     }
+    study
+        .params
+        .source
+        .check(&att.server_name, &att.cert_chain_sha256)
+        .map_err(|e| unprocessable("wrong_source", e.to_string()))?;
 
     let rng = SystemRandom::new();
     let admitted = Admitted {

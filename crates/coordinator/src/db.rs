@@ -383,22 +383,28 @@ impl Db {
 
     pub async fn submission(&self, id: String) -> Result<Option<SubmissionRow>, DbError> {
         self.run(move |c| {
-            let row: Option<(String, String, Option<String>, String)> = c
+            type Row = (String, String, Option<String>, String, Option<i64>);
+            let row: Option<Row> = c
                 .query_row(
-                    "SELECT study, status, reason, token_sha256 FROM submissions WHERE id=?1",
+                    "SELECT study, status, reason, token_sha256, batch_id
+                     FROM submissions WHERE id=?1",
                     params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()?;
-            let Some((study, status, reason, token_sha256)) = row else {
+            let Some((study, status, reason, token_sha256, batch_id)) = row else {
                 return Ok(None);
             };
+            let status = parse_status(&status)?;
             Ok(Some(SubmissionRow {
                 state: SubmissionState {
                     submission_id: id,
                     study_id: study,
-                    status: parse_status(&status)?,
+                    status,
                     reason: reason.as_deref().map(parse_reason).transpose()?,
+                    batch_id: batch_id
+                        .filter(|_| status == SubmissionStatus::Accepted)
+                        .map(|b| b as u64),
                 },
                 token_sha256,
             }))
@@ -551,7 +557,7 @@ impl Db {
                 match verdict {
                     None => {
                         tx.execute(
-                            "UPDATE submissions SET status='accepted', batch_id=NULL WHERE id=?1",
+                            "UPDATE submissions SET status='accepted' WHERE id=?1",
                             params![sid],
                         )?;
                     }

@@ -175,6 +175,7 @@ pub(crate) async fn launch_with(
         party_token_sha256: cfg.party_token_sha256,
         wake: wake.clone(),
         settled: settled.clone(),
+        parties: parties.clone(),
     });
     let driver = Arc::new(Driver {
         db,

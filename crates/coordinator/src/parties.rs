@@ -6,21 +6,63 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use triad_wire::messages::{PrepareBatch, PrepareResult, ReleaseRequest, INTERNAL_TOKEN_HEADER};
+use axum::http::StatusCode;
+use triad_wire::messages::{
+    PrepareBatch, PrepareResult, ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER,
+};
 use triad_wire::{ApiError, NetworkConfig, SignedRelease};
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A failed call to a party (transport, timeout or an error answer).
+/// A failed call to a party.
 #[derive(Debug, thiserror::Error)]
-#[error("party {party}: {reason}")]
+#[error("party {party}: {fault}")]
 pub struct PartyError {
     pub party: usize,
-    pub reason: String,
+    pub fault: PartyFault,
 }
 
-/// The four calls the coordinator makes. `party` is 0, 1 or 2.
+/// Whose fault a failed call is, and whether repeating it can help.
+#[derive(Debug, thiserror::Error)]
+pub enum PartyFault {
+    /// Transport error, timeout, or the party answered that it is busy
+    /// (5xx, 408, 429): repeating the call may succeed.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The party understood the call and refused it (a 4xx): repeating the
+    /// same call gets the same answer.
+    #[error("refused: {0}")]
+    Refused(ApiError),
+}
+
+impl PartyError {
+    /// `true` if repeating the same call cannot succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.fault, PartyFault::Refused(_))
+    }
+
+    fn from_api(party: usize, e: ApiError) -> Self {
+        let transient = e.status.is_server_error()
+            || e.status == StatusCode::REQUEST_TIMEOUT
+            || e.status == StatusCode::TOO_MANY_REQUESTS;
+        let fault = if transient {
+            PartyFault::Unreachable(e.to_string())
+        } else {
+            PartyFault::Refused(e)
+        };
+        Self { party, fault }
+    }
+}
+
+/// The calls the coordinator makes. `party` is 0, 1 or 2.
 pub trait Parties: Send + Sync + 'static {
+    /// Asks the party to pin a new study: it refuses parameters below its
+    /// own floors, so a study no party would serve is refused at creation.
+    fn pin_study<'a>(
+        &'a self,
+        party: usize,
+        study: &'a StudyParams,
+    ) -> BoxFut<'a, Result<(), PartyError>>;
     fn prepare<'a>(
         &'a self,
         party: usize,
@@ -63,7 +105,7 @@ impl HttpParties {
     fn err(party: usize, e: impl std::fmt::Display) -> PartyError {
         PartyError {
             party,
-            reason: e.to_string(),
+            fault: PartyFault::Unreachable(e.to_string()),
         }
     }
 
@@ -84,10 +126,10 @@ impl HttpParties {
         let resp = req.send().await.map_err(|e| Self::err(party, e))?;
         triad_wire::https::read_json::<T>(resp)
             .await
-            .map_err(|e: ApiError| Self::err(party, e))
+            .map_err(|e: ApiError| PartyError::from_api(party, e))
     }
 
-    /// Commit and abort only need a 2xx; their bodies are not read.
+    /// Commit and abort only need a 2xx; an error answer is kept whole.
     async fn post_ack(&self, party: usize, path: String) -> Result<(), PartyError> {
         let resp = self
             .client
@@ -96,11 +138,10 @@ impl HttpParties {
             .send()
             .await
             .map_err(|e| Self::err(party, e))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(Self::err(party, format!("answered {}", resp.status())))
-        }
+        triad_wire::https::read_json::<serde_json::Value>(resp)
+            .await
+            .map(drop)
+            .map_err(|e: ApiError| PartyError::from_api(party, e))
     }
 }
 
@@ -109,6 +150,18 @@ fn json<T: serde::Serialize>(v: &T) -> Option<Vec<u8>> {
 }
 
 impl Parties for HttpParties {
+    fn pin_study<'a>(
+        &'a self,
+        party: usize,
+        study: &'a StudyParams,
+    ) -> BoxFut<'a, Result<(), PartyError>> {
+        Box::pin(async move {
+            self.post::<serde_json::Value>(party, "/internal/studies".into(), json(study))
+                .await
+                .map(drop)
+        })
+    }
+
     fn prepare<'a>(
         &'a self,
         party: usize,

@@ -13,15 +13,18 @@ use std::time::{Duration, Instant};
 
 use triad_wire::messages::ReleaseRequest;
 use triad_wire::release::verify_release;
+use triad_wire::study::release_allowed;
 
 use crate::batcher::{BatchError, Driver};
 use crate::db::ReleaseStatus;
 
-/// Whether the gates let `s` have its next release at `now` (Unix seconds).
+/// Whether the gates let `s` have its next release at `now` (Unix seconds):
+/// the output-privacy rule the parties enforce too
+/// ([`triad_wire::study::release_allowed`]), and the schedule.
 pub fn release_due(s: &ReleaseStatus, now: u64) -> bool {
     let p = &s.study;
-    s.accepted >= p.min_cohort.max(1)
-        && s.accepted.saturating_sub(s.last_count) >= p.min_new
+    let previous = (s.last_release_no > 0).then_some(s.last_count);
+    release_allowed(p, s.accepted, previous).is_ok()
         && s.last_created_at
             .is_none_or(|t| now >= t.saturating_add(min_spacing_secs(p.release_interval_secs)))
 }

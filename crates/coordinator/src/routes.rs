@@ -16,15 +16,16 @@ use tokio::sync::Notify;
 use triad_notary::NotaryPublicKey;
 use triad_wire::https::{check_token, check_token_digest, parse_json};
 use triad_wire::messages::{
-    valid_study_id, BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams,
-    SubmissionState, SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER,
-    INTERNAL_TOKEN_HEADER,
+    BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams, SubmissionState,
+    SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER, INTERNAL_TOKEN_HEADER,
 };
+use triad_wire::study::validate_study;
 use triad_wire::{ApiError, PeerAddr};
 
 use crate::admission::{admit_submission, token_digest, AdmissionPolicy};
 use crate::db::Db;
 use crate::limits::RateLimiter;
+use crate::parties::{Parties, PartyError, PartyFault};
 
 pub const DEFAULT_MIN_COHORT: u64 = 10;
 pub const DEFAULT_MIN_NEW: u64 = 10;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// See [`crate::batcher::Driver::settled`].
     pub settled: Arc<Notify>,
+    /// The parties, asked to pin each new study.
+    pub parties: Arc<dyn Parties>,
 }
 
 /// Longest a status request may wait for a verdict.
@@ -92,37 +95,52 @@ async fn create_study(
 ) -> Result<Response, ApiError> {
     check_token(&headers, ADMIN_TOKEN_HEADER, &s.admin_token)?;
     let req: CreateStudy = parse_json(&body(b)?)?;
-    if !valid_study_id(&req.id) {
-        return Err(ApiError::bad_request(
-            "malformed_body",
-            "study id must be 1-64 characters of [a-z0-9-]",
+    let params = StudyParams {
+        id: req.id,
+        name: req.name,
+        data_spec: req.data_spec,
+        source: req.source,
+        min_cohort: req.min_cohort.unwrap_or(DEFAULT_MIN_COHORT),
+        min_new: req.min_new.unwrap_or(DEFAULT_MIN_NEW),
+        release_interval_secs: req
+            .release_interval_secs
+            .unwrap_or(DEFAULT_RELEASE_INTERVAL_SECS),
+        stats: req.stats,
+    };
+    validate_study(&params).map_err(|e| ApiError::bad_request("invalid_study", e.to_string()))?;
+    if s.db
+        .study(params.id.clone())
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
+        return Err(ApiError::conflict(
+            "study_exists",
+            format!("study {:?} exists", params.id),
         ));
     }
-    let min_cohort = req.min_cohort.unwrap_or(DEFAULT_MIN_COHORT);
-    if min_cohort == 0 {
-        return Err(ApiError::bad_request(
-            "malformed_body",
-            "min_cohort must be at least 1",
-        ));
+    // Every party pins the study now, with its own floors: a study that a
+    // party would refuse at its first batch is refused here instead.
+    let p = &*s.parties;
+    let (a, b, c) = tokio::join!(
+        p.pin_study(0, &params),
+        p.pin_study(1, &params),
+        p.pin_study(2, &params)
+    );
+    for r in [a, b, c] {
+        match r {
+            Ok(()) => {}
+            Err(
+                e @ PartyError {
+                    fault: PartyFault::Refused(_),
+                    ..
+                },
+            ) => return Err(ApiError::bad_request("invalid_study", e.to_string())),
+            Err(e) => return Err(ApiError::unavailable("parties_unavailable", e.to_string())),
+        }
     }
-    req.data_spec
-        .validate()
-        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
-    req.stats
-        .validate()
-        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
     let info = StudyInfo {
-        params: StudyParams {
-            id: req.id,
-            name: req.name,
-            data_spec: req.data_spec,
-            min_cohort,
-            min_new: req.min_new.unwrap_or(DEFAULT_MIN_NEW),
-            release_interval_secs: req
-                .release_interval_secs
-                .unwrap_or(DEFAULT_RELEASE_INTERVAL_SECS),
-            stats: req.stats,
-        },
+        params,
         created_at: triad_wire::unix_now(),
         contributions: 0,
         releases: 0,
@@ -236,6 +254,7 @@ async fn ready(
         Ok(SubmissionState {
             status: SubmissionStatus::Queued,
             reason: None,
+            batch_id: None,
             ..row.state
         })
     };

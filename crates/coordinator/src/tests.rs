@@ -12,12 +12,15 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use triad_crypto::fr_from_i128;
 use triad_notary::{sign_attestation, Attestation, AttestationClaims, DataSpec, NotarySigningKey};
-use triad_wire::messages::{PrepareBatch, PrepareResult, RejectReason, ReleaseRequest};
+use triad_wire::messages::{
+    PrepareBatch, PrepareResult, RejectReason, ReleaseRequest, StudyParams,
+};
 use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
+use triad_wire::study::{check_floors, Floors};
 use triad_wire::{NetworkConfig, PartyEndpoint, PartySigningKey, SignedRelease};
 
 use crate::db::Db;
-use crate::parties::{BoxFut, Parties, PartyError};
+use crate::parties::{BoxFut, Parties, PartyError, PartyFault};
 use crate::{launch_with, BatchConfig, CoordinatorConfig, CoordinatorHandle, Limits};
 
 const ADMIN: &str = "admin-token";
@@ -47,6 +50,8 @@ struct FakeParties {
     committed: AtomicU64,
     in_mpc: [AtomicUsize; 3],
     max_in_mpc: AtomicUsize,
+    /// The floors the parties pin studies with.
+    floors: Mutex<Floors>,
 }
 
 impl FakeParties {
@@ -62,6 +67,7 @@ impl FakeParties {
             committed: AtomicU64::new(0),
             in_mpc: Default::default(),
             max_in_mpc: AtomicUsize::new(0),
+            floors: Mutex::new(Floors::default()),
         })
     }
 
@@ -86,7 +92,7 @@ impl FakeParties {
     fn err(party: usize) -> PartyError {
         PartyError {
             party,
-            reason: "injected failure".into(),
+            fault: PartyFault::Unreachable("injected failure".into()),
         }
     }
 }
@@ -96,6 +102,24 @@ fn party_keys() -> [PartySigningKey; 3] {
 }
 
 impl Parties for FakeParties {
+    /// Pins as a real party with default floors would.
+    fn pin_study<'a>(
+        &'a self,
+        party: usize,
+        study: &'a StudyParams,
+    ) -> BoxFut<'a, Result<(), PartyError>> {
+        Box::pin(async move {
+            let floors = *self.floors.lock().unwrap();
+            check_floors(study, floors).map_err(|e| PartyError {
+                party,
+                fault: PartyFault::Refused(triad_wire::ApiError::conflict(
+                    "below_threshold",
+                    e.to_string(),
+                )),
+            })
+        })
+    }
+
     fn prepare<'a>(
         &'a self,
         party: usize,
@@ -196,6 +220,7 @@ impl Parties for FakeParties {
                 release_no: req.release_no,
                 created_at: req.created_at,
                 count,
+                as_of_batch: req.as_of_batch,
                 results: triad_stats::oracle(&values, &req.study.stats).unwrap(),
             };
             self.leave(party);
@@ -371,7 +396,7 @@ async fn create_study(env: &Env, h: &CoordinatorHandle, body: Value) -> Answer {
 }
 
 fn study_body(id: &str) -> Value {
-    json!({"id": id, "name": "test", "data_spec": spec()})
+    json!({"id": id, "name": "test", "data_spec": spec(), "source": {"server_name": "127.0.0.1"}})
 }
 
 async fn submit(env: &Env, h: &CoordinatorHandle, study: &str, att: &Attestation) -> Answer {
@@ -478,15 +503,42 @@ async fn studies_are_created_listed_and_validated() {
     let a = create_study(&env, &h, study_body("s1")).await;
     assert_eq!((a.status, a.code()), (409, "study_exists"));
 
+    let with = |k: &str, v: Value| {
+        let mut b = study_body("s2");
+        b[k] = v;
+        b
+    };
     for bad in [
         study_body("Bad_Id"),
-        json!({"id": "s2", "name": "x", "data_spec": spec(), "min_cohort": 0}),
-        json!({"id": "s2", "name": "x", "data_spec": {"field": "", "scale": 1, "account_field": "uid"}}),
-        json!({"id": "s2", "name": "x", "data_spec": spec(), "stats": {"quantiles": [2.0], "histogram_bounds": []}}),
+        with("min_cohort", json!(0)),
+        // Studies no party would serve or that could never release.
+        with("min_new", json!(0)),
+        with("min_cohort", json!(u64::MAX)),
+        with("min_new", json!(u64::MAX)),
+        with("release_interval_secs", json!(u64::MAX)),
+        with("release_interval_secs", json!(0)),
+        with("min_cohort", json!(5)), // below the parties' floor
+        with(
+            "data_spec",
+            json!({"field": "", "scale": 1, "account_field": "uid"}),
+        ),
+        with("stats", json!({"quantiles": [2.0], "histogram_bounds": []})),
+        with("source", json!({"server_name": ""})),
+        with("source", json!({"server_name": "a b"})),
+        with(
+            "source",
+            json!({"server_name": "x.example", "cert_chain_sha256": "zz"}),
+        ),
     ] {
-        let a = create_study(&env, &h, bad).await;
-        assert_eq!(a.status, 400, "{:?}", a.body);
+        let a = create_study(&env, &h, bad.clone()).await;
+        assert_eq!(a.status, 400, "{bad}: {:?}", a.body);
+        assert_eq!(a.code(), "invalid_study", "{bad}");
     }
+    // The source is required.
+    let mut no_source = study_body("s2");
+    no_source.as_object_mut().unwrap().remove("source");
+    let a = create_study(&env, &h, no_source).await;
+    assert_eq!((a.status, a.code()), (400, "malformed_body"));
     let a = call(&env, &h, "GET", "/v1/studies", None, &[]).await;
     assert_eq!(a.body.as_array().unwrap().len(), 1);
     let a = call(&env, &h, "GET", "/v1/studies/s1", None, &[]).await;
@@ -503,6 +555,9 @@ async fn every_admission_error_has_its_code_and_changes_nothing() {
     let h = env.launch(FakeParties::new()).await;
     create_study(&env, &h, study_body("s1")).await;
     create_study(&env, &h, study_body("s2")).await;
+    let mut pinned = study_body("pinned");
+    pinned["source"]["cert_chain_sha256"] = json!("01".repeat(32));
+    assert_eq!(create_study(&env, &h, pinned).await.status, 201);
     let db = env.db();
 
     // One admitted submission, the reference for replay and sybil checks.
@@ -580,6 +635,27 @@ async fn every_admission_error_has_its_code_and_changes_nothing() {
             .unwrap(),
             422,
             "study_mismatch",
+        ),
+        // A forged source: the notary attests a session with another
+        // server (another name, or the same name with another chain when
+        // the study pins one).
+        (
+            "s1",
+            serde_json::to_vec(&json!({"attestation": attest_with("s1", 8, |c| {
+                c.server_name = "evil.example".into();
+            })}))
+            .unwrap(),
+            422,
+            "wrong_source",
+        ),
+        (
+            "pinned",
+            serde_json::to_vec(&json!({"attestation": attest_with("pinned", 9, |c| {
+                c.cert_chain_sha256 = [9; 32];
+            })}))
+            .unwrap(),
+            422,
+            "wrong_source",
         ),
         (
             "s1",
@@ -920,11 +996,15 @@ async fn restart_aborts_preparing_batches_and_finishes_committed_ones() {
 async fn releases_wait_for_min_cohort_and_min_new() {
     let env = Env::new();
     let fake = FakeParties::new();
+    *fake.floors.lock().unwrap() = Floors {
+        min_cohort: 1,
+        min_new: 1,
+    };
     let h = env.launch(fake.clone()).await;
     let mut body = study_body("s1");
     body["min_cohort"] = json!(3);
     body["min_new"] = json!(2);
-    body["release_interval_secs"] = json!(0);
+    body["release_interval_secs"] = json!(1);
     assert_eq!(create_study(&env, &h, body).await.status, 201);
     let mut account = 0;
     let mut add = async |n: usize| {

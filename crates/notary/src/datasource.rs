@@ -76,6 +76,9 @@ pub struct DatasourceInfo {
     pub ground_truth: PathBuf,
     /// A few valid API keys (those of the first accounts).
     pub api_keys: Vec<String>,
+    /// What a study of this data source names as its source: the server
+    /// name of `url` and the digest of the chain this server presents.
+    pub source: crate::source::DataSource,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -115,8 +118,8 @@ pub fn ground_truth(accounts: usize, seed: u64) -> GroundTruth {
 }
 
 /// Loads the CA and leaf from `dir`, or generates and persists them.
-/// Returns (CA PEM, server config).
-fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>), String> {
+/// Returns (CA PEM, server config, SHA-256 of the chain as presented).
+fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>, [u8; 32]), String> {
     let e = |x: rcgen::Error| x.to_string();
     let io = |p: &Path, x: std::io::Error| format!("{}: {x}", p.display());
     let leaf_path = dir.join(LEAF_CERT_FILE);
@@ -148,6 +151,7 @@ fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>),
     let leaf_der = CertificateDer::from_pem_file(&leaf_path).map_err(|x| x.to_string())?;
     let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|x| x.to_string())?;
     let key = PrivateKeyDer::from_pem_file(dir.join(LEAF_KEY_FILE)).map_err(|x| x.to_string())?;
+    let chain_sha256 = crate::source::cert_chain_sha256([leaf_der.as_ref(), ca_der.as_ref()]);
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -156,7 +160,7 @@ fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>),
     .with_no_client_auth()
     .with_single_cert(vec![leaf_der, ca_der], key)
     .map_err(|x| x.to_string())?;
-    Ok((ca_pem, Arc::new(cfg)))
+    Ok((ca_pem, Arc::new(cfg), chain_sha256))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -211,7 +215,7 @@ pub fn launch_datasource(
     }
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
-    let (ca_pem, tls) = load_or_create_pki(dir)?;
+    let (ca_pem, tls, chain_sha256) = load_or_create_pki(dir)?;
     let truth = ground_truth(config.accounts, config.seed);
     let truth_path = dir.join(GROUND_TRUTH_FILE);
     let truth_json = serde_json::to_string_pretty(&truth).map_err(|x| x.to_string())?;
@@ -234,6 +238,10 @@ pub fn launch_datasource(
             .take(LISTED_KEYS)
             .map(|a| a.api_key.clone())
             .collect(),
+        source: crate::source::DataSource {
+            server_name: host.clone(),
+            cert_chain_sha256: Some(hex::encode(chain_sha256)),
+        },
     };
     let by_key: Arc<HashMap<String, String>> = Arc::new(
         truth

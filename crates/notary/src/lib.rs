@@ -6,6 +6,8 @@
 //!   used by the coordinator, the parties, consumers and the CLI;
 //! - [`spec`]: the study's data spec (JSON path, fixed-point scale, account-id
 //!   path) and the extraction of the attested value from a JSON response;
+//! - [`source`]: the study's data source (server name, optional certificate
+//!   pin) and the check binding an attestation to it;
 //! - [`transcript`]: the pure TLS 1.2 transcript checker (chain, host name,
 //!   ServerKeyExchange signature, AES-GCM tag of every server record);
 //! - [`http`]: the response parser run on the decrypted server stream;
@@ -28,12 +30,14 @@ pub mod notarize;
 pub mod prover;
 pub mod proxy;
 pub mod service;
+pub mod source;
 pub mod spec;
 
 pub use attestation::{
     sign_attestation, verify_attestation, Attestation, AttestationClaims, AttestationError,
     NotaryPublicKey, NotarySigningKey, VerifiedAttestation, ATTESTATION_VERSION,
 };
+pub use source::{cert_chain_sha256, DataSource, SourceError};
 pub use spec::{extract_claim, parse_fixed_point, DataSpec, ExtractedClaim, SpecError};
 pub mod transcript;
 

@@ -320,14 +320,12 @@ pub fn check_transcript(
     let list_len = r.u24("certificate list length")?;
     let mut list = Reader(r.take(list_len, "certificate list")?);
     let mut chain = Vec::new();
-    let mut chain_hash = Sha256::new();
     while !list.0.is_empty() {
         let n = list.u24("certificate length")?;
         let der = list.take(n, "certificate")?;
-        chain_hash.update((der.len() as u32).to_be_bytes());
-        chain_hash.update(der);
         chain.push(CertificateDer::from(der.to_vec()));
     }
+    let chain_sha256 = crate::source::cert_chain_sha256(chain.iter().map(|c| c.as_ref()));
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or(E::MissingMessage("leaf certificate"))?;
@@ -440,7 +438,7 @@ pub fn check_transcript(
         }
     }
     Ok(CheckedResponse {
-        cert_chain_sha256: chain_hash.finalize().into(),
+        cert_chain_sha256: chain_sha256,
         cipher_suite: suite,
         plaintext,
     })

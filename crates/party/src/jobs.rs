@@ -138,6 +138,7 @@ pub fn release(
         release_no: req.release_no,
         created_at: req.created_at,
         count: ids.len() as u64,
+        as_of_batch: req.as_of_batch,
         results,
     };
     let signed = sign_release(key, mesh.id.index() as u8, &release);

@@ -29,6 +29,7 @@ use triad_wire::messages::{
     ShareUpload, StudyParams, INTERNAL_TOKEN_HEADER,
 };
 use triad_wire::release::Release;
+use triad_wire::study::{check_floors, release_allowed, StudyError};
 use triad_wire::{ApiError, NetworkConfig, PartySigningKey, PeerAddr, SignedRelease};
 
 use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
@@ -43,22 +44,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 type Job = Box<dyn FnOnce(&Mesh) + Send>;
 
-/// The smallest thresholds this party accepts for any study, whatever the
-/// coordinator asks.
-#[derive(Clone, Copy, Debug)]
-pub struct Floors {
-    pub min_cohort: u64,
-    pub min_new: u64,
-}
-
-impl Default for Floors {
-    fn default() -> Self {
-        Self {
-            min_cohort: 10,
-            min_new: 10,
-        }
-    }
-}
+pub use triad_wire::study::Floors;
 
 pub struct PartyState {
     pub store: Arc<Store>,
@@ -152,28 +138,35 @@ impl PartyState {
     /// statistics) is refused, and so is a study below this party's floors:
     /// the coordinator alone cannot make the parties release small cohorts.
     fn pin(&self, study: &StudyParams) -> Result<StudyParams, ApiError> {
-        if study.min_cohort < self.floors.min_cohort || study.min_new < self.floors.min_new {
-            return Err(ApiError::conflict(
-                "below_threshold",
-                format!(
-                    "this party requires min_cohort >= {} and min_new >= {}",
-                    self.floors.min_cohort, self.floors.min_new
-                ),
-            ));
-        }
-        let pinned = self.store.pin_study(study).map_err(store_err)?;
-        let same = pinned.data_spec == study.data_spec
-            && pinned.min_cohort == study.min_cohort
-            && pinned.min_new == study.min_new
-            && pinned.stats == study.stats;
-        if !same {
-            return Err(ApiError::conflict(
-                "study_changed",
-                format!(
-                    "study {} differs from the parameters this party pinned",
-                    study.id
-                ),
-            ));
+        self.pin_with(study, Store::pin_study)
+    }
+
+    /// [`PartyState::pin`] with the store's pinning operation `op`.
+    fn pin_with(
+        &self,
+        study: &StudyParams,
+        op: impl FnOnce(&Store, &StudyParams) -> Result<StudyParams, crate::store::StoreError>,
+    ) -> Result<StudyParams, ApiError> {
+        check_floors(study, self.floors).map_err(|e| match e {
+            StudyError::BelowFloor { .. } => ApiError::conflict("below_threshold", e.to_string()),
+            _ => ApiError::bad_request("invalid_study", e.to_string()),
+        })?;
+        let pinned = op(&self.store, study).map_err(store_err)?;
+        if pinned != *study {
+            let same_protection = pinned.data_spec == study.data_spec
+                && pinned.source == study.source
+                && pinned.min_cohort == study.min_cohort
+                && pinned.min_new == study.min_new
+                && pinned.stats == study.stats;
+            if !same_protection {
+                return Err(ApiError::conflict(
+                    "study_changed",
+                    format!(
+                        "study {} differs from the parameters this party pinned",
+                        study.id
+                    ),
+                ));
+            }
         }
         Ok(pinned)
     }
@@ -246,6 +239,7 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .route("/internal/batches/{id}/commit", post(commit))
         .route("/internal/batches/{id}/abort", post(abort))
         .route("/internal/releases", post(release))
+        .route("/internal/studies", post(pin_study))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -455,21 +449,29 @@ async fn abort(
     decide(&s, &headers, id, Decision::Abort).await
 }
 
+/// `POST /internal/studies`: the coordinator announces a new study; this
+/// party pins it or says why it never will serve it.
+async fn pin_study(
+    State(s): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<StudyParams>, ApiError> {
+    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
+    let study: StudyParams = parse_json(&body(b)?)?;
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || s2.pin_with(&study, Store::pin_new_study))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+}
+
 async fn release(
     State(s): St,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SignedRelease>, ApiError> {
     check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
-    let req: ReleaseRequest = parse_json(&body(b)?)?;
-    if !valid_study_id(&req.study.id) {
-        return Err(ApiError::bad_request("malformed_body", "invalid study id"));
-    }
-    req.study
-        .stats
-        .validate()
-        .map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
-    let mut req = req;
+    let mut req: ReleaseRequest = parse_json(&body(b)?)?;
     req.study = s.pin(&req.study)?;
     let latest = s.store.latest_release(&req.study.id).map_err(store_err)?;
     let latest_no = latest.as_ref().map(|(no, _, _)| *no).unwrap_or(0);
@@ -490,35 +492,24 @@ async fn release(
             format!("next release is {}, not {}", latest_no + 1, req.release_no),
         ));
     }
-    // The release before the requested one, for min_new.
-    let last_no = req.release_no.saturating_sub(1);
-    let last_count = match s.store.release(&req.study.id, last_no).map_err(store_err)? {
-        Some((count, _)) => count,
-        None => 0,
-    };
     // Output privacy is the party's own rule, not only the coordinator's:
-    // a release needs min_cohort contributions, and min_new since the last,
-    // with the thresholds this party pinned for the study.
+    // the same release rule, with the thresholds this party pinned.
+    let previous = match req.release_no.checked_sub(1).filter(|n| *n > 0) {
+        Some(last_no) => Some(
+            s.store
+                .release(&req.study.id, last_no)
+                .map_err(store_err)?
+                .map(|(count, _)| count)
+                .ok_or_else(|| store_err(format!("release {last_no} is missing")))?,
+        ),
+        None => None,
+    };
     let count = s
         .store
         .committed_count(&req.study.id, req.as_of_batch)
         .map_err(store_err)?;
-    let min_new = if last_no == 0 {
-        0
-    } else {
-        req.study.min_new.max(1)
-    };
-    if count < req.study.min_cohort.max(1) || count < last_count + min_new {
-        return Err(ApiError::conflict(
-            "below_threshold",
-            format!(
-                "{count} contributions ({} since the last release); need {} and {} new",
-                count - last_count.min(count),
-                req.study.min_cohort,
-                req.study.min_new
-            ),
-        ));
-    }
+    release_allowed(&req.study, count, previous)
+        .map_err(|e| ApiError::conflict("below_threshold", e.to_string()))?;
     let (store, key) = (s.store.clone(), s.key.clone());
     let signed = s
         .run_job(move |mesh| jobs::release(mesh, &store, &key, &req))

@@ -155,6 +155,29 @@ impl Store {
         serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
     }
 
+    /// Pins a study announced at its creation: like [`Store::pin_study`],
+    /// except that a study no batch ever used may be pinned again with new
+    /// parameters (an operator retrying a creation that another party
+    /// refused). Once a batch names the study, its parameters are fixed.
+    pub fn pin_new_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
+        let json = serde_json::to_string(s).expect("study serializes");
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO studies (id, params) VALUES (?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET params = excluded.params
+             WHERE NOT EXISTS (SELECT 1 FROM batches WHERE study_id = ?1)",
+            params![s.id, json],
+        )?;
+        let stored: String = tx.query_row(
+            "SELECT params FROM studies WHERE id = ?1",
+            params![s.id],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+    }
+
     pub fn study_ids(&self) -> Result<Vec<String>, StoreError> {
         let c = self.conn();
         let mut st = c.prepare("SELECT id FROM studies ORDER BY id")?;

@@ -10,7 +10,8 @@ use triad_wire::messages::{BatchItem, StudyParams};
 
 /// `true` for each item this party refuses: the notary's signature or
 /// validity window fails, the attestation is for another study or data
-/// spec, the forwarded commitment is not the attested one, or the account
+/// spec, it comes from another server than the study's data source, the
+/// forwarded commitment is not the attested one, or the account
 /// (nullifier) already counts (`used`) or appears earlier in the batch.
 pub fn refused_items<E>(
     items: &[BatchItem],
@@ -27,6 +28,10 @@ pub fn refused_items<E>(
             let valid = verify_attestation(a, std::slice::from_ref(notary_key), now).is_ok()
                 && a.study_id == study.id
                 && a.data_spec == study.data_spec
+                && study
+                    .source
+                    .check(&a.server_name, &a.cert_chain_sha256)
+                    .is_ok()
                 && a.commitment == it.commitment;
             if !valid || !seen.insert(a.nullifier.as_str()) {
                 return Ok(true);
@@ -56,6 +61,7 @@ mod tests {
             id: "s".into(),
             name: "s".into(),
             data_spec: spec(),
+            source: triad_notary::DataSource::named("127.0.0.1"),
             min_cohort: 10,
             min_new: 10,
             release_interval_secs: 1,
@@ -101,16 +107,17 @@ mod tests {
         tampered.attestation.commitment = ok(9).attestation.commitment;
         tampered.commitment = tampered.attestation.commitment.clone();
         let items = vec![
-            ok(1),                                            // passes
-            item(&other, "s", 2, |_| {}),                     // unknown notary
-            item(&notary, "t", 3, |_| {}),                    // other study
-            item(&notary, "s", 4, |c| c.data_spec.scale = 2), // other data spec
-            item(&notary, "s", 5, |c| c.expires_at = 1500),   // expired at 1600
-            forwarded_wrong,                                  // commitment swapped
-            tampered,                                         // signature broken
-            ok(1),                                            // same account again
-            ok(10),                                           // already counted
-            ok(11),                                           // passes
+            ok(1),                                                          // passes
+            item(&other, "s", 2, |_| {}),                                   // unknown notary
+            item(&notary, "t", 3, |_| {}),                                  // other study
+            item(&notary, "s", 4, |c| c.data_spec.scale = 2),               // other data spec
+            item(&notary, "s", 5, |c| c.expires_at = 1500),                 // expired at 1600
+            item(&notary, "s", 12, |c| c.server_name = "localhost".into()), // other source
+            forwarded_wrong,                                                // commitment swapped
+            tampered,                                                       // signature broken
+            ok(1),                                                          // same account again
+            ok(10),                                                         // already counted
+            ok(11),                                                         // passes
         ];
         let used10 = Fr::from(110u64);
         let used10 = triad_crypto::fr_to_hex(&used10);
@@ -120,7 +127,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             got,
-            vec![false, true, true, true, true, true, true, true, true, false]
+            vec![false, true, true, true, true, true, true, true, true, true, false]
         );
     }
 }

@@ -138,6 +138,7 @@ fn study(min_cohort: u64, min_new: u64) -> StudyParams {
     StudyParams {
         id: "s1".into(),
         name: "s".into(),
+        source: triad_notary::DataSource::named("127.0.0.1"),
         data_spec: triad_notary::DataSpec {
             field: "v".into(),
             scale: 0,
@@ -313,6 +314,7 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
         release_no: 1,
         created_at: 1,
         count: 12,
+        as_of_batch: 1,
         results: triad_stats::oracle(&values, &StatsSpec::default()).unwrap(),
     };
     store
@@ -358,4 +360,76 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
         .await
         .unwrap();
     assert_eq!(got, sign_release(&key, 0, &r));
+}
+
+/// The bypass found in review: a coordinator pinned `min_new = 2^64−1`,
+/// `last_count + min_new` wrapped around in release builds, and the party
+/// released after one new contribution. Every pinned parameter now has an
+/// upper bound, and the rule is checked arithmetic.
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_that_would_wrap_the_release_rule_are_never_pinned() {
+    let f = start().await;
+    import(&f, 1, 12);
+    for bad in [study(10, u64::MAX), study(u64::MAX, 10), {
+        let mut s = study(10, 10);
+        s.release_interval_secs = u64::MAX;
+        s
+    }] {
+        let (s, v) = post(
+            &f,
+            "/internal/studies",
+            serde_json::to_vec(&bad).unwrap(),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!((s, v["error"].as_str().unwrap()), (400, "invalid_study"));
+        let (s, v) = post(&f, "/internal/releases", release_req(bad, 1), Some(TOKEN)).await;
+        assert_eq!((s, v["error"].as_str().unwrap()), (400, "invalid_study"));
+    }
+    // Nothing was pinned: the study can still be announced properly.
+    let (s, v) = post(
+        &f,
+        "/internal/studies",
+        serde_json::to_vec(&study(10, 10)).unwrap(),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["min_new"], 10);
+}
+
+/// A study is announced to every party at creation; one no batch has used
+/// yet may be announced again with other parameters (a creation retried
+/// after another party refused it), never once it holds contributions.
+#[tokio::test(flavor = "multi_thread")]
+async fn announced_studies_are_fixed_once_used() {
+    let f = start().await;
+    let announce = |s: StudyParams| {
+        let f = &f;
+        async move {
+            post(
+                f,
+                "/internal/studies",
+                serde_json::to_vec(&s).unwrap(),
+                Some(TOKEN),
+            )
+            .await
+        }
+    };
+    let (s, v) = announce(study(4, 10)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "below_threshold"));
+    assert_eq!(announce(study(10, 10)).await.0, 200);
+    assert_eq!(announce(study(20, 10)).await.0, 200);
+    let (s, _) = post(
+        &f,
+        "/internal/studies",
+        serde_json::to_vec(&study(20, 10)).unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 401);
+    import(&f, 1, 3);
+    let (s, v) = announce(study(10, 10)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (409, "study_changed"));
+    assert_eq!(announce(study(20, 10)).await.0, 200);
 }

@@ -45,6 +45,10 @@ pub struct NetworkConfig {
 pub struct DatasourceEndpoint {
     pub url: String,
     pub ca_cert: PathBuf,
+    /// What a study of this data source names as its source (server name,
+    /// certificate pin), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<triad_notary::DataSource>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,8 @@
 //! - [`config`]: the network description every service and client reads;
 //! - [`https`]: axum over rustls, the pinned-CA HTTP client, and the one
 //!   JSON error shape every service answers with;
+//! - [`study`]: the study rules both the coordinator and the parties
+//!   enforce: parameter bounds, the parties' floors, the release rule;
 //! - [`pki`]: the service CA and leaf certificates a devnet generates.
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,7 @@ pub mod limits;
 pub mod messages;
 pub mod pki;
 pub mod release;
+pub mod study;
 
 pub use config::{NetworkConfig, PartyEndpoint};
 pub use https::{ApiError, PeerAddr};

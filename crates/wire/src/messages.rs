@@ -3,7 +3,7 @@
 //! unknown fields so a misspelt field is an error, not a silent default.
 
 use serde::{Deserialize, Serialize};
-use triad_notary::{Attestation, DataSpec};
+use triad_notary::{Attestation, DataSource, DataSpec};
 use triad_stats::StatsSpec;
 
 /// Longest study id, in bytes; ids are `[a-z0-9-]`.
@@ -25,6 +25,8 @@ pub struct StudyParams {
     pub id: String,
     pub name: String,
     pub data_spec: DataSpec,
+    /// The HTTPS server every contribution must be attested from.
+    pub source: DataSource,
     /// No release before this many contributions.
     pub min_cohort: u64,
     /// No new release before this many contributions since the last one.
@@ -40,6 +42,8 @@ pub struct CreateStudy {
     pub id: String,
     pub name: String,
     pub data_spec: DataSpec,
+    /// The HTTPS server contributions must come from (required).
+    pub source: DataSource,
     #[serde(default)]
     pub min_cohort: Option<u64>,
     #[serde(default)]
@@ -160,6 +164,10 @@ pub struct SubmissionState {
     pub status: SubmissionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<RejectReason>,
+    /// The batch that carried an accepted submission: a release with
+    /// `as_of_batch` at or above it includes this contribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<u64>,
 }
 
 /// `POST {party}/v1/shares`: one submission's components for one party.

@@ -23,8 +23,10 @@ pub struct Release {
     /// 1, 2, 3, … per study.
     pub release_no: u64,
     pub created_at: u64,
-    /// Contributions included (all committed ones at release time).
+    /// Contributions included: those of every batch committed with an id
+    /// up to `as_of_batch`.
     pub count: u64,
+    pub as_of_batch: u64,
     pub results: StatsResult,
 }
 
@@ -134,6 +136,7 @@ mod tests {
             release_no: 1,
             created_at: 5,
             count,
+            as_of_batch: 1,
             results: triad_stats::oracle(&values, &spec).unwrap(),
         }
     }
