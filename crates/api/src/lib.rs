@@ -155,10 +155,12 @@ pub async fn launch(
 ) -> Result<ApiHandle, ApiServiceError> {
     let keys = check_keys(&cfg.network)?;
     let http = triad_wire::https::client(&cfg.network.ca_pem()?, cfg.request_timeout)?;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ApiServiceError::Io {
-        what: cfg.data_dir.display().to_string(),
-        source,
-    })?;
+    triad_files::private_dir(&cfg.data_dir)
+        .and_then(|()| Ok(triad_files::check_private(&cfg.data_dir, 2)?))
+        .map_err(|source| ApiServiceError::Io {
+            what: cfg.data_dir.display().to_string(),
+            source,
+        })?;
     let db_path = cfg.data_dir.join(DB_FILE);
     let (store, loaded) = {
         let keys = keys.clone();

@@ -155,8 +155,8 @@ fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
     }
     for i in 0..3 {
         let id = Identity::generate(&format!("party-{i}"))?;
-        std::fs::write(dir.join(format!("cert-{i}.der")), &id.cert_der)?;
-        std::fs::write(dir.join(format!("key-{i}.der")), &id.key_der)?;
+        triad_files::write_private(&dir.join(format!("cert-{i}.der")), &id.cert_der)?;
+        triad_files::write_private(&dir.join(format!("key-{i}.der")), &id.key_der)?;
     }
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -235,10 +235,10 @@ pub fn run_party(args: BenchPartyArgs) -> Result<()> {
 }
 
 fn publish(dir: &Path, id: usize, addr: &str) -> Result<()> {
-    let tmp = dir.join(format!("addr-{id}.tmp"));
-    std::fs::write(&tmp, addr)?;
-    std::fs::rename(tmp, dir.join(format!("addr-{id}")))?;
-    Ok(())
+    Ok(triad_files::write_private(
+        &dir.join(format!("addr-{id}")),
+        addr.as_bytes(),
+    )?)
 }
 
 fn wait_for(dir: &Path, id: usize) -> Result<String> {

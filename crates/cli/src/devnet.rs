@@ -140,21 +140,11 @@ fn random_hex(n: usize) -> String {
 }
 
 fn write_secret(path: &Path, s: &str) -> anyhow::Result<()> {
-    write_atomic(path, s.as_bytes()).with_context(|| path.display().to_string())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
+    Ok(triad_files::write_private(path, s.as_bytes())?)
 }
 
 fn spawn(p: &mut Proc) -> anyhow::Result<()> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p.log)
-        .with_context(|| p.log.display().to_string())?;
+    let log = triad_files::append_private(&p.log)?;
     let child = Command::new(std::env::current_exe()?)
         .args(&p.args)
         .env(EXIT_WITH_PARENT_ENV, "1")
@@ -172,6 +162,7 @@ impl Devnet {
     /// starts every service; returns once all answer their health checks.
     pub async fn start(args: &DevnetArgs) -> anyhow::Result<Self> {
         let dir = args.data_dir.clone();
+        triad_files::private_dir(&dir)?;
         for sub in [
             "tls",
             "secrets",
@@ -181,7 +172,7 @@ impl Devnet {
             "coordinator",
             "api",
         ] {
-            std::fs::create_dir_all(dir.join(sub))?;
+            triad_files::private_dir(&dir.join(sub))?;
         }
         let dir = dir.canonicalize()?;
         // devnet.json means "all ready": a previous run's copy must go.

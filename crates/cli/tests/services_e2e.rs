@@ -467,6 +467,24 @@ async fn two_hundred() {
     assert_eq!(printed.release.study_id, STUDY);
     assert!(printed.release.release_no >= release.release.release_no);
     assert_agrees(&printed, &values);
+
+    // Two parties' databases reconstruct every contribution; the data
+    // source's files hold every API key: nothing a devnet wrote (keys,
+    // tokens, databases with their WAL files, logs) is readable by others.
+    for sub in [
+        "party0",
+        "party1",
+        "party2",
+        "coordinator",
+        "api",
+        "notary",
+        "datasource",
+        "secrets",
+        "tls",
+        "logs",
+    ] {
+        triad_files::check_private(&dn.dir.join(sub), 4).unwrap();
+    }
     eprintln!("two_hundred_concurrent_providers: {:.1?}", t0.elapsed());
 }
 
@@ -925,4 +943,204 @@ async fn bad_providers() {
         "bad_providers_are_rejected_and_store_nothing: {:.1?}",
         t0.elapsed()
     );
+}
+
+/// A background process killed when dropped.
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (≤ 60 s) for `path` to hold JSON, then returns it.
+fn wait_json(path: &std::path::Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The review's forged-source attack, end to end: a fake "exchange" with
+/// its own CA answers huge balances with a fresh account on every request,
+/// and a notary holding the devnet's real signing key trusts that CA and
+/// relays to it (as any notary trusting the platform roots would for a
+/// public site). The attestations are genuine; the coordinator must still
+/// refuse them because they do not come from the study's source, whether
+/// the fake uses another name (`localhost`) or the study's own name with
+/// another certificate chain (the study pins the real one).
+#[test]
+fn attestations_from_a_forged_source_are_refused() {
+    run_alone(forged_source());
+}
+
+async fn forged_source() {
+    let dn = Devnet::start("forged-source", 20);
+    let created = dn
+        .create_study(&CreateStudy {
+            source: dn
+                .net
+                .datasource
+                .as_ref()
+                .and_then(|d| d.source.clone())
+                .expect("the devnet names its source"),
+            ..study()
+        })
+        .await;
+    assert!(created.params.source.cert_chain_sha256.is_some());
+
+    // The fake exchange: its own CA, other accounts and values.
+    let fake_dir = dn.dir.join("forged");
+    let _fake = Bg(triad()
+        .args([
+            "datasource",
+            "--accounts",
+            "5",
+            "--seed",
+            "99999",
+            "--data-dir",
+        ])
+        .arg(&fake_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let fake = wait_json(&fake_dir.join("datasource.json"));
+    let fake_url = fake["url"].as_str().unwrap().to_string();
+    let fake_ca = std::fs::read(fake["ca_cert"].as_str().unwrap()).unwrap();
+    let fake_truth: GroundTruth = serde_json::from_str(
+        &std::fs::read_to_string(fake["ground_truth"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let port = fake_url
+        .trim_start_matches("https://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A notary with the devnet's own key that trusts and relays to it.
+    let rogue_dir = dn.dir.join("rogue-notary");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    std::fs::copy(
+        dn.dir
+            .join("notary")
+            .join(triad_notary::service::NOTARY_KEY_FILE),
+        rogue_dir.join(triad_notary::service::NOTARY_KEY_FILE),
+    )
+    .unwrap();
+    let _rogue = Bg(triad()
+        .args([
+            "notary",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--allow-target", &format!("127.0.0.1:{port}")])
+        .args(["--allow-target", &format!("localhost:{port}")])
+        .arg("--trust-ca")
+        .arg(fake["ca_cert"].as_str().unwrap())
+        .arg("--data-dir")
+        .arg(&rogue_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let rogue = wait_json(&rogue_dir.join(triad_notary::service::NOTARY_INFO_FILE));
+    let rogue_url = rogue["url"].as_str().unwrap().to_string();
+
+    let before = dn.study_info().await;
+    for (i, host) in ["localhost", "127.0.0.1"].into_iter().enumerate() {
+        let url = fake_url.replace("127.0.0.1", host);
+        let target = ProveTarget::from_url(
+            &url,
+            vec![("X-API-KEY".into(), fake_truth.accounts[i].api_key.clone())],
+        )
+        .unwrap();
+        let (notary, ca, spec) = (rogue_url.clone(), fake_ca.clone(), study().data_spec);
+        let (att, _, pk) = tokio::task::spawn_blocking(move || {
+            triad_notary::service::prove_with_notary(&notary, &target, Some(&ca), STUDY, &spec)
+        })
+        .await
+        .unwrap()
+        .expect("the rogue notary attests the fake exchange");
+        // A genuine signature by the network's notary key…
+        assert!(pk.to_hex().eq_ignore_ascii_case(&dn.net.notary_key));
+        assert_eq!(att.server_name, host);
+        // …refused all the same, and nothing changes.
+        let got = post_submission(&dn, STUDY, submit_body(&att)).await;
+        assert_error(&format!("forged source {host}"), &got, 422, "wrong_source");
+    }
+    let after = dn.study_info().await;
+    assert_eq!(after.contributions, before.contributions);
+    for i in 0..3 {
+        assert!(dn.stored(i).is_empty(), "party {i} stored something");
+    }
+    // The real source is still served.
+    let real = &dn.truth.accounts[0];
+    let o = contribute(&dn.net, &dn.http, STUDY, &real.api_key, &opts())
+        .await
+        .expect("an honest contribution");
+    assert!(o.accepted, "{o:?}");
+}
+
+/// The README's first command on a saturated machine: the review saw
+/// `triad demo` wait 600 s and fail when the last contributions were fewer
+/// than `min_new` after a release. With two busy loops competing for the
+/// CPU, the demo must finish and match the ground truth of exactly the
+/// contributions its release covers.
+#[test]
+fn the_demo_finishes_on_a_busy_machine() {
+    let _alone = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hogs: Vec<Bg> = (0..2)
+        .map(|_| {
+            Bg(Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap())
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("triad-e2e-{}-demo", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = triad()
+        .args([
+            "demo",
+            "--providers",
+            "57",
+            "--exit",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    drop(hogs);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(v["match"], true, "{v}");
+    let (accepted, released, waiting) = (
+        v["accepted"].as_u64().unwrap(),
+        v["released"].as_u64().unwrap(),
+        v["awaiting_release"].as_u64().unwrap(),
+    );
+    assert_eq!(accepted, 57, "{}", text(&out));
+    assert_eq!(released + waiting, accepted);
+    assert!(waiting < 10, "a release may still include {waiting}");
+    assert_eq!(v["results"]["count"].as_u64(), Some(released));
 }

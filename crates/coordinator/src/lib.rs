@@ -160,7 +160,9 @@ pub(crate) async fn launch_with(
     }
     let notary_key = NotaryPublicKey::from_hex(&cfg.network.notary_key)
         .map_err(|e| CoordinatorError::Config(format!("network notary_key: {e}")))?;
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    triad_files::private_dir(&cfg.data_dir)?;
+    triad_files::check_private(&cfg.data_dir, 2)
+        .map_err(|e| CoordinatorError::Config(e.to_string()))?;
     let db = Db::open(&cfg.data_dir)?;
     let wake = Arc::new(Notify::new());
     let settled = Arc::new(Notify::new());

@@ -295,12 +295,7 @@ impl NotarySigningKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate()?;
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts.open(path)?;
-                std::io::Write::write_all(&mut f, hex::encode(key.seed).as_bytes())?;
+                triad_files::write_private(path, hex::encode(key.seed).as_bytes())?;
                 Ok(key)
             }
             Err(e) => Err(e.into()),

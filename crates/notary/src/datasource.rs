@@ -141,10 +141,9 @@ fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>, 
             &dir.join(LEAF_KEY_FILE),
             leaf_key.serialize_pem().as_bytes(),
         )?;
-        std::fs::write(dir.join(CA_CERT_FILE), ca_cert.pem())
-            .map_err(|x| io(&dir.join(CA_CERT_FILE), x))?;
+        write_private(&dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes())?;
         // The leaf last: its presence means the set is complete.
-        std::fs::write(&leaf_path, leaf.pem()).map_err(|x| io(&leaf_path, x))?;
+        write_private(&leaf_path, leaf.pem().as_bytes())?;
     }
     let ca_pem = std::fs::read_to_string(dir.join(CA_CERT_FILE))
         .map_err(|x| io(&dir.join(CA_CERT_FILE), x))?;
@@ -164,15 +163,7 @@ fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>, 
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .map_err(|x| format!("{}: {x}", path.display()))?;
-    f.write_all(bytes)
-        .map_err(|x| format!("{}: {x}", path.display()))
+    triad_files::write_private(path, bytes).map_err(|x| x.to_string())
 }
 
 /// A running data source.
@@ -214,13 +205,14 @@ pub fn launch_datasource(
         return Err("at least one account is needed".into());
     }
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+    triad_files::private_dir(dir).map_err(|x| x.to_string())?;
+    triad_files::check_private(dir, 2).map_err(|x| x.to_string())?;
     let (ca_pem, tls, chain_sha256) = load_or_create_pki(dir)?;
     let truth = ground_truth(config.accounts, config.seed);
     let truth_path = dir.join(GROUND_TRUTH_FILE);
     let truth_json = serde_json::to_string_pretty(&truth).map_err(|x| x.to_string())?;
-    std::fs::write(&truth_path, truth_json)
-        .map_err(|x| format!("{}: {x}", truth_path.display()))?;
+    // The ground truth holds every account's API key and values.
+    write_private(&truth_path, truth_json.as_bytes())?;
     let addr = listener.local_addr().map_err(|x| x.to_string())?;
     let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
@@ -276,9 +268,8 @@ pub fn launch_datasource(
     });
     let info_path = dir.join(DATASOURCE_INFO_FILE);
     let info_json = serde_json::to_string_pretty(&info).map_err(|x| x.to_string())?;
-    let tmp = dir.join(".datasource.json.tmp");
-    std::fs::write(&tmp, info_json).map_err(|x| format!("{}: {x}", tmp.display()))?;
-    std::fs::rename(&tmp, &info_path).map_err(|x| format!("{}: {x}", info_path.display()))?;
+    // It lists API keys.
+    write_private(&info_path, info_json.as_bytes())?;
     Ok(DatasourceHandle {
         addr,
         info,

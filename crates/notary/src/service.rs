@@ -522,7 +522,8 @@ pub fn run_notary_blocking(
     proxy_listen: &str,
     ready: impl FnOnce(&NotaryInfo),
 ) -> Result<(), String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    triad_files::private_dir(data_dir).map_err(|e| e.to_string())?;
+    triad_files::check_private(data_dir, 2).map_err(|e| e.to_string())?;
     let key = NotarySigningKey::load_or_create(&data_dir.join(NOTARY_KEY_FILE))
         .map_err(|e| format!("notary key: {e}"))?;
     let extra = match trust_ca {
@@ -563,10 +564,8 @@ pub fn run_notary_blocking(
 
 fn write_info(dir: &Path, info: &NotaryInfo) -> Result<(), String> {
     let path: PathBuf = dir.join(NOTARY_INFO_FILE);
-    let tmp = dir.join(".notary.json.tmp");
     let text = serde_json::to_string_pretty(info).map_err(|e| e.to_string())?;
-    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    triad_files::write_private(&path, text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// Writes `attestation.json` and `opening.json` (mode 0600) into `out`.
@@ -575,18 +574,11 @@ pub fn write_attestation_files(
     att: &Attestation,
     opening: &Opening,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let a = out.join("attestation.json");
-    std::fs::write(&a, att.to_json()).map_err(|e| format!("{}: {e}", a.display()))?;
-    let o = out.join("opening.json");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    triad_files::private_dir(out).map_err(|e| e.to_string())?;
     let text = serde_json::to_string_pretty(opening).map_err(|e| e.to_string())?;
-    opts.open(&o)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", o.display()))
+    triad_files::write_private(&out.join("attestation.json"), att.to_json().as_bytes())
+        .and_then(|()| triad_files::write_private(&out.join("opening.json"), text.as_bytes()))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -53,17 +53,8 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> PartyError {
     }
 }
 
-/// Writes a secret file that is never readable by others, not even for a
-/// moment (mode 0600 from creation), then syncs it.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    Ok(triad_files::write_private(path, bytes)?)
 }
 
 /// The party's long-term keys.
@@ -75,7 +66,7 @@ pub struct PartyKeys {
 /// Loads the MPC identity and the release-signing key from `dir`, creating
 /// them on first use (a devnet calls this before writing `network.json`).
 pub fn load_or_create_keys(dir: &Path, id: usize) -> Result<PartyKeys, PartyError> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    triad_files::private_dir(dir).map_err(|e| file_err(dir, e))?;
     let (cp, kp) = (dir.join(MPC_CERT_FILE), dir.join(MPC_KEY_FILE));
     if !cp.exists() {
         let idn = Identity::generate(&format!("triad-party-{id}"))
@@ -150,6 +141,10 @@ pub async fn launch(
         .map_err(|e| PartyError::Config(format!("network notary_key: {e}")))?;
     let mpc_listener = std::net::TcpListener::bind(me.mpc_addr)?;
     let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener);
+    // Two parties' files reconstruct every contribution: nothing in the
+    // data directory may be readable by another user.
+    triad_files::private_dir(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;
+    triad_files::check_private(&cfg.data_dir, 2).map_err(|e| PartyError::Config(e.to_string()))?;
     let store = Arc::new(store::Store::open(&cfg.data_dir.join(DB_FILE))?);
     let ca = cfg
         .network

@@ -125,16 +125,7 @@ impl ServiceArgs {
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new file,
-/// never a torn one.
+/// never a torn one; the file is private to this user (0600).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    Ok(triad_files::write_private(path, bytes)?)
 }

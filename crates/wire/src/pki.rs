@@ -33,23 +33,11 @@ pub struct LeafFiles {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    // Keys and certificates alike are 0600 from creation.
     write_atomic(path, bytes).map_err(|source| PkiError::Io {
         path: path.into(),
         source,
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if path.extension().is_some_and(|e| e == "key") {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |source| PkiError::Io {
-                    path: path.into(),
-                    source,
-                },
-            )?;
-        }
-    }
-    Ok(())
+    })
 }
 
 impl ServiceCa {
