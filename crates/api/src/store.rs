@@ -49,6 +49,7 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> ApiServiceError {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, ApiServiceError> {
+        triad_files::private_file(path).map_err(|e| db_err(path, e))?;
         let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| db_err(path, e))?;

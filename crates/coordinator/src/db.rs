@@ -23,6 +23,8 @@ pub enum DbError {
     Corrupt(String),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("database file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 const SCHEMA: &str = "
@@ -205,8 +207,10 @@ fn load_study(conn: &Connection, id: &str) -> Result<Option<StudyInfo>, DbError>
         return Ok(None);
     };
     let params: StudyParams = serde_json::from_str(&json)?;
+    // A counter kept by `finish_commit`: admission and every tick read it,
+    // so they must not scan a study's submissions.
     let contributions: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM submissions WHERE study=?1 AND status='accepted'",
+        "SELECT accepted FROM studies WHERE id=?1",
         params![id],
         |r| r.get(0),
     )?;
@@ -223,15 +227,47 @@ fn load_study(conn: &Connection, id: &str) -> Result<Option<StudyInfo>, DbError>
     }))
 }
 
+/// Schema changes after the first, in order; `PRAGMA user_version` counts
+/// those applied. Each runs in one transaction with its version bump.
+const MIGRATIONS: &[&str] = &[
+    // 1: the base schema (idempotent, so databases made before versioning
+    // pass through it unchanged).
+    SCHEMA,
+    // 2: a per-study counter of accepted submissions.
+    "ALTER TABLE studies ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0;
+     UPDATE studies SET accepted =
+         (SELECT COUNT(*) FROM submissions s WHERE s.study = studies.id AND s.status = 'accepted');",
+];
+
+/// Brings the database to the latest schema version.
+fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if done as usize > MIGRATIONS.len() {
+        return Err(DbError::Corrupt(format!(
+            "schema version {done} (this coordinator knows up to {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(m)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 impl Db {
     /// Opens (or creates) `<dir>/coordinator.sqlite`.
     pub fn open(dir: &Path) -> Result<Self, DbError> {
-        let conn = Connection::open(dir.join("coordinator.sqlite"))?;
+        let path = dir.join("coordinator.sqlite");
+        triad_files::private_file(&path)?;
+        let mut conn = Connection::open(path)?;
         // WAL + FULL: a committed decision survives power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -553,17 +589,24 @@ impl Db {
                 .prepare("SELECT submission_id, verdict FROM batch_items WHERE batch_id=?1")?
                 .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
+            let mut accepted = 0i64;
             for (sid, verdict) in items {
                 match verdict {
                     None => {
-                        tx.execute(
-                            "UPDATE submissions SET status='accepted' WHERE id=?1",
+                        accepted += tx.execute(
+                            "UPDATE submissions SET status='accepted'
+                             WHERE id=?1 AND status != 'accepted'",
                             params![sid],
-                        )?;
+                        )? as i64;
                     }
                     Some(r) => reject(&tx, &sid, parse_reason(&r)?)?,
                 }
             }
+            tx.execute(
+                "UPDATE studies SET accepted = accepted + ?2
+                 WHERE id = (SELECT study FROM batches WHERE id = ?1)",
+                params![batch as i64, accepted],
+            )?;
             tx.execute(
                 "UPDATE batches SET state='done' WHERE id=?1",
                 params![batch as i64],
@@ -768,5 +811,63 @@ impl Db {
         self.run(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
             .await
             .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    /// A database written before schema versions existed keeps its data
+    /// and gets the accepted counter filled from its submissions.
+    #[tokio::test]
+    async fn an_unversioned_database_is_migrated() {
+        let dir = std::env::temp_dir().join(format!("triad-coord-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let c = Connection::open(dir.join("coordinator.sqlite")).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            let params = serde_json::json!({
+                "id": "s", "name": "s",
+                "data_spec": {"field": "v", "scale": 0, "account_field": "uid"},
+                "source": {"server_name": "127.0.0.1"},
+                "min_cohort": 10, "min_new": 10, "release_interval_secs": 60,
+                "stats": {"quantiles": [], "histogram_bounds": []}
+            });
+            c.execute(
+                "INSERT INTO studies (id, params_json, created_at) VALUES ('s', ?1, 1)",
+                params![params.to_string()],
+            )
+            .unwrap();
+            for (i, status) in ["accepted", "accepted", "queued", "accepted"]
+                .iter()
+                .enumerate()
+            {
+                c.execute(
+                    "INSERT INTO submissions (id, study, token_sha256, commitment, nullifier,
+                     attestation, status, created_ms) VALUES (?1, 's', '', '', ?1, '', ?2, 0)",
+                    params![format!("sub{i}"), status],
+                )
+                .unwrap();
+            }
+        }
+        let db = Db::open(&dir).unwrap();
+        assert_eq!(
+            db.study("s".into()).await.unwrap().unwrap().contributions,
+            3
+        );
+        assert_eq!(
+            db.test_query_i64("PRAGMA user_version").await,
+            MIGRATIONS.len() as i64
+        );
+        drop(db);
+        // Opening again applies nothing twice.
+        let db = Db::open(&dir).unwrap();
+        assert_eq!(
+            db.study("s".into()).await.unwrap().unwrap().contributions,
+            3
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -130,6 +130,22 @@ fn write_private_inner(path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
     result
 }
 
+/// Creates `path` empty with mode 0600 unless it exists: call it before a
+/// library (SQLite) opens a file it would otherwise create world-readable.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(path)(e).into()),
+    }
+}
+
 /// Opens `path` for appending (a log), creating it 0600.
 pub fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(std::fs::OpenOptions::new()
@@ -191,6 +207,8 @@ mod tests {
         assert_eq!(std::fs::read(&f).unwrap(), b"two");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(d.join("a/b")).unwrap().count(), 1);
+        private_file(&d.join("a/b/db")).unwrap();
+        assert_eq!(mode(&d.join("a/b/db")), 0o600);
         let log = append_private(&d.join("a/b/log")).unwrap();
         drop(log);
         assert_eq!(mode(&d.join("a/b/log")), 0o600);

@@ -21,6 +21,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no batch {0} was prepared here")]
     UnknownBatch(u64),
+    #[error("database file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +121,8 @@ fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Shares: private from the first byte (SQLite would create 0644).
+        triad_files::private_file(path)?;
         let conn = Connection::open(path)?;
         // Another process (an operator's tool, a bulk load) may hold the
         // write lock for a moment: wait instead of failing.
