@@ -176,7 +176,7 @@ pub async fn launch(
         })??
     };
     for s in &loaded.skipped {
-        eprintln!("api: cache: skipped {s}");
+        tracing::warn!(entry = %s, "cache: skipped");
     }
     let mut cache = Cache::default();
     for s in loaded.studies {
@@ -290,13 +290,13 @@ impl Shared {
         match problem {
             Some(msg) => {
                 if p.get(subject) != Some(&msg) {
-                    eprintln!("api: {subject}: {msg}");
+                    tracing::warn!(%subject, %msg, "poll failed");
                     p.insert(subject.to_string(), msg);
                 }
             }
             None => {
                 if p.remove(subject).is_some() {
-                    eprintln!("api: {subject}: ok again");
+                    tracing::info!(%subject, "poll ok again");
                 }
             }
         }

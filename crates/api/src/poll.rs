@@ -103,8 +103,8 @@ async fn update_studies(shared: &Arc<Shared>, list: Vec<StudyInfo>, report: &mut
     .await;
     match stored {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("api: storing studies: {e}"),
-        Err(e) => eprintln!("api: storing studies: {e}"),
+        Ok(Err(e)) => tracing::error!(error = %e, "storing studies"),
+        Err(e) => tracing::error!(error = %e, "storing studies"),
     }
     // Served even if the write failed: study parameters are public and
     // come back with the next poll.

@@ -58,6 +58,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/studies/{id}/release/latest", get(latest))
         .route("/v1/studies/{id}/releases", get(history))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(shared)
 }
 

@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     // Whatever this process creates (keys, tokens, databases and their WAL
     // files, logs, attestations) is private to this user from the start.
     triad_files::restrict_umask();
+    triad_wire::trace::init_logging();
     devnet::exit_with_parent();
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),

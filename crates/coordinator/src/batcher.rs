@@ -15,19 +15,25 @@
 //!    verdicts; anything else → durably log abort, send `abort` best effort,
 //!    requeue the submissions (rejecting them after `max_attempts`).
 //!
+//! A party that does not ack a logged commit within `commit_patience`, or
+//! refuses it outright (a 4xx: it lost the batch, or aborted it against
+//! the protocol), does not stall the driver: the batch stays committing,
+//! is reported by `GET /internal/status` and logged at error level, and is
+//! retried every `stuck_retry` while other studies keep being served.
+//!
 //! Presumed abort: a batch the log does not show committed is aborted, so a
 //! restart aborts batches still preparing and re-sends commit for batches
 //! logged committed.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use triad_wire::messages::PrepareBatch;
 
 use crate::db::{Db, DbError, FormedBatch};
-use crate::parties::Parties;
+use crate::parties::{Parties, PartyError};
 use crate::releases;
 
 /// How batches are formed and retried.
@@ -47,6 +53,11 @@ pub struct BatchConfig {
     pub party_timeout: Duration,
     /// Longest idle sleep of the driver between looks at the queue.
     pub tick: Duration,
+    /// How long a logged commit is re-sent to a party that does not ack
+    /// before the batch is reported stuck and left for a later retry.
+    pub commit_patience: Duration,
+    /// How often commits that some party did not ack are sent again.
+    pub stuck_retry: Duration,
 }
 
 impl Default for BatchConfig {
@@ -59,12 +70,18 @@ impl Default for BatchConfig {
             retry_backoff: Duration::from_secs(1),
             party_timeout: Duration::from_secs(120),
             tick: Duration::from_millis(100),
+            commit_patience: Duration::from_secs(30),
+            stuck_retry: Duration::from_secs(30),
         }
     }
 }
 
 /// Shortest pause between two steps woken by "ready".
 const WAKE_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Logged commits some party has not acked: batch id → why, per party.
+/// Shared with the status endpoint.
+pub type StuckCommits = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
 
 /// What the driver shares with the handlers and tests.
 pub struct Driver {
@@ -77,6 +94,7 @@ pub struct Driver {
     /// Notified after every driver step, so long-polling status requests
     /// re-read their submission when it may have changed.
     pub settled: Arc<Notify>,
+    pub stuck: StuckCommits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,23 +110,30 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Sends `commit` to every party until each acks, with capped backoff.
-/// Commit is idempotent at the parties, so repeats are harmless.
-async fn commit_all(parties: &dyn Parties, batch: u64) {
+/// Sends `commit` to every party until each acks, with capped backoff, for
+/// at most `patience`; a party's permanent refusal ends its retries at
+/// once. Commit is idempotent at the parties, so repeats are harmless.
+/// Returns the parties' errors; empty if all three acked.
+async fn commit_all(parties: &dyn Parties, batch: u64, patience: Duration) -> Vec<PartyError> {
+    let deadline = tokio::time::Instant::now() + patience;
     let one = |i: usize| async move {
         let mut backoff = Duration::from_millis(50);
         loop {
             match parties.commit(i, batch).await {
-                Ok(()) => return,
+                Ok(()) => return None,
+                Err(e) if e.is_permanent() || tokio::time::Instant::now() >= deadline => {
+                    return Some(e)
+                }
                 Err(e) => {
-                    eprintln!("coordinator: commit of batch {batch}: {e}; retrying");
+                    tracing::warn!(batch, error = %e, "commit not acked; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     };
-    tokio::join!(one(0), one(1), one(2));
+    let (a, b, c) = tokio::join!(one(0), one(1), one(2));
+    [a, b, c].into_iter().flatten().collect()
 }
 
 /// Best effort: a party that misses the abort learns it by asking
@@ -120,7 +145,7 @@ async fn abort_all(parties: &dyn Parties, batch: u64) {
         parties.abort(2, batch)
     );
     for e in [a, b, c].into_iter().filter_map(Result::err) {
-        eprintln!("coordinator: abort of batch {batch}: {e}");
+        tracing::warn!(batch, error = %e, "abort not acked (the party will ask)");
     }
 }
 
@@ -133,8 +158,38 @@ impl Driver {
             abort_all(&*self.parties, id).await;
         }
         for b in committing {
-            commit_all(&*self.parties, b.id).await;
-            self.db.finish_commit(b.id).await?;
+            self.settle_commit(b.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a logged commit to the parties; once all three acked, applies
+    /// the verdicts. Otherwise the batch stays committing and is reported
+    /// stuck (see the module docs). Returns whether it was settled.
+    async fn settle_commit(&self, batch: u64) -> Result<bool, BatchError> {
+        let errors = commit_all(&*self.parties, batch, self.cfg.commit_patience).await;
+        if errors.is_empty() {
+            self.db.finish_commit(batch).await?;
+            self.stuck_commits().remove(&batch);
+            return Ok(true);
+        }
+        for e in &errors {
+            tracing::error!(batch, error = %e, "a party did not ack a logged commit; batch stuck");
+        }
+        self.stuck_commits()
+            .insert(batch, errors.iter().map(ToString::to_string).collect());
+        Ok(false)
+    }
+
+    fn stuck_commits(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<String>>> {
+        self.stuck.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends again the commits that some party did not ack.
+    async fn retry_stuck_commits(&self) -> Result<(), BatchError> {
+        let (_, committing) = self.db.unfinished_batches().await?;
+        for b in committing {
+            self.settle_commit(b.id).await?;
         }
         Ok(())
     }
@@ -159,7 +214,7 @@ impl Driver {
             }
             (a, b, c) => {
                 for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
-                    eprintln!("coordinator: prepare of batch {}: {e}", req.batch_id);
+                    tracing::warn!(batch = req.batch_id, error = %e, "prepare failed");
                 }
                 None
             }
@@ -167,12 +222,11 @@ impl Driver {
         match verdicts {
             Some(v) => {
                 self.db.decide_commit(req.batch_id, v).await?;
-                commit_all(p, req.batch_id).await;
-                self.db.finish_commit(req.batch_id).await?;
+                self.settle_commit(req.batch_id).await?;
                 Ok(true)
             }
             None => {
-                eprintln!("coordinator: batch {} aborted", req.batch_id);
+                tracing::warn!(batch = req.batch_id, "batch aborted");
                 self.db
                     .abort_batch(req.batch_id, self.cfg.max_attempts)
                     .await?;
@@ -203,11 +257,12 @@ impl Driver {
     /// run due batches and due releases, one at a time.
     pub async fn run(self: Arc<Self>) {
         while let Err(e) = self.recover().await {
-            eprintln!("coordinator: recovery: {e}; retrying");
+            tracing::error!(error = %e, "recovery failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let mut release_attempts: HashMap<String, Instant> = HashMap::new();
         let mut last_housekeeping: Option<Instant> = None;
+        let mut last_stuck_retry = Instant::now();
         loop {
             // Expiry and the release schedule need looking at once a tick,
             // not at every "ready" that wakes the loop.
@@ -223,6 +278,11 @@ impl Driver {
                 let (ran, aborted) = self.run_due_batches().await?;
                 if housekeeping {
                     releases::run_due_releases(&self, &mut release_attempts).await?;
+                }
+                let has_stuck = !self.stuck_commits().is_empty();
+                if has_stuck && last_stuck_retry.elapsed() >= self.cfg.stuck_retry {
+                    last_stuck_retry = Instant::now();
+                    self.retry_stuck_commits().await?;
                 }
                 Ok::<_, BatchError>((ran || expired > 0, aborted))
             };
@@ -251,10 +311,10 @@ impl Driver {
                 Err(e) => {
                     // A failed step may leave a batch preparing or
                     // committing; recovery settles both, as after a restart.
-                    eprintln!("coordinator: driver: {e}; recovering");
+                    tracing::error!(error = %e, "driver step failed; recovering");
                     tokio::time::sleep(self.cfg.tick).await;
                     if let Err(e) = self.recover().await {
-                        eprintln!("coordinator: recovery: {e}");
+                        tracing::error!(error = %e, "recovery failed");
                     }
                 }
             }

@@ -166,6 +166,7 @@ pub(crate) async fn launch_with(
     let db = Db::open(&cfg.data_dir)?;
     let wake = Arc::new(Notify::new());
     let settled = Arc::new(Notify::new());
+    let stuck = batcher::StuckCommits::default();
     let state = Arc::new(AppState {
         db: db.clone(),
         limiter: RateLimiter::new(cfg.limits.rate()),
@@ -178,6 +179,7 @@ pub(crate) async fn launch_with(
         wake: wake.clone(),
         settled: settled.clone(),
         parties: parties.clone(),
+        stuck: stuck.clone(),
     });
     let driver = Arc::new(Driver {
         db,
@@ -186,6 +188,7 @@ pub(crate) async fn launch_with(
         party_keys: cfg.network.parties.clone().map(|p| p.sign_key),
         wake,
         settled,
+        stuck,
     });
     let addr = listener.local_addr()?;
     let router = routes::router(state, cfg.limits.max_body);
@@ -283,7 +286,7 @@ pub fn run_blocking(args: CoordinatorArgs) -> Result<(), CoordinatorError> {
     rt.block_on(async move {
         let listener = TcpListener::bind(args.service.listen).await?;
         let handle = launch(cfg, listener).await?;
-        eprintln!("coordinator listening on {}", handle.url());
+        tracing::info!(url = %handle.url(), "coordinator listening");
         handle.wait().await
     })
 }

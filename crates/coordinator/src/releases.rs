@@ -71,10 +71,7 @@ pub async fn run_due_releases(
             (Ok(a), Ok(b), Ok(c)) => vec![a, b, c],
             (a, b, c) => {
                 for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
-                    eprintln!(
-                        "coordinator: release {} of {}: {e}",
-                        req.release_no, s.study.id
-                    );
+                    tracing::warn!(study = %s.study.id, release = req.release_no, error = %e, "release failed");
                 }
                 continue;
             }
@@ -82,18 +79,18 @@ pub async fn run_due_releases(
         let verified = match verify_release(&copies, &d.party_keys) {
             Ok(v) => v,
             Err(e) => {
-                eprintln!(
-                    "coordinator: release {} of {}: {e}",
-                    req.release_no, s.study.id
-                );
+                tracing::error!(study = %s.study.id, release = req.release_no, error = %e, "release copies refused");
                 continue;
             }
         };
         let r = &verified.release;
         if r.study_id != s.study.id || r.release_no != req.release_no {
-            eprintln!(
-                "coordinator: parties signed release {} of {:?}, asked for {} of {:?}",
-                r.release_no, r.study_id, req.release_no, s.study.id
+            tracing::error!(
+                study = %s.study.id,
+                release = req.release_no,
+                signed_study = %r.study_id,
+                signed_release = r.release_no,
+                "parties signed another release than asked"
             );
             continue;
         }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub settled: Arc<Notify>,
     /// The parties, asked to pin each new study.
     pub parties: Arc<dyn Parties>,
+    /// Logged commits some party has not acked (see the batcher).
+    pub stuck: crate::batcher::StuckCommits,
 }
 
 /// Longest a status request may wait for a verdict.
@@ -69,7 +71,9 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/submissions/{sid}", get(get_submission))
         .route("/v1/submissions/{sid}/ready", post(ready))
         .route("/internal/batches/{id}", get(batch_decision))
+        .route("/internal/status", get(status))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(state)
 }
 
@@ -157,6 +161,19 @@ async fn create_study(
         ));
     }
     Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// `GET /internal/status` (operator): what needs an operator's attention.
+async fn status(State(s): St, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    check_token(&headers, ADMIN_TOKEN_HEADER, &s.admin_token)?;
+    let stuck: Vec<serde_json::Value> = s
+        .stuck
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, errors)| serde_json::json!({"batch_id": id, "errors": errors}))
+        .collect();
+    Ok(Json(serde_json::json!({ "stuck_commits": stuck })))
 }
 
 async fn list_studies(State(s): St) -> Result<Json<Vec<StudyInfo>>, ApiError> {

@@ -45,6 +45,8 @@ struct FakeParties {
     /// Prepares of each party that fail before it behaves per its mode.
     fail_prepares: Mutex<[u32; 3]>,
     commit_fails: Mutex<[bool; 3]>,
+    /// Batches whose commit party 2 refuses (a 4xx: permanent).
+    commit_refuses: Mutex<HashSet<u64>>,
     log: Mutex<Vec<String>>,
     pending: Mutex<HashMap<u64, u64>>,
     committed: AtomicU64,
@@ -62,6 +64,7 @@ impl FakeParties {
             prepare_mode: Mutex::new([Mode::Ok; 3]),
             fail_prepares: Mutex::new([0; 3]),
             commit_fails: Mutex::new([false; 3]),
+            commit_refuses: Mutex::default(),
             log: Mutex::default(),
             pending: Mutex::default(),
             committed: AtomicU64::new(0),
@@ -177,6 +180,19 @@ impl Parties for FakeParties {
         Box::pin(async move {
             if self.commit_fails.lock().unwrap()[party] {
                 return Err(Self::err(party));
+            }
+            if party == 2 && self.commit_refuses.lock().unwrap().contains(&batch_id) {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("refused commit {party} {batch_id}"));
+                return Err(PartyError {
+                    party,
+                    fault: PartyFault::Refused(triad_wire::ApiError::not_found(
+                        "unknown_batch",
+                        "no such batch here",
+                    )),
+                });
             }
             self.log
                 .lock()
@@ -1059,5 +1075,78 @@ async fn unconfirmed_submissions_time_out_and_ready_is_once() {
     // The nullifier is free again.
     let sid = contribute(&env, &h, "s1", &attest("s1", 1)).await;
     wait_status(&env, &h, &sid, "accepted").await;
+    h.shutdown().await;
+}
+
+/// A party that refuses a logged commit outright (it lost the batch) used
+/// to make the driver retry forever, serving nothing else. Now the batch
+/// is reported stuck, other studies keep being served, and the commit is
+/// retried until the party acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_is_surfaced_and_does_not_stall_the_driver() {
+    let mut env = Env::new();
+    env.cfg.batching.commit_patience = Duration::from_millis(300);
+    env.cfg.batching.stuck_retry = Duration::from_millis(300);
+    let fake = FakeParties::new();
+    fake.commit_refuses.lock().unwrap().insert(1);
+    let h = env.launch(fake.clone()).await;
+    create_study(&env, &h, study_body("s1")).await;
+    create_study(&env, &h, study_body("s2")).await;
+    let stuck_sid = contribute(&env, &h, "s1", &attest("s1", 1)).await;
+    let f = fake.clone();
+    wait_for(move || f.logged("refused commit 2 1") >= 1).await;
+
+    let status = |tok: &'static str| {
+        let (env, h) = (&env, &h);
+        async move {
+            call(
+                env,
+                h,
+                "GET",
+                "/internal/status",
+                None,
+                &[("x-triad-admin", tok)],
+            )
+            .await
+        }
+    };
+    let mut shown = false;
+    for _ in 0..100 {
+        let a = status(ADMIN).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        if let Some(b) = a.body["stuck_commits"].as_array().and_then(|v| v.first()) {
+            assert_eq!(b["batch_id"], 1);
+            assert!(
+                b["errors"][0].as_str().unwrap().contains("unknown_batch"),
+                "{b}"
+            );
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shown, "the stuck batch is not reported");
+    assert_eq!(status("wrong").await.status, 401);
+    assert_eq!(
+        status_of(&env, &h, &stuck_sid).await["status"],
+        "processing"
+    );
+
+    // The driver keeps serving: another study's contribution goes through
+    // (party 2 acks batch 2's commit: it refuses only the one it lost)...
+    let other = contribute(&env, &h, "s2", &attest("s2", 2)).await;
+    wait_status(&env, &h, &other, "accepted").await;
+    assert_eq!(
+        status_of(&env, &h, &stuck_sid).await["status"],
+        "processing"
+    );
+    // The stuck commit is retried.
+    let f = fake.clone();
+    wait_for(move || f.logged("refused commit 2 1") >= 2).await;
+    // ...and once the party acks, the stuck batch is settled and cleared.
+    fake.commit_refuses.lock().unwrap().clear();
+    wait_status(&env, &h, &stuck_sid, "accepted").await;
+    let a = status(ADMIN).await;
+    assert_eq!(a.body["stuck_commits"], json!([]));
     h.shutdown().await;
 }

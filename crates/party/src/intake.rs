@@ -3,7 +3,7 @@
 //! stranger who learns a submission id cannot displace its shares: only
 //! the upload whose token the coordinator vouches for is used.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,41 @@ pub type Key = (String, [u8; 32]);
 pub struct Intake {
     max_entries: usize,
     ttl: Duration,
-    map: Mutex<HashMap<Key, (Components, Instant)>>,
+    inner: Mutex<Entries>,
+}
+
+/// The entries, and their keys in upload order: expiry pops from the
+/// front, so an upload costs O(1) amortized however full the intake is (a
+/// full intake once rescanned all 200,000 entries under the lock on every
+/// upload: a cheap flood).
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Key, (Components, Instant)>,
+    /// (upload time, key); stale when the key was removed or uploaded
+    /// again later (the map holds the newer time).
+    order: VecDeque<(Instant, Key)>,
+}
+
+impl Entries {
+    fn expire(&mut self, ttl: Duration) {
+        while let Some((t, _)) = self.order.front() {
+            if t.elapsed() < ttl {
+                break;
+            }
+            let (t, k) = self.order.pop_front().expect("front exists");
+            if self.map.get(&k).is_some_and(|(_, at)| *at == t) {
+                self.map.remove(&k);
+            }
+        }
+        // Re-uploads and removals leave stale keys behind: rebuild the
+        // order once they outnumber the live entries (amortized O(1)).
+        if self.order.len() > 2 * self.map.len() + 1024 {
+            let mut live: Vec<(Instant, Key)> =
+                self.map.iter().map(|(k, (_, t))| (*t, k.clone())).collect();
+            live.sort_by_key(|(t, _)| *t);
+            self.order = live.into();
+        }
+    }
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -75,48 +109,108 @@ impl Intake {
         Self {
             max_entries,
             ttl,
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Entries::default()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Components, Instant)>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn put(&self, key: Key, c: Components) -> Result<(), ApiError> {
-        let mut m = self.lock();
-        if m.len() >= self.max_entries {
-            let ttl = self.ttl;
-            m.retain(|_, (_, t)| t.elapsed() < ttl);
-            if m.len() >= self.max_entries {
-                return Err(ApiError::unavailable(
-                    "intake_full",
-                    "too many unprocessed uploads; retry later",
-                ));
-            }
+        let mut e = self.lock();
+        e.expire(self.ttl);
+        if e.map.len() >= self.max_entries && !e.map.contains_key(&key) {
+            return Err(ApiError::unavailable(
+                "intake_full",
+                "too many unprocessed uploads; retry later",
+            ));
         }
-        m.insert(key, (c, Instant::now()));
+        let now = Instant::now();
+        e.map.insert(key.clone(), (c, now));
+        e.order.push_back((now, key));
         Ok(())
     }
 
     pub fn get(&self, submission_id: &str, token_sha256: &[u8; 32]) -> Option<Components> {
-        self.lock()
+        let e = self.lock();
+        e.map
             .get(&(submission_id.to_string(), *token_sha256))
+            .filter(|(_, t)| t.elapsed() < self.ttl)
             .map(|(c, _)| *c)
     }
 
     pub fn remove(&self, keys: &[Key]) {
-        let mut m = self.lock();
+        let mut e = self.lock();
         for k in keys {
-            m.remove(k);
+            e.map.remove(k);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> Key {
+        (format!("{i:032x}"), [0; 32])
+    }
+
+    fn comps(v: u64) -> Components {
+        Components {
+            value_bits: [v, v],
+            blinder: [Fr::from(v); 2],
+        }
+    }
+
+    #[test]
+    fn full_intake_refuses_until_entries_expire() {
+        let intake = Intake::new(3, Duration::from_millis(200));
+        for i in 0..3 {
+            intake.put(key(i), comps(i)).unwrap();
+        }
+        let e = intake.put(key(9), comps(9)).unwrap_err();
+        assert_eq!(e.code, "intake_full");
+        // A re-upload of a held key replaces it even when full.
+        intake.put(key(1), comps(11)).unwrap();
+        assert_eq!(
+            intake.get(&key(1).0, &key(1).1).unwrap().value_bits,
+            [11, 11]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        intake.put(key(9), comps(9)).unwrap();
+        assert_eq!(intake.len(), 1);
+        assert!(intake.get(&key(0).0, &key(0).1).is_none());
+    }
+
+    #[test]
+    fn repeated_uploads_keep_the_order_bounded() {
+        let intake = Intake::new(10, Duration::from_secs(60));
+        for round in 0..10_000 {
+            intake.put(key(round % 5), comps(round)).unwrap();
+        }
+        let e = intake.lock();
+        assert_eq!(e.map.len(), 5);
+        assert!(e.order.len() <= 2 * 5 + 1024 + 1, "{}", e.order.len());
+    }
+
+    #[test]
+    fn a_removed_key_is_not_expired_twice() {
+        let intake = Intake::new(10, Duration::from_millis(100));
+        intake.put(key(1), comps(1)).unwrap();
+        intake.remove(&[key(1)]);
+        std::thread::sleep(Duration::from_millis(150));
+        intake.put(key(1), comps(2)).unwrap();
+        intake.put(key(2), comps(2)).unwrap();
+        assert_eq!(intake.len(), 2);
+        assert_eq!(intake.get(&key(1).0, &key(1).1).unwrap().value_bits, [2, 2]);
     }
 }

@@ -171,7 +171,7 @@ pub async fn launch(
     let tls = cfg.tls.clone();
     let server = tokio::spawn(async move {
         if let Err(e) = triad_wire::https::serve(listener, tls, router).await {
-            eprintln!("party server: {e}");
+            tracing::error!(error = %e, "party server stopped");
         }
     });
     let st = state.clone();

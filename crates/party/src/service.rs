@@ -41,6 +41,11 @@ use crate::store::{BatchState, Store};
 pub const MAX_BATCH: usize = 10_000;
 /// How long a handler waits for its MPC job (queue plus run).
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+/// MPC jobs waiting for the worker: the coordinator's single driver issues
+/// one at a time, so a longer queue means a misbehaving caller.
+const JOB_QUEUE: usize = 8;
+/// Prepared batches whose intake entries are remembered until decided.
+const MAX_BATCH_KEYS: usize = 1024;
 
 type Job = Box<dyn FnOnce(&Mesh) + Send>;
 
@@ -58,7 +63,7 @@ pub struct PartyState {
     pub floors: Floors,
     /// The notary key attestations must be signed with.
     pub notary_key: NotaryPublicKey,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::SyncSender<Job>,
     /// Which intake entries each prepared batch used (dropped on commit).
     batch_keys: Mutex<HashMap<u64, Vec<Key>>>,
 }
@@ -106,7 +111,7 @@ impl PartyState {
             notary_key,
             upload_rate,
         } = parts;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(JOB_QUEUE);
         // The one MPC worker: jobs run strictly one after another, in the
         // order the coordinator's single driver issued them.
         std::thread::Builder::new()
@@ -128,7 +133,7 @@ impl PartyState {
             http,
             floors,
             notary_key,
-            jobs: Mutex::new(tx),
+            jobs: tx,
             batch_keys: Mutex::new(HashMap::new()),
         })
     }
@@ -171,6 +176,20 @@ impl PartyState {
         Ok(pinned)
     }
 
+    /// Remembers which intake entries a prepared batch used, until its
+    /// decision. Bounded: beyond [`MAX_BATCH_KEYS`] undecided batches the
+    /// oldest are forgotten (their entries then simply expire).
+    fn remember_batch_keys(&self, batch_id: u64, keys: Vec<Key>) {
+        let mut m = self.batch_keys.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(batch_id, keys);
+        while m.len() > MAX_BATCH_KEYS {
+            let Some(oldest) = m.keys().min().copied() else {
+                break;
+            };
+            m.remove(&oldest);
+        }
+    }
+
     /// This party's own admission check of every item ([`crate::vet`]).
     fn vet_attestations(
         &self,
@@ -187,20 +206,25 @@ impl PartyState {
         .map_err(store_err)
     }
 
-    /// Runs `f` on the MPC worker and waits for its result.
+    /// Runs `f` on the MPC worker and waits for its result. The queue is
+    /// bounded (503 `busy` when full), and a job whose caller gave up
+    /// (timed out, disconnected) before it started is skipped.
     async fn run_job<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Mesh) -> Result<T, JobError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |mesh| {
+            if tx.is_closed() {
+                tracing::info!("MPC job skipped: its caller is gone");
+                return;
+            }
             let _ = tx.send(f(mesh));
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .map_err(|_| ApiError::internal("MPC worker is gone"))?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => ApiError::unavailable("busy", "the MPC queue is full"),
+            mpsc::TrySendError::Disconnected(_) => ApiError::internal("MPC worker is gone"),
+        })?;
         match tokio::time::timeout(JOB_TIMEOUT, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(ApiError::unavailable("mpc_failed", e.to_string())),
@@ -247,6 +271,7 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .route("/v1/studies/{id}/release/latest", get(latest_release))
         .merge(public)
         .merge(internal)
+        .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(state)
 }
 
@@ -323,6 +348,28 @@ fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
         .collect()
 }
 
+/// Runs `f` on the blocking pool: SQLite and signature checks never hold
+/// a runtime thread (two such calls on a 2-thread runtime would stall
+/// `/healthz` and every upload).
+async fn blocking<T: Send + 'static>(
+    s: &Arc<PartyState>,
+    f: impl FnOnce(&PartyState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// What a prepare request needs from the store before any MPC.
+enum PrepareStart {
+    /// A repeated prepare: the stored answer.
+    Answered(PrepareResult),
+    /// A new batch of this pinned study; `pending` if earlier batches still
+    /// wait for their decision.
+    New { study: StudyParams, pending: bool },
+}
+
 async fn prepare(
     State(s): St,
     headers: HeaderMap,
@@ -332,30 +379,42 @@ async fn prepare(
     let req: PrepareBatch = parse_json(&body(b)?)?;
     let commitments = validate_prepare(&req)?;
     let hash: [u8; 32] = Sha256::digest(serde_json::to_vec(&req).expect("serializes")).into();
-    // A repeated prepare gets the stored answer; an aborted batch stays so.
-    if let Some(stored) = s.store.batch(req.batch_id).map_err(store_err)? {
-        return match stored.state {
-            BatchState::Aborted => Err(ApiError::conflict(
-                "wrong_state",
-                format!("batch {} was aborted", req.batch_id),
-            )),
-            _ if stored.request_sha256 != hash => Err(ApiError::conflict(
-                "wrong_state",
-                format!("batch {} was prepared with other items", req.batch_id),
-            )),
-            _ => Ok(Json(PrepareResult {
-                batch_id: req.batch_id,
-                verdicts: stored.verdicts,
-            })),
-        };
-    }
-    let study = s.pin(&req.study)?;
-    // A batch whose abort this party missed still holds its shares as
-    // pending; settle such batches first, or their submission ids would
-    // collide with this batch's retry of them.
-    if !s.store.pending_batches().map_err(store_err)?.is_empty() {
-        recover_pending(&s).await;
-    }
+    let (batch_id, pin_req) = (req.batch_id, req.study.clone());
+    let start = blocking(&s, move |s| {
+        // A repeated prepare gets the stored answer; an aborted batch stays so.
+        if let Some(stored) = s.store.batch(batch_id).map_err(store_err)? {
+            return match stored.state {
+                BatchState::Aborted => Err(ApiError::conflict(
+                    "wrong_state",
+                    format!("batch {batch_id} was aborted"),
+                )),
+                _ if stored.request_sha256 != hash => Err(ApiError::conflict(
+                    "wrong_state",
+                    format!("batch {batch_id} was prepared with other items"),
+                )),
+                _ => Ok(PrepareStart::Answered(PrepareResult {
+                    batch_id,
+                    verdicts: stored.verdicts,
+                })),
+            };
+        }
+        let study = s.pin(&pin_req)?;
+        let pending = !s.store.pending_batches().map_err(store_err)?.is_empty();
+        Ok(PrepareStart::New { study, pending })
+    })
+    .await?;
+    let study = match start {
+        PrepareStart::Answered(r) => return Ok(Json(r)),
+        PrepareStart::New { study, pending } => {
+            // A batch whose abort this party missed still holds its shares
+            // as pending; settle such batches first, or their submission
+            // ids would collide with this batch's retry of them.
+            if pending {
+                recover_pending(&s).await;
+            }
+            study
+        }
+    };
     let keys: Vec<Key> = req
         .items
         .iter()
@@ -366,7 +425,10 @@ async fn prepare(
         })
         .collect();
     let inputs: Vec<Option<Components>> = keys.iter().map(|(id, h)| s.intake.get(id, h)).collect();
-    let refused = s.vet_attestations(&req, &study)?;
+    let req = Arc::new(req);
+    let req2 = req.clone();
+    // Up to MAX_BATCH signature checks: off the runtime.
+    let refused = blocking(&s, move |s| s.vet_attestations(&req2, &study)).await?;
     let store = s.store.clone();
     let req2 = req.clone();
     let verdicts = s
@@ -374,10 +436,7 @@ async fn prepare(
             jobs::prepare(mesh, &store, &req2, &hash, &commitments, &inputs, &refused)
         })
         .await?;
-    s.batch_keys
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(req.batch_id, keys);
+    s.remember_batch_keys(req.batch_id, keys);
     Ok(Json(PrepareResult {
         batch_id: req.batch_id,
         verdicts,
@@ -396,27 +455,29 @@ pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<Batc
         Decision::Abort => s.store.abort(batch_id).map_err(store_err)?,
         Decision::Pending => return Err(ApiError::bad_request("malformed_body", "no decision")),
     };
-    if st == BatchState::Committed {
-        let keys = s
-            .batch_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&batch_id);
-        if let Some(keys) = keys {
-            s.intake.remove(&keys);
-        }
+    // Decided either way: the batch's intake entries are no longer
+    // needed under this id (an aborted batch's submissions come back in a
+    // new batch, which remembers them again; their uploads stay in the
+    // intake until that batch commits or they expire).
+    let keys = s
+        .batch_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&batch_id);
+    if let (Some(keys), BatchState::Committed) = (keys, st) {
+        s.intake.remove(&keys);
     }
     Ok(st)
 }
 
 async fn decide(
-    s: &PartyState,
+    s: &Arc<PartyState>,
     headers: &HeaderMap,
     id: u64,
     d: Decision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_token_digest(headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
-    let got = apply_decision(s, id, d)?;
+    let got = blocking(s, move |s| apply_decision(s, id, d)).await?;
     let want = if d == Decision::Commit {
         BatchState::Committed
     } else {
@@ -471,7 +532,18 @@ async fn release(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SignedRelease>, ApiError> {
     check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
-    let mut req: ReleaseRequest = parse_json(&body(b)?)?;
+    let req: ReleaseRequest = parse_json(&body(b)?)?;
+    let req = blocking(&s, move |s| release_checks(s, req)).await?;
+    let (store, key) = (s.store.clone(), s.key.clone());
+    let signed = s
+        .run_job(move |mesh| jobs::release(mesh, &store, &key, &req))
+        .await?;
+    Ok(Json(signed))
+}
+
+/// The party's own checks of a release request, against its store: the
+/// pinned study, the release order, and the output-privacy rule.
+fn release_checks(s: &PartyState, mut req: ReleaseRequest) -> Result<ReleaseRequest, ApiError> {
     req.study = s.pin(&req.study)?;
     let latest = s.store.latest_release(&req.study.id).map_err(store_err)?;
     let latest_no = latest.as_ref().map(|(no, _, _)| *no).unwrap_or(0);
@@ -510,11 +582,7 @@ async fn release(
         .map_err(store_err)?;
     release_allowed(&req.study, count, previous)
         .map_err(|e| ApiError::conflict("below_threshold", e.to_string()))?;
-    let (store, key) = (s.store.clone(), s.key.clone());
-    let signed = s
-        .run_job(move |mesh| jobs::release(mesh, &store, &key, &req))
-        .await?;
-    Ok(Json(signed))
+    Ok(req)
 }
 
 /// Resolves batches left pending (after a restart, or a lost commit) by
@@ -523,7 +591,7 @@ pub async fn recover_pending(s: &PartyState) {
     let pending = match s.store.pending_batches() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("recovery: {e}");
+            tracing::error!(error = %e, "recovery: reading pending batches");
             return;
         }
     };
@@ -542,11 +610,11 @@ pub async fn recover_pending(s: &PartyState) {
         match d {
             Ok(BatchDecision { decision, .. }) if decision != Decision::Pending => {
                 if let Err(e) = apply_decision(s, id, decision) {
-                    eprintln!("recovery of batch {id}: {e}");
+                    tracing::error!(batch = id, error = %e, "recovery: applying the decision");
                 }
             }
             Ok(_) => {}
-            Err(e) => eprintln!("recovery of batch {id}: coordinator: {e}"),
+            Err(e) => tracing::warn!(batch = id, error = %e, "recovery: asking the coordinator"),
         }
     }
 }

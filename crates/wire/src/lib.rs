@@ -19,6 +19,7 @@ pub mod messages;
 pub mod pki;
 pub mod release;
 pub mod study;
+pub mod trace;
 
 pub use config::{NetworkConfig, PartyEndpoint};
 pub use https::{ApiError, PeerAddr};
