@@ -52,8 +52,9 @@ impl Opening {
     }
 }
 
-/// The site and request to prove.
-#[derive(Clone, Debug)]
+/// The site and request to prove. `Debug` shows header names but not their
+/// values (credentials), and the path without its query.
+#[derive(Clone)]
 pub struct ProveTarget {
     /// Host name or IP literal, as in the certificate.
     pub host: String,
@@ -63,6 +64,26 @@ pub struct ProveTarget {
     /// Extra request headers (credentials go here; they stay encrypted
     /// under the client write key, which is never disclosed).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ProveTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = match self.path.split_once('?') {
+            Some((p, _)) => format!("{p}?<redacted>"),
+            None => self.path.clone(),
+        };
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, _)| format!("{n}: <redacted>"))
+            .collect();
+        f.debug_struct("ProveTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &path)
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 impl ProveTarget {
