@@ -71,12 +71,27 @@ pub enum SessionOutcome {
     TargetRefused(TargetRefusal),
 }
 
-type Finished = Arc<Mutex<(HashMap<String, SessionOutcome>, Vec<String>)>>;
+/// The proxy's sessions, under one lock so a session moves from `running`
+/// to `finished` atomically.
+#[derive(Default)]
+struct Sessions {
+    finished: HashMap<String, SessionOutcome>,
+    /// Finished session ids, oldest first.
+    order: Vec<String>,
+    /// Preamble read, outcome not yet known (how many connections per id).
+    running: HashMap<String, usize>,
+}
+
+type Shared = Arc<Mutex<Sessions>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sessions> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A running proxy. Dropping it does not stop it; call [`ProxyHandle::shutdown`].
 pub struct ProxyHandle {
     pub addr: std::net::SocketAddr,
-    finished: Finished,
+    sessions: Shared,
     /// Woken whenever a session finishes.
     done: Arc<tokio::sync::Notify>,
     active: Arc<AtomicUsize>,
@@ -86,14 +101,17 @@ pub struct ProxyHandle {
 impl ProxyHandle {
     /// Removes and returns a finished session's outcome (single use).
     pub fn take_session(&self, session_id: &str) -> Option<SessionOutcome> {
-        let mut g = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        let out = g.0.remove(session_id);
-        g.1.retain(|s| s != session_id);
+        let mut g = lock(&self.sessions);
+        let out = g.finished.remove(session_id);
+        g.order.retain(|s| s != session_id);
         out
     }
 
-    /// Waits up to `timeout` for the session to finish, then takes it
-    /// (see [`ProxyHandle::take_session`]).
+    /// Takes the session (see [`ProxyHandle::take_session`]), waiting up to
+    /// `timeout` if the proxy is still relaying it. A session id the proxy
+    /// has not seen gets `None` at once: a prover holding a disclosure has
+    /// finished its handshake, so the proxy has read its preamble, and one
+    /// whose connection was refused over the limit left no session to wait for.
     pub async fn wait_session(
         &self,
         session_id: &str,
@@ -104,8 +122,15 @@ impl ProxyHandle {
             let notified = self.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(o) = self.take_session(session_id) {
-                return Some(o);
+            {
+                let mut g = lock(&self.sessions);
+                if let Some(o) = g.finished.remove(session_id) {
+                    g.order.retain(|s| s != session_id);
+                    return Some(o);
+                }
+                if !g.running.contains_key(session_id) {
+                    return None;
+                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.take_session(session_id);
@@ -143,11 +168,11 @@ pub(crate) fn launch_proxy_guarding(
         allowed: config.allowed_targets.clone(),
         own,
     });
-    let finished: Finished = Arc::default();
+    let sessions: Shared = Arc::default();
     let active = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let done = Arc::new(tokio::sync::Notify::new());
-    let (f, a, d) = (finished.clone(), active.clone(), done.clone());
+    let (f, a, d) = (sessions.clone(), active.clone(), done.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
@@ -163,14 +188,20 @@ pub(crate) fn launch_proxy_guarding(
             let policy = policy.clone();
             a.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                if let Some((id, outcome)) = serve(sock, &cfg, &policy).await {
-                    let mut g = f.lock().unwrap_or_else(|e| e.into_inner());
-                    if g.0.insert(id.clone(), outcome).is_none() {
-                        g.1.push(id);
+                if let Some((id, outcome)) = serve(sock, &cfg, &policy, &f).await {
+                    let mut g = lock(&f);
+                    if let Some(n) = g.running.get_mut(&id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            g.running.remove(&id);
+                        }
                     }
-                    while g.1.len() > MAX_FINISHED {
-                        let old = g.1.remove(0);
-                        g.0.remove(&old);
+                    if g.finished.insert(id.clone(), outcome).is_none() {
+                        g.order.push(id);
+                    }
+                    while g.order.len() > MAX_FINISHED {
+                        let old = g.order.remove(0);
+                        g.finished.remove(&old);
                     }
                     drop(g);
                     d.notify_waiters();
@@ -182,7 +213,7 @@ pub(crate) fn launch_proxy_guarding(
     });
     Ok(ProxyHandle {
         addr,
-        finished,
+        sessions,
         done,
         active,
         task,
@@ -227,15 +258,19 @@ async fn read_preamble(sock: &mut TcpStream) -> Option<Vec<u8>> {
     None
 }
 
+/// One connection. Once the preamble is parsed the session is `running` and
+/// every path returns its outcome (the caller moves it to `finished`).
 async fn serve(
     mut client: TcpStream,
     cfg: &ProxyConfig,
     policy: &TargetPolicy,
+    sessions: &Shared,
 ) -> Option<(String, SessionOutcome)> {
     let line = tokio::time::timeout(cfg.preamble_timeout, read_preamble(&mut client))
         .await
         .ok()??;
     let (sid, host, port) = parse_preamble(&line)?;
+    *lock(sessions).running.entry(sid.clone()).or_insert(0) += 1;
     let deadline = tokio::time::Instant::now() + cfg.session_timeout;
     let session_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -571,6 +606,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(p.active_connections(), 0);
+        p.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waits_only_for_sessions_in_progress() {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        // The target accepts and then says nothing.
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = target.accept().await {
+                held.push(s);
+            }
+        });
+        let allowed = format!("127.0.0.1:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
+        // Never seen: answered at once, not after the wait.
+        let t = tokio::time::Instant::now();
+        assert!(p.wait_session(SID, Duration::from_secs(5)).await.is_none());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // In progress: waited for until it ends (here at the session limit).
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        c.write_all(format!("TRIAD-PROXY/1 {SID} 127.0.0.1 {port}\n").as_bytes())
+            .await
+            .unwrap();
+        while p.active_connections() == 0 || !lock(&p.sessions).running.contains_key(SID) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let o = p.wait_session(SID, Duration::from_secs(5)).await;
+        assert!(matches!(o, Some(SessionOutcome::TimedOut)), "{o:?}");
+        assert!(lock(&p.sessions).running.is_empty());
         p.shutdown();
     }
 }

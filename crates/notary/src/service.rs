@@ -47,7 +47,8 @@ pub struct ApiLimits {
     pub max_body: usize,
     /// Reading one request.
     pub read_timeout: Duration,
-    /// How long `/v1/attest` waits for the proxied session to finish.
+    /// How long `/v1/attest` waits for a session the proxy is still
+    /// relaying (an id the proxy has not seen is answered at once).
     pub session_wait: Duration,
 }
 
