@@ -253,6 +253,9 @@ impl Devnet {
                 format!("127.0.0.1:{}", ports.notary),
                 "--proxy-listen".into(),
                 format!("127.0.0.1:{}", ports.proxy),
+                // The proxy relays to the devnet's data source only.
+                "--allow-target".into(),
+                format!("127.0.0.1:{}", ports.datasource),
             ],
         )?;
         // 2. Keys of the parties, then the network description.

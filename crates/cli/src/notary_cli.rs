@@ -42,6 +42,13 @@ pub enum NotaryCommand {
         /// Proxy listen address.
         #[arg(long, default_value = "127.0.0.1:0")]
         proxy_listen: String,
+        /// A `host:port` the proxy may relay provers to (repeatable; none
+        /// by default, so nothing is relayed). A listed name must resolve
+        /// to public addresses only; a loopback, private or other
+        /// special-purpose address needs its exact `address:port` listed.
+        /// The notary's own API and proxy are never relayed to.
+        #[arg(long = "allow-target", value_name = "HOST:PORT")]
+        allow_targets: Vec<triad_notary::AllowedTarget>,
     },
     /// Prove a value served over HTTPS through a notary.
     Attest {
@@ -104,7 +111,8 @@ pub fn run(cmd: NotaryCommand) -> anyhow::Result<()> {
             trust_ca,
             listen,
             proxy_listen,
-        } => notary(data_dir, trust_ca, &listen, &proxy_listen),
+            allow_targets,
+        } => notary(data_dir, trust_ca, &listen, &proxy_listen, allow_targets),
         NotaryCommand::Attest {
             notary,
             url,
@@ -191,15 +199,25 @@ fn notary(
     trust_ca: Option<PathBuf>,
     listen: &str,
     proxy_listen: &str,
+    allow_targets: Vec<triad_notary::AllowedTarget>,
 ) -> anyhow::Result<()> {
+    if allow_targets.is_empty() {
+        eprintln!("notary: no --allow-target given: the proxy relays to nothing");
+    }
+    let allowed = allow_targets
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     triad_notary::service::run_notary_blocking(
         &data_dir,
         trust_ca.as_deref(),
         listen,
         proxy_listen,
+        allow_targets,
         |info| {
             println!(
-                "notary: API {} proxy {} key {}; wrote {}",
+                "notary: API {} proxy {} (relays to: {allowed}) key {}; wrote {}",
                 info.url.as_deref().unwrap_or("?"),
                 info.proxy,
                 info.public_key,

@@ -61,25 +61,32 @@ fn attest_and_verify_through_real_services() {
     );
     let ds = wait_json(&ds_dir.join("datasource.json"));
     let ca = ds["ca_cert"].as_str().unwrap().to_string();
+    // datasource.json's `url` is the account endpoint itself.
+    let url = ds["url"].as_str().unwrap().to_string();
+    // The data source, `127.0.0.1:port`, is the proxy's one allowed target.
+    let ds_target = url["https://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let _notary = Killed(
         triad()
-            .args(["notary", "--trust-ca", &ca, "--data-dir"])
+            .args(["notary", "--trust-ca", &ca, "--allow-target", &ds_target])
+            .arg("--data-dir")
             .arg(&no_dir)
             .spawn()
             .unwrap(),
     );
     let info = wait_json(&no_dir.join("notary.json"));
     let key = ds["api_keys"][0].as_str().unwrap().to_string();
-    // datasource.json's `url` is the account endpoint itself.
-    let url = ds["url"].as_str().unwrap().to_string();
-    let attest = |header: &str, out: &Path| {
+    let attest_at = |url: &str, header: &str, out: &Path| {
         triad()
             .args([
                 "attest",
                 "--notary",
                 info["url"].as_str().unwrap(),
                 "--url",
-                &url,
+                url,
             ])
             .args([
                 "--header",
@@ -94,6 +101,7 @@ fn attest_and_verify_through_real_services() {
             .output()
             .unwrap()
     };
+    let attest = |header: &str, out: &Path| attest_at(&url, header, out);
 
     let ok = attest(&format!("X-API-KEY: {key}"), &out);
     assert!(ok.status.success(), "{url}: {}", text(&ok));
@@ -141,6 +149,22 @@ fn attest_and_verify_through_real_services() {
     let bad = attest("X-API-KEY: wrong", &out2);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("401"), "{}", text(&bad));
+    assert!(!out2.join("attestation.json").exists());
+
+    // The proxy is no open relay: the notary's own API is refused, and
+    // the prover says so.
+    let api_port = info["url"].as_str().unwrap().rsplit(':').next().unwrap();
+    let own = attest_at(
+        &format!("https://127.0.0.1:{api_port}/v1/info"),
+        &format!("X-API-KEY: {key}"),
+        &out2,
+    );
+    assert!(!own.status.success());
+    assert!(
+        text(&own).contains("the notary does not relay to this target"),
+        "{}",
+        text(&own)
+    );
     assert!(!out2.join("attestation.json").exists());
 
     // The API key never reaches the notary's data directory.

@@ -919,10 +919,12 @@ async fn bad_providers() {
     assert_eq!(f_state.status, SubmissionStatus::Accepted, "{f_state:?}");
     assert_eq!(dn.study_info().await.contributions, 2);
 
-    // After all that, an honest provider is still accepted: `triad share`.
+    // After all that, an honest provider is still accepted: `triad share`,
+    // the API key in the environment (not on the command line).
     let account = &dn.truth.accounts[5];
     let out = triad()
-        .args(["share", "--study", STUDY, "--api-key", &account.api_key])
+        .env(triad_client::API_KEY_ENV, &account.api_key)
+        .args(["share", "--study", STUDY])
         .args(["--json", "--devnet"])
         .arg(&dn.dir)
         .output()

@@ -32,16 +32,30 @@ impl NetworkArgs {
     }
 }
 
-/// `triad share`.
-#[derive(Clone, Debug, clap::Args)]
+/// The environment variable `triad share` reads the API key from.
+pub const API_KEY_ENV: &str = "TRIAD_API_KEY";
+
+/// `triad share`. `Debug` redacts the API key.
+#[derive(Clone, clap::Args)]
+#[command(
+    after_help = "The data source API key comes from exactly one of --api-key-file, \
+the TRIAD_API_KEY environment variable, or --api-key. Prefer the file or the variable: \
+a key on the command line is visible to other users of the machine (ps, /proc) and \
+stays in the shell history."
+)]
 pub struct ShareArgs {
     /// Study id.
     #[arg(long)]
     pub study: String,
-    /// The data source API key (sent as X-API-KEY inside TLS; never
-    /// disclosed to the notary).
-    #[arg(long)]
-    pub api_key: String,
+    /// A file holding the data source API key (recommended; surrounding
+    /// whitespace is ignored). The key is sent as X-API-KEY inside TLS and
+    /// never disclosed to the notary.
+    #[arg(long, value_name = "PATH", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
+    /// The data source API key itself. Discouraged: other users see it in
+    /// `ps`; use --api-key-file or the TRIAD_API_KEY environment variable.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
     #[command(flatten)]
     pub net: NetworkArgs,
     /// How long to wait for the verdict of each attempt.
@@ -54,6 +68,71 @@ pub struct ShareArgs {
     /// Print one JSON line instead of a summary.
     #[arg(long)]
     pub json: bool,
+}
+
+impl std::fmt::Debug for ShareArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareArgs")
+            .field("study", &self.study)
+            .field("api_key_file", &self.api_key_file)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("net", &self.net)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("attempts", &self.attempts)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+impl ShareArgs {
+    /// The API key from its one source: `--api-key-file`, the
+    /// `TRIAD_API_KEY` variable (its value is `env`; empty counts as
+    /// unset) or `--api-key`. Errors never show the key.
+    pub fn api_key(&self, env: Option<String>) -> Result<String, ClientError> {
+        let env = env.filter(|v| !v.is_empty());
+        let given: Vec<&str> = [
+            self.api_key_file.as_ref().map(|_| "--api-key-file"),
+            env.as_ref().map(|_| API_KEY_ENV),
+            self.api_key.as_ref().map(|_| "--api-key"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() > 1 {
+            return Err(ClientError::Usage(format!(
+                "the API key is given more than once ({}): give exactly one source",
+                given.join(", ")
+            )));
+        }
+        let (key, from) = match (&self.api_key_file, env, &self.api_key) {
+            (Some(path), _, _) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ClientError::Io {
+                    what: format!("API key file {}", path.display()),
+                    source,
+                })?;
+                (text.trim().to_string(), path.display().to_string())
+            }
+            (None, Some(v), _) => (v.trim().to_string(), API_KEY_ENV.to_string()),
+            (None, None, Some(k)) => (k.trim().to_string(), "--api-key".to_string()),
+            (None, None, None) => {
+                return Err(ClientError::Usage(format!(
+                    "no data source API key: give --api-key-file <path> (recommended), \
+                     set {API_KEY_ENV}, or give --api-key"
+                )))
+            }
+        };
+        if key.is_empty() {
+            return Err(ClientError::Usage(format!(
+                "the API key in {from} is empty"
+            )));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(ClientError::Usage(format!(
+                "the API key in {from} must be one line without control characters"
+            )));
+        }
+        Ok(key)
+    }
 }
 
 /// `triad query`.
@@ -157,6 +236,7 @@ fn print_json<T: serde::Serialize>(v: &T) {
 /// `triad share`. Prints the outcome; a rejection is an error (after
 /// printing), so the exit status says whether the value was accepted.
 pub fn run_share(args: ShareArgs) -> Result<(), ClientError> {
+    let api_key = args.api_key(std::env::var(API_KEY_ENV).ok())?;
     let net = args.net.load()?;
     let http = http(&net)?;
     let opts = ContributeOptions {
@@ -165,7 +245,7 @@ pub fn run_share(args: ShareArgs) -> Result<(), ClientError> {
         ..ContributeOptions::default()
     };
     let out: Outcome =
-        runtime()?.block_on(contribute(&net, &http, &args.study, &args.api_key, &opts))?;
+        runtime()?.block_on(contribute(&net, &http, &args.study, &api_key, &opts))?;
     if args.json {
         print_json(&out);
     } else {

@@ -45,8 +45,8 @@ impl Default for ContributeOptions {
     }
 }
 
-/// How a contribution ended.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// How a contribution ended. `Debug` redacts the value.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Outcome {
     pub study_id: String,
     /// The last attempt's submission.
@@ -64,6 +64,20 @@ pub struct Outcome {
     /// The study's fixed-point scale (`value` × 10^-scale).
     pub scale: u32,
     pub attempts: u32,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("study_id", &self.study_id)
+            .field("submission_id", &self.submission_id)
+            .field("accepted", &self.accepted)
+            .field("reason", &self.reason)
+            .field("value", &"<redacted>")
+            .field("scale", &self.scale)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 /// Contributes the caller's value to `study_id` (see the crate docs).

@@ -23,6 +23,7 @@ use triad_wire::{ApiError, NetworkConfig, ReleaseError, VerifiedRelease};
 
 pub use cli::{
     run_query, run_share, run_study_create, NetworkArgs, QueryArgs, ShareArgs, StudyCreateArgs,
+    API_KEY_ENV,
 };
 pub use contribute::{contribute, ContributeOptions, Outcome};
 pub use shares::{random_fr, recombine, split_shares, PartyShares};

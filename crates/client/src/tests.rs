@@ -195,6 +195,7 @@ fn cli_arguments_parse() {
         Verb::Share(a) => {
             assert_eq!(a.timeout_secs, 120);
             assert_eq!(a.net.devnet.as_deref(), Some(Path::new("/d")));
+            assert_eq!(a.api_key(None).unwrap(), "k");
         }
         _ => panic!(),
     }
@@ -267,4 +268,111 @@ fn contribute_refuses_bad_study_ids_before_any_request() {
         scale: 0,
         account_field: "uid".into(),
     };
+}
+
+const KEY: &str = "5e3c7a1f9b2d4e6f8a0c1e3b5d7f9a2c";
+
+fn share(extra: &[&str]) -> Result<ShareArgs, clap::Error> {
+    let mut args = vec!["t", "share", "--study", "eth", "--devnet", "/d"];
+    args.extend_from_slice(extra);
+    Cmd::try_parse_from(args).map(|c| match c.verb {
+        Verb::Share(a) => a,
+        _ => panic!(),
+    })
+}
+
+#[test]
+fn share_takes_the_api_key_from_exactly_one_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.key");
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let file = file.to_str().unwrap();
+
+    // Each source alone (the file's trailing newline is not part of the key).
+    let from_file = share(&["--api-key-file", file]).unwrap();
+    assert_eq!(from_file.api_key(None).unwrap(), KEY);
+    let from_env = share(&[]).unwrap();
+    assert_eq!(from_env.api_key(Some(KEY.into())).unwrap(), KEY);
+    let from_flag = share(&["--api-key", KEY]).unwrap();
+    assert_eq!(from_flag.api_key(None).unwrap(), KEY);
+    // An empty variable counts as unset.
+    assert_eq!(from_file.api_key(Some(String::new())).unwrap(), KEY);
+
+    // Two sources: refused, and the message names them, not the key.
+    assert!(share(&["--api-key-file", file, "--api-key", KEY]).is_err());
+    for (args, env) in [(&from_file, KEY), (&from_flag, "other")] {
+        let e = args.api_key(Some(env.into())).unwrap_err().to_string();
+        assert!(
+            e.contains("more than once") && e.contains(API_KEY_ENV),
+            "{e}"
+        );
+        assert!(!e.contains(KEY) && !e.contains("other"), "{e}");
+    }
+    // None, an empty file, a missing file, a key of several lines.
+    let e = from_env.api_key(None).unwrap_err().to_string();
+    assert!(
+        e.contains("--api-key-file") && e.contains(API_KEY_ENV),
+        "{e}"
+    );
+    let empty = dir.path().join("empty.key");
+    std::fs::write(&empty, "  \n").unwrap();
+    let e = share(&["--api-key-file", empty.to_str().unwrap()])
+        .unwrap()
+        .api_key(None)
+        .unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+    let missing = dir.path().join("missing.key");
+    assert!(share(&["--api-key-file", missing.to_str().unwrap()])
+        .unwrap()
+        .api_key(None)
+        .is_err());
+    let two_lines = dir.path().join("two.key");
+    std::fs::write(&two_lines, format!("{KEY}\nsecond")).unwrap();
+    let e = share(&["--api-key-file", two_lines.to_str().unwrap()])
+        .unwrap()
+        .api_key(None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one line") && !e.contains(KEY), "{e}");
+}
+
+#[test]
+fn share_help_recommends_the_file_or_the_variable() {
+    use clap::CommandFactory;
+    let mut cmd = Cmd::command();
+    let help = cmd
+        .find_subcommand_mut("share")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for needle in [
+        "--api-key-file",
+        "--api-key <KEY>",
+        API_KEY_ENV,
+        "(ps, /proc)",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+    }
+    assert!(help.contains("Prefer the file or the variable"), "{help}");
+}
+
+#[test]
+fn share_args_and_outcome_hide_the_key_and_the_value() {
+    let a = share(&["--api-key", KEY]).unwrap();
+    let d = format!("{a:?} {a:#?}");
+    assert!(!d.contains(KEY), "{d}");
+    assert!(d.contains("eth") && d.contains("redacted"), "{d}");
+
+    let o = Outcome {
+        study_id: "eth".into(),
+        submission_id: "sub-1".into(),
+        accepted: true,
+        reason: None,
+        value: 31_415_926,
+        scale: 4,
+        attempts: 1,
+    };
+    let d = format!("{o:?} {o:#?}");
+    assert!(!d.contains("31415926"), "{d}");
+    assert!(d.contains("sub-1"), "{d}");
 }

@@ -18,7 +18,8 @@ use triad_crypto::{commitment, fr_from_hex, fr_from_i128};
 use triad_notary::datasource::{launch_datasource, DatasourceConfig};
 use triad_notary::service::{launch_notary, ApiLimits, NotaryServiceConfig};
 use triad_notary::{
-    parse_fixed_point, root_store, verify_attestation, DataSpec, NotarySigningKey, ProxyConfig,
+    parse_fixed_point, root_store, verify_attestation, AllowedTarget, DataSpec, NotarySigningKey,
+    ProxyConfig,
 };
 use triad_stats::StatsSpec;
 use triad_wire::config::DatasourceEndpoint;
@@ -190,7 +191,11 @@ async fn contribute_end_to_end_with_retries() {
             key: notary_key,
             roots,
             ttl_secs: 600,
-            proxy: ProxyConfig::default(),
+            // The notary relays to the data source only.
+            proxy: ProxyConfig {
+                allowed_targets: vec![AllowedTarget::addr(ds.addr)],
+                ..ProxyConfig::default()
+            },
             api: ApiLimits::default(),
         },
     )
@@ -307,6 +312,29 @@ async fn contribute_end_to_end_with_retries() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("unknown_study"), "{e}");
+    // A data source the notary does not relay to (here: the notary's own
+    // API) is refused at once with the notary's reason, not retried as a
+    // broken session until the submit timeout.
+    let elsewhere = ContributeOptions {
+        datasource: Some(DatasourceEndpoint {
+            url: format!("https://127.0.0.1:{}/v1/info", notary.api_addr.port()),
+            ca_cert: ds.info.ca_cert.clone(),
+        }),
+        ..opts.clone()
+    };
+    let started = std::time::Instant::now();
+    let e = contribute(&net, &http, "eth", &account.api_key, &elsewhere)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            triad_client::ClientError::Attest(triad_notary::ProveError::TargetRefused(_))
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("does not relay"), "{e}");
+    assert!(started.elapsed() < opts.submit_timeout / 2);
     notary.shutdown();
     ds.shutdown();
 }

@@ -14,6 +14,7 @@ use crate::prover::{new_session_id, prove, prover_client_config, run_session, Pr
 use crate::proxy::ProxyConfig;
 use crate::service::{launch_notary, ApiClient, ApiLimits, NotaryServiceConfig};
 use crate::spec::{parse_fixed_point, DataSpec};
+use crate::target::AllowedTarget;
 use crate::transcript::root_store;
 
 /// Filler assets per response: makes the JSON body about 4 KB.
@@ -85,7 +86,11 @@ fn bench_in(dir: &std::path::Path, n: usize) -> Result<AttestBenchReport, String
                 key,
                 roots: Arc::new(roots),
                 ttl_secs: 3600,
-                proxy: ProxyConfig::default(),
+                // The notary relays to the data source only.
+                proxy: ProxyConfig {
+                    allowed_targets: vec![AllowedTarget::addr(ds.addr)],
+                    ..ProxyConfig::default()
+                },
                 api: ApiLimits::default(),
             },
         )

@@ -39,7 +39,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many API keys `datasource.json` lists.
 const LISTED_KEYS: usize = 5;
 
-#[derive(Clone, Debug)]
+/// `Debug` redacts the seed (every API key derives from it).
+#[derive(Clone)]
 pub struct DatasourceConfig {
     pub data_dir: PathBuf,
     pub accounts: usize,
@@ -49,8 +50,8 @@ pub struct DatasourceConfig {
     pub padding_assets: usize,
 }
 
-/// One account of the ground truth.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One account of the ground truth. `Debug` shows the uid only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub uid: u64,
     pub api_key: String,
@@ -59,14 +60,15 @@ pub struct Account {
 }
 
 /// The ground-truth file: every account's values.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` counts the accounts (keys, balances and seed redacted).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroundTruth {
     pub seed: u64,
     pub accounts: Vec<Account>,
 }
 
-/// What `datasource.json` holds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What `datasource.json` holds. `Debug` counts the API keys.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DatasourceInfo {
     /// `https://127.0.0.1:<port>/api/v3/account`
     pub url: String,
@@ -79,6 +81,43 @@ pub struct DatasourceInfo {
     /// What a study of this data source names as its source: the server
     /// name of `url` and the digest of the chain this server presents.
     pub source: crate::source::DataSource,
+}
+
+impl std::fmt::Debug for DatasourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatasourceConfig")
+            .field("data_dir", &self.data_dir)
+            .field("accounts", &self.accounts)
+            .field("seed", &"<redacted>")
+            .field("padding_assets", &self.padding_assets)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Account({}, redacted)", self.uid)
+    }
+}
+
+impl std::fmt::Debug for GroundTruth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GroundTruth({} accounts, redacted)", self.accounts.len())
+    }
+}
+
+impl std::fmt::Debug for DatasourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatasourceInfo")
+            .field("url", &self.url)
+            .field("ca_cert", &self.ca_cert)
+            .field("ground_truth", &self.ground_truth)
+            .field(
+                "api_keys",
+                &format_args!("<{} redacted>", self.api_keys.len()),
+            )
+            .finish()
+    }
 }
 
 fn splitmix(mut x: u64) -> u64 {

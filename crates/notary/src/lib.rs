@@ -13,6 +13,8 @@
 //! - [`http`]: the response parser run on the decrypted server stream;
 //! - [`notarize`]: the notary's decision, session + disclosure → attestation;
 //! - [`proxy`]: the recording TCP proxy with size and time limits;
+//! - [`target`]: where the proxy may connect (allow-list, special-purpose
+//!   addresses, the notary itself), checked on the resolved addresses;
 //! - [`prover`]: the prover as a library call ([`prove`]): TLS 1.2 through
 //!   the proxy, rx key/IV disclosure only, attestation + [`Opening`];
 //! - [`service`]: the notary service (proxy + HTTP API), its blocking client
@@ -32,6 +34,7 @@ pub mod proxy;
 pub mod service;
 pub mod source;
 pub mod spec;
+pub mod target;
 
 pub use attestation::{
     sign_attestation, verify_attestation, Attestation, AttestationClaims, AttestationError,
@@ -47,6 +50,7 @@ pub use prover::{
     parse_header, prove, prover_client_config, run_session, Opening, ProveError, ProveTarget,
 };
 pub use proxy::{launch_proxy, ProxyConfig, ProxyHandle, SessionOutcome};
+pub use target::{AllowedTarget, TargetRefusal};
 pub use transcript::{
     check_transcript, root_store, CheckedResponse, ServerKeyDisclosure, Transcript, TranscriptError,
 };

@@ -23,7 +23,8 @@ pub struct RecordedSession {
 }
 
 /// What the prover asks the notary to attest, next to its key disclosure.
-#[derive(Clone, Debug)]
+/// `Debug` redacts the blinder and the value.
+#[derive(Clone)]
 pub struct AttestationRequest {
     pub study_id: String,
     pub data_spec: DataSpec,
@@ -32,6 +33,17 @@ pub struct AttestationRequest {
     /// The fixed-point value the prover expects: a sanity check that both
     /// sides read the same response the same way.
     pub expected_value: i64,
+}
+
+impl std::fmt::Debug for AttestationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestationRequest")
+            .field("study_id", &self.study_id)
+            .field("data_spec", &self.data_spec)
+            .field("blinder", &"<redacted>")
+            .field("expected_value", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Why the notary refuses to sign.

@@ -52,8 +52,9 @@ impl Opening {
     }
 }
 
-/// The site and request to prove.
-#[derive(Clone, Debug)]
+/// The site and request to prove. `Debug` shows header names but not their
+/// values (credentials), and the path without its query.
+#[derive(Clone)]
 pub struct ProveTarget {
     /// Host name or IP literal, as in the certificate.
     pub host: String,
@@ -63,6 +64,26 @@ pub struct ProveTarget {
     /// Extra request headers (credentials go here; they stay encrypted
     /// under the client write key, which is never disclosed).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ProveTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = match self.path.split_once('?') {
+            Some((p, _)) => format!("{p}?<redacted>"),
+            None => self.path.clone(),
+        };
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, _)| format!("{n}: <redacted>"))
+            .collect();
+        f.debug_struct("ProveTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &path)
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 impl ProveTarget {
@@ -134,6 +155,10 @@ pub enum ProveError {
     Spec(SpecError),
     #[error("the notary refused: {0}")]
     Notary(String),
+    /// The notary's proxy does not relay to the site (its allow-list, or a
+    /// special-purpose address): the operator's policy, not the site's fault.
+    #[error("{0}")]
+    TargetRefused(String),
     #[error("the notary's attestation does not match the prover's own reading: {0}")]
     Mismatch(&'static str),
 }
@@ -260,9 +285,27 @@ pub fn prove<F>(
 where
     F: FnOnce(&str, &ServerKeyDisclosure, &AttestationRequest) -> Result<Attestation, String>,
 {
-    data_spec.validate()?;
     let sid = new_session_id()?;
-    let (resp, disclosure) = run_session(proxy, &sid, target, client)?;
+    prove_in_session(proxy, &sid, target, client, study_id, data_spec, notarize)
+}
+
+/// [`prove`] under a session id chosen by the caller (fresh from
+/// [`new_session_id`]), so the caller can ask the notary about the session
+/// if it breaks off.
+pub fn prove_in_session<F>(
+    proxy: SocketAddr,
+    sid: &str,
+    target: &ProveTarget,
+    client: Arc<rustls::ClientConfig>,
+    study_id: &str,
+    data_spec: &DataSpec,
+    notarize: F,
+) -> Result<(Attestation, Opening), ProveError>
+where
+    F: FnOnce(&str, &ServerKeyDisclosure, &AttestationRequest) -> Result<Attestation, String>,
+{
+    data_spec.validate()?;
+    let (resp, disclosure) = run_session(proxy, sid, target, client)?;
     let body = response_body(&resp)?;
     let claim = extract_claim(data_spec, &body)?;
     let blinder = random_blinder()?;
@@ -272,7 +315,7 @@ where
         blinder,
         expected_value: claim.value,
     };
-    let att = notarize(&sid, &disclosure, &request).map_err(ProveError::Notary)?;
+    let att = notarize(sid, &disclosure, &request).map_err(ProveError::Notary)?;
     if att.commitment != fr_to_hex(&claim.commitment(blinder)) {
         return Err(ProveError::Mismatch("commitment"));
     }

@@ -4,6 +4,13 @@
 //! each direction. Limits: preamble time, session time, transcript size and
 //! the number of concurrent connections; a session that breaks a limit is
 //! closed at once and recorded only as its outcome (no bytes kept).
+//!
+//! The proxy relays only to targets its operator allows (see [`crate::target`]):
+//! `host:port` must be on [`ProxyConfig::allowed_targets`], the host is
+//! resolved once, every address is checked (special-purpose addresses only
+//! when listed exactly, the notary's own addresses never), and the proxy
+//! connects to the checked addresses. A refused target is recorded as
+//! [`SessionOutcome::TargetRefused`] and the prover's connection closed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::notarize::RecordedSession;
+use crate::target::{resolve_checked, AllowedTarget, Resolved, TargetPolicy, TargetRefusal};
 use crate::transcript::Transcript;
 
 /// Longest accepted preamble line, in bytes.
@@ -32,6 +40,11 @@ pub struct ProxyConfig {
     pub session_timeout: Duration,
     pub preamble_timeout: Duration,
     pub max_connections: usize,
+    /// The only `host:port` targets relayed to (empty: none). A listed host
+    /// name must still resolve to public addresses only; a loopback,
+    /// private or other special-purpose address is relayed to only if that
+    /// exact `address:port` is listed too.
+    pub allowed_targets: Vec<AllowedTarget>,
 }
 
 impl Default for ProxyConfig {
@@ -41,6 +54,7 @@ impl Default for ProxyConfig {
             session_timeout: Duration::from_secs(30),
             preamble_timeout: Duration::from_secs(5),
             max_connections: 256,
+            allowed_targets: Vec::new(),
         }
     }
 }
@@ -51,15 +65,33 @@ pub enum SessionOutcome {
     Complete(RecordedSession),
     TranscriptTooLarge,
     TimedOut,
+    /// The name did not resolve or no checked address accepted the connection.
     ConnectFailed,
+    /// The proxy does not relay to this target; nothing was connected.
+    TargetRefused(TargetRefusal),
 }
 
-type Finished = Arc<Mutex<(HashMap<String, SessionOutcome>, Vec<String>)>>;
+/// The proxy's sessions, under one lock so a session moves from `running`
+/// to `finished` atomically.
+#[derive(Default)]
+struct Sessions {
+    finished: HashMap<String, SessionOutcome>,
+    /// Finished session ids, oldest first.
+    order: Vec<String>,
+    /// Preamble read, outcome not yet known (how many connections per id).
+    running: HashMap<String, usize>,
+}
+
+type Shared = Arc<Mutex<Sessions>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sessions> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A running proxy. Dropping it does not stop it; call [`ProxyHandle::shutdown`].
 pub struct ProxyHandle {
     pub addr: std::net::SocketAddr,
-    finished: Finished,
+    sessions: Shared,
     /// Woken whenever a session finishes.
     done: Arc<tokio::sync::Notify>,
     active: Arc<AtomicUsize>,
@@ -69,14 +101,17 @@ pub struct ProxyHandle {
 impl ProxyHandle {
     /// Removes and returns a finished session's outcome (single use).
     pub fn take_session(&self, session_id: &str) -> Option<SessionOutcome> {
-        let mut g = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        let out = g.0.remove(session_id);
-        g.1.retain(|s| s != session_id);
+        let mut g = lock(&self.sessions);
+        let out = g.finished.remove(session_id);
+        g.order.retain(|s| s != session_id);
         out
     }
 
-    /// Waits up to `timeout` for the session to finish, then takes it
-    /// (see [`ProxyHandle::take_session`]).
+    /// Takes the session (see [`ProxyHandle::take_session`]), waiting up to
+    /// `timeout` if the proxy is still relaying it. A session id the proxy
+    /// has not seen gets `None` at once: a prover holding a disclosure has
+    /// finished its handshake, so the proxy has read its preamble, and one
+    /// whose connection was refused over the limit left no session to wait for.
     pub async fn wait_session(
         &self,
         session_id: &str,
@@ -87,8 +122,15 @@ impl ProxyHandle {
             let notified = self.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(o) = self.take_session(session_id) {
-                return Some(o);
+            {
+                let mut g = lock(&self.sessions);
+                if let Some(o) = g.finished.remove(session_id) {
+                    g.order.retain(|s| s != session_id);
+                    return Some(o);
+                }
+                if !g.running.contains_key(session_id) {
+                    return None;
+                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.take_session(session_id);
@@ -107,14 +149,30 @@ impl ProxyHandle {
     }
 }
 
-/// Starts the proxy on `listener` (tests bind `127.0.0.1:0`).
+/// Starts the proxy on `listener` (tests bind `127.0.0.1:0`). The proxy
+/// never relays to its own address.
 pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Result<ProxyHandle> {
+    launch_proxy_guarding(listener, config, &[])
+}
+
+/// [`launch_proxy`], also never relaying to `also_own` (the notary's API).
+pub(crate) fn launch_proxy_guarding(
+    listener: TcpListener,
+    config: ProxyConfig,
+    also_own: &[std::net::SocketAddr],
+) -> std::io::Result<ProxyHandle> {
     let addr = listener.local_addr()?;
-    let finished: Finished = Arc::default();
+    let mut own = vec![addr];
+    own.extend_from_slice(also_own);
+    let policy = Arc::new(TargetPolicy {
+        allowed: config.allowed_targets.clone(),
+        own,
+    });
+    let sessions: Shared = Arc::default();
     let active = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let done = Arc::new(tokio::sync::Notify::new());
-    let (f, a, d) = (finished.clone(), active.clone(), done.clone());
+    let (f, a, d) = (sessions.clone(), active.clone(), done.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
@@ -127,16 +185,23 @@ pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Resu
                 continue;
             };
             let (f, a, d, cfg) = (f.clone(), a.clone(), d.clone(), config.clone());
+            let policy = policy.clone();
             a.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                if let Some((id, outcome)) = serve(sock, &cfg).await {
-                    let mut g = f.lock().unwrap_or_else(|e| e.into_inner());
-                    if g.0.insert(id.clone(), outcome).is_none() {
-                        g.1.push(id);
+                if let Some((id, outcome)) = serve(sock, &cfg, &policy, &f).await {
+                    let mut g = lock(&f);
+                    if let Some(n) = g.running.get_mut(&id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            g.running.remove(&id);
+                        }
                     }
-                    while g.1.len() > MAX_FINISHED {
-                        let old = g.1.remove(0);
-                        g.0.remove(&old);
+                    if g.finished.insert(id.clone(), outcome).is_none() {
+                        g.order.push(id);
+                    }
+                    while g.order.len() > MAX_FINISHED {
+                        let old = g.order.remove(0);
+                        g.finished.remove(&old);
                     }
                     drop(g);
                     d.notify_waiters();
@@ -148,7 +213,7 @@ pub fn launch_proxy(listener: TcpListener, config: ProxyConfig) -> std::io::Resu
     });
     Ok(ProxyHandle {
         addr,
-        finished,
+        sessions,
         done,
         active,
         task,
@@ -193,21 +258,38 @@ async fn read_preamble(sock: &mut TcpStream) -> Option<Vec<u8>> {
     None
 }
 
-async fn serve(mut client: TcpStream, cfg: &ProxyConfig) -> Option<(String, SessionOutcome)> {
+/// One connection. Once the preamble is parsed the session is `running` and
+/// every path returns its outcome (the caller moves it to `finished`).
+async fn serve(
+    mut client: TcpStream,
+    cfg: &ProxyConfig,
+    policy: &TargetPolicy,
+    sessions: &Shared,
+) -> Option<(String, SessionOutcome)> {
     let line = tokio::time::timeout(cfg.preamble_timeout, read_preamble(&mut client))
         .await
         .ok()??;
     let (sid, host, port) = parse_preamble(&line)?;
+    *lock(sessions).running.entry(sid.clone()).or_insert(0) += 1;
     let deadline = tokio::time::Instant::now() + cfg.session_timeout;
     let session_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let server =
-        match tokio::time::timeout_at(deadline, TcpStream::connect((host.as_str(), port))).await {
-            Ok(Ok(s)) => s,
-            _ => return Some((sid, SessionOutcome::ConnectFailed)),
-        };
+    // Resolve once and connect only to the addresses that passed the check
+    // (never to the name again: no DNS rebinding between check and connect).
+    let addrs = match tokio::time::timeout_at(deadline, resolve_checked(policy, &host, port)).await
+    {
+        Ok(Resolved::Addrs(a)) => a,
+        Ok(Resolved::Refused(r)) => return Some((sid, SessionOutcome::TargetRefused(r))),
+        Ok(Resolved::Unresolvable) => return Some((sid, SessionOutcome::ConnectFailed)),
+        Err(_) => return Some((sid, SessionOutcome::TimedOut)),
+    };
+    let server = match tokio::time::timeout_at(deadline, TcpStream::connect(addrs.as_slice())).await
+    {
+        Ok(Ok(s)) => s,
+        _ => return Some((sid, SessionOutcome::ConnectFailed)),
+    };
     let outcome =
         match tokio::time::timeout_at(deadline, relay(client, server, cfg.max_transcript_bytes))
             .await
@@ -260,13 +342,47 @@ mod tests {
 
     const SID: &str = "0123456789abcdef0123456789abcdef";
 
-    fn cfg() -> ProxyConfig {
+    /// Limits for tests; relays only to `allowed`.
+    fn cfg(allowed: &[&str]) -> ProxyConfig {
         ProxyConfig {
             max_transcript_bytes: 4096,
             session_timeout: Duration::from_millis(400),
             preamble_timeout: Duration::from_millis(200),
             max_connections: 8,
+            allowed_targets: allowed.iter().map(|a| a.parse().unwrap()).collect(),
         }
+    }
+
+    /// A target that answers "world!" to whatever it is sent, and counts
+    /// the connections it accepted.
+    async fn echo_target() -> (u16, Arc<AtomicUsize>) {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let n = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = target.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 5];
+                    if s.read_exact(&mut buf).await.is_ok() {
+                        let _ = s.write_all(b"world!").await;
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    /// Sends the preamble for `host port` plus "hello"; returns what came back.
+    async fn through(p: &ProxyHandle, sid: &str, host: &str, port: u16) -> Vec<u8> {
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        c.write_all(format!("TRIAD-PROXY/1 {sid} {host} {port}\nhello").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got).await;
+        got
     }
 
     async fn wait_for(p: &ProxyHandle, sid: &str) -> SessionOutcome {
@@ -296,23 +412,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn relays_and_records_both_directions() {
-        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = target.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut s, _) = target.accept().await.unwrap();
-            let mut buf = [0u8; 5];
-            s.read_exact(&mut buf).await.unwrap();
-            s.write_all(b"world!").await.unwrap();
-        });
-        let p = launch_proxy(TcpListener::bind("127.0.0.1:0").await.unwrap(), cfg()).unwrap();
-        let mut c = TcpStream::connect(p.addr).await.unwrap();
-        c.write_all(format!("TRIAD-PROXY/1 {SID} 127.0.0.1 {port}\nhello").as_bytes())
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        c.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"world!");
-        drop(c);
+        let (port, _) = echo_target().await;
+        let allowed = format!("127.0.0.1:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
+        assert_eq!(through(&p, SID, "127.0.0.1", port).await, b"world!");
         match wait_for(&p, SID).await {
             SessionOutcome::Complete(s) => {
                 assert_eq!(s.transcript.client_to_server, b"hello");
@@ -333,7 +440,12 @@ mod tests {
             let (mut s, _) = target.accept().await.unwrap();
             let _ = s.write_all(&[7u8; 64 * 1024]).await;
         });
-        let p = launch_proxy(TcpListener::bind("127.0.0.1:0").await.unwrap(), cfg()).unwrap();
+        let allowed = format!("127.0.0.1:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
         let mut c = TcpStream::connect(p.addr).await.unwrap();
         c.write_all(format!("TRIAD-PROXY/1 {SID} 127.0.0.1 {port}\n").as_bytes())
             .await
@@ -359,7 +471,12 @@ mod tests {
                 held.push(s);
             }
         });
-        let p = launch_proxy(TcpListener::bind("127.0.0.1:0").await.unwrap(), cfg()).unwrap();
+        let allowed = format!("127.0.0.1:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
         // One client stalls after the preamble, one never sends a preamble.
         let mut stalled = TcpStream::connect(p.addr).await.unwrap();
         stalled
@@ -382,6 +499,148 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(p.active_connections(), 0);
+        p.shutdown();
+    }
+
+    fn refused(o: SessionOutcome) -> TargetRefusal {
+        match o {
+            SessionOutcome::TargetRefused(r) => r,
+            o => panic!("expected a refused target, got {o:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loopback_is_refused_by_default() {
+        let (port, accepted) = echo_target().await;
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            ProxyConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(through(&p, SID, "127.0.0.1", port).await, b"");
+        assert!(matches!(
+            refused(wait_for(&p, SID).await),
+            TargetRefusal::NotAllowed { .. }
+        ));
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing was connected");
+        p.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn targets_off_the_list_are_refused() {
+        let (port, accepted) = echo_target().await;
+        let (other, other_accepted) = echo_target().await;
+        let allowed = format!("127.0.0.1:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
+        // The listed target relays; another port of the same host does not.
+        assert_eq!(through(&p, SID, "127.0.0.1", port).await, b"world!");
+        assert!(matches!(
+            wait_for(&p, SID).await,
+            SessionOutcome::Complete(_)
+        ));
+        let sid2 = "11111111111111111111111111111111";
+        assert_eq!(through(&p, sid2, "127.0.0.1", other).await, b"");
+        let r = refused(wait_for(&p, sid2).await);
+        assert_eq!(
+            r,
+            TargetRefusal::NotAllowed {
+                host: "127.0.0.1".into(),
+                port: other
+            }
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(other_accepted.load(Ordering::SeqCst), 0);
+        p.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listed_name_resolving_to_loopback_is_refused() {
+        let (port, accepted) = echo_target().await;
+        // The name is listed, its loopback address is not.
+        let allowed = format!("localhost:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
+        assert_eq!(through(&p, SID, "localhost", port).await, b"");
+        match refused(wait_for(&p, SID).await) {
+            TargetRefusal::SpecialAddress { addr, class, .. } => {
+                assert!(addr.ip().is_loopback(), "{addr}");
+                assert_eq!(class, "loopback");
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+        p.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_proxy_never_relays_to_itself() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let own = listener.local_addr().unwrap();
+        // Even listed explicitly, by address and by name.
+        let (by_addr, by_name) = (own.to_string(), format!("localhost:{}", own.port()));
+        let p = launch_proxy(listener, cfg(&[&by_addr, &by_name])).unwrap();
+        assert_eq!(through(&p, SID, "127.0.0.1", own.port()).await, b"");
+        assert!(matches!(
+            refused(wait_for(&p, SID).await),
+            TargetRefusal::NotaryItself { addr, .. } if addr == own
+        ));
+        let sid2 = "22222222222222222222222222222222";
+        assert_eq!(through(&p, sid2, "localhost", own.port()).await, b"");
+        assert!(matches!(
+            refused(wait_for(&p, sid2).await),
+            TargetRefusal::NotaryItself { .. }
+        ));
+        // No relayed connection to itself was opened (each `through` is one
+        // connection, closed): nothing is left open.
+        for _ in 0..100 {
+            if p.active_connections() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(p.active_connections(), 0);
+        p.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waits_only_for_sessions_in_progress() {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        // The target accepts and then says nothing.
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = target.accept().await {
+                held.push(s);
+            }
+        });
+        let allowed = format!("127.0.0.1:{port}");
+        let p = launch_proxy(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            cfg(&[&allowed]),
+        )
+        .unwrap();
+        // Never seen: answered at once, not after the wait.
+        let t = tokio::time::Instant::now();
+        assert!(p.wait_session(SID, Duration::from_secs(5)).await.is_none());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // In progress: waited for until it ends (here at the session limit).
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        c.write_all(format!("TRIAD-PROXY/1 {SID} 127.0.0.1 {port}\n").as_bytes())
+            .await
+            .unwrap();
+        while p.active_connections() == 0 || !lock(&p.sessions).running.contains_key(SID) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let o = p.wait_session(SID, Duration::from_secs(5)).await;
+        assert!(matches!(o, Some(SessionOutcome::TimedOut)), "{o:?}");
+        assert!(lock(&p.sessions).running.is_empty());
         p.shutdown();
     }
 }

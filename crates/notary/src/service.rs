@@ -3,8 +3,10 @@
 //!
 //! - `GET /v1/info` → `{"public_key": hex, "key_id": hex, "proxy": "host:port"}`
 //! - `POST /v1/attest` with [`AttestApiRequest`] → the signed [`Attestation`],
-//!   or `{"error": "..."}` with 400 (malformed), 404 (unknown session),
-//!   413 (body too large), 422 (refused: the check failed).
+//!   or `{"error": "..."}` with 400 (malformed), 403 (the proxy refused the
+//!   session's target: not on the allow-list, a special-purpose address or
+//!   the notary itself), 404 (unknown session), 413 (body too large), 422
+//!   (refused: the check failed).
 //!
 //! The API never logs or stores requests: what the notary holds is the
 //! recorded ciphertext, the disclosed rx key and the response it decrypts.
@@ -26,9 +28,12 @@ use triad_crypto::{fr_from_hex, fr_to_hex};
 
 use crate::attestation::{Attestation, NotaryPublicKey, NotarySigningKey};
 use crate::notarize::{attest_session, AttestationRequest};
-use crate::prover::{prove, prover_client_config, Opening, ProveError, ProveTarget};
-use crate::proxy::{launch_proxy, ProxyConfig, ProxyHandle, SessionOutcome};
+use crate::prover::{
+    new_session_id, prove_in_session, prover_client_config, Opening, ProveError, ProveTarget,
+};
+use crate::proxy::{launch_proxy_guarding, ProxyConfig, ProxyHandle, SessionOutcome};
 use crate::spec::DataSpec;
+use crate::target::AllowedTarget;
 use crate::transcript::{root_store, ServerKeyDisclosure};
 
 /// File names in the notary's data directory.
@@ -42,7 +47,8 @@ pub struct ApiLimits {
     pub max_body: usize,
     /// Reading one request.
     pub read_timeout: Duration,
-    /// How long `/v1/attest` waits for the proxied session to finish.
+    /// How long `/v1/attest` waits for a session the proxy is still
+    /// relaying (an id the proxy has not seen is answered at once).
     pub session_wait: Duration,
 }
 
@@ -154,7 +160,12 @@ pub fn launch_notary(
     cfg: NotaryServiceConfig,
 ) -> std::io::Result<NotaryService> {
     let api_addr = api_listener.local_addr()?;
-    let proxy = Arc::new(launch_proxy(proxy_listener, cfg.proxy)?);
+    // The proxy never relays to the API (nor to itself).
+    let proxy = Arc::new(launch_proxy_guarding(
+        proxy_listener,
+        cfg.proxy,
+        &[api_addr],
+    )?);
     let proxy_addr = proxy.addr;
     let public_key = cfg.key.public_key();
     let info = serde_json::to_string(&NotaryInfo {
@@ -201,6 +212,7 @@ async fn write_response(sock: &mut AsyncTcpStream, status: u16, body: &str) -> s
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -363,6 +375,9 @@ async fn attest(st: &Arc<State>, body: &[u8]) -> (u16, String) {
                 error_body("the notary could not connect to the server"),
             )
         }
+        SessionOutcome::TargetRefused(r) => {
+            return (403, error_body(&format!("{REFUSED_PREFIX}{r}")))
+        }
     };
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || {
@@ -382,6 +397,9 @@ async fn attest(st: &Arc<State>, body: &[u8]) -> (u16, String) {
         Err(_) => (500, error_body("internal error")),
     }
 }
+
+/// How a 403 of `/v1/attest` starts: the proxy refused the session's target.
+const REFUSED_PREFIX: &str = "the notary does not relay to this target: ";
 
 /// The prover's blocking client of the notary API.
 #[derive(Clone, Debug)]
@@ -474,6 +492,32 @@ impl ApiClient {
         let text = String::from_utf8(body).map_err(|_| "attestation is not UTF-8".to_string())?;
         Attestation::from_json(&text).map_err(|e| format!("notary returned a bad attestation: {e}"))
     }
+
+    /// After a session that broke off (the proxy closes the connection at
+    /// once when it refuses the target), asks the notary why: claims the
+    /// session with a null disclosure (nothing secret) and returns the
+    /// notary's message if it answers 403, the proxy's refusal of the target.
+    /// The session is consumed either way; it was of no use anymore.
+    pub fn target_refusal(&self, session_id: &str) -> Option<String> {
+        let request = AttestationRequest {
+            study_id: "-".into(),
+            data_spec: DataSpec {
+                field: "-".into(),
+                scale: 0,
+                account_field: "-".into(),
+            },
+            blinder: triad_crypto::Fr::from(0u64),
+            expected_value: 0,
+        };
+        let null = ServerKeyDisclosure {
+            key: vec![0; 16],
+            iv: vec![0; 4],
+        };
+        match self.attest(session_id, &null, &request) {
+            Err(e) if e.starts_with("HTTP 403: ") => Some(e["HTTP 403: ".len()..].to_string()),
+            _ => None,
+        }
+    }
 }
 
 fn api_error(status: u16, body: &[u8]) -> String {
@@ -506,20 +550,41 @@ pub fn prove_with_notary(
         .next()
         .ok_or_else(|| ProveError::Setup("notary proxy does not resolve".into()))?;
     let client = prover_client_config(extra_ca_pem, true)?;
-    let (att, opening) = prove(proxy, target, client, study_id, data_spec, |sid, d, r| {
-        api.attest(sid, d, r)
-    })?;
+    let sid = new_session_id()?;
+    let proved = prove_in_session(
+        proxy,
+        &sid,
+        target,
+        client,
+        study_id,
+        data_spec,
+        |s, d, r| api.attest(s, d, r),
+    );
+    let (att, opening) = match proved {
+        // The proxy closes the connection of a refused target at once, so the
+        // TLS session just breaks; the notary's API says why.
+        Err(ProveError::Session(e)) => {
+            return Err(match api.target_refusal(&sid) {
+                Some(why) => ProveError::TargetRefused(why),
+                None => ProveError::Session(e),
+            })
+        }
+        r => r?,
+    };
     Ok((att, opening, pk))
 }
 
 /// `triad notary`: loads or creates the key in `data_dir`, trusts the
 /// platform roots plus `trust_ca`, listens on 127.0.0.1 (API and proxy, port
-/// 0 unless given), writes `notary.json` once ready and serves until killed.
+/// 0 unless given), relays only to `allowed_targets` (see
+/// [`ProxyConfig::allowed_targets`]), writes `notary.json` once ready and
+/// serves until killed.
 pub fn run_notary_blocking(
     data_dir: &Path,
     trust_ca: Option<&Path>,
     api_listen: &str,
     proxy_listen: &str,
+    allowed_targets: Vec<AllowedTarget>,
     ready: impl FnOnce(&NotaryInfo),
 ) -> Result<(), String> {
     triad_files::private_dir(data_dir).map_err(|e| e.to_string())?;
@@ -549,7 +614,10 @@ pub fn run_notary_blocking(
                 key,
                 roots: Arc::new(roots),
                 ttl_secs: 24 * 3600,
-                proxy: ProxyConfig::default(),
+                proxy: ProxyConfig {
+                    allowed_targets,
+                    ..ProxyConfig::default()
+                },
                 api: ApiLimits::default(),
             },
         )

@@ -55,13 +55,20 @@ pub enum SpecError {
 }
 
 /// The value and account id read from a response under a data spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` redacts both.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ExtractedClaim {
     /// The fixed-point integer (value × 10^scale).
     pub value: i64,
     /// Canonical bytes of the account id: the string itself, or the decimal
     /// digits of an integer.
     pub account_id: Vec<u8>,
+}
+
+impl std::fmt::Debug for ExtractedClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtractedClaim(redacted)")
+    }
 }
 
 impl ExtractedClaim {

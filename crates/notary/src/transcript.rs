@@ -77,14 +77,28 @@ impl fmt::Debug for ServerKeyDisclosure {
     }
 }
 
-/// What a valid transcript yields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a valid transcript yields. `Debug` shows the plaintext's length
+/// only (it holds the provider's value and account id).
+#[derive(Clone, PartialEq, Eq)]
 pub struct CheckedResponse {
     /// SHA-256 over the DER certificates, each u32-length-prefixed.
     pub cert_chain_sha256: [u8; 32],
     pub cipher_suite: u16,
     /// Concatenated server application data (the HTTP response).
     pub plaintext: Vec<u8>,
+}
+
+impl fmt::Debug for CheckedResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckedResponse")
+            .field("cert_chain_sha256", &hex::encode(self.cert_chain_sha256))
+            .field("cipher_suite", &self.cipher_suite)
+            .field(
+                "plaintext",
+                &format_args!("<{} bytes redacted>", self.plaintext.len()),
+            )
+            .finish()
+    }
 }
 
 /// Why a transcript is rejected, split by whose fault it is.

@@ -52,10 +52,17 @@ fn datasource_notary_and_prover_over_the_api() {
 
     let (tx, rx) = mpsc::channel();
     let (nd, ca) = (notary_dir.clone(), ds.info.ca_cert.clone());
+    // As the devnet runs it: the data source is the one allowed target.
+    let allowed = vec![AllowedTarget::addr(ds.addr)];
     std::thread::spawn(move || {
-        let r = run_notary_blocking(&nd, Some(&ca), "127.0.0.1:0", "127.0.0.1:0", |info| {
-            tx.send(Ok(info.clone())).unwrap()
-        });
+        let r = run_notary_blocking(
+            &nd,
+            Some(&ca),
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            allowed,
+            |info| tx.send(Ok(info.clone())).unwrap(),
+        );
         if let Err(e) = r {
             let _ = tx.send(Err(e));
         }
@@ -173,7 +180,10 @@ fn api_refusals_are_clear() {
                     key: NotarySigningKey::from_seed([3; 32]),
                     roots,
                     ttl_secs: 600,
-                    proxy: ProxyConfig::default(),
+                    proxy: ProxyConfig {
+                        allowed_targets: vec![AllowedTarget::addr(ds.addr)],
+                        ..ProxyConfig::default()
+                    },
                     api: ApiLimits {
                         session_wait: std::time::Duration::from_millis(300),
                         ..ApiLimits::default()
@@ -234,6 +244,128 @@ fn api_refusals_are_clear() {
         .unwrap_err()
         .starts_with("HTTP 404"));
 
+    rt.block_on(async { svc.shutdown() });
+    ds.shutdown();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The proxy relays only to its allow-list, and the API says so: a target
+/// off the list and the notary's own API (even listed) are refused with
+/// 403, and the prover reports the refusal instead of a broken session.
+#[test]
+fn refused_targets_are_reported_over_the_api() {
+    use triad_notary::service::{launch_notary, ApiClient, ApiLimits, NotaryServiceConfig};
+    let root = tmpdir("refused-targets");
+    let ds = launch_datasource(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        DatasourceConfig {
+            data_dir: root.join("ds"),
+            accounts: 2,
+            seed: 6,
+            padding_assets: 0,
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let roots = std::sync::Arc::new(root_store(Some(ds.ca_pem.as_bytes()), false).unwrap());
+    let svc = rt
+        .block_on(async {
+            let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let px = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            // The operator (wrongly) lists the notary's own API and proxy too.
+            let own = [api.local_addr()?, px.local_addr()?].map(AllowedTarget::addr);
+            launch_notary(
+                api,
+                px,
+                NotaryServiceConfig {
+                    key: NotarySigningKey::from_seed([7; 32]),
+                    roots,
+                    ttl_secs: 600,
+                    proxy: ProxyConfig {
+                        allowed_targets: [vec![AllowedTarget::addr(ds.addr)], own.to_vec()]
+                            .concat(),
+                        ..ProxyConfig::default()
+                    },
+                    api: ApiLimits {
+                        session_wait: std::time::Duration::from_millis(500),
+                        ..ApiLimits::default()
+                    },
+                },
+            )
+        })
+        .unwrap();
+    let truth = triad_notary::datasource::ground_truth(2, 6);
+    let headers = vec![("X-API-KEY".into(), truth.accounts[0].api_key.clone())];
+    let spec = DataSpec {
+        field: "balances.ETH".into(),
+        scale: 4,
+        account_field: "uid".into(),
+    };
+    let ca_pem = ds.ca_pem.clone();
+    let prove_at = |port: u16| {
+        let url = format!("https://127.0.0.1:{port}/api/v3/account");
+        let target = ProveTarget::from_url(&url, headers.clone()).unwrap();
+        prove_with_notary(&svc.url(), &target, Some(ca_pem.as_bytes()), "eth", &spec)
+    };
+
+    // The listed data source relays and attests.
+    prove_at(ds.addr.port()).unwrap();
+
+    // Another local port: not on the list.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    match prove_at(other_port) {
+        Err(ProveError::TargetRefused(m)) => {
+            assert!(m.contains("does not relay"), "{m}");
+            assert!(
+                m.contains(&format!(
+                    "127.0.0.1:{other_port} is not on the notary's allow-list"
+                )),
+                "{m}"
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    // The notary's own API and proxy, whatever the list says.
+    for port in [svc.api_addr.port(), svc.proxy_addr.port()] {
+        match prove_at(port) {
+            Err(ProveError::TargetRefused(m)) => {
+                assert!(m.contains("where the notary itself listens"), "{m}")
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+
+    // The raw API: a broken session of a refused target is a 403 with the
+    // refusal, whatever is disclosed.
+    let api = ApiClient::new(&svc.url()).unwrap();
+    let sid = "000000000000000000000000000000aa";
+    let target = ProveTarget::from_url(
+        &format!("https://127.0.0.1:{other_port}/api/v3/account"),
+        headers.clone(),
+    )
+    .unwrap();
+    let client = prover_client_config(Some(ds.ca_pem.as_bytes()), false).unwrap();
+    assert!(matches!(
+        run_session(svc.proxy_addr, sid, &target, client),
+        Err(ProveError::Session(_))
+    ));
+    let request = AttestationRequest {
+        study_id: "eth".into(),
+        data_spec: spec.clone(),
+        blinder: triad_crypto::Fr::from(1u64),
+        expected_value: 1,
+    };
+    let disclosure = ServerKeyDisclosure {
+        key: vec![1; 16],
+        iv: vec![2; 4],
+    };
+    let e = api.attest(sid, &disclosure, &request).unwrap_err();
+    assert!(
+        e.starts_with("HTTP 403: the notary does not relay to this target: "),
+        "{e}"
+    );
+    drop(other);
     rt.block_on(async { svc.shutdown() });
     ds.shutdown();
     let _ = std::fs::remove_dir_all(&root);

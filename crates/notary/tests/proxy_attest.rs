@@ -97,7 +97,10 @@ async fn attestation_over_real_sockets_through_the_proxy() {
 
     let proxy = launch_proxy(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        ProxyConfig::default(),
+        ProxyConfig {
+            allowed_targets: vec![AllowedTarget::addr(([127, 0, 0, 1], port).into())],
+            ..ProxyConfig::default()
+        },
     )
     .unwrap();
     let (addr, ca) = (proxy.addr, site.ca_pem.clone());
