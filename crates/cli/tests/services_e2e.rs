@@ -1054,6 +1054,7 @@ async fn forged_source() {
         ])
         .args(["--allow-target", &format!("127.0.0.1:{port}")])
         .args(["--allow-target", &format!("localhost:{port}")])
+        .args(["--allow-target", &format!("[::1]:{port}")])
         .arg("--trust-ca")
         .arg(fake["ca_cert"].as_str().unwrap())
         .arg("--data-dir")

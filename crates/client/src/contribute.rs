@@ -73,6 +73,7 @@ impl std::fmt::Debug for Outcome {
             .field("submission_id", &self.submission_id)
             .field("accepted", &self.accepted)
             .field("reason", &self.reason)
+            .field("batch_id", &self.batch_id)
             .field("value", &"<redacted>")
             .field("scale", &self.scale)
             .field("attempts", &self.attempts)

@@ -368,6 +368,7 @@ fn share_args_and_outcome_hide_the_key_and_the_value() {
         submission_id: "sub-1".into(),
         accepted: true,
         reason: None,
+        batch_id: Some(3),
         value: 31_415_926,
         scale: 4,
         attempts: 1,

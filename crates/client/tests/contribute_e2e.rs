@@ -319,6 +319,7 @@ async fn contribute_end_to_end_with_retries() {
         datasource: Some(DatasourceEndpoint {
             url: format!("https://127.0.0.1:{}/v1/info", notary.api_addr.port()),
             ca_cert: ds.info.ca_cert.clone(),
+            source: None,
         }),
         ..opts.clone()
     };

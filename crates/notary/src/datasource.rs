@@ -116,6 +116,7 @@ impl std::fmt::Debug for DatasourceInfo {
                 "api_keys",
                 &format_args!("<{} redacted>", self.api_keys.len()),
             )
+            .field("source", &self.source)
             .finish()
     }
 }

@@ -174,6 +174,7 @@ fn data_source_keys_balances_and_seed_are_redacted() {
         ca_cert: PathBuf::from("/ca.pem"),
         ground_truth: PathBuf::from("/gt.json"),
         api_keys: truth.accounts.iter().map(|a| a.api_key.clone()).collect(),
+        source: triad_notary::DataSource::named("127.0.0.1"),
     };
     assert_hides("DatasourceInfo", &format!("{info:?} {info:#?}"), &secrets);
 
