@@ -7,14 +7,15 @@ use axum::body::Bytes;
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token, check_token_digest, parse_json};
+use triad_wire::https::{check_token, check_token_digest, json_fallbacks, parse_json};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams,
     SubmissionState, SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER,
@@ -48,6 +49,28 @@ pub struct AppState {
 /// Longest a status request may wait for a verdict.
 const MAX_WAIT_MS: u64 = 25_000;
 
+/// A request with the operator's token. As a handler's first argument it
+/// answers 401 before anything else of the request is read.
+struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        check_token(&parts.headers, ADMIN_TOKEN_HEADER, &s.admin_token).map(|()| Admin)
+    }
+}
+
+/// A request with the parties' token; see [`Admin`].
+struct FromParty;
+
+impl FromRequestParts<Arc<AppState>> for FromParty {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        check_token_digest(&parts.headers, INTERNAL_TOKEN_HEADER, &s.party_token_sha256)
+            .map(|()| FromParty)
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WaitParams {
@@ -58,14 +81,15 @@ struct WaitParams {
 type St = State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/studies", post(create_study).get(list_studies))
         .route("/v1/studies/{id}", get(get_study))
         .route("/v1/studies/{id}/submissions", post(submit))
         .route("/v1/submissions/{sid}", get(get_submission))
         .route("/v1/submissions/{sid}/ready", post(ready))
-        .route("/internal/batches/{id}", get(batch_decision))
+        .route("/internal/batches/{id}", get(batch_decision));
+    json_fallbacks(r)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -86,11 +110,10 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 async fn create_study(
+    _: Admin,
     State(s): St,
-    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_token(&headers, ADMIN_TOKEN_HEADER, &s.admin_token)?;
     let req: CreateStudy = parse_json(&body(b)?)?;
     if !valid_study_id(&req.id) {
         return Err(ApiError::bad_request(
@@ -291,11 +314,10 @@ async fn get_submission_checked(
 }
 
 async fn batch_decision(
+    _: FromParty,
     State(s): St,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<BatchDecision>, ApiError> {
-    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.party_token_sha256)?;
     let batch_id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;
