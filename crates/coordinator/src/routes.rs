@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token, check_token_digest, json_fallbacks, parse_json};
+use triad_wire::https::{check_token, check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams,
     SubmissionState, SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER,
@@ -48,6 +48,14 @@ pub struct AppState {
 
 /// Longest a status request may wait for a verdict.
 const MAX_WAIT_MS: u64 = 25_000;
+
+/// The HTTPS server's limits for this router: the handler deadline stays
+/// well above the longest status long poll, whatever the caller asked.
+pub fn serve_limits(mut l: ServeLimits) -> ServeLimits {
+    let floor = Duration::from_millis(MAX_WAIT_MS) + Duration::from_secs(15);
+    l.request_timeout = l.request_timeout.max(floor);
+    l
+}
 
 /// A request with the operator's token. As a handler's first argument it
 /// answers 401 before anything else of the request is read.

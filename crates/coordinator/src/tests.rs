@@ -291,6 +291,7 @@ impl Env {
                 ..BatchConfig::default()
             },
             max_attestation_age_secs: 3600,
+            serve: triad_wire::https::ServeLimits::default(),
         };
         Self {
             _tmp: tmp,
@@ -541,6 +542,30 @@ async fn auth_comes_first_and_every_error_answer_is_json() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "method_not_allowed");
     assert!(v["message"].is_string());
+    h.shutdown().await;
+}
+
+/// The HTTPS server's handler deadline never cuts a status long poll
+/// short, whatever deadline the configuration asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_outlasts_a_shorter_request_deadline() {
+    let mut env = Env::new();
+    env.cfg.serve.request_timeout = Duration::from_secs(1);
+    let h = env.launch(FakeParties::new()).await;
+    assert_eq!(create_study(&env, &h, study_body("s1")).await.status, 201);
+    let a = submit(&env, &h, "s1", &attest("s1", 1)).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let sid = a.body["submission_id"].as_str().unwrap();
+    // Never confirmed: the submission stays awaiting_shares for the whole
+    // wait, which the handler spends in full.
+    let path = format!("/v1/submissions/{sid}?wait_ms=2500");
+    let a = call(&env, &h, "GET", &path, None, &[]).await;
+    assert_eq!(
+        (a.status, a.body["status"].as_str()),
+        (200, Some("awaiting_shares")),
+        "{:?}",
+        a.body
+    );
     h.shutdown().await;
 }
 

@@ -23,7 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token_digest, json_fallbacks, parse_json};
+use triad_wire::https::{check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::limits::{RateLimit, RateLimiter};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
@@ -42,6 +42,14 @@ pub const MAX_BATCH: usize = 10_000;
 /// How long a handler waits for its MPC job (queue plus run).
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The HTTPS server's limits for this router: the handler deadline stays
+/// above [`JOB_TIMEOUT`], so an internal call waiting for its MPC job gets
+/// the job's own answer. (Heads, bodies and stalled writes keep their
+/// short deadlines.)
+pub fn serve_limits(mut l: ServeLimits) -> ServeLimits {
+    l.request_timeout = l.request_timeout.max(JOB_TIMEOUT + Duration::from_secs(30));
+    l
+}
 
 type Job = Box<dyn FnOnce(&Mesh) + Send>;
 

@@ -80,6 +80,7 @@ async fn start() -> Fixture {
                 global_per_sec: 1000.0,
                 global_burst: 1000.0,
             },
+            serve: triad_wire::https::ServeLimits::default(),
         },
         listener,
     )
