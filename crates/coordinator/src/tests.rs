@@ -500,9 +500,8 @@ async fn studies_are_created_listed_and_validated() {
 /// Authentication comes before anything else of the request: the parties'
 /// route answers 401 without their token whatever the id (even one that
 /// does not decode), the admin route whatever the body (which it does not
-/// read). Every error answer
-/// (unknown path, wrong method, a path that does not decode) has the JSON
-/// shape.
+/// read). Every error answer (unknown path, wrong method, a path that does
+/// not decode) has the JSON shape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_comes_first_and_every_error_answer_is_json() {
     let env = Env::new();

@@ -229,7 +229,8 @@ async fn read_body_limited(mut resp: reqwest::Response, max: usize) -> Result<Ve
     if announced > max as u64 {
         return Err(too_long());
     }
-    let mut out = Vec::with_capacity(announced as usize);
+    // Grown as data arrives: a length announced but never sent costs little.
+    let mut out = Vec::with_capacity(announced.min(64 * 1024) as usize);
     while let Some(chunk) = resp
         .chunk()
         .await

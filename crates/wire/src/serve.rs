@@ -370,7 +370,10 @@ fn closing(e: ApiError) -> Response {
 
 /// 414 / 431 for an oversize head, in the JSON shape.
 fn check_head<B>(req: &Request<B>) -> Result<(), ApiError> {
-    let uri = req.uri().to_string().len();
+    let u = req.uri();
+    let uri = u.scheme_str().map_or(0, str::len)
+        + u.authority().map_or(0, |a| a.as_str().len())
+        + u.path_and_query().map_or(0, |p| p.as_str().len());
     if uri > MAX_URI_BYTES {
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
