@@ -43,6 +43,8 @@ pub struct ApiConfig {
     /// Timeout of each request to the coordinator and the parties.
     pub request_timeout: Duration,
     pub tls: Arc<rustls::ServerConfig>,
+    /// The HTTPS server's connection caps and timeouts.
+    pub serve: triad_wire::https::ServeLimits,
 }
 
 impl ApiConfig {
@@ -54,6 +56,7 @@ impl ApiConfig {
             poll_interval: DEFAULT_POLL,
             request_timeout: Duration::from_secs(10),
             tls,
+            serve: triad_wire::https::ServeLimits::default(),
         }
     }
 }
@@ -207,7 +210,12 @@ pub async fn launch(
         started: triad_wire::unix_now(),
     });
     let router = server::router(shared.clone());
-    let server = tokio::spawn(triad_wire::https::serve(listener, cfg.tls.clone(), router));
+    let server = tokio::spawn(triad_wire::https::serve_with(
+        listener,
+        cfg.tls.clone(),
+        router,
+        cfg.serve,
+    ));
     let poller = {
         let shared = shared.clone();
         let every = cfg.poll_interval.max(Duration::from_millis(10));
@@ -249,6 +257,7 @@ pub fn run_blocking(args: ApiArgs) -> Result<(), ApiServiceError> {
     let tls = triad_wire::https::server_config(&args.service.tls_cert, &args.service.tls_key)?;
     let mut cfg = ApiConfig::new(network, args.service.data_dir.clone(), tls);
     cfg.poll_interval = Duration::from_millis(args.poll_ms.max(10));
+    cfg.serve = args.service.serve_limits();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -50,20 +50,16 @@ const OPENAPI: &str = include_str!("openapi.json");
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(health))
         .route("/openapi.json", get(openapi))
         .route("/v1/studies", get(studies))
         .route("/v1/studies/{id}/release/latest", get(latest))
-        .route("/v1/studies/{id}/releases", get(history))
-        .fallback(not_found)
+        .route("/v1/studies/{id}/releases", get(history));
+    triad_wire::https::json_fallbacks(r)
         .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(shared)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
 }
 
 async fn dashboard() -> Response {

@@ -339,6 +339,36 @@ async fn cache_survives_a_restart() {
     api.shutdown();
 }
 
+/// Unknown paths, wrong methods and path parameters that do not decode
+/// answer a specific 4xx in the JSON error shape.
+#[tokio::test]
+async fn every_error_answer_has_the_json_shape() {
+    let f = Fake::new().await;
+    let api = f.launch().await;
+    let e = triad_wire::https::read_json::<serde_json::Value>(f.get(&api, "/nope").await)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status.as_u16(), e.code), (404, "not_found"));
+    let e = triad_wire::https::read_json::<serde_json::Value>(
+        f.get(&api, "/v1/studies/%FF/releases").await,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((e.status.as_u16(), e.code), (400, "bad_request"));
+    let r = f
+        .client
+        .post(format!("{}/v1/studies", api.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    let e = triad_wire::https::read_json::<serde_json::Value>(r)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status.as_u16(), e.code), (405, "method_not_allowed"));
+    api.shutdown();
+}
+
 #[tokio::test]
 async fn unknown_study_pages_and_health() {
     let f = Fake::new().await;

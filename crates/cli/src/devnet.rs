@@ -19,6 +19,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use triad_notary::datasource::{DatasourceInfo, DATASOURCE_INFO_FILE};
 use triad_wire::config::{write_atomic, DatasourceEndpoint};
+use triad_wire::https::ServeLimits;
 use triad_wire::pki::ServiceCa;
 use triad_wire::{NetworkConfig, PartyEndpoint};
 
@@ -301,6 +302,11 @@ impl Devnet {
                 dir.join(name).display().to_string(),
                 "--listen".into(),
                 format!("127.0.0.1:{port}"),
+                // Every simulated provider of a devnet comes from
+                // 127.0.0.1: one address may hold as many connections as
+                // all clients together.
+                "--max-conns-per-ip".into(),
+                ServeLimits::DEFAULT.max_conns.to_string(),
             ];
             v.extend(tls(name));
             v

@@ -62,6 +62,8 @@ pub struct CoordinatorConfig {
     pub limits: Limits,
     pub batching: BatchConfig,
     pub max_attestation_age_secs: u64,
+    /// The HTTPS server's connection caps and timeouts.
+    pub serve: triad_wire::https::ServeLimits,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -74,6 +76,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("limits", &self.limits)
             .field("batching", &self.batching)
             .field("max_attestation_age_secs", &self.max_attestation_age_secs)
+            .field("serve", &self.serve)
             .finish()
     }
 }
@@ -192,7 +195,13 @@ pub(crate) async fn launch_with(
     });
     let addr = listener.local_addr()?;
     let router = routes::router(state, cfg.limits.max_body);
-    let server = tokio::spawn(triad_wire::https::serve(listener, cfg.tls.clone(), router));
+    let limits = routes::serve_limits(cfg.serve);
+    let server = tokio::spawn(triad_wire::https::serve_with(
+        listener,
+        cfg.tls.clone(),
+        router,
+        limits,
+    ));
     let driver = tokio::spawn(driver.run());
     Ok(CoordinatorHandle {
         addr,
@@ -273,6 +282,7 @@ impl CoordinatorArgs {
                 ..BatchConfig::default()
             },
             max_attestation_age_secs: self.max_attestation_age_secs,
+            serve: self.service.serve_limits(),
         })
     }
 }

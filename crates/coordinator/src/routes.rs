@@ -7,14 +7,15 @@ use axum::body::Bytes;
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token, check_token_digest, parse_json};
+use triad_wire::https::{check_token, check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::messages::{
     BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams, SubmissionState,
     SubmissionStatus, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER, INTERNAL_TOKEN_HEADER,
@@ -53,6 +54,36 @@ pub struct AppState {
 /// Longest a status request may wait for a verdict.
 const MAX_WAIT_MS: u64 = 25_000;
 
+/// The HTTPS server's limits for this router: the handler deadline stays
+/// well above the longest status long poll, whatever the caller asked.
+pub fn serve_limits(mut l: ServeLimits) -> ServeLimits {
+    let floor = Duration::from_millis(MAX_WAIT_MS) + Duration::from_secs(15);
+    l.request_timeout = l.request_timeout.max(floor);
+    l
+}
+
+/// A request with the operator's token. As a handler's first argument it
+/// answers 401 before anything else of the request is read.
+struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        check_token(&parts.headers, ADMIN_TOKEN_HEADER, &s.admin_token).map(|()| Admin)
+    }
+}
+
+/// A request with the parties' token; see [`Admin`].
+struct FromParty;
+
+impl FromRequestParts<Arc<AppState>> for FromParty {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        check_token_digest(&parts.headers, INTERNAL_TOKEN_HEADER, &s.party_token_sha256)
+            .map(|()| FromParty)
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WaitParams {
@@ -63,7 +94,7 @@ struct WaitParams {
 type St = State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/studies", post(create_study).get(list_studies))
         .route("/v1/studies/{id}", get(get_study))
@@ -71,7 +102,8 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/submissions/{sid}", get(get_submission))
         .route("/v1/submissions/{sid}/ready", post(ready))
         .route("/internal/batches/{id}", get(batch_decision))
-        .route("/internal/status", get(status))
+        .route("/internal/status", get(status));
+    json_fallbacks(r)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(state)
@@ -93,11 +125,10 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 async fn create_study(
+    _: Admin,
     State(s): St,
-    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_token(&headers, ADMIN_TOKEN_HEADER, &s.admin_token)?;
     let req: CreateStudy = parse_json(&body(b)?)?;
     let params = StudyParams {
         id: req.id,
@@ -164,8 +195,7 @@ async fn create_study(
 }
 
 /// `GET /internal/status` (operator): what needs an operator's attention.
-async fn status(State(s): St, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
-    check_token(&headers, ADMIN_TOKEN_HEADER, &s.admin_token)?;
+async fn status(_: Admin, State(s): St) -> Result<Json<serde_json::Value>, ApiError> {
     let stuck: Vec<serde_json::Value> = s
         .stuck
         .lock()
@@ -327,11 +357,10 @@ async fn get_submission_checked(
 }
 
 async fn batch_decision(
+    _: FromParty,
     State(s): St,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<BatchDecision>, ApiError> {
-    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.party_token_sha256)?;
     let batch_id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;

@@ -332,6 +332,7 @@ impl Env {
                 ..BatchConfig::default()
             },
             max_attestation_age_secs: 3600,
+            serve: triad_wire::https::ServeLimits::default(),
         };
         Self {
             _tmp: tmp,
@@ -561,6 +562,77 @@ async fn studies_are_created_listed_and_validated() {
     assert_eq!((a.status, a.body["contributions"].clone()), (200, json!(0)));
     let a = call(&env, &h, "GET", "/v1/studies/nope", None, &[]).await;
     assert_eq!((a.status, a.code()), (404, "unknown_study"));
+    h.shutdown().await;
+}
+
+/// Authentication comes before anything else of the request: the parties'
+/// route answers 401 without their token whatever the id (even one that
+/// does not decode), the admin route whatever the body (which it does not
+/// read). Every error answer (unknown path, wrong method, a path that does
+/// not decode) has the JSON shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_comes_first_and_every_error_answer_is_json() {
+    let env = Env::new();
+    let h = env.launch(FakeParties::new()).await;
+    for path in [
+        "/internal/batches/1",
+        "/internal/batches/abc",
+        "/internal/batches/%FF",
+    ] {
+        for headers in [&[][..], &[("x-triad-internal", "wrong")][..]] {
+            let a = call(&env, &h, "GET", path, None, headers).await;
+            assert_eq!((a.status, a.code()), (401, "unauthorized"), "{path}");
+        }
+    }
+    let token = [(triad_wire::messages::INTERNAL_TOKEN_HEADER, INTERNAL)];
+    let a = call(&env, &h, "GET", "/internal/batches/abc", None, &token).await;
+    assert_eq!((a.status, a.code()), (400, "malformed_body"));
+    let a = call(&env, &h, "GET", "/internal/batches/%FF", None, &token).await;
+    assert_eq!((a.status, a.code()), (400, "bad_request"));
+    let a = call(&env, &h, "POST", "/v1/studies", Some(b"{not".to_vec()), &[]).await;
+    assert_eq!((a.status, a.code()), (401, "unauthorized"));
+
+    let a = call(&env, &h, "GET", "/nope", None, &[]).await;
+    assert_eq!((a.status, a.code()), (404, "not_found"));
+    let a = call(&env, &h, "GET", "/v1/studies/%FF", None, &[]).await;
+    assert_eq!((a.status, a.code()), (400, "bad_request"));
+    let a = call(&env, &h, "GET", "/v1/submissions/x?wait_ms=soon", None, &[]).await;
+    assert_eq!((a.status, a.code()), (400, "malformed_body"));
+    let r = env
+        .http
+        .delete(format!("{}/v1/studies", h.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST,GET,HEAD");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "method_not_allowed");
+    assert!(v["message"].is_string());
+    h.shutdown().await;
+}
+
+/// The HTTPS server's handler deadline never cuts a status long poll
+/// short, whatever deadline the configuration asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_outlasts_a_shorter_request_deadline() {
+    let mut env = Env::new();
+    env.cfg.serve.request_timeout = Duration::from_secs(1);
+    let h = env.launch(FakeParties::new()).await;
+    assert_eq!(create_study(&env, &h, study_body("s1")).await.status, 201);
+    let a = submit(&env, &h, "s1", &attest("s1", 1)).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let sid = a.body["submission_id"].as_str().unwrap();
+    // Never confirmed: the submission stays awaiting_shares for the whole
+    // wait, which the handler spends in full.
+    let path = format!("/v1/submissions/{sid}?wait_ms=2500");
+    let a = call(&env, &h, "GET", &path, None, &[]).await;
+    assert_eq!(
+        (a.status, a.body["status"].as_str()),
+        (200, Some("awaiting_shares")),
+        "{:?}",
+        a.body
+    );
     h.shutdown().await;
 }
 

@@ -97,6 +97,8 @@ pub struct PartyConfig {
     pub coordinator_token_sha256: [u8; 32],
     pub floors: Floors,
     pub upload_rate: triad_wire::limits::RateLimit,
+    /// The HTTPS server's connection caps and timeouts.
+    pub serve: triad_wire::https::ServeLimits,
 }
 
 /// A running party.
@@ -169,8 +171,9 @@ pub async fn launch(
     let addr = listener.local_addr()?;
     let router = service::router(state.clone());
     let tls = cfg.tls.clone();
+    let limits = service::serve_limits(cfg.serve);
     let server = tokio::spawn(async move {
-        if let Err(e) = triad_wire::https::serve(listener, tls, router).await {
+        if let Err(e) = triad_wire::https::serve_with(listener, tls, router, limits).await {
             tracing::error!(error = %e, "party server stopped");
         }
     });
@@ -229,6 +232,7 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
     let id =
         PartyId::new(args.id).ok_or_else(|| PartyError::Config("--id must be 0, 1 or 2".into()))?;
     let (network, tls) = args.service.load().map_err(PartyError::Config)?;
+    let serve = args.service.serve_limits();
     let internal_token = read_token(&args.internal_token_file)?;
     let coordinator_token_sha256 =
         triad_wire::https::read_digest(&args.coordinator_token_digest_file)
@@ -256,6 +260,7 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
                     per_ip_burst: args.per_ip_burst,
                     ..DEFAULT_UPLOAD_RATE
                 },
+                serve,
             },
             listener,
         )

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts as RequestParts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
 use triad_notary::NotaryPublicKey;
-use triad_wire::https::{check_token_digest, parse_json};
+use triad_wire::https::{check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::limits::{RateLimit, RateLimiter};
 use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
@@ -46,6 +47,15 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 const JOB_QUEUE: usize = 8;
 /// Prepared batches whose intake entries are remembered until decided.
 const MAX_BATCH_KEYS: usize = 1024;
+
+/// The HTTPS server's limits for this router: the handler deadline stays
+/// above [`JOB_TIMEOUT`], so an internal call waiting for its MPC job gets
+/// the job's own answer. (Heads, bodies and stalled writes keep their
+/// short deadlines.)
+pub fn serve_limits(mut l: ServeLimits) -> ServeLimits {
+    l.request_timeout = l.request_timeout.max(JOB_TIMEOUT + Duration::from_secs(30));
+    l
+}
 
 type Job = Box<dyn FnOnce(&Mesh) + Send>;
 
@@ -236,6 +246,27 @@ impl PartyState {
 
 type St = State<Arc<PartyState>>;
 
+/// A request with the coordinator's token. As an internal handler's first
+/// argument it answers 401 before anything else of the request is read
+/// (its path parameters, its body): an unauthenticated caller learns
+/// nothing about the routes' shape and costs no body read.
+struct FromCoordinator;
+
+impl FromRequestParts<Arc<PartyState>> for FromCoordinator {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut RequestParts,
+        s: &Arc<PartyState>,
+    ) -> Result<Self, ApiError> {
+        check_token_digest(
+            &parts.headers,
+            INTERNAL_TOKEN_HEADER,
+            &s.coordinator_token_sha256,
+        )
+        .map(|()| FromCoordinator)
+    }
+}
+
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -265,12 +296,13 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .route("/internal/releases", post(release))
         .route("/internal/studies", post(pin_study))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
-    Router::new()
+    let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/info", get(info))
         .route("/v1/studies/{id}/release/latest", get(latest_release))
         .merge(public)
-        .merge(internal)
+        .merge(internal);
+    json_fallbacks(r)
         .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(state)
 }
@@ -371,11 +403,10 @@ enum PrepareStart {
 }
 
 async fn prepare(
+    _: FromCoordinator,
     State(s): St,
-    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PrepareResult>, ApiError> {
-    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
     let req: PrepareBatch = parse_json(&body(b)?)?;
     let commitments = validate_prepare(&req)?;
     let hash: [u8; 32] = Sha256::digest(serde_json::to_vec(&req).expect("serializes")).into();
@@ -472,11 +503,12 @@ pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<Batc
 
 async fn decide(
     s: &Arc<PartyState>,
-    headers: &HeaderMap,
-    id: u64,
+    id: &str,
     d: Decision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_token_digest(headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;
     let got = blocking(s, move |s| apply_decision(s, id, d)).await?;
     let want = if d == Decision::Commit {
         BatchState::Committed
@@ -495,29 +527,28 @@ async fn decide(
 }
 
 async fn commit(
+    _: FromCoordinator,
     State(s): St,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    decide(&s, &headers, id, Decision::Commit).await
+    decide(&s, &id, Decision::Commit).await
 }
 
 async fn abort(
+    _: FromCoordinator,
     State(s): St,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    decide(&s, &headers, id, Decision::Abort).await
+    decide(&s, &id, Decision::Abort).await
 }
 
 /// `POST /internal/studies`: the coordinator announces a new study; this
 /// party pins it or says why it never will serve it.
 async fn pin_study(
+    _: FromCoordinator,
     State(s): St,
-    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StudyParams>, ApiError> {
-    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
     let study: StudyParams = parse_json(&body(b)?)?;
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || s2.pin_with(&study, Store::pin_new_study))
@@ -527,11 +558,10 @@ async fn pin_study(
 }
 
 async fn release(
+    _: FromCoordinator,
     State(s): St,
-    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SignedRelease>, ApiError> {
-    check_token_digest(&headers, INTERNAL_TOKEN_HEADER, &s.coordinator_token_sha256)?;
     let req: ReleaseRequest = parse_json(&body(b)?)?;
     let req = blocking(&s, move |s| release_checks(s, req)).await?;
     let (store, key) = (s.store.clone(), s.key.clone());

@@ -80,6 +80,7 @@ async fn start() -> Fixture {
                 global_per_sec: 1000.0,
                 global_burst: 1000.0,
             },
+            serve: triad_wire::https::ServeLimits::default(),
         },
         listener,
     )
@@ -267,6 +268,50 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+}
+
+/// Authentication comes before anything else of the request: without the
+/// coordinator's token every internal route answers 401 whatever its id,
+/// so a caller learns nothing of the routes' shape. With it, a bad id is a
+/// 400; unknown paths and wrong methods answer too, all in the JSON shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_routes_authenticate_before_parsing_and_errors_are_json() {
+    let f = start().await;
+    for path in [
+        "/internal/batches/abc/commit",
+        "/internal/batches/abc/abort",
+        "/internal/batches/%FF/commit",
+        "/internal/batches/18446744073709551616/abort",
+        "/internal/batches/7/commit",
+    ] {
+        for token in [None, Some("wrong")] {
+            let (s, v) = post(&f, path, vec![], token).await;
+            assert_eq!(
+                (s, v["error"].as_str().unwrap_or("")),
+                (401, "unauthorized"),
+                "{path} {token:?}"
+            );
+        }
+    }
+    for path in ["/internal/batches/abc/commit", "/internal/batches/-1/abort"] {
+        let (s, v) = post(&f, path, vec![], Some(TOKEN)).await;
+        assert_eq!(
+            (s, v["error"].as_str().unwrap_or("")),
+            (400, "malformed_body")
+        );
+    }
+    let (s, v) = post(&f, "/internal/batches/%FF/abort", vec![], Some(TOKEN)).await;
+    assert_eq!((s, v["error"].as_str().unwrap_or("")), (400, "bad_request"));
+
+    let (s, v) = post(&f, "/nope", vec![], None).await;
+    assert_eq!((s, v["error"].as_str().unwrap_or("")), (404, "not_found"));
+    for path in ["/v1/shares", "/internal/batches/7/commit"] {
+        let r = f.http.get(format!("{}{path}", f.url)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], "POST");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "method_not_allowed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

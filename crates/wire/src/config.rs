@@ -112,6 +112,13 @@ pub struct ServiceArgs {
     /// HTTPS private key (PEM).
     #[arg(long)]
     pub tls_key: PathBuf,
+    /// Most HTTPS connections open at once from one client address (a
+    /// devnet, whose providers all come from 127.0.0.1, raises it).
+    #[arg(long, default_value_t = crate::https::ServeLimits::DEFAULT.max_conns_per_ip)]
+    pub max_conns_per_ip: usize,
+    /// Most HTTPS connections open at once.
+    #[arg(long, default_value_t = crate::https::ServeLimits::DEFAULT.max_conns)]
+    pub max_conns: usize,
 }
 
 impl ServiceArgs {
@@ -121,6 +128,15 @@ impl ServiceArgs {
         let tls = crate::https::server_config(&self.tls_cert, &self.tls_key)
             .map_err(|e| e.to_string())?;
         Ok((network, tls))
+    }
+
+    /// The HTTPS server's limits: the defaults with these flags' caps.
+    pub fn serve_limits(&self) -> crate::https::ServeLimits {
+        crate::https::ServeLimits {
+            max_conns_per_ip: self.max_conns_per_ip,
+            max_conns: self.max_conns,
+            ..crate::https::ServeLimits::DEFAULT
+        }
     }
 }
 

@@ -1,24 +1,19 @@
-//! HTTPS for the services: axum behind rustls, a client that trusts only
-//! the network's CA, and the JSON error every endpoint answers with.
+//! HTTPS for the services: a client that trusts only the network's CA,
+//! bounded reads of answers, and the JSON error every endpoint answers
+//! with (the server loop is in [`crate::serve`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 /// The body of every error answer: a stable machine-readable `error` code
 /// and a sentence for people.
@@ -203,18 +198,59 @@ pub fn client(ca_pem: &[u8], timeout: Duration) -> Result<reqwest::Client, TlsEr
         // Providers run hundreds of requests at once; every idle connection
         // kept saves a TLS handshake.
         .pool_max_idle_per_host(1024)
+        // Well before a service closes an idle connection (its head
+        // timeout), so a request never races the server's close.
+        .pool_idle_timeout(ServeLimits::DEFAULT.header_read_timeout / 2)
         .build()
         .map_err(|e| TlsError::Client(e.to_string()))
 }
 
+/// Largest answer [`read_json`] reads from a peer.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
 /// Reads an answer: the JSON body on 2xx, the [`ErrorBody`] as an
-/// [`ApiError`] otherwise.
+/// [`ApiError`] otherwise. At most [`MAX_ANSWER_BYTES`] are read.
 pub async fn read_json<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ApiError> {
-    let status = resp.status();
-    let bytes = resp
-        .bytes()
+    read_json_limited(resp, MAX_ANSWER_BYTES).await
+}
+
+/// The bytes of an answer of at most `max` bytes, or `bad_answer` (502)
+/// as soon as it is known to be longer, from its `Content-Length` or
+/// while it streams in.
+async fn read_body_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ApiError> {
+    let too_long = || {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_answer",
+            format!("answer longer than {max} bytes"),
+        )
+    };
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > max as u64 {
+        return Err(too_long());
+    }
+    // Grown as data arrives: a length announced but never sent costs little.
+    let mut out = Vec::with_capacity(announced.min(64 * 1024) as usize);
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| ApiError::unavailable("transport", e.to_string()))?;
+        .map_err(|e| ApiError::unavailable("transport", e.to_string()))?
+    {
+        if chunk.len() > max - out.len() {
+            return Err(too_long());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// [`read_json`] reading at most `max` bytes.
+pub async fn read_json_limited<T: DeserializeOwned>(
+    resp: reqwest::Response,
+    max: usize,
+) -> Result<T, ApiError> {
+    let status = resp.status();
+    let bytes = read_body_limited(resp, max).await?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
@@ -237,6 +273,31 @@ pub async fn read_json<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
         ),
     })
+}
+
+/// The fallback of every service's router: a path no route matches
+/// answers 404 in the JSON error shape.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+/// A known path asked with a method it does not serve: 405 in the JSON
+/// error shape (axum still adds the `Allow` header).
+pub async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this endpoint"),
+    )
+}
+
+/// Installs [`not_found`] and [`method_not_allowed`] on a service's
+/// router. Call it last, after every route and merge: axum gives the
+/// method fallback only to the routes that exist at the time.
+pub fn json_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// Error codes are a small fixed vocabulary; map known ones back to their
@@ -269,6 +330,22 @@ fn leak_code(code: &str) -> &'static str {
         "unknown_batch",
         "study_changed",
         "mpc_failed",
+        "invalid_study",
+        "wrong_source",
+        "parties_unavailable",
+        "bad_answer",
+        "bad_request",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "request_timeout",
+        "length_required",
+        "uri_too_long",
+        "unsupported_media_type",
+        "unprocessable",
+        "headers_too_large",
+        "unavailable",
+        "http_error",
     ];
     KNOWN
         .iter()
@@ -281,78 +358,4 @@ fn leak_code(code: &str) -> &'static str {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// A listener that hands axum only connections whose TLS handshake
-/// completed; handshakes run concurrently, each with a deadline, so a slow
-/// or silent client holds up nobody.
-pub struct TlsListener {
-    local: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, tls: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, rx) = mpsc::channel(256);
-        let acceptor = TlsAcceptor::from(tls);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, addr) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(_) => {
-                        // Out of descriptors and the like: back off, go on.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, tx2) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    if let Ok(Ok(tls)) =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                    {
-                        let _ = tx2.send((tls, addr)).await;
-                    }
-                });
-                if tx.is_closed() {
-                    return;
-                }
-            }
-        });
-        Ok(Self { local, rx })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(x) => x,
-            // The accept loop is gone (runtime shutting down).
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-/// Serves `router` over HTTPS on `listener` until the future completes.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
-) -> std::io::Result<()> {
-    let l = TlsListener::new(listener, tls)?;
-    axum::serve(l, router.into_make_service_with_connect_info::<PeerAddr>()).await
-}
+pub use crate::serve::{serve, serve_with, ServeLimits};

@@ -5,10 +5,13 @@
 //! - [`release`]: a release, its canonical signing bytes and the party
 //!   signatures that make it acceptable;
 //! - [`config`]: the network description every service and client reads;
-//! - [`https`]: axum over rustls, the pinned-CA HTTP client, and the one
-//!   JSON error shape every service answers with;
+//! - [`https`]: the pinned-CA HTTP client, bounded answer reads, and the
+//!   one JSON error shape every service answers with;
+//! - [`serve`]: the HTTPS server loop (rustls, hyper, axum) with its
+//!   connection caps and timeouts;
 //! - [`study`]: the study rules both the coordinator and the parties
 //!   enforce: parameter bounds, the parties' floors, the release rule;
+//! - [`trace`]: request ids and spans, the log subscriber;
 //! - [`pki`]: the service CA and leaf certificates a devnet generates.
 #![forbid(unsafe_code)]
 
@@ -18,6 +21,7 @@ pub mod limits;
 pub mod messages;
 pub mod pki;
 pub mod release;
+pub mod serve;
 pub mod study;
 pub mod trace;
 
