@@ -431,10 +431,13 @@ fn json<T: serde::Serialize>(x: &T) -> String {
     serde_json::to_string(x).unwrap()
 }
 
-/// A transport that logs every message it sends: (from, to, bytes).
+/// Messages sent, in order: (from, to, bytes).
+type MessageLog = Arc<Mutex<Vec<(usize, usize, Vec<u8>)>>>;
+
+/// A transport that logs every message it sends.
 struct Recording {
     inner: Box<dyn Network>,
-    log: Arc<Mutex<Vec<(usize, usize, Vec<u8>)>>>,
+    log: MessageLog,
 }
 
 impl Network for Recording {
@@ -459,7 +462,7 @@ impl Network for Recording {
 /// What party 0 sends during `run` (to both peers, in order), framed as
 /// the TCP transport frames it, behind the `mpc_frame` size-limit byte.
 fn mpc_stream<R: Send>(run: impl Fn(&mut triad_mpc::Party) -> R + Sync) -> Vec<u8> {
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = MessageLog::default();
     let nets = triad_mpc::network::MemNetwork::triple(Duration::from_secs(10)).map(|n| {
         Box::new(Recording {
             inner: Box::new(n),

@@ -35,10 +35,13 @@ pub use notary::{
     attestation, data_spec, fuzz_notary_key, http_response, notary_request, proxy_preamble,
     tls_transcript, TranscriptCase,
 };
-pub use services::{prepare_batch, share_upload, wire_messages, WIRE_TYPES};
+pub use services::{prepare_batch, share_upload, wire_message_parses, wire_messages, WIRE_TYPES};
+
+/// A fuzz target: any bytes in, a panic if the parser breaks an invariant.
+pub type Target = fn(&[u8]);
 
 /// Every target by name, as in `fuzz/fuzz_targets/` and `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("tls_transcript", tls_transcript),
     ("http_response", http_response),
     ("data_spec", data_spec),

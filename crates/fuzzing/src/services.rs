@@ -59,15 +59,17 @@ pub fn prepare_batch(data: &[u8]) {
 
 /// Parses `data` as `T`; if it parses, serializing and parsing again gives
 /// the same JSON value (and the same `T` where `T: PartialEq`, via `eq`).
-fn round_trip<T: Serialize + DeserializeOwned>(data: &[u8], eq: fn(&T, &T) -> bool) {
+/// Returns whether `data` parsed.
+fn round_trip<T: Serialize + DeserializeOwned>(data: &[u8], eq: fn(&T, &T) -> bool) -> bool {
     let Ok(x) = serde_json::from_slice::<T>(data) else {
-        return;
+        return false;
     };
     let json = serde_json::to_string(&x).unwrap();
     let y: T = serde_json::from_str(&json)
         .unwrap_or_else(|e| panic!("a message's own JSON does not parse: {e}: {json}"));
     assert!(eq(&x, &y), "JSON round trip changed the value: {json}");
     assert_eq!(serde_json::to_string(&y).unwrap(), json);
+    true
 }
 
 fn same<T: PartialEq>(a: &T, b: &T) -> bool {
@@ -101,8 +103,13 @@ pub const WIRE_TYPES: &[&str] = &[
 /// First byte: which message ([`WIRE_TYPES`], modulo their number); the
 /// rest: its JSON. Invariant: JSON round trip.
 pub fn wire_messages(data: &[u8]) {
+    wire_message_parses(data);
+}
+
+/// [`wire_messages`], returning whether the message parsed.
+pub fn wire_message_parses(data: &[u8]) -> bool {
     let Some((&sel, json)) = data.split_first() else {
-        return;
+        return false;
     };
     match usize::from(sel) % WIRE_TYPES.len() {
         0 => round_trip::<StudyParams>(json, same),

@@ -86,4 +86,11 @@ fn real_seeds_are_accepted_inputs() {
         let b = serde_json::from_slice(&s).expect("batch JSON");
         assert!(triad_party::service::validate_prepare(&b).is_ok());
     }
+    for s in seeds("wire_messages") {
+        let name = triad_fuzzing::WIRE_TYPES[usize::from(s[0]) % triad_fuzzing::WIRE_TYPES.len()];
+        assert!(
+            triad_fuzzing::wire_message_parses(&s),
+            "{name} seed does not parse"
+        );
+    }
 }
