@@ -19,4 +19,6 @@ mod pin;
 mod tcp;
 
 pub use pin::Identity;
+#[doc(hidden)]
+pub use tcp::read_frame;
 pub use tcp::{TcpConfig, TcpNetwork};

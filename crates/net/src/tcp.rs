@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -132,31 +132,7 @@ impl TcpNetwork {
             });
             tokio::spawn(async move {
                 loop {
-                    let mut len = [0u8; 4];
-                    let r = match rd.read_exact(&mut len).await {
-                        Ok(_) => {
-                            let len = u32::from_be_bytes(len) as usize;
-                            if len > max {
-                                Err(NetError::Oversize { peer, len, max })
-                            } else {
-                                // Grow with the data actually received: a
-                                // header alone cannot make us allocate.
-                                let mut buf = Vec::with_capacity(len.min(1 << 20));
-                                match (&mut rd).take(len as u64).read_to_end(&mut buf).await {
-                                    Ok(got) if got == len => Ok(buf),
-                                    Ok(_) => Err(io_err(
-                                        peer,
-                                        "connection closed in the middle of a frame",
-                                    )),
-                                    Err(e) => Err(io_err(peer, e)),
-                                }
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                            Err(NetError::Closed(peer))
-                        }
-                        Err(e) => Err(io_err(peer, e)),
-                    };
+                    let r = read_frame(&mut rd, peer, max).await;
                     let stop = r.is_err();
                     if in_tx.send(r).await.is_err() || stop {
                         return;
@@ -178,6 +154,38 @@ impl TcpNetwork {
             max_frame: cfg.max_frame.min(u32::MAX as usize),
             stats: NetStats::default(),
         })
+    }
+}
+
+/// Reads one frame, `u32` big-endian length then the payload, from a peer
+/// whose frames may be at most `max` bytes. A stream that ends before a
+/// header is [`NetError::Closed`]; one that ends inside a frame is an I/O
+/// error. Public for the fuzz targets only.
+#[doc(hidden)]
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    peer: PartyId,
+    max: usize,
+) -> Result<Vec<u8>, NetError> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(NetError::Closed(peer))
+        }
+        Err(e) => return Err(io_err(peer, e)),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(NetError::Oversize { peer, len, max });
+    }
+    // Grow with the data actually received: a header alone cannot make us
+    // allocate.
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    match rd.take(len as u64).read_to_end(&mut buf).await {
+        Ok(got) if got == len => Ok(buf),
+        Ok(_) => Err(io_err(peer, "connection closed in the middle of a frame")),
+        Err(e) => Err(io_err(peer, e)),
     }
 }
 

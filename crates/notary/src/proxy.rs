@@ -220,8 +220,10 @@ pub(crate) fn launch_proxy_guarding(
     })
 }
 
-/// Parses `TRIAD-PROXY/1 <sid> <host> <port>`.
-fn parse_preamble(line: &[u8]) -> Option<(String, String, u16)> {
+/// Parses `TRIAD-PROXY/1 <sid> <host> <port>` (the line without its `\n`).
+/// Public for the fuzz targets only.
+#[doc(hidden)]
+pub fn parse_preamble(line: &[u8]) -> Option<(String, String, u16)> {
     let line = std::str::from_utf8(line).ok()?;
     let mut it = line.split(' ');
     if it.next()? != "TRIAD-PROXY/1" {

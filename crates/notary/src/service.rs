@@ -238,6 +238,55 @@ enum Parsed {
     Error(u16, &'static str),
 }
 
+/// A parsed request head: request line and the one header the API reads.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub content_length: usize,
+}
+
+/// Parses a request head (the bytes before the blank line, without it):
+/// request line, then `Name: value` headers; `Content-Length` is the only
+/// one read and `Transfer-Encoding` is refused. Errors carry the status to
+/// answer. Pure; public for the fuzz targets only.
+#[doc(hidden)]
+pub fn parse_request_head(head: &[u8]) -> Result<RequestHead, (u16, &'static str)> {
+    let Ok(head) = std::str::from_utf8(head) else {
+        return Err((400, "request head is not UTF-8"));
+    };
+    let mut lines = head.split("\r\n");
+    let mut parts = lines.next().unwrap_or("").split(' ');
+    let (method, path, version) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or(""),
+    );
+    if method.is_empty() || !path.starts_with('/') || !version.starts_with("HTTP/1.") {
+        return Err((400, "malformed request line"));
+    }
+    let mut content_length: usize = 0;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err((400, "malformed header line"));
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            let Ok(n) = value.trim().parse() else {
+                return Err((400, "malformed content-length"));
+            };
+            content_length = n;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err((400, "transfer-encoding is not supported"));
+        }
+    }
+    Ok(RequestHead {
+        method,
+        path,
+        content_length,
+    })
+}
+
 async fn read_request(sock: &mut AsyncTcpStream, lim: &ApiLimits) -> std::io::Result<Parsed> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -254,33 +303,14 @@ async fn read_request(sock: &mut AsyncTcpStream, lim: &ApiLimits) -> std::io::Re
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let Ok(head) = std::str::from_utf8(&buf[..head_end]) else {
-        return Ok(Parsed::Error(400, "request head is not UTF-8"));
+    let RequestHead {
+        method,
+        path,
+        content_length: length,
+    } = match parse_request_head(&buf[..head_end]) {
+        Ok(h) => h,
+        Err((status, msg)) => return Ok(Parsed::Error(status, msg)),
     };
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or("").split(' ');
-    let (method, path, version) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or(""),
-    );
-    if method.is_empty() || !path.starts_with('/') || !version.starts_with("HTTP/1.") {
-        return Ok(Parsed::Error(400, "malformed request line"));
-    }
-    let mut length: usize = 0;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Ok(Parsed::Error(400, "malformed header line"));
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            let Ok(n) = value.trim().parse() else {
-                return Ok(Parsed::Error(400, "malformed content-length"));
-            };
-            length = n;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Ok(Parsed::Error(400, "transfer-encoding is not supported"));
-        }
-    }
     if length > lim.max_body {
         return Ok(Parsed::Error(413, "request body too large"));
     }
@@ -319,7 +349,9 @@ async fn handle(mut sock: AsyncTcpStream, st: Arc<State>) -> std::io::Result<()>
     write_response(&mut sock, status, &body).await
 }
 
-fn parse_attest(
+/// Decodes a `POST /v1/attest` body. Public for the fuzz targets only.
+#[doc(hidden)]
+pub fn parse_attest(
     body: &[u8],
 ) -> Result<(AttestApiRequest, ServerKeyDisclosure, AttestationRequest), String> {
     let req: AttestApiRequest =

@@ -11,7 +11,8 @@
 //! 5. after the server's ChangeCipherSpec, every record is opened with
 //!    AES-GCM: nonce = salt(4, from the disclosed IV) || explicit(8, record),
 //!    AAD = seq(8) || type(1) || version(2) || plaintext length(2). The first
-//!    must be Finished; application data is concatenated; close_notify ends.
+//!    must be Finished (and must be there); application data is
+//!    concatenated; close_notify ends.
 
 use std::fmt;
 use std::sync::Arc;
@@ -417,6 +418,10 @@ pub fn check_transcript(
         );
     let mut plaintext = Vec::new();
     let mut closed = false;
+    // Whether the first encrypted record, the server's Finished, was seen:
+    // a stream that ends at the ChangeCipherSpec has no record whose tag
+    // authenticates anything and is rejected, not read as an empty response.
+    let mut finished = false;
     for (seq, rec) in server_records[idx..].iter().enumerate() {
         let seq = seq as u64;
         if closed {
@@ -443,13 +448,18 @@ pub fn check_transcript(
             )
             .map_err(|_| E::BadRecordTag { seq })?;
         match (seq, rec.typ) {
-            (0, CT_HANDSHAKE) if plain.len() == 16 && plain[..4] == [20, 0, 0, 12] => {}
+            (0, CT_HANDSHAKE) if plain.len() == 16 && plain[..4] == [20, 0, 0, 12] => {
+                finished = true;
+            }
             (0, _) => return Err(E::MissingMessage("server Finished")),
             (_, CT_APP_DATA) => plaintext.extend_from_slice(plain),
             (_, CT_ALERT) if plain == [1, 0] => closed = true,
             (_, CT_ALERT) => return Err(E::ServerAlert(plain.get(1).copied().unwrap_or(0))),
             _ => return Err(E::UnexpectedRecord("encrypted record of unexpected type")),
         }
+    }
+    if !finished {
+        return Err(E::MissingMessage("server Finished"));
     }
     Ok(CheckedResponse {
         cert_chain_sha256: chain_sha256,
@@ -721,6 +731,26 @@ pub(crate) mod tests {
         assert_eq!(
             check(&p, &bad, "127.0.0.1", &d),
             Err(E::BadKeyExchangeSignature)
+        );
+    }
+
+    #[test]
+    fn session_cut_before_the_server_finished_is_rejected() {
+        // Found by the fuzz target `tls_transcript`: a transcript that ends
+        // right after the server's ChangeCipherSpec has no record whose tag
+        // could be checked, so accepting it would attest an unauthenticated
+        // (empty) stream.
+        let p = pki(&["127.0.0.1"]);
+        let (t, d) = session(&p, aes128());
+        let s = &t.server_to_client;
+        let ccs = (0..s.len() - 6)
+            .find(|&i| s[i..i + 6] == [CT_CCS, 3, 3, 0, 1, 1])
+            .unwrap();
+        let mut cut = t.clone();
+        cut.server_to_client.truncate(ccs + 6);
+        assert_eq!(
+            check(&p, &cut, "127.0.0.1", &d),
+            Err(E::MissingMessage("server Finished"))
         );
     }
 

@@ -356,8 +356,10 @@ async fn latest_release(
     }
 }
 
-/// Decodes and checks a prepare request before any MPC.
-fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
+/// Decodes and checks a prepare request before any MPC. Public for the fuzz
+/// targets only.
+#[doc(hidden)]
+pub fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
     let bad = |m: String| ApiError::bad_request("malformed_body", m);
     if !valid_study_id(&req.study.id) {
         return Err(bad("invalid study id".into()));

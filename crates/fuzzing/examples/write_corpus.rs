@@ -1,0 +1,515 @@
+//! Writes the seed corpus `fuzz/corpus/<target>/seed-*` from real runs:
+//! the demo data source, the recording proxy and the prover over loopback
+//! sockets (real TLS 1.2 transcripts, the notary's real attestation, the
+//! prover's real requests to the notary API), the client's real share
+//! uploads, and the messages of a real three-party statistics run.
+//!
+//! ```sh
+//! TRIAD_WRITE_CORPUS=1 cargo run -p triad-fuzzing --example write_corpus
+//! ```
+//!
+//! Without `TRIAD_WRITE_CORPUS=1` it only prints what it would write. Seeds
+//! differ from run to run (fresh keys and randomness); crash inputs the
+//! fuzzer found (`crash-*`) are never touched.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::OsRng;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use triad_client::{random_fr, split_shares};
+use triad_fuzzing::{fuzz_notary_key, TranscriptCase, WIRE_TYPES};
+use triad_mpc::protocols::mul;
+use triad_mpc::share::share_plain;
+use triad_mpc::testing::run3_on;
+use triad_mpc::{Fr, NetError, NetStats, Network, PartyId, Shares, Z128};
+use triad_notary::datasource::{ground_truth, launch_datasource, DatasourceConfig};
+use triad_notary::http::response_body;
+use triad_notary::proxy::SessionOutcome;
+use triad_notary::service::ApiClient;
+use triad_notary::{
+    attest_session, extract_claim, launch_proxy, prover_client_config, root_store, run_session,
+    AttestationRequest, DataSpec, ProveTarget, ProxyConfig,
+};
+use triad_stats::StatsSpec;
+use triad_wire::messages::*;
+use triad_wire::release::sign_release;
+use triad_wire::{PartySigningKey, Release, VerifiedRelease};
+
+type Seeds = Vec<(&'static str, String, Vec<u8>)>;
+
+fn main() {
+    let write = std::env::var("TRIAD_WRITE_CORPUS").is_ok_and(|v| v == "1");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let dir = std::env::temp_dir().join(format!("triad-corpus-{}", std::process::id()));
+    let mut seeds = Seeds::new();
+    notary_seeds(&dir, &mut seeds);
+    let _ = std::fs::remove_dir_all(&dir);
+    mpc_seeds(&mut seeds);
+    let total: usize = seeds.iter().map(|s| s.2.len()).sum();
+    for (target, name, bytes) in &seeds {
+        println!("{target}/seed-{name}: {} bytes", bytes.len());
+    }
+    println!("{} seeds, {total} bytes", seeds.len());
+    if !write {
+        println!(
+            "dry run: set TRIAD_WRITE_CORPUS=1 to write them under {}",
+            root.display()
+        );
+        return;
+    }
+    for (target, name, bytes) in &seeds {
+        let d = root.join(target);
+        std::fs::create_dir_all(&d).expect("corpus directory");
+        std::fs::write(d.join(format!("seed-{name}")), bytes).expect("seed file");
+    }
+}
+
+fn add(seeds: &mut Seeds, target: &'static str, name: &str, bytes: impl Into<Vec<u8>>) {
+    seeds.push((target, name.to_string(), bytes.into()));
+}
+
+/// One request to a fake notary API on loopback: the bytes `ApiClient`
+/// sends, answered with a 404.
+fn capture_api_request(call: impl FnOnce(&ApiClient)) -> Vec<u8> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            req.extend_from_slice(&buf[..n]);
+            if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if req.len() >= end + 4 + len || n == 0 {
+                    break;
+                }
+            }
+        }
+        let body = r#"{"error":"no such session"}"#;
+        let _ = write!(
+            s,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        req
+    });
+    call(&ApiClient::new(&url).expect("client"));
+    server.join().expect("fake notary")
+}
+
+fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ds = launch_datasource(
+        TcpListener::bind("127.0.0.1:0").expect("bind"),
+        DatasourceConfig {
+            data_dir: dir.to_path_buf(),
+            accounts: 2,
+            seed: 7,
+            padding_assets: 2,
+        },
+    )
+    .expect("data source");
+    let proxy = {
+        let _g = rt.enter();
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let config = ProxyConfig {
+            allowed_targets: vec![triad_notary::AllowedTarget::addr(ds.addr)],
+            ..ProxyConfig::default()
+        };
+        launch_proxy(l, config).expect("proxy")
+    };
+    let client = prover_client_config(Some(ds.ca_pem.as_bytes()), false).expect("client config");
+    let ca_der = CertificateDer::pem_slice_iter(ds.ca_pem.as_bytes())
+        .next()
+        .expect("a CA")
+        .expect("CA PEM")
+        .to_vec();
+    let roots = Arc::new(root_store(Some(ds.ca_pem.as_bytes()), false).expect("roots"));
+    let truth = ground_truth(2, 7);
+    let spec = DataSpec {
+        field: "balances.ETH".into(),
+        scale: 4,
+        account_field: "uid".into(),
+    };
+    let spec_json = serde_json::to_string(&spec).unwrap();
+    let key = fuzz_notary_key();
+    let mut atts = Vec::new();
+    let mut sids = Vec::new();
+    let api_keys: Vec<String> = truth
+        .accounts
+        .iter()
+        .map(|a| a.api_key.clone())
+        .chain(["not-a-key".to_string()])
+        .collect();
+    for (i, api_key) in api_keys.iter().enumerate() {
+        let sid = format!("{:032x}", 0xfeed_0000 + i);
+        let target =
+            ProveTarget::from_url(&ds.info.url, vec![("X-API-KEY".into(), api_key.clone())])
+                .expect("target");
+        add(
+            seeds,
+            "proxy_preamble",
+            &format!("{i}"),
+            format!("TRIAD-PROXY/1 {sid} {} {}", target.host, target.port),
+        );
+        let (resp, disclosure) =
+            run_session(proxy.addr, &sid, &target, client.clone()).expect("session");
+        let outcome = rt
+            .block_on(proxy.wait_session(&sid, Duration::from_secs(5)))
+            .expect("session recorded");
+        let SessionOutcome::Complete(session) = outcome else {
+            panic!("session did not complete");
+        };
+        let case = TranscriptCase {
+            ca_der: ca_der.clone(),
+            server_name: session.server_name.clone(),
+            disclosure: disclosure.clone(),
+            session_time: session.session_time,
+            transcript: session.transcript.clone(),
+        };
+        add(seeds, "tls_transcript", &format!("{i}"), case.encode());
+        add(seeds, "http_response", &format!("{i}"), resp.clone());
+        let Ok(body) = response_body(&resp) else {
+            continue; // the refused API key: a 401 response, no body to read
+        };
+        add(
+            seeds,
+            "data_spec",
+            &format!("{i}"),
+            [spec_json.as_bytes(), b"\n", &body].concat(),
+        );
+        let claim = extract_claim(&spec, &body).expect("claim");
+        let blinder = random_fr(&mut OsRng);
+        let ar = AttestationRequest {
+            study_id: "eth".into(),
+            data_spec: spec.clone(),
+            blinder,
+            expected_value: claim.value,
+        };
+        let att = attest_session(&key, roots.clone(), &session, &disclosure, &ar, 3600)
+            .expect("attestation");
+        add(seeds, "attestation", &format!("{i}"), att.to_json());
+        let req = capture_api_request(|api| {
+            let _ = api.attest(&sid, &disclosure, &ar);
+        });
+        add(seeds, "notary_request", &format!("attest-{i}"), req);
+        atts.push((att, claim, blinder));
+        sids.push(sid);
+    }
+    let req = capture_api_request(|api| {
+        let _ = api.info();
+    });
+    add(seeds, "notary_request", "info", req);
+    rt.block_on(async { proxy.shutdown() });
+    ds.shutdown();
+
+    // Responses and values beyond what the data source sends.
+    add(
+        seeds,
+        "http_response",
+        "chunked",
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=1\r\n\": 1\r\n1\r\n}\r\n0\r\n\r\n"[..],
+    );
+    add(
+        seeds,
+        "http_response",
+        "close-delimited",
+        &b"HTTP/1.0 200 OK\r\n\r\n{}"[..],
+    );
+    for (name, value) in [("fixed-point", "1.2500"), ("negative", "-0.01")] {
+        add(seeds, "data_spec", name, format!("{spec_json}\n{value}"));
+    }
+    add(
+        seeds,
+        "data_spec",
+        "numbers",
+        format!(
+            "{}\n{}",
+            r#"{"field":"list.1","scale":18,"account_field":"id"}"#,
+            r#"{"id": 123, "list": [0.5, 4611686018.427387903, "x"]}"#
+        ),
+    );
+
+    // The services' messages, around the real attestations.
+    let study = StudyParams {
+        id: "eth".into(),
+        name: "ETH balances".into(),
+        data_spec: spec.clone(),
+        source: triad_notary::DataSource {
+            server_name: "127.0.0.1".into(),
+            cert_chain_sha256: Some("ab".repeat(32)),
+        },
+        min_cohort: 3,
+        min_new: 1,
+        release_interval_secs: 5,
+        stats: StatsSpec {
+            quantiles: vec![0.5, 0.9],
+            histogram_bounds: vec![0, 100_000],
+        },
+    };
+    let mut items = Vec::new();
+    for (i, (att, claim, blinder)) in atts.iter().enumerate() {
+        let submission_id = format!("{:032x}", 0x5ab_0000 + i);
+        let token = hex::encode(Sha256::digest(format!("token {i}")));
+        let shares = split_shares(claim.value, *blinder, &mut OsRng);
+        for (p, s) in shares.iter().enumerate().take(2) {
+            let u = s.to_upload(&submission_id, &token);
+            add(
+                seeds,
+                "share_upload",
+                &format!("{i}-party{p}"),
+                serde_json::to_vec(&u).unwrap(),
+            );
+        }
+        items.push(BatchItem {
+            submission_id,
+            token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            commitment: att.commitment.clone(),
+            attestation: att.clone(),
+        });
+    }
+    let prepare = PrepareBatch {
+        batch_id: 1,
+        study: study.clone(),
+        items: items.clone(),
+    };
+    add(
+        seeds,
+        "prepare_batch",
+        "2-items",
+        serde_json::to_vec(&prepare).unwrap(),
+    );
+    let one = PrepareBatch {
+        batch_id: 2,
+        study: study.clone(),
+        items: items[..1].to_vec(),
+    };
+    add(
+        seeds,
+        "prepare_batch",
+        "1-item",
+        serde_json::to_vec_pretty(&one).unwrap(),
+    );
+
+    let values: Vec<i64> = atts.iter().map(|a| a.1.value).collect();
+    let results = triad_stats::oracle(&values, &study.stats).expect("oracle");
+    let release = Release {
+        version: 1,
+        study_id: "eth".into(),
+        release_no: 1,
+        created_at: 1_800_000_000,
+        count: values.len() as u64,
+        as_of_batch: 1,
+        results,
+    };
+    let signed: Vec<_> = (0u8..3)
+        .map(|p| sign_release(&PartySigningKey::from_seed([p + 1; 32]), p, &release))
+        .collect();
+    let att0 = atts[0].0.clone();
+    let messages: Vec<(&str, String)> = vec![
+        ("StudyParams", json(&study)),
+        (
+            "CreateStudy",
+            json(&CreateStudy {
+                id: "eth".into(),
+                name: "ETH balances".into(),
+                data_spec: spec.clone(),
+                source: study.source.clone(),
+                min_cohort: Some(3),
+                min_new: None,
+                release_interval_secs: Some(5),
+                stats: study.stats.clone(),
+            }),
+        ),
+        (
+            "StudyInfo",
+            json(&StudyInfo {
+                params: study.clone(),
+                created_at: 1_800_000_000,
+                contributions: 2,
+                releases: 1,
+            }),
+        ),
+        (
+            "SubmitRequest",
+            json(&SubmitRequest {
+                attestation: att0.clone(),
+                token: Some(hex::encode([7u8; 32])),
+            }),
+        ),
+        (
+            "SubmitResponse",
+            json(&SubmitResponse {
+                submission_id: items[0].submission_id.clone(),
+                token: hex::encode([7u8; 32]),
+                parties: (0..3)
+                    .map(|p| format!("https://127.0.0.1:{}", 9000 + p))
+                    .collect(),
+            }),
+        ),
+        (
+            "ReadyRequest",
+            json(&ReadyRequest {
+                token: hex::encode([7u8; 32]),
+            }),
+        ),
+        (
+            "SubmissionState",
+            json(&SubmissionState {
+                submission_id: items[0].submission_id.clone(),
+                study_id: "eth".into(),
+                status: SubmissionStatus::Rejected,
+                reason: Some(RejectReason::CommitmentMismatch),
+                batch_id: None,
+            }),
+        ),
+        (
+            "ShareUpload",
+            json(
+                &split_shares(values[0], atts[0].2, &mut OsRng)[2]
+                    .to_upload(&items[0].submission_id, &hex::encode([7u8; 32])),
+            ),
+        ),
+        ("BatchItem", json(&items[0])),
+        ("PrepareBatch", json(&prepare)),
+        (
+            "PrepareResult",
+            json(&PrepareResult {
+                batch_id: 1,
+                verdicts: vec![None, Some(RejectReason::ValueOutOfRange)],
+            }),
+        ),
+        (
+            "BatchDecision",
+            json(&BatchDecision {
+                batch_id: 1,
+                decision: Decision::Commit,
+            }),
+        ),
+        (
+            "ReleaseRequest",
+            json(&ReleaseRequest {
+                study: study.clone(),
+                release_no: 1,
+                created_at: 1_800_000_000,
+                as_of_batch: 1,
+            }),
+        ),
+        ("Release", json(&release)),
+        ("SignedRelease", json(&signed[0])),
+        (
+            "VerifiedRelease",
+            json(&VerifiedRelease {
+                release: release.clone(),
+                signatures: signed.clone(),
+            }),
+        ),
+    ];
+    for (name, body) in messages {
+        let sel = WIRE_TYPES
+            .iter()
+            .position(|t| *t == name)
+            .expect("a wire type") as u8;
+        add(
+            seeds,
+            "wire_messages",
+            name,
+            [&[sel][..], body.as_bytes()].concat(),
+        );
+    }
+}
+
+fn json<T: serde::Serialize>(x: &T) -> String {
+    serde_json::to_string(x).unwrap()
+}
+
+/// Messages sent, in order: (from, to, bytes).
+type MessageLog = Arc<Mutex<Vec<(usize, usize, Vec<u8>)>>>;
+
+/// A transport that logs every message it sends.
+struct Recording {
+    inner: Box<dyn Network>,
+    log: MessageLog,
+}
+
+impl Network for Recording {
+    fn id(&self) -> PartyId {
+        self.inner.id()
+    }
+    fn send(&mut self, to: PartyId, msg: Vec<u8>) -> Result<(), NetError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push((self.id().index(), to.index(), msg.clone()));
+        self.inner.send(to, msg)
+    }
+    fn recv(&mut self, from: PartyId) -> Result<Vec<u8>, NetError> {
+        self.inner.recv(from)
+    }
+    fn stats(&self) -> NetStats {
+        self.inner.stats()
+    }
+}
+
+/// What party 0 sends during `run` (to both peers, in order), framed as
+/// the TCP transport frames it, behind the `mpc_frame` size-limit byte.
+fn mpc_stream<R: Send>(run: impl Fn(&mut triad_mpc::Party) -> R + Sync) -> Vec<u8> {
+    let log = MessageLog::default();
+    let nets = triad_mpc::network::MemNetwork::triple(Duration::from_secs(10)).map(|n| {
+        Box::new(Recording {
+            inner: Box::new(n),
+            log: log.clone(),
+        }) as Box<dyn Network>
+    });
+    for r in run3_on(nets, |p| Ok(run(p))) {
+        r.expect("party run");
+    }
+    let mut out = vec![u8::MAX];
+    for (from, _, msg) in log.lock().unwrap().iter() {
+        if *from == 0 && out.len() + msg.len() < 16 * 1024 {
+            out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            out.extend_from_slice(msg);
+        }
+    }
+    out
+}
+
+fn mpc_seeds(seeds: &mut Seeds) {
+    let values: Vec<Z128> = [12500u128, 3, 99_000, 3].map(std::num::Wrapping).to_vec();
+    let shared = share_plain(&values, &mut OsRng);
+    let spec = StatsSpec {
+        quantiles: vec![0.5],
+        histogram_bounds: vec![0, 50_000],
+    };
+    let stats = mpc_stream(|p| {
+        let mine: Shares<Z128> = shared[p.id.index()].clone();
+        triad_stats::compute(p, &mine, &spec).expect("statistics")
+    });
+    add(seeds, "mpc_frame", "stats", stats);
+    let xs: Vec<Fr> = (0..4).map(|_| random_fr(&mut OsRng)).collect();
+    let fx = share_plain(&xs, &mut OsRng);
+    let field = mpc_stream(|p| {
+        let mine = fx[p.id.index()].clone();
+        mul(p, &mine, &mine).expect("mul")
+    });
+    add(seeds, "mpc_frame", "field-mul", field);
+}
