@@ -54,7 +54,7 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> PartyError {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    Ok(triad_files::write_private(path, bytes)?)
+    triad_files::write_private(path, bytes)
 }
 
 /// The party's long-term keys.

@@ -143,5 +143,5 @@ impl ServiceArgs {
 /// Writes `bytes` to `path` so that readers see the old or the new file,
 /// never a torn one; the file is private to this user (0600).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    Ok(triad_files::write_private(path, bytes)?)
+    triad_files::write_private(path, bytes)
 }
