@@ -2,7 +2,10 @@
 //! response body. Pure functions, no I/O: the notary runs them on the
 //! decrypted response, the prover on its own copy to build its opening.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use triad_crypto::{commitment, fr_from_i128, nullifier, Fr};
 
@@ -101,14 +104,24 @@ impl DataSpec {
 /// Reads the value and account id from a JSON body. The response schema
 /// check of v1 is: the body is JSON, both paths exist, the value is a
 /// decimal (string or number) and the account id a string or an integer.
+///
+/// A number is read from its text as the data source wrote it, not through
+/// `f64`: `0.10000000000000001` at scale 18 is 100000000000000010, not the
+/// 10^17 its nearest double would give, and an exponent (`1e3`) is refused
+/// like in a string.
 pub fn extract_claim(spec: &DataSpec, body: &[u8]) -> Result<ExtractedClaim, SpecError> {
     spec.validate()?;
     let json: Value = serde_json::from_slice(body).map_err(|_| SpecError::NotJson)?;
-    let raw =
-        lookup(&json, &spec.field).ok_or_else(|| SpecError::FieldMissing(spec.field.clone()))?;
-    let text = match raw {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
+    // Valid JSON is UTF-8; the raw text keeps each number's digits.
+    let raw_body: &RawValue = std::str::from_utf8(body)
+        .ok()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or(SpecError::NotJson)?;
+    let raw = lookup_raw(raw_body, &spec.field)
+        .ok_or_else(|| SpecError::FieldMissing(spec.field.clone()))?;
+    let text = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Number(_)) => raw.get().to_string(),
         _ => return Err(SpecError::NotNumeric(spec.field.clone())),
     };
     let value = parse_fixed_point(&text, spec.scale).map_err(|e| match e {
@@ -127,6 +140,26 @@ pub fn extract_claim(spec: &DataSpec, body: &[u8]) -> Result<ExtractedClaim, Spe
         _ => return Err(SpecError::BadAccountId(spec.account_field.clone())),
     };
     Ok(ExtractedClaim { value, account_id })
+}
+
+/// [`lookup`] over the raw text: the same path rules (and the same choice
+/// among duplicate keys, the last), but the value comes back as written.
+fn lookup_raw<'a>(mut v: &'a RawValue, path: &str) -> Option<&'a RawValue> {
+    for seg in path.split('.') {
+        let text = v.get();
+        v = match text.trim_start().as_bytes().first()? {
+            b'{' => {
+                let m: HashMap<String, &'a RawValue> = serde_json::from_str(text).ok()?;
+                *m.get(seg)?
+            }
+            b'[' => {
+                let a: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
+                *a.get(seg.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(v)
 }
 
 fn lookup<'a>(mut v: &'a Value, path: &str) -> Option<&'a Value> {
@@ -253,6 +286,27 @@ mod tests {
             50
         );
         assert_eq!(extract_claim(&spec("list.0", 1), body).unwrap().value, 35);
+    }
+
+    #[test]
+    fn numbers_are_read_from_their_text_not_through_f64() {
+        // Found reviewing the parsers for the fuzz targets: a JSON number
+        // went through f64, so digits beyond a double's precision were
+        // silently rounded and exponents slipped past the decimal rule.
+        let body = br#"{"uid": 1, "v": 0.10000000000000001, "w": 1e3, "x": [-2.50, 7]}"#;
+        assert_eq!(
+            extract_claim(&spec("v", 18), body).unwrap().value,
+            100_000_000_000_000_010
+        );
+        assert!(matches!(
+            extract_claim(&spec("w", 0), body),
+            Err(SpecError::NotNumeric(_))
+        ));
+        assert_eq!(extract_claim(&spec("x.0", 2), body).unwrap().value, -250);
+        assert_eq!(extract_claim(&spec("x.1", 0), body).unwrap().value, 7);
+        // Duplicate keys: the last one counts, as for the account id.
+        let dup = br#"{"uid": 1, "v": "1", "v": 2}"#;
+        assert_eq!(extract_claim(&spec("v", 0), dup).unwrap().value, 2);
     }
 
     #[test]
