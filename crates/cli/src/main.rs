@@ -6,6 +6,7 @@ mod bench_services;
 mod demo;
 mod devnet;
 mod notary_cli;
+mod probe;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,9 @@ enum Command {
     /// Operator commands for studies.
     #[command(subcommand)]
     Study(StudyCommand),
+    /// Send hostile requests to every service of a running devnet and check
+    /// each is refused cleanly, with no restart and no state change.
+    Probe(probe::ProbeArgs),
     /// Measure a protocol or a service (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
     /// Internal: one party of a multi-process benchmark.
@@ -75,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Command::Share(args) => Ok(triad_client::run_share(args)?),
         Command::Query(args) => Ok(triad_client::run_query(args)?),
         Command::Study(StudyCommand::Create(args)) => Ok(triad_client::run_study_create(args)?),
+        Command::Probe(args) => probe::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchParty(args) => bench::run_party(args),
         Command::Notary(cmd) => notary_cli::run(cmd),
