@@ -44,6 +44,12 @@ pub fn fr_from_hex(s: &str) -> Result<Fr, FieldError> {
     if s.len() != 64 {
         return Err(FieldError::BadLength(s.len()));
     }
+    // Hex digits only, checked on bytes before slicing: a multi-byte
+    // character would make the slices below panic (found by the fuzz target
+    // `notary_request`), and `from_str_radix` alone would take a `+` sign.
+    if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(FieldError::BadHex);
+    }
     let mut bytes = [0u8; 32];
     for (i, b) in bytes.iter_mut().enumerate() {
         *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| FieldError::BadHex)?;
@@ -80,6 +86,15 @@ mod tests {
         let p = "30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001";
         assert_eq!(fr_from_hex(p), Err(FieldError::NotReduced));
         assert_eq!(fr_from_hex("zz"), Err(FieldError::BadLength(2)));
+        // 64 bytes, but not 64 hex digits: a two-byte character across a
+        // digit pair (this panicked), and a sign `from_str_radix` accepts.
+        let mut multibyte = "0".repeat(9);
+        multibyte.push('Η');
+        multibyte.push_str(&"0".repeat(53));
+        assert_eq!(multibyte.len(), 64);
+        assert_eq!(fr_from_hex(&multibyte), Err(FieldError::BadHex));
+        let plus = format!("+1{}", "0".repeat(62));
+        assert_eq!(fr_from_hex(&plus), Err(FieldError::BadHex));
     }
 
     #[test]
