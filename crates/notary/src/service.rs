@@ -292,6 +292,11 @@ async fn read_request(sock: &mut AsyncTcpStream, lim: &ApiLimits) -> std::io::Re
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            // The whole head may arrive in one read: its size is checked
+            // where it ends, not only while it is incomplete.
+            if i + 4 > lim.max_head {
+                return Ok(Parsed::Error(431, "request head too large"));
+            }
             break i;
         }
         if buf.len() > lim.max_head {

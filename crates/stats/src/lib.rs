@@ -28,6 +28,7 @@ pub const VALUE_BITS: u32 = 52;
 
 /// Which statistics to release beyond the fixed suite.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct StatsSpec {
     /// Quantiles in `(0, 1]`, nearest-rank definition: the `ceil(q n)`-th
     /// smallest value.
