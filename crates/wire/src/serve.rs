@@ -476,19 +476,13 @@ async fn handle(
         sleep: None,
         late: late.clone(),
     });
+    // Only the method is logged: paths hold submission ids (capabilities).
+    let method = parts.method.clone();
     let call = tower_service::Service::call(&mut router, Request::from_parts(parts, body));
-    let resp = match tokio::time::timeout_at(start + limits.request_timeout, call).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(never)) => match never {},
-        Err(_) => closing(ApiError::unavailable(
-            "request_timeout",
-            format!(
-                "no answer within {} s",
-                limits.request_timeout.as_secs_f64()
-            ),
-        )),
-    };
+    let outcome = tokio::time::timeout_at(start + limits.request_timeout, call).await;
+    // A late body is the client's doing, whatever the handler made of it.
     if late.load(Ordering::Relaxed) {
+        tracing::debug!(%method, "request body late");
         return Ok(closing(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
@@ -498,6 +492,20 @@ async fn handle(
             ),
         )));
     }
+    let resp = match outcome {
+        Ok(Ok(r)) => r,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            tracing::warn!(%method, "handler exceeded the request deadline");
+            closing(ApiError::unavailable(
+                "request_timeout",
+                format!(
+                    "no answer within {} s",
+                    limits.request_timeout.as_secs_f64()
+                ),
+            ))
+        }
+    };
     Ok(json_error_shape(resp).await)
 }
 
@@ -560,9 +568,10 @@ pub async fn serve_with(
     let asked = limits.max_conns;
     let limits = limits.effective(open_file_limit());
     if limits.max_conns < asked {
-        eprintln!(
-            "https: at most {} connections (not {asked}): the open-file limit is lower",
-            limits.max_conns
+        tracing::warn!(
+            max_conns = limits.max_conns,
+            asked,
+            "HTTPS connections capped below the open-file limit"
         );
     }
     let table = ConnTable::new(limits.max_conns, limits.max_conns_per_ip);
@@ -587,7 +596,7 @@ pub async fn serve_with(
                 // Out of descriptors and the like: say so now and then,
                 // back off, go on.
                 if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    eprintln!("https: accept: {e}");
+                    tracing::warn!(error = %e, "HTTPS accept failed; backing off");
                     last_accept_error = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
