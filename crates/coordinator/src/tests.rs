@@ -589,8 +589,16 @@ async fn auth_comes_first_and_every_error_answer_is_json() {
     assert_eq!((a.status, a.code()), (400, "malformed_body"));
     let a = call(&env, &h, "GET", "/internal/batches/%FF", None, &token).await;
     assert_eq!((a.status, a.code()), (400, "bad_request"));
-    let a = call(&env, &h, "POST", "/v1/studies", Some(b"{not".to_vec()), &[]).await;
-    assert_eq!((a.status, a.code()), (401, "unauthorized"));
+    for body in [b"{not".to_vec(), vec![b' '; 1024 * 1024]] {
+        let a = call(&env, &h, "POST", "/v1/studies", Some(body), &[]).await;
+        assert_eq!((a.status, a.code()), (401, "unauthorized"));
+    }
+    let a = call(&env, &h, "GET", "/internal/status", None, &token).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (401, "unauthorized"),
+        "the parties' token is not the operator's"
+    );
 
     let a = call(&env, &h, "GET", "/nope", None, &[]).await;
     assert_eq!((a.status, a.code()), (404, "not_found"));

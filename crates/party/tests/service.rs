@@ -283,6 +283,9 @@ async fn internal_routes_authenticate_before_parsing_and_errors_are_json() {
         "/internal/batches/%FF/commit",
         "/internal/batches/18446744073709551616/abort",
         "/internal/batches/7/commit",
+        "/internal/batches/prepare",
+        "/internal/releases",
+        "/internal/studies",
     ] {
         for token in [None, Some("wrong")] {
             let (s, v) = post(&f, path, vec![], token).await;

@@ -11,6 +11,7 @@
 //! | 4. request body | [`ServeLimits::body_timeout`] from the head | 408 `request_timeout`, closed |
 //! | 5. handler | [`ServeLimits::request_timeout`] from the head | 503 `request_timeout`, closed |
 //! | 6. response | a write blocked for [`ServeLimits::write_stall_timeout`] (the client stopped reading) | closed |
+//! | 7. close | what the client still sends is read and discarded for at most 10 s (lingering close), unless a deadline ended the connection | closed |
 //!
 //! Hyper starts its head timer whenever a connection goes idle, so stage 3
 //! is also the keep-alive idle timeout: a connection with no request under
@@ -70,6 +71,13 @@ pub const HYPER_MAX_BUF: usize = 64 * 1024;
 /// Header fields hyper parses (beyond [`MAX_HEADERS`], so that the 431 for
 /// too many is ours, in the JSON shape).
 const HYPER_MAX_HEADERS: usize = 2 * MAX_HEADERS;
+/// Lingering close: after the last answer, what the client still sends is
+/// read and discarded for at most this long in all, ...
+const LINGER_TOTAL: Duration = Duration::from_secs(10);
+/// ... and this long without a byte ...
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+/// ... and this many bytes.
+const LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Descriptors kept for everything but client connections (the store,
 /// outgoing calls, MPC links) when the open-file limit caps `max_conns`.
 const RESERVED_FDS: u64 = 128;
@@ -457,10 +465,13 @@ async fn json_error_shape(resp: Response) -> Response {
 
 /// One request: head checks, the peer's address for handlers, the body
 /// and handler deadlines, and the JSON error shape on every error.
+/// `timed_out` is set when a deadline ended the request (the connection
+/// then closes without lingering).
 async fn handle(
     mut router: Router,
     peer: SocketAddr,
     limits: ServeLimits,
+    timed_out: Arc<AtomicBool>,
     req: Request<Incoming>,
 ) -> Result<Response, Infallible> {
     if let Err(e) = check_head(&req) {
@@ -476,19 +487,14 @@ async fn handle(
         sleep: None,
         late: late.clone(),
     });
+    // Only the method is logged: paths hold submission ids (capabilities).
+    let method = parts.method.clone();
     let call = tower_service::Service::call(&mut router, Request::from_parts(parts, body));
-    let resp = match tokio::time::timeout_at(start + limits.request_timeout, call).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(never)) => match never {},
-        Err(_) => closing(ApiError::unavailable(
-            "request_timeout",
-            format!(
-                "no answer within {} s",
-                limits.request_timeout.as_secs_f64()
-            ),
-        )),
-    };
+    let outcome = tokio::time::timeout_at(start + limits.request_timeout, call).await;
+    // A late body is the client's doing, whatever the handler made of it.
     if late.load(Ordering::Relaxed) {
+        tracing::debug!(%method, "request body late");
+        timed_out.store(true, Ordering::Relaxed);
         return Ok(closing(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
@@ -498,6 +504,21 @@ async fn handle(
             ),
         )));
     }
+    let resp = match outcome {
+        Ok(Ok(r)) => r,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            tracing::warn!(%method, "handler exceeded the request deadline");
+            timed_out.store(true, Ordering::Relaxed);
+            closing(ApiError::unavailable(
+                "request_timeout",
+                format!(
+                    "no answer within {} s",
+                    limits.request_timeout.as_secs_f64()
+                ),
+            ))
+        }
+    };
     Ok(json_error_shape(resp).await)
 }
 
@@ -536,8 +557,41 @@ async fn connection(
         stall: None,
     });
     let router = server.router.clone();
-    let svc = hyper::service::service_fn(move |req| handle(router.clone(), peer, limits, req));
-    let _ = server.http.serve_connection(io, svc).await;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let t = timed_out.clone();
+    let svc =
+        hyper::service::service_fn(move |req| handle(router.clone(), peer, limits, t.clone(), req));
+    let conn = server.http.serve_connection(io, svc).without_shutdown();
+    if let Ok(parts) = conn.await {
+        if !timed_out.load(Ordering::Relaxed) {
+            linger(parts.io.into_inner()).await;
+        }
+    }
+}
+
+/// Closes a connection politely (RFC 9112, section 9.6): our side first,
+/// then what the client still sends is read and discarded for a moment.
+/// A client still sending a body that was answered before it was read (a
+/// 401 from an auth extractor, a 413) then reads the answer; closing at
+/// once, with its bytes unread, would reset the connection and lose it.
+async fn linger(mut io: ServerIo) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !matches!(
+        tokio::time::timeout(LINGER_IDLE, io.shutdown()).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let end = Instant::now() + LINGER_TOTAL;
+    let mut buf = [0u8; 8 * 1024];
+    let mut discarded = 0usize;
+    while discarded < LINGER_MAX_BYTES {
+        let wait = (Instant::now() + LINGER_IDLE).min(end);
+        match tokio::time::timeout_at(wait, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => return,
+        }
+    }
 }
 
 /// Serves `router` over HTTPS on `listener` with [`ServeLimits::default`].
@@ -560,9 +614,10 @@ pub async fn serve_with(
     let asked = limits.max_conns;
     let limits = limits.effective(open_file_limit());
     if limits.max_conns < asked {
-        eprintln!(
-            "https: at most {} connections (not {asked}): the open-file limit is lower",
-            limits.max_conns
+        tracing::warn!(
+            max_conns = limits.max_conns,
+            asked,
+            "HTTPS connections capped below the open-file limit"
         );
     }
     let table = ConnTable::new(limits.max_conns, limits.max_conns_per_ip);
@@ -587,7 +642,7 @@ pub async fn serve_with(
                 // Out of descriptors and the like: say so now and then,
                 // back off, go on.
                 if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    eprintln!("https: accept: {e}");
+                    tracing::warn!(error = %e, "HTTPS accept failed; backing off");
                     last_accept_error = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -76,6 +76,17 @@ fn router() -> Router {
     let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/echo", post(|b: Bytes| async move { b.len().to_string() }))
+        // Refuses without reading the body, as an auth extractor does.
+        .route(
+            "/refuse",
+            post(|| async {
+                triad_wire::ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "no token",
+                )
+            }),
+        )
         .route("/big", get(|| async { vec![b'x'; BIG] }))
         .route(
             "/slow",
@@ -344,6 +355,24 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_slot_released() {
     let (got, closed) = read_to_close(&mut slow, PATIENCE).await;
     assert!(closed);
     assert!(got.len() < BIG, "the whole answer arrived");
+}
+
+/// An answer given before the body was read (a 401 from an auth
+/// extractor) reaches a client that is still sending a large body: the
+/// server reads and discards the rest for a moment before it closes, so
+/// the client gets the answer rather than a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_reaches_a_client_still_sending_its_body() {
+    let s = start(ServeLimits::DEFAULT).await;
+    for _ in 0..3 {
+        let r = client(&s)
+            .post(format!("https://{}/refuse", s.addr))
+            .body(vec![b' '; 8 * 1024 * 1024])
+            .send()
+            .await
+            .expect("an answer, not a reset");
+        assert_eq!(error_of(r).await, (401, "unauthorized".into()));
+    }
 }
 
 // ---------- connection caps ----------
