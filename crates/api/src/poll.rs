@@ -2,6 +2,7 @@
 //! release from the three parties, accepted only when it verifies.
 
 use std::sync::Arc;
+use triad_wire::ErrorCode;
 
 use triad_wire::https::read_json;
 use triad_wire::messages::{valid_study_id, StudyInfo, StudyParams};
@@ -28,7 +29,7 @@ async fn get<T: serde::de::DeserializeOwned>(
         .get(url)
         .send()
         .await
-        .map_err(|e| ApiError::unavailable("transport", e.to_string()))?;
+        .map_err(|e| ApiError::unavailable(ErrorCode::Transport, e.to_string()))?;
     read_json(resp).await
 }
 
@@ -129,7 +130,7 @@ async fn poll_study(shared: &Arc<Shared>, id: &str) -> Result<Option<u64>, Strin
     let answers = [a, b, c];
     if answers
         .iter()
-        .all(|r| matches!(r, Err(e) if e.code == "no_release"))
+        .all(|r| matches!(r, Err(e) if e.code == ErrorCode::NoRelease))
     {
         return Ok(None);
     }

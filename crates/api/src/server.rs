@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use triad_wire::ErrorCode;
 
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -119,7 +120,7 @@ async fn studies(State(s): State<Arc<Shared>>) -> Json<Vec<StudySummary>> {
 }
 
 fn unknown(id: &str) -> ApiError {
-    ApiError::not_found("unknown_study", format!("no study {id:?}"))
+    ApiError::not_found(ErrorCode::UnknownStudy, format!("no study {id:?}"))
 }
 
 async fn latest(
@@ -132,7 +133,7 @@ async fn latest(
     }
     if c.studies.contains_key(&id) {
         Err(ApiError::not_found(
-            "no_release",
+            ErrorCode::NoRelease,
             format!("study {id:?} has no verified release yet"),
         ))
     } else {

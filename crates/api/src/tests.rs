@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use triad_wire::ErrorCode;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -44,7 +45,7 @@ async fn party_release(
         .unwrap()
         .clone()
         .map(Json)
-        .ok_or_else(|| ApiError::not_found("no_release", "none yet"))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::NoRelease, "none yet"))
 }
 
 fn study(id: &str) -> StudyInfo {
@@ -181,7 +182,7 @@ async fn serves_only_verified_releases_and_keeps_the_last_good_one() {
     let f = Fake::new().await;
     let api = f.launch().await;
     api.poll_now().await;
-    assert_eq!(f.latest(&api).await.unwrap_err().code, "no_release");
+    assert_eq!(f.latest(&api).await.unwrap_err().code, ErrorCode::NoRelease);
 
     let r1 = release("eth", 1, 10);
     f.publish(&r1);
@@ -335,7 +336,7 @@ async fn cache_survives_a_restart() {
     cfg.poll_interval = Duration::from_secs(3600);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = launch(cfg, l).await.unwrap();
-    assert_eq!(f.latest(&api).await.unwrap_err().code, "no_release");
+    assert_eq!(f.latest(&api).await.unwrap_err().code, ErrorCode::NoRelease);
     api.shutdown();
 }
 
@@ -348,13 +349,13 @@ async fn every_error_answer_has_the_json_shape() {
     let e = triad_wire::https::read_json::<serde_json::Value>(f.get(&api, "/nope").await)
         .await
         .unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (404, "not_found"));
+    assert_eq!((e.status.as_u16(), e.code), (404, ErrorCode::NotFound));
     let e = triad_wire::https::read_json::<serde_json::Value>(
         f.get(&api, "/v1/studies/%FF/releases").await,
     )
     .await
     .unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (400, "bad_request"));
+    assert_eq!((e.status.as_u16(), e.code), (400, ErrorCode::BadRequest));
     let r = f
         .client
         .post(format!("{}/v1/studies", api.url()))
@@ -365,7 +366,10 @@ async fn every_error_answer_has_the_json_shape() {
     let e = triad_wire::https::read_json::<serde_json::Value>(r)
         .await
         .unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (405, "method_not_allowed"));
+    assert_eq!(
+        (e.status.as_u16(), e.code),
+        (405, ErrorCode::MethodNotAllowed)
+    );
     api.shutdown();
 }
 
@@ -381,15 +385,15 @@ async fn unknown_study_pages_and_health() {
     .await
     .unwrap_err();
     assert_eq!(e.status.as_u16(), 404);
-    assert_eq!(e.code, "unknown_study");
+    assert_eq!(e.code, ErrorCode::UnknownStudy);
     let e = triad_wire::https::read_json::<Vec<VerifiedRelease>>(
         f.get(&api, "/v1/studies/nope/releases").await,
     )
     .await
     .unwrap_err();
-    assert_eq!(e.code, "unknown_study");
+    assert_eq!(e.code, ErrorCode::UnknownStudy);
     let e = f.latest(&api).await.unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (404, "no_release"));
+    assert_eq!((e.status.as_u16(), e.code), (404, ErrorCode::NoRelease));
     let empty: Vec<VerifiedRelease> =
         triad_wire::https::read_json(f.get(&api, "/v1/studies/eth/releases").await)
             .await

@@ -21,6 +21,7 @@ use serde_json::json;
 use triad_mpc::share::share_plain;
 use triad_mpc::Z128;
 use triad_notary::datasource::GroundTruth;
+use triad_party::store::{PartyStore, SqliteStore};
 use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
 use triad_wire::release::verify_release;
 use triad_wire::SignedRelease;
@@ -125,7 +126,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         let shares = share_plain(&ring, &mut rng);
         let batch_id = 1u64 << 40;
         for (i, sh) in shares.iter().enumerate() {
-            let store = triad_party::store::Store::open(
+            let store = SqliteStore::open(
                 &dir.path.join(format!("party{i}")).join(triad_party::DB_FILE),
             )?;
             let passing: Vec<_> = (0..n)

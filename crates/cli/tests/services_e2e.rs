@@ -14,7 +14,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use triad_client::{contribute, split_shares, ClientError, ContributeOptions, Outcome};
 use triad_crypto::Fr;
@@ -23,7 +22,7 @@ use triad_notary::{parse_fixed_point, Attestation, DataSource, DataSpec, Opening
 use triad_stats::StatsSpec;
 use triad_wire::messages::{
     CreateStudy, ReadyRequest, RejectReason, StudyInfo, SubmissionState, SubmissionStatus,
-    SubmitRequest, SubmitResponse,
+    SubmitRequest, SubmitResponse, INTERNAL_TOKEN_HEADER,
 };
 use triad_wire::{NetworkConfig, VerifiedRelease};
 
@@ -228,46 +227,52 @@ impl Devnet {
         r.json().await.unwrap()
     }
 
-    fn party_db(&self, i: usize) -> Connection {
-        let path = self.dir.join(format!("party{i}/party.sqlite"));
-        let c = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c
+    /// Party `i`'s own account of what it holds (`GET /internal/holdings`,
+    /// with the coordinator's token): the tests never open a party's database.
+    async fn holdings(&self, i: usize) -> serde_json::Value {
+        let token = std::fs::read_to_string(self.dir.join("secrets/coordinator.token")).unwrap();
+        let r = self
+            .http
+            .get(format!("{}/internal/holdings", self.net.parties[i].url))
+            .header(INTERNAL_TOKEN_HEADER, token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "party {i} holdings: {}",
+            r.status()
+        );
+        r.json().await.unwrap()
     }
 
-    fn ids(&self, i: usize, sql: &str) -> BTreeSet<String> {
-        let c = self.party_db(i);
-        let mut st = c.prepare(sql).unwrap();
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
-        rows.map(|r| r.unwrap()).collect()
+    /// Submission ids party `i` holds in batches in `state` (any if `None`).
+    async fn held(&self, i: usize, state: Option<&str>) -> BTreeSet<String> {
+        let h = self.holdings(i).await;
+        h["holdings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| state.is_none_or(|s| x["state"] == s))
+            .map(|x| x["submission_id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Submission ids party `i` holds in committed batches.
-    fn committed(&self, i: usize) -> BTreeSet<String> {
-        self.ids(
-            i,
-            "SELECT s.submission_id FROM shares s JOIN batches b ON b.batch_id = s.batch_id \
-             WHERE b.state = 'committed'",
-        )
+    async fn committed(&self, i: usize) -> BTreeSet<String> {
+        self.held(i, Some("committed")).await
     }
 
     /// Every submission id party `i` holds shares of, whatever the batch state.
-    fn stored(&self, i: usize) -> BTreeSet<String> {
-        self.ids(i, "SELECT submission_id FROM shares")
+    async fn stored(&self, i: usize) -> BTreeSet<String> {
+        self.held(i, None).await
     }
 
-    fn pending_batches(&self, i: usize) -> i64 {
-        self.party_db(i)
-            .query_row(
-                "SELECT COUNT(*) FROM batches WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )
+    async fn pending_batches(&self, i: usize) -> usize {
+        self.holdings(i).await["pending_batches"]
+            .as_array()
             .unwrap()
+            .len()
     }
 
     /// Waits (≤ `secs`) for a verified release of exactly `count` contributions.
@@ -447,7 +452,7 @@ async fn two_hundred() {
     eprintln!("{n} providers accepted in {:.1?}", t1.elapsed());
     assert_eq!(dn.study_info().await.contributions, n as u64);
     for i in 0..3 {
-        assert_eq!(dn.committed(i).len(), n, "party {i}");
+        assert_eq!(dn.committed(i).await.len(), n, "party {i}");
     }
 
     let release = dn.release_with_count(n, 60).await;
@@ -591,7 +596,10 @@ async fn kill_mid_batch(victim: &str) {
     // No party keeps a pending (half-decided) batch.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let pending: Vec<i64> = (0..3).map(|i| dn.pending_batches(i)).collect();
+        let mut pending = Vec::new();
+        for i in 0..3 {
+            pending.push(dn.pending_batches(i).await);
+        }
         if pending.iter().all(|p| *p == 0) {
             break;
         }
@@ -603,7 +611,10 @@ async fn kill_mid_batch(victim: &str) {
     }
 
     let want: BTreeSet<String> = accepted.iter().map(|(s, _)| s.clone()).collect();
-    let sets: Vec<BTreeSet<String>> = (0..3).map(|i| dn.committed(i)).collect();
+    let mut sets: Vec<BTreeSet<String>> = Vec::new();
+    for i in 0..3 {
+        sets.push(dn.committed(i).await);
+    }
     for (i, set) in sets.iter().enumerate() {
         let lost: Vec<_> = want.difference(set).collect();
         assert!(
@@ -849,12 +860,12 @@ async fn bad_providers() {
     let (h_att, h_sub, h_state) = manual_provider(&dn, &acct(3), Cheat::Honest).await;
     assert_eq!(h_state.status, SubmissionStatus::Accepted, "{h_state:?}");
     for i in 0..3 {
-        let stored = dn.stored(i);
+        let stored = dn.stored(i).await;
         for id in &cheater_ids {
             assert!(!stored.contains(*id), "party {i} stored cheater {id}");
         }
         assert_eq!(
-            dn.committed(i),
+            dn.committed(i).await,
             BTreeSet::from([h_sub.submission_id.clone()]),
             "party {i}"
         );
@@ -911,7 +922,7 @@ async fn bad_providers() {
         assert_eq!(&dn.submission(id).await, before);
     }
     for i in 0..3 {
-        assert_eq!(dn.committed(i).len(), 1, "party {i}");
+        assert_eq!(dn.committed(i).await.len(), 1, "party {i}");
     }
     // The attestation refused for its unknown study left no trace: it is
     // admitted to the right study, and accepted.
@@ -939,7 +950,7 @@ async fn bad_providers() {
     assert_eq!(dn.study_info().await.contributions, 3);
     let honest = BTreeSet::from([h_sub.submission_id, f_sub.submission_id, o.submission_id]);
     for i in 0..3 {
-        assert_eq!(dn.committed(i), honest, "party {i}");
+        assert_eq!(dn.committed(i).await, honest, "party {i}");
     }
     eprintln!(
         "bad_providers_are_rejected_and_store_nothing: {:.1?}",
@@ -1091,7 +1102,7 @@ async fn forged_source() {
     let after = dn.study_info().await;
     assert_eq!(after.contributions, before.contributions);
     for i in 0..3 {
-        assert!(dn.stored(i).is_empty(), "party {i} stored something");
+        assert!(dn.stored(i).await.is_empty(), "party {i} stored something");
     }
     // The real source is still served.
     let real = &dn.truth.accounts[0];

@@ -1,6 +1,7 @@
 //! `triad share`: attest, submit, share, confirm, wait.
 
 use std::time::Duration;
+use triad_wire::ErrorCode;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -256,8 +257,8 @@ async fn submit(
             Err(e) => e,
         };
         let pause = match (status, err.code) {
-            (429, _) | (_, "rate_limited") => wait.unwrap_or_else(|| backoff.next()),
-            (503, "queue_full") | (503, "busy") => backoff.next(),
+            (429, _) | (_, ErrorCode::RateLimited) => wait.unwrap_or_else(|| backoff.next()),
+            (503, ErrorCode::QueueFull) | (503, ErrorCode::Busy) => backoff.next(),
             (s, _) if s >= 500 => backoff.next(),
             _ => return Err(ClientError::Submit { source: err }),
         };
@@ -279,14 +280,17 @@ async fn upload_one(
         let err = match http.post(&url).json(&body).send().await {
             Ok(resp) if resp.status().is_success() => return Ok(()),
             Ok(resp) => match read_json::<serde_json::Value>(resp).await {
-                Ok(_) => ApiError::unavailable("http_error", "unexpected answer"),
+                Ok(_) => ApiError::unavailable(ErrorCode::HttpError, "unexpected answer"),
                 Err(e) => e,
             },
             Err(e) => transport(e),
         };
         // A full intake or a dropped connection is worth another try (the
         // upload is idempotent); a refusal is not.
-        let again = matches!(err.code, "intake_full" | "busy" | "transport");
+        let again = matches!(
+            err.code,
+            ErrorCode::IntakeFull | ErrorCode::Busy | ErrorCode::Transport
+        );
         if !again || !sleep_before(deadline, backoff.next()).await {
             return Err(ClientError::Shares { party, source: err });
         }
@@ -349,7 +353,7 @@ async fn ready(
         Ok(()) => Ok(()),
         // An earlier "ready" whose answer was lost did arrive: the verdict
         // (from wait_verdict) tells what became of the submission.
-        Err(e) if e.code == "wrong_state" => Ok(()),
+        Err(e) if e.code == ErrorCode::WrongState => Ok(()),
         Err(e) => Err(err(e)),
     }
 }
@@ -366,7 +370,7 @@ where
     loop {
         match f().await {
             Err(e)
-                if (e.code == "transport" || e.status.is_server_error())
+                if (e.code == ErrorCode::Transport || e.status.is_server_error())
                     && Instant::now() < deadline =>
             {
                 tokio::time::sleep(backoff.next()).await;
@@ -408,7 +412,7 @@ async fn wait_verdict(
             }
             Ok(s) => last = status_name(s.status).into(),
             // Transient trouble: keep asking until the deadline.
-            Err(e) if e.status.is_server_error() || e.code == "transport" => {
+            Err(e) if e.status.is_server_error() || e.code == ErrorCode::Transport => {
                 last = format!("unanswered ({e})")
             }
             Err(source) => {

@@ -15,6 +15,7 @@ mod contribute;
 mod shares;
 
 use std::path::{Path, PathBuf};
+use triad_wire::ErrorCode;
 
 use triad_wire::https::read_json;
 use triad_wire::messages::{valid_study_id, CreateStudy, StudyInfo};
@@ -110,7 +111,7 @@ pub(crate) fn transport(e: reqwest::Error) -> ApiError {
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    ApiError::unavailable("transport", msg)
+    ApiError::unavailable(ErrorCode::Transport, msg)
 }
 
 pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(

@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use triad_wire::ErrorCode;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -66,7 +67,10 @@ async fn get_study(Path(id): Path<String>) -> Result<Json<StudyInfo>, ApiError> 
     if id == "eth" {
         Ok(Json(study()))
     } else {
-        Err(ApiError::not_found("unknown_study", "no such study"))
+        Err(ApiError::not_found(
+            ErrorCode::UnknownStudy,
+            "no such study",
+        ))
     }
 }
 
@@ -79,12 +83,16 @@ async fn submit(State(c): State<CoordState>, body: axum::body::Bytes) -> Respons
     c.submit_calls += 1;
     match c.submit_calls {
         1 => {
-            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
-                .into_response();
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "slow down",
+            )
+            .into_response();
             r.headers_mut().insert("retry-after", "0".parse().unwrap());
             r
         }
-        2 => ApiError::unavailable("queue_full", "queue is full").into_response(),
+        2 => ApiError::unavailable(ErrorCode::QueueFull, "queue is full").into_response(),
         n => {
             let sid = format!("{n:032x}");
             let token = format!("{:064x}", n * 7);
@@ -114,7 +122,7 @@ async fn ready(
         .iter()
         .any(|(s, t, _)| *s == sid && *t == r.token)
     {
-        return ApiError::bad_request("wrong_token", "no").into_response();
+        return ApiError::bad_request(ErrorCode::WrongToken, "no").into_response();
     }
     c.ready.push(sid);
     StatusCode::ACCEPTED.into_response()
@@ -123,7 +131,7 @@ async fn ready(
 async fn status(State(c): State<CoordState>, Path(sid): Path<String>) -> Response {
     let c = c.lock().unwrap();
     let Some(pos) = c.admitted.iter().position(|(s, _, _)| *s == sid) else {
-        return ApiError::not_found("unknown_submission", "no").into_response();
+        return ApiError::not_found(ErrorCode::UnknownSubmission, "no").into_response();
     };
     let ready = c.ready.contains(&sid);
     // The first admitted submission is rejected (retryable); the next one
@@ -152,7 +160,7 @@ async fn shares(State((i, u)): State<(usize, Uploads)>, Json(s): Json<ShareUploa
     let mut u = u.lock().unwrap();
     u.0 += 1;
     if i == 1 && u.0 == 1 {
-        return ApiError::unavailable("intake_full", "busy").into_response();
+        return ApiError::unavailable(ErrorCode::IntakeFull, "busy").into_response();
     }
     u.1.push(s);
     StatusCode::ACCEPTED.into_response()

@@ -7,20 +7,21 @@
 //! 3. it is fresh: the TLS session is at most `max_age_secs` old;
 //! 4. it is for this study, with this study's data spec, and from this
 //!    study's data source (server name, certificate pin if any);
-//! 5. then, atomically with the insert (see [`Db::insert_submission`]):
+//! 5. then, atomically with the insert (see [`crate::store::CoordinatorStore::insert_submission`]):
 //!    its signature was never seen before (replay), its nullifier is not held
 //!    by an accepted or in-flight submission of the study (sybil), and the
 //!    admission queue has room.
 //!
 //! A refusal at any step changes no state.
 
-use axum::http::StatusCode;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
-use triad_notary::{verify_attestation, Attestation, AttestationError, NotaryPublicKey};
-use triad_wire::ApiError;
+use triad_notary::{
+    verify_attestation, Attestation, AttestationError, NotaryPublicKey, SourceError,
+};
+use triad_wire::ErrorCode;
 
-use crate::db::{Db, InsertRefused, NewSubmission};
+use crate::store::{InsertRefused, NewSubmission, Store, StoreError};
 
 /// What the coordinator needs to judge a submission.
 pub struct AdmissionPolicy<'a> {
@@ -42,14 +43,80 @@ impl std::fmt::Debug for Admitted {
     }
 }
 
-fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+/// Why a submission was not admitted, grouped by whose fault it is. The
+/// handler picks the HTTP status ([`crate::routes`]); nothing here knows HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    // The provider's fault: the request can never succeed as it is.
+    #[error("token must be 64 lowercase hex digits")]
+    MalformedToken,
+    #[error("no study {0:?}")]
+    UnknownStudy(String),
+    #[error("{0}")]
+    AttestationExpired(AttestationError),
+    #[error("{0}")]
+    AttestationInvalid(AttestationError),
+    #[error("the attested session is {age} s old; at most {max} s are accepted")]
+    AttestationStale { age: u64, max: u64 },
+    #[error("the attestation is for another study or data spec")]
+    StudyMismatch,
+    #[error("{0}")]
+    WrongSource(SourceError),
+    #[error("this attestation was already presented")]
+    Replayed,
+    #[error("this account already contributed to the study")]
+    AlreadyContributed,
+    // Nobody's fault: load. The same request may succeed later.
+    #[error("the admission queue is full; try again later")]
+    QueueFull,
+    // The coordinator's fault.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("system RNG failed")]
+    Rng,
 }
 
-fn random_hex(rng: &SystemRandom, n: usize) -> Result<String, ApiError> {
+/// Whose fault an [`AdmissionError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The provider sent something that will never be admitted.
+    Provider,
+    /// The coordinator is busy; retry later.
+    Load,
+    /// The coordinator failed.
+    Coordinator,
+}
+
+impl AdmissionError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::QueueFull => Fault::Load,
+            Self::Store(_) | Self::Rng => Fault::Coordinator,
+            _ => Fault::Provider,
+        }
+    }
+
+    /// The wire code of this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::MalformedToken => ErrorCode::MalformedBody,
+            Self::UnknownStudy(_) => ErrorCode::UnknownStudy,
+            Self::AttestationExpired(_) => ErrorCode::AttestationExpired,
+            Self::AttestationInvalid(_) => ErrorCode::AttestationInvalid,
+            Self::AttestationStale { .. } => ErrorCode::AttestationStale,
+            Self::StudyMismatch => ErrorCode::StudyMismatch,
+            Self::WrongSource(_) => ErrorCode::WrongSource,
+            Self::Replayed => ErrorCode::AttestationReplayed,
+            Self::AlreadyContributed => ErrorCode::AlreadyContributed,
+            Self::QueueFull => ErrorCode::QueueFull,
+            Self::Store(_) | Self::Rng => ErrorCode::Internal,
+        }
+    }
+}
+
+fn random_hex(rng: &SystemRandom, n: usize) -> Result<String, AdmissionError> {
     let mut b = vec![0u8; n];
-    rng.fill(&mut b)
-        .map_err(|_| ApiError::internal("system RNG failed"))?;
+    rng.fill(&mut b).map_err(|_| AdmissionError::Rng)?;
     Ok(hex::encode(b))
 }
 
@@ -61,55 +128,44 @@ pub fn token_digest(token: &str) -> String {
 
 /// The admission rule (see the module docs). `now` is Unix seconds.
 pub async fn admit_submission(
-    db: &Db,
+    db: &Store,
     study_id: &str,
     att: &Attestation,
     token: Option<&str>,
     policy: &AdmissionPolicy<'_>,
     now: u64,
-) -> Result<Admitted, ApiError> {
+) -> Result<Admitted, AdmissionError> {
     if token.is_some_and(|t| {
         t.len() != 64 || !t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }) {
-        return Err(ApiError::bad_request(
-            "malformed_body",
-            "token must be 64 lowercase hex digits",
-        ));
+        return Err(AdmissionError::MalformedToken);
     }
     let study = db
         .study(study_id.to_string())
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("unknown_study", format!("no study {study_id:?}")))?;
+        .await?
+        .ok_or_else(|| AdmissionError::UnknownStudy(study_id.to_string()))?;
 
     let verified = verify_attestation(att, policy.trusted_keys, now).map_err(|e| match e {
         AttestationError::Expired { .. } | AttestationError::NotYetValid { .. } => {
-            unprocessable("attestation_expired", e.to_string())
+            AdmissionError::AttestationExpired(e)
         }
-        _ => unprocessable("attestation_invalid", e.to_string()),
+        _ => AdmissionError::AttestationInvalid(e),
     })?;
     let session_time = verified.claims.session_time;
     if now.saturating_sub(session_time) > policy.max_age_secs {
-        return Err(unprocessable(
-            "attestation_stale",
-            format!(
-                "the attested session is {} s old; at most {} s are accepted",
-                now - session_time,
-                policy.max_age_secs
-            ),
-        ));
+        return Err(AdmissionError::AttestationStale {
+            age: now - session_time,
+            max: policy.max_age_secs,
+        });
     }
     if att.study_id != study.params.id || att.data_spec != study.params.data_spec {
-        return Err(unprocessable(
-            "study_mismatch",
-            "the attestation is for another study or data spec",
-        ));
+        return Err(AdmissionError::StudyMismatch);
     }
     study
         .params
         .source
         .check(&att.server_name, &att.cert_chain_sha256)
-        .map_err(|e| unprocessable("wrong_source", e.to_string()))?;
+        .map_err(AdmissionError::WrongSource)?;
 
     let rng = SystemRandom::new();
     let admitted = Admitted {
@@ -131,18 +187,14 @@ pub async fn admit_submission(
     };
     match db.insert_submission(row, policy.max_queue, now).await {
         Ok(()) => Ok(admitted),
-        Err(InsertRefused::UnknownStudy) => Err(ApiError::not_found(
-            "unknown_study",
-            format!("no study {study_id:?}"),
-        )),
+        Err(InsertRefused::UnknownStudy) => Err(AdmissionError::UnknownStudy(study_id.to_string())),
         Err(InsertRefused::Replayed) => {
             // The provider's own retry after a lost answer: same attestation,
             // same token, admission still in flight. Nothing is written.
             if let Some(t) = token {
                 let found = db
                     .find_admission(study_id.to_string(), att.nullifier.clone(), token_digest(t))
-                    .await
-                    .map_err(ApiError::internal)?;
+                    .await?;
                 if let Some(submission_id) = found {
                     return Ok(Admitted {
                         submission_id,
@@ -150,19 +202,10 @@ pub async fn admit_submission(
                     });
                 }
             }
-            Err(ApiError::conflict(
-                "attestation_replayed",
-                "this attestation was already presented",
-            ))
+            Err(AdmissionError::Replayed)
         }
-        Err(InsertRefused::NullifierInUse) => Err(ApiError::conflict(
-            "already_contributed",
-            "this account already contributed to the study",
-        )),
-        Err(InsertRefused::QueueFull) => Err(ApiError::unavailable(
-            "queue_full",
-            "the admission queue is full; try again later",
-        )),
-        Err(InsertRefused::Db(e)) => Err(ApiError::internal(e)),
+        Err(InsertRefused::NullifierInUse) => Err(AdmissionError::AlreadyContributed),
+        Err(InsertRefused::QueueFull) => Err(AdmissionError::QueueFull),
+        Err(InsertRefused::Store(e)) => Err(e.into()),
     }
 }

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use triad_wire::messages::PrepareBatch;
 
-use crate::db::{Db, DbError, FormedBatch};
 use crate::parties::{Parties, PartyError};
 use crate::releases;
+use crate::store::{FormedBatch, Store, StoreError};
 
 /// How batches are formed and retried.
 #[derive(Clone, Debug)]
@@ -85,7 +85,7 @@ pub type StuckCommits = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
 
 /// What the driver shares with the handlers and tests.
 pub struct Driver {
-    pub db: Db,
+    pub db: Store,
     pub parties: Arc<dyn Parties>,
     pub cfg: BatchConfig,
     pub party_keys: [String; 3],
@@ -100,7 +100,7 @@ pub struct Driver {
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(#[from] StoreError),
 }
 
 fn now_ms() -> i64 {

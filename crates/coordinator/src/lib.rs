@@ -8,16 +8,16 @@
 //! - [`batcher`]: batch formation and two-phase commit, in the one driver task;
 //! - [`releases`]: when a study gets its next release;
 //! - [`parties`]: the calls to the parties, behind a trait;
-//! - [`db`]: the SQLite store; [`routes`]: the HTTP handlers.
+//! - [`store`]: the storage trait and its SQLite implementation; [`routes`]: the HTTP handlers.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod batcher;
-pub mod db;
 pub mod limits;
 pub mod parties;
 pub mod releases;
 pub mod routes;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -37,10 +37,10 @@ pub use batcher::BatchConfig;
 pub use limits::Limits;
 
 use crate::batcher::Driver;
-use crate::db::Db;
 use crate::limits::RateLimiter;
 use crate::parties::{HttpParties, Parties};
 use crate::routes::AppState;
+use crate::store::Store;
 
 /// Default freshness window of an attestation's TLS session.
 pub const DEFAULT_MAX_ATTESTATION_AGE_SECS: u64 = 3600;
@@ -90,7 +90,7 @@ pub enum CoordinatorError {
     #[error(transparent)]
     Tls(#[from] triad_wire::https::TlsError),
     #[error(transparent)]
-    Db(#[from] db::DbError),
+    Store(#[from] store::StoreError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -166,7 +166,7 @@ pub(crate) async fn launch_with(
     triad_files::private_dir(&cfg.data_dir)?;
     triad_files::check_private(&cfg.data_dir, 2)
         .map_err(|e| CoordinatorError::Config(e.to_string()))?;
-    let db = Db::open(&cfg.data_dir)?;
+    let db = Store::open_sqlite(&cfg.data_dir)?;
     let wake = Arc::new(Notify::new());
     let settled = Arc::new(Notify::new());
     let stuck = batcher::StuckCommits::default();

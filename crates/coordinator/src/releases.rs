@@ -16,7 +16,7 @@ use triad_wire::release::verify_release;
 use triad_wire::study::release_allowed;
 
 use crate::batcher::{BatchError, Driver};
-use crate::db::ReleaseStatus;
+use crate::store::ReleaseStatus;
 
 /// Whether the gates let `s` have its next release at `now` (Unix seconds):
 /// the output-privacy rule the parties enforce too
@@ -94,7 +94,7 @@ pub async fn run_due_releases(
             );
             continue;
         }
-        let json = serde_json::to_string(&verified).map_err(crate::db::DbError::from)?;
+        let json = serde_json::to_string(&verified).map_err(crate::store::StoreError::from)?;
         d.db.record_release(
             s.study.id.clone(),
             r.release_no,

@@ -2,6 +2,7 @@
 //! decides ([`admit_submission`], the store), and pick the status.
 
 use std::sync::Arc;
+use triad_wire::ErrorCode;
 
 use axum::body::Bytes;
 use std::time::Duration;
@@ -23,17 +24,17 @@ use triad_wire::messages::{
 use triad_wire::study::validate_study;
 use triad_wire::{ApiError, PeerAddr};
 
-use crate::admission::{admit_submission, token_digest, AdmissionPolicy};
-use crate::db::Db;
+use crate::admission::{admit_submission, token_digest, AdmissionError, AdmissionPolicy};
 use crate::limits::RateLimiter;
 use crate::parties::{Parties, PartyError, PartyFault};
+use crate::store::Store;
 
 pub const DEFAULT_MIN_COHORT: u64 = 10;
 pub const DEFAULT_MIN_NEW: u64 = 10;
 pub const DEFAULT_RELEASE_INTERVAL_SECS: u64 = 60;
 
 pub struct AppState {
-    pub db: Db,
+    pub db: Store,
     pub limiter: RateLimiter,
     pub trusted_keys: Vec<NotaryPublicKey>,
     pub max_attestation_age_secs: u64,
@@ -115,11 +116,11 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "request body too large",
             )
         } else {
-            ApiError::bad_request("malformed_body", r.body_text())
+            ApiError::bad_request(ErrorCode::MalformedBody, r.body_text())
         }
     })
 }
@@ -142,7 +143,8 @@ async fn create_study(
             .unwrap_or(DEFAULT_RELEASE_INTERVAL_SECS),
         stats: req.stats,
     };
-    validate_study(&params).map_err(|e| ApiError::bad_request("invalid_study", e.to_string()))?;
+    validate_study(&params)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidStudy, e.to_string()))?;
     if s.db
         .study(params.id.clone())
         .await
@@ -150,7 +152,7 @@ async fn create_study(
         .is_some()
     {
         return Err(ApiError::conflict(
-            "study_exists",
+            ErrorCode::StudyExists,
             format!("study {:?} exists", params.id),
         ));
     }
@@ -170,8 +172,18 @@ async fn create_study(
                     fault: PartyFault::Refused(_),
                     ..
                 },
-            ) => return Err(ApiError::bad_request("invalid_study", e.to_string())),
-            Err(e) => return Err(ApiError::unavailable("parties_unavailable", e.to_string())),
+            ) => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidStudy,
+                    e.to_string(),
+                ))
+            }
+            Err(e) => {
+                return Err(ApiError::unavailable(
+                    ErrorCode::PartiesUnavailable,
+                    e.to_string(),
+                ))
+            }
         }
     }
     let info = StudyInfo {
@@ -187,7 +199,7 @@ async fn create_study(
         .map_err(ApiError::internal)?
     {
         return Err(ApiError::conflict(
-            "study_exists",
+            ErrorCode::StudyExists,
             format!("study {:?} exists", info.params.id),
         ));
     }
@@ -215,7 +227,7 @@ async fn get_study(State(s): St, Path(id): Path<String>) -> Result<Json<StudyInf
         .await
         .map_err(ApiError::internal)?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found("unknown_study", format!("no study {id:?}")))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::UnknownStudy, format!("no study {id:?}")))
 }
 
 async fn submit(
@@ -242,7 +254,8 @@ async fn submit(
             &policy,
             triad_wire::unix_now(),
         )
-        .await?;
+        .await
+        .map_err(admission_refusal)?;
         Ok::<_, ApiError>(SubmitResponse {
             submission_id: admitted.submission_id,
             token: admitted.token,
@@ -255,8 +268,34 @@ async fn submit(
     }
 }
 
+/// The HTTP answer to a refused admission: 404 for an unknown study, 400
+/// for a malformed token, 409 for a replay or a second contribution, 422
+/// for an attestation that does not fit, 503 when full, 500 for our faults.
+fn admission_refusal(e: AdmissionError) -> ApiError {
+    use AdmissionError as E;
+    let status = match &e {
+        E::MalformedToken => StatusCode::BAD_REQUEST,
+        E::UnknownStudy(_) => StatusCode::NOT_FOUND,
+        E::Replayed | E::AlreadyContributed => StatusCode::CONFLICT,
+        E::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+        E::Store(_) | E::Rng => {
+            tracing::error!(error = %e, "admission failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        E::AttestationExpired(_)
+        | E::AttestationInvalid(_)
+        | E::AttestationStale { .. }
+        | E::StudyMismatch
+        | E::WrongSource(_) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
 fn unknown_submission(sid: &str) -> ApiError {
-    ApiError::not_found("unknown_submission", format!("no submission {sid:?}"))
+    ApiError::not_found(
+        ErrorCode::UnknownSubmission,
+        format!("no submission {sid:?}"),
+    )
 }
 
 async fn ready(
@@ -280,7 +319,7 @@ async fn ready(
         if token_digest(&req.token) != row.token_sha256 {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "wrong_token",
+                ErrorCode::WrongToken,
                 "wrong submission token",
             ));
         }
@@ -291,7 +330,7 @@ async fn ready(
             .map_err(ApiError::internal)?
         {
             return Err(ApiError::conflict(
-                "wrong_state",
+                ErrorCode::WrongState,
                 format!("submission is {:?}, not awaiting shares", row.state.status),
             ));
         }
@@ -333,7 +372,7 @@ async fn get_submission_checked(
     sid: String,
     q: Result<Query<WaitParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("malformed_body", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, e.body_text()))?;
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     loop {
@@ -361,9 +400,9 @@ async fn batch_decision(
     State(s): St,
     Path(id): Path<String>,
 ) -> Result<Json<BatchDecision>, ApiError> {
-    let batch_id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;
+    let batch_id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(ErrorCode::MalformedBody, "batch id must be an integer")
+    })?;
     let decision =
         s.db.batch_decision(batch_id)
             .await

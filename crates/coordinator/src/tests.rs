@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use triad_wire::ErrorCode;
 
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -19,8 +20,8 @@ use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::study::{check_floors, Floors};
 use triad_wire::{NetworkConfig, PartyEndpoint, PartySigningKey, SignedRelease};
 
-use crate::db::Db;
 use crate::parties::{BoxFut, Parties, PartyError, PartyFault};
+use crate::store::{CoordinatorStore, SqliteStore};
 use crate::{launch_with, BatchConfig, CoordinatorConfig, CoordinatorHandle, Limits};
 
 const ADMIN: &str = "admin-token";
@@ -116,7 +117,7 @@ impl Parties for FakeParties {
             check_floors(study, floors).map_err(|e| PartyError {
                 party,
                 fault: PartyFault::Refused(triad_wire::ApiError::conflict(
-                    "below_threshold",
+                    ErrorCode::BelowThreshold,
                     e.to_string(),
                 )),
             })
@@ -189,7 +190,7 @@ impl Parties for FakeParties {
                 return Err(PartyError {
                     party,
                     fault: PartyFault::Refused(triad_wire::ApiError::not_found(
-                        "unknown_batch",
+                        ErrorCode::UnknownBatch,
                         "no such batch here",
                     )),
                 });
@@ -347,8 +348,8 @@ impl Env {
         launch_with(self.cfg.clone(), l, parties).await.unwrap()
     }
 
-    fn db(&self) -> Db {
-        Db::open(&self.data_dir).unwrap()
+    fn db(&self) -> SqliteStore {
+        SqliteStore::open(&self.data_dir).unwrap()
     }
 }
 
@@ -767,7 +768,7 @@ async fn every_admission_error_has_its_code_and_changes_nothing() {
         ),
     ];
     for (study, body, status, code) in cases {
-        let before = db.row_counts().await;
+        let before = db.row_counts().unwrap();
         let a = call(
             &env,
             &h,
@@ -778,16 +779,16 @@ async fn every_admission_error_has_its_code_and_changes_nothing() {
         )
         .await;
         assert_eq!((a.status, a.code()), (status, code), "{:?}", a.body);
-        assert_eq!(db.row_counts().await, before, "{code} changed state");
+        assert_eq!(db.row_counts().unwrap(), before, "{code} changed state");
     }
 
     // Queue bound: max_queue 2, one already in flight.
     let a = submit(&env, &h, "s1", &attest("s1", 10)).await;
     assert_eq!(a.status, 202);
-    let before = db.row_counts().await;
+    let before = db.row_counts().unwrap();
     let a = submit(&env, &h, "s1", &attest("s1", 11)).await;
     assert_eq!((a.status, a.code()), (503, "queue_full"));
-    assert_eq!(db.row_counts().await, before);
+    assert_eq!(db.row_counts().unwrap(), before);
 
     // Ready: unknown id, wrong token, then right token, then wrong state.
     let a = ready(&env, &h, "00", &token).await;
@@ -804,7 +805,7 @@ async fn every_admission_error_has_its_code_and_changes_nothing() {
 async fn a_retry_with_the_providers_token_gets_the_same_admission() {
     let env = Env::new();
     let h = env.launch(FakeParties::new()).await;
-    let db = Db::open(&env.data_dir).unwrap();
+    let db = SqliteStore::open(&env.data_dir).unwrap();
     create_study(&env, &h, study_body("s1")).await;
     let att = attest("s1", 1);
     let post = |token: Value| {
@@ -817,11 +818,11 @@ async fn a_retry_with_the_providers_token_gets_the_same_admission() {
     assert_eq!(first.body["token"], json!(t));
     // The answer was lost; the same request again changes nothing and
     // names the same submission.
-    let before = db.row_counts().await;
+    let before = db.row_counts().unwrap();
     let again = post(json!(t)).await;
     assert_eq!(again.status, 202);
     assert_eq!(again.body["submission_id"], first.body["submission_id"]);
-    assert_eq!(db.row_counts().await, before);
+    assert_eq!(db.row_counts().unwrap(), before);
     // Anyone else replaying the attestation (another token, or none) is
     // refused, and so is the provider once it confirmed its shares.
     for other in [json!("cd".repeat(32)), Value::Null] {
@@ -834,7 +835,7 @@ async fn a_retry_with_the_providers_token_gets_the_same_admission() {
     assert_eq!(ready(&env, &h, &sid, &t).await.status, 202);
     let a = post(json!(t)).await;
     assert_eq!((a.status, a.code()), (409, "attestation_replayed"));
-    assert_eq!(db.row_counts().await, before);
+    assert_eq!(db.row_counts().unwrap(), before);
     h.shutdown().await;
 }
 
@@ -862,9 +863,7 @@ async fn concurrent_submissions_with_one_nullifier_admit_exactly_one() {
     }
     assert_eq!(ok, 1);
     assert_eq!(
-        env.db()
-            .test_query_i64("SELECT COUNT(*) FROM submissions")
-            .await,
+        env.db().test_query_i64("SELECT COUNT(*) FROM submissions"),
         1
     );
 }
@@ -1051,9 +1050,7 @@ async fn restart_aborts_preparing_batches_and_finishes_committed_ones() {
     .await;
     assert_eq!(a.body["decision"], "abort");
     assert_eq!(
-        env.db()
-            .test_query_i64("SELECT attempts FROM submissions")
-            .await,
+        env.db().test_query_i64("SELECT attempts FROM submissions"),
         1
     );
     h.shutdown().await;
@@ -1132,8 +1129,7 @@ async fn releases_wait_for_min_cohort_and_min_new() {
     assert_eq!(fake.logged("release 0 3"), 0);
     let stored = env
         .db()
-        .test_query_i64("SELECT count FROM releases WHERE release_no = 2")
-        .await;
+        .test_query_i64("SELECT count FROM releases WHERE release_no = 2");
     assert_eq!(stored, 5);
     assert_eq!(fake.max_in_mpc.load(Ordering::SeqCst), 1);
     h.shutdown().await;

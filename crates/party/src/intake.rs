@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use triad_wire::ErrorCode;
 
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
@@ -73,7 +74,7 @@ pub fn token_sha256(token: &str) -> [u8; 32] {
 /// Validates an upload: ids and token of the right form, canonical
 /// components.
 pub fn parse_upload(u: &ShareUpload) -> Result<(Key, Components), ApiError> {
-    let bad = |m: &str| ApiError::bad_request("bad_shares", m.to_string());
+    let bad = |m: &str| ApiError::bad_request(ErrorCode::BadShares, m.to_string());
     if !is_hex(&u.submission_id, 32) {
         return Err(bad("submission_id must be 32 lowercase hex digits"));
     }
@@ -122,7 +123,7 @@ impl Intake {
         e.expire(self.ttl);
         if e.map.len() >= self.max_entries && !e.map.contains_key(&key) {
             return Err(ApiError::unavailable(
-                "intake_full",
+                ErrorCode::IntakeFull,
                 "too many unprocessed uploads; retry later",
             ));
         }
@@ -178,7 +179,7 @@ mod tests {
             intake.put(key(i), comps(i)).unwrap();
         }
         let e = intake.put(key(9), comps(9)).unwrap_err();
-        assert_eq!(e.code, "intake_full");
+        assert_eq!(e.code, ErrorCode::IntakeFull);
         // A re-upload of a held key replaces it even when full.
         intake.put(key(1), comps(11)).unwrap();
         assert_eq!(

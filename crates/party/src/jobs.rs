@@ -11,7 +11,7 @@ use triad_wire::{PartySigningKey, SignedRelease};
 use crate::check::{check_batch, BatchShares};
 use crate::intake::Components;
 use crate::mesh::{Mesh, SessionError};
-use crate::store::{Store, StoreError};
+use crate::store::{PartyStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -40,7 +40,7 @@ fn tag(parts: &[&[u8]]) -> [u8; 32] {
 /// then count as missing, and the verdict names the refusal).
 pub fn prepare(
     mesh: &Mesh,
-    store: &Store,
+    store: &dyn PartyStore,
     req: &PrepareBatch,
     request_sha256: &[u8; 32],
     commitments: &[Fr],
@@ -109,7 +109,7 @@ pub fn prepare(
 /// Computes, signs and stores a release over every committed contribution.
 pub fn release(
     mesh: &Mesh,
-    store: &Store,
+    store: &dyn PartyStore,
     key: &PartySigningKey,
     req: &ReleaseRequest,
 ) -> Result<SignedRelease, JobError> {

@@ -147,7 +147,8 @@ pub async fn launch(
     // data directory may be readable by another user.
     triad_files::private_dir(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;
     triad_files::check_private(&cfg.data_dir, 2).map_err(|e| PartyError::Config(e.to_string()))?;
-    let store = Arc::new(store::Store::open(&cfg.data_dir.join(DB_FILE))?);
+    let store: Arc<dyn store::PartyStore> =
+        Arc::new(store::SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
     let ca = cfg
         .network
         .ca_pem()

@@ -5,11 +5,13 @@
 //! `GET /v1/info`, `GET /healthz`. Internal (coordinator only, bearer
 //! token): `POST /internal/batches/prepare`, `POST
 //! /internal/batches/{id}/commit`, `POST /internal/batches/{id}/abort`,
-//! `POST /internal/releases`.
+//! `POST /internal/releases`, `POST /internal/studies`,
+//! `GET /internal/holdings`.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
+use triad_wire::ErrorCode;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -36,7 +38,7 @@ use triad_wire::{ApiError, NetworkConfig, PartySigningKey, PeerAddr, SignedRelea
 use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
 use crate::jobs::{self, JobError};
 use crate::mesh::Mesh;
-use crate::store::{BatchState, Store};
+use crate::store::{BatchState, Holding, PartyStore};
 
 /// Largest batch a party accepts.
 pub const MAX_BATCH: usize = 10_000;
@@ -62,7 +64,7 @@ type Job = Box<dyn FnOnce(&Mesh) + Send>;
 pub use triad_wire::study::Floors;
 
 pub struct PartyState {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn PartyStore>,
     pub intake: Intake,
     limiter: RateLimiter,
     pub key: Arc<PartySigningKey>,
@@ -80,7 +82,7 @@ pub struct PartyState {
 
 /// What a party's service is made of, besides its MPC mesh.
 pub struct Parts {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn PartyStore>,
     pub key: PartySigningKey,
     /// This party's credential toward the coordinator.
     pub internal_token: String,
@@ -153,20 +155,22 @@ impl PartyState {
     /// statistics) is refused, and so is a study below this party's floors:
     /// the coordinator alone cannot make the parties release small cohorts.
     fn pin(&self, study: &StudyParams) -> Result<StudyParams, ApiError> {
-        self.pin_with(study, Store::pin_study)
+        self.pin_with(study, <dyn PartyStore>::pin_study)
     }
 
     /// [`PartyState::pin`] with the store's pinning operation `op`.
     fn pin_with(
         &self,
         study: &StudyParams,
-        op: impl FnOnce(&Store, &StudyParams) -> Result<StudyParams, crate::store::StoreError>,
+        op: impl FnOnce(&dyn PartyStore, &StudyParams) -> Result<StudyParams, crate::store::StoreError>,
     ) -> Result<StudyParams, ApiError> {
         check_floors(study, self.floors).map_err(|e| match e {
-            StudyError::BelowFloor { .. } => ApiError::conflict("below_threshold", e.to_string()),
-            _ => ApiError::bad_request("invalid_study", e.to_string()),
+            StudyError::BelowFloor { .. } => {
+                ApiError::conflict(ErrorCode::BelowThreshold, e.to_string())
+            }
+            _ => ApiError::bad_request(ErrorCode::InvalidStudy, e.to_string()),
         })?;
-        let pinned = op(&self.store, study).map_err(store_err)?;
+        let pinned = op(self.store.as_ref(), study).map_err(store_err)?;
         if pinned != *study {
             let same_protection = pinned.data_spec == study.data_spec
                 && pinned.source == study.source
@@ -175,7 +179,7 @@ impl PartyState {
                 && pinned.stats == study.stats;
             if !same_protection {
                 return Err(ApiError::conflict(
-                    "study_changed",
+                    ErrorCode::StudyChanged,
                     format!(
                         "study {} differs from the parameters this party pinned",
                         study.id
@@ -232,14 +236,16 @@ impl PartyState {
             let _ = tx.send(f(mesh));
         });
         self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => ApiError::unavailable("busy", "the MPC queue is full"),
+            mpsc::TrySendError::Full(_) => {
+                ApiError::unavailable(ErrorCode::Busy, "the MPC queue is full")
+            }
             mpsc::TrySendError::Disconnected(_) => ApiError::internal("MPC worker is gone"),
         })?;
         match tokio::time::timeout(JOB_TIMEOUT, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(ApiError::unavailable("mpc_failed", e.to_string())),
+            Ok(Ok(Err(e))) => Err(ApiError::unavailable(ErrorCode::MpcFailed, e.to_string())),
             Ok(Err(_)) => Err(ApiError::internal("MPC job dropped")),
-            Err(_) => Err(ApiError::unavailable("busy", "MPC job timed out")),
+            Err(_) => Err(ApiError::unavailable(ErrorCode::Busy, "MPC job timed out")),
         }
     }
 }
@@ -272,11 +278,11 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "request body too large",
             )
         } else {
-            ApiError::bad_request("malformed_body", e.body_text())
+            ApiError::bad_request(ErrorCode::MalformedBody, e.body_text())
         }
     })
 }
@@ -295,6 +301,7 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .route("/internal/batches/{id}/abort", post(abort))
         .route("/internal/releases", post(release))
         .route("/internal/studies", post(pin_study))
+        .route("/internal/holdings", get(holdings))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
     let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -340,7 +347,10 @@ async fn latest_release(
     Path(id): Path<String>,
 ) -> Result<Json<SignedRelease>, ApiError> {
     if !valid_study_id(&id) {
-        return Err(ApiError::bad_request("malformed_body", "invalid study id"));
+        return Err(ApiError::bad_request(
+            ErrorCode::MalformedBody,
+            "invalid study id",
+        ));
     }
     let store = s.store.clone();
     let got = tokio::task::spawn_blocking(move || store.latest_release(&id))
@@ -350,7 +360,7 @@ async fn latest_release(
     match got {
         Some((_, _, signed)) => Ok(Json(signed)),
         None => Err(ApiError::not_found(
-            "no_release",
+            ErrorCode::NoRelease,
             "no release of this study yet",
         )),
     }
@@ -360,7 +370,7 @@ async fn latest_release(
 /// targets only.
 #[doc(hidden)]
 pub fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
-    let bad = |m: String| ApiError::bad_request("malformed_body", m);
+    let bad = |m: String| ApiError::bad_request(ErrorCode::MalformedBody, m);
     if !valid_study_id(&req.study.id) {
         return Err(bad("invalid study id".into()));
     }
@@ -418,11 +428,11 @@ async fn prepare(
         if let Some(stored) = s.store.batch(batch_id).map_err(store_err)? {
             return match stored.state {
                 BatchState::Aborted => Err(ApiError::conflict(
-                    "wrong_state",
+                    ErrorCode::WrongState,
                     format!("batch {batch_id} was aborted"),
                 )),
                 _ if stored.request_sha256 != hash => Err(ApiError::conflict(
-                    "wrong_state",
+                    ErrorCode::WrongState,
                     format!("batch {batch_id} was prepared with other items"),
                 )),
                 _ => Ok(PrepareStart::Answered(PrepareResult {
@@ -466,7 +476,15 @@ async fn prepare(
     let req2 = req.clone();
     let verdicts = s
         .run_job(move |mesh| {
-            jobs::prepare(mesh, &store, &req2, &hash, &commitments, &inputs, &refused)
+            jobs::prepare(
+                mesh,
+                store.as_ref(),
+                &req2,
+                &hash,
+                &commitments,
+                &inputs,
+                &refused,
+            )
         })
         .await?;
     s.remember_batch_keys(req.batch_id, keys);
@@ -481,12 +499,17 @@ pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<Batc
     let st = match d {
         Decision::Commit => match s.store.commit(batch_id) {
             Err(e @ crate::store::StoreError::UnknownBatch(_)) => {
-                return Err(ApiError::not_found("unknown_batch", e.to_string()))
+                return Err(ApiError::not_found(ErrorCode::UnknownBatch, e.to_string()))
             }
             r => r.map_err(store_err)?,
         },
         Decision::Abort => s.store.abort(batch_id).map_err(store_err)?,
-        Decision::Pending => return Err(ApiError::bad_request("malformed_body", "no decision")),
+        Decision::Pending => {
+            return Err(ApiError::bad_request(
+                ErrorCode::MalformedBody,
+                "no decision",
+            ))
+        }
     };
     // Decided either way: the batch's intake entries are no longer
     // needed under this id (an aborted batch's submissions come back in a
@@ -508,9 +531,9 @@ async fn decide(
     id: &str,
     d: Decision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("malformed_body", "batch id must be an integer"))?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(ErrorCode::MalformedBody, "batch id must be an integer")
+    })?;
     let got = blocking(s, move |s| apply_decision(s, id, d)).await?;
     let want = if d == Decision::Commit {
         BatchState::Committed
@@ -519,7 +542,7 @@ async fn decide(
     };
     if got != want {
         return Err(ApiError::conflict(
-            "wrong_state",
+            ErrorCode::WrongState,
             format!("batch {id} is already {got:?}"),
         ));
     }
@@ -553,10 +576,32 @@ async fn pin_study(
 ) -> Result<Json<StudyParams>, ApiError> {
     let study: StudyParams = parse_json(&body(b)?)?;
     let s2 = s.clone();
-    tokio::task::spawn_blocking(move || s2.pin_with(&study, Store::pin_new_study))
+    tokio::task::spawn_blocking(move || s2.pin_with(&study, <dyn PartyStore>::pin_new_study))
         .await
         .map_err(ApiError::internal)?
         .map(Json)
+}
+
+/// `GET /internal/holdings`: the batches this party has not settled, and
+/// which submissions it holds shares of in which batch state: the
+/// coordinator's (and the tests') audit of a party without reading its
+/// database. Ids and states only, never shares.
+async fn holdings(_: FromCoordinator, State(s): St) -> Result<Json<Holdings>, ApiError> {
+    blocking(&s, |s| {
+        Ok(Holdings {
+            pending_batches: s.store.pending_batches().map_err(store_err)?,
+            holdings: s.store.holdings().map_err(store_err)?,
+        })
+    })
+    .await
+    .map(Json)
+}
+
+/// The answer of `GET /internal/holdings`.
+#[derive(serde::Serialize)]
+struct Holdings {
+    pending_batches: Vec<u64>,
+    holdings: Vec<Holding>,
 }
 
 async fn release(
@@ -568,7 +613,7 @@ async fn release(
     let req = blocking(&s, move |s| release_checks(s, req)).await?;
     let (store, key) = (s.store.clone(), s.key.clone());
     let signed = s
-        .run_job(move |mesh| jobs::release(mesh, &store, &key, &req))
+        .run_job(move |mesh| jobs::release(mesh, store.as_ref(), &key, &req))
         .await?;
     Ok(Json(signed))
 }
@@ -586,13 +631,13 @@ fn release_checks(s: &PartyState, mut req: ReleaseRequest) -> Result<ReleaseRequ
             .map_err(|e| store_err(format!("stored release: {e}")))?;
         if stored.created_at != req.created_at {
             return Err(ApiError::conflict(
-                "wrong_state",
+                ErrorCode::WrongState,
                 format!("release {no} was made at {}", stored.created_at),
             ));
         }
     } else if req.release_no != latest_no + 1 {
         return Err(ApiError::conflict(
-            "wrong_state",
+            ErrorCode::WrongState,
             format!("next release is {}, not {}", latest_no + 1, req.release_no),
         ));
     }
@@ -613,7 +658,7 @@ fn release_checks(s: &PartyState, mut req: ReleaseRequest) -> Result<ReleaseRequ
         .committed_count(&req.study.id, req.as_of_batch)
         .map_err(store_err)?;
     release_allowed(&req.study, count, previous)
-        .map_err(|e| ApiError::conflict("below_threshold", e.to_string()))?;
+        .map_err(|e| ApiError::conflict(ErrorCode::BelowThreshold, e.to_string()))?;
     Ok(req)
 }
 
@@ -637,7 +682,7 @@ pub async fn recover_pending(s: &PartyState) {
             .await;
         let d: Result<BatchDecision, _> = match resp {
             Ok(r) => triad_wire::https::read_json(r).await,
-            Err(e) => Err(ApiError::unavailable("transport", e.to_string())),
+            Err(e) => Err(ApiError::unavailable(ErrorCode::Transport, e.to_string())),
         };
         match d {
             Ok(BatchDecision { decision, .. }) if decision != Decision::Pending => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use triad_mpc::PartyId;
-use triad_party::store::Store;
+use triad_party::store::{PartyStore, SqliteStore};
 use triad_party::{launch, load_or_create_keys, Floors, PartyConfig, DB_FILE};
 use triad_stats::StatsSpec;
 use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
@@ -167,7 +167,7 @@ fn release_at(s: StudyParams, no: u64, created_at: u64) -> Vec<u8> {
 }
 
 fn import(f: &Fixture, batch: u64, n: usize) {
-    let store = Store::open(&f.data.join(DB_FILE)).unwrap();
+    let store = SqliteStore::open(&f.data.join(DB_FILE)).unwrap();
     let rows: Vec<_> = (0..n)
         .map(|k| (format!("{batch:016x}{k:016x}"), Wrapping(1), Wrapping(2)))
         .collect();
@@ -353,7 +353,7 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
     // min_new = 10; the study's thresholds cannot be changed once pinned,
     // nor set below this party's floors.
     import(&f, 2, 6);
-    let store = Store::open(&f.data.join(DB_FILE)).unwrap();
+    let store = SqliteStore::open(&f.data.join(DB_FILE)).unwrap();
     let key = triad_wire::PartySigningKey::load_or_create(&f.data.join("sign.key")).unwrap();
     let values: Vec<i64> = (0..12).collect();
     let r = Release {

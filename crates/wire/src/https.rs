@@ -2,6 +2,7 @@
 //! bounded reads of answers, and the JSON error every endpoint answers
 //! with (the server loop is in [`crate::serve`]).
 
+use crate::ErrorCode;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 /// and a sentence for people.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
-    pub error: String,
+    pub error: ErrorCode,
     pub message: String,
 }
 
@@ -27,35 +28,35 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
         }
     }
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             message.to_string(),
         )
     }
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }
@@ -77,7 +78,7 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: self.code.to_string(),
+            error: self.code,
             message: self.message,
         };
         (self.status, axum::Json(body)).into_response()
@@ -88,8 +89,12 @@ impl IntoResponse for ApiError {
 /// bytes and call this instead of axum's `Json` extractor, so every
 /// malformed body gets the same error shape.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            ErrorCode::MalformedBody,
+            format!("malformed JSON body: {e}"),
+        )
+    })
 }
 
 /// SHA-256 of a token, the form in which a verifier keeps it: a service
@@ -116,7 +121,7 @@ pub fn check_token_digest(
     } else {
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             format!("missing or wrong {name} header"),
         ))
     }
@@ -221,7 +226,7 @@ async fn read_body_limited(mut resp: reqwest::Response, max: usize) -> Result<Ve
     let too_long = || {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
-            "bad_answer",
+            ErrorCode::BadAnswer,
             format!("answer longer than {max} bytes"),
         )
     };
@@ -234,7 +239,7 @@ async fn read_body_limited(mut resp: reqwest::Response, max: usize) -> Result<Ve
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| ApiError::unavailable("transport", e.to_string()))?
+        .map_err(|e| ApiError::unavailable(ErrorCode::Transport, e.to_string()))?
     {
         if chunk.len() > max - out.len() {
             return Err(too_long());
@@ -255,7 +260,7 @@ pub async fn read_json_limited<T: DeserializeOwned>(
         return serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "bad_answer",
+                ErrorCode::BadAnswer,
                 format!("unexpected answer: {e}"),
             )
         });
@@ -264,12 +269,12 @@ pub async fn read_json_limited<T: DeserializeOwned>(
     Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(b) => ApiError {
             status,
-            code: leak_code(&b.error),
+            code: b.error,
             message: b.message,
         },
         Err(_) => ApiError::new(
             status,
-            "http_error",
+            ErrorCode::HttpError,
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
         ),
     })
@@ -278,7 +283,7 @@ pub async fn read_json_limited<T: DeserializeOwned>(
 /// The fallback of every service's router: a path no route matches
 /// answers 404 in the JSON error shape.
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
+    ApiError::not_found(ErrorCode::NotFound, "no such endpoint")
 }
 
 /// A known path asked with a method it does not serve: 405 in the JSON
@@ -286,7 +291,7 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on this endpoint"),
     )
 }
@@ -298,60 +303,6 @@ pub fn json_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Ro
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-}
-
-/// Error codes are a small fixed vocabulary; map known ones back to their
-/// static strings and everything else to "other".
-fn leak_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "malformed_body",
-        "unknown_study",
-        "study_exists",
-        "attestation_invalid",
-        "attestation_expired",
-        "attestation_stale",
-        "attestation_replayed",
-        "already_contributed",
-        "study_mismatch",
-        "rate_limited",
-        "queue_full",
-        "unknown_submission",
-        "wrong_token",
-        "bad_shares",
-        "intake_full",
-        "below_threshold",
-        "no_release",
-        "unauthorized",
-        "payload_too_large",
-        "busy",
-        "internal",
-        "transport",
-        "wrong_state",
-        "unknown_batch",
-        "study_changed",
-        "mpc_failed",
-        "invalid_study",
-        "wrong_source",
-        "parties_unavailable",
-        "bad_answer",
-        "bad_request",
-        "forbidden",
-        "not_found",
-        "method_not_allowed",
-        "request_timeout",
-        "length_required",
-        "uri_too_long",
-        "unsupported_media_type",
-        "unprocessable",
-        "headers_too_large",
-        "unavailable",
-        "http_error",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == code)
-        .copied()
-        .unwrap_or("other")
 }
 
 /// The peer's address, for handlers (`ConnectInfo<PeerAddr>`).

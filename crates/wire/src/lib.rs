@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod error_code;
 pub mod https;
 pub mod limits;
 pub mod messages;
@@ -26,6 +27,7 @@ pub mod study;
 pub mod trace;
 
 pub use config::{NetworkConfig, PartyEndpoint};
+pub use error_code::ErrorCode;
 pub use https::{ApiError, PeerAddr};
 pub use release::{PartySigningKey, Release, ReleaseError, SignedRelease, VerifiedRelease};
 

@@ -2,6 +2,7 @@
 //! the endpoints providers write to (the coordinator's submit and ready, a
 //! party's share intake).
 
+use crate::ErrorCode;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -62,7 +63,7 @@ impl IntoResponse for RateLimited {
     fn into_response(self) -> Response {
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many requests; retry in {} s", self.retry_after_secs),
         )
         .into_response();

@@ -27,6 +27,7 @@
 //! releases its slot. Connection tasks belong to the serve future: dropping
 //! it (aborting the service's task) ends every connection.
 
+use crate::ErrorCode;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -385,7 +386,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), ApiError> {
     if uri > MAX_URI_BYTES {
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!("request target over {MAX_URI_BYTES} bytes"),
         ));
     }
@@ -399,7 +400,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), ApiError> {
     if headers.len() > MAX_HEADERS || head > MAX_HEAD_BYTES {
         return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!("request head over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} fields"),
         ));
     }
@@ -407,24 +408,24 @@ fn check_head<B>(req: &Request<B>) -> Result<(), ApiError> {
 }
 
 /// The error code of an error answer that came without one.
-fn code_for_status(s: StatusCode) -> &'static str {
+fn code_for_status(s: StatusCode) -> ErrorCode {
     match s {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        StatusCode::LENGTH_REQUIRED => "length_required",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::URI_TOO_LONG => "uri_too_long",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
-        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        s if s.is_server_error() => "internal",
-        _ => "http_error",
+        StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+        StatusCode::LENGTH_REQUIRED => ErrorCode::LengthRequired,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::URI_TOO_LONG => ErrorCode::UriTooLong,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::Unprocessable,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorCode::HeadersTooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::HttpError,
     }
 }
 
@@ -497,7 +498,7 @@ async fn handle(
         timed_out.store(true, Ordering::Relaxed);
         return Ok(closing(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "request body not received within {} s",
                 limits.body_timeout.as_secs_f64()
@@ -511,7 +512,7 @@ async fn handle(
             tracing::warn!(%method, "handler exceeded the request deadline");
             timed_out.store(true, Ordering::Relaxed);
             closing(ApiError::unavailable(
-                "request_timeout",
+                ErrorCode::RequestTimeout,
                 format!(
                     "no answer within {} s",
                     limits.request_timeout.as_secs_f64()

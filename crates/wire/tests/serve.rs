@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use triad_wire::ErrorCode;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Path;
@@ -82,7 +83,7 @@ fn router() -> Router {
             post(|| async {
                 triad_wire::ApiError::new(
                     axum::http::StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                    ErrorCode::Unauthorized,
                     "no token",
                 )
             }),
@@ -520,12 +521,12 @@ async fn read_json_refuses_answers_over_its_limit() {
     let e = read_json_limited::<Vec<u64>>(fetch(&s, "/json/big").await, 1024 * 1024)
         .await
         .unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (502, "bad_answer"));
+    assert_eq!((e.status.as_u16(), e.code), (502, ErrorCode::BadAnswer));
     // No announced length: refused while streaming.
     let e = read_json_limited::<Value>(fetch(&s, "/json/chunked").await, 64 * 1024)
         .await
         .unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (502, "bad_answer"));
+    assert_eq!((e.status.as_u16(), e.code), (502, ErrorCode::BadAnswer));
     // Within the limit (and with the default one): read.
     let v: Vec<u64> = read_json_limited(fetch(&s, "/json/small").await, 1024)
         .await
@@ -537,5 +538,5 @@ async fn read_json_refuses_answers_over_its_limit() {
     let e = read_json_limited::<Value>(fetch(&s, "/nope").await, 8)
         .await
         .unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (502, "bad_answer"));
+    assert_eq!((e.status.as_u16(), e.code), (502, ErrorCode::BadAnswer));
 }

@@ -1,9 +1,5 @@
-//! The party's durable store (`party.sqlite`): studies, batches with their
-//! state, share components and signed releases.
-//!
-//! A batch's shares are written in the same transaction as the batch row
-//! (state `pending`), so a crash leaves all or nothing; `commit` and `abort`
-//! are single transactions too. Statistics read only committed batches.
+//! [`PartyStore`] on SQLite (`party.sqlite`): WAL with `synchronous=FULL`,
+//! one transaction per call that changes anything, versioned migrations.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,53 +9,16 @@ use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    #[error("no batch {0} was prepared here")]
-    UnknownBatch(u64),
-    #[error("database file: {0}")]
-    Io(#[from] std::io::Error),
-}
+use super::{BatchState, Holding, PartyStore, StoreError, StoredBatch};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchState {
-    Pending,
-    Committed,
-    Aborted,
-}
-
-impl BatchState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Committed => "committed",
-            Self::Aborted => "aborted",
-        }
-    }
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "committed" => Self::Committed,
-            "aborted" => Self::Aborted,
-            _ => return Err(StoreError::Corrupt(format!("batch state {s:?}"))),
-        })
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(Box::new(e))
     }
 }
 
-/// A stored batch: its state, the hash of the prepare request and the
-/// verdicts it produced (so a repeated prepare gets the same answer).
-#[derive(Clone, Debug)]
-pub struct StoredBatch {
-    pub state: BatchState,
-    pub request_sha256: Vec<u8>,
-    pub verdicts: Vec<Option<RejectReason>>,
-}
-
-pub struct Store {
+/// [`PartyStore`] in one SQLite file, one connection behind a mutex.
+pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
@@ -103,6 +62,31 @@ CREATE TABLE IF NOT EXISTS releases (
 );
 ";
 
+/// Schema versions in order; `PRAGMA user_version` counts those applied,
+/// each in one transaction with its version bump. Append, never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: the base schema (idempotent, so files made before versioning pass
+    // through it unchanged).
+    SCHEMA,
+];
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if done < 0 || done as usize > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {done} (this party knows up to {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(m)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// Batch ids are SQLite integers: a bound above i64::MAX means "all".
 fn clamp(batch_id: u64) -> i64 {
     batch_id.min(i64::MAX as u64) as i64
@@ -119,11 +103,11 @@ fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
     Ok(std::num::Wrapping(u128::from_le_bytes(arr)))
 }
 
-impl Store {
+impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         // Shares: private from the first byte (SQLite would create 0644).
         triad_files::private_file(path)?;
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         // Another process (an operator's tool, a bulk load) may hold the
         // write lock for a moment: wait instead of failing.
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -132,7 +116,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -140,126 +124,6 @@ impl Store {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The study as this party first saw it: stored on first sight and
-    /// returned unchanged afterwards, so later requests cannot loosen it.
-    pub fn pin_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
-        let json = serde_json::to_string(s).expect("study serializes");
-        let c = self.conn();
-        c.execute(
-            "INSERT OR IGNORE INTO studies (id, params) VALUES (?1, ?2)",
-            params![s.id, json],
-        )?;
-        let stored: String = c.query_row(
-            "SELECT params FROM studies WHERE id = ?1",
-            params![s.id],
-            |r| r.get(0),
-        )?;
-        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
-    }
-
-    /// Pins a study announced at its creation: like [`Store::pin_study`],
-    /// except that a study no batch ever used may be pinned again with new
-    /// parameters (an operator retrying a creation that another party
-    /// refused). Once a batch names the study, its parameters are fixed.
-    pub fn pin_new_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
-        let json = serde_json::to_string(s).expect("study serializes");
-        let mut c = self.conn();
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO studies (id, params) VALUES (?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET params = excluded.params
-             WHERE NOT EXISTS (SELECT 1 FROM batches WHERE study_id = ?1)",
-            params![s.id, json],
-        )?;
-        let stored: String = tx.query_row(
-            "SELECT params FROM studies WHERE id = ?1",
-            params![s.id],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
-        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
-    }
-
-    pub fn study_ids(&self) -> Result<Vec<String>, StoreError> {
-        let c = self.conn();
-        let mut st = c.prepare("SELECT id FROM studies ORDER BY id")?;
-        let ids = st
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(ids)
-    }
-
-    pub fn batch(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT state, request_sha256, verdicts FROM batches WHERE batch_id = ?1",
-                params![batch_id as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(s, h, v)| {
-            Ok(StoredBatch {
-                state: BatchState::parse(&s)?,
-                request_sha256: h,
-                verdicts: serde_json::from_str(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("verdicts: {e}")))?,
-            })
-        })
-        .transpose()
-    }
-
-    pub fn pending_batches(&self) -> Result<Vec<u64>, StoreError> {
-        let c = self.conn();
-        let mut st = c.prepare("SELECT batch_id FROM batches WHERE state = 'pending'")?;
-        let ids = st
-            .query_map([], |r| r.get::<_, i64>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ids.into_iter().map(|i| i as u64).collect())
-    }
-
-    /// Stores a checked batch as pending, with the shares of the passing
-    /// items, in one transaction.
-    /// `nullifiers`: (submission id, nullifier) of the passing items.
-    pub fn put_pending(
-        &self,
-        batch_id: u64,
-        study_id: &str,
-        request_sha256: &[u8],
-        verdicts: &[Option<RejectReason>],
-        passing: &[(String, Z128, Z128)],
-        nullifiers: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        self.put_batch(
-            batch_id,
-            study_id,
-            BatchState::Pending,
-            request_sha256,
-            verdicts,
-            passing,
-            nullifiers,
-        )
-    }
-
-    /// Whether an account (its nullifier) already counts in `study_id`.
-    pub fn nullifier_used(&self, study_id: &str, nullifier: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM nullifiers WHERE study_id = ?1 AND nullifier = ?2",
-                params![study_id, nullifier],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
     }
 
     #[allow(clippy::too_many_arguments)] // private: one row per column
@@ -314,38 +178,6 @@ impl Store {
         Ok(())
     }
 
-    /// Stores `rows` as one already-committed batch: a bulk load of
-    /// contributions checked elsewhere (benchmarks, migrations). Never used
-    /// by the batch protocol, which always goes through pending.
-    pub fn import_committed(
-        &self,
-        batch_id: u64,
-        study_id: &str,
-        rows: &[(String, Z128, Z128)],
-    ) -> Result<(), StoreError> {
-        self.put_batch(
-            batch_id,
-            study_id,
-            BatchState::Committed,
-            b"import",
-            &[],
-            rows,
-            &[],
-        )
-    }
-
-    /// Pending → committed. Idempotent; refuses an aborted batch.
-    pub fn commit(&self, batch_id: u64) -> Result<BatchState, StoreError> {
-        self.resolve(batch_id, BatchState::Committed)
-    }
-
-    /// Pending → aborted, dropping its shares. Idempotent; refuses a
-    /// committed batch. Unknown batches are recorded as aborted, so a late
-    /// prepare of an aborted batch cannot store anything.
-    pub fn abort(&self, batch_id: u64) -> Result<BatchState, StoreError> {
-        self.resolve(batch_id, BatchState::Aborted)
-    }
-
     fn resolve(&self, batch_id: u64, to: BatchState) -> Result<BatchState, StoreError> {
         let mut c = self.conn();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -389,10 +221,145 @@ impl Store {
         tx.commit()?;
         Ok(to)
     }
+}
 
-    /// Committed shares of a study, in a canonical order (the same at every
-    /// party), and the submission ids in that order.
-    pub fn committed_shares(
+impl PartyStore for SqliteStore {
+    fn pin_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
+        let json = serde_json::to_string(s).expect("study serializes");
+        let c = self.conn();
+        c.execute(
+            "INSERT OR IGNORE INTO studies (id, params) VALUES (?1, ?2)",
+            params![s.id, json],
+        )?;
+        let stored: String = c.query_row(
+            "SELECT params FROM studies WHERE id = ?1",
+            params![s.id],
+            |r| r.get(0),
+        )?;
+        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+    }
+
+    fn pin_new_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
+        let json = serde_json::to_string(s).expect("study serializes");
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO studies (id, params) VALUES (?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET params = excluded.params
+             WHERE NOT EXISTS (SELECT 1 FROM batches WHERE study_id = ?1)",
+            params![s.id, json],
+        )?;
+        let stored: String = tx.query_row(
+            "SELECT params FROM studies WHERE id = ?1",
+            params![s.id],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+    }
+
+    fn study_ids(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT id FROM studies ORDER BY id")?;
+        let ids = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    fn batch(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT state, request_sha256, verdicts FROM batches WHERE batch_id = ?1",
+                params![batch_id as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(s, h, v)| {
+            Ok(StoredBatch {
+                state: BatchState::parse(&s)?,
+                request_sha256: h,
+                verdicts: serde_json::from_str(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("verdicts: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    fn pending_batches(&self) -> Result<Vec<u64>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT batch_id FROM batches WHERE state = 'pending'")?;
+        let ids = st
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids.into_iter().map(|i| i as u64).collect())
+    }
+
+    fn put_pending(
+        &self,
+        batch_id: u64,
+        study_id: &str,
+        request_sha256: &[u8],
+        verdicts: &[Option<RejectReason>],
+        passing: &[(String, Z128, Z128)],
+        nullifiers: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.put_batch(
+            batch_id,
+            study_id,
+            BatchState::Pending,
+            request_sha256,
+            verdicts,
+            passing,
+            nullifiers,
+        )
+    }
+
+    fn nullifier_used(&self, study_id: &str, nullifier: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM nullifiers WHERE study_id = ?1 AND nullifier = ?2",
+                params![study_id, nullifier],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    fn import_committed(
+        &self,
+        batch_id: u64,
+        study_id: &str,
+        rows: &[(String, Z128, Z128)],
+    ) -> Result<(), StoreError> {
+        self.put_batch(
+            batch_id,
+            study_id,
+            BatchState::Committed,
+            b"import",
+            &[],
+            rows,
+            &[],
+        )
+    }
+
+    fn commit(&self, batch_id: u64) -> Result<BatchState, StoreError> {
+        self.resolve(batch_id, BatchState::Committed)
+    }
+
+    fn abort(&self, batch_id: u64) -> Result<BatchState, StoreError> {
+        self.resolve(batch_id, BatchState::Aborted)
+    }
+
+    fn committed_shares(
         &self,
         study_id: &str,
         as_of_batch: u64,
@@ -415,7 +382,7 @@ impl Store {
         Ok((ids, Shares::new(a, b)))
     }
 
-    pub fn committed_count(&self, study_id: &str, as_of_batch: u64) -> Result<u64, StoreError> {
+    fn committed_count(&self, study_id: &str, as_of_batch: u64) -> Result<u64, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM shares s JOIN batches b ON b.batch_id = s.batch_id
              WHERE s.study_id = ?1 AND b.state = 'committed' AND s.batch_id <= ?2",
@@ -425,8 +392,7 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Release `release_no`: (count, signed copy).
-    pub fn release(
+    fn release(
         &self,
         study_id: &str,
         release_no: u64,
@@ -447,8 +413,7 @@ impl Store {
         .transpose()
     }
 
-    /// The latest release: (release_no, count, signed copy).
-    pub fn latest_release(
+    fn latest_release(
         &self,
         study_id: &str,
     ) -> Result<Option<(u64, u64, SignedRelease)>, StoreError> {
@@ -475,9 +440,7 @@ impl Store {
         .transpose()
     }
 
-    /// Stores a release; if release `release_no` is already stored (a
-    /// retried request), keeps the stored one.
-    pub fn put_release(
+    fn put_release(
         &self,
         study_id: &str,
         release_no: u64,
@@ -495,6 +458,26 @@ impl Store {
             ],
         )?;
         Ok(())
+    }
+
+    fn holdings(&self) -> Result<Vec<Holding>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT s.study_id, s.submission_id, s.batch_id, b.state FROM shares s
+             JOIN batches b ON b.batch_id = s.batch_id
+             ORDER BY s.study_id, s.submission_id",
+        )?;
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(Holding {
+                study_id: r.get(0)?,
+                submission_id: r.get(1)?,
+                batch_id: r.get::<_, i64>(2)? as u64,
+                state: BatchState::parse(&r.get::<_, String>(3)?)?,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -516,7 +499,7 @@ mod tests {
     #[test]
     fn pending_commit_abort_and_reopen() {
         let path = tmp();
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let sh = |id: &str, v: u128| (id.to_string(), Wrapping(v), Wrapping(v + 1));
         s.put_pending(
             1,
@@ -554,7 +537,7 @@ mod tests {
             .put_pending(3, "st", b"h3", &[None], &[sh("d", 4)], &[])
             .is_err());
         drop(s);
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let (ids, shares) = s.committed_shares("st", u64::MAX).unwrap();
         assert_eq!(ids, vec!["a".to_string()]);
         assert_eq!(shares.a, vec![Wrapping(1)]);
