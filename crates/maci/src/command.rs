@@ -1,8 +1,8 @@
 //! MACI vote commands (v3 `VoteCommand`, v2 `PCommand`; same packing):
 //! packing, hashing, signing, and encryption into a 10-element message.
 //!
-//! * `params = stateIndex + (voteOptionIndex << 50) + (newVoteWeight << 100)
-//!   + (nonce << 150) + (pollId << 200)`, each field below 2^50. (MACI's
+//! * `params = stateIndex + (voteOptionIndex << 50) + (newVoteWeight << 100) +
+//!   (nonce << 150) + (pollId << 200)`, each field below 2^50. (MACI's
 //!   TypeScript asserts `2^50 >= x`, an off-by-one that would let 2^50 carry
 //!   into the next field; here 2^50 itself is refused.)
 //! * command = `[params, newPk.x, newPk.y, salt]`; the signed message is
