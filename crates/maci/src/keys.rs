@@ -335,6 +335,16 @@ mod tests {
             let padded = format!("{PUB_KEY_PREFIX}00{hex}");
             assert_eq!(padded.parse::<PubKey>(), Err(KeyError::NonCanonical));
         }
+        // A packed key with a leading zero byte has 62 digits (MACI drops
+        // leading zeros).
+        let mut b = [0u8; 32];
+        b[31] = 0x9e;
+        let short = PrivKey(b).public_key();
+        let s = "macipk.821105ff408b07b805a4056eff0afb822b8b6d1701790e0aa161ce48c39442";
+        assert_eq!(short.to_string(), s);
+        assert_eq!(s.parse::<PubKey>(), Ok(short));
+        let padded = s.replace("macipk.", "macipk.00");
+        assert_eq!(padded.parse::<PubKey>(), Err(KeyError::NonCanonical));
         // The identity (y = 1) is on the curve but not a key.
         assert_eq!("macipk.01".parse::<PubKey>(), Err(KeyError::NotInSubgroup));
         // The order-2 point (0, −1) neither.
