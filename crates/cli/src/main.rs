@@ -5,6 +5,7 @@ mod bench;
 mod bench_services;
 mod demo;
 mod devnet;
+mod maci_cli;
 mod notary_cli;
 mod probe;
 
@@ -56,6 +57,11 @@ enum Command {
     BenchParty(bench::BenchPartyArgs),
     #[command(flatten)]
     Notary(notary_cli::NotaryCommand),
+    /// Generate a MACI key pair (`macisk.…` / `macipk.…`) from OS randomness.
+    Keygen(maci_cli::KeygenArgs),
+    /// MACI key commands.
+    #[command(subcommand)]
+    Key(maci_cli::KeyCommand),
 }
 
 #[derive(Subcommand)]
@@ -83,5 +89,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchParty(args) => bench::run_party(args),
         Command::Notary(cmd) => notary_cli::run(cmd),
+        Command::Keygen(args) => maci_cli::keygen(args),
+        Command::Key(cmd) => maci_cli::run(cmd),
     }
 }

@@ -51,6 +51,7 @@ fn main() {
     notary_seeds(&dir, &mut seeds);
     let _ = std::fs::remove_dir_all(&dir);
     mpc_seeds(&mut seeds);
+    maci_seeds(&mut seeds);
     let total: usize = seeds.iter().map(|s| s.2.len()).sum();
     for (target, name, bytes) in &seeds {
         println!("{target}/seed-{name}: {} bytes", bytes.len());
@@ -67,6 +68,40 @@ fn main() {
         let d = root.join(target);
         std::fs::create_dir_all(&d).expect("corpus directory");
         std::fs::write(d.join(format!("seed-{name}")), bytes).expect("seed file");
+    }
+}
+
+/// MACI key strings: the MACI docs' example pair, the shared vectors' user
+/// pair (`shared/vectors/maci/generated.json`), and a public key whose
+/// packed form has a leading zero byte (62 hex digits). Fixed keys, so
+/// these seeds are the same on every run.
+fn maci_seeds(seeds: &mut Seeds) {
+    let docs: triad_maci::PrivKey =
+        "macisk.08a06aef74c7f6a6f73704e30677418731bc738500f4e6c63dbfe41af8d6719c"
+            .parse()
+            .expect("MACI docs key");
+    let mut user = [0u8; 32];
+    user.copy_from_slice(
+        &hex::decode("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+            .expect("hex"),
+    );
+    let mut short = [0u8; 32];
+    short[31] = 0x9e;
+    for (name, bytes) in [
+        ("maci-docs", None),
+        ("generated", Some(user)),
+        ("short", Some(short)),
+    ] {
+        let sk = bytes.map_or(docs.clone(), triad_maci::PrivKey::from_bytes);
+        if name != "short" {
+            add(seeds, "maci_keys", &format!("{name}-sk"), sk.to_macisk());
+        }
+        add(
+            seeds,
+            "maci_keys",
+            &format!("{name}-pk"),
+            sk.public_key().to_string(),
+        );
     }
 }
 

@@ -22,14 +22,17 @@
 //! | [`prepare_batch`] | `PrepareBatch` JSON and `triad_party::service::validate_prepare` |
 //! | [`mpc_frame`] | `triad_net::read_frame` (length-prefixed frames) and `triad_mpc::network::decode_exact` |
 //! | [`wire_messages`] | every JSON body of `triad_wire::messages` and `triad_wire::release` |
+//! | [`maci_keys`] | `macisk.` / `macipk.` strings: `triad_maci::{PrivKey, PubKey}` |
 #![forbid(unsafe_code)]
 
 mod input;
+mod maci;
 mod mpc;
 mod notary;
 mod services;
 
 pub use input::{encode_fields, Fields};
+pub use maci::maci_keys;
 pub use mpc::mpc_frame;
 pub use notary::{
     attestation, data_spec, fuzz_notary_key, http_response, notary_request, proxy_preamble,
@@ -52,4 +55,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("prepare_batch", prepare_batch),
     ("mpc_frame", mpc_frame),
     ("wire_messages", wire_messages),
+    ("maci_keys", maci_keys),
 ];

@@ -86,6 +86,15 @@ fn real_seeds_are_accepted_inputs() {
         let b = serde_json::from_slice(&s).expect("batch JSON");
         assert!(triad_party::service::validate_prepare(&b).is_ok());
     }
+    let maci = seeds("maci_keys");
+    assert!(maci.len() >= 5, "{} maci_keys seeds", maci.len());
+    for s in maci {
+        let s = String::from_utf8(s).expect("key string");
+        assert!(
+            s.parse::<triad_maci::PrivKey>().is_ok() || s.parse::<triad_maci::PubKey>().is_ok(),
+            "{s} is not a key"
+        );
+    }
     for s in seeds("wire_messages") {
         let name = triad_fuzzing::WIRE_TYPES[usize::from(s[0]) % triad_fuzzing::WIRE_TYPES.len()];
         assert!(
