@@ -86,6 +86,7 @@ pub fn load_or_create_keys(dir: &Path, id: usize) -> Result<PartyKeys, PartyErro
     Ok(PartyKeys { identity, sign })
 }
 
+#[derive(Clone)]
 pub struct PartyConfig {
     pub id: PartyId,
     pub data_dir: PathBuf,
