@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use triad_mpc::share::share_plain;
 use triad_mpc::Z128;
-use triad_notary::datasource::GroundTruth;
+use triad_testsite::GroundTruth;
 use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
 use triad_wire::release::verify_release;
 use triad_wire::SignedRelease;

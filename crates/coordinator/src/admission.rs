@@ -3,7 +3,7 @@
 //!
 //! 1. the study exists;
 //! 2. the attestation verifies under a trusted notary key and is within its
-//!    validity window ([`triad_notary::verify_attestation`]);
+//!    validity window ([`triad_attestation::verify_attestation`]);
 //! 3. it is fresh: the TLS session is at most `max_age_secs` old;
 //! 4. it is for this study, with this study's data spec, and from this
 //!    study's data source (server name, certificate pin if any);
@@ -17,7 +17,7 @@
 use axum::http::StatusCode;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
-use triad_notary::{verify_attestation, Attestation, AttestationError, NotaryPublicKey};
+use triad_attestation::{verify_attestation, Attestation, AttestationError, NotaryPublicKey};
 use triad_wire::ApiError;
 
 use crate::db::{Db, InsertRefused, NewSubmission};

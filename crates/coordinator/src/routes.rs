@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
-use triad_notary::NotaryPublicKey;
+use triad_attestation::NotaryPublicKey;
 use triad_wire::https::{check_token, check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::messages::{
     BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams, SubmissionState,

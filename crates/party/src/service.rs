@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use triad_attestation::NotaryPublicKey;
 use triad_crypto::{fr_from_hex, Fr};
-use triad_notary::NotaryPublicKey;
 use triad_wire::https::{check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::limits::{RateLimit, RateLimiter};
 use triad_wire::messages::{

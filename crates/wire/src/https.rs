@@ -92,6 +92,25 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))
 }
 
+/// A handler's raw body (axum's `Result<Bytes, BytesRejection>`
+/// extractor), with a body over the router's `DefaultBodyLimit` answered
+/// 413 `payload_too_large` and any other failure 400, in the JSON shape.
+pub fn body_bytes(
+    b: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    b.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+        } else {
+            ApiError::bad_request("malformed_body", r.body_text())
+        }
+    })
+}
+
 /// SHA-256 of a token, the form in which a verifier keeps it: a service
 /// that only checks a credential never holds the credential itself.
 pub fn token_digest(token: &str) -> [u8; 32] {
@@ -346,6 +365,11 @@ fn leak_code(code: &str) -> &'static str {
         "headers_too_large",
         "unavailable",
         "http_error",
+        // The notary's API.
+        "unknown_session",
+        "target_refused",
+        "session_failed",
+        "check_failed",
     ];
     KNOWN
         .iter()
