@@ -111,17 +111,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
 
 /// The raw body, with an over-long one answered in our JSON shape.
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body too large",
-            )
-        } else {
-            ApiError::bad_request("malformed_body", r.body_text())
-        }
-    })
+    triad_wire::https::body_bytes(b)
 }
 
 async fn create_study(

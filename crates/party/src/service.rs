@@ -267,18 +267,9 @@ impl FromRequestParts<Arc<PartyState>> for FromCoordinator {
     }
 }
 
+/// The raw body, with an over-long one answered in our JSON shape.
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body too large",
-            )
-        } else {
-            ApiError::bad_request("malformed_body", e.body_text())
-        }
-    })
+    triad_wire::https::body_bytes(b)
 }
 
 fn store_err(e: impl std::fmt::Display) -> ApiError {
