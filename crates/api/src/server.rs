@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use triad_notary::DataSpec;
+use triad_attestation::DataSpec;
 use triad_stats::StatsSpec;
 use triad_wire::{ApiError, VerifiedRelease};
 

@@ -7,7 +7,7 @@ use triad_wire::ErrorCode;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use triad_notary::DataSpec;
+use triad_attestation::DataSpec;
 use triad_stats::StatsSpec;
 use triad_wire::messages::{StudyInfo, StudyParams};
 use triad_wire::pki::ServiceCa;
@@ -53,7 +53,7 @@ fn study(id: &str) -> StudyInfo {
         params: StudyParams {
             id: id.into(),
             name: format!("Study {id}"),
-            source: triad_notary::DataSource::named("127.0.0.1"),
+            source: triad_attestation::DataSource::named("127.0.0.1"),
             data_spec: DataSpec {
                 field: "balances.ETH".into(),
                 scale: 4,

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
+use triad_attestation::{parse_fixed_point, DataSource, DataSpec};
 use triad_client::{contribute, create_study, latest_release, ContributeOptions};
-use triad_notary::datasource::{Account, GroundTruth};
-use triad_notary::{parse_fixed_point, DataSource, DataSpec};
 use triad_stats::{StatsResult, StatsSpec};
+use triad_testsite::{Account, GroundTruth};
 use triad_wire::messages::CreateStudy;
 use triad_wire::{NetworkConfig, VerifiedRelease};
 

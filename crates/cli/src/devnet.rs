@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use triad_notary::datasource::{DatasourceInfo, DATASOURCE_INFO_FILE};
+use triad_testsite::{DatasourceInfo, DATASOURCE_INFO_FILE};
 use triad_wire::config::{write_atomic, DatasourceEndpoint};
 use triad_wire::https::ServeLimits;
 use triad_wire::pki::ServiceCa;
@@ -194,9 +194,11 @@ impl Devnet {
         } else {
             (Ports::allocate()?, true)
         };
-        if fresh || !dir.join("tls/ca.pem").exists() {
+        // A devnet from before the notary spoke HTTPS has no notary leaf:
+        // a fresh CA and every leaf then.
+        if fresh || !dir.join("tls/ca.pem").exists() || !dir.join("tls/notary.pem").exists() {
             let ca = ServiceCa::create(&dir.join("tls/ca.pem"))?;
-            for name in ["coordinator", "party0", "party1", "party2", "api"] {
+            for name in ["coordinator", "party0", "party1", "party2", "api", "notary"] {
                 ca.issue(&dir.join("tls"), name)?;
             }
             // Each side of the coordinator ⇄ parties link has its own token;
@@ -236,10 +238,9 @@ impl Devnet {
         })
         .context("the data source did not start (see logs/datasource.log)")?;
         let notary_dir = dir.join("notary");
-        let notary_key = triad_notary::NotarySigningKey::load_or_create(
+        let notary_key = triad_wire::keyfile::load_or_create_signing_key(
             &notary_dir.join(triad_notary::service::NOTARY_KEY_FILE),
-        )
-        .map_err(|e| anyhow::anyhow!("notary key: {e}"))?
+        )?
         .public_key()
         .to_hex();
         sup.add(
@@ -257,6 +258,14 @@ impl Devnet {
                 // The proxy relays to the devnet's data source only.
                 "--allow-target".into(),
                 format!("127.0.0.1:{}", ports.datasource),
+                // Its API is HTTPS under the devnet's CA, like every service.
+                "--tls-cert".into(),
+                dir.join("tls/notary.pem").display().to_string(),
+                "--tls-key".into(),
+                dir.join("tls/notary.key").display().to_string(),
+                // Every simulated provider comes from 127.0.0.1.
+                "--max-conns-per-ip".into(),
+                ServeLimits::DEFAULT.max_conns.to_string(),
             ],
         )?;
         // 2. Keys of the parties, then the network description.
@@ -274,7 +283,7 @@ impl Devnet {
             ca_cert: dir.join("tls/ca.pem"),
             coordinator: format!("https://127.0.0.1:{}", ports.coordinator),
             parties: parties.try_into().expect("three parties"),
-            notary: format!("http://127.0.0.1:{}", ports.notary),
+            notary: format!("https://127.0.0.1:{}", ports.notary),
             notary_key,
             api: format!("https://127.0.0.1:{}", ports.api),
             datasource: Some(DatasourceEndpoint {
@@ -360,19 +369,9 @@ impl Devnet {
         }
         let deadline = Instant::now() + Duration::from_secs(90);
         for (name, url) in urls {
-            let probe = if name == "notary" {
-                format!("{url}/v1/info")
-            } else {
-                format!("{url}/healthz")
-            };
+            let probe = format!("{url}/healthz");
             loop {
-                let ok = match name.as_str() {
-                    // The notary's API is plain HTTP/1.1 on loopback.
-                    "notary" => triad_notary::service::ApiClient::new(&url)
-                        .and_then(|c| c.info())
-                        .is_ok(),
-                    _ => matches!(http.get(&probe).send().await, Ok(r) if r.status().is_success()),
-                };
+                let ok = matches!(http.get(&probe).send().await, Ok(r) if r.status().is_success());
                 if ok {
                     break;
                 }
@@ -478,7 +477,7 @@ fn devnet_info(dir: &Path, network: &NetworkConfig, procs: &[Proc]) -> DevnetInf
         network: network.clone(),
         network_file: dir.join("network.json"),
         admin_token_file: dir.join("secrets/admin.token"),
-        ground_truth: ds.join(triad_notary::datasource::GROUND_TRUTH_FILE),
+        ground_truth: ds.join(triad_testsite::GROUND_TRUTH_FILE),
         api_keys_file: ds.join(DATASOURCE_INFO_FILE),
         services: procs
             .iter()

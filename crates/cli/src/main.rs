@@ -2,6 +2,7 @@
 //! `bench`. A thin edge over the libraries; errors become `anyhow` here only.
 
 mod bench;
+mod bench_attest;
 mod bench_services;
 mod demo;
 mod devnet;

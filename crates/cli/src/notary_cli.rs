@@ -1,15 +1,19 @@
 //! CLI edge of the notary issue: `triad datasource`, `triad notary`,
 //! `triad attest`, `triad verify-attestation`, and `triad bench attest`.
 //!
-//! Thin wrappers over `triad_notary` (see docs/notary.md): the services and
-//! the prover are library calls; this file only parses flags and prints.
+//! Thin wrappers (see docs/notary.md) over `triad_notary` (the notary
+//! service and the prover), `triad_attestation` (the verifier) and
+//! `triad_testsite` (the demo data source): library calls; this file only
+//! parses flags and prints.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use triad_notary::{verify_attestation, Attestation, NotaryPublicKey};
+use triad_attestation::{verify_attestation, Attestation, NotaryPublicKey};
+use triad_notary::service::NotaryOptions;
+use triad_wire::https::ServeLimits;
 
 #[derive(Subcommand)]
 pub enum NotaryCommand {
@@ -49,12 +53,29 @@ pub enum NotaryCommand {
         /// The notary's own API and proxy are never relayed to.
         #[arg(long = "allow-target", value_name = "HOST:PORT")]
         allow_targets: Vec<triad_notary::AllowedTarget>,
+        /// The API's HTTPS certificate chain (PEM); a devnet issues it from
+        /// its service CA, like every service's.
+        #[arg(long)]
+        tls_cert: PathBuf,
+        /// The API's HTTPS private key (PEM).
+        #[arg(long)]
+        tls_key: PathBuf,
+        /// Most API connections open at once from one client address.
+        #[arg(long, default_value_t = ServeLimits::DEFAULT.max_conns_per_ip)]
+        max_conns_per_ip: usize,
+        /// Most API connections open at once.
+        #[arg(long, default_value_t = ServeLimits::DEFAULT.max_conns)]
+        max_conns: usize,
     },
     /// Prove a value served over HTTPS through a notary.
     Attest {
-        /// The notary's API URL.
+        /// The notary's API URL (`https://host:port`).
         #[arg(long)]
         notary: String,
+        /// The CA (PEM) that issued the notary API's certificate (a
+        /// devnet's `tls/ca.pem`).
+        #[arg(long)]
+        notary_ca: PathBuf,
         /// The https URL to fetch.
         #[arg(long)]
         url: String,
@@ -112,9 +133,27 @@ pub fn run(cmd: NotaryCommand) -> anyhow::Result<()> {
             listen,
             proxy_listen,
             allow_targets,
-        } => notary(data_dir, trust_ca, &listen, &proxy_listen, allow_targets),
+            tls_cert,
+            tls_key,
+            max_conns_per_ip,
+            max_conns,
+        } => notary(NotaryOptions {
+            data_dir: &data_dir,
+            trust_ca: trust_ca.as_deref(),
+            api_listen: &listen,
+            proxy_listen: &proxy_listen,
+            allowed_targets: allow_targets,
+            tls_cert: &tls_cert,
+            tls_key: &tls_key,
+            serve: ServeLimits {
+                max_conns_per_ip,
+                max_conns,
+                ..ServeLimits::DEFAULT
+            },
+        }),
         NotaryCommand::Attest {
             notary,
+            notary_ca,
             url,
             header,
             study,
@@ -124,12 +163,13 @@ pub fn run(cmd: NotaryCommand) -> anyhow::Result<()> {
             trust_ca,
             out,
         } => {
-            let spec = triad_notary::DataSpec {
+            let spec = triad_attestation::DataSpec {
                 field,
                 scale,
                 account_field,
             };
-            attest(&notary, &url, &header, &study, spec, trust_ca, &out)
+            let notary = (notary.as_str(), notary_ca.as_path());
+            attest(notary, &url, &header, &study, spec, trust_ca, &out)
         }
     }
 }
@@ -141,7 +181,8 @@ pub fn bench_attest(n: usize, json: bool) -> anyhow::Result<()> {
     if n == 0 {
         bail!("--n must be at least 1");
     }
-    let r = triad_notary::run_attest_bench(n).map_err(|e| anyhow::anyhow!("bench setup: {e}"))?;
+    let r = crate::bench_attest::run_attest_bench(n)
+        .map_err(|e| anyhow::anyhow!("bench setup: {e}"))?;
     let median = r.median().as_secs_f64();
     let mut sorted = r.times.clone();
     sorted.sort();
@@ -175,67 +216,56 @@ fn datasource(
     let addr = listen.unwrap_or_else(|| "127.0.0.1:0".to_string());
     let listener =
         std::net::TcpListener::bind(&addr).with_context(|| format!("listening on {addr}"))?;
-    let cfg = triad_notary::datasource::DatasourceConfig {
+    let cfg = triad_testsite::DatasourceConfig {
         data_dir: data_dir.clone(),
         accounts,
         seed,
         padding_assets: 0,
     };
-    let ds = triad_notary::datasource::launch_datasource(listener, cfg)
+    let ds = triad_testsite::launch_datasource(listener, cfg)
         .map_err(|e| anyhow::anyhow!("starting the data source: {e}"))?;
     println!(
         "datasource: {} ({accounts} accounts, seed {seed}); wrote {}",
         ds.info.url,
         data_dir
-            .join(triad_notary::datasource::DATASOURCE_INFO_FILE)
+            .join(triad_testsite::DATASOURCE_INFO_FILE)
             .display()
     );
     ds.wait();
     Ok(())
 }
 
-fn notary(
-    data_dir: PathBuf,
-    trust_ca: Option<PathBuf>,
-    listen: &str,
-    proxy_listen: &str,
-    allow_targets: Vec<triad_notary::AllowedTarget>,
-) -> anyhow::Result<()> {
-    if allow_targets.is_empty() {
+fn notary(opts: NotaryOptions<'_>) -> anyhow::Result<()> {
+    if opts.allowed_targets.is_empty() {
         eprintln!("notary: no --allow-target given: the proxy relays to nothing");
     }
-    let allowed = allow_targets
+    let allowed = opts
+        .allowed_targets
         .iter()
         .map(|t| t.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    triad_notary::service::run_notary_blocking(
-        &data_dir,
-        trust_ca.as_deref(),
-        listen,
-        proxy_listen,
-        allow_targets,
-        |info| {
-            println!(
-                "notary: API {} proxy {} (relays to: {allowed}) key {}; wrote {}",
-                info.url.as_deref().unwrap_or("?"),
-                info.proxy,
-                info.public_key,
-                data_dir
-                    .join(triad_notary::service::NOTARY_INFO_FILE)
-                    .display()
-            );
-        },
-    )
+    let data_dir = opts.data_dir.to_path_buf();
+    triad_notary::service::run_notary_blocking(opts, |info| {
+        println!(
+            "notary: API {} proxy {} (relays to: {allowed}) key {}; wrote {}",
+            info.url.as_deref().unwrap_or("?"),
+            info.proxy,
+            info.public_key,
+            data_dir
+                .join(triad_notary::service::NOTARY_INFO_FILE)
+                .display()
+        );
+    })
     .map_err(|e| anyhow::anyhow!("notary: {e}"))
 }
 
 fn attest(
-    notary_url: &str,
+    (notary_url, notary_ca): (&str, &std::path::Path),
     url: &str,
     headers: &[String],
     study: &str,
-    spec: triad_notary::DataSpec,
+    spec: triad_attestation::DataSpec,
     trust_ca: Option<PathBuf>,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -249,9 +279,23 @@ fn attest(
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
         None => None,
     };
-    let (att, opening, key) =
-        triad_notary::service::prove_with_notary(notary_url, &target, ca.as_deref(), study, &spec)
-            .context("attestation failed")?;
+    let notary_ca =
+        std::fs::read(notary_ca).with_context(|| format!("reading {}", notary_ca.display()))?;
+    let notary = triad_notary::NotaryClient::new(notary_url, &notary_ca)
+        .map_err(|e| anyhow::anyhow!("--notary: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (att, opening, key) = rt
+        .block_on(triad_notary::prove_with_notary(
+            &notary,
+            &target,
+            ca.as_deref(),
+            study,
+            &spec,
+        ))
+        .context("attestation failed")?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock before 1970")?

@@ -6,8 +6,8 @@
 //!
 //! What "refused cleanly" means depends on who refuses:
 //! - a handler (every case the service's own code can see) answers the
-//!   expected status with `{"error": code, "message": text}`; the notary's
-//!   API with its documented `{"error": text}`;
+//!   expected status with `{"error": code, "message": text}` (the notary's
+//!   API too: it runs on the same HTTPS stack);
 //! - the HTTP layer (hyper) refuses a head it cannot parse or hold (a
 //!   request line with raw non-ASCII bytes, a head above its buffer, a URI
 //!   above `http`'s length limit) before any service code runs: the status
@@ -35,8 +35,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use triad_notary::datasource::DatasourceInfo;
-use triad_notary::{Attestation, DataSource, DataSpec, ProveTarget};
+use triad_attestation::{Attestation, DataSource, DataSpec};
+use triad_notary::ProveTarget;
+use triad_testsite::DatasourceInfo;
 use triad_wire::messages::{
     CreateStudy, StudyInfo, SubmitRequest, SubmitResponse, ADMIN_TOKEN_HEADER,
     INTERNAL_TOKEN_HEADER,
@@ -67,8 +68,6 @@ const PARTY_SHARES_MAX_BODY: usize = 16 * 1024;
 const PARTY_INTERNAL_MAX_BODY: usize = 8 * 1024 * 1024;
 /// Largest body of the notary's `POST /v1/attest`.
 const NOTARY_MAX_BODY: usize = 64 * 1024;
-/// Largest request head the notary reads.
-const NOTARY_MAX_HEAD: usize = 8 * 1024;
 /// Above hyper's default read buffer (8 KiB + 100 × 4 KiB): the whole head
 /// can never be buffered.
 const HUGE_HEADER: usize = 512 * 1024;
@@ -108,8 +107,7 @@ impl Service {
 #[derive(Clone, Debug)]
 enum Expect {
     /// A handler's answer: one of `status`, in the service's JSON error
-    /// shape, with one of `codes` as `error` (any code if empty; the
-    /// notary's `error` is a sentence, not a code).
+    /// shape, with one of `codes` as `error` (any code if empty).
     Json {
         status: &'static [u16],
         codes: &'static [&'static str],
@@ -192,9 +190,9 @@ struct CaseReport {
     problem: Option<String>,
 }
 
-/// `{"error": non-empty string, "message": non-empty string}` for the
-/// HTTPS services; the notary's API answers `{"error": non-empty string}`.
-fn error_shape(service: Service, body: &[u8]) -> (bool, Option<String>) {
+/// `{"error": non-empty string, "message": non-empty string}`, every
+/// service's error shape.
+fn error_shape(body: &[u8]) -> (bool, Option<String>) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return (false, None);
     };
@@ -205,11 +203,7 @@ fn error_shape(service: Service, body: &[u8]) -> (bool, Option<String>) {
             .map(String::from)
     };
     let code = text("error");
-    let ok = match service {
-        Service::Notary => code.is_some(),
-        _ => code.is_some() && text("message").is_some(),
-    };
-    (ok, code)
+    (code.is_some() && text("message").is_some(), code)
 }
 
 fn snippet(body: &[u8]) -> String {
@@ -218,17 +212,13 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// Judges one case: (json shape, code, ok, problem).
-fn judge(
-    service: Service,
-    expect: &Expect,
-    got: &Got,
-) -> (Option<bool>, Option<String>, bool, Option<String>) {
+fn judge(expect: &Expect, got: &Got) -> (Option<bool>, Option<String>, bool, Option<String>) {
     match got {
         Got::Answer { status, body } => {
             let (shape, code) = if body.is_empty() {
                 (None, None)
             } else {
-                let (ok, code) = error_shape(service, body);
+                let (ok, code) = error_shape(body);
                 (Some(ok), code)
             };
             if *status >= 500 {
@@ -255,8 +245,7 @@ fn judge(
                             "{status} without the JSON error shape: {:?}",
                             snippet(body)
                         ))
-                    } else if service != Service::Notary
-                        && !codes.is_empty()
+                    } else if !codes.is_empty()
                         && !code.as_deref().is_some_and(|c| codes.contains(&c))
                     {
                         Some(format!(
@@ -476,20 +465,6 @@ impl RawTarget {
         raw_got(bytes, closed, started)
     }
 
-    /// Plain TCP only: sends `bytes`, closes the write side, reads.
-    async fn exchange_then_shutdown(&self, bytes: Vec<u8>, wait: Duration) -> Got {
-        let started = Instant::now();
-        let mut tcp = match TcpStream::connect(self.addr).await {
-            Ok(t) => t,
-            Err(e) => return Got::Error(format!("connect {}: {e}", self.addr)),
-        };
-        if tcp.write_all(&bytes).await.is_err() || tcp.shutdown().await.is_err() {
-            return Got::Error("write failed".into());
-        }
-        let (bytes, closed) = read_until_closed(&mut tcp, wait).await;
-        raw_got(bytes, closed, started)
-    }
-
     /// Connects and sends nothing at all (not even a TLS hello).
     async fn silent(&self, wait: Duration) -> Got {
         let started = Instant::now();
@@ -545,7 +520,7 @@ impl Probe {
     }
 
     fn record(&mut self, name: &str, service: Service, request: String, expect: Expect, got: Got) {
-        let (json_error, code, ok, problem) = judge(service, &expect, &got);
+        let (json_error, code, ok, problem) = judge(&expect, &got);
         self.reports.push(CaseReport {
             name: format!("{}/{name}", service.name()),
             service: service.name(),
@@ -584,26 +559,9 @@ impl Probe {
         }
     }
 
-    /// One HTTPS (or, for the notary, HTTP) request through reqwest.
+    /// One HTTPS request through reqwest.
     async fn http(&mut self, name: &str, service: Service, req: Req, expect: Expect) -> Got {
-        let got = if service == Service::Notary {
-            // The notary's API is plain HTTP/1.1: speak it raw.
-            let mut raw = format!("{} {} HTTP/1.1\r\nHost: notary\r\n", req.method, req.path);
-            for (k, v) in &req.headers {
-                raw.push_str(&format!("{k}: {v}\r\n"));
-            }
-            let b = req.body.clone().unwrap_or_default();
-            raw.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                b.len()
-            ));
-            let mut bytes = raw.into_bytes();
-            bytes.extend_from_slice(&b);
-            self.raw(service, vec![bytes], Duration::ZERO, RAW_WAIT)
-                .await
-        } else {
-            self.send(service, &req).await
-        };
+        let got = self.send(service, &req).await;
         self.record(name, service, req.describe(), expect, got.clone());
         got
     }
@@ -616,13 +574,13 @@ impl Probe {
             s => addr_of(&self.base(s))?,
         };
         let tls = match service {
-            Service::Notary | Service::Proxy => None,
+            Service::Proxy => None,
             _ => Some(self.tls.clone()),
         };
         Ok(RawTarget { addr, tls })
     }
 
-    /// Raw bytes over TCP (notary, proxy) or TLS (the HTTPS services).
+    /// Raw bytes over TCP (the proxy) or TLS (the HTTPS services).
     async fn raw(
         &self,
         service: Service,
@@ -741,13 +699,12 @@ impl Probe {
         let target = ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), key.clone())])
             .map_err(|e| anyhow::anyhow!("data source URL: {e}"))?;
         let ca = std::fs::read(&ds.ca_cert)?;
-        let notary = self.net.notary.clone();
-        let (sid, spec2) = (id.clone(), spec.clone());
-        let (attestation, _, _) = tokio::task::spawn_blocking(move || {
-            triad_notary::service::prove_with_notary(&notary, &target, Some(&ca), &sid, &spec2)
-        })
-        .await?
-        .map_err(|e| anyhow::anyhow!("attestation through the notary: {e}"))?;
+        let notary = triad_notary::NotaryClient::new(&self.net.notary, &self.net.ca_pem()?)
+            .map_err(|e| anyhow::anyhow!("notary: {e}"))?;
+        let (attestation, _, _) =
+            triad_notary::prove_with_notary(&notary, &target, Some(&ca), &id, &spec)
+                .await
+                .map_err(|e| anyhow::anyhow!("attestation through the notary: {e}"))?;
         let r = self
             .http
             .post(format!(
@@ -1467,47 +1424,46 @@ impl Probe {
 
     async fn notary_cases(&mut self) {
         let attest = |edits: &[(&str, Value)]| post("/v1/attest", attest_body(UNKNOWN_ID, edits));
-        let any = |s: &'static [u16]| json_err(s, &[]);
         let cases = vec![
             (
                 "attest_malformed_json",
                 post("/v1/attest", "{oops"),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_empty_body",
                 post("/v1/attest", Vec::new()),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_bad_hex_key",
                 attest(&[("server_key", json!("zz"))]),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_bad_hex_iv",
                 attest(&[("server_iv", json!("0g"))]),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_bad_blinder",
                 attest(&[("blinder", json!("f".repeat(64)))]),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_session_id_out_of_form",
                 attest(&[("session_id", json!("XYZ"))]),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_wrong_types",
                 attest(&[("expected_value", json!("lots"))]),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_unknown_field",
                 attest(&[("value", json!(1))]),
-                any(&[400]),
+                MALFORMED,
             ),
             (
                 "attest_unknown_field_in_data_spec",
@@ -1515,79 +1471,32 @@ impl Probe {
                     "data_spec",
                     json!({"field": "a", "scale": 0, "account_field": "uid", "x": 1}),
                 )]),
-                any(&[400]),
+                MALFORMED,
             ),
-            ("attest_unknown_session", attest(&[]), any(&[404])),
+            (
+                "attest_unknown_session",
+                attest(&[]),
+                json_err(&[404], &["unknown_session"]),
+            ),
             (
                 "attest_oversized",
                 post(
                     "/v1/attest",
                     json_of_len("session_id", NOTARY_MAX_BODY + 1024),
                 ),
-                any(&[413]),
+                TOO_LARGE,
             ),
-            ("wrong_method_get_attest", get("/v1/attest"), any(&[405])),
+            ("wrong_method_get_attest", get("/v1/attest"), NOT_ALLOWED),
             (
                 "wrong_method_delete_info",
                 method("DELETE", "/v1/info"),
-                any(&[405]),
+                NOT_ALLOWED,
             ),
-            ("unknown_path", get("/v2/keys"), any(&[404])),
+            ("unknown_path", get("/v2/keys"), NOT_FOUND),
         ];
         self.run_all(Service::Notary, cases).await;
-        let head = |n: usize| {
-            format!("GET /v1/info HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(n)).into_bytes()
-        };
-        let raw: Vec<(&str, &str, Vec<u8>, Expect)> = vec![
-            ("garbage_request_line", "garbage", b"garbage\r\n\r\n".to_vec(), any(&[400])),
-            (
-                "head_just_above_limit",
-                "GET /v1/info [head 8 KiB + 1 KiB]",
-                head(NOTARY_MAX_HEAD + 1024),
-                any(&[431]),
-            ),
-            ("head_too_large", "GET /v1/info [head 16 KiB]", head(2 * NOTARY_MAX_HEAD), any(&[431])),
-            (
-                "chunked_body",
-                "POST /v1/attest (chunked)",
-                b"POST /v1/attest HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-                    .to_vec(),
-                any(&[400]),
-            ),
-            (
-                "invalid_utf8_head",
-                "GET /v1/\\xff (raw bytes)",
-                b"GET /v1/\xff HTTP/1.1\r\n\r\n".to_vec(),
-                any(&[400]),
-            ),
-            (
-                "content_length_not_a_number",
-                "POST /v1/attest (Content-Length: lots)",
-                b"POST /v1/attest HTTP/1.1\r\nContent-Length: lots\r\n\r\n".to_vec(),
-                any(&[400]),
-            ),
-            (
-                "body_after_content_length",
-                "POST /v1/attest (body longer than Content-Length)",
-                b"POST /v1/attest HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}{}".to_vec(),
-                any(&[400]),
-            ),
-            (
-                "body_shorter_than_content_length",
-                "POST /v1/attest (Content-Length 100, 2 bytes, write side closed)",
-                b"POST /v1/attest HTTP/1.1\r\nContent-Length: 100\r\n\r\n{}".to_vec(),
-                any(&[400]),
-            ),
-        ];
-        for (name, what, bytes, expect) in raw {
-            let half_close = name == "body_shorter_than_content_length";
-            let got = match self.raw_target(Service::Notary) {
-                Ok(t) if half_close => t.exchange_then_shutdown(bytes, RAW_WAIT).await,
-                Ok(t) => t.exchange(vec![bytes], Duration::ZERO, RAW_WAIT).await,
-                Err(e) => Got::Error(e.to_string()),
-            };
-            self.record(name, Service::Notary, what.to_string(), expect, got);
-        }
+        // Heads, framing and encodings: the same HTTP layer as every service.
+        self.protocol_cases(Service::Notary, "/v1/info").await;
     }
 
     async fn proxy_cases(&mut self) {
@@ -1698,14 +1607,14 @@ impl Probe {
                 &format!("attest_{name}"),
                 Service::Notary,
                 req(),
-                json_err(&[403], &[]),
+                json_err(&[403], &["target_refused"]),
             )
             .await;
             self.http(
                 &format!("attest_{name}_again"),
                 Service::Notary,
                 req(),
-                json_err(&[404], &[]),
+                json_err(&[404], &["unknown_session"]),
             )
             .await;
         }
@@ -1765,7 +1674,12 @@ impl Probe {
             Some(Vec::new()),
         ));
         // TCP connections that never start TLS (the handshake deadline).
-        for s in [Service::Coordinator, Service::Party(0), Service::Api] {
+        for s in [
+            Service::Coordinator,
+            Service::Party(0),
+            Service::Api,
+            Service::Notary,
+        ] {
             jobs.push((s, "silent_tcp_no_tls", "connect, no TLS handshake", None));
         }
         let mut handles = Vec::new();
@@ -1968,12 +1882,11 @@ async fn probe(args: &ProbeArgs) -> anyhow::Result<Summary> {
     let services_before = services(&info);
     let net = NetworkConfig::load(&info.network_file)?;
     let ca = net.ca_pem()?;
-    let notary_url = net.notary.clone();
-    let notary_info = tokio::task::spawn_blocking(move || {
-        triad_notary::service::ApiClient::new(&notary_url).and_then(|c| c.info())
-    })
-    .await?
-    .map_err(|e| anyhow::anyhow!("notary: {e}"))?;
+    let notary_info = triad_notary::NotaryClient::new(&net.notary, &ca)
+        .map_err(|e| anyhow::anyhow!("notary: {e}"))?
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("notary: {e}"))?;
     let mut p = Probe {
         http: triad_wire::https::client(&ca, Duration::from_secs(60))?,
         tls: tls_connector(&ca)?,

@@ -69,11 +69,19 @@ fn attest_and_verify_through_real_services() {
         .next()
         .unwrap()
         .to_string();
+    // The notary's API certificate, from a service CA as a devnet's.
+    let tls_dir = tmp("tls");
+    let service_ca = triad_wire::pki::ServiceCa::create(&tls_dir.join("ca.pem")).unwrap();
+    let leaf = service_ca.issue(&tls_dir, "notary").unwrap();
     let _notary = Killed(
         triad()
             .args(["notary", "--trust-ca", &ca, "--allow-target", &ds_target])
             .arg("--data-dir")
             .arg(&no_dir)
+            .arg("--tls-cert")
+            .arg(&leaf.cert)
+            .arg("--tls-key")
+            .arg(&leaf.key)
             .spawn()
             .unwrap(),
     );
@@ -88,6 +96,8 @@ fn attest_and_verify_through_real_services() {
                 "--url",
                 url,
             ])
+            .arg("--notary-ca")
+            .arg(tls_dir.join("ca.pem"))
             .args([
                 "--header",
                 header,

@@ -15,11 +15,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use triad_attestation::{parse_fixed_point, Attestation, DataSource, DataSpec};
 use triad_client::{contribute, split_shares, ClientError, ContributeOptions, Outcome};
 use triad_crypto::Fr;
-use triad_notary::datasource::GroundTruth;
-use triad_notary::{parse_fixed_point, Attestation, DataSource, DataSpec, Opening, ProveTarget};
+use triad_notary::{prove_with_notary, NotaryClient, Opening, ProveTarget};
 use triad_stats::StatsSpec;
+use triad_testsite::GroundTruth;
 use triad_wire::messages::{
     CreateStudy, ReadyRequest, RejectReason, StudyInfo, SubmissionState, SubmissionStatus,
     SubmitRequest, SubmitResponse, INTERNAL_TOKEN_HEADER,
@@ -76,7 +77,7 @@ fn study() -> CreateStudy {
     }
 }
 
-fn eth(a: &triad_notary::datasource::Account) -> i64 {
+fn eth(a: &triad_testsite::Account) -> i64 {
     parse_fixed_point(&a.balances["ETH"], SCALE).expect("ground truth value")
 }
 
@@ -686,14 +687,11 @@ async fn attest(dn: &Devnet, api_key: &str) -> (Attestation, Opening) {
     let ca = std::fs::read(&ds.ca_cert).unwrap();
     let target =
         ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), api_key.into())]).unwrap();
-    let notary = dn.net.notary.clone();
+    let notary = NotaryClient::new(&dn.net.notary, &dn.net.ca_pem().unwrap()).unwrap();
     let spec = study().data_spec;
-    let (att, opening, pk) = tokio::task::spawn_blocking(move || {
-        triad_notary::service::prove_with_notary(&notary, &target, Some(&ca), STUDY, &spec)
-    })
-    .await
-    .unwrap()
-    .expect("attestation through the notary");
+    let (att, opening, pk) = prove_with_notary(&notary, &target, Some(&ca), STUDY, &spec)
+        .await
+        .expect("attestation through the notary");
     assert!(pk.to_hex().eq_ignore_ascii_case(&dn.net.notary_key));
     (att, opening)
 }
@@ -1063,6 +1061,11 @@ async fn forged_source() {
             "--proxy-listen",
             "127.0.0.1:0",
         ])
+        // The API's certificate: the devnet notary's own (same CA).
+        .arg("--tls-cert")
+        .arg(dn.dir.join("tls/notary.pem"))
+        .arg("--tls-key")
+        .arg(dn.dir.join("tls/notary.key"))
         .args(["--allow-target", &format!("127.0.0.1:{port}")])
         .args(["--allow-target", &format!("localhost:{port}")])
         .args(["--allow-target", &format!("[::1]:{port}")])
@@ -1085,13 +1088,11 @@ async fn forged_source() {
             vec![("X-API-KEY".into(), fake_truth.accounts[i].api_key.clone())],
         )
         .unwrap();
-        let (notary, ca, spec) = (rogue_url.clone(), fake_ca.clone(), study().data_spec);
-        let (att, _, pk) = tokio::task::spawn_blocking(move || {
-            triad_notary::service::prove_with_notary(&notary, &target, Some(&ca), STUDY, &spec)
-        })
-        .await
-        .unwrap()
-        .expect("the rogue notary attests the fake exchange");
+        let notary = NotaryClient::new(&rogue_url, &dn.net.ca_pem().unwrap()).unwrap();
+        let (att, _, pk) =
+            prove_with_notary(&notary, &target, Some(&fake_ca), STUDY, &study().data_spec)
+                .await
+                .expect("the rogue notary attests the fake exchange");
         // A genuine signature by the network's notary key…
         assert!(pk.to_hex().eq_ignore_ascii_case(&dn.net.notary_key));
         assert_eq!(att.server_name, host);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use triad_notary::{DataSource, DataSpec};
+use triad_attestation::{DataSource, DataSpec};
 use triad_stats::StatsSpec;
 use triad_wire::messages::CreateStudy;
 use triad_wire::{NetworkConfig, VerifiedRelease};

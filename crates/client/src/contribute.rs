@@ -5,7 +5,8 @@ use triad_wire::ErrorCode;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use triad_notary::{Attestation, DataSpec, Opening, ProveTarget};
+use triad_attestation::{Attestation, DataSpec};
+use triad_notary::{prove_with_notary, NotaryClient, Opening, ProveTarget};
 use triad_wire::config::DatasourceEndpoint;
 use triad_wire::https::read_json;
 use triad_wire::messages::{
@@ -151,19 +152,11 @@ async fn attest(
 ) -> Result<(Attestation, Opening), ClientError> {
     let deadline = Instant::now() + opts.submit_timeout;
     let mut backoff = Backoff::new();
+    // The notary's API is HTTPS under the network's CA, like every service.
+    let notary = NotaryClient::new(&net.notary, &net.ca_pem()?)
+        .map_err(|e| ClientError::Usage(format!("the network's notary: {e}")))?;
     loop {
-        let (url, target, ca, sid, spec) = (
-            net.notary.clone(),
-            target.clone(),
-            ds_ca.to_vec(),
-            study_id.to_string(),
-            spec.clone(),
-        );
-        let r = tokio::task::spawn_blocking(move || {
-            triad_notary::service::prove_with_notary(&url, &target, Some(&ca), &sid, &spec)
-        })
-        .await
-        .map_err(|e| ClientError::Internal(format!("attestation task: {e}")))?;
+        let r = prove_with_notary(&notary, target, Some(ds_ca), study_id, spec).await;
         let (att, opening, pk) = match r {
             // A busy notary refuses connections over its limit, and a
             // restarting one answers nothing: both are worth another try.

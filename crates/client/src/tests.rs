@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use clap::Parser;
-use triad_notary::DataSpec;
+use triad_attestation::DataSpec;
 use triad_stats::StatsSpec;
 use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::{NetworkConfig, PartyEndpoint, PartySigningKey, VerifiedRelease};

@@ -14,15 +14,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use triad_attestation::{parse_fixed_point, verify_attestation, DataSpec, NotarySigningKey};
 use triad_client::{contribute, ContributeOptions};
 use triad_crypto::{commitment, fr_from_hex, fr_from_i128};
-use triad_notary::datasource::{launch_datasource, DatasourceConfig};
 use triad_notary::service::{launch_notary, ApiLimits, NotaryServiceConfig};
-use triad_notary::{
-    parse_fixed_point, root_store, verify_attestation, AllowedTarget, DataSpec, NotarySigningKey,
-    ProxyConfig,
-};
+use triad_notary::{root_store, AllowedTarget, ProxyConfig};
 use triad_stats::StatsSpec;
+use triad_testsite::{launch_datasource, DatasourceConfig};
 use triad_wire::config::DatasourceEndpoint;
 use triad_wire::messages::{
     ReadyRequest, RejectReason, ShareUpload, StudyInfo, StudyParams, SubmissionState,
@@ -35,7 +33,7 @@ use triad_wire::{ApiError, NetworkConfig, PartyEndpoint};
 struct Coord {
     submit_calls: u32,
     /// (submission id, token, attestation) per admitted submission.
-    admitted: Vec<(String, String, triad_notary::Attestation)>,
+    admitted: Vec<(String, String, triad_attestation::Attestation)>,
     ready: Vec<String>,
 }
 
@@ -51,7 +49,7 @@ fn study() -> StudyInfo {
                 scale: 4,
                 account_field: "uid".into(),
             },
-            source: triad_notary::DataSource::named("127.0.0.1"),
+            source: triad_attestation::DataSource::named("127.0.0.1"),
             min_cohort: 3,
             min_new: 1,
             release_interval_secs: 1,
@@ -188,10 +186,14 @@ async fn contribute_end_to_end_with_retries() {
         },
     )
     .unwrap();
-    let truth = triad_notary::datasource::ground_truth(4, 9);
+    let truth = triad_testsite::ground_truth(4, 9);
     let notary_key = NotarySigningKey::from_seed([5; 32]);
     let pk = notary_key.public_key();
     let roots = Arc::new(root_store(Some(ds.ca_pem.as_bytes()), false).unwrap());
+    // Every service's certificate, the notary's too, from one CA.
+    let ca_path = dir.path().join("ca.pem");
+    let ca = ServiceCa::create(&ca_path).unwrap();
+    let leaf = ca.issue(dir.path(), "notary").unwrap();
     let notary = launch_notary(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -205,12 +207,12 @@ async fn contribute_end_to_end_with_retries() {
                 ..ProxyConfig::default()
             },
             api: ApiLimits::default(),
+            tls: triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap(),
+            serve: triad_wire::https::ServeLimits::DEFAULT,
         },
     )
     .unwrap();
 
-    let ca_path = dir.path().join("ca.pem");
-    let ca = ServiceCa::create(&ca_path).unwrap();
     let coord_state = CoordState::default();
     let coord = Router::new()
         .route("/v1/studies/{id}", get(get_study))

@@ -3,7 +3,7 @@
 //!
 //! 1. the study exists;
 //! 2. the attestation verifies under a trusted notary key and is within its
-//!    validity window ([`triad_notary::verify_attestation`]);
+//!    validity window ([`triad_attestation::verify_attestation`]);
 //! 3. it is fresh: the TLS session is at most `max_age_secs` old;
 //! 4. it is for this study, with this study's data spec, and from this
 //!    study's data source (server name, certificate pin if any);
@@ -16,7 +16,7 @@
 
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
-use triad_notary::{
+use triad_attestation::{
     verify_attestation, Attestation, AttestationError, NotaryPublicKey, SourceError,
 };
 use triad_wire::ErrorCode;

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use triad_notary::NotaryPublicKey;
+use triad_attestation::NotaryPublicKey;
 use triad_wire::NetworkConfig;
 
 pub use batcher::BatchConfig;

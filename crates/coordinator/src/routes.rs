@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
-use triad_notary::NotaryPublicKey;
+use triad_attestation::NotaryPublicKey;
 use triad_wire::https::{check_token, check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::messages::{
     BatchDecision, CreateStudy, ReadyRequest, StudyInfo, StudyParams, SubmissionState,
@@ -112,17 +112,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
 
 /// The raw body, with an over-long one answered in our JSON shape.
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                "request body too large",
-            )
-        } else {
-            ApiError::bad_request(ErrorCode::MalformedBody, r.body_text())
-        }
-    })
+    triad_wire::https::body_bytes(b)
 }
 
 async fn create_study(

@@ -11,8 +11,10 @@ use triad_wire::ErrorCode;
 
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use triad_attestation::{
+    sign_attestation, Attestation, AttestationClaims, DataSpec, NotarySigningKey,
+};
 use triad_crypto::fr_from_i128;
-use triad_notary::{sign_attestation, Attestation, AttestationClaims, DataSpec, NotarySigningKey};
 use triad_wire::messages::{
     PrepareBatch, PrepareResult, RejectReason, ReleaseRequest, StudyParams,
 };

@@ -46,7 +46,8 @@ pub fn fr_from_hex(s: &str) -> Result<Fr, FieldError> {
     }
     // Hex digits only, checked on bytes before slicing: a multi-byte
     // character would make the slices below panic (found by the fuzz target
-    // `notary_request`), and `from_str_radix` alone would take a `+` sign.
+    // `notary_request`, now `attest_request`), and `from_str_radix` alone
+    // would take a `+` sign.
     if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(FieldError::BadHex);
     }

@@ -1,7 +1,7 @@
 //! Writes the seed corpus `fuzz/corpus/<target>/seed-*` from real runs:
 //! the demo data source, the recording proxy and the prover over loopback
 //! sockets (real TLS 1.2 transcripts, the notary's real attestation, the
-//! prover's real requests to the notary API), the client's real share
+//! prover's real `POST /v1/attest` bodies), the client's real share
 //! uploads, and the messages of a real three-party statistics run.
 //!
 //! ```sh
@@ -12,7 +12,6 @@
 //! differ from run to run (fresh keys and randomness); crash inputs the
 //! fuzzer found (`crash-*`) are never touched.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,21 +21,22 @@ use rand::rngs::OsRng;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use triad_attestation::{extract_claim, DataSpec};
 use triad_client::{random_fr, split_shares};
 use triad_fuzzing::{fuzz_notary_key, TranscriptCase, WIRE_TYPES};
 use triad_mpc::protocols::mul;
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::run3_on;
 use triad_mpc::{Fr, NetError, NetStats, Network, PartyId, Shares, Z128};
-use triad_notary::datasource::{ground_truth, launch_datasource, DatasourceConfig};
+use triad_notary::api::AttestApiRequest;
 use triad_notary::http::response_body;
 use triad_notary::proxy::SessionOutcome;
-use triad_notary::service::ApiClient;
 use triad_notary::{
-    attest_session, extract_claim, launch_proxy, prover_client_config, root_store, run_session,
-    AttestationRequest, DataSpec, ProveTarget, ProxyConfig,
+    attest_session, launch_proxy, prover_client_config, root_store, run_session,
+    AttestationRequest, ProveTarget, ProxyConfig,
 };
 use triad_stats::StatsSpec;
+use triad_testsite::{ground_truth, launch_datasource, DatasourceConfig};
 use triad_wire::messages::*;
 use triad_wire::release::sign_release;
 use triad_wire::{PartySigningKey, Release, VerifiedRelease};
@@ -107,42 +107,6 @@ fn maci_seeds(seeds: &mut Seeds) {
 
 fn add(seeds: &mut Seeds, target: &'static str, name: &str, bytes: impl Into<Vec<u8>>) {
     seeds.push((target, name.to_string(), bytes.into()));
-}
-
-/// One request to a fake notary API on loopback: the bytes `ApiClient`
-/// sends, answered with a 404.
-fn capture_api_request(call: impl FnOnce(&ApiClient)) -> Vec<u8> {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut req = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).expect("read");
-            req.extend_from_slice(&buf[..n]);
-            if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if req.len() >= end + 4 + len || n == 0 {
-                    break;
-                }
-            }
-        }
-        let body = r#"{"error":"no such session"}"#;
-        let _ = write!(
-            s,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        req
-    });
-    call(&ApiClient::new(&url).expect("client"));
-    server.join().expect("fake notary")
 }
 
 fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
@@ -243,17 +207,12 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
         let att = attest_session(&key, roots.clone(), &session, &disclosure, &ar, 3600)
             .expect("attestation");
         add(seeds, "attestation", &format!("{i}"), att.to_json());
-        let req = capture_api_request(|api| {
-            let _ = api.attest(&sid, &disclosure, &ar);
-        });
-        add(seeds, "notary_request", &format!("attest-{i}"), req);
+        // The body exactly as `NotaryClient::attest` sends it.
+        let req = serde_json::to_vec(&AttestApiRequest::new(&sid, &disclosure, &ar)).unwrap();
+        add(seeds, "attest_request", &format!("attest-{i}"), req);
         atts.push((att, claim, blinder));
         sids.push(sid);
     }
-    let req = capture_api_request(|api| {
-        let _ = api.info();
-    });
-    add(seeds, "notary_request", "info", req);
     rt.block_on(async { proxy.shutdown() });
     ds.shutdown();
 
@@ -289,7 +248,7 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
         id: "eth".into(),
         name: "ETH balances".into(),
         data_spec: spec.clone(),
-        source: triad_notary::DataSource {
+        source: triad_attestation::DataSource {
             server_name: "127.0.0.1".into(),
             cert_chain_sha256: Some("ab".repeat(32)),
         },

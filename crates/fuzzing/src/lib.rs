@@ -14,10 +14,10 @@
 //! |---|---|
 //! | [`tls_transcript`] | `triad_notary::check_transcript` (TLS 1.2 records, handshake, AEAD) |
 //! | [`http_response`] | `triad_notary::http::response_body` (status, headers, de-chunking) |
-//! | [`data_spec`] | `DataSpec` JSON, `extract_claim`, `parse_fixed_point` |
-//! | [`attestation`] | `Attestation` JSON, `decode_claims`, signing bytes, `verify_attestation` |
+//! | [`data_spec`] | `triad_attestation`: `DataSpec` JSON, `extract_claim`, `parse_fixed_point` |
+//! | [`attestation`] | `triad_attestation`: `Attestation` JSON, `decode_claims`, signing bytes, `verify_attestation` |
 //! | [`proxy_preamble`] | `triad_notary::proxy::parse_preamble` |
-//! | [`notary_request`] | `triad_notary::service::parse_request_head` (request line, URL, headers) and `parse_attest` |
+//! | [`attest_request`] | `triad_notary::api::parse_attest` (the notary API's `POST /v1/attest` body) |
 //! | [`share_upload`] | `ShareUpload` JSON and `triad_party::intake::parse_upload` |
 //! | [`prepare_batch`] | `PrepareBatch` JSON and `triad_party::service::validate_prepare` |
 //! | [`mpc_frame`] | `triad_net::read_frame` (length-prefixed frames) and `triad_mpc::network::decode_exact` |
@@ -35,7 +35,7 @@ pub use input::{encode_fields, Fields};
 pub use maci::maci_keys;
 pub use mpc::mpc_frame;
 pub use notary::{
-    attestation, data_spec, fuzz_notary_key, http_response, notary_request, proxy_preamble,
+    attest_request, attestation, data_spec, fuzz_notary_key, http_response, proxy_preamble,
     tls_transcript, TranscriptCase,
 };
 pub use services::{prepare_batch, share_upload, wire_message_parses, wire_messages, WIRE_TYPES};
@@ -50,7 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("data_spec", data_spec),
     ("attestation", attestation),
     ("proxy_preamble", proxy_preamble),
-    ("notary_request", notary_request),
+    ("attest_request", attest_request),
     ("share_upload", share_upload),
     ("prepare_batch", prepare_batch),
     ("mpc_frame", mpc_frame),

@@ -1,20 +1,20 @@
-//! Targets for the notary's parsers: what the prover, the proxied server and
-//! the notary API's clients send.
+//! Targets for the notary's parsers and the attestation's: what the prover,
+//! the proxied server and the notary API's clients send.
 
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
+use triad_attestation::spec::{MAX_SCALE, VALUE_BOUND};
+use triad_attestation::{
+    extract_claim, parse_fixed_point, sign_attestation, verify_attestation, Attestation,
+    AttestationClaims, AttestationError, DataSpec, FixedPointError, NotarySigningKey,
+};
 use triad_crypto::fr_from_hex;
-use triad_notary::attestation::AttestationError;
+use triad_notary::api::parse_attest;
 use triad_notary::http::response_body;
 use triad_notary::proxy::parse_preamble;
-use triad_notary::service::{parse_attest, parse_request_head, RequestHead};
-use triad_notary::spec::{FixedPointError, MAX_SCALE, VALUE_BOUND};
-use triad_notary::{
-    check_transcript, extract_claim, parse_fixed_point, sign_attestation, verify_attestation,
-    Attestation, AttestationClaims, DataSpec, NotarySigningKey, ServerKeyDisclosure, Transcript,
-};
+use triad_notary::{check_transcript, ServerKeyDisclosure, Transcript};
 
 use crate::input::{encode_fields, Fields};
 
@@ -365,33 +365,12 @@ pub fn proxy_preamble(data: &[u8]) {
     assert_eq!(parse_preamble(line.as_bytes()), Some((sid, host, port)));
 }
 
-/// Largest head `read_request` looks at (its limit plus one read).
-const MAX_REQUEST_HEAD: usize = 8 * 1024 + 4096;
-
-/// A request to the notary API: head, blank line, body. Runs
-/// `parse_request_head`, then `parse_attest` on the body. Invariants: an
-/// accepted head re-formatted canonically parses to the same request; an
-/// accepted attest body re-serialized parses to the same request, and the
-/// disclosure is the hex it was given.
-pub fn notary_request(data: &[u8]) {
-    let Some(end) = data
-        .windows(4)
-        .take(MAX_REQUEST_HEAD)
-        .position(|w| w == b"\r\n\r\n")
-    else {
-        return;
-    };
-    let Ok(head) = parse_request_head(&data[..end]) else {
-        return;
-    };
-    assert!(!head.method.is_empty() && head.path.starts_with('/'));
-    let canonical = format!(
-        "{} {} HTTP/1.1\r\nContent-Length: {}",
-        head.method, head.path, head.content_length
-    );
-    let again: Result<RequestHead, _> = parse_request_head(canonical.as_bytes());
-    assert_eq!(again, Ok(head));
-    let Ok((req, disclosure, ar)) = parse_attest(&data[end + 4..]) else {
+/// A `POST /v1/attest` body, the notary API's one parser of its own (hyper
+/// and axum frame the request before it). Runs `parse_attest`. Invariants:
+/// an accepted body re-serialized parses to the same request; the
+/// disclosure is the hex it was given, the blinder the scalar.
+pub fn attest_request(data: &[u8]) {
+    let Ok((req, disclosure, ar)) = parse_attest(data) else {
         return;
     };
     assert_eq!(

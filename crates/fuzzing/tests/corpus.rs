@@ -64,7 +64,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
 /// fuzzer starts from accepted sessions and messages, not from rejections.
 #[test]
 fn real_seeds_are_accepted_inputs() {
-    use triad_notary::verify_attestation;
+    use triad_attestation::verify_attestation;
     let accepted = seeds("tls_transcript")
         .iter()
         .map(|s| triad_fuzzing::TranscriptCase::decode(s))
@@ -74,10 +74,18 @@ fn real_seeds_are_accepted_inputs() {
     let key = triad_fuzzing::fuzz_notary_key().public_key();
     let verified = seeds("attestation")
         .iter()
-        .filter_map(|s| triad_notary::Attestation::from_json(std::str::from_utf8(s).ok()?).ok())
+        .filter_map(|s| {
+            triad_attestation::Attestation::from_json(std::str::from_utf8(s).ok()?).ok()
+        })
         .filter(|a| verify_attestation(a, &[key], a.session_time).is_ok())
         .count();
     assert!(verified >= 2, "{verified} verified attestations");
+    for s in seeds("attest_request") {
+        assert!(
+            triad_notary::api::parse_attest(&s).is_ok(),
+            "attest body seed"
+        );
+    }
     for s in seeds("share_upload") {
         let u = serde_json::from_slice(&s).expect("upload JSON");
         assert!(triad_party::intake::parse_upload(&u).is_ok());

@@ -1,13 +1,10 @@
-//! triad's notary (DESIGN.md, "Attestation, v1 and beyond").
+//! triad's notary (DESIGN.md, "Attestation, v1 and beyond"): the service that
+//! watches a prover's TLS session and signs what the server said.
 //!
-//! This crate holds the parts every component shares:
-//! - [`attestation`]: the versioned attestation, its canonical signing bytes,
-//!   the notary's ed25519 key, and the one verifier [`verify_attestation`]
-//!   used by the coordinator, the parties, consumers and the CLI;
-//! - [`spec`]: the study's data spec (JSON path, fixed-point scale, account-id
-//!   path) and the extraction of the attested value from a JSON response;
-//! - [`source`]: the study's data source (server name, optional certificate
-//!   pin) and the check binding an attestation to it;
+//! The attestation it signs — format, canonical bytes, [`verify_attestation`],
+//! data spec and data source — is the small `triad-attestation` crate, which
+//! is what the other services link. This crate holds the notary itself and
+//! its prover:
 //! - [`transcript`]: the pure TLS 1.2 transcript checker (chain, host name,
 //!   ServerKeyExchange signature, AES-GCM tag of every server record);
 //! - [`http`]: the response parser run on the decrypted server stream;
@@ -17,34 +14,25 @@
 //!   addresses, the notary itself), checked on the resolved addresses;
 //! - [`prover`]: the prover as a library call ([`prove`]): TLS 1.2 through
 //!   the proxy, rx key/IV disclosure only, attestation + [`Opening`];
-//! - [`service`]: the notary service (proxy + HTTP API), its blocking client
-//!   and the prover against it (`prove_with_notary`);
-//! - [`datasource`]: the demo HTTPS data source (exchange-like account API);
-//! - [`mod@bench`]: the loopback attestation benchmark (data source + notary
-//!   service + prover).
+//! - [`api`]: the notary's HTTPS API (routes, handlers, the attest body
+//!   parser) on the services' shared stack, `triad_wire::serve`;
+//! - [`service`]: the notary service (proxy + API) and `triad notary`;
+//! - [`client`]: the prover's client of that API and [`prove_with_notary`].
+//!
+//! [`verify_attestation`]: triad_attestation::verify_attestation
 #![forbid(unsafe_code)]
 
-pub mod attestation;
-pub mod bench;
-pub mod datasource;
+pub mod api;
+pub mod client;
 pub mod http;
 pub mod notarize;
 pub mod prover;
 pub mod proxy;
 pub mod service;
-pub mod source;
-pub mod spec;
 pub mod target;
-
-pub use attestation::{
-    sign_attestation, verify_attestation, Attestation, AttestationClaims, AttestationError,
-    NotaryPublicKey, NotarySigningKey, VerifiedAttestation, ATTESTATION_VERSION,
-};
-pub use source::{cert_chain_sha256, DataSource, SourceError};
-pub use spec::{extract_claim, parse_fixed_point, DataSpec, ExtractedClaim, SpecError};
 pub mod transcript;
 
-pub use bench::{run_attest_bench, AttestBenchReport};
+pub use client::{prove_with_notary, NotaryClient};
 pub use notarize::{attest_session, AttestationRequest, NotaryError, RecordedSession};
 pub use prover::{
     parse_header, prove, prover_client_config, run_session, Opening, ProveError, ProveTarget,

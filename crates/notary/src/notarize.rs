@@ -7,10 +7,10 @@ use std::sync::Arc;
 use rustls::RootCertStore;
 use triad_crypto::Fr;
 
-use crate::attestation::{sign_attestation, Attestation, AttestationClaims, NotarySigningKey};
 use crate::http::{response_body, HttpError};
-use crate::spec::{extract_claim, DataSpec, SpecError};
 use crate::transcript::{check_transcript, ServerKeyDisclosure, Transcript, TranscriptError};
+use triad_attestation::{extract_claim, DataSpec, SpecError};
+use triad_attestation::{sign_attestation, Attestation, AttestationClaims, NotarySigningKey};
 
 /// What the proxy recorded for one session.
 #[derive(Clone, Debug)]
@@ -111,9 +111,9 @@ pub fn attest_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attestation::verify_attestation;
     use crate::transcript::root_store;
     use crate::transcript::tests::{aes128, pki, session_with};
+    use triad_attestation::verify_attestation;
     use triad_crypto::{commitment, fr_from_i128, nullifier};
 
     const NOW: u64 = 1_800_000_000;

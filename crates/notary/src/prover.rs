@@ -4,9 +4,10 @@
 //! discloses only the server→client (rx) key and IV, and gets back a signed
 //! attestation plus the opening `{value, blinder}` it keeps.
 //!
-//! How the disclosure reaches the notary is the caller's choice (the
-//! `notarize` callback): in-process for the benchmark, over the notary's
-//! HTTP API for `triad attest` ([`crate::service::ApiClient`]).
+//! How the disclosure reaches the notary is the caller's choice: a
+//! `notarize` callback ([`prove`]), or two steps around an asynchronous call
+//! ([`read_session`], then [`ProverReading::accept`]), which is how
+//! [`crate::client::prove_with_notary`] uses the notary's HTTPS API.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,11 +19,11 @@ use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use triad_crypto::{fr_from_hex, fr_to_hex, Fr};
 
-use crate::attestation::Attestation;
 use crate::http::{response_body, HttpError};
 use crate::notarize::AttestationRequest;
-use crate::spec::{extract_claim, DataSpec, SpecError};
 use crate::transcript::{root_store, ServerKeyDisclosure};
+use triad_attestation::Attestation;
+use triad_attestation::{extract_claim, DataSpec, ExtractedClaim, SpecError};
 
 /// Socket timeout of the prover's session (connect, read, write).
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -304,6 +305,41 @@ pub fn prove_in_session<F>(
 where
     F: FnOnce(&str, &ServerKeyDisclosure, &AttestationRequest) -> Result<Attestation, String>,
 {
+    let reading = read_session(proxy, sid, target, client, study_id, data_spec)?;
+    let att = notarize(sid, &reading.disclosure, &reading.request).map_err(ProveError::Notary)?;
+    reading.accept(att)
+}
+
+/// The prover's side of one session before the notary answers: what to
+/// disclose, what to ask, and the prover's own reading of the value to hold
+/// the attestation against. `Debug` shows none of it.
+pub struct ProverReading {
+    /// The rx key and IV for the notary.
+    pub disclosure: ServerKeyDisclosure,
+    /// Study, spec, blinder and the value the prover read.
+    pub request: AttestationRequest,
+    claim: ExtractedClaim,
+    server_name: String,
+}
+
+impl std::fmt::Debug for ProverReading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProverReading(redacted)")
+    }
+}
+
+/// Step 1 of [`prove`] (blocking I/O): runs the TLS session through the
+/// proxy under `sid`, reads the value under `data_spec` from the response
+/// and draws the blinder. Step 2 is the notary's, step 3
+/// [`ProverReading::accept`].
+pub fn read_session(
+    proxy: SocketAddr,
+    sid: &str,
+    target: &ProveTarget,
+    client: Arc<rustls::ClientConfig>,
+    study_id: &str,
+    data_spec: &DataSpec,
+) -> Result<ProverReading, ProveError> {
     data_spec.validate()?;
     let (resp, disclosure) = run_session(proxy, sid, target, client)?;
     let body = response_body(&resp)?;
@@ -315,23 +351,46 @@ where
         blinder,
         expected_value: claim.value,
     };
-    let att = notarize(sid, &disclosure, &request).map_err(ProveError::Notary)?;
-    if att.commitment != fr_to_hex(&claim.commitment(blinder)) {
-        return Err(ProveError::Mismatch("commitment"));
+    Ok(ProverReading {
+        disclosure,
+        request,
+        claim,
+        server_name: target.host.clone(),
+    })
+}
+
+impl ProverReading {
+    /// Step 3 of [`prove`] (no I/O): accepts the notary's attestation only
+    /// if it commits to the prover's own value and blinder, carries the
+    /// nullifier of the account the prover read, and names the study, spec
+    /// and server asked for. Returns it with the opening.
+    pub fn accept(self, att: Attestation) -> Result<(Attestation, Opening), ProveError> {
+        let Self {
+            request,
+            claim,
+            server_name,
+            ..
+        } = self;
+        if att.commitment != fr_to_hex(&claim.commitment(request.blinder)) {
+            return Err(ProveError::Mismatch("commitment"));
+        }
+        if att.nullifier != fr_to_hex(&claim.nullifier(&request.study_id)) {
+            return Err(ProveError::Mismatch("nullifier"));
+        }
+        if att.study_id != request.study_id
+            || att.data_spec != request.data_spec
+            || att.server_name != server_name
+        {
+            return Err(ProveError::Mismatch("study, data spec or server name"));
+        }
+        Ok((
+            att,
+            Opening {
+                value: claim.value,
+                blinder: fr_to_hex(&request.blinder),
+            },
+        ))
     }
-    if att.nullifier != fr_to_hex(&claim.nullifier(study_id)) {
-        return Err(ProveError::Mismatch("nullifier"));
-    }
-    if att.study_id != study_id || att.data_spec != *data_spec || att.server_name != target.host {
-        return Err(ProveError::Mismatch("study, data spec or server name"));
-    }
-    Ok((
-        att,
-        Opening {
-            value: claim.value,
-            blinder: fr_to_hex(&blinder),
-        },
-    ))
 }
 
 #[cfg(test)]

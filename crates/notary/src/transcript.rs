@@ -340,7 +340,7 @@ pub fn check_transcript(
         let der = list.take(n, "certificate")?;
         chain.push(CertificateDer::from(der.to_vec()));
     }
-    let chain_sha256 = crate::source::cert_chain_sha256(chain.iter().map(|c| c.as_ref()));
+    let chain_sha256 = triad_attestation::cert_chain_sha256(chain.iter().map(|c| c.as_ref()));
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or(E::MissingMessage("leaf certificate"))?;

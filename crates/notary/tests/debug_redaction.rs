@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
+use triad_attestation::{DataSpec, ExtractedClaim};
 use triad_crypto::{fr_to_hex, Fr};
-use triad_notary::datasource::{ground_truth, Account, DatasourceConfig, DatasourceInfo};
-use triad_notary::service::AttestApiRequest;
+use triad_notary::api::AttestApiRequest;
 use triad_notary::*;
+use triad_testsite::{ground_truth, Account, DatasourceConfig, DatasourceInfo};
 
 const API_KEY: &str = "a91f0c3e5b7d2468ace013579bdf2468";
 const VALUE: i64 = 31_415_926;
@@ -174,7 +175,7 @@ fn data_source_keys_balances_and_seed_are_redacted() {
         ca_cert: PathBuf::from("/ca.pem"),
         ground_truth: PathBuf::from("/gt.json"),
         api_keys: truth.accounts.iter().map(|a| a.api_key.clone()).collect(),
-        source: triad_notary::DataSource::named("127.0.0.1"),
+        source: triad_attestation::DataSource::named("127.0.0.1"),
     };
     assert_hides("DatasourceInfo", &format!("{info:?} {info:#?}"), &secrets);
 

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::PrivateKeyDer;
+use triad_attestation::{verify_attestation, DataSpec, NotarySigningKey};
 use triad_crypto::{commitment, fr_from_i128, nullifier, Fr};
 use triad_notary::*;
 

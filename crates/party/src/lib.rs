@@ -82,7 +82,8 @@ pub fn load_or_create_keys(dir: &Path, id: usize) -> Result<PartyKeys, PartyErro
         key_der: std::fs::read(&kp).map_err(|e| file_err(&kp, e))?,
     };
     let sp = dir.join(SIGN_KEY_FILE);
-    let sign = PartySigningKey::load_or_create(&sp).map_err(|e| file_err(&sp, e))?;
+    let sign = triad_wire::keyfile::load_or_create_signing_key(&sp)
+        .map_err(|e| PartyError::Config(e.to_string()))?;
     Ok(PartyKeys { identity, sign })
 }
 
@@ -140,7 +141,7 @@ pub async fn launch(
         _ => return Err(PartyError::Config("a party's mpc_cert is not hex".into())),
     };
     let addrs = [0, 1, 2].map(|j| cfg.network.parties[j].mpc_addr);
-    let notary_key = triad_notary::NotaryPublicKey::from_hex(&cfg.network.notary_key)
+    let notary_key = triad_attestation::NotaryPublicKey::from_hex(&cfg.network.notary_key)
         .map_err(|e| PartyError::Config(format!("network notary_key: {e}")))?;
     let mpc_listener = std::net::TcpListener::bind(me.mpc_addr)?;
     let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener);

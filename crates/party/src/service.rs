@@ -23,8 +23,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use triad_attestation::NotaryPublicKey;
 use triad_crypto::{fr_from_hex, Fr};
-use triad_notary::NotaryPublicKey;
 use triad_wire::https::{check_token_digest, json_fallbacks, parse_json, ServeLimits};
 use triad_wire::limits::{RateLimit, RateLimiter};
 use triad_wire::messages::{
@@ -273,18 +273,9 @@ impl FromRequestParts<Arc<PartyState>> for FromCoordinator {
     }
 }
 
+/// The raw body, with an over-long one answered in our JSON shape.
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                "request body too large",
-            )
-        } else {
-            ApiError::bad_request(ErrorCode::MalformedBody, e.body_text())
-        }
-    })
+    triad_wire::https::body_bytes(b)
 }
 
 fn store_err(e: impl std::fmt::Display) -> ApiError {

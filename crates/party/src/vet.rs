@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use triad_notary::{verify_attestation, NotaryPublicKey};
+use triad_attestation::{verify_attestation, NotaryPublicKey};
 use triad_wire::messages::{BatchItem, StudyParams};
 
 /// `true` for each item this party refuses: the notary's signature or
@@ -44,8 +44,8 @@ pub fn refused_items<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use triad_attestation::{sign_attestation, AttestationClaims, DataSpec, NotarySigningKey};
     use triad_crypto::Fr;
-    use triad_notary::{sign_attestation, AttestationClaims, DataSpec, NotarySigningKey};
     use triad_stats::StatsSpec;
 
     fn spec() -> DataSpec {
@@ -61,7 +61,7 @@ mod tests {
             id: "s".into(),
             name: "s".into(),
             data_spec: spec(),
-            source: triad_notary::DataSource::named("127.0.0.1"),
+            source: triad_attestation::DataSource::named("127.0.0.1"),
             min_cohort: 10,
             min_new: 10,
             release_interval_secs: 1,

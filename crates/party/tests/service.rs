@@ -54,7 +54,7 @@ async fn start() -> Fixture {
         coordinator: "https://127.0.0.1:1".into(),
         parties: parties.try_into().unwrap(),
         notary: "http://127.0.0.1:1".into(),
-        notary_key: triad_notary::NotarySigningKey::from_seed([5; 32])
+        notary_key: triad_attestation::NotarySigningKey::from_seed([5; 32])
             .public_key()
             .to_hex(),
         api: "https://127.0.0.1:1".into(),
@@ -139,8 +139,8 @@ fn study(min_cohort: u64, min_new: u64) -> StudyParams {
     StudyParams {
         id: "s1".into(),
         name: "s".into(),
-        source: triad_notary::DataSource::named("127.0.0.1"),
-        data_spec: triad_notary::DataSpec {
+        source: triad_attestation::DataSource::named("127.0.0.1"),
+        data_spec: triad_attestation::DataSpec {
             field: "v".into(),
             scale: 0,
             account_field: "uid".into(),
@@ -241,9 +241,9 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     );
     let (s, v) = post(&f, "/internal/batches/7/commit", vec![], Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
-    let att = triad_notary::sign_attestation(
-        &triad_notary::NotarySigningKey::from_seed([5; 32]),
-        &triad_notary::AttestationClaims {
+    let att = triad_attestation::sign_attestation(
+        &triad_attestation::NotarySigningKey::from_seed([5; 32]),
+        &triad_attestation::AttestationClaims {
             server_name: "127.0.0.1".into(),
             cert_chain_sha256: [0; 32],
             session_time: 1,
@@ -354,7 +354,7 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
     // nor set below this party's floors.
     import(&f, 2, 6);
     let store = SqliteStore::open(&f.data.join(DB_FILE)).unwrap();
-    let key = triad_wire::PartySigningKey::load_or_create(&f.data.join("sign.key")).unwrap();
+    let key = triad_wire::keyfile::load_or_create_signing_key(&f.data.join("sign.key")).unwrap();
     let values: Vec<i64> = (0..12).collect();
     let r = Release {
         version: RELEASE_VERSION,

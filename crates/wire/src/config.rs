@@ -29,7 +29,8 @@ pub struct NetworkConfig {
     /// Coordinator HTTPS base URL.
     pub coordinator: String,
     pub parties: [PartyEndpoint; 3],
-    /// Notary API base URL (`http://…`; loopback only in v1).
+    /// Notary API HTTPS base URL (its certificate is issued by `ca_cert`,
+    /// like every other service's).
     pub notary: String,
     /// The notary's ed25519 public key (64 hex), trusted by the coordinator.
     pub notary_key: String,
@@ -48,7 +49,7 @@ pub struct DatasourceEndpoint {
     /// What a study of this data source names as its source (server name,
     /// certificate pin), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<triad_notary::DataSource>,
+    pub source: Option<triad_attestation::DataSource>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -94,6 +94,14 @@ pub enum ErrorCode {
     BadAnswer,
     /// An error answer without the JSON error shape.
     HttpError,
+    /// No notary session with this id (notary).
+    UnknownSession,
+    /// The notary may not connect to this target (notary).
+    TargetRefused,
+    /// The notarised TLS session failed (notary).
+    SessionFailed,
+    /// The session's transcript did not pass the notary's checks (notary).
+    CheckFailed,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -144,6 +152,10 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::BadAnswer,
         ErrorCode::HttpError,
+        ErrorCode::UnknownSession,
+        ErrorCode::TargetRefused,
+        ErrorCode::SessionFailed,
+        ErrorCode::CheckFailed,
     ];
 
     /// The code as it appears on the wire.
@@ -191,6 +203,10 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::BadAnswer => "bad_answer",
             ErrorCode::HttpError => "http_error",
+            ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::TargetRefused => "target_refused",
+            ErrorCode::SessionFailed => "session_failed",
+            ErrorCode::CheckFailed => "check_failed",
             ErrorCode::Other => "other",
         }
     }

@@ -97,6 +97,25 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A handler's raw body (axum's `Result<Bytes, BytesRejection>`
+/// extractor), with a body over the router's `DefaultBodyLimit` answered
+/// 413 `payload_too_large` and any other failure 400, in the JSON shape.
+pub fn body_bytes(
+    b: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    b.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "request body too large",
+            )
+        } else {
+            ApiError::bad_request(ErrorCode::MalformedBody, r.body_text())
+        }
+    })
+}
+
 /// SHA-256 of a token, the form in which a verifier keeps it: a service
 /// that only checks a credential never holds the credential itself.
 pub fn token_digest(token: &str) -> [u8; 32] {

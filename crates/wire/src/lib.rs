@@ -12,12 +12,14 @@
 //! - [`study`]: the study rules both the coordinator and the parties
 //!   enforce: parameter bounds, the parties' floors, the release rule;
 //! - [`trace`]: request ids and spans, the log subscriber;
-//! - [`pki`]: the service CA and leaf certificates a devnet generates.
+//! - [`pki`]: the service CA and leaf certificates a devnet generates;
+//! - [`keyfile`]: the notary's and the parties' signing keys on disk.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod error_code;
 pub mod https;
+pub mod keyfile;
 pub mod limits;
 pub mod messages;
 pub mod pki;

@@ -3,7 +3,7 @@
 //! unknown fields so a misspelt field is an error, not a silent default.
 
 use serde::{Deserialize, Serialize};
-use triad_notary::{Attestation, DataSource, DataSpec};
+use triad_attestation::{Attestation, DataSource, DataSpec};
 use triad_stats::StatsSpec;
 
 /// Longest study id, in bytes; ids are `[a-z0-9-]`.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use triad_stats::StatsResult;
 
 /// The parties' ed25519 release keys use the notary's key store.
-pub use triad_notary::NotarySigningKey as PartySigningKey;
+pub use triad_attestation::NotarySigningKey as PartySigningKey;
 
 pub const RELEASE_VERSION: u32 = 1;
 const SIGNING_DOMAIN: &[u8] = b"triad/release/v1\0";

@@ -34,7 +34,7 @@ pub enum StudyError {
     #[error("data spec: {0}")]
     DataSpec(String),
     #[error("data source: {0}")]
-    Source(#[from] triad_notary::SourceError),
+    Source(#[from] triad_attestation::SourceError),
     #[error("statistics: {0}")]
     Stats(String),
     #[error("{what} must be between {min} and {max}, not {got}")]
@@ -178,7 +178,7 @@ pub fn release_allowed(
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use triad_notary::{DataSource, DataSpec};
+    use triad_attestation::{DataSource, DataSpec};
     use triad_stats::StatsSpec;
 
     fn study(min_cohort: u64, min_new: u64) -> StudyParams {

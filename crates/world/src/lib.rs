@@ -20,10 +20,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use triad_attestation::{
+    sign_attestation, AttestationClaims, DataSource, DataSpec, NotarySigningKey,
+};
 use triad_coordinator::{BatchConfig, CoordinatorConfig, CoordinatorHandle, Limits};
 use triad_crypto::{commitment, fr_from_i128, nullifier, Fr};
 use triad_mpc::PartyId;
-use triad_notary::{sign_attestation, AttestationClaims, DataSource, DataSpec, NotarySigningKey};
 use triad_party::{Floors, PartyConfig, PartyHandle};
 use triad_wire::messages::{
     CreateStudy, ReadyRequest, StudyInfo, SubmissionState, SubmissionStatus, SubmitRequest,

@@ -424,7 +424,7 @@ impl CoordinatorStore for SqliteStore {
             })?
             .map(|row| {
                 let (submission_id, token_sha256, commitment, json) = row?;
-                let attestation = triad_notary::Attestation::from_json(&json)
+                let attestation = triad_attestation::Attestation::from_json(&json)
                     .map_err(|e| StoreError::Corrupt(format!("stored attestation: {e}")))?;
                 Ok(BatchItem {
                     submission_id,

@@ -1,21 +1,22 @@
 //! `triad bench attest`: the whole attestation path over loopback sockets,
 //! in process: the demo data source (~4 KB account JSON), the notary service
-//! (recording proxy + HTTP API), and the prover sending a ~1 KB request.
-//! Each timed iteration is one [`prove`] (TLS 1.2 session through the proxy,
-//! disclosure over the notary's HTTP API, the notary's full check and
-//! signature) followed by [`verify_attestation`].
+//! (recording proxy + HTTPS API), and the prover sending a ~1 KB request.
+//! Each timed iteration is one proof (TLS 1.2 session through the proxy,
+//! disclosure over the notary's HTTPS API, the notary's full check and
+//! signature, the prover's check of the attestation) followed by
+//! [`verify_attestation`]. Lives in the CLI so that no library links the
+//! demo data source.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::attestation::{verify_attestation, NotarySigningKey};
-use crate::datasource::{launch_datasource, DatasourceConfig};
-use crate::prover::{new_session_id, prove, prover_client_config, run_session, ProveTarget};
-use crate::proxy::ProxyConfig;
-use crate::service::{launch_notary, ApiClient, ApiLimits, NotaryServiceConfig};
-use crate::spec::{parse_fixed_point, DataSpec};
-use crate::target::AllowedTarget;
-use crate::transcript::root_store;
+use triad_attestation::{parse_fixed_point, verify_attestation, DataSpec, NotarySigningKey};
+use triad_notary::prover::{new_session_id, prover_client_config, read_session, run_session};
+use triad_notary::service::{launch_notary, ApiLimits, NotaryServiceConfig};
+use triad_notary::{root_store, AllowedTarget, NotaryClient, ProveTarget, ProxyConfig};
+use triad_testsite::{ground_truth, launch_datasource, DatasourceConfig};
+use triad_wire::https::{server_config, ServeLimits};
+use triad_wire::pki::ServiceCa;
 
 /// Filler assets per response: makes the JSON body about 4 KB.
 const PADDING_ASSETS: usize = 240;
@@ -76,6 +77,11 @@ fn bench_in(dir: &std::path::Path, n: usize) -> Result<AttestBenchReport, String
     let key = NotarySigningKey::generate().map_err(|x| x.to_string())?;
     let pk = [key.public_key()];
     let roots = root_store(Some(ds.ca_pem.as_bytes()), true).map_err(|x| x.to_string())?;
+    // The API's certificate, from a service CA as a devnet issues it.
+    let ca = ServiceCa::create(&dir.join("service-ca.pem")).map_err(|x| x.to_string())?;
+    let leaf = ca.issue(dir, "notary").map_err(|x| x.to_string())?;
+    let tls = server_config(&leaf.cert, &leaf.key).map_err(|x| x.to_string())?;
+    let service_ca = std::fs::read(dir.join("service-ca.pem")).map_err(s)?;
     let notary = rt.block_on(async {
         let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let px = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -92,14 +98,16 @@ fn bench_in(dir: &std::path::Path, n: usize) -> Result<AttestBenchReport, String
                     ..ProxyConfig::default()
                 },
                 api: ApiLimits::default(),
+                tls,
+                serve: ServeLimits::DEFAULT,
             },
         )
     });
     let notary = notary.map_err(s)?;
-    let api = ApiClient::new(&notary.url())?;
+    let api = NotaryClient::new(&notary.url(), &service_ca)?;
     let client =
         prover_client_config(Some(ds.ca_pem.as_bytes()), false).map_err(|x| x.to_string())?;
-    let truth = crate::datasource::ground_truth(1, 1);
+    let truth = ground_truth(1, 1);
     let account = &truth.accounts[0];
     let expected = parse_fixed_point(&account.balances["ETH"], 4).map_err(|x| x.to_string())?;
     let target = ProveTarget::from_url(
@@ -124,21 +132,13 @@ fn bench_in(dir: &std::path::Path, n: usize) -> Result<AttestBenchReport, String
     let mut correct = true;
     for _ in 0..n {
         let start = Instant::now();
-        let ok = prove(
-            notary.proxy_addr,
-            &target,
-            client.clone(),
-            "bench",
-            &spec,
-            |sid, d, r| api.attest(sid, d, r),
-        )
-        .ok()
-        .and_then(|(att, opening)| {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-            verify_attestation(&att, &pk, now).ok()?;
-            (opening.value == expected).then_some(())
-        })
-        .is_some();
+        let ok = prove_once(&rt, &api, notary.proxy_addr, &target, client.clone(), &spec)
+            .and_then(|(att, opening)| {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+                verify_attestation(&att, &pk, now).ok()?;
+                (opening.value == expected).then_some(())
+            })
+            .is_some();
         times.push(start.elapsed());
         correct &= ok;
     }
@@ -150,6 +150,24 @@ fn bench_in(dir: &std::path::Path, n: usize) -> Result<AttestBenchReport, String
         request_bytes: target.request_bytes().len(),
         response_bytes: resp.len(),
     })
+}
+
+/// One proof: the session (blocking, on this thread), the disclosure over
+/// the API, the prover's check of the attestation.
+fn prove_once(
+    rt: &tokio::runtime::Runtime,
+    api: &NotaryClient,
+    proxy: std::net::SocketAddr,
+    target: &ProveTarget,
+    client: Arc<rustls::ClientConfig>,
+    spec: &DataSpec,
+) -> Option<(triad_attestation::Attestation, triad_notary::Opening)> {
+    let sid = new_session_id().ok()?;
+    let reading = read_session(proxy, &sid, target, client, "bench", spec).ok()?;
+    let att = rt
+        .block_on(api.attest(&sid, &reading.disclosure, &reading.request))
+        .ok()?;
+    reading.accept(att).ok()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! or key order never matter and every field is covered exactly once.
 
 use std::fmt;
-use std::path::Path;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
@@ -241,15 +240,13 @@ impl fmt::Debug for NotaryPublicKey {
     }
 }
 
-/// Errors of the notary's key store.
+/// Errors of the notary's key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("system random number generator failed")]
     Rng,
     #[error("notary key file is not 64 hex digits")]
     BadKeyFile,
-    #[error("notary key file I/O: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// The notary's ed25519 signing key. `Debug` never shows the secret.
@@ -284,22 +281,19 @@ impl NotarySigningKey {
         Ok(Self::from_seed(seed))
     }
 
-    /// Loads the key from `path` (64 hex digits), or creates it there with
-    /// file mode 0600 (on Unix) if the file does not exist.
-    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        match std::fs::read_to_string(path) {
-            Ok(s) => {
-                let mut seed = [0u8; 32];
-                hex::decode_to_slice(s.trim(), &mut seed).map_err(|_| KeyError::BadKeyFile)?;
-                Ok(Self::from_seed(seed))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate()?;
-                triad_files::write_private(path, hex::encode(key.seed).as_bytes())?;
-                Ok(key)
-            }
-            Err(e) => Err(e.into()),
-        }
+    /// The key from the text of its key file: the 32-byte seed as 64 hex
+    /// digits, surrounding whitespace ignored. (Reading and creating the
+    /// file is the caller's: `triad_wire::keyfile`.)
+    pub fn from_key_file(text: &str) -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| KeyError::BadKeyFile)?;
+        Ok(Self::from_seed(seed))
+    }
+
+    /// The text of this key's key file, [`Self::from_key_file`]'s input.
+    /// It is the secret: write it only to a private file.
+    pub fn to_key_file(&self) -> String {
+        hex::encode(self.seed)
     }
 
     /// An ed25519 signature over `msg` (the same key store also holds the
@@ -559,21 +553,15 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_created_private_and_reloaded() {
-        let dir = std::env::temp_dir().join(format!("triad-notary-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notary.key");
-        let _ = std::fs::remove_file(&path);
-        let a = NotarySigningKey::load_or_create(&path).unwrap();
-        let b = NotarySigningKey::load_or_create(&path).unwrap();
+    fn key_file_text_round_trips_and_debug_hides_it() {
+        let a = NotarySigningKey::from_seed([9; 32]);
+        let text = a.to_key_file();
+        let b = NotarySigningKey::from_key_file(&format!("{text}\n")).unwrap();
         assert_eq!(a.public_key(), b.public_key());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert!(!format!("{a:?}").contains(&hex::encode(a.seed)));
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(
+            NotarySigningKey::from_key_file("abc"),
+            Err(KeyError::BadKeyFile)
+        ));
+        assert!(!format!("{a:?}").contains(&text));
     }
 }

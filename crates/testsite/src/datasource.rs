@@ -80,7 +80,7 @@ pub struct DatasourceInfo {
     pub api_keys: Vec<String>,
     /// What a study of this data source names as its source: the server
     /// name of `url` and the digest of the chain this server presents.
-    pub source: crate::source::DataSource,
+    pub source: triad_attestation::source::DataSource,
 }
 
 impl std::fmt::Debug for DatasourceConfig {
@@ -190,7 +190,8 @@ fn load_or_create_pki(dir: &Path) -> Result<(String, Arc<rustls::ServerConfig>, 
     let leaf_der = CertificateDer::from_pem_file(&leaf_path).map_err(|x| x.to_string())?;
     let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|x| x.to_string())?;
     let key = PrivateKeyDer::from_pem_file(dir.join(LEAF_KEY_FILE)).map_err(|x| x.to_string())?;
-    let chain_sha256 = crate::source::cert_chain_sha256([leaf_der.as_ref(), ca_der.as_ref()]);
+    let chain_sha256 =
+        triad_attestation::source::cert_chain_sha256([leaf_der.as_ref(), ca_der.as_ref()]);
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -270,7 +271,7 @@ pub fn launch_datasource(
             .take(LISTED_KEYS)
             .map(|a| a.api_key.clone())
             .collect(),
-        source: crate::source::DataSource {
+        source: triad_attestation::source::DataSource {
             server_name: host.clone(),
             cert_chain_sha256: Some(hex::encode(chain_sha256)),
         },
@@ -397,8 +398,8 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prover::prover_client_config;
     use rustls::pki_types::ServerName;
+    use triad_notary::prover::prover_client_config;
 
     fn get(addr: SocketAddr, ca_pem: &str, key: Option<&str>, path: &str) -> String {
         let client = prover_client_config(Some(ca_pem.as_bytes()), false).unwrap();
@@ -436,7 +437,7 @@ mod tests {
         assert_eq!(keys.len(), 20);
         for acc in &a.accounts {
             for v in acc.balances.values() {
-                assert!(crate::spec::parse_fixed_point(v, 4).is_ok(), "{v}");
+                assert!(triad_attestation::parse_fixed_point(v, 4).is_ok(), "{v}");
                 assert_eq!(v.split('.').nth(1).map(str::len), Some(4));
             }
         }
@@ -468,7 +469,7 @@ mod tests {
         let acc = &truth.accounts[2];
         let ok = get(ds.addr, &ca, Some(&acc.api_key), "/api/v3/account");
         assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
-        let body = crate::http::response_body(ok.as_bytes()).unwrap();
+        let body = triad_notary::http::response_body(ok.as_bytes()).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["uid"], acc.uid);
         assert_eq!(v["balances"]["ETH"], acc.balances["ETH"].as_str());
