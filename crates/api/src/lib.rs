@@ -13,7 +13,7 @@
 
 mod poll;
 mod server;
-mod store;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -90,7 +90,7 @@ pub(crate) struct Shared {
     pub net: NetworkConfig,
     pub keys: [String; 3],
     pub http: reqwest::Client,
-    pub store: Arc<Mutex<store::Store>>,
+    pub store: Arc<Mutex<Box<dyn store::ReleaseCache>>>,
     pub cache: RwLock<Cache>,
     /// Last problem reported per subject, so a persistent failure is logged
     /// once rather than every poll.
@@ -168,8 +168,8 @@ pub async fn launch(
     let (store, loaded) = {
         let keys = keys.clone();
         tokio::task::spawn_blocking(move || {
-            let s = store::Store::open(&db_path)?;
-            let l = s.load(&keys)?;
+            let s: Box<dyn store::ReleaseCache> = Box::new(store::SqliteCache::open(&db_path)?);
+            let l = store::load(s.as_ref(), &keys)?;
             Ok::<_, ApiServiceError>((s, l))
         })
         .await

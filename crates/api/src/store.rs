@@ -1,7 +1,9 @@
-//! The API's own SQLite file: the studies it knows and every release it
-//! accepted. Only verified releases are ever written; on load each one is
-//! verified again against the configured party keys, so a tampered file or
-//! a key rotation never lets a bad release be served.
+//! The API's cache behind a trait, [`ReleaseCache`]: the studies it knows
+//! and every release it accepted. Only verified releases are ever written;
+//! on [`load`] each one is verified again against the configured party keys,
+//! whatever the backend, so a tampered store or a key rotation never lets a
+//! bad release be served. [`SqliteCache`] is the default backend (its own
+//! file, WAL, `synchronous=FULL`).
 
 use std::path::{Path, PathBuf};
 
@@ -27,13 +29,28 @@ CREATE TABLE IF NOT EXISTS releases (
 );
 ";
 
-pub(crate) struct Store {
+/// The cache's storage. Rows come back as stored; [`load`] parses and
+/// verifies them. Calls block (callers use the blocking pool).
+pub trait ReleaseCache: Send + 'static {
+    /// Every study row: (id, params JSON), by id.
+    fn study_rows(&self) -> Result<Vec<(String, String)>, ApiServiceError>;
+    /// Every release row: (study id, release no, verified release JSON), by
+    /// study and release number.
+    fn release_rows(&self) -> Result<Vec<(String, i64, String)>, ApiServiceError>;
+    /// Stores or replaces a study's parameters.
+    fn put_study(&self, s: &StudyParams) -> Result<(), ApiServiceError>;
+    /// Stores a verified release; an already stored number is kept as is.
+    fn put_release(&self, v: &VerifiedRelease, now: u64) -> Result<(), ApiServiceError>;
+}
+
+/// [`ReleaseCache`] in one SQLite file.
+pub struct SqliteCache {
     conn: Connection,
     path: PathBuf,
 }
 
-/// What [`Store::load`] found.
-pub(crate) struct Loaded {
+/// What [`load`] found.
+pub struct Loaded {
     pub studies: Vec<StudyParams>,
     pub releases: Vec<VerifiedRelease>,
     /// Rows that no longer verify (skipped, left in the file).
@@ -47,7 +64,7 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> ApiServiceError {
     }
 }
 
-impl Store {
+impl SqliteCache {
     pub fn open(path: &Path) -> Result<Self, ApiServiceError> {
         triad_files::private_file(path).map_err(|e| db_err(path, e))?;
         let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
@@ -63,11 +80,42 @@ impl Store {
             path: path.to_path_buf(),
         })
     }
+}
 
-    pub fn load(&self, keys: &[String; 3]) -> Result<Loaded, ApiServiceError> {
+/// Every stored study and release that still parses and verifies under
+/// `keys`; the others are reported in [`Loaded::skipped`] and left alone.
+pub fn load(cache: &dyn ReleaseCache, keys: &[String; 3]) -> Result<Loaded, ApiServiceError> {
+    let mut studies = Vec::new();
+    let mut skipped = Vec::new();
+    for (id, text) in cache.study_rows()? {
+        match serde_json::from_str::<StudyParams>(&text) {
+            Ok(s) if s.id == id => studies.push(s),
+            _ => skipped.push(format!("study {id}: unreadable row")),
+        }
+    }
+    let mut releases = Vec::new();
+    for (sid, no, text) in cache.release_rows()? {
+        let checked = serde_json::from_str::<VerifiedRelease>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|v| verify_release(&v.signatures, keys).map_err(|e| e.to_string()));
+        match checked {
+            Ok(v) if v.release.study_id == sid && v.release.release_no as i64 == no => {
+                releases.push(v)
+            }
+            Ok(_) => skipped.push(format!("release {sid}#{no}: row does not match its key")),
+            Err(e) => skipped.push(format!("release {sid}#{no}: {e}")),
+        }
+    }
+    Ok(Loaded {
+        studies,
+        releases,
+        skipped,
+    })
+}
+
+impl ReleaseCache for SqliteCache {
+    fn study_rows(&self) -> Result<Vec<(String, String)>, ApiServiceError> {
         let p = &self.path;
-        let mut studies = Vec::new();
-        let mut skipped = Vec::new();
         let mut st = self
             .conn
             .prepare("SELECT id, params FROM studies ORDER BY id")
@@ -75,13 +123,11 @@ impl Store {
         let rows = st
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| db_err(p, e))?;
-        for row in rows {
-            let (id, text) = row.map_err(|e| db_err(p, e))?;
-            match serde_json::from_str::<StudyParams>(&text) {
-                Ok(s) if s.id == id => studies.push(s),
-                _ => skipped.push(format!("study {id}: unreadable row")),
-            }
-        }
+        rows.collect::<Result<_, _>>().map_err(|e| db_err(p, e))
+    }
+
+    fn release_rows(&self) -> Result<Vec<(String, i64, String)>, ApiServiceError> {
+        let p = &self.path;
         let mut st = self
             .conn
             .prepare(
@@ -97,28 +143,10 @@ impl Store {
                 ))
             })
             .map_err(|e| db_err(p, e))?;
-        let mut releases = Vec::new();
-        for row in rows {
-            let (sid, no, text) = row.map_err(|e| db_err(p, e))?;
-            let checked = serde_json::from_str::<VerifiedRelease>(&text)
-                .map_err(|e| e.to_string())
-                .and_then(|v| verify_release(&v.signatures, keys).map_err(|e| e.to_string()));
-            match checked {
-                Ok(v) if v.release.study_id == sid && v.release.release_no as i64 == no => {
-                    releases.push(v)
-                }
-                Ok(_) => skipped.push(format!("release {sid}#{no}: row does not match its key")),
-                Err(e) => skipped.push(format!("release {sid}#{no}: {e}")),
-            }
-        }
-        Ok(Loaded {
-            studies,
-            releases,
-            skipped,
-        })
+        rows.collect::<Result<_, _>>().map_err(|e| db_err(p, e))
     }
 
-    pub fn put_study(&self, s: &StudyParams) -> Result<(), ApiServiceError> {
+    fn put_study(&self, s: &StudyParams) -> Result<(), ApiServiceError> {
         let text = serde_json::to_string(s).expect("study serializes");
         self.conn
             .execute(
@@ -130,7 +158,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn put_release(&self, v: &VerifiedRelease, now: u64) -> Result<(), ApiServiceError> {
+    fn put_release(&self, v: &VerifiedRelease, now: u64) -> Result<(), ApiServiceError> {
         let text = serde_json::to_string(v).expect("release serializes");
         self.conn
             .execute(

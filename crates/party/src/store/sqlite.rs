@@ -104,6 +104,22 @@ fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
 }
 
 impl SqliteStore {
+    /// Runs `insert` (which may or may not overwrite) and returns the study
+    /// as stored afterwards, in one transaction.
+    fn pin(&self, insert: &str, s: &StudyParams) -> Result<StudyParams, StoreError> {
+        let json = serde_json::to_string(s).expect("study serializes");
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(insert, params![s.id, json])?;
+        let stored: String = tx.query_row(
+            "SELECT params FROM studies WHERE id = ?1",
+            params![s.id],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+    }
+
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         // Shares: private from the first byte (SQLite would create 0644).
         triad_files::private_file(path)?;
@@ -225,37 +241,19 @@ impl SqliteStore {
 
 impl PartyStore for SqliteStore {
     fn pin_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
-        let json = serde_json::to_string(s).expect("study serializes");
-        let c = self.conn();
-        c.execute(
+        self.pin(
             "INSERT OR IGNORE INTO studies (id, params) VALUES (?1, ?2)",
-            params![s.id, json],
-        )?;
-        let stored: String = c.query_row(
-            "SELECT params FROM studies WHERE id = ?1",
-            params![s.id],
-            |r| r.get(0),
-        )?;
-        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+            s,
+        )
     }
 
     fn pin_new_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError> {
-        let json = serde_json::to_string(s).expect("study serializes");
-        let mut c = self.conn();
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
+        self.pin(
             "INSERT INTO studies (id, params) VALUES (?1, ?2)
              ON CONFLICT (id) DO UPDATE SET params = excluded.params
              WHERE NOT EXISTS (SELECT 1 FROM batches WHERE study_id = ?1)",
-            params![s.id, json],
-        )?;
-        let stored: String = tx.query_row(
-            "SELECT params FROM studies WHERE id = ?1",
-            params![s.id],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
-        serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+            s,
+        )
     }
 
     fn study_ids(&self) -> Result<Vec<String>, StoreError> {
