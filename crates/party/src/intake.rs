@@ -6,12 +6,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use triad_wire::ErrorCode;
 
+use crate::refusal::Refusal;
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
 use triad_wire::messages::ShareUpload;
-use triad_wire::ApiError;
 
 /// One party's components of one submission.
 #[derive(Clone, Copy, Debug)]
@@ -73,8 +72,8 @@ pub fn token_sha256(token: &str) -> [u8; 32] {
 
 /// Validates an upload: ids and token of the right form, canonical
 /// components.
-pub fn parse_upload(u: &ShareUpload) -> Result<(Key, Components), ApiError> {
-    let bad = |m: &str| ApiError::bad_request(ErrorCode::BadShares, m.to_string());
+pub fn parse_upload(u: &ShareUpload) -> Result<(Key, Components), Refusal> {
+    let bad = |m: &str| Refusal::BadShares(m.to_string());
     if !is_hex(&u.submission_id, 32) {
         return Err(bad("submission_id must be 32 lowercase hex digits"));
     }
@@ -118,14 +117,11 @@ impl Intake {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn put(&self, key: Key, c: Components) -> Result<(), ApiError> {
+    pub fn put(&self, key: Key, c: Components) -> Result<(), Refusal> {
         let mut e = self.lock();
         e.expire(self.ttl);
         if e.map.len() >= self.max_entries && !e.map.contains_key(&key) {
-            return Err(ApiError::unavailable(
-                ErrorCode::IntakeFull,
-                "too many unprocessed uploads; retry later",
-            ));
+            return Err(Refusal::IntakeFull);
         }
         let now = Instant::now();
         e.map.insert(key.clone(), (c, now));
@@ -160,6 +156,7 @@ impl Intake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use triad_wire::ErrorCode;
 
     fn key(i: u64) -> Key {
         (format!("{i:032x}"), [0; 32])
@@ -179,7 +176,7 @@ mod tests {
             intake.put(key(i), comps(i)).unwrap();
         }
         let e = intake.put(key(9), comps(9)).unwrap_err();
-        assert_eq!(e.code, ErrorCode::IntakeFull);
+        assert_eq!(e.code(), ErrorCode::IntakeFull);
         // A re-upload of a held key replaces it even when full.
         intake.put(key(1), comps(11)).unwrap();
         assert_eq!(

@@ -6,6 +6,7 @@
 //! - [`intake`]: uploaded shares awaiting their batch;
 //! - [`store`]: the durable SQLite store;
 //! - [`vet`]: the party's own check of each submission's attestation;
+//! - [`refusal`]: why a request is refused, by whose fault;
 //! - [`service`]: the HTTPS handlers.
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod check;
 pub mod intake;
 pub mod jobs;
 pub mod mesh;
+pub mod refusal;
 pub mod service;
 pub mod store;
 pub mod vet;

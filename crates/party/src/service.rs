@@ -38,6 +38,7 @@ use triad_wire::{ApiError, NetworkConfig, PartySigningKey, PeerAddr, SignedRelea
 use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
 use crate::jobs::{self, JobError};
 use crate::mesh::Mesh;
+use crate::refusal::Refusal;
 use crate::store::{BatchState, Holding, PartyStore};
 
 /// Largest batch a party accepts.
@@ -154,7 +155,7 @@ impl PartyState {
     /// changes what protects contributors (data spec, thresholds,
     /// statistics) is refused, and so is a study below this party's floors:
     /// the coordinator alone cannot make the parties release small cohorts.
-    fn pin(&self, study: &StudyParams) -> Result<StudyParams, ApiError> {
+    fn pin(&self, study: &StudyParams) -> Result<StudyParams, Refusal> {
         self.pin_with(study, <dyn PartyStore>::pin_study)
     }
 
@@ -163,14 +164,12 @@ impl PartyState {
         &self,
         study: &StudyParams,
         op: impl FnOnce(&dyn PartyStore, &StudyParams) -> Result<StudyParams, crate::store::StoreError>,
-    ) -> Result<StudyParams, ApiError> {
+    ) -> Result<StudyParams, Refusal> {
         check_floors(study, self.floors).map_err(|e| match e {
-            StudyError::BelowFloor { .. } => {
-                ApiError::conflict(ErrorCode::BelowThreshold, e.to_string())
-            }
-            _ => ApiError::bad_request(ErrorCode::InvalidStudy, e.to_string()),
+            StudyError::BelowFloor { .. } => Refusal::BelowThreshold(e.to_string()),
+            _ => Refusal::InvalidStudy(e),
         })?;
-        let pinned = op(self.store.as_ref(), study).map_err(store_err)?;
+        let pinned = op(self.store.as_ref(), study)?;
         if pinned != *study {
             let same_protection = pinned.data_spec == study.data_spec
                 && pinned.source == study.source
@@ -178,13 +177,7 @@ impl PartyState {
                 && pinned.min_new == study.min_new
                 && pinned.stats == study.stats;
             if !same_protection {
-                return Err(ApiError::conflict(
-                    ErrorCode::StudyChanged,
-                    format!(
-                        "study {} differs from the parameters this party pinned",
-                        study.id
-                    ),
-                ));
+                return Err(Refusal::StudyChanged(study.id.clone()));
             }
         }
         Ok(pinned)
@@ -209,15 +202,14 @@ impl PartyState {
         &self,
         req: &PrepareBatch,
         study: &StudyParams,
-    ) -> Result<Vec<bool>, ApiError> {
-        crate::vet::refused_items(
+    ) -> Result<Vec<bool>, Refusal> {
+        Ok(crate::vet::refused_items(
             &req.items,
             study,
             &self.notary_key,
             triad_wire::unix_now(),
             |n| self.store.nullifier_used(&study.id, n),
-        )
-        .map_err(store_err)
+        )?)
     }
 
     /// Runs `f` on the MPC worker and waits for its result. The queue is
@@ -226,7 +218,7 @@ impl PartyState {
     async fn run_job<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Mesh) -> Result<T, JobError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Refusal> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |mesh| {
             if tx.is_closed() {
@@ -236,16 +228,14 @@ impl PartyState {
             let _ = tx.send(f(mesh));
         });
         self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => {
-                ApiError::unavailable(ErrorCode::Busy, "the MPC queue is full")
-            }
-            mpsc::TrySendError::Disconnected(_) => ApiError::internal("MPC worker is gone"),
+            mpsc::TrySendError::Full(_) => Refusal::Busy("the MPC queue is full"),
+            mpsc::TrySendError::Disconnected(_) => Refusal::internal("MPC worker is gone"),
         })?;
         match tokio::time::timeout(JOB_TIMEOUT, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(ApiError::unavailable(ErrorCode::MpcFailed, e.to_string())),
-            Ok(Err(_)) => Err(ApiError::internal("MPC job dropped")),
-            Err(_) => Err(ApiError::unavailable(ErrorCode::Busy, "MPC job timed out")),
+            Ok(Ok(Err(e))) => Err(Refusal::Mpc(e.to_string())),
+            Ok(Err(_)) => Err(Refusal::internal("MPC job dropped")),
+            Err(_) => Err(Refusal::Busy("MPC job timed out")),
         }
     }
 }
@@ -280,6 +270,27 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 fn store_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("store: {e}"))
+}
+
+/// The HTTP answer to a [`Refusal`]: the one place the party's statuses are
+/// chosen. 400 malformed, 404 unknown, 409 conflicts with what this party
+/// pinned or decided, 503 load or a failed MPC session (the coordinator
+/// retries), 500 this party's own failure.
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> Self {
+        use Refusal as R;
+        let status = match &e {
+            R::Malformed(_) | R::BadShares(_) | R::InvalidStudy(_) => StatusCode::BAD_REQUEST,
+            R::UnknownBatch(_) | R::NoRelease => StatusCode::NOT_FOUND,
+            R::BelowThreshold(_) | R::StudyChanged(_) | R::WrongState(_) => StatusCode::CONFLICT,
+            R::Busy(_) | R::IntakeFull | R::Mpc(_) => StatusCode::SERVICE_UNAVAILABLE,
+            R::Internal(_) => {
+                tracing::error!(error = %e, "party failure");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
 }
 
 pub fn router(state: Arc<PartyState>) -> Router {
@@ -386,14 +397,14 @@ pub fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
 /// Runs `f` on the blocking pool: SQLite and signature checks never hold
 /// a runtime thread (two such calls on a 2-thread runtime would stall
 /// `/healthz` and every upload).
-async fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static, E: From<Refusal> + Send + 'static>(
     s: &Arc<PartyState>,
-    f: impl FnOnce(&PartyState) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce(&PartyState) -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     let s = s.clone();
     tokio::task::spawn_blocking(move || f(&s))
         .await
-        .map_err(ApiError::internal)?
+        .map_err(|e| E::from(Refusal::internal(e)))?
 }
 
 /// What a prepare request needs from the store before any MPC.
@@ -486,21 +497,11 @@ async fn prepare(
 }
 
 /// Applies the coordinator's decision on a batch.
-pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<BatchState, ApiError> {
+pub fn apply_decision(s: &PartyState, batch_id: u64, d: Decision) -> Result<BatchState, Refusal> {
     let st = match d {
-        Decision::Commit => match s.store.commit(batch_id) {
-            Err(e @ crate::store::StoreError::UnknownBatch(_)) => {
-                return Err(ApiError::not_found(ErrorCode::UnknownBatch, e.to_string()))
-            }
-            r => r.map_err(store_err)?,
-        },
-        Decision::Abort => s.store.abort(batch_id).map_err(store_err)?,
-        Decision::Pending => {
-            return Err(ApiError::bad_request(
-                ErrorCode::MalformedBody,
-                "no decision",
-            ))
-        }
+        Decision::Commit => s.store.commit(batch_id)?,
+        Decision::Abort => s.store.abort(batch_id)?,
+        Decision::Pending => return Err(Refusal::Malformed("no decision".into())),
     };
     // Decided either way: the batch's intake entries are no longer
     // needed under this id (an aborted batch's submissions come back in a
@@ -566,11 +567,11 @@ async fn pin_study(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StudyParams>, ApiError> {
     let study: StudyParams = parse_json(&body(b)?)?;
-    let s2 = s.clone();
-    tokio::task::spawn_blocking(move || s2.pin_with(&study, <dyn PartyStore>::pin_new_study))
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
+    let pinned = blocking(&s, move |s| {
+        s.pin_with(&study, <dyn PartyStore>::pin_new_study)
+    })
+    .await?;
+    Ok(Json(pinned))
 }
 
 /// `GET /internal/holdings`: the batches this party has not settled, and
@@ -611,52 +612,50 @@ async fn release(
 
 /// The party's own checks of a release request, against its store: the
 /// pinned study, the release order, and the output-privacy rule.
-fn release_checks(s: &PartyState, mut req: ReleaseRequest) -> Result<ReleaseRequest, ApiError> {
+fn release_checks(s: &PartyState, mut req: ReleaseRequest) -> Result<ReleaseRequest, Refusal> {
     req.study = s.pin(&req.study)?;
-    let latest = s.store.latest_release(&req.study.id).map_err(store_err)?;
+    let latest = s.store.latest_release(&req.study.id)?;
     let latest_no = latest.as_ref().map(|(no, _, _)| *no).unwrap_or(0);
     if let Some((no, _, signed)) = latest.as_ref().filter(|l| l.0 == req.release_no) {
         // A retry: the peers may not have stored this release, so join the
         // computation again; it must ask for the same document.
         let stored: Release = serde_json::from_str(&signed.release_json)
-            .map_err(|e| store_err(format!("stored release: {e}")))?;
+            .map_err(|e| Refusal::internal(format!("stored release: {e}")))?;
         if stored.created_at != req.created_at {
-            return Err(ApiError::conflict(
-                ErrorCode::WrongState,
-                format!("release {no} was made at {}", stored.created_at),
-            ));
+            return Err(Refusal::WrongState(format!(
+                "release {no} was made at {}",
+                stored.created_at
+            )));
         }
     } else if req.release_no != latest_no + 1 {
-        return Err(ApiError::conflict(
-            ErrorCode::WrongState,
-            format!("next release is {}, not {}", latest_no + 1, req.release_no),
-        ));
+        return Err(Refusal::WrongState(format!(
+            "next release is {}, not {}",
+            latest_no + 1,
+            req.release_no
+        )));
     }
     // Output privacy is the party's own rule, not only the coordinator's:
     // the same release rule, with the thresholds this party pinned.
     let previous = match req.release_no.checked_sub(1).filter(|n| *n > 0) {
         Some(last_no) => Some(
             s.store
-                .release(&req.study.id, last_no)
-                .map_err(store_err)?
+                .release(&req.study.id, last_no)?
                 .map(|(count, _)| count)
-                .ok_or_else(|| store_err(format!("release {last_no} is missing")))?,
+                .ok_or_else(|| Refusal::internal(format!("release {last_no} is missing")))?,
         ),
         None => None,
     };
-    let count = s
-        .store
-        .committed_count(&req.study.id, req.as_of_batch)
-        .map_err(store_err)?;
+    let count = s.store.committed_count(&req.study.id, req.as_of_batch)?;
     release_allowed(&req.study, count, previous)
-        .map_err(|e| ApiError::conflict(ErrorCode::BelowThreshold, e.to_string()))?;
+        .map_err(|e| Refusal::BelowThreshold(e.to_string()))?;
     Ok(req)
 }
 
 /// Resolves batches left pending (after a restart, or a lost commit) by
 /// asking the coordinator for its decision.
-pub async fn recover_pending(s: &PartyState) {
-    let pending = match s.store.pending_batches() {
+pub async fn recover_pending(s: &Arc<PartyState>) {
+    // SQLite blocks: off the runtime's worker threads.
+    let pending = match blocking(s, |s| s.store.pending_batches().map_err(store_err)).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "recovery: reading pending batches");
@@ -677,7 +676,7 @@ pub async fn recover_pending(s: &PartyState) {
         };
         match d {
             Ok(BatchDecision { decision, .. }) if decision != Decision::Pending => {
-                if let Err(e) = apply_decision(s, id, decision) {
+                if let Err(e) = blocking(s, move |s| apply_decision(s, id, decision)).await {
                     tracing::error!(batch = id, error = %e, "recovery: applying the decision");
                 }
             }

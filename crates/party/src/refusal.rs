@@ -1,0 +1,80 @@
+//! Why the party refuses or fails a request, grouped by whose fault it is.
+//! The domain code (pinning, intake, the release rule, batch decisions, the
+//! MPC queue) returns a [`Refusal`]; only the HTTP handlers turn it into a
+//! status ([`crate::service`]'s `From<Refusal> for ApiError`).
+
+use triad_wire::study::StudyError;
+use triad_wire::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    // The caller's fault (the coordinator's or a provider's): the request
+    // cannot succeed as sent.
+    /// A body or parameter that does not parse or is out of bounds.
+    #[error("{0}")]
+    Malformed(String),
+    /// Share upload that does not parse.
+    #[error("{0}")]
+    BadShares(String),
+    /// Study parameters out of bounds.
+    #[error("{0}")]
+    InvalidStudy(StudyError),
+    /// Study thresholds below this party's floors, or a release the
+    /// output-privacy rule forbids.
+    #[error("{0}")]
+    BelowThreshold(String),
+    /// A request that would loosen a pinned study's protections.
+    #[error("study {0} differs from the parameters this party pinned")]
+    StudyChanged(String),
+    /// A batch or release not in a state that allows the request.
+    #[error("{0}")]
+    WrongState(String),
+    #[error("no batch {0} was prepared here")]
+    UnknownBatch(u64),
+    #[error("no release of this study yet")]
+    NoRelease,
+    // Load: the same request may succeed later.
+    #[error("{0}")]
+    Busy(&'static str),
+    #[error("the share intake is full; try again later")]
+    IntakeFull,
+    // This party's, or the MPC session's, fault.
+    #[error("the MPC computation failed: {0}")]
+    Mpc(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Refusal {
+    /// The wire code of this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Malformed(_) => ErrorCode::MalformedBody,
+            Self::BadShares(_) => ErrorCode::BadShares,
+            Self::InvalidStudy(_) => ErrorCode::InvalidStudy,
+            Self::BelowThreshold(_) => ErrorCode::BelowThreshold,
+            Self::StudyChanged(_) => ErrorCode::StudyChanged,
+            Self::WrongState(_) => ErrorCode::WrongState,
+            Self::UnknownBatch(_) => ErrorCode::UnknownBatch,
+            Self::NoRelease => ErrorCode::NoRelease,
+            Self::Busy(_) => ErrorCode::Busy,
+            Self::IntakeFull => ErrorCode::IntakeFull,
+            Self::Mpc(_) => ErrorCode::MpcFailed,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// A failure of this party's store or worker.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::UnknownBatch(b) => Self::UnknownBatch(b),
+            e => Self::Internal(format!("store: {e}")),
+        }
+    }
+}
