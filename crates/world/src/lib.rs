@@ -11,6 +11,13 @@
 //! attestation with the network's notary key, then submits, uploads the
 //! three share sets and declares the submission ready, as the client does.
 //!
+//! Limits of an in-process kill: a party's MPC job already running on its
+//! worker thread finishes (the thread is not a task), as if the process had
+//! died just after that job's last write; the MPC sessions run over
+//! loopback mutual TLS, not the engine's in-memory network, because the
+//! party's session setup (a fresh mesh per job, tag check) is what recovery
+//! depends on.
+//!
 //! The real-process end-to-end tests (`crates/cli/tests/services_e2e.rs`)
 //! stay: they cover the binaries, the devnet and the notary.
 #![forbid(unsafe_code)]
