@@ -332,7 +332,7 @@ fn replay_from_another_poll() {
     assert_eq!((o.state, o.tally), (empty.state, empty.tally));
     // The same vote signed for this poll counts.
     let here = vote(1, 1, 0, 9, 1, 1);
-    let o = process_poll(&this, &ups, &[here.clone()]);
+    let o = process_poll(&this, &ups, std::slice::from_ref(&here));
     assert_eq!(o.tally.votes, vec![9, 0]);
     // A replayed key change logged last cannot void this poll's vote.
     let replayed_key_change = signed(
