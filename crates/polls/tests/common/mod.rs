@@ -2,6 +2,9 @@
 //! deadlines at 100 (sign-up) and 200 (voting), commands and messages.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use triad_maci::{Command, Fr, PrivKey, PubKey};
 use triad_polls::{Message, Mode, PollParams, SignUp};
 
@@ -18,8 +21,16 @@ pub fn key(label: u8) -> PrivKey {
     PrivKey::from_bytes([label; 32])
 }
 
+/// `key(label)`'s public key, computed once per label (tests look keys up
+/// by comparing public keys).
 pub fn pk(label: u8) -> PubKey {
-    key(label).public_key()
+    static CACHE: OnceLock<Mutex<HashMap<u8, PubKey>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    *cache
+        .lock()
+        .unwrap()
+        .entry(label)
+        .or_insert_with(|| key(label).public_key())
 }
 
 pub fn params(options: u64, mode: Mode) -> PollParams {
