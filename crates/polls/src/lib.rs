@@ -40,8 +40,8 @@
 //!
 //! * The **last** message a voter logs must carry nonce 1 to count, the one
 //!   before it nonce 2, and so on. A voter who wants k messages to count
-//!   together numbers them 1..k and logs them in reverse (MACI's CLI and
-//!   clrfund build a batch with nonces 1..k and publish it reversed).
+//!   together numbers them 1..k and logs them in reverse (MACI clients such
+//!   as clrfund's build a batch with nonces 1..k and publish it reversed).
 //! * Logging nonces 1, 2, 3 in that order counts only the first: 3 and 2
 //!   are reached while the ballot nonce is still 0.
 //! * A key change sent last carries nonce 1 and is processed first; every

@@ -1,7 +1,7 @@
-//! MACI's scenarios as oracle tests, in the style of MACI v3's
-//! `packages/core/ts/__tests__/Poll.test.ts` / `MaciState.test.ts`
-//! (processMessage errors) and `packages/cli/ts/tests/e2e/keyChange.test.ts`
-//! (key change against bribery): key changes, nonces, credits, option
+//! MACI's scenarios as oracle tests, rebuilt from MACI's documented
+//! behaviour and the cases of its core `Poll.test.ts` (processMessage
+//! errors) and its end-to-end key-change tests (key change against
+//! bribery), not copied from them: key changes, nonces, credits, option
 //! range, cross-poll replay, and the override rules that follow from
 //! processing the log backwards.
 //!
@@ -17,7 +17,7 @@ use triad_polls::{process_poll, Invalid, Mode, PollParams, SignUp};
 const BRIBER_OPTION: u64 = 0;
 const OWN_OPTION: u64 = 1;
 
-/// keyChange.test.ts, "1 key change": the voter votes as the briber
+/// MACI's end-to-end key-change test, one key change: the voter votes as the briber
 /// watches (original key, nonce 1), then logs a key change that also votes
 /// (nonce 1, signed with the original key). Processed first, the key
 /// change installs the new key; the bribed vote then fails the signature
@@ -69,8 +69,8 @@ fn key_change_sent_last_invalidates_earlier_messages_of_the_old_key() {
     assert_eq!(o.state.ballots()[1].nonce, 1);
 }
 
-/// How a client casts several votes with a key change (MACI's CLI and
-/// clrfund): build the batch with nonces 1..k — key change first, signed
+/// How a client casts several votes with a key change (as clrfund's does):
+/// build the batch with nonces 1..k — key change first, signed
 /// with the old key, then votes signed with the new key — and log it
 /// reversed, so the key change is logged last and processed first.
 #[test]
@@ -100,7 +100,7 @@ fn batch_with_key_change_then_votes_with_the_new_key() {
     assert_eq!(o.tally.votes, vec![0, 0, 0]);
 }
 
-/// keyChange.test.ts, several key changes: each later key change, signed
+/// Several key changes (MACI's key-change tests): each later key change, signed
 /// with the key the leaf has when it is processed, wins; a key change
 /// signed with a key that has since been replaced is void.
 #[test]
