@@ -1,0 +1,74 @@
+//! Fixtures shared by the integration tests: fixed keys, a poll with
+//! deadlines at 100 (sign-up) and 200 (voting), commands and messages.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use triad_maci::{Command, Fr, PrivKey, PubKey};
+use triad_polls::{Message, Mode, PollParams, SignUp};
+
+pub const POLL: u64 = 7;
+pub const SIGNUP_DEADLINE: u64 = 100;
+pub const VOTING_DEADLINE: u64 = 200;
+/// A sign-up time before the sign-up deadline.
+pub const SIGNED_UP: u64 = 10;
+/// A message time before the voting deadline.
+pub const SENT: u64 = 150;
+
+/// A fixed private key per label.
+pub fn key(label: u8) -> PrivKey {
+    PrivKey::from_bytes([label; 32])
+}
+
+/// `key(label)`'s public key, computed once per label (tests look keys up
+/// by comparing public keys).
+pub fn pk(label: u8) -> PubKey {
+    static CACHE: OnceLock<Mutex<HashMap<u8, PubKey>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    *cache
+        .lock()
+        .unwrap()
+        .entry(label)
+        .or_insert_with(|| key(label).public_key())
+}
+
+pub fn params(options: u64, mode: Mode) -> PollParams {
+    PollParams::new(POLL, options, mode, SIGNUP_DEADLINE, VOTING_DEADLINE).unwrap()
+}
+
+pub fn qv(options: u64) -> PollParams {
+    params(options, Mode::Quadratic)
+}
+
+pub fn signup(label: u8, credits: u64) -> SignUp {
+    SignUp {
+        pub_key: pk(label),
+        voice_credits: credits,
+        timestamp: SIGNED_UP,
+    }
+}
+
+/// A command of this poll; the salt is fixed (it only has to be signed).
+pub fn command(state_index: u64, option: u64, weight: u64, nonce: u64, new_key: u8) -> Command {
+    Command {
+        state_index,
+        vote_option_index: option,
+        new_vote_weight: weight,
+        nonce,
+        poll_id: POLL,
+        new_pub_key: pk(new_key),
+        salt: Fr::from(u64::from(new_key) + 1000 * nonce),
+    }
+}
+
+/// `command` signed by `signer`, sent before the deadline.
+pub fn signed(signer: u8, command: Command) -> Message {
+    Message::sign_with(command, &key(signer), SENT).unwrap()
+}
+
+/// A vote by leaf `index`, signed with `signer`, keeping or changing to
+/// `new_key`.
+pub fn vote(index: u64, signer: u8, option: u64, weight: u64, nonce: u64, new_key: u8) -> Message {
+    signed(signer, command(index, option, weight, nonce, new_key))
+}
