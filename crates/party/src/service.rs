@@ -14,8 +14,8 @@ use std::time::Duration;
 use triad_wire::ErrorCode;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts as RequestParts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -574,19 +574,55 @@ async fn pin_study(
     Ok(Json(pinned))
 }
 
-/// `GET /internal/holdings`: the batches this party has not settled, and
-/// which submissions it holds shares of in which batch state: the
-/// coordinator's (and the tests') audit of a party without reading its
-/// database. Ids and states only, never shares.
-async fn holdings(_: FromCoordinator, State(s): St) -> Result<Json<Holdings>, ApiError> {
-    blocking(&s, |s| {
-        Ok(Holdings {
-            pending_batches: s.store.pending_batches().map_err(store_err)?,
-            holdings: s.store.holdings().map_err(store_err)?,
+/// `GET /internal/holdings[?after_study=…&after_submission=…&limit=…]`:
+/// the batches this party has not settled, and which submissions it holds
+/// shares of in which batch state, a page at a time (at most
+/// [`MAX_HOLDINGS_PAGE`], in (study, submission) order): the coordinator's
+/// (and the tests') audit of a party without reading its database. Ids and
+/// states only, never shares.
+async fn holdings(
+    _: FromCoordinator,
+    State(s): St,
+    q: Result<Query<HoldingsQuery>, QueryRejection>,
+) -> Result<Json<Holdings>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, e.body_text()))?;
+    let limit = q.limit.unwrap_or(MAX_HOLDINGS_PAGE);
+    if limit == 0 || limit > MAX_HOLDINGS_PAGE {
+        return Err(ApiError::bad_request(
+            ErrorCode::MalformedBody,
+            format!("limit must be 1..={MAX_HOLDINGS_PAGE}"),
+        ));
+    }
+    let after = match (q.after_study, q.after_submission) {
+        (Some(a), Some(b)) => Some((a, b)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                ErrorCode::MalformedBody,
+                "after_study and after_submission go together",
+            ))
+        }
+    };
+    let page = blocking(&s, move |s| {
+        let after = after.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        Ok::<_, Refusal>(Holdings {
+            pending_batches: s.store.pending_batches()?,
+            holdings: s.store.holdings(after, limit)?,
         })
     })
-    .await
-    .map(Json)
+    .await?;
+    Ok(Json(page))
+}
+
+/// Largest page of `GET /internal/holdings`.
+pub const MAX_HOLDINGS_PAGE: usize = 10_000;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldingsQuery {
+    after_study: Option<String>,
+    after_submission: Option<String>,
+    limit: Option<usize>,
 }
 
 /// The answer of `GET /internal/holdings`.

@@ -391,17 +391,33 @@ impl World {
         }
     }
 
-    /// Party `i`'s `GET /internal/holdings` (with the coordinator's token).
+    /// Party `i`'s `GET /internal/holdings` (with the coordinator's token),
+    /// every page: `{"pending_batches": [...], "holdings": [...]}`.
     pub async fn holdings(&self, i: usize) -> Value {
-        let r = self
-            .http
-            .get(format!("{}/internal/holdings", self.net.parties[i].url))
-            .header(INTERNAL_TOKEN_HEADER, COORDINATOR_TOKEN)
-            .send()
-            .await
-            .expect("holdings");
-        assert!(r.status().is_success(), "holdings: {}", r.status());
-        r.json().await.expect("holdings JSON")
+        let mut all = Vec::new();
+        let mut pending;
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let mut req = self
+                .http
+                .get(format!("{}/internal/holdings", self.net.parties[i].url))
+                .header(INTERNAL_TOKEN_HEADER, COORDINATOR_TOKEN);
+            if let Some((st, sub)) = &after {
+                req = req.query(&[("after_study", st), ("after_submission", sub)]);
+            }
+            let r = req.send().await.expect("holdings");
+            assert!(r.status().is_success(), "holdings: {}", r.status());
+            let mut page: Value = r.json().await.expect("holdings JSON");
+            pending = page["pending_batches"].take();
+            let rows = page["holdings"].as_array().cloned().unwrap_or_default();
+            let Some(last) = rows.last() else { break };
+            after = Some((
+                last["study_id"].as_str().unwrap_or_default().into(),
+                last["submission_id"].as_str().unwrap_or_default().into(),
+            ));
+            all.extend(rows);
+        }
+        serde_json::json!({"pending_batches": pending, "holdings": all})
     }
 
     /// Submission ids party `i` holds in committed batches.

@@ -170,7 +170,12 @@ pub trait PartyStore: Send + Sync + 'static {
         signed: &SignedRelease,
     ) -> Result<(), StoreError>;
 
-    /// Every submission whose shares are held, with its batch's state, in
-    /// (study, submission) order.
-    fn holdings(&self) -> Result<Vec<Holding>, StoreError>;
+    /// Up to `limit` submissions whose shares are held, with their batch's
+    /// state, in (study, submission) order, starting after `after`
+    /// (a (study, submission) pair) if given.
+    fn holdings(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Holding>, StoreError>;
 }

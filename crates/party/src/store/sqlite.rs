@@ -458,14 +458,20 @@ impl PartyStore for SqliteStore {
         Ok(())
     }
 
-    fn holdings(&self) -> Result<Vec<Holding>, StoreError> {
+    fn holdings(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Holding>, StoreError> {
         let c = self.conn();
         let mut st = c.prepare(
             "SELECT s.study_id, s.submission_id, s.batch_id, b.state FROM shares s
              JOIN batches b ON b.batch_id = s.batch_id
-             ORDER BY s.study_id, s.submission_id",
+             WHERE (s.study_id, s.submission_id) > (?1, ?2)
+             ORDER BY s.study_id, s.submission_id LIMIT ?3",
         )?;
-        let mut rows = st.query([])?;
+        let (study, sub) = after.unwrap_or(("", ""));
+        let mut rows = st.query(params![study, sub, limit.min(i64::MAX as usize) as i64])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             out.push(Holding {
