@@ -1313,6 +1313,16 @@ impl Probe {
                 UNAUTHORIZED,
             ),
             (
+                "internal_holdings_no_token",
+                get("/internal/holdings"),
+                UNAUTHORIZED,
+            ),
+            (
+                "internal_holdings_party_token",
+                token(get("/internal/holdings?limit=1"), &pt),
+                UNAUTHORIZED,
+            ),
+            (
                 "internal_oversized_no_token",
                 post(
                     "/internal/batches/prepare",
