@@ -68,6 +68,13 @@ pub struct World {
     parties: [Option<PartyHandle>; 3],
 }
 
+/// A submission admitted and uploaded, not yet ready ([`World::upload`]).
+#[derive(Clone, Debug)]
+pub struct Uploaded {
+    pub contribution: Contribution,
+    token: String,
+}
+
 /// What [`World::contribute`] got back.
 #[derive(Clone, Debug)]
 pub struct Contribution {
@@ -143,7 +150,10 @@ impl World {
             batching: BatchConfig {
                 max_batch: 8,
                 linger: Duration::from_millis(50),
-                retry_backoff: Duration::from_millis(50),
+                // Enough attempts to ride out a restart (a peer's MPC setup
+                // may wait for a restarted party for seconds).
+                max_attempts: 20,
+                retry_backoff: Duration::from_millis(200),
                 tick: Duration::from_millis(20),
                 party_timeout: Duration::from_secs(10),
                 ..BatchConfig::default()
@@ -263,6 +273,14 @@ impl World {
     /// Retries while a service is down (the world may be mid-fault), up to
     /// 60 s; the caller waits for the verdict with [`World::verdict`].
     pub async fn contribute(&self, study: &str, account: u64, value: i64) -> Contribution {
+        let c = self.upload(study, account, value).await;
+        self.ready(&c).await;
+        c.contribution
+    }
+
+    /// The first half of [`World::contribute`]: admitted, shares uploaded
+    /// to all three parties, not yet declared ready.
+    pub async fn upload(&self, study: &str, account: u64, value: i64) -> Uploaded {
         let (req, blinder) = self.attested(study, account, value);
         let token = req.token.clone().unwrap_or_default();
         let url = format!("{}/v1/studies/{study}/submissions", self.net.coordinator);
@@ -275,15 +293,24 @@ impl World {
                 .post_retrying(&url, &s.to_upload(&sub.submission_id, &token))
                 .await;
         }
+        Uploaded {
+            contribution: Contribution {
+                submission_id: sub.submission_id,
+                value,
+            },
+            token,
+        }
+    }
+
+    /// The second half of [`World::contribute`]: declares the submission
+    /// ready (its batch may form from now on).
+    pub async fn ready(&self, u: &Uploaded) {
         let url = format!(
             "{}/v1/submissions/{}/ready",
-            self.net.coordinator, sub.submission_id
+            self.net.coordinator, u.contribution.submission_id
         );
+        let token = u.token.clone();
         let _: Value = self.post_retrying(&url, &ReadyRequest { token }).await;
-        Contribution {
-            submission_id: sub.submission_id,
-            value,
-        }
     }
 
     /// A submission request with a fresh attestation of `value` for
@@ -310,8 +337,9 @@ impl World {
     }
 
     /// Submits a fresh attestation for `account` once and returns the HTTP
-    /// status (for refusals: a second contribution of one account, say).
-    pub async fn submit_status(&self, study: &str, account: u64) -> u16 {
+    /// status and error code (for refusals: a second contribution of one
+    /// account, say).
+    pub async fn submit_status(&self, study: &str, account: u64) -> (u16, String) {
         let (req, _) = self.attested(study, account, 1);
         let url = format!("{}/v1/studies/{study}/submissions", self.net.coordinator);
         let r = self
@@ -321,7 +349,9 @@ impl World {
             .send()
             .await
             .expect("submit");
-        r.status().as_u16()
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        (status, v["error"].as_str().unwrap_or_default().to_string())
     }
 
     /// POSTs until a 2xx (a service mid-restart refuses connections).

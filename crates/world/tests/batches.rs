@@ -55,50 +55,93 @@ async fn contributions_are_committed_by_all_three_and_released() {
     assert_released(&w, "plain", &ok).await;
     // The same account again: refused by the coordinator, nothing stored.
     let again = w.submit_status("plain", 3).await;
-    assert_eq!(again, 409);
+    assert_eq!(again, (409, "already_contributed".to_string()));
     assert_committed_everywhere(&w, &ok).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_party_stopped_mid_batch_recovers_and_nothing_is_lost() {
+async fn submissions_whose_shares_a_restarted_party_lost_are_rejected_everywhere() {
     let mut w = World::start().await;
     w.create_study("party-fault", 1, 1).await;
-    let mut cs = Vec::new();
-    for a in 0..6u64 {
-        cs.push(w.contribute("party-fault", a, 50 + a as i64).await);
+    let mut ups = Vec::new();
+    for a in 0..12u64 {
+        ups.push(w.upload("party-fault", a, 50 + a as i64).await);
     }
-    // Stop party 1 while those batches are being prepared or committed.
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Party 1 goes down with every upload in its intake (an in-memory
+    // intake: the restart loses it) before any batch forms, so the first
+    // prepares certainly meet a dead party.
     w.kill_party(1).await;
-    for a in 6..12u64 {
-        // Uploads to party 1 fail until it is back: contribute retries.
-        let w2 = &w;
-        let c = tokio::time::timeout(
-            Duration::from_millis(300),
-            w2.contribute("party-fault", a, 50 + a as i64),
-        )
-        .await;
-        if let Ok(c) = c {
-            cs.push(c);
+    for u in &ups {
+        w.ready(u).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    w.restart_party(1).await;
+    let cs: Vec<Contribution> = ups.iter().map(|u| u.contribution.clone()).collect();
+    // Party 1 lost its intake with the restart: those submissions fail
+    // their batches (bad_shares at party 1) and are rejected everywhere.
+    let mut rejected = 0;
+    for c in &cs {
+        let v = w.verdict(&c.submission_id).await;
+        if v.status == SubmissionStatus::Rejected {
+            rejected += 1;
         }
     }
-    w.restart_party(1).await;
-    let mut after = Vec::new();
-    for a in 12..16u64 {
-        after.push(w.contribute("party-fault", a, 50 + a as i64).await);
-    }
-    // Batches that failed while the party was down were retried, then
-    // rejected (batch_failed): either way, all three agree.
-    let ok = accepted(&w, &cs).await;
-    let ok_after = accepted(&w, &after).await;
     assert_eq!(
-        ok_after.len(),
-        after.len(),
-        "after the restart all are accepted"
+        rejected,
+        cs.len(),
+        "party 1 never saw those shares after its restart"
     );
-    let ok: Vec<Contribution> = ok.into_iter().chain(ok_after).collect();
+    // Fresh contributions after the restart go through, and nothing of the
+    // failed ones is held anywhere.
+    let mut after = Vec::new();
+    for a in 100..106u64 {
+        after.push(w.contribute("party-fault", a, a as i64).await);
+    }
+    let ok = accepted(&w, &after).await;
+    assert_eq!(ok.len(), after.len(), "after the restart all are accepted");
     assert_committed_everywhere(&w, &ok).await;
     assert_released(&w, "party-fault", &ok).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_party_stopped_mid_prepare_loses_nothing_acknowledged() {
+    let mut w = World::start().await;
+    w.create_study("mid-prepare", 1, 1).await;
+    let mut cs = Vec::new();
+    for a in 0..8u64 {
+        let u = w.upload("mid-prepare", a, 7 * a as i64).await;
+        w.ready(&u).await;
+        cs.push(u.contribution);
+    }
+    // Kill party 2 as soon as a batch is being prepared (the coordinator
+    // reports its submissions as processing).
+    let hit = wait_processing(&w, &cs).await;
+    w.kill_party(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.restart_party(2).await;
+    assert!(
+        hit,
+        "no batch was seen in flight: the fault was not injected mid-batch"
+    );
+    // Whatever each verdict, all three parties agree with the coordinator.
+    let ok = accepted(&w, &cs).await;
+    assert_committed_everywhere(&w, &ok).await;
+    if !ok.is_empty() {
+        assert_released(&w, "mid-prepare", &ok).await;
+    }
+}
+
+/// Polls (≤ 5 s) until some submission is in a batch being prepared.
+async fn wait_processing(w: &World, cs: &[Contribution]) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        for c in cs {
+            if w.submission(&c.submission_id).await.status == SubmissionStatus::Processing {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,17 +149,25 @@ async fn a_coordinator_stopped_mid_batch_settles_every_batch_after_restart() {
     let mut w = World::start().await;
     w.create_study("coord-fault", 1, 1).await;
     let mut cs = Vec::new();
+    let mut hits = 0;
     for round in 0..3u64 {
+        let mut batch = Vec::new();
         for a in 0..6u64 {
             let acct = round * 100 + a;
-            cs.push(w.contribute("coord-fault", acct, acct as i64).await);
+            let u = w.upload("coord-fault", acct, acct as i64).await;
+            w.ready(&u).await;
+            batch.push(u.contribution);
         }
-        // Stop the coordinator at a different point of its batch work each
-        // round, then bring it back on the same store.
-        tokio::time::sleep(Duration::from_millis(20 * round)).await;
+        // Stop the coordinator while a batch of this round is in flight,
+        // then bring it back on the same store.
+        if wait_processing(&w, &batch).await {
+            hits += 1;
+        }
         w.kill_coordinator().await;
         w.restart_coordinator().await;
+        cs.extend(batch);
     }
+    assert!(hits > 0, "no kill landed while a batch was in flight");
     let ok = accepted(&w, &cs).await;
     assert_eq!(ok.len(), cs.len(), "a restart refuses nothing it admitted");
     assert_committed_everywhere(&w, &ok).await;
