@@ -24,7 +24,7 @@ use triad_wire::messages::{
 use triad_wire::study::validate_study;
 use triad_wire::{ApiError, PeerAddr};
 
-use crate::admission::{admit_submission, token_digest, AdmissionError, AdmissionPolicy};
+use crate::admission::{admit_submission, token_digest, AdmissionError, AdmissionPolicy, Fault};
 use crate::limits::RateLimiter;
 use crate::parties::{Parties, PartyError, PartyFault};
 use crate::store::Store;
@@ -278,7 +278,12 @@ fn admission_refusal(e: AdmissionError) -> ApiError {
         | E::StudyMismatch
         | E::WrongSource(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
-    ApiError::new(status, e.code(), e.to_string())
+    // Our own failures are logged above, not described to the provider.
+    let message = match e.fault() {
+        Fault::Coordinator => "the coordinator failed; try again later".to_string(),
+        Fault::Provider | Fault::Load => e.to_string(),
+    };
+    ApiError::new(status, e.code(), message)
 }
 
 fn unknown_submission(sid: &str) -> ApiError {
