@@ -74,6 +74,7 @@
 //! what a safe bound would need.
 #![forbid(unsafe_code)]
 
+pub mod mpc;
 pub mod params;
 pub mod process;
 pub mod state;

@@ -1,0 +1,285 @@
+//! The MPC step against its plaintext rule, in the three-party in-memory
+//! harness, with random and edge inputs; and what the parties see.
+
+mod common;
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use triad_mpc::protocols::arithmetic::open;
+use triad_mpc::protocols::binary::unpack_bits;
+use triad_mpc::share::share_plain;
+use triad_mpc::testing::run3;
+use triad_mpc::{Bits, Shares, Z128};
+use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
+use triad_polls::Mode;
+
+/// One record: state, key_ok, message (nonce, option, weight).
+type Case = (PlainState, bool, u64, u64, u64);
+
+fn z(x: u64) -> Z128 {
+    std::num::Wrapping(u128::from(x))
+}
+
+fn pack(bits: &[bool]) -> Vec<Bits> {
+    let mut w = vec![Bits(0); bits.len().div_ceil(64).max(1)];
+    for (i, &b) in bits.iter().enumerate() {
+        if b {
+            w[i / 64].0 |= 1 << (i % 64);
+        }
+    }
+    w
+}
+
+/// Runs the step on shares of `cases` and opens everything (tests only).
+fn run(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
+    let v = cases[0].0.votes.len();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let col = |f: &dyn Fn(&Case) -> u64, rng: &mut rand::rngs::StdRng| {
+        share_plain(&cases.iter().map(|c| z(f(c))).collect::<Vec<_>>(), rng)
+    };
+    let nonce = col(&|c| c.0.nonce, &mut rng);
+    let balance = col(&|c| c.0.balance, &mut rng);
+    let votes: Vec<[Shares<Z128>; 3]> = (0..v).map(|j| col(&|c| c.0.votes[j], &mut rng)).collect();
+    let key_ok = share_plain(
+        &pack(&cases.iter().map(|c| c.1).collect::<Vec<_>>()),
+        &mut rng,
+    );
+    let msg_nonce = col(&|c| c.2, &mut rng);
+    let msg_option = col(&|c| c.3, &mut rng);
+    let msg_weight = col(&|c| c.4, &mut rng);
+    let n = cases.len();
+    let outs = run3(|p| {
+        let i = p.id.index();
+        let input = StepInput {
+            nonce: nonce[i].clone(),
+            balance: balance[i].clone(),
+            votes: votes.iter().map(|c| c[i].clone()).collect(),
+            key_ok: key_ok[i].clone(),
+            msg_nonce: msg_nonce[i].clone(),
+            msg_option: msg_option[i].clone(),
+            msg_weight: msg_weight[i].clone(),
+        };
+        let out = apply_step(p, mode, &input).unwrap();
+        let valid = unpack_bits(&open(p, &out.valid).unwrap(), n);
+        let nonce = open(p, &out.nonce).unwrap();
+        let balance = open(p, &out.balance).unwrap();
+        let votes: Vec<Vec<Z128>> = out.votes.iter().map(|c| open(p, c).unwrap()).collect();
+        (0..n)
+            .map(|r| {
+                (
+                    valid[r],
+                    PlainState {
+                        nonce: nonce[r].0 as u64,
+                        balance: balance[r].0 as u64,
+                        votes: votes.iter().map(|c| c[r].0 as u64).collect(),
+                    },
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[1], outs[2]);
+    outs[0].clone()
+}
+
+fn check(mode: Mode, cases: &[Case]) {
+    let got = run(mode, cases);
+    for (c, g) in cases.iter().zip(&got) {
+        let want = apply_plain(mode, &c.0, c.1, c.2, c.3, c.4);
+        assert_eq!(*g, want, "{mode:?} {c:?}");
+    }
+}
+
+const MAX50: u64 = (1 << 50) - 1;
+
+#[test]
+fn edge_values_match_the_plaintext_rule() {
+    let s = |nonce, balance, votes: &[u64]| PlainState {
+        nonce,
+        balance,
+        votes: votes.to_vec(),
+    };
+    let cases: Vec<Case> = vec![
+        // valid: replace weight 3 by 5 (QV: 100 + 9 − 25 = 84 left)
+        (s(0, 100, &[3, 0, 0]), true, 1, 0, 5),
+        // wrong nonces: 0, 2, and the maximum
+        (s(0, 100, &[0, 0, 0]), true, 0, 1, 1),
+        (s(0, 100, &[0, 0, 0]), true, 2, 1, 1),
+        (s(4, 100, &[0, 0, 0]), true, MAX50, 1, 1),
+        // option V−1 valid, V and the maximum out of range
+        (s(1, 100, &[0, 0, 0]), true, 2, 2, 1),
+        (s(1, 100, &[0, 0, 0]), true, 2, 3, 1),
+        (s(1, 100, &[0, 0, 0]), true, 2, MAX50, 1),
+        // credits: exactly enough, one short, a huge weight, budget 0
+        (s(0, 25, &[0, 0, 0]), true, 1, 1, 5),
+        (s(0, 24, &[0, 0, 0]), true, 1, 1, 5),
+        (s(0, u64::MAX, &[0, 0, 0]), true, 1, 1, MAX50),
+        (s(0, 0, &[0, 0, 0]), true, 1, 0, 0),
+        // refunds the old weight before charging the new one
+        (s(0, 0, &[7, 0, 0]), true, 1, 0, 7),
+        // phase 1 said no: nothing changes
+        (s(0, 100, &[0, 0, 0]), false, 1, 0, 1),
+        // the largest nonce, and a balance near 2^64 (balance + spent stays
+        // below the budget < 2^64: the poll's invariant)
+        (
+            s(MAX50 - 1, u64::MAX - 1000, &[30, 0, 0]),
+            true,
+            MAX50,
+            0,
+            0,
+        ),
+        (
+            s(MAX50 - 1, u64::MAX - 1000, &[30, 0, 0]),
+            true,
+            MAX50,
+            1,
+            2,
+        ),
+    ];
+    check(Mode::Quadratic, &cases);
+    check(Mode::Linear, &cases);
+}
+
+#[test]
+fn more_than_one_word_of_records() {
+    let cases: Vec<Case> = (0..130u64)
+        .map(|i| {
+            (
+                PlainState {
+                    nonce: i % 3,
+                    balance: 10 * i,
+                    votes: vec![i % 4, 0],
+                },
+                i % 5 != 0,
+                i % 3 + 1 - (i % 7 == 0) as u64,
+                i % 3,
+                i % 6,
+            )
+        })
+        .collect();
+    check(Mode::Quadratic, &cases);
+}
+
+fn arb_case(v: usize) -> impl Strategy<Value = Case> {
+    (
+        0..4u64,
+        // A reachable state: balance + cost(votes) < 2^64.
+        prop_oneof![0..200u64, Just(0), Just(u64::MAX - 1000)],
+        proptest::collection::vec(0..12u64, v),
+        any::<bool>(),
+        0..5u64,
+        prop_oneof![0..(v as u64 + 2), Just(MAX50)],
+        prop_oneof![0..15u64, Just(MAX50)],
+    )
+        .prop_map(|(nonce, balance, votes, key_ok, mn, o, w)| {
+            (
+                PlainState {
+                    nonce,
+                    balance,
+                    votes,
+                },
+                key_ok,
+                mn,
+                o,
+                w,
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Random batches: every output equals the plaintext rule's.
+    #[test]
+    fn random_steps_match_the_plaintext_rule(
+        cases in (1usize..5).prop_flat_map(|v| proptest::collection::vec(arb_case(v), 1..40)),
+        quadratic in any::<bool>(),
+    ) {
+        let mode = if quadratic { Mode::Quadratic } else { Mode::Linear };
+        check(mode, &cases);
+    }
+}
+
+/// What each party receives during a step does not depend on the inputs:
+/// the same number of messages of the same sizes, whatever the votes and
+/// whichever messages are valid (nothing is opened inside the step).
+#[test]
+fn the_traffic_of_a_step_does_not_depend_on_the_votes() {
+    let traffic = |cases: &[Case]| {
+        let v = cases[0].0.votes.len();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let col = |xs: Vec<u64>, rng: &mut rand::rngs::StdRng| {
+            share_plain(&xs.into_iter().map(z).collect::<Vec<_>>(), rng)
+        };
+        let nonce = col(cases.iter().map(|c| c.0.nonce).collect(), &mut rng);
+        let balance = col(cases.iter().map(|c| c.0.balance).collect(), &mut rng);
+        let votes: Vec<_> = (0..v)
+            .map(|j| col(cases.iter().map(|c| c.0.votes[j]).collect(), &mut rng))
+            .collect();
+        let key_ok = share_plain(
+            &pack(&cases.iter().map(|c| c.1).collect::<Vec<_>>()),
+            &mut rng,
+        );
+        let mn = col(cases.iter().map(|c| c.2).collect(), &mut rng);
+        let mo = col(cases.iter().map(|c| c.3).collect(), &mut rng);
+        let mw = col(cases.iter().map(|c| c.4).collect(), &mut rng);
+        run3(|p| {
+            let i = p.id.index();
+            let input = StepInput {
+                nonce: nonce[i].clone(),
+                balance: balance[i].clone(),
+                votes: votes.iter().map(|c| c[i].clone()).collect(),
+                key_ok: key_ok[i].clone(),
+                msg_nonce: mn[i].clone(),
+                msg_option: mo[i].clone(),
+                msg_weight: mw[i].clone(),
+            };
+            let before = p.net.stats();
+            apply_step(p, Mode::Quadratic, &input).unwrap();
+            let after = p.net.stats();
+            (
+                after.bytes_sent - before.bytes_sent,
+                after.messages_sent - before.messages_sent,
+            )
+        })
+    };
+    let st = |b| PlainState {
+        nonce: 0,
+        balance: b,
+        votes: vec![0, 0, 0],
+    };
+    let all_valid: Vec<Case> = (0..20).map(|i| (st(100), true, 1, i % 3, 3)).collect();
+    let all_invalid: Vec<Case> = (0..20).map(|i| (st(0), false, 9, 7 + i, MAX50)).collect();
+    assert_eq!(traffic(&all_valid), traffic(&all_invalid));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// `apply_plain` is `PollState::process_message` on the fields it sees:
+    /// one voter's messages (signed by the voter or by someone else, with
+    /// random nonces, options and weights) give the same verdicts, ballot
+    /// and balance, with `key_ok` standing for the signature check.
+    #[test]
+    fn the_plaintext_step_is_process_message(
+        msgs in proptest::collection::vec((any::<bool>(), 0..4u64, 0..4u64, 0..8u64), 1..8),
+        quadratic in any::<bool>(),
+        credits in 0..60u64,
+    ) {
+        let mode = if quadratic { Mode::Quadratic } else { Mode::Linear };
+        let params = common::params(3, mode);
+        let mut state = triad_polls::PollState::new(&params, &[common::signup(1, credits)]);
+        let mut plain = PlainState { nonce: 0, balance: credits, votes: vec![0, 0, 0] };
+        for (by_voter, nonce, option, weight) in msgs {
+            let signer = if by_voter { 1 } else { 2 };
+            let m = common::vote(1, signer, option, weight, nonce, 1);
+            let verdict = state.process_message(&params, &m).is_ok();
+            let (valid, next) = apply_plain(mode, &plain, by_voter, nonce, option, weight);
+            prop_assert_eq!(valid, verdict);
+            plain = next;
+            prop_assert_eq!(plain.nonce, state.ballots()[1].nonce);
+            prop_assert_eq!(&plain.votes, &state.ballots()[1].votes);
+            prop_assert_eq!(plain.balance, state.leaves()[1].voice_credit_balance);
+        }
+    }
+}
