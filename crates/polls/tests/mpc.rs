@@ -30,36 +30,40 @@ fn pack(bits: &[bool]) -> Vec<Bits> {
     w
 }
 
-/// Runs the step on shares of `cases` and opens everything (tests only).
-fn run(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
+/// The three parties' inputs for `cases`, shared with a fixed seed.
+fn shared_inputs(cases: &[Case]) -> [StepInput; 3] {
     let v = cases[0].0.votes.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let col = |f: &dyn Fn(&Case) -> u64, rng: &mut rand::rngs::StdRng| {
-        share_plain(&cases.iter().map(|c| z(f(c))).collect::<Vec<_>>(), rng)
+    let mut col = |f: &dyn Fn(&Case) -> u64| {
+        share_plain(&cases.iter().map(|c| z(f(c))).collect::<Vec<_>>(), &mut rng)
     };
-    let nonce = col(&|c| c.0.nonce, &mut rng);
-    let balance = col(&|c| c.0.balance, &mut rng);
-    let votes: Vec<[Shares<Z128>; 3]> = (0..v).map(|j| col(&|c| c.0.votes[j], &mut rng)).collect();
+    let nonce = col(&|c| c.0.nonce);
+    let balance = col(&|c| c.0.balance);
+    let votes: Vec<[Shares<Z128>; 3]> = (0..v).map(|j| col(&|c| c.0.votes[j])).collect();
+    let msg_nonce = col(&|c| c.2);
+    let msg_option = col(&|c| c.3);
+    let msg_weight = col(&|c| c.4);
     let key_ok = share_plain(
         &pack(&cases.iter().map(|c| c.1).collect::<Vec<_>>()),
-        &mut rng,
+        &mut rand::rngs::StdRng::seed_from_u64(8),
     );
-    let msg_nonce = col(&|c| c.2, &mut rng);
-    let msg_option = col(&|c| c.3, &mut rng);
-    let msg_weight = col(&|c| c.4, &mut rng);
+    [0, 1, 2].map(|i| StepInput {
+        nonce: nonce[i].clone(),
+        balance: balance[i].clone(),
+        votes: votes.iter().map(|c| c[i].clone()).collect(),
+        key_ok: key_ok[i].clone(),
+        msg_nonce: msg_nonce[i].clone(),
+        msg_option: msg_option[i].clone(),
+        msg_weight: msg_weight[i].clone(),
+    })
+}
+
+/// Runs the step on shares of `cases` and opens everything (tests only).
+fn run(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
+    let inputs = shared_inputs(cases);
     let n = cases.len();
     let outs = run3(|p| {
-        let i = p.id.index();
-        let input = StepInput {
-            nonce: nonce[i].clone(),
-            balance: balance[i].clone(),
-            votes: votes.iter().map(|c| c[i].clone()).collect(),
-            key_ok: key_ok[i].clone(),
-            msg_nonce: msg_nonce[i].clone(),
-            msg_option: msg_option[i].clone(),
-            msg_weight: msg_weight[i].clone(),
-        };
-        let out = apply_step(p, mode, &input).unwrap();
+        let out = apply_step(p, mode, &inputs[p.id.index()]).unwrap();
         let valid = unpack_bits(&open(p, &out.valid).unwrap(), n);
         let nonce = open(p, &out.nonce).unwrap();
         let balance = open(p, &out.balance).unwrap();
@@ -206,36 +210,10 @@ proptest! {
 #[test]
 fn the_traffic_of_a_step_does_not_depend_on_the_votes() {
     let traffic = |cases: &[Case]| {
-        let v = cases[0].0.votes.len();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let col = |xs: Vec<u64>, rng: &mut rand::rngs::StdRng| {
-            share_plain(&xs.into_iter().map(z).collect::<Vec<_>>(), rng)
-        };
-        let nonce = col(cases.iter().map(|c| c.0.nonce).collect(), &mut rng);
-        let balance = col(cases.iter().map(|c| c.0.balance).collect(), &mut rng);
-        let votes: Vec<_> = (0..v)
-            .map(|j| col(cases.iter().map(|c| c.0.votes[j]).collect(), &mut rng))
-            .collect();
-        let key_ok = share_plain(
-            &pack(&cases.iter().map(|c| c.1).collect::<Vec<_>>()),
-            &mut rng,
-        );
-        let mn = col(cases.iter().map(|c| c.2).collect(), &mut rng);
-        let mo = col(cases.iter().map(|c| c.3).collect(), &mut rng);
-        let mw = col(cases.iter().map(|c| c.4).collect(), &mut rng);
+        let inputs = shared_inputs(cases);
         run3(|p| {
-            let i = p.id.index();
-            let input = StepInput {
-                nonce: nonce[i].clone(),
-                balance: balance[i].clone(),
-                votes: votes.iter().map(|c| c[i].clone()).collect(),
-                key_ok: key_ok[i].clone(),
-                msg_nonce: mn[i].clone(),
-                msg_option: mo[i].clone(),
-                msg_weight: mw[i].clone(),
-            };
             let before = p.net.stats();
-            apply_step(p, Mode::Quadratic, &input).unwrap();
+            apply_step(p, Mode::Quadratic, &inputs[p.id.index()]).unwrap();
             let after = p.net.stats();
             (
                 after.bytes_sent - before.bytes_sent,
