@@ -8,12 +8,15 @@
 //! The tests run one at a time (a devnet and hundreds of providers keep two
 //! cores busy); each starts its own devnet in a temporary directory.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{triad, DevnetProcess};
 use serde_json::Value;
 use triad_attestation::{parse_fixed_point, Attestation, DataSource, DataSpec};
 use triad_client::{contribute, split_shares, ClientError, ContributeOptions, Outcome};
@@ -42,10 +45,6 @@ fn run_alone<F: std::future::Future<Output = ()>>(test: F) {
         .build()
         .unwrap()
         .block_on(test);
-}
-
-fn triad() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_triad"))
 }
 
 fn text(o: &Output) -> String {
@@ -87,7 +86,8 @@ fn eth(a: &triad_testsite::Account) -> i64 {
 /// first.
 struct Devnet {
     dir: PathBuf,
-    child: Child,
+    /// The devnet process; dropping it stops every service.
+    _process: DevnetProcess,
     net: NetworkConfig,
     http: reqwest::Client,
     truth: GroundTruth,
@@ -95,21 +95,11 @@ struct Devnet {
 
 impl Devnet {
     fn start(name: &str, accounts: usize) -> Self {
-        let dir = std::env::temp_dir().join(format!("triad-e2e-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let stderr = std::fs::File::create(dir.join("devnet.stderr")).unwrap();
-        let child = triad()
-            .args(["devnet", "--accounts", &accounts.to_string(), "--data-dir"])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start triad devnet");
+        let process = DevnetProcess::start(name, accounts);
+        let dir = process.dir.clone();
         let mut dn = Self {
             dir: dir.clone(),
-            child,
+            _process: process,
             net: placeholder_net(),
             http: reqwest::Client::new(),
             truth: GroundTruth {
@@ -117,14 +107,6 @@ impl Devnet {
                 accounts: vec![],
             },
         };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !dir.join("devnet.json").exists() {
-            if let Ok(Some(status)) = dn.child.try_wait() {
-                panic!("triad devnet exited early ({status})");
-            }
-            assert!(Instant::now() < deadline, "devnet.json never appeared");
-            std::thread::sleep(Duration::from_millis(100));
-        }
         dn.net = NetworkConfig::load(&dir.join("network.json")).unwrap();
         dn.http =
             triad_wire::https::client(&dn.net.ca_pem().unwrap(), Duration::from_secs(60)).unwrap();
@@ -292,74 +274,6 @@ impl Devnet {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    fn dump_logs(&self) {
-        let Ok(rd) = std::fs::read_dir(self.dir.join("logs")) else {
-            return;
-        };
-        let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        files.push(self.dir.join("devnet.stderr"));
-        files.sort();
-        for f in files {
-            let s = std::fs::read_to_string(&f).unwrap_or_default();
-            let lines: Vec<&str> = s.lines().collect();
-            eprintln!("==== {} (last 30 lines) ====", f.display());
-            for l in &lines[lines.len().saturating_sub(30)..] {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_logs();
-        }
-        let services: Vec<u32> = std::fs::read_to_string(self.dir.join("devnet.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| {
-                v["services"].as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        // SIGINT: the devnet stops every service it supervises.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Whatever service of this devnet is still running after a grace
-        // period (its command line names our directory) is killed by pid.
-        let ours = |pid: u32| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&*self.dir.to_string_lossy()))
-                .unwrap_or(false)
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while services.iter().any(|p| ours(*p)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for pid in services.into_iter().filter(|p| *p != 0 && ours(*p)) {
-            eprintln!("killing leftover service pid {pid}");
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
