@@ -31,6 +31,10 @@ pub enum Op {
     Poseidon,
     Sort,
     Stats,
+    /// One MACI state step over secret shares for N records, 4 options,
+    /// quadratic voting (`triad_polls::mpc::apply_step`).
+    #[serde(rename = "poll-step")]
+    PollStep,
     Attest,
     /// Contributions end to end over a devnet (see bench_services.rs).
     Submit,
@@ -379,6 +383,81 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
                 let got = triad_stats::compute(p, &xs, &spec)?;
                 Ok(triad_stats::agrees(&got, &want).is_ok())
             })?;
+        }
+        Op::PollStep => {
+            use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
+            const V: usize = 4;
+            /// State, phase 1's verdict, message (nonce, option, weight).
+            type Case = (PlainState, bool, u64, u64, u64);
+            // Reachable states (balance + Σ cost(votes) < 2^64) and messages
+            // of which about half are valid.
+            let cases: Vec<Case> = (0..n)
+                .map(|_| {
+                    let votes: Vec<u64> = (0..V).map(|_| rng.gen_range(0..10)).collect();
+                    let s = PlainState {
+                        nonce: rng.gen_range(0..5),
+                        balance: rng.gen_range(0..500),
+                        votes,
+                    };
+                    let nonce = s.nonce + u64::from(rng.gen_bool(0.9));
+                    let key_ok = rng.gen_bool(0.9);
+                    (
+                        s,
+                        key_ok,
+                        nonce,
+                        rng.gen_range(0..V as u64 + 1),
+                        rng.gen_range(0..25),
+                    )
+                })
+                .collect();
+            let z = |x: u64| Wrapping(u128::from(x));
+            let mut col = |f: &dyn Fn(&Case) -> u64| {
+                deal(
+                    &cases.iter().map(|c| z(f(c))).collect::<Vec<_>>(),
+                    &mut rng,
+                    id,
+                )
+            };
+            let nonce = col(&|c| c.0.nonce);
+            let balance = col(&|c| c.0.balance);
+            let votes: Vec<Shares<Z128>> = (0..V).map(|j| col(&|c| c.0.votes[j])).collect();
+            let msg_nonce = col(&|c| c.2);
+            let msg_option = col(&|c| c.3);
+            let msg_weight = col(&|c| c.4);
+            let mut words = vec![triad_mpc::Bits(0); n.div_ceil(64).max(1)];
+            for (k, c) in cases.iter().enumerate() {
+                words[k / 64].0 |= u64::from(c.1) << (k % 64);
+            }
+            let key_ok = deal(&words, &mut rng, id);
+            let input = StepInput {
+                nonce,
+                balance,
+                votes,
+                key_ok,
+                msg_nonce,
+                msg_option,
+                msg_weight,
+            };
+            bytes_before = p.net.stats().bytes_sent;
+            let mut out = None;
+            (seconds, _) = time(&mut p, &mut |p| {
+                out = Some(apply_step(p, triad_polls::Mode::Quadratic, &input)?);
+                Ok(true)
+            })?;
+            let sent = p.net.stats().bytes_sent;
+            let out = out.context("the step ran")?;
+            let valid = unpack_bits(&open(&mut p, &out.valid)?, n);
+            let balance = open(&mut p, &out.balance)?;
+            correct = cases.iter().enumerate().all(|(k, c)| {
+                let (ok, next) =
+                    apply_plain(triad_polls::Mode::Quadratic, &c.0, c.1, c.2, c.3, c.4);
+                ok == valid[k] && u128::from(next.balance) == balance[k].0
+            });
+            return Ok(PartyReport {
+                seconds,
+                bytes_sent: sent - bytes_before,
+                correct,
+            });
         }
         Op::Attest | Op::Submit | Op::Release => bail!("{op:?} is not a three-party benchmark"),
     }

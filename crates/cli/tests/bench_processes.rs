@@ -20,7 +20,7 @@ fn bench(op: &str, n: &str, transport: &str) -> serde_json::Value {
 
 #[test]
 fn every_protocol_bench_is_correct_over_three_processes() {
-    for op in ["mul", "cmp", "poseidon", "sort", "stats"] {
+    for op in ["mul", "cmp", "poseidon", "sort", "stats", "poll-step"] {
         let v = bench(op, "200", "tcp");
         assert_eq!(v["bench"], op);
         assert_eq!(v["n"], 200);
