@@ -39,7 +39,7 @@ use crate::intake::{parse_upload, token_sha256, Components, Intake, Key};
 use crate::jobs::{self, JobError};
 use crate::mesh::Mesh;
 use crate::refusal::Refusal;
-use crate::store::{BatchState, Holding, PartyStore};
+use crate::store::{Audit, BatchState, PartyStore};
 
 /// Largest batch a party accepts.
 pub const MAX_BATCH: usize = 10_000;
@@ -584,7 +584,7 @@ async fn holdings(
     _: FromCoordinator,
     State(s): St,
     q: Result<Query<HoldingsQuery>, QueryRejection>,
-) -> Result<Json<Holdings>, ApiError> {
+) -> Result<Json<Audit>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, e.body_text()))?;
     let limit = q.limit.unwrap_or(MAX_HOLDINGS_PAGE);
     if limit == 0 || limit > MAX_HOLDINGS_PAGE {
@@ -605,10 +605,7 @@ async fn holdings(
     };
     let page = blocking(&s, move |s| {
         let after = after.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-        Ok::<_, Refusal>(Holdings {
-            pending_batches: s.store.pending_batches()?,
-            holdings: s.store.holdings(after, limit)?,
-        })
+        Ok::<_, Refusal>(s.store.audit(after, limit)?)
     })
     .await?;
     Ok(Json(page))
@@ -623,13 +620,6 @@ struct HoldingsQuery {
     after_study: Option<String>,
     after_submission: Option<String>,
     limit: Option<usize>,
-}
-
-/// The answer of `GET /internal/holdings`.
-#[derive(serde::Serialize)]
-struct Holdings {
-    pending_batches: Vec<u64>,
-    holdings: Vec<Holding>,
 }
 
 async fn release(

@@ -84,6 +84,13 @@ pub struct Holding {
     pub state: BatchState,
 }
 
+/// A page of [`PartyStore::audit`]: ids and states, never shares.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Audit {
+    pub pending_batches: Vec<u64>,
+    pub holdings: Vec<Holding>,
+}
+
 /// The party's storage. See the module documentation for the guarantees.
 pub trait PartyStore: Send + Sync + 'static {
     /// The study as this party first saw it: stored on first sight and
@@ -170,12 +177,9 @@ pub trait PartyStore: Send + Sync + 'static {
         signed: &SignedRelease,
     ) -> Result<(), StoreError>;
 
-    /// Up to `limit` submissions whose shares are held, with their batch's
-    /// state, in (study, submission) order, starting after `after`
-    /// (a (study, submission) pair) if given.
-    fn holdings(
-        &self,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<Holding>, StoreError>;
+    /// One consistent snapshot for an audit: the pending batches, and up to
+    /// `limit` submissions whose shares are held with their batch's state,
+    /// in (study, submission) order, starting after `after` (a (study,
+    /// submission) pair) if given.
+    fn audit(&self, after: Option<(&str, &str)>, limit: usize) -> Result<Audit, StoreError>;
 }

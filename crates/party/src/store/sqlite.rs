@@ -9,7 +9,7 @@ use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
 
-use super::{BatchState, Holding, PartyStore, StoreError, StoredBatch};
+use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -458,13 +458,16 @@ impl PartyStore for SqliteStore {
         Ok(())
     }
 
-    fn holdings(
-        &self,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<Holding>, StoreError> {
-        let c = self.conn();
-        let mut st = c.prepare(
+    fn audit(&self, after: Option<(&str, &str)>, limit: usize) -> Result<Audit, StoreError> {
+        let mut c = self.conn();
+        // One read transaction: both lists come from the same snapshot.
+        let tx = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let pending_batches = tx
+            .prepare("SELECT batch_id FROM batches WHERE state = 'pending' ORDER BY batch_id")?
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .map(|r| r.map(|b| b as u64))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut st = tx.prepare(
             "SELECT s.study_id, s.submission_id, s.batch_id, b.state FROM shares s
              JOIN batches b ON b.batch_id = s.batch_id
              WHERE (s.study_id, s.submission_id) > (?1, ?2)
@@ -472,16 +475,19 @@ impl PartyStore for SqliteStore {
         )?;
         let (study, sub) = after.unwrap_or(("", ""));
         let mut rows = st.query(params![study, sub, limit.min(i64::MAX as usize) as i64])?;
-        let mut out = Vec::new();
+        let mut holdings = Vec::new();
         while let Some(r) = rows.next()? {
-            out.push(Holding {
+            holdings.push(Holding {
                 study_id: r.get(0)?,
                 submission_id: r.get(1)?,
                 batch_id: r.get::<_, i64>(2)? as u64,
                 state: BatchState::parse(&r.get::<_, String>(3)?)?,
             });
         }
-        Ok(out)
+        Ok(Audit {
+            pending_batches,
+            holdings,
+        })
     }
 }
 
