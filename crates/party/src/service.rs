@@ -268,10 +268,6 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     triad_wire::https::body_bytes(b)
 }
 
-fn store_err(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("store: {e}"))
-}
-
 /// The HTTP answer to a [`Refusal`]: the one place the party's statuses are
 /// chosen. 400 malformed, 404 unknown, 409 conflicts with what this party
 /// pinned or decided, 503 load or a failed MPC session (the coordinator
@@ -358,7 +354,7 @@ async fn latest_release(
     let got = tokio::task::spawn_blocking(move || store.latest_release(&id))
         .await
         .map_err(ApiError::internal)?
-        .map_err(store_err)?;
+        .map_err(Refusal::from)?;
     match got {
         Some((_, _, signed)) => Ok(Json(signed)),
         None => Err(ApiError::not_found(
@@ -427,7 +423,7 @@ async fn prepare(
     let (batch_id, pin_req) = (req.batch_id, req.study.clone());
     let start = blocking(&s, move |s| {
         // A repeated prepare gets the stored answer; an aborted batch stays so.
-        if let Some(stored) = s.store.batch(batch_id).map_err(store_err)? {
+        if let Some(stored) = s.store.batch(batch_id).map_err(Refusal::from)? {
             return match stored.state {
                 BatchState::Aborted => Err(ApiError::conflict(
                     ErrorCode::WrongState,
@@ -444,7 +440,7 @@ async fn prepare(
             };
         }
         let study = s.pin(&pin_req)?;
-        let pending = !s.store.pending_batches().map_err(store_err)?.is_empty();
+        let pending = !s.store.pending_batches().map_err(Refusal::from)?.is_empty();
         Ok(PrepareStart::New { study, pending })
     })
     .await?;
@@ -681,7 +677,7 @@ fn release_checks(s: &PartyState, mut req: ReleaseRequest) -> Result<ReleaseRequ
 /// asking the coordinator for its decision.
 pub async fn recover_pending(s: &Arc<PartyState>) {
     // SQLite blocks: off the runtime's worker threads.
-    let pending = match blocking(s, |s| s.store.pending_batches().map_err(store_err)).await {
+    let pending = match blocking(s, |s| s.store.pending_batches().map_err(Refusal::from)).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "recovery: reading pending batches");

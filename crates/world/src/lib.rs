@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -95,8 +95,7 @@ async fn rebind(addr: SocketAddr) -> tokio::net::TcpListener {
     loop {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => return l,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("rebind {addr}: {e}"),
@@ -220,8 +219,7 @@ impl World {
                     self.parties[i] = Some(h);
                     return;
                 }
-                Err(triad_party::PartyError::Io(e)) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(triad_party::PartyError::Io(_)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("party {i} did not start: {e}"),
@@ -244,11 +242,6 @@ impl World {
             .await
             .expect("coordinator starts");
         self.coordinator = Some(h);
-    }
-
-    /// The data directory of party `i` (for file-permission checks).
-    pub fn party_dir(&self, i: usize) -> &Path {
-        &self.party_cfgs[i].data_dir
     }
 
     /// Creates a study whose contributions come from "127.0.0.1".
@@ -525,11 +518,6 @@ impl World {
     /// The plaintext sum of accepted contributions, for oracle checks.
     pub fn sum(contributions: &[Contribution]) -> i128 {
         contributions.iter().map(|c| i128::from(c.value)).sum()
-    }
-
-    /// The world's notary key (to forge or alter attestations in tests).
-    pub fn notary(&self) -> &NotarySigningKey {
-        &self.notary
     }
 }
 
