@@ -20,6 +20,24 @@ pub fn params() -> &'static PoseidonParameters<Fr> {
     })
 }
 
+/// The most inputs [`params_for`] serves (circom's tables go up to t = 13).
+pub const MAX_INPUTS: usize = 12;
+
+/// Circom round constants and MDS matrix for `inputs + 1` elements (one
+/// capacity element), as `light-poseidon`'s `new_circom(inputs)` uses.
+/// `None` for 0 or more than [`MAX_INPUTS`] inputs.
+pub fn params_for(inputs: usize) -> Option<&'static PoseidonParameters<Fr>> {
+    static P: [OnceLock<PoseidonParameters<Fr>>; MAX_INPUTS] =
+        [const { OnceLock::new() }; MAX_INPUTS];
+    if inputs == 0 || inputs > MAX_INPUTS {
+        return None;
+    }
+    Some(P[inputs - 1].get_or_init(|| {
+        bn254_x5::get_poseidon_parameters::<Fr>(inputs as u8 + 1)
+            .expect("circom tables cover t = 2..=13")
+    }))
+}
+
 /// `Poseidon(a, b)`, identical to circomlib's `Poseidon(2)`.
 pub fn poseidon2(a: Fr, b: Fr) -> Fr {
     Poseidon::<Fr>::new_circom(2)

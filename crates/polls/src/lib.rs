@@ -80,7 +80,7 @@ pub mod process;
 pub mod state;
 pub mod tally;
 
-pub use params::{Mode, ParamsError, PollParams, MAX_VOTE_OPTIONS};
-pub use process::{process_poll, Outcome};
+pub use params::{Mode, ParamsError, PollParams, DEFAULT_WINDOW, MAX_VOTE_OPTIONS};
+pub use process::{process_poll, well_formed, Outcome};
 pub use state::{Ballot, Invalid, Message, PollState, SignUp, StateLeaf};
 pub use tally::Tally;

@@ -11,6 +11,10 @@ use triad_maci::command::FIELD_BITS;
 /// about 2V ring multiplications, so V stays small.
 pub const MAX_VOTE_OPTIONS: u64 = 1 << 12;
 
+/// The default [`PollParams::window`]: how many of the most recent
+/// well-formed messages naming one state index can count.
+pub const DEFAULT_WINDOW: u64 = 32;
+
 /// How a vote weight is paid for in voice credits (MACI `EMode`).
 ///
 /// MACI's third mode, `FULL` (the whole balance on one option), is not
@@ -47,6 +51,8 @@ pub enum ParamsError {
     PollIdTooLarge { got: u64 },
     #[error("the sign-up deadline {signup} is after the voting deadline {voting}")]
     DeadlinesOutOfOrder { signup: u64, voting: u64 },
+    #[error("the message window must be at least 1")]
+    EmptyWindow,
 }
 
 /// The public parameters of one poll. Built only through
@@ -63,6 +69,7 @@ pub struct PollParams {
     mode: Mode,
     signup_deadline: u64,
     voting_deadline: u64,
+    window: u64,
 }
 
 impl PollParams {
@@ -97,7 +104,27 @@ impl PollParams {
             mode,
             signup_deadline,
             voting_deadline,
+            window: DEFAULT_WINDOW,
         })
+    }
+
+    /// The same poll with another message window K (at least 1; see
+    /// [`PollParams::window`]).
+    pub fn with_window(self, window: u64) -> Result<Self, ParamsError> {
+        if window == 0 {
+            return Err(ParamsError::EmptyWindow);
+        }
+        Ok(PollParams { window, ..self })
+    }
+
+    /// K: of the messages naming one state index that are well-formed
+    /// (poll id right, logged before the voting deadline, signature valid
+    /// under the key the client names), only the K most recently logged
+    /// can count; older ones are [`crate::Invalid::Window`]. The MPC scan
+    /// runs K steps, so its cost grows linearly with K. MACI has no such
+    /// bound (docs/polls.md, "The window K").
+    pub fn window(&self) -> u64 {
+        self.window
     }
 
     /// The id every command of this poll must carry.
@@ -160,6 +187,14 @@ mod tests {
                 voting: 1
             })
         );
+    }
+
+    #[test]
+    fn window() {
+        let p = PollParams::new(0, 1, Mode::Quadratic, 0, 0).unwrap();
+        assert_eq!(p.window(), DEFAULT_WINDOW);
+        assert_eq!(p.clone().with_window(0), Err(ParamsError::EmptyWindow));
+        assert_eq!(p.clone().with_window(u64::MAX).unwrap().window(), u64::MAX);
     }
 
     #[test]

@@ -23,16 +23,25 @@ pub struct SignUp {
 }
 
 /// One entry of the poll's public, ordered message log, already decrypted
-/// (in the triad: already reassembled from its shares): MACI's command and
-/// the EdDSA-Poseidon signature over `Poseidon(command)`.
+/// (in the triad: already reassembled from its shares): MACI's command, the
+/// EdDSA-Poseidon signature over `Poseidon(command)`, and the key the
+/// client says it signed with.
 ///
 /// The signature is *not* checked on arrival: whether it counts depends on
 /// the signer's key at processing time, which earlier-processed (that is,
 /// later-sent) messages may have changed.
+///
+/// `signer` is the triad's one addition to MACI's message (docs/polls.md,
+/// deviation 9): the MPC verifies the signature under the claimed key, in
+/// parallel for all messages, and then only compares that key with the
+/// voter's current key during the scan. A client that names a key other
+/// than the one it signed with only invalidates its own message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub command: Command,
     pub signature: Signature,
+    /// The key the signature is claimed to be under.
+    pub signer: PubKey,
     /// When the message was appended to the log.
     pub timestamp: u64,
 }
@@ -46,6 +55,7 @@ impl Message {
         Ok(Message {
             command,
             signature,
+            signer: key.public_key(),
             timestamp,
         })
     }
@@ -120,7 +130,14 @@ pub enum Invalid {
     /// `slTimestamp ≤ pollEndTimestamp`).
     #[error("voter signed up after the sign-up deadline")]
     LateSignUp,
-    /// MACI rule: the signature must verify under the leaf's *current* key.
+    /// Triad rule: only the `window` most recently logged well-formed
+    /// messages naming a state index can count (see
+    /// [`crate::PollParams::window`]).
+    #[error("older than the poll's window of messages for this state index")]
+    Window,
+    /// MACI rule: the signature must verify under the leaf's *current* key
+    /// (in the triad: the claimed signer is the current key and the
+    /// signature verifies under it).
     #[error("signature does not verify under the voter's current key")]
     Signature,
     /// MACI rule: `nonce == ballot.nonce + 1`.
@@ -202,6 +219,9 @@ impl PollState {
         let leaf = &self.leaves[index];
         if leaf.timestamp >= params.signup_deadline() {
             return Err(Invalid::LateSignUp);
+        }
+        if msg.signer != leaf.pub_key {
+            return Err(Invalid::Signature);
         }
         verify_command(&leaf.pub_key, c, &msg.signature).map_err(|_| Invalid::Signature)?;
         let ballot = &self.ballots[index];

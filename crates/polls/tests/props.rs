@@ -146,6 +146,7 @@ fn signed_as(spec: Spec) -> Message {
     Message {
         command: spec.command,
         signature,
+        signer: key(spec.signer).public_key(),
         timestamp: spec.timestamp,
     }
 }

@@ -41,6 +41,7 @@ fn unpackable(mut c: Command, f: impl FnOnce(&mut Command)) -> Message {
     Message {
         command: c,
         signature: sig,
+        signer: key(1).public_key(),
         timestamp: SENT,
     }
 }

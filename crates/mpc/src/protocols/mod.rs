@@ -23,7 +23,7 @@ pub use binary::{and, bitslice, msb};
 pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, bit_inject};
 pub use input::check_client_input;
-pub use poseidon::{open_is_zero, poseidon2};
+pub use poseidon::{open_is_zero, poseidon, poseidon2};
 pub use shuffle::shuffle;
 pub use sort::sort_order;
 

@@ -1,12 +1,14 @@
 //! Poseidon over shares of BN254 scalars, with circom's parameters taken from
-//! `triad_crypto::poseidon::params()` (the same tables as `light-poseidon`'s
-//! `new_circom(2)`), so shared and native hashes agree bit for bit.
+//! `triad_crypto::poseidon::params_for` (the same tables as `light-poseidon`'s
+//! `new_circom(n)`), so shared and native hashes agree bit for bit.
 //!
 //! Round constants and the MDS matrix are public, so only the S-box
 //! `x^5 = (x^2)^2 * x` communicates: 3 multiplication rounds per S-box
-//! layer, 65 layers (8 full, 57 partial), 195 rounds for any batch size.
+//! layer. For two inputs (t = 3) that is 65 layers (8 full, 57 partial),
+//! 195 rounds for any batch size; four inputs (t = 5) and five (t = 6) have
+//! 8 full and 60 partial layers, 204 rounds.
 
-use triad_crypto::poseidon::{params, WIDTH};
+use triad_crypto::poseidon::{params_for, MAX_INPUTS};
 
 use crate::protocols::arithmetic::{mul, square};
 use crate::{Fr, MpcError, Party, Ring, Shares};
@@ -18,26 +20,63 @@ fn pow5(p: &mut Party, x: &Shares<Fr>) -> Result<Shares<Fr>, MpcError> {
     mul(p, &x4, x)
 }
 
-/// The public MDS layer, applied to each component (linear, so local).
-fn mds(s: &[Shares<Fr>; 3], m: &[Vec<Fr>]) -> [Shares<Fr>; 3] {
+/// The public MDS layer (linear, so local), on both components.
+fn mds(s: &[Shares<Fr>], m: &[Vec<Fr>]) -> Vec<Shares<Fr>> {
     let n = s[0].len();
-    let m: [[Fr; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| m[i][j]));
-    let apply = |c: [&[Fr]; 3]| -> [Vec<Fr>; 3] {
-        let mut out: [Vec<Fr>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
-        for ((x, y), z) in c[0].iter().zip(c[1]).zip(c[2]) {
-            for (o, row) in out.iter_mut().zip(&m) {
-                o.push(*x * row[0] + *y * row[1] + *z * row[2]);
+    let t = s.len();
+    let apply = |comp: &dyn Fn(&Shares<Fr>) -> &Vec<Fr>| -> Vec<Vec<Fr>> {
+        let mut out: Vec<Vec<Fr>> = vec![vec![Fr::zero(); n]; t];
+        for (o, row) in out.iter_mut().zip(m) {
+            for (x, coef) in s.iter().zip(row) {
+                for (acc, v) in o.iter_mut().zip(comp(x)) {
+                    *acc += *v * coef;
+                }
             }
         }
         out
     };
-    let [a0, a1, a2] = apply([&s[0].a, &s[1].a, &s[2].a]);
-    let [b0, b1, b2] = apply([&s[0].b, &s[1].b, &s[2].b]);
-    [
-        Shares::new(a0, b0),
-        Shares::new(a1, b1),
-        Shares::new(a2, b2),
-    ]
+    let a = apply(&|x| &x.a);
+    let b = apply(&|x| &x.b);
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| Shares::new(a, b))
+        .collect()
+}
+
+/// `Poseidon(x_0[k], …, x_{m-1}[k])` for every `k`, circom's `Poseidon(m)`
+/// for `1 ≤ m ≤ 12` inputs. About 200 rounds.
+pub fn poseidon(p: &mut Party, inputs: &[&Shares<Fr>]) -> Result<Shares<Fr>, MpcError> {
+    let prm = params_for(inputs.len()).ok_or(MpcError::InvalidArgument(
+        "poseidon: between 1 and 12 inputs",
+    ))?;
+    debug_assert!(inputs.len() <= MAX_INPUTS);
+    let n = inputs[0].len();
+    if inputs.iter().any(|x| x.len() != n) {
+        return Err(MpcError::InvalidArgument(
+            "poseidon: inputs differ in length",
+        ));
+    }
+    let t = inputs.len() + 1;
+    // Capacity element first (domain tag 0), as circom does.
+    let mut state: Vec<Shares<Fr>> = std::iter::once(Shares::zeros(n))
+        .chain(inputs.iter().map(|x| (*x).clone()))
+        .collect();
+    let half = prm.full_rounds / 2;
+    for round in 0..prm.full_rounds + prm.partial_rounds {
+        for (i, s) in state.iter_mut().enumerate() {
+            let c = prm.ark[round * t + i];
+            *s = s.add_public(p.id, &vec![c; n]);
+        }
+        let full = round < half || round >= half + prm.partial_rounds;
+        if full {
+            let all = Shares::concat(&state.iter().collect::<Vec<_>>());
+            state = pow5(p, &all)?.split(&vec![n; t]);
+        } else {
+            state[0] = pow5(p, &state[0])?;
+        }
+        state = mds(&state, &prm.mds);
+    }
+    Ok(state.swap_remove(0))
 }
 
 /// `Poseidon(a_k, b_k)` for every `k`. 195 rounds.
@@ -47,28 +86,7 @@ pub fn poseidon2(p: &mut Party, a: &Shares<Fr>, b: &Shares<Fr>) -> Result<Shares
             "poseidon2: inputs differ in length",
         ));
     }
-    let n = a.len();
-    let prm = params();
-    // Capacity element first (domain tag 0), as circom does.
-    let mut state = [Shares::zeros(n), a.clone(), b.clone()];
-    let half = prm.full_rounds / 2;
-    for round in 0..prm.full_rounds + prm.partial_rounds {
-        for (i, s) in state.iter_mut().enumerate() {
-            let c = prm.ark[round * WIDTH + i];
-            *s = s.add_public(p.id, &vec![c; n]);
-        }
-        let full = round < half || round >= half + prm.partial_rounds;
-        if full {
-            let all = Shares::concat(&[&state[0], &state[1], &state[2]]);
-            let out = pow5(p, &all)?.split(&[n, n, n]);
-            state = [out[0].clone(), out[1].clone(), out[2].clone()];
-        } else {
-            state[0] = pow5(p, &state[0])?;
-        }
-        state = mds(&state, &prm.mds);
-    }
-    let [out, _, _] = state;
-    Ok(out)
+    poseidon(p, &[a, b])
 }
 
 /// `[x == 0]` opened as booleans, revealing nothing else: `x * r` for a
@@ -126,6 +144,27 @@ mod tests {
             let mut native = Poseidon::<Fr>::new_circom(2).unwrap();
             let want: Vec<Fr> = v.iter().map(|(x, y)| native.hash(&[*x, *y]).unwrap()).collect();
             prop_assert_eq!(&out[0], &want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4))]
+        #[test]
+        fn matches_light_poseidon_for_four_and_five_inputs(v in prop::collection::vec(prop::collection::vec(fr_strategy(), 5), 1..4)) {
+            let mut rng = test_rng();
+            for m in [1usize, 4, 5] {
+                let cols: Vec<Vec<Fr>> = (0..m).map(|j| v.iter().map(|row| row[j]).collect()).collect();
+                let sh: Vec<[Shares<Fr>; 3]> = cols.iter().map(|c| share_plain(c, &mut rng)).collect();
+                let out = run3(|p| {
+                    let i = p.id.index();
+                    let ins: Vec<&Shares<Fr>> = sh.iter().map(|s| &s[i]).collect();
+                    let h = poseidon(p, &ins).unwrap();
+                    open(p, &h).unwrap()
+                });
+                let mut native = Poseidon::<Fr>::new_circom(m).unwrap();
+                let want: Vec<Fr> = v.iter().map(|row| native.hash(&row[..m]).unwrap()).collect();
+                prop_assert_eq!(&out[0], &want);
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! Poll processing over secret shares: the first building block, one step
-//! of the MACI state machine applied to a batch of (state, message) pairs.
+//! One step of the MACI state machine applied to a batch of (state,
+//! message) pairs, over secret shares.
 //!
 //! This is "apply" of the design in docs/polls.md ("What the MPC phase keeps
 //! secret") and `shared/research/maci.md` §7.2, phase 3: every record holds
@@ -52,6 +52,8 @@ pub struct StepInput {
 #[derive(Clone, Debug)]
 pub struct StepOutput {
     pub valid: Shares<Bits>,
+    /// `valid` as 0/1 in the ring (already computed for the updates).
+    pub valid_ring: Shares<Z128>,
     pub nonce: Shares<Z128>,
     pub balance: Shares<Z128>,
     pub votes: Vec<Shares<Z128>>,
@@ -216,6 +218,7 @@ pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput
     let trim = |x: Shares<Z128>| x.slice(0..n);
     Ok(StepOutput {
         valid,
+        valid_ring: trim(valid_r.clone()),
         nonce: trim(padded(&s.nonce, np).add(&valid_r)),
         balance: trim(bal.add(&prod.slice(0..np))),
         votes: (0..v)

@@ -1,0 +1,439 @@
+//! Phases 2–4: a whole poll processed over shares, only the tally opened.
+//!
+//! 1. **Phase 1** ([`verify_signatures`]) opens, per message, whether its
+//!    signature verifies under the key it names. Messages that fail, and
+//!    messages logged at or after the voting deadline (public timestamps),
+//!    are dropped publicly: they can never count, and the oracle ranks only
+//!    the rest ([`crate::well_formed`]).
+//! 2. **Fields**: the command fields and 128-bit fingerprints (the low 128
+//!    bits of `x`) of the signer and of the new key are injected into
+//!    Z_2^128. A message for another poll gets state index 0, which has no
+//!    leaf, so it never counts and takes nobody's window (the oracle's rule
+//!    too); which messages those are stays secret.
+//! 3. **Grouping**: one header record per sign-up (its public key, budget,
+//!    whether it signed up in time) and one record per message, keyed by
+//!    `(state index, header first, most recent message first)`; a secure
+//!    shuffle, then the shuffle-then-sort of `triad_mpc` (keys are distinct,
+//!    so the opened comparisons reveal nothing).
+//! 4. **Scan**: K = min(window, messages) steps. In each, every record takes
+//!    its predecessor's state and applies its own message with
+//!    [`apply_step`], the key check being "the named signer's fingerprint
+//!    equals the state's key fingerprint, and the predecessor is an exact
+//!    state of the same index"; headers then restore their initial state.
+//!    After step k, every record at most k places behind its header holds
+//!    exactly the state MACI reaches after processing it; the rest are not
+//!    exact and never count (the window rule).
+//! 5. **Tally**: the last exact record of each index is its final ballot;
+//!    `votes[o]` and `spent_per_option[o]` are sums over those, opened.
+//!
+//! Nothing else is opened: not the grouping (the sort permutation is of
+//! shuffled distinct keys), not which messages were valid, not how many
+//! messages a voter sent, not any key or balance.
+
+use ark_ff::PrimeField;
+use triad_mpc::protocols::arithmetic::{mul, open};
+use triad_mpc::protocols::binary::{and, map_linear};
+use triad_mpc::protocols::compare::{eq, select};
+use triad_mpc::protocols::conversion::bit_inject;
+use triad_mpc::protocols::shuffle::shuffle;
+use triad_mpc::protocols::sort::sort_order;
+use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
+
+use super::encode::{SharedMessages, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
+use super::signature::verify_signatures;
+use super::step::{apply_step, StepInput};
+use crate::params::{Mode, PollParams};
+use crate::state::SignUp;
+use crate::tally::Tally;
+
+/// What the processing reveals besides the tally (all of it public
+/// anyway): how many messages passed phase 1, records sorted, scan steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessStats {
+    pub messages: usize,
+    pub well_formed: usize,
+    pub records: usize,
+    pub steps: usize,
+}
+
+/// Words injected into the ring per message: the five fields, then two
+/// words of each fingerprint.
+const RING_WORDS: [usize; 9] = [
+    W_FIELDS,
+    W_FIELDS + 1,
+    W_FIELDS + 2,
+    W_FIELDS + 3,
+    W_FIELDS + 4,
+    W_NEW_X,
+    W_NEW_X + 1,
+    W_SIGNER_X,
+    W_SIGNER_X + 1,
+];
+
+/// Command fields and fingerprints of `m` messages in the ring.
+struct RingFields {
+    index: Shares<Z128>,
+    option: Shares<Z128>,
+    weight: Shares<Z128>,
+    nonce: Shares<Z128>,
+    poll: Shares<Z128>,
+    new_fp: [Shares<Z128>; 2],
+    signer_fp: [Shares<Z128>; 2],
+}
+
+fn ring_fields(p: &mut Party, msgs: &SharedMessages) -> Result<RingFields, MpcError> {
+    let m = msgs.len();
+    let nw = RING_WORDS.len();
+    let idx: Vec<usize> = (0..m)
+        .flat_map(|k| RING_WORDS.iter().map(move |w| k * WORDS + w))
+        .collect();
+    let bits = bit_inject::<Z128>(p, &msgs.words.gather(&idx), m * nw * 64)?;
+    let value = |slot: usize, nbits: usize| -> Shares<Z128> {
+        let mut acc = Shares::<Z128>::zeros(m);
+        for b in 0..nbits {
+            let col: Vec<usize> = (0..m).map(|k| (k * nw + slot) * 64 + b).collect();
+            acc = acc.add(&bits.gather(&col).scale(Z128::from_u128(1u128 << b)));
+        }
+        acc
+    };
+    Ok(RingFields {
+        index: value(0, 50),
+        option: value(1, 50),
+        weight: value(2, 50),
+        nonce: value(3, 50),
+        poll: value(4, 50),
+        new_fp: [value(5, 64), value(6, 64)],
+        signer_fp: [value(7, 64), value(8, 64)],
+    })
+}
+
+/// Record `i` gets element `i − 1`; record 0 gets `first`.
+fn shift_down<T: Ring>(p: &Party, x: &Shares<T>, first: T) -> Shares<T> {
+    let n = x.len();
+    if n == 0 {
+        return x.clone();
+    }
+    let head = Shares::from_public(p.id, &[first]);
+    Shares::concat(&[&head, &x.slice(0..n - 1)])
+}
+
+/// Packed bits: bit `i` moves to `i + 1`, bit 0 becomes 0 (local).
+fn shift_bits_down(x: &Shares<Bits>) -> Shares<Bits> {
+    let f = |v: &[Bits]| -> Vec<Bits> {
+        (0..v.len())
+            .map(|k| Bits((v[k].0 << 1) | if k > 0 { v[k - 1].0 >> 63 } else { 0 }))
+            .collect()
+    };
+    Shares::new(f(&x.a), f(&x.b))
+}
+
+/// Packed bits: bit `i + 1` moves to `i`; the last bit becomes 0 (the
+/// input's bits at and above `n` must be 0).
+fn shift_bits_up(x: &Shares<Bits>) -> Shares<Bits> {
+    let f = |v: &[Bits]| -> Vec<Bits> {
+        (0..v.len())
+            .map(|k| Bits((v[k].0 >> 1) | v.get(k + 1).map_or(0, |w| w.0 << 63)))
+            .collect()
+    };
+    Shares::new(f(&x.a), f(&x.b))
+}
+
+/// Clears the bits at and above `n` (AND with a public mask: local).
+fn mask_len(x: &Shares<Bits>, n: usize) -> Shares<Bits> {
+    let words = x.len();
+    let masks: Vec<u64> = (0..words)
+        .map(|k| {
+            let lo = k * 64;
+            if n >= lo + 64 {
+                !0
+            } else if n <= lo {
+                0
+            } else {
+                (1u64 << (n - lo)) - 1
+            }
+        })
+        .collect();
+    let apply =
+        |v: &[Bits]| -> Vec<Bits> { v.iter().zip(&masks).map(|(w, m)| Bits(w.0 & m)).collect() };
+    Shares::new(apply(&x.a), apply(&x.b))
+}
+
+/// `[x == 1]` for 0/1 values in the ring, as packed bits.
+fn ring_bit(p: &mut Party, x: &Shares<Z128>) -> Result<Shares<Bits>, MpcError> {
+    let one = Shares::from_public(p.id, &vec![Z128::one(); x.len()]);
+    eq(p, x, &one, 1)
+}
+
+/// Pads a column to `np` rows with zeros.
+fn padded<T: Ring>(x: &Shares<T>, np: usize) -> Shares<T> {
+    let mut x = x.clone();
+    x.a.resize(np, T::zero());
+    x.b.resize(np, T::zero());
+    x
+}
+
+/// The low 128 bits of a public key's `x` as two 64-bit halves.
+fn fingerprint(s: &SignUp) -> [u64; 2] {
+    let [x, _] = s.pub_key.to_fields();
+    let l = x.into_bigint().0;
+    [l[0], l[1]]
+}
+
+fn z(v: u64) -> Z128 {
+    Z128::from_u128(u128::from(v))
+}
+
+/// Column order of the records through shuffle and sort.
+mod col {
+    pub const KEY: usize = 0;
+    pub const INDEX: usize = 1;
+    pub const IS_HEADER: usize = 2;
+    pub const LIVE: usize = 3;
+    pub const KEY_LO: usize = 4;
+    pub const KEY_HI: usize = 5;
+    pub const BALANCE: usize = 6;
+    pub const SIGNER_LO: usize = 7;
+    pub const SIGNER_HI: usize = 8;
+    pub const NEW_LO: usize = 9;
+    pub const NEW_HI: usize = 10;
+    pub const NONCE: usize = 11;
+    pub const OPTION: usize = 12;
+    pub const WEIGHT: usize = 13;
+    pub const COUNT: usize = 14;
+}
+
+/// Processes a poll over shares and opens its tally. `timestamps[k]` is the
+/// public log time of message `k` (log order). Every party calls this with
+/// the same public inputs and its own shares; the result is identical at
+/// the three parties and equals [`crate::process_poll`]'s tally on the
+/// messages the shares encode (tested in `tests/mpc_process.rs`).
+pub fn process_shared(
+    p: &mut Party,
+    params: &PollParams,
+    signups: &[SignUp],
+    timestamps: &[u64],
+    msgs: &SharedMessages,
+) -> Result<(Tally, ProcessStats), MpcError> {
+    if timestamps.len() != msgs.len() {
+        return Err(MpcError::InvalidArgument(
+            "process_shared: one timestamp per message",
+        ));
+    }
+    let v = params.options_len();
+    // Phase 1 and the public filter.
+    let sig_ok = verify_signatures(p, msgs)?;
+    let keep: Vec<usize> = (0..msgs.len())
+        .filter(|&k| sig_ok[k] && timestamps[k] < params.voting_deadline())
+        .collect();
+    let kept = msgs.gather(&keep);
+    let (n, m) = (signups.len(), keep.len());
+    let r = n + m;
+    let steps = m.min(usize::try_from(params.window()).unwrap_or(usize::MAX));
+    let stats = ProcessStats {
+        messages: msgs.len(),
+        well_formed: m,
+        records: r,
+        steps,
+    };
+    if r == 0 {
+        return Ok((empty_tally(v), stats));
+    }
+
+    // Fields; a message for another poll moves to index 0.
+    let f = ring_fields(p, &kept)?;
+    let poll = Shares::from_public(p.id, &vec![z(params.poll_id()); m]);
+    let poll_ok = eq(p, &f.poll, &poll, 64)?;
+    let index = select(p, &poll_ok, &f.index, &Shares::zeros(m))?;
+
+    // Records: headers, then messages (log order).
+    let pos_bits = usize::BITS - m.leading_zeros();
+    let sort_bits = 50 + 1 + pos_bits;
+    let public =
+        |vals: Vec<u64>| Shares::from_public(p.id, &vals.into_iter().map(z).collect::<Vec<_>>());
+    let header_index: Vec<u64> = (1..=n as u64).collect();
+    let fps: Vec<[u64; 2]> = signups.iter().map(fingerprint).collect();
+    let zeros_n = Shares::<Z128>::zeros(n);
+    let zeros_m = Shares::<Z128>::zeros(m);
+    let header_key = Shares::from_public(
+        p.id,
+        &header_index
+            .iter()
+            .map(|&i| Z128::from_u128(u128::from(i) << (pos_bits + 1)))
+            .collect::<Vec<_>>(),
+    );
+    let message_key = index
+        .scale(Z128::from_u128(1u128 << (pos_bits + 1)))
+        .add_public(
+            p.id,
+            &(0..m)
+                .map(|j| Z128::from_u128((1u128 << pos_bits) + (m - 1 - j) as u128))
+                .collect::<Vec<_>>(),
+        );
+    let live: Vec<u64> = signups
+        .iter()
+        .map(|s| u64::from(s.timestamp < params.signup_deadline()))
+        .collect();
+    let both = |h: Shares<Z128>, msg: Shares<Z128>| Shares::concat(&[&h, &msg]);
+    let cols: Vec<Shares<Z128>> = vec![
+        both(header_key, message_key),
+        both(public(header_index), index),
+        both(public(vec![1; n]), zeros_m.clone()),
+        both(public(live), zeros_m.clone()),
+        both(public(fps.iter().map(|f| f[0]).collect()), zeros_m.clone()),
+        both(public(fps.iter().map(|f| f[1]).collect()), zeros_m.clone()),
+        both(
+            public(signups.iter().map(|s| s.voice_credits).collect()),
+            zeros_m,
+        ),
+        both(zeros_n.clone(), f.signer_fp[0].clone()),
+        both(zeros_n.clone(), f.signer_fp[1].clone()),
+        both(zeros_n.clone(), f.new_fp[0].clone()),
+        both(zeros_n.clone(), f.new_fp[1].clone()),
+        both(zeros_n.clone(), f.nonce),
+        both(zeros_n.clone(), f.option),
+        both(zeros_n, f.weight),
+    ];
+    debug_assert_eq!(cols.len(), col::COUNT);
+    let cols = shuffle(p, &cols)?;
+    let order = sort_order(p, &cols[col::KEY], sort_bits)?;
+    let c: Vec<Shares<Z128>> = cols.iter().map(|x| x.gather(&order)).collect();
+
+    // Group structure: [same index as the previous record], header flags.
+    let np = r.div_ceil(64) * 64;
+    let prev_index = shift_down(p, &c[col::INDEX], Z128::from_u128(1 << 60));
+    let same = mask_len(
+        &eq(p, &padded(&c[col::INDEX], np), &padded(&prev_index, np), 64)?,
+        r,
+    );
+    let live = mask_len(&ring_bit(p, &padded(&c[col::LIVE], np))?, r);
+    let not_header = c[col::IS_HEADER]
+        .neg()
+        .add_public(p.id, &vec![Z128::one(); r]);
+
+    // The scan.
+    let init_key = [c[col::KEY_LO].clone(), c[col::KEY_HI].clone()];
+    let init_balance = c[col::BALANCE].clone();
+    let mut key = init_key.clone();
+    let mut nonce = Shares::<Z128>::zeros(r);
+    let mut balance = init_balance.clone();
+    let mut votes: Vec<Shares<Z128>> = vec![Shares::zeros(r); v];
+    let mut exact = live.clone();
+    let w = np / 64;
+    for _ in 0..steps {
+        let prev_key: Vec<Shares<Z128>> =
+            key.iter().map(|k| shift_down(p, k, Z128::zero())).collect();
+        let prev_exact = shift_bits_down(&exact);
+        let km = eq(
+            p,
+            &Shares::concat(&[
+                &padded(&c[col::SIGNER_LO], np),
+                &padded(&c[col::SIGNER_HI], np),
+            ]),
+            &Shares::concat(&[&padded(&prev_key[0], np), &padded(&prev_key[1], np)]),
+            64,
+        )?;
+        let ab = and(
+            p,
+            &Shares::concat(&[&km.slice(0..w), &prev_exact]),
+            &Shares::concat(&[&km.slice(w..2 * w), &same]),
+        )?;
+        let chain = ab.slice(w..2 * w);
+        let key_ok = and(p, &ab.slice(0..w), &chain)?;
+        let out = apply_step(
+            p,
+            params.mode(),
+            &StepInput {
+                nonce: shift_down(p, &nonce, Z128::zero()),
+                balance: shift_down(p, &balance, Z128::zero()),
+                votes: votes
+                    .iter()
+                    .map(|x| shift_down(p, x, Z128::zero()))
+                    .collect(),
+                key_ok,
+                msg_nonce: c[col::NONCE].clone(),
+                msg_option: c[col::OPTION].clone(),
+                msg_weight: c[col::WEIGHT].clone(),
+            },
+        )?;
+        // key ← valid ? new : previous.
+        let new_fp = [&c[col::NEW_LO], &c[col::NEW_HI]];
+        let dk = mul(
+            p,
+            &Shares::concat(&[&out.valid_ring, &out.valid_ring]),
+            &Shares::concat(&[&new_fp[0].sub(&prev_key[0]), &new_fp[1].sub(&prev_key[1])]),
+        )?;
+        let computed_key = [
+            prev_key[0].add(&dk.slice(0..r)),
+            prev_key[1].add(&dk.slice(r..2 * r)),
+        ];
+        // Headers keep their initial state: x = init + notHeader·(computed − init).
+        let zero = Shares::<Z128>::zeros(r);
+        let inits: Vec<&Shares<Z128>> = [&init_key[0], &init_key[1], &zero, &init_balance]
+            .into_iter()
+            .chain(std::iter::repeat_n(&zero, v))
+            .collect();
+        let computed: Vec<&Shares<Z128>> =
+            [&computed_key[0], &computed_key[1], &out.nonce, &out.balance]
+                .into_iter()
+                .chain(out.votes.iter())
+                .collect();
+        let deltas: Vec<Shares<Z128>> =
+            computed.iter().zip(&inits).map(|(x, i)| x.sub(i)).collect();
+        let nh: Vec<&Shares<Z128>> = std::iter::repeat_n(&not_header, v + 4).collect();
+        let upd = mul(
+            p,
+            &Shares::concat(&nh),
+            &Shares::concat(&deltas.iter().collect::<Vec<_>>()),
+        )?;
+        let next: Vec<Shares<Z128>> = inits
+            .iter()
+            .enumerate()
+            .map(|(j, i)| i.add(&upd.slice(j * r..(j + 1) * r)))
+            .collect();
+        key = [next[0].clone(), next[1].clone()];
+        nonce = next[2].clone();
+        balance = next[3].clone();
+        votes = next[4..].to_vec();
+        // exact = header ∧ live, or a message whose predecessor was exact
+        // and of the same index (disjoint cases: XOR).
+        exact = live.add(&mask_len(&chain, r));
+    }
+
+    // Final records: exact, and the next record is not an exact
+    // continuation of the same index.
+    let cont = and(p, &shift_bits_up(&same), &shift_bits_up(&exact))?;
+    let last = and(p, &exact, &map_linear(&cont, |x| !x))?;
+    let f = bit_inject::<Z128>(p, &mask_len(&last, r), r)?;
+    let fs: Vec<&Shares<Z128>> = std::iter::repeat_n(&f, v).collect();
+    let all_votes = Shares::concat(&votes.iter().collect::<Vec<_>>());
+    let fv = mul(p, &Shares::concat(&fs), &all_votes)?;
+    let spent_rows = match params.mode() {
+        Mode::Quadratic => mul(p, &fv, &all_votes)?,
+        Mode::Linear => fv.clone(),
+    };
+    let sums = |x: &Shares<Z128>| -> Vec<Shares<Z128>> {
+        (0..v).map(|o| x.slice(o * r..(o + 1) * r).sum()).collect()
+    };
+    let mut totals = sums(&fv);
+    totals.extend(sums(&spent_rows));
+    let opened = open(p, &Shares::concat(&totals.iter().collect::<Vec<_>>()))?;
+    let as_u128: Vec<u128> = opened.iter().map(|x| x.to_u128()).collect();
+    let spent_per_option = as_u128[v..].to_vec();
+    Ok((
+        Tally {
+            votes: as_u128[..v].to_vec(),
+            spent: spent_per_option.iter().sum(),
+            spent_per_option,
+        },
+        stats,
+    ))
+}
+
+/// The tally of a poll with no ballots.
+fn empty_tally(v: usize) -> Tally {
+    Tally {
+        votes: vec![0; v],
+        spent: 0,
+        spent_per_option: vec![0; v],
+    }
+}

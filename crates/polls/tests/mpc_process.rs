@@ -1,0 +1,270 @@
+//! The whole MPC processing against the plaintext oracle, in the in-memory
+//! three-party harness: phase 1 (signatures) against native verification,
+//! and `process_shared` against `process_poll` on random polls with every
+//! kind of invalid message, small windows included.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use rand::SeedableRng;
+use triad_maci::{verify_command, Command, Fr};
+use triad_mpc::testing::run3;
+use triad_polls::mpc::{encode, share_messages, verify_signatures, PlainMessage};
+use triad_polls::mpc::{process_shared, SharedMessages};
+use triad_polls::{process_poll, Message, Mode, PollParams, SignUp};
+
+fn shared(msgs: &[PlainMessage], seed: u64) -> [SharedMessages; 3] {
+    share_messages(msgs, &mut rand::rngs::StdRng::seed_from_u64(seed))
+}
+
+fn verdicts(msgs: &[PlainMessage]) -> Vec<bool> {
+    let sh = shared(msgs, 1);
+    let out = run3(|p| verify_signatures(p, &sh[p.id.index()]).unwrap());
+    assert_eq!(out[0], out[1]);
+    assert_eq!(out[1], out[2]);
+    out[0].clone()
+}
+
+#[test]
+fn phase_one_accepts_exactly_the_signatures_that_verify() {
+    let good = vote(1, 1, 2, 3, 1, 4);
+    let mut cases: Vec<(PlainMessage, bool)> = vec![(encode(&good).unwrap(), true)];
+    // Edge fields: all 50-bit maxima.
+    let edge = signed(
+        2,
+        Command {
+            state_index: (1 << 50) - 1,
+            vote_option_index: (1 << 50) - 1,
+            new_vote_weight: (1 << 50) - 1,
+            nonce: (1 << 50) - 1,
+            poll_id: (1 << 50) - 1,
+            ..command(1, 0, 0, 1, 2)
+        },
+    );
+    cases.push((encode(&edge).unwrap(), true));
+    // Signed by key 2 but naming key 1 as the signer (a forgery attempt).
+    let mut forged = vote(1, 2, 0, 1, 1, 2);
+    forged.signer = pk(1);
+    cases.push((encode(&forged).unwrap(), false));
+    // Another command under the same signature (tampered weight).
+    let mut tampered = good.clone();
+    tampered.command.new_vote_weight = 4;
+    cases.push((encode(&tampered).unwrap(), false));
+    // Tampered bits after encoding: a command field, the new key, hm, S.
+    for (word, bit) in [
+        (0usize, 0u32),
+        (2, 49),
+        (5, 0),
+        (9, 3),
+        (13, 0),
+        (17, 0),
+        (20, 63),
+    ] {
+        let mut m = encode(&good).unwrap();
+        m.words[word] ^= 1 << bit;
+        cases.push((m, false));
+    }
+    // Bits above 50 in a field word are ignored: the command is the same.
+    let mut high = encode(&good).unwrap();
+    high.words[1] |= 1 << 60;
+    cases.push((high, true));
+    // Field elements: signer y, R8, salt.
+    for f in 0..5 {
+        let mut m = encode(&good).unwrap();
+        m.fr[f] += Fr::from(1u64);
+        cases.push((m, false));
+    }
+    let plain: Vec<PlainMessage> = cases.iter().map(|c| c.0.clone()).collect();
+    let want: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    assert_eq!(verdicts(&plain), want);
+    // The oracle agrees on the messages it can express.
+    for m in [&good, &edge, &forged, &tampered] {
+        let native = verify_command(&m.signer, &m.command, &m.signature).is_ok();
+        assert_eq!(
+            native,
+            cases.iter().any(|c| c.0 == encode(m).unwrap() && c.1)
+        );
+    }
+}
+
+/// One random message: who signs, which key it names, what it says.
+#[derive(Clone, Debug)]
+struct Spec {
+    index: u64,
+    signer: u8,
+    claimed: Option<u8>,
+    option: u64,
+    weight: u64,
+    nonce: u64,
+    new_key: u8,
+    other_poll: bool,
+    late: bool,
+}
+
+/// Mostly messages that have a chance: the leaf's own sign-up key signs
+/// (`labels[i]` is leaf i + 1's key), the key is kept, nonces are small.
+fn spec(labels: Vec<u8>, options: u64) -> impl Strategy<Value = Spec> {
+    let voters = labels.len().max(1) as u64;
+    (
+        prop_oneof![6 => 1..=voters, 1 => Just(0u64), 1 => Just(voters + 1)],
+        prop_oneof![3 => Just(None), 1 => (1u8..=6).prop_map(Some)],
+        prop_oneof![6 => Just(None), 1 => (1u8..=6).prop_map(Some)],
+        prop_oneof![6 => 0..options, 1 => Just(options)],
+        prop_oneof![4 => 0u64..6, 1 => Just(1_000_000u64), 1 => Just((1 << 50) - 1)],
+        prop_oneof![4 => 1u64..4, 1 => Just(0u64)],
+        prop_oneof![2 => Just(None), 1 => (1u8..=6).prop_map(Some)],
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(
+            move |(index, signer, claimed, option, weight, nonce, new_key, other_poll, late)| {
+                let own = labels
+                    .get(index.wrapping_sub(1) as usize)
+                    .copied()
+                    .unwrap_or(1);
+                let signer = signer.unwrap_or(own);
+                Spec {
+                    index,
+                    signer,
+                    claimed,
+                    option,
+                    weight,
+                    nonce,
+                    new_key: new_key.unwrap_or(signer),
+                    other_poll,
+                    late,
+                }
+            },
+        )
+}
+
+fn message(s: &Spec) -> Message {
+    let mut c = command(s.index, s.option, s.weight, s.nonce, s.new_key);
+    if s.other_poll {
+        c.poll_id = POLL + 1;
+    }
+    let mut m = Message::sign_with(
+        c,
+        &key(s.signer),
+        if s.late { VOTING_DEADLINE } else { SENT },
+    )
+    .unwrap();
+    if let Some(k) = s.claimed {
+        m.signer = pk(k);
+    }
+    m
+}
+
+fn case() -> impl Strategy<Value = (PollParams, Vec<SignUp>, Vec<Message>)> {
+    (
+        1u64..4,
+        prop::bool::ANY,
+        prop_oneof![Just(1u64), Just(2), Just(32)],
+        prop::collection::vec(
+            (
+                1u8..=6,
+                prop_oneof![Just(0u64), 1u64..40, Just(u64::MAX)],
+                prop::bool::weighted(0.15),
+            ),
+            0..4,
+        ),
+    )
+        .prop_flat_map(|(options, quadratic, window, ups)| {
+            let mode = if quadratic {
+                Mode::Quadratic
+            } else {
+                Mode::Linear
+            };
+            let p = params(options, mode).with_window(window).unwrap();
+            let signups: Vec<SignUp> = ups
+                .iter()
+                .map(|&(label, credits, late)| SignUp {
+                    timestamp: if late { SIGNUP_DEADLINE } else { SIGNED_UP },
+                    ..signup(label, credits)
+                })
+                .collect();
+            let labels: Vec<u8> = ups.iter().map(|u| u.0).collect();
+            (
+                Just(p),
+                Just(signups),
+                prop::collection::vec(spec(labels, options), 0..9),
+            )
+        })
+        .prop_map(|(p, ups, specs)| (p, ups, specs.iter().map(message).collect()))
+}
+
+fn run(params: &PollParams, signups: &[SignUp], msgs: &[Message]) -> triad_polls::Tally {
+    let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
+    let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
+    let sh = shared(&plain, 9);
+    let out = run3(|p| process_shared(p, params, signups, &times, &sh[p.id.index()]).unwrap());
+    assert_eq!(out[0], out[1]);
+    assert_eq!(out[1], out[2]);
+    out[0].0.clone()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn mpc_tally_equals_the_oracle((params, signups, msgs) in case()) {
+        let o = process_poll(&params, &signups, &msgs);
+        VALID.fetch_add(o.valid_positions().len(), std::sync::atomic::Ordering::Relaxed);
+        prop_assert_eq!(run(&params, &signups, &msgs), o.tally);
+    }
+}
+
+#[test]
+fn key_change_voids_the_bribed_vote_in_mpc() {
+    let p = qv(3);
+    let ups = vec![signup(1, 100), signup(2, 100)];
+    // The briber votes with the sold key 1; the voter later changes to key
+    // 3 (nonce 1, logged last) and votes with it (nonce 2, logged before).
+    let msgs = vec![
+        vote(1, 1, 0, 9, 1, 1),
+        vote(1, 3, 2, 5, 2, 3),
+        vote(1, 1, 1, 0, 1, 3),
+        vote(2, 2, 1, 4, 1, 2),
+    ];
+    let want = process_poll(&p, &ups, &msgs).tally;
+    assert_eq!(want.votes, vec![0, 4, 5]);
+    assert_eq!(run(&p, &ups, &msgs), want);
+}
+
+#[test]
+fn window_drops_older_messages_in_mpc_as_in_the_oracle() {
+    let p = qv(2).with_window(2).unwrap();
+    let ups = vec![signup(1, 100)];
+    // Three messages for leaf 1: only the two most recent can count.
+    let msgs = vec![
+        vote(1, 1, 0, 3, 3, 1),
+        vote(1, 1, 1, 2, 2, 1),
+        vote(1, 1, 0, 1, 1, 1),
+    ];
+    let o = process_poll(&p, &ups, &msgs);
+    assert_eq!(o.validity[0], Err(triad_polls::Invalid::Window));
+    assert_eq!(o.tally.votes, vec![1, 2]);
+    assert_eq!(run(&p, &ups, &msgs), o.tally);
+}
+
+#[test]
+fn empty_polls() {
+    let p = qv(2);
+    assert_eq!(run(&p, &[], &[]).votes, vec![0, 0]);
+    assert_eq!(run(&p, &[signup(1, 5)], &[]).votes, vec![0, 0]);
+    assert_eq!(run(&p, &[], &[vote(1, 1, 0, 1, 1, 1)]).votes, vec![0, 0]);
+}
+
+static VALID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[test]
+fn a_valid_signature_under_another_voters_key_does_not_count() {
+    let p = qv(2);
+    let ups = vec![signup(1, 100), signup(2, 100)];
+    // Voter 2 signs a vote for leaf 1 with its own (registered) key.
+    let msgs = vec![vote(2, 2, 1, 3, 1, 2), vote(1, 2, 0, 4, 1, 2)];
+    let o = process_poll(&p, &ups, &msgs);
+    assert_eq!(o.validity[1], Err(triad_polls::Invalid::Signature));
+    assert_eq!(o.tally.votes, vec![0, 3]);
+    assert_eq!(run(&p, &ups, &msgs), o.tally);
+}
