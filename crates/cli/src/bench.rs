@@ -35,6 +35,9 @@ pub enum Op {
     /// quadratic voting (`triad_polls::mpc::apply_step`).
     #[serde(rename = "poll-step")]
     PollStep,
+    /// A whole poll: `--voters` sign-ups, `--messages` messages, processed
+    /// over shares and checked against the oracle (bench_poll.rs).
+    Poll,
     Attest,
     /// Contributions end to end over a devnet (see bench_services.rs).
     Submit,
@@ -65,6 +68,12 @@ pub struct BenchArgs {
     /// Providers contributing at the same time (`submit`).
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Sign-ups (`poll`).
+    #[arg(long, default_value_t = 1_000)]
+    voters: usize,
+    /// Messages (`poll`; replaces `--n`).
+    #[arg(long)]
+    messages: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -79,14 +88,45 @@ pub struct BenchPartyArgs {
     n: usize,
     #[arg(long)]
     seed: u64,
+    #[arg(long, default_value_t = 0)]
+    voters: usize,
 }
 
 /// What one party measured.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct PartyReport {
     seconds: f64,
     bytes_sent: u64,
     correct: bool,
+    /// The party process's peak resident set (VmHWM); with the in-memory
+    /// transport all three share one process.
+    #[serde(default)]
+    peak_rss_bytes: u64,
+    /// Op-specific figures (`poll`: messages that passed phase 1, steps).
+    #[serde(default)]
+    extra: serde_json::Value,
+}
+
+/// VmHWM of this process, in bytes (0 where /proc is missing).
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Which benchmark a party runs and on what.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    op: Op,
+    n: usize,
+    seed: u64,
+    voters: usize,
+    dir: &'a Path,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -96,16 +136,37 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Op::Release => return crate::bench_services::release(args.n, args.seed, args.json),
         _ => {}
     }
-    if args.n == 0 {
-        bail!("--n must be at least 1");
-    }
-    let reports = match args.transport {
-        Transport::Mem => run_mem(args.op, args.n, args.seed)?,
-        Transport::Tcp => run_tcp(args.op, args.n, args.seed)?,
+    let n = match args.op {
+        Op::Poll => args.messages.unwrap_or(args.n),
+        _ => args.n,
     };
+    if n == 0 {
+        bail!("--n (or --messages) must be at least 1");
+    }
+    let dir = private_dir()?;
+    let reports = (|| {
+        if args.op == Op::Poll {
+            crate::bench_poll::prepare(&dir, args.voters, n, args.seed)?;
+        }
+        let job = Job {
+            op: args.op,
+            n,
+            seed: args.seed,
+            voters: args.voters,
+            dir: &dir,
+        };
+        match args.transport {
+            Transport::Mem => run_mem(job),
+            Transport::Tcp => run_tcp(job),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let reports = reports?;
+    let args = BenchArgs { n, ..args };
     let seconds = reports.iter().map(|r| r.seconds).fold(0.0, f64::max);
     let bytes = reports.iter().map(|r| r.bytes_sent).max().unwrap_or(0);
     let correct = reports.iter().all(|r| r.correct);
+    let peak_rss = reports.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0);
     let per_second = args.n as f64 / seconds;
     println!(
         "{:?} n={} over {:?}: {:.3} s ({:.0} per second), {:.1} MB sent per party, correct: {}",
@@ -118,14 +179,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         correct
     );
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "bench": args.op, "n": args.n, "transport": args.transport,
-                "seconds": seconds, "per_second": per_second,
-                "bytes_sent_per_party": bytes, "correct": correct,
-            })
-        );
+        let mut line = serde_json::json!({
+            "bench": args.op, "n": args.n, "transport": args.transport,
+            "seconds": seconds, "per_second": per_second,
+            "bytes_sent_per_party": bytes, "correct": correct,
+            "peak_rss_bytes": peak_rss,
+        });
+        if args.op == Op::Poll {
+            line["voters"] = args.voters.into();
+            line["messages"] = args.n.into();
+            if let Some(serde_json::Value::Object(extra)) = reports.first().map(|r| r.extra.clone())
+            {
+                line.as_object_mut().expect("an object").extend(extra);
+            }
+        }
+        println!("{line}");
     }
     if !correct {
         bail!("the opened result differs from the plaintext oracle");
@@ -133,14 +201,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_mem(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
+fn run_mem(job: Job) -> Result<Vec<PartyReport>> {
     let nets = MemNetwork::triple(Duration::from_secs(600));
     std::thread::scope(|s| {
         let hs: Vec<_> = nets
             .into_iter()
-            .map(|net| {
-                s.spawn(move || -> Result<PartyReport> { party_main(Box::new(net), op, n, seed) })
-            })
+            .map(|net| s.spawn(move || -> Result<PartyReport> { party_main(Box::new(net), job) }))
             .collect();
         hs.into_iter()
             .map(|h| h.join().map_err(|_| anyhow!("party thread panicked"))?)
@@ -148,15 +214,24 @@ fn run_mem(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
     })
 }
 
-fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
-    // A fresh private directory for the parties' keys: `create` fails if
-    // the path exists, so nobody can pre-plant files there.
+/// A fresh private directory for the parties' keys and inputs: `create`
+/// fails if the path exists, so nobody can pre-plant files there.
+fn private_dir() -> Result<PathBuf> {
     let nonce: u64 = rand::random();
     let dir = std::env::temp_dir().join(format!("triad-bench-{}-{nonce:016x}", std::process::id()));
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    }
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
+    let Job {
+        op,
+        n,
+        seed,
+        voters,
+        dir,
+    } = job;
     for i in 0..3 {
         let id = Identity::generate(&format!("party-{i}"))?;
         triad_files::write_private(&dir.join(format!("cert-{i}.der")), &id.cert_der)?;
@@ -175,6 +250,8 @@ fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
                 &n.to_string(),
                 "--seed",
                 &seed.to_string(),
+                "--voters",
+                &voters.to_string(),
             ])
             .args(["--op", op.to_possible_value().unwrap().get_name()])
             .stdout(Stdio::piped())
@@ -187,7 +264,6 @@ fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
                     let _ = c.kill();
                     let _ = c.wait();
                 }
-                let _ = std::fs::remove_dir_all(&dir);
                 return Err(e).context("spawning a bench party");
             }
         }
@@ -202,7 +278,6 @@ fn run_tcp(op: Op, n: usize, seed: u64) -> Result<Vec<PartyReport>> {
             _ => failure = Some(format!("party {i} failed ({})", out.status)),
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     match failure {
         Some(f) => bail!(f),
         None => Ok(reports),
@@ -233,7 +308,14 @@ pub fn run_party(args: BenchPartyArgs) -> Result<()> {
         }
     }
     let net = TcpNetwork::establish(TcpConfig::new(id, identity, certs, addrs), listener)?;
-    let report = party_main(Box::new(net), args.op, args.n, args.seed)?;
+    let job = Job {
+        op: args.op,
+        n: args.n,
+        seed: args.seed,
+        voters: args.voters,
+        dir,
+    };
+    let report = party_main(Box::new(net), job)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
@@ -264,7 +346,14 @@ fn deal<T: Ring>(values: &[T], rng: &mut StdRng, id: PartyId) -> Shares<T> {
     [a, b, c].into_iter().nth(id.index()).unwrap()
 }
 
-fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<PartyReport> {
+fn party_main(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
+    let mut r = party_run(net, job)?;
+    r.peak_rss_bytes = peak_rss();
+    Ok(r)
+}
+
+fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
+    let Job { op, n, seed, .. } = job;
     let mut p = Party::setup(net)?;
     let id = p.id;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -294,6 +383,7 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
                 seconds,
                 bytes_sent: sent - bytes_before,
                 correct,
+                ..Default::default()
             });
         }
         Op::Cmp => {
@@ -338,6 +428,7 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
                 seconds,
                 bytes_sent: sent - bytes_before,
                 correct,
+                ..Default::default()
             });
         }
         Op::Sort => {
@@ -457,6 +548,19 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
                 seconds,
                 bytes_sent: sent - bytes_before,
                 correct,
+                ..Default::default()
+            });
+        }
+        Op::Poll => {
+            bytes_before = p.net.stats().bytes_sent;
+            let (secs, out) =
+                crate::bench_poll::party(&mut p, job.dir, seed, &mut |p, f| time(p, f))?;
+            return Ok(PartyReport {
+                seconds: secs,
+                bytes_sent: p.net.stats().bytes_sent - bytes_before,
+                correct: out.correct,
+                extra: serde_json::json!({ "well_formed": out.well_formed, "steps": out.steps }),
+                ..Default::default()
             });
         }
         Op::Attest | Op::Submit | Op::Release => bail!("{op:?} is not a three-party benchmark"),
@@ -466,5 +570,6 @@ fn party_main(net: Box<dyn Network>, op: Op, n: usize, seed: u64) -> Result<Part
         seconds,
         bytes_sent,
         correct,
+        ..Default::default()
     })
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_attest;
+mod bench_poll;
 mod bench_services;
 mod demo;
 mod devnet;

@@ -268,3 +268,15 @@ fn a_valid_signature_under_another_voters_key_does_not_count() {
     assert_eq!(o.tally.votes, vec![0, 3]);
     assert_eq!(run(&p, &ups, &msgs), o.tally);
 }
+
+#[test]
+fn phase_one_across_chunks() {
+    let good = encode(&vote(1, 1, 2, 3, 1, 4)).unwrap();
+    let n = triad_polls::mpc::signature::CHUNK + 5;
+    let mut msgs = vec![good.clone(); n];
+    let bad = n - 2;
+    msgs[bad].words[0] ^= 1;
+    let got = verdicts(&msgs);
+    let want: Vec<bool> = (0..n).map(|k| k != bad).collect();
+    assert_eq!(got, want);
+}

@@ -81,7 +81,32 @@ struct RingFields {
     signer_fp: [Shares<Z128>; 2],
 }
 
+/// [`ring_fields_chunk`] over chunks of [`super::signature::CHUNK`]
+/// messages (bounded memory).
 fn ring_fields(p: &mut Party, msgs: &SharedMessages) -> Result<RingFields, MpcError> {
+    let chunk = super::signature::CHUNK * 4;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < msgs.len() {
+        let end = (start + chunk).min(msgs.len());
+        parts.push(ring_fields_chunk(p, &msgs.slice(start..end))?);
+        start = end;
+    }
+    let cat = |f: &dyn Fn(&RingFields) -> &Shares<Z128>| {
+        Shares::concat(&parts.iter().map(f).collect::<Vec<_>>())
+    };
+    Ok(RingFields {
+        index: cat(&|r| &r.index),
+        option: cat(&|r| &r.option),
+        weight: cat(&|r| &r.weight),
+        nonce: cat(&|r| &r.nonce),
+        poll: cat(&|r| &r.poll),
+        new_fp: [cat(&|r| &r.new_fp[0]), cat(&|r| &r.new_fp[1])],
+        signer_fp: [cat(&|r| &r.signer_fp[0]), cat(&|r| &r.signer_fp[1])],
+    })
+}
+
+fn ring_fields_chunk(p: &mut Party, msgs: &SharedMessages) -> Result<RingFields, MpcError> {
     let m = msgs.len();
     let nw = RING_WORDS.len();
     let idx: Vec<usize> = (0..m)
@@ -220,8 +245,13 @@ pub fn process_shared(
         ));
     }
     let v = params.options_len();
+    let started = std::time::Instant::now();
     // Phase 1 and the public filter.
     let sig_ok = verify_signatures(p, msgs)?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "poll phase 1 (signatures) done"
+    );
     let keep: Vec<usize> = (0..msgs.len())
         .filter(|&k| sig_ok[k] && timestamps[k] < params.voting_deadline())
         .collect();
@@ -297,6 +327,11 @@ pub fn process_shared(
     let cols = shuffle(p, &cols)?;
     let order = sort_order(p, &cols[col::KEY], sort_bits)?;
     let c: Vec<Shares<Z128>> = cols.iter().map(|x| x.gather(&order)).collect();
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        records = r,
+        "poll grouping done"
+    );
 
     // Group structure: [same index as the previous record], header flags.
     let np = r.div_ceil(64) * 64;
@@ -399,6 +434,11 @@ pub fn process_shared(
         exact = live.add(&mask_len(&chain, r));
     }
 
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        steps,
+        "poll scan done"
+    );
     // Final records: exact, and the next record is not an exact
     // continuation of the same index.
     let cont = and(p, &shift_bits_up(&same), &shift_bits_up(&exact))?;

@@ -56,7 +56,7 @@ use super::encode::{
 
 /// Messages verified per batch: bounds the memory of the doubling chain
 /// (256 points per message).
-pub const CHUNK: usize = 1024;
+pub const CHUNK: usize = 256;
 
 /// Bits of each scalar (S and hm), all four words.
 const SCALAR_BITS: usize = 256;
