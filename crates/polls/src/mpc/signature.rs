@@ -100,16 +100,24 @@ impl FieldBits {
         self.bits.gather(&idx)
     }
 
-    /// `Σ_{b < nbits} bit(w0*64 + b) · 2^(shift + b)` per message, local.
+    /// `Σ_{b < nbits} bit(w0*64 + b) · 2^(shift + b)` per message, local:
+    /// Horner's rule on each component (additions only), then one scaling
+    /// by `2^shift`.
     fn recompose(&self, m: usize, w0: usize, nbits: usize, shift: usize) -> Shares<Fr> {
-        let p2 = pow2();
-        let mut acc = Shares::<Fr>::zeros(m);
-        for b in 0..nbits {
-            let (w, bit) = (w0 + b / 64, b % 64);
-            let c = self.column(m, w, bit).scale(p2[shift + b]);
-            acc = acc.add(&c);
+        let horner = |v: &[Fr]| -> Vec<Fr> {
+            (0..m)
+                .map(|k| {
+                    let base = (k * WORDS + w0) * 64;
+                    (0..nbits).rev().fold(Fr::zero(), |acc, b| acc + acc + v[base + b])
+                })
+                .collect()
+        };
+        let out = Shares::new(horner(&self.bits.a), horner(&self.bits.b));
+        if shift == 0 {
+            out
+        } else {
+            out.scale(pow2()[shift])
         }
-        acc
     }
 }
 

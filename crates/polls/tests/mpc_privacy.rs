@@ -1,0 +1,123 @@
+//! What a party sees while processing a poll does not depend on the votes.
+//!
+//! Two polls with the same public inputs (sign-ups, log length, timestamps,
+//! every signature valid) and the same state indices named in the same
+//! positions, but different secret contents: options, weights, nonces, key
+//! changes, and so which messages are valid. With the parties' randomness
+//! fixed, every party sends and receives exactly the same sequence of
+//! message sizes in both polls. That sequence includes the shape of the
+//! sort's recursion, which follows its opened comparison results, so a
+//! comparison that depended on a vote would show; and the opened tally is
+//! checked to differ (the only thing meant to).
+//!
+//! (With different state indices the sort's comparisons differ, and so may
+//! their number; they are a function of a uniformly random permutation of
+//! distinct keys only, which is the argument of Hamada et al. for
+//! shuffle-then-sort, not something one run can test.)
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use rand::SeedableRng;
+use triad_mpc::network::MemNetwork;
+use triad_mpc::prg::Prg;
+use triad_mpc::testing::TEST_TIMEOUT;
+use triad_mpc::{NetError, NetStats, Network, Party, PartyId};
+use triad_polls::mpc::{encode, process_shared, share_messages, PlainMessage};
+use triad_polls::{process_poll, Message};
+
+/// One entry of a party's view: direction, peer, message length.
+type Event = (bool, usize, usize);
+
+/// A transport that records the length of everything sent and received.
+struct Recording {
+    inner: MemNetwork,
+    log: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Network for Recording {
+    fn id(&self) -> PartyId {
+        self.inner.id()
+    }
+    fn send(&mut self, to: PartyId, msg: Vec<u8>) -> Result<(), NetError> {
+        self.log.lock().unwrap().push((true, to.index(), msg.len()));
+        self.inner.send(to, msg)
+    }
+    fn recv(&mut self, from: PartyId) -> Result<Vec<u8>, NetError> {
+        let m = self.inner.recv(from)?;
+        self.log.lock().unwrap().push((false, from.index(), m.len()));
+        Ok(m)
+    }
+    fn stats(&self) -> NetStats {
+        self.inner.stats()
+    }
+}
+
+/// Runs a poll with fixed party randomness; returns each party's view
+/// (message lengths) and the tally.
+fn view(msgs: &[Message]) -> ([Vec<Event>; 3], triad_polls::Tally) {
+    let p = qv(3);
+    let ups = vec![signup(1, 100), signup(2, 100), signup(3, 50)];
+    let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
+    let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
+    let sh = share_messages(&plain, &mut rand::rngs::StdRng::seed_from_u64(5));
+    let logs: [Arc<Mutex<Vec<Event>>>; 3] = Default::default();
+    let nets = MemNetwork::triple(TEST_TIMEOUT);
+    let tallies: Vec<triad_polls::Tally> = std::thread::scope(|s| {
+        let hs: Vec<_> = nets
+            .into_iter()
+            .zip(&logs)
+            .map(|(net, log)| {
+                let (sh, times, ups, p) = (&sh, &times, &ups, &p);
+                let log = log.clone();
+                s.spawn(move || {
+                    let mut party = Party::setup(Box::new(Recording { inner: net, log })).unwrap();
+                    let i = party.id.index();
+                    // Fixed pairwise seeds: seed k is shared by parties k and k+1.
+                    party.prg_next = Prg::new([i as u8 + 1; 16]);
+                    party.prg_prev = Prg::new([((i + 2) % 3) as u8 + 1; 16]);
+                    party.prg_own = Prg::new([i as u8 + 100; 16]);
+                    process_shared(&mut party, p, ups, times, &sh[i]).unwrap().0
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(tallies[0], process_poll(&p, &ups, msgs).tally);
+    let views = logs.map(|l| {
+        let mut v = l.lock().unwrap().clone();
+        // The seed exchange of `Party::setup` comes first; keep the rest.
+        v.drain(..2);
+        v
+    });
+    (views, tallies[0].clone())
+}
+
+#[test]
+fn what_each_party_sees_does_not_depend_on_the_votes() {
+    // Same indices in the same positions (1, 2, 1, 3, 2), everything else
+    // different: in A all five count; in B a key change voids two, one has
+    // a wrong nonce, one cannot pay.
+    let a = vec![
+        vote(1, 1, 0, 1, 2, 1),
+        vote(2, 2, 1, 2, 1, 2),
+        vote(1, 1, 2, 3, 1, 1),
+        vote(3, 3, 0, 1, 1, 3),
+        vote(2, 2, 0, 0, 2, 2),
+    ];
+    let b = vec![
+        vote(1, 1, 2, 9, 1, 4),
+        vote(2, 2, 2, 5, 7, 2),
+        vote(1, 1, 1, 1, 1, 4),
+        vote(3, 3, 1, 8, 1, 3),
+        vote(2, 5, 1, 1, 1, 2),
+    ];
+    let (va, ta) = view(&a);
+    let (vb, tb) = view(&b);
+    assert_ne!(ta, tb, "the polls must differ in what they open");
+    for i in 0..3 {
+        assert_eq!(va[i], vb[i], "party {i}'s view differs");
+    }
+}
