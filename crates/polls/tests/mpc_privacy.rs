@@ -47,7 +47,10 @@ impl Network for Recording {
     }
     fn recv(&mut self, from: PartyId) -> Result<Vec<u8>, NetError> {
         let m = self.inner.recv(from)?;
-        self.log.lock().unwrap().push((false, from.index(), m.len()));
+        self.log
+            .lock()
+            .unwrap()
+            .push((false, from.index(), m.len()));
         Ok(m)
     }
     fn stats(&self) -> NetStats {

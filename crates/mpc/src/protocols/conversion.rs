@@ -1,7 +1,7 @@
 //! Conversions between arithmetic and binary sharings (ABY3 §5).
 
 use crate::network::{recv_vec, send_vec};
-use crate::protocols::arithmetic::mul;
+use crate::protocols::arithmetic::{reshare, zero_share};
 use crate::protocols::binary::{add3_words, summands};
 use crate::{Bits, MpcError, Party, PartyId, Ring, Shares, Z64};
 
@@ -85,9 +85,13 @@ pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
 /// Bit injection: packed binary shares of `n` bits (bit `i % 64` of word
 /// `i / 64`) to shares of 0/1 in any ring or field.
 ///
-/// Each XOR component `b_s` is known to two parties, so it is trivially an
-/// arithmetic sharing; then `b_0 ^ b_1 = b_0 + b_1 - 2 b_0 b_1` and the same
-/// again with `b_2`. 2 rounds.
+/// With `b = x_0 ^ x_1 ^ x_2`: P0 knows `c = x_0 ^ x_1` and inputs it
+/// (components 0 and 1 from the PRG streams it shares with P2 and P1,
+/// component 2 sent to P1 and P2); then `b = c + x_2 - 2·c·x_2`. `x_2` is
+/// known to P1 and P2 and is 0 or 1, so the local part of `c·x_2` is a
+/// selection, not a multiplication: P1 adds `c_1` and P2 adds `c_2 + c_0`
+/// where `x_2 = 1`; a zero sharing masks it and one reshare completes it.
+/// 2 rounds; no multiplication in `T`.
 pub fn bit_inject<T: Ring>(
     p: &mut Party,
     x: &Shares<Bits>,
@@ -98,37 +102,74 @@ pub fn bit_inject<T: Ring>(
             "bit_inject: fewer packed bits than n",
         ));
     }
-    let unpack = |v: &[Bits]| -> Vec<T> {
-        (0..n)
+    let bit = |v: &[Bits], k: usize| (v[k / 64].0 >> (k % 64)) & 1 == 1;
+    let from_bool = |b: bool| if b { T::one() } else { T::zero() };
+    let i = p.id.index();
+    let (p0, p1, p2) = (
+        PartyId::new(0).unwrap(),
+        PartyId::new(1).unwrap(),
+        PartyId::new(2).unwrap(),
+    );
+    // 1. [c], c = x_0 ^ x_1, input by P0.
+    let c = match i {
+        0 => {
+            let c0 = T::random_vec(&mut p.prg_prev, n);
+            let c1 = T::random_vec(&mut p.prg_next, n);
+            let c2: Vec<T> = (0..n)
+                .map(|k| from_bool(bit(&x.a, k) ^ bit(&x.b, k)) - c0[k] - c1[k])
+                .collect();
+            send_vec(p.net.as_mut(), p1, &c2)?;
+            send_vec(p.net.as_mut(), p2, &c2)?;
+            Shares::new(c0, c1)
+        }
+        1 => {
+            let c1 = T::random_vec(&mut p.prg_prev, n);
+            let c2 = recv_vec(p.net.as_mut(), p0, n)?;
+            Shares::new(c1, c2)
+        }
+        _ => {
+            let c2 = recv_vec(p.net.as_mut(), p0, n)?;
+            let c0 = T::random_vec(&mut p.prg_next, n);
+            Shares::new(c2, c0)
+        }
+    };
+    // 2. [c·x_2]: x_2 is P1's b and P2's a.
+    let alpha = zero_share::<T>(p, n);
+    let z: Vec<T> = match i {
+        0 => alpha,
+        1 => (0..n)
             .map(|k| {
-                if (v[k / 64].0 >> (k % 64)) & 1 == 1 {
-                    T::one()
+                if bit(&x.b, k) {
+                    c.a[k] + alpha[k]
                 } else {
-                    T::zero()
+                    alpha[k]
                 }
             })
-            .collect()
+            .collect(),
+        _ => (0..n)
+            .map(|k| {
+                if bit(&x.a, k) {
+                    c.a[k] + c.b[k] + alpha[k]
+                } else {
+                    alpha[k]
+                }
+            })
+            .collect(),
     };
-    let i = p.id.index();
-    let (a, b) = (unpack(&x.a), unpack(&x.b));
-    let zero = vec![T::zero(); n];
-    let comp = |s: usize| -> Shares<T> {
-        Shares::new(
-            if s == i { a.clone() } else { zero.clone() },
-            if s == (i + 1) % 3 {
-                b.clone()
-            } else {
-                zero.clone()
-            },
-        )
+    let cx = reshare(p, z)?;
+    // 3. b = c + x_2 - 2·c·x_2, with x_2 in component 2.
+    let x2: Shares<T> = match i {
+        0 => Shares::zeros(n),
+        1 => Shares::new(
+            vec![T::zero(); n],
+            (0..n).map(|k| from_bool(bit(&x.b, k))).collect(),
+        ),
+        _ => Shares::new(
+            (0..n).map(|k| from_bool(bit(&x.a, k))).collect(),
+            vec![T::zero(); n],
+        ),
     };
-    let two = T::from_u64(2);
-    let xor = |p: &mut Party, u: &Shares<T>, v: &Shares<T>| -> Result<Shares<T>, MpcError> {
-        let uv = mul(p, u, v)?;
-        Ok(u.add(v).sub(&uv.scale(two)))
-    };
-    let t = xor(p, &comp(0), &comp(1))?;
-    xor(p, &t, &comp(2))
+    Ok(c.add(&x2).sub(&cx.scale(T::from_u64(2))))
 }
 
 #[cfg(test)]

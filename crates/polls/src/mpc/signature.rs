@@ -108,7 +108,9 @@ impl FieldBits {
             (0..m)
                 .map(|k| {
                     let base = (k * WORDS + w0) * 64;
-                    (0..nbits).rev().fold(Fr::zero(), |acc, b| acc + acc + v[base + b])
+                    (0..nbits)
+                        .rev()
+                        .fold(Fr::zero(), |acc, b| acc + acc + v[base + b])
                 })
                 .collect()
         };
