@@ -39,5 +39,34 @@ fn mem_transport_and_bad_arguments() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--n must be at least 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
+}
+
+/// A whole poll over three processes: the tally matches the oracle, and
+/// the JSON line carries the poll's figures.
+#[test]
+fn poll_bench_is_correct_over_three_processes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_triad"))
+        .args(["bench", "poll", "--voters", "12", "--messages", "30", "--json"])
+        .output()
+        .expect("run triad");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["correct"], true, "{v}");
+    assert_eq!(v["voters"], 12);
+    assert_eq!(v["messages"], 30);
+    // The mix has invalid signatures: fewer messages pass phase 1.
+    let wf = v["well_formed"].as_u64().unwrap();
+    assert!(wf > 0 && wf <= 30, "{v}");
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+    for bad in [["--voters", "0"], ["--messages", "0"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_triad"))
+            .args(["bench", "poll"])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
+    }
 }

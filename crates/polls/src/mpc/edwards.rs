@@ -13,7 +13,7 @@
 //! Every function works on `n` points at once (one batch of columns); a
 //! multiplication by a public constant is local.
 
-use triad_maci::babyjub::BabyJubjub;
+use triad_maci::babyjub::{BabyJubjub, Point};
 use triad_mpc::protocols::arithmetic::{mul, square};
 use triad_mpc::{Fr, MpcError, Party, Ring, Shares};
 
@@ -168,6 +168,32 @@ pub fn select_public(p: &Party, b: &Shares<Fr>, x: Fr, y: Fr) -> Points {
         x: b.scale(x),
         y: b.scale(y - Fr::one()).add_public(p.id, &one),
         z: Shares::from_public(p.id, &one),
+    }
+}
+
+/// `T[2·hi + lo]` for public affine points `T = [O, t[0], t[1], t[2]]`,
+/// given shared bits `lo`, `hi` and their product `lh`; local:
+/// `T_0 + lo·(T_1 − T_0) + hi·(T_2 − T_0) + lh·(T_3 − T_2 − T_1 + T_0)`
+/// per coordinate, with `T_0 = (0, 1)` and `Z = 1`.
+pub fn select_window(
+    p: &Party,
+    lo: &Shares<Fr>,
+    hi: &Shares<Fr>,
+    lh: &Shares<Fr>,
+    t: &[Point; 3],
+) -> Points {
+    let n = lo.len();
+    let coord = |c0: Fr, c1: Fr, c2: Fr, c3: Fr| {
+        lo.scale(c1 - c0)
+            .add(&hi.scale(c2 - c0))
+            .add(&lh.scale(c3 - c2 - c1 + c0))
+            .add_public(p.id, &vec![c0; n])
+    };
+    let one = Fr::one();
+    Points {
+        x: coord(Fr::zero(), t[0].x, t[1].x, t[2].x),
+        y: coord(one, t[0].y, t[1].y, t[2].y),
+        z: Shares::from_public(p.id, &vec![one; n]),
     }
 }
 

@@ -10,8 +10,8 @@
 //!    the packed `params`, `newPk.x`, `A.x` and a value `h'` are recomposed
 //!    from them (local);
 //! 2. `c` and `hm` are computed with Poseidon over shares (t = 5 and t = 6);
-//! 3. `Q = Σ_j s_j·(2^j·B8) − Σ_j h'_j·(2^j·8A) − R8` with the bits `s_j`
-//!    of S (public points: local selection) and `h'_j` (secret points: the
+//! 3. `Q = Σ_w T_w[s_{2w+1} s_{2w}] − Σ_j h'_j·(2^j·8A) − R8` with the 2-bit
+//!    windows of S (public points `k·4^w·B8`: one multiplication per window) and `h'_j` (secret points: the
 //!    255 doublings of `8A`, then one multiplication per coordinate), summed
 //!    by a tree of complete additions;
 //! 4. five values must be zero: `Q.X`, `Q.Y − Q.Z` (Q is the identity),
@@ -35,8 +35,9 @@
 //! is proved on the curve but not in the prime-order subgroup; `hm·(8A)`
 //! clears the cofactor, as in MACI.
 //!
-//! Cost per message: about 11,300 field multiplications (bit injection
-//! 2,700; doublings 1,800; selections 500; additions 5,600; Poseidon 620);
+//! Cost per message: about 6,900 field multiplications (doublings 1,800;
+//! selections 500; windows 130; additions 4,200; Poseidon 620; bit
+//! injection needs none, see `triad_mpc::protocols::bit_inject`);
 //! about 1,000 rounds per chunk of [`CHUNK`] messages.
 
 use std::sync::OnceLock;
@@ -61,14 +62,18 @@ pub const CHUNK: usize = 256;
 /// Bits of each scalar (S and hm), all four words.
 const SCALAR_BITS: usize = 256;
 
-/// `2^j·B8` for `j < 256`, affine.
-fn base_powers() -> &'static [Point] {
-    static T: OnceLock<Vec<Point>> = OnceLock::new();
+/// For each 2-bit window `w < 128` of S, the points `k·4^w·B8` for
+/// `k = 1, 2, 3` (k = 0 is the identity), affine.
+fn base_windows() -> &'static [[Point; 3]] {
+    static T: OnceLock<Vec<[Point; 3]>> = OnceLock::new();
     T.get_or_init(|| {
-        let mut out = vec![base8()];
-        for _ in 1..SCALAR_BITS {
-            let last = *out.last().expect("non-empty");
-            out.push(babyjub::add(&last, &last));
+        let mut out = Vec::with_capacity(SCALAR_BITS / 2);
+        let mut p = base8();
+        for _ in 0..SCALAR_BITS / 2 {
+            let p2 = babyjub::add(&p, &p);
+            let p3 = babyjub::add(&p2, &p);
+            out.push([p, p2, p3]);
+            p = babyjub::add(&p2, &p2);
         }
         out
     })
@@ -203,9 +208,23 @@ fn verify_chunk(p: &mut Party, msgs: &SharedMessages) -> Result<Vec<bool>, MpcEr
     let mut terms: Vec<Points> = (0..SCALAR_BITS)
         .map(|b| selected.slice(b * m..(b + 1) * m).neg())
         .collect();
-    for (b, pt) in base_powers().iter().enumerate() {
-        let s = fb.column(m, W_S + b / 64, b % 64);
-        terms.push(edwards::select_public(p, &s, pt.x, pt.y));
+    // S·B8 by 2-bit windows of public points: one multiplication
+    // (s_lo·s_hi) per window instead of one addition per bit.
+    let windows = base_windows();
+    let lo: Vec<Shares<Fr>> = (0..windows.len())
+        .map(|w| fb.column(m, W_S + (2 * w) / 64, (2 * w) % 64))
+        .collect();
+    let hi: Vec<Shares<Fr>> = (0..windows.len())
+        .map(|w| fb.column(m, W_S + (2 * w + 1) / 64, (2 * w + 1) % 64))
+        .collect();
+    let both = mul(
+        p,
+        &Shares::concat(&lo.iter().collect::<Vec<_>>()),
+        &Shares::concat(&hi.iter().collect::<Vec<_>>()),
+    )?;
+    for (w, t) in windows.iter().enumerate() {
+        let lh = both.slice(w * m..(w + 1) * m);
+        terms.push(edwards::select_window(p, &lo[w], &hi[w], &lh, t));
     }
     terms.push(Points::affine(p, r8x.neg(), r8y.clone()));
     let q = edwards::sum(p, terms)?;
