@@ -47,10 +47,22 @@ fn mem_transport_and_bad_arguments() {
 #[test]
 fn poll_bench_is_correct_over_three_processes() {
     let out = Command::new(env!("CARGO_BIN_EXE_triad"))
-        .args(["bench", "poll", "--voters", "12", "--messages", "30", "--json"])
+        .args([
+            "bench",
+            "poll",
+            "--voters",
+            "12",
+            "--messages",
+            "30",
+            "--json",
+        ])
         .output()
         .expect("run triad");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(v["correct"], true, "{v}");

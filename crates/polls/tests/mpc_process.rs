@@ -280,3 +280,29 @@ fn phase_one_across_chunks() {
     let want: Vec<bool> = (0..n).map(|k| k != bad).collect();
     assert_eq!(got, want);
 }
+
+/// A client that sends inconsistent share sets (one party's copy of a
+/// component differs) loses its own message, and only it.
+#[test]
+fn inconsistent_share_sets_drop_only_that_message() {
+    let p = qv(2);
+    let ups = vec![signup(1, 100), signup(2, 100)];
+    let msgs = vec![vote(1, 1, 0, 3, 1, 1), vote(2, 2, 1, 4, 1, 2)];
+    let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
+    let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
+    for (field, party) in [(false, 0usize), (true, 1), (false, 2)] {
+        let mut sh = shared(&plain, 3);
+        // Party `party`'s copy of component `party` of message 1.
+        if field {
+            sh[party].fr.a[triad_polls::mpc::encode::FR] += Fr::from(1u64);
+        } else {
+            sh[party].words.a[triad_polls::mpc::encode::WORDS].0 ^= 4;
+        }
+        let out = run3(|pt| process_shared(pt, &p, &ups, &times, &sh[pt.id.index()]).unwrap());
+        assert_eq!(out[0], out[1]);
+        assert_eq!(out[1], out[2]);
+        let want = process_poll(&p, &ups, &msgs[..1]).tally;
+        assert_eq!(out[0].0, want);
+        assert_eq!(out[0].1.well_formed, 1);
+    }
+}

@@ -1,5 +1,8 @@
 //! Phases 2–4: a whole poll processed over shares, only the tally opened.
 //!
+//! 0. **Consistency**: the client's three share sets must agree
+//!    ([`check_client_input`]); a message whose sets do not is dropped
+//!    publicly (its sender's fault), before anything else is computed.
 //! 1. **Phase 1** ([`verify_signatures`]) opens, per message, whether its
 //!    signature verifies under the key it names. Messages that fail, and
 //!    messages logged at or after the voting deadline (public timestamps),
@@ -35,11 +38,12 @@ use triad_mpc::protocols::arithmetic::{mul, open};
 use triad_mpc::protocols::binary::{and, map_linear};
 use triad_mpc::protocols::compare::{eq, select};
 use triad_mpc::protocols::conversion::bit_inject;
+use triad_mpc::protocols::input::{check_client_input, Submission};
 use triad_mpc::protocols::shuffle::shuffle;
 use triad_mpc::protocols::sort::sort_order;
 use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
 
-use super::encode::{SharedMessages, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
+use super::encode::{SharedMessages, FR, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
 use super::signature::verify_signatures;
 use super::step::{apply_step, StepInput};
 use crate::params::{Mode, PollParams};
@@ -256,26 +260,68 @@ pub fn process_shared(
         .filter(|&k| sig_ok[k] && timestamps[k] < params.voting_deadline())
         .collect();
     let kept = msgs.gather(&keep);
-    let (n, m) = (signups.len(), keep.len());
-    let r = n + m;
-    let steps = m.min(usize::try_from(params.window()).unwrap_or(usize::MAX));
+    let r = signups.len() + keep.len();
+    let steps = keep
+        .len()
+        .min(usize::try_from(params.window()).unwrap_or(usize::MAX));
     let stats = ProcessStats {
         messages: msgs.len(),
-        well_formed: m,
+        well_formed: keep.len(),
         records: r,
         steps,
     };
     if r == 0 {
         return Ok((empty_tally(v), stats));
     }
+    let fields = ring_fields(p, &kept)?;
+    let records = group(p, params, signups, fields)?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        records = r,
+        "poll grouping done"
+    );
+    let state = scan(p, params, &records, steps)?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        steps,
+        "poll scan done"
+    );
+    Ok((tally(p, params, &records, &state)?, stats))
+}
 
-    // Fields; a message for another poll moves to index 0.
-    let f = ring_fields(p, &kept)?;
+/// The records after grouping, in sorted order, with the group structure.
+struct Records {
+    /// The columns of [`col`], sorted.
+    c: Vec<Shares<Z128>>,
+    /// `[index == previous record's index]`, packed bits.
+    same: Shares<Bits>,
+    /// `[header ∧ signed up in time]`, packed bits.
+    live: Shares<Bits>,
+    /// `1 − is_header`, in the ring.
+    not_header: Shares<Z128>,
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        self.c[col::KEY].len()
+    }
+}
+
+/// Builds the header and message records, shuffles them, sorts them by
+/// `(index, header first, most recent first)` and derives the group
+/// structure. A message for another poll is moved to index 0 (no leaf).
+fn group(
+    p: &mut Party,
+    params: &PollParams,
+    signups: &[SignUp],
+    f: RingFields,
+) -> Result<Records, MpcError> {
+    let (n, m) = (signups.len(), f.index.len());
+    let r = n + m;
     let poll = Shares::from_public(p.id, &vec![z(params.poll_id()); m]);
     let poll_ok = eq(p, &f.poll, &poll, 64)?;
     let index = select(p, &poll_ok, &f.index, &Shares::zeros(m))?;
 
-    // Records: headers, then messages (log order).
     let pos_bits = usize::BITS - m.leading_zeros();
     let sort_bits = 50 + 1 + pos_bits;
     let public =
@@ -327,13 +373,7 @@ pub fn process_shared(
     let cols = shuffle(p, &cols)?;
     let order = sort_order(p, &cols[col::KEY], sort_bits)?;
     let c: Vec<Shares<Z128>> = cols.iter().map(|x| x.gather(&order)).collect();
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        records = r,
-        "poll grouping done"
-    );
 
-    // Group structure: [same index as the previous record], header flags.
     let np = r.div_ceil(64) * 64;
     let prev_index = shift_down(p, &c[col::INDEX], Z128::from_u128(1 << 60));
     let same = mask_len(
@@ -344,20 +384,43 @@ pub fn process_shared(
     let not_header = c[col::IS_HEADER]
         .neg()
         .add_public(p.id, &vec![Z128::one(); r]);
+    Ok(Records {
+        c,
+        same,
+        live,
+        not_header,
+    })
+}
 
-    // The scan.
+/// Every record's state after the scan, and which states are exact.
+struct ScanState {
+    votes: Vec<Shares<Z128>>,
+    exact: Shares<Bits>,
+}
+
+/// `steps` steps of the scan (module docs, step 4).
+fn scan(
+    p: &mut Party,
+    params: &PollParams,
+    rec: &Records,
+    steps: usize,
+) -> Result<ScanState, MpcError> {
+    let (r, v) = (rec.len(), params.options_len());
+    let c = &rec.c;
+    let np = r.div_ceil(64) * 64;
+    let w = np / 64;
     let init_key = [c[col::KEY_LO].clone(), c[col::KEY_HI].clone()];
     let init_balance = c[col::BALANCE].clone();
     let mut key = init_key.clone();
     let mut nonce = Shares::<Z128>::zeros(r);
     let mut balance = init_balance.clone();
     let mut votes: Vec<Shares<Z128>> = vec![Shares::zeros(r); v];
-    let mut exact = live.clone();
-    let w = np / 64;
+    let mut exact = rec.live.clone();
     for _ in 0..steps {
         let prev_key: Vec<Shares<Z128>> =
             key.iter().map(|k| shift_down(p, k, Z128::zero())).collect();
         let prev_exact = shift_bits_down(&exact);
+        // key_ok = [signer = state key] ∧ chain, chain = predecessor exact ∧ same index.
         let km = eq(
             p,
             &Shares::concat(&[
@@ -370,7 +433,7 @@ pub fn process_shared(
         let ab = and(
             p,
             &Shares::concat(&[&km.slice(0..w), &prev_exact]),
-            &Shares::concat(&[&km.slice(w..2 * w), &same]),
+            &Shares::concat(&[&km.slice(w..2 * w), &rec.same]),
         )?;
         let chain = ab.slice(w..2 * w);
         let key_ok = and(p, &ab.slice(0..w), &chain)?;
@@ -391,11 +454,13 @@ pub fn process_shared(
             },
         )?;
         // key ← valid ? new : previous.
-        let new_fp = [&c[col::NEW_LO], &c[col::NEW_HI]];
         let dk = mul(
             p,
             &Shares::concat(&[&out.valid_ring, &out.valid_ring]),
-            &Shares::concat(&[&new_fp[0].sub(&prev_key[0]), &new_fp[1].sub(&prev_key[1])]),
+            &Shares::concat(&[
+                &c[col::NEW_LO].sub(&prev_key[0]),
+                &c[col::NEW_HI].sub(&prev_key[1]),
+            ]),
         )?;
         let computed_key = [
             prev_key[0].add(&dk.slice(0..r)),
@@ -414,7 +479,7 @@ pub fn process_shared(
                 .collect();
         let deltas: Vec<Shares<Z128>> =
             computed.iter().zip(&inits).map(|(x, i)| x.sub(i)).collect();
-        let nh: Vec<&Shares<Z128>> = std::iter::repeat_n(&not_header, v + 4).collect();
+        let nh: Vec<&Shares<Z128>> = std::iter::repeat_n(&rec.not_header, v + 4).collect();
         let upd = mul(
             p,
             &Shares::concat(&nh),
@@ -431,21 +496,25 @@ pub fn process_shared(
         votes = next[4..].to_vec();
         // exact = header ∧ live, or a message whose predecessor was exact
         // and of the same index (disjoint cases: XOR).
-        exact = live.add(&mask_len(&chain, r));
+        exact = rec.live.add(&mask_len(&chain, r));
     }
+    Ok(ScanState { votes, exact })
+}
 
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        steps,
-        "poll scan done"
-    );
-    // Final records: exact, and the next record is not an exact
-    // continuation of the same index.
-    let cont = and(p, &shift_bits_up(&same), &shift_bits_up(&exact))?;
-    let last = and(p, &exact, &map_linear(&cont, |x| !x))?;
+/// Opens the tally over the final records: exact, and the next record is
+/// not an exact continuation of the same index.
+fn tally(
+    p: &mut Party,
+    params: &PollParams,
+    rec: &Records,
+    st: &ScanState,
+) -> Result<Tally, MpcError> {
+    let (r, v) = (rec.len(), params.options_len());
+    let cont = and(p, &shift_bits_up(&rec.same), &shift_bits_up(&st.exact))?;
+    let last = and(p, &st.exact, &map_linear(&cont, |x| !x))?;
     let f = bit_inject::<Z128>(p, &mask_len(&last, r), r)?;
     let fs: Vec<&Shares<Z128>> = std::iter::repeat_n(&f, v).collect();
-    let all_votes = Shares::concat(&votes.iter().collect::<Vec<_>>());
+    let all_votes = Shares::concat(&st.votes.iter().collect::<Vec<_>>());
     let fv = mul(p, &Shares::concat(&fs), &all_votes)?;
     let spent_rows = match params.mode() {
         Mode::Quadratic => mul(p, &fv, &all_votes)?,
@@ -459,14 +528,29 @@ pub fn process_shared(
     let opened = open(p, &Shares::concat(&totals.iter().collect::<Vec<_>>()))?;
     let as_u128: Vec<u128> = opened.iter().map(|x| x.to_u128()).collect();
     let spent_per_option = as_u128[v..].to_vec();
-    Ok((
-        Tally {
-            votes: as_u128[..v].to_vec(),
-            spent: spent_per_option.iter().sum(),
-            spent_per_option,
-        },
-        stats,
-    ))
+    Ok(Tally {
+        votes: as_u128[..v].to_vec(),
+        spent: spent_per_option.iter().sum(),
+        spent_per_option,
+    })
+}
+
+/// The messages whose replicated components agree between the parties
+/// ([`check_client_input`] on both the bit words and the field elements),
+/// identically at the three parties.
+fn consistent_inputs(p: &mut Party, msgs: &SharedMessages) -> Result<Vec<usize>, MpcError> {
+    let m = msgs.len();
+    let subs = |per: usize| -> Vec<Submission> {
+        (0..m)
+            .map(|k| Submission {
+                id: k as u64,
+                range: k * per..(k + 1) * per,
+            })
+            .collect()
+    };
+    let words_ok = check_client_input(p, &msgs.words, &subs(WORDS))?;
+    let fr_ok = check_client_input(p, &msgs.fr, &subs(FR))?;
+    Ok((0..m).filter(|&k| words_ok[k] && fr_ok[k]).collect())
 }
 
 /// The tally of a poll with no ballots.
