@@ -242,7 +242,7 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
     for i in 0..3 {
         let child = Command::new(&exe)
             .args(["bench-party", "--dir"])
-            .arg(&dir)
+            .arg(dir)
             .args([
                 "--id",
                 &i.to_string(),

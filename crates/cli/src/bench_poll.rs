@@ -206,16 +206,17 @@ pub struct PartyOutcome {
     pub steps: usize,
 }
 
+/// The benchmark's timer: aligns the parties, runs the closure, returns
+/// its time and verdict.
+pub type Timer<'a> =
+    dyn FnMut(&mut Party, &mut dyn FnMut(&mut Party) -> Result<bool>) -> Result<(f64, bool)> + 'a;
+
 /// One party: read the poll, keep this party's shares, process, compare.
-/// `time` aligns the parties and times the closure.
 pub fn party(
     p: &mut Party,
     dir: &Path,
     seed: u64,
-    time: &mut dyn FnMut(
-        &mut Party,
-        &mut dyn FnMut(&mut Party) -> Result<bool>,
-    ) -> Result<(f64, bool)>,
+    time: &mut Timer,
 ) -> Result<(f64, PartyOutcome)> {
     let bytes = std::fs::read(dir.join("poll.bin")).context("reading poll.bin")?;
     let mut r = Reader(&bytes);

@@ -287,7 +287,7 @@ fn phase_one_across_chunks() {
 fn inconsistent_share_sets_drop_only_that_message() {
     let p = qv(2);
     let ups = vec![signup(1, 100), signup(2, 100)];
-    let msgs = vec![vote(1, 1, 0, 3, 1, 1), vote(2, 2, 1, 4, 1, 2)];
+    let msgs = [vote(1, 1, 0, 3, 1, 1), vote(2, 2, 1, 4, 1, 2)];
     let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
     let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
     for (field, party) in [(false, 0usize), (true, 1), (false, 2)] {
@@ -303,6 +303,7 @@ fn inconsistent_share_sets_drop_only_that_message() {
         assert_eq!(out[1], out[2]);
         let want = process_poll(&p, &ups, &msgs[..1]).tally;
         assert_eq!(out[0].0, want);
+        assert_eq!(out[0].1.consistent, 1, "dropped by the share-set check");
         assert_eq!(out[0].1.well_formed, 1);
     }
 }

@@ -51,10 +51,12 @@ use crate::state::SignUp;
 use crate::tally::Tally;
 
 /// What the processing reveals besides the tally (all of it public
-/// anyway): how many messages passed phase 1, records sorted, scan steps.
+/// anyway): how many messages had consistent share sets and passed phase 1
+/// and the deadline, records sorted, scan steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessStats {
     pub messages: usize,
+    pub consistent: usize,
     pub well_formed: usize,
     pub records: usize,
     pub steps: usize,
@@ -250,14 +252,20 @@ pub fn process_shared(
     }
     let v = params.options_len();
     let started = std::time::Instant::now();
+    // A client's three share sets must agree, or the parties would hold
+    // shares of different messages; inconsistent ones are dropped first.
+    let consistent = consistent_inputs(p, msgs)?;
     // Phase 1 and the public filter.
-    let sig_ok = verify_signatures(p, msgs)?;
+    let sig_ok = verify_signatures(p, &msgs.gather(&consistent))?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "poll phase 1 (signatures) done"
     );
-    let keep: Vec<usize> = (0..msgs.len())
-        .filter(|&k| sig_ok[k] && timestamps[k] < params.voting_deadline())
+    let keep: Vec<usize> = consistent
+        .iter()
+        .zip(&sig_ok)
+        .filter(|&(&k, &ok)| ok && timestamps[k] < params.voting_deadline())
+        .map(|(&k, _)| k)
         .collect();
     let kept = msgs.gather(&keep);
     let r = signups.len() + keep.len();
@@ -266,6 +274,7 @@ pub fn process_shared(
         .min(usize::try_from(params.window()).unwrap_or(usize::MAX));
     let stats = ProcessStats {
         messages: msgs.len(),
+        consistent: consistent.len(),
         well_formed: keep.len(),
         records: r,
         steps,
