@@ -22,6 +22,7 @@
 //! stay: they cover the binaries, the devnet and the notary.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -66,6 +67,10 @@ pub struct World {
     party_cfgs: [PartyConfig; 3],
     party_addrs: [SocketAddr; 3],
     parties: [Option<PartyHandle>; 3],
+    /// Listeners that hold each service's port from the moment it is
+    /// chosen until the service first starts, so that nothing else (another
+    /// test's port 0, an outgoing connection's source port) takes it.
+    reserved: HashMap<SocketAddr, std::net::TcpListener>,
 }
 
 /// A submission admitted and uploaded, not yet ready ([`World::upload`]).
@@ -82,10 +87,12 @@ pub struct Contribution {
     pub value: i64,
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
+/// A free loopback port, held by the returned listener until released.
+fn reserve(reserved: &mut HashMap<SocketAddr, std::net::TcpListener>) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let addr = l.local_addr().expect("its address");
+    reserved.insert(addr, l);
+    addr
 }
 
 /// Binds `addr` again after its previous owner stopped: the old listener
@@ -115,14 +122,15 @@ impl World {
             let leaf = ca.issue(&root.join("tls"), name).expect("leaf certificate");
             triad_wire::https::server_config(&leaf.cert, &leaf.key).expect("TLS config")
         };
-        let coordinator_addr = free_addr();
-        let party_addrs = [free_addr(), free_addr(), free_addr()];
+        let mut reserved = HashMap::new();
+        let coordinator_addr = reserve(&mut reserved);
+        let party_addrs = [0, 1, 2].map(|_| reserve(&mut reserved));
         let party_dirs: [PathBuf; 3] = [0, 1, 2].map(|i| root.join(format!("party{i}")));
         let endpoints: [PartyEndpoint; 3] = [0, 1, 2].map(|i| {
             let keys = triad_party::load_or_create_keys(&party_dirs[i], i).expect("party keys");
             PartyEndpoint {
                 url: format!("https://{}", party_addrs[i]),
-                mpc_addr: free_addr(),
+                mpc_addr: reserve(&mut reserved),
                 mpc_cert: hex::encode(&keys.identity.cert_der),
                 sign_key: keys.sign.public_key().to_hex(),
             }
@@ -189,6 +197,7 @@ impl World {
             party_cfgs,
             party_addrs,
             parties: [None, None, None],
+            reserved,
         };
         for i in 0..3 {
             w.restart_party(i).await;
@@ -206,12 +215,28 @@ impl World {
         tokio::task::yield_now().await;
     }
 
+    /// The listener for `addr`: the reservation on first start, a fresh
+    /// bind after a restart.
+    async fn listener(&mut self, addr: SocketAddr) -> tokio::net::TcpListener {
+        match self.reserved.remove(&addr) {
+            Some(l) => {
+                l.set_nonblocking(true).expect("non-blocking listener");
+                tokio::net::TcpListener::from_std(l).expect("tokio listener")
+            }
+            None => rebind(addr).await,
+        }
+    }
+
     /// Starts party `i` (again) on its data directory and address.
     pub async fn restart_party(&mut self, i: usize) {
         self.kill_party(i).await;
+        // The party binds its MPC port itself: release the reservation
+        // just before it does.
+        let mpc = self.net.parties[i].mpc_addr;
+        self.reserved.remove(&mpc);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let l = rebind(self.party_addrs[i]).await;
+            let l = self.listener(self.party_addrs[i]).await;
             // The MPC listener of the previous incarnation may still be
             // held by its worker thread for a moment.
             match triad_party::launch(self.party_cfgs[i].clone(), l).await {
@@ -237,7 +262,7 @@ impl World {
     /// Starts the coordinator (again) on its data directory and address.
     pub async fn restart_coordinator(&mut self) {
         self.kill_coordinator().await;
-        let l = rebind(self.coordinator_addr).await;
+        let l = self.listener(self.coordinator_addr).await;
         let h = triad_coordinator::launch(self.coordinator_cfg.clone(), l)
             .await
             .expect("coordinator starts");
