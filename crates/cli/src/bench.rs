@@ -71,7 +71,7 @@ pub struct BenchArgs {
     /// Sign-ups (`poll`).
     #[arg(long, default_value_t = 1_000)]
     voters: usize,
-    /// Messages (`poll`; replaces `--n`).
+    /// Messages (`poll`; default: as many as `--voters`).
     #[arg(long)]
     messages: Option<usize>,
 }
@@ -137,7 +137,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         _ => {}
     }
     let n = match args.op {
-        Op::Poll => args.messages.unwrap_or(args.n),
+        Op::Poll => args.messages.unwrap_or(args.voters),
         _ => args.n,
     };
     if n == 0 {
