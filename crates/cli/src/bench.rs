@@ -140,6 +140,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Op::Poll => args.messages.unwrap_or(args.voters),
         _ => args.n,
     };
+    if args.op == Op::Poll && args.voters == 0 {
+        bail!("--voters must be at least 1");
+    }
     if n == 0 {
         bail!("--n (or --messages) must be at least 1");
     }
