@@ -307,3 +307,42 @@ fn inconsistent_share_sets_drop_only_that_message() {
         assert_eq!(out[0].1.well_formed, 1);
     }
 }
+
+/// The known limit of the window (docs/polls.md, "The window K"), as a
+/// test: K well-formed messages naming a victim's index, signed with the
+/// attacker's own key and logged after the victim's vote, push the vote
+/// out of the window in the oracle and in the MPC alike; with one message
+/// fewer the vote counts. Garbage (a signature that does not verify under
+/// the key it names, a message for another poll) takes no slot.
+#[test]
+fn window_griefing_is_the_documented_limit_and_garbage_takes_no_slot() {
+    let k = 3;
+    let p = qv(2).with_window(k).unwrap();
+    let ups = vec![signup(1, 100), signup(2, 100)];
+    let victim = vote(1, 1, 1, 5, 1, 1);
+    let junk = |n: usize| -> Vec<Message> { (0..n).map(|_| vote(1, 2, 0, 1, 1, 2)).collect() };
+    for (n, counts) in [(k as usize, false), (k as usize - 1, true)] {
+        let mut msgs = vec![victim.clone()];
+        msgs.extend(junk(n));
+        let o = process_poll(&p, &ups, &msgs);
+        assert_eq!(
+            o.tally.votes[1],
+            if counts { 5 } else { 0 },
+            "{n} junk messages"
+        );
+        assert_eq!(run(&p, &ups, &msgs), o.tally);
+    }
+    // Many messages that are not well-formed do not evict the vote.
+    let mut msgs = vec![victim.clone()];
+    for _ in 0..k + 2 {
+        let mut forged = vote(1, 2, 0, 1, 1, 2);
+        forged.signer = pk(1);
+        msgs.push(forged);
+        let mut other_poll = command(1, 0, 1, 1, 1);
+        other_poll.poll_id = POLL + 1;
+        msgs.push(signed(1, other_poll));
+    }
+    let o = process_poll(&p, &ups, &msgs);
+    assert_eq!(o.tally.votes[1], 5);
+    assert_eq!(run(&p, &ups, &msgs), o.tally);
+}
