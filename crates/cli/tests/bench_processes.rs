@@ -4,9 +4,10 @@
 
 use std::process::Command;
 
-fn bench(op: &str, n: &str, transport: &str) -> serde_json::Value {
+/// Runs `triad <args>`, which must succeed, and parses its last line.
+fn triad_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_triad"))
-        .args(["bench", op, "--n", n, "--transport", transport, "--json"])
+        .args(args)
         .output()
         .expect("run triad");
     assert!(
@@ -16,6 +17,10 @@ fn bench(op: &str, n: &str, transport: &str) -> serde_json::Value {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn bench(op: &str, n: &str, transport: &str) -> serde_json::Value {
+    triad_json(&["bench", op, "--n", n, "--transport", transport, "--json"])
 }
 
 #[test]
@@ -46,25 +51,15 @@ fn mem_transport_and_bad_arguments() {
 /// the JSON line carries the poll's figures.
 #[test]
 fn poll_bench_is_correct_over_three_processes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_triad"))
-        .args([
-            "bench",
-            "poll",
-            "--voters",
-            "12",
-            "--messages",
-            "30",
-            "--json",
-        ])
-        .output()
-        .expect("run triad");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = triad_json(&[
+        "bench",
+        "poll",
+        "--voters",
+        "12",
+        "--messages",
+        "30",
+        "--json",
+    ]);
     assert_eq!(v["correct"], true, "{v}");
     assert_eq!(v["voters"], 12);
     assert_eq!(v["messages"], 30);
