@@ -159,18 +159,6 @@ pub fn select(p: &mut Party, b: &Shares<Fr>, q: &Points) -> Result<Points, MpcEr
     })
 }
 
-/// `b ? (x, y) : O` for a public affine point and shared bits, local:
-/// `(b·x, 1 + b·(y − 1), 1)`.
-pub fn select_public(p: &Party, b: &Shares<Fr>, x: Fr, y: Fr) -> Points {
-    let n = b.len();
-    let one = vec![Fr::one(); n];
-    Points {
-        x: b.scale(x),
-        y: b.scale(y - Fr::one()).add_public(p.id, &one),
-        z: Shares::from_public(p.id, &one),
-    }
-}
-
 /// `T[2·hi + lo]` for public affine points `T = [O, t[0], t[1], t[2]]`,
 /// given shared bits `lo`, `hi` and their product `lh`; local:
 /// `T_0 + lo·(T_1 − T_0) + hi·(T_2 − T_0) + lh·(T_3 − T_2 − T_1 + T_0)`

@@ -92,14 +92,6 @@ impl SharedMessages {
             fr: self.fr.slice(r.start * FR..r.end * FR),
         }
     }
-
-    /// Appends another party view of more messages.
-    pub fn concat(parts: &[&SharedMessages]) -> SharedMessages {
-        SharedMessages {
-            words: Shares::concat(&parts.iter().map(|s| &s.words).collect::<Vec<_>>()),
-            fr: Shares::concat(&parts.iter().map(|s| &s.fr).collect::<Vec<_>>()),
-        }
-    }
 }
 
 fn limbs(x: &Fr) -> [u64; 4] {

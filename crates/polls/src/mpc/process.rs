@@ -45,7 +45,7 @@ use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
 
 use super::encode::{SharedMessages, FR, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
 use super::signature::verify_signatures;
-use super::step::{apply_step, StepInput};
+use super::step::{apply_step, padded, StepInput};
 use crate::params::{Mode, PollParams};
 use crate::state::SignUp;
 use crate::tally::Tally;
@@ -193,14 +193,6 @@ fn mask_len(x: &Shares<Bits>, n: usize) -> Shares<Bits> {
 fn ring_bit(p: &mut Party, x: &Shares<Z128>) -> Result<Shares<Bits>, MpcError> {
     let one = Shares::from_public(p.id, &vec![Z128::one(); x.len()]);
     eq(p, x, &one, 1)
-}
-
-/// Pads a column to `np` rows with zeros.
-fn padded<T: Ring>(x: &Shares<T>, np: usize) -> Shares<T> {
-    let mut x = x.clone();
-    x.a.resize(np, T::zero());
-    x.b.resize(np, T::zero());
-    x
 }
 
 /// The low 128 bits of a public key's `x` as two 64-bit halves.

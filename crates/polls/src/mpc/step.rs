@@ -96,11 +96,11 @@ pub fn apply_plain(
     (true, next)
 }
 
-/// Pads a column to whole 64-bit words of records (`np` rows).
-fn padded(x: &Shares<Z128>, np: usize) -> Shares<Z128> {
+/// Pads a column with zeros to `np` rows (whole 64-bit words of records).
+pub(super) fn padded<T: Ring>(x: &Shares<T>, np: usize) -> Shares<T> {
     let mut x = x.clone();
-    x.a.resize(np, Z128::zero());
-    x.b.resize(np, Z128::zero());
+    x.a.resize(np, T::zero());
+    x.b.resize(np, T::zero());
     x
 }
 
