@@ -142,7 +142,7 @@ pub async fn contribute(
     }
 }
 
-async fn attest(
+pub(crate) async fn attest(
     net: &NetworkConfig,
     target: &ProveTarget,
     ds_ca: &[u8],

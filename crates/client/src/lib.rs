@@ -12,6 +12,7 @@
 
 mod cli;
 mod contribute;
+pub mod poll;
 mod shares;
 
 use std::path::{Path, PathBuf};
@@ -83,6 +84,10 @@ pub enum ClientError {
     Verify { study: String, source: VerifyError },
     #[error("creating study {study:?}: {source}")]
     CreateStudy { study: String, source: ApiError },
+    #[error("{what}: {source}")]
+    Poll { what: String, source: ApiError },
+    #[error("the tally does not verify: {0}")]
+    PollTally(ReleaseError),
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -17,7 +17,8 @@
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use triad_attestation::{
-    verify_attestation, Attestation, AttestationError, NotaryPublicKey, SourceError,
+    verify_attestation, Attestation, AttestationError, DataSource, DataSpec, NotaryPublicKey,
+    SourceError,
 };
 use triad_wire::ErrorCode;
 
@@ -126,6 +127,40 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Steps 2 to 4 of the rule (see the module docs) for any attested
+/// request: a contribution to study `study_id`, or a poll's sign-up (whose
+/// attestations name [`triad_wire::poll::poll_study_id`]).
+pub fn check_attestation(
+    att: &Attestation,
+    policy: &AdmissionPolicy<'_>,
+    study_id: &str,
+    data_spec: &DataSpec,
+    source: &DataSource,
+    now: u64,
+) -> Result<(), AdmissionError> {
+    let verified = verify_attestation(att, policy.trusted_keys, now).map_err(|e| match e {
+        AttestationError::Expired { .. } | AttestationError::NotYetValid { .. } => {
+            AdmissionError::AttestationExpired(e)
+        }
+        _ => AdmissionError::AttestationInvalid(e),
+    })?;
+    let session_time = verified.claims.session_time;
+    if now.saturating_sub(session_time) > policy.max_age_secs {
+        return Err(AdmissionError::AttestationStale {
+            age: now - session_time,
+            max: policy.max_age_secs,
+        });
+    }
+    if att.study_id != study_id || att.data_spec != *data_spec {
+        return Err(AdmissionError::StudyMismatch);
+    }
+    source
+        .check(&att.server_name, &att.cert_chain_sha256)
+        .map_err(AdmissionError::WrongSource)?;
+
+    Ok(())
+}
+
 /// The admission rule (see the module docs). `now` is Unix seconds.
 pub async fn admit_submission(
     db: &Store,
@@ -145,27 +180,14 @@ pub async fn admit_submission(
         .await?
         .ok_or_else(|| AdmissionError::UnknownStudy(study_id.to_string()))?;
 
-    let verified = verify_attestation(att, policy.trusted_keys, now).map_err(|e| match e {
-        AttestationError::Expired { .. } | AttestationError::NotYetValid { .. } => {
-            AdmissionError::AttestationExpired(e)
-        }
-        _ => AdmissionError::AttestationInvalid(e),
-    })?;
-    let session_time = verified.claims.session_time;
-    if now.saturating_sub(session_time) > policy.max_age_secs {
-        return Err(AdmissionError::AttestationStale {
-            age: now - session_time,
-            max: policy.max_age_secs,
-        });
-    }
-    if att.study_id != study.params.id || att.data_spec != study.params.data_spec {
-        return Err(AdmissionError::StudyMismatch);
-    }
-    study
-        .params
-        .source
-        .check(&att.server_name, &att.cert_chain_sha256)
-        .map_err(AdmissionError::WrongSource)?;
+    check_attestation(
+        att,
+        policy,
+        &study.params.id,
+        &study.params.data_spec,
+        &study.params.source,
+        now,
+    )?;
 
     let rng = SystemRandom::new();
     let admitted = Admitted {

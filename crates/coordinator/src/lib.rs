@@ -15,6 +15,8 @@ pub mod admission;
 pub mod batcher;
 pub mod limits;
 pub mod parties;
+pub mod poll_routes;
+pub mod polls;
 pub mod releases;
 pub mod routes;
 pub mod store;
@@ -101,6 +103,7 @@ pub struct CoordinatorHandle {
     pub addr: SocketAddr,
     server: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
+    tallier: JoinHandle<()>,
 }
 
 impl CoordinatorHandle {
@@ -115,6 +118,7 @@ impl CoordinatorHandle {
     pub fn abort(&self) {
         self.server.abort();
         self.driver.abort();
+        self.tallier.abort();
     }
 
     /// Aborts and waits until both tasks are gone.
@@ -122,12 +126,14 @@ impl CoordinatorHandle {
         self.abort();
         let _ = self.server.await;
         let _ = self.driver.await;
+        let _ = self.tallier.await;
     }
 
     /// Waits until the server stops (it normally never does).
     pub async fn wait(self) -> Result<(), CoordinatorError> {
         let r = self.server.await;
         self.driver.abort();
+        self.tallier.abort();
         match r {
             Ok(r) => Ok(r?),
             Err(e) => Err(CoordinatorError::Config(format!("server task: {e}"))),
@@ -184,6 +190,12 @@ pub(crate) async fn launch_with(
         parties: parties.clone(),
         stuck: stuck.clone(),
     });
+    let tallier = polls::Tallier {
+        db: db.clone(),
+        parties: parties.clone(),
+        party_keys: cfg.network.parties.clone().map(|p| p.sign_key),
+        tick: cfg.batching.tick.max(Duration::from_secs(1)),
+    };
     let driver = Arc::new(Driver {
         db,
         parties,
@@ -203,10 +215,12 @@ pub(crate) async fn launch_with(
         limits,
     ));
     let driver = tokio::spawn(driver.run());
+    let tallier = tokio::spawn(tallier.run());
     Ok(CoordinatorHandle {
         addr,
         server,
         driver,
+        tallier,
     })
 }
 

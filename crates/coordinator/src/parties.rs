@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use triad_wire::messages::{
     PrepareBatch, PrepareResult, ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER,
 };
+use triad_wire::poll::{ConfirmMessage, PollSpec, TallyProgress, TallyRequest};
 use triad_wire::{ApiError, NetworkConfig, SignedRelease};
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -75,6 +76,26 @@ pub trait Parties: Send + Sync + 'static {
         party: usize,
         req: &'a ReleaseRequest,
     ) -> BoxFut<'a, Result<SignedRelease, PartyError>>;
+    /// Asks the party to pin a new poll (it refuses a spec it cannot run).
+    fn pin_poll<'a>(
+        &'a self,
+        party: usize,
+        spec: &'a PollSpec,
+    ) -> BoxFut<'a, Result<(), PartyError>>;
+    /// Does the party hold this message's shares, durably, under this
+    /// token and commitment? `Ok` means yes, and it marked them confirmed.
+    fn confirm_message<'a>(
+        &'a self,
+        party: usize,
+        poll: u64,
+        req: &'a ConfirmMessage,
+    ) -> BoxFut<'a, Result<(), PartyError>>;
+    /// Starts (or reports on) the party's tally of a closed poll.
+    fn tally_poll<'a>(
+        &'a self,
+        party: usize,
+        req: &'a TallyRequest,
+    ) -> BoxFut<'a, Result<TallyProgress, PartyError>>;
 }
 
 /// The parties over HTTPS, authenticated with the internal token.
@@ -184,5 +205,43 @@ impl Parties for HttpParties {
         req: &'a ReleaseRequest,
     ) -> BoxFut<'a, Result<SignedRelease, PartyError>> {
         Box::pin(self.post(party, "/internal/releases".into(), json(req)))
+    }
+
+    fn pin_poll<'a>(
+        &'a self,
+        party: usize,
+        spec: &'a PollSpec,
+    ) -> BoxFut<'a, Result<(), PartyError>> {
+        Box::pin(async move {
+            self.post::<serde_json::Value>(party, "/internal/polls".into(), json(spec))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn confirm_message<'a>(
+        &'a self,
+        party: usize,
+        poll: u64,
+        req: &'a ConfirmMessage,
+    ) -> BoxFut<'a, Result<(), PartyError>> {
+        Box::pin(async move {
+            self.post::<serde_json::Value>(
+                party,
+                format!("/internal/polls/{poll}/confirm"),
+                json(req),
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn tally_poll<'a>(
+        &'a self,
+        party: usize,
+        req: &'a TallyRequest,
+    ) -> BoxFut<'a, Result<TallyProgress, PartyError>> {
+        let path = format!("/internal/polls/{}/tally", req.spec.id);
+        Box::pin(self.post(party, path, json(req)))
     }
 }

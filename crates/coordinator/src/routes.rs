@@ -65,7 +65,7 @@ pub fn serve_limits(mut l: ServeLimits) -> ServeLimits {
 
 /// A request with the operator's token. As a handler's first argument it
 /// answers 401 before anything else of the request is read.
-struct Admin;
+pub(crate) struct Admin;
 
 impl FromRequestParts<Arc<AppState>> for Admin {
     type Rejection = ApiError;
@@ -103,7 +103,8 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/submissions/{sid}", get(get_submission))
         .route("/v1/submissions/{sid}/ready", post(ready))
         .route("/internal/batches/{id}", get(batch_decision))
-        .route("/internal/status", get(status));
+        .route("/internal/status", get(status))
+        .merge(crate::poll_routes::routes());
     json_fallbacks(r)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
@@ -258,12 +259,13 @@ async fn submit(
     }
 }
 
-/// The HTTP answer to a refused admission: 404 for an unknown study, 400
-/// for a malformed token, 409 for a replay or a second contribution, 422
-/// for an attestation that does not fit, 503 when full, 500 for our faults.
-fn admission_refusal(e: AdmissionError) -> ApiError {
+/// The status of a refused admission (also a poll sign-up's attestation):
+/// 404 for an unknown study, 400 for a malformed token, 409 for a replay or
+/// a second contribution, 422 for an attestation that does not fit, 503
+/// when full, 500 for our faults.
+pub(crate) fn admission_status(e: &AdmissionError) -> StatusCode {
     use AdmissionError as E;
-    let status = match &e {
+    match e {
         E::MalformedToken => StatusCode::BAD_REQUEST,
         E::UnknownStudy(_) => StatusCode::NOT_FOUND,
         E::Replayed | E::AlreadyContributed => StatusCode::CONFLICT,
@@ -277,7 +279,14 @@ fn admission_refusal(e: AdmissionError) -> ApiError {
         | E::AttestationStale { .. }
         | E::StudyMismatch
         | E::WrongSource(_) => StatusCode::UNPROCESSABLE_ENTITY,
-    };
+    }
+}
+
+/// The HTTP answer to a refused admission: 404 for an unknown study, 400
+/// for a malformed token, 409 for a replay or a second contribution, 422
+/// for an attestation that does not fit, 503 when full, 500 for our faults.
+fn admission_refusal(e: AdmissionError) -> ApiError {
+    let status = admission_status(&e);
     // Our own failures are logged above, not described to the provider.
     let message = match e.fault() {
         Fault::Coordinator => "the coordinator failed; try again later".to_string(),

@@ -246,6 +246,33 @@ impl Parties for FakeParties {
             Ok(sign_release(&self.keys[party], party as u8, &release))
         })
     }
+
+    // Polls run against real parties (crates/world/tests/polls.rs); the
+    // batch tests never reach these.
+    fn pin_poll<'a>(
+        &'a self,
+        party: usize,
+        _: &'a triad_wire::poll::PollSpec,
+    ) -> BoxFut<'a, Result<(), PartyError>> {
+        Box::pin(async move { Err(Self::err(party)) })
+    }
+
+    fn confirm_message<'a>(
+        &'a self,
+        party: usize,
+        _: u64,
+        _: &'a triad_wire::poll::ConfirmMessage,
+    ) -> BoxFut<'a, Result<(), PartyError>> {
+        Box::pin(async move { Err(Self::err(party)) })
+    }
+
+    fn tally_poll<'a>(
+        &'a self,
+        party: usize,
+        _: &'a triad_wire::poll::TallyRequest,
+    ) -> BoxFut<'a, Result<triad_wire::poll::TallyProgress, PartyError>> {
+        Box::pin(async move { Err(Self::err(party)) })
+    }
 }
 
 // ---------- harness ----------

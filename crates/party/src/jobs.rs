@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use triad_mpc::{Bits, Fr, Shares};
 use triad_stats::StatsSpec;
 use triad_wire::messages::{PrepareBatch, RejectReason, ReleaseRequest};
+use triad_wire::poll::{sign_tally, PollTally, SignedTally, TALLY_VERSION};
 use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::{PartySigningKey, SignedRelease};
 
@@ -23,6 +24,8 @@ pub enum JobError {
     Stats(#[from] triad_stats::StatsError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("no confirmed share set of logged message {0}")]
+    MissingShares(String),
 }
 
 fn tag(parts: &[&[u8]]) -> [u8; 32] {
@@ -149,4 +152,58 @@ pub fn release(
         Some((no, _, stored)) if no == req.release_no => Ok(stored),
         _ => Ok(signed),
     }
+}
+
+/// Processes a closed poll over this party's confirmed share sets
+/// ([`triad_polls::mpc::process_shared`], which opens only the tally),
+/// then signs and stores the tally.
+pub fn tally_poll(
+    mesh: &Mesh,
+    store: &dyn PartyStore,
+    key: &PartySigningKey,
+    poll: u64,
+    req: &crate::polls::CheckedTally,
+) -> Result<SignedTally, JobError> {
+    use triad_polls::mpc::SharedMessages;
+    let sets = store.confirmed_shares(poll, &req.ids)?;
+    let n = sets.len();
+    let mut words = [Vec::with_capacity(n * 21), Vec::with_capacity(n * 21)];
+    let mut fr = [Vec::with_capacity(n * 5), Vec::with_capacity(n * 5)];
+    for (set, (sid, _)) in sets.into_iter().zip(&req.ids) {
+        let set = set.ok_or_else(|| JobError::MissingShares(sid.clone()))?;
+        for c in 0..2 {
+            words[c].extend(set.words[c].iter().map(|&w| Bits(w)));
+            fr[c].extend_from_slice(&set.fr[c]);
+        }
+    }
+    let [wa, wb] = words;
+    let [fa, fb] = fr;
+    let msgs = SharedMessages {
+        words: Shares::new(wa, wb),
+        fr: Shares::new(fa, fb),
+    };
+    let input = hex::decode(&req.input_sha256).unwrap_or_default();
+    let (tally, stats) = {
+        let mut p = mesh.session(tag(&[b"poll-tally", &poll.to_le_bytes(), &input]))?;
+        triad_polls::mpc::process_shared(&mut p, &req.params, &req.signups, &req.timestamps, &msgs)?
+    };
+    tracing::info!(
+        poll,
+        messages = stats.messages,
+        steps = stats.steps,
+        "poll processed"
+    );
+    let doc = PollTally {
+        version: TALLY_VERSION,
+        poll_id: poll,
+        signups: req.signups.len() as u64,
+        messages: n as u64,
+        input_sha256: req.input_sha256.clone(),
+        votes: tally.votes,
+        spent: tally.spent,
+        spent_per_option: tally.spent_per_option,
+    };
+    let signed = sign_tally(key, mesh.id.index() as u8, &doc);
+    store.put_tally(poll, &req.input_sha256, &signed)?;
+    Ok(store.tally(poll)?.map(|(_, t)| t).unwrap_or(signed))
 }

@@ -14,6 +14,7 @@ pub mod check;
 pub mod intake;
 pub mod jobs;
 pub mod mesh;
+pub mod polls;
 pub mod refusal;
 pub mod service;
 pub mod store;

@@ -33,6 +33,21 @@ pub enum Refusal {
     UnknownBatch(u64),
     #[error("no release of this study yet")]
     NoRelease,
+    #[error("no poll {0} is pinned here")]
+    UnknownPoll(u64),
+    #[error("invalid poll: {0}")]
+    InvalidPoll(String),
+    #[error("poll {0} differs from the parameters this party pinned")]
+    PollChanged(u64),
+    #[error("poll {0} is closed")]
+    PollClosed(u64),
+    #[error("poll {0} is open until its voting deadline")]
+    VotingOpen(u64),
+    /// A tally request whose sign-ups or log this party does not accept.
+    #[error("{0}")]
+    BadTallyInput(String),
+    #[error("no tally of this poll yet")]
+    NoTally,
     // Load: the same request may succeed later.
     #[error("{0}")]
     Busy(&'static str),
@@ -57,6 +72,13 @@ impl Refusal {
             Self::WrongState(_) => ErrorCode::WrongState,
             Self::UnknownBatch(_) => ErrorCode::UnknownBatch,
             Self::NoRelease => ErrorCode::NoRelease,
+            Self::UnknownPoll(_) => ErrorCode::UnknownPoll,
+            Self::InvalidPoll(_) => ErrorCode::InvalidPoll,
+            Self::PollChanged(_) => ErrorCode::StudyChanged,
+            Self::PollClosed(_) => ErrorCode::PollClosed,
+            Self::VotingOpen(_) => ErrorCode::VotingOpen,
+            Self::BadTallyInput(_) => ErrorCode::Unprocessable,
+            Self::NoTally => ErrorCode::NoTally,
             Self::Busy(_) => ErrorCode::Busy,
             Self::IntakeFull => ErrorCode::IntakeFull,
             Self::Mpc(_) => ErrorCode::MpcFailed,

@@ -67,7 +67,7 @@ pub use triad_wire::study::Floors;
 pub struct PartyState {
     pub store: Arc<dyn PartyStore>,
     pub intake: Intake,
-    limiter: RateLimiter,
+    pub(crate) limiter: RateLimiter,
     pub key: Arc<PartySigningKey>,
     pub internal_token: String,
     pub coordinator_token_sha256: [u8; 32],
@@ -79,6 +79,10 @@ pub struct PartyState {
     jobs: mpsc::SyncSender<Job>,
     /// Which intake entries each prepared batch used (dropped on commit).
     batch_keys: Mutex<HashMap<u64, Vec<Key>>>,
+    /// Poll tallies running or failed on the worker (see [`crate::polls`]).
+    pub(crate) poll_jobs: crate::polls::PollJobs,
+    /// This party's index (0, 1, 2).
+    pub index: usize,
 }
 
 /// What a party's service is made of, besides its MPC mesh.
@@ -124,6 +128,7 @@ impl PartyState {
             notary_key,
             upload_rate,
         } = parts;
+        let index = mesh.id.index();
         let (tx, rx) = mpsc::sync_channel::<Job>(JOB_QUEUE);
         // The one MPC worker: jobs run strictly one after another, in the
         // order the coordinator's single driver issued them.
@@ -148,6 +153,8 @@ impl PartyState {
             notary_key,
             jobs: tx,
             batch_keys: Mutex::new(HashMap::new()),
+            poll_jobs: Default::default(),
+            index,
         })
     }
 
@@ -212,6 +219,15 @@ impl PartyState {
         )?)
     }
 
+    /// Queues `f` on the MPC worker without waiting for it (a poll's
+    /// tally, which may outlast any HTTP request); 503 `busy` when full.
+    pub(crate) fn spawn_job(&self, f: impl FnOnce(&Mesh) + Send + 'static) -> Result<(), Refusal> {
+        self.jobs.try_send(Box::new(f)).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Refusal::Busy("the MPC queue is full"),
+            mpsc::TrySendError::Disconnected(_) => Refusal::internal("MPC worker is gone"),
+        })
+    }
+
     /// Runs `f` on the MPC worker and waits for its result. The queue is
     /// bounded (503 `busy` when full), and a job whose caller gave up
     /// (timed out, disconnected) before it started is skipped.
@@ -240,13 +256,13 @@ impl PartyState {
     }
 }
 
-type St = State<Arc<PartyState>>;
+pub(crate) type St = State<Arc<PartyState>>;
 
 /// A request with the coordinator's token. As an internal handler's first
 /// argument it answers 401 before anything else of the request is read
 /// (its path parameters, its body): an unauthenticated caller learns
 /// nothing about the routes' shape and costs no body read.
-struct FromCoordinator;
+pub(crate) struct FromCoordinator;
 
 impl FromRequestParts<Arc<PartyState>> for FromCoordinator {
     type Rejection = ApiError;
@@ -264,7 +280,7 @@ impl FromRequestParts<Arc<PartyState>> for FromCoordinator {
 }
 
 /// The raw body, with an over-long one answered in our JSON shape.
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     triad_wire::https::body_bytes(b)
 }
 
@@ -276,9 +292,17 @@ impl From<Refusal> for ApiError {
     fn from(e: Refusal) -> Self {
         use Refusal as R;
         let status = match &e {
-            R::Malformed(_) | R::BadShares(_) | R::InvalidStudy(_) => StatusCode::BAD_REQUEST,
-            R::UnknownBatch(_) | R::NoRelease => StatusCode::NOT_FOUND,
-            R::BelowThreshold(_) | R::StudyChanged(_) | R::WrongState(_) => StatusCode::CONFLICT,
+            R::Malformed(_) | R::BadShares(_) | R::InvalidStudy(_) | R::InvalidPoll(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            R::UnknownBatch(_) | R::NoRelease | R::UnknownPoll(_) | R::NoTally => {
+                StatusCode::NOT_FOUND
+            }
+            R::BelowThreshold(_) | R::StudyChanged(_) | R::WrongState(_) | R::PollChanged(_) => {
+                StatusCode::CONFLICT
+            }
+            R::PollClosed(_) | R::VotingOpen(_) => StatusCode::FORBIDDEN,
+            R::BadTallyInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
             R::Busy(_) | R::IntakeFull | R::Mpc(_) => StatusCode::SERVICE_UNAVAILABLE,
             R::Internal(_) => {
                 tracing::error!(error = %e, "party failure");
@@ -292,6 +316,7 @@ impl From<Refusal> for ApiError {
 pub fn router(state: Arc<PartyState>) -> Router {
     let public = Router::new()
         .route("/v1/shares", post(put_shares))
+        .merge(crate::polls::public_routes())
         .layer(DefaultBodyLimit::max(16 * 1024));
     let internal = Router::new()
         .route("/internal/batches/prepare", post(prepare))
@@ -300,11 +325,13 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .route("/internal/releases", post(release))
         .route("/internal/studies", post(pin_study))
         .route("/internal/holdings", get(holdings))
+        .merge(crate::polls::internal_routes())
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
     let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/info", get(info))
         .route("/v1/studies/{id}/release/latest", get(latest_release))
+        .route("/v1/polls/{id}/tally", get(crate::polls::signed_tally))
         .merge(public)
         .merge(internal);
     json_fallbacks(r)
@@ -393,7 +420,7 @@ pub fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
 /// Runs `f` on the blocking pool: SQLite and signature checks never hold
 /// a runtime thread (two such calls on a 2-thread runtime would stall
 /// `/healthz` and every upload).
-async fn blocking<T: Send + 'static, E: From<Refusal> + Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static, E: From<Refusal> + Send + 'static>(
     s: &Arc<PartyState>,
     f: impl FnOnce(&PartyState) -> Result<T, E> + Send + 'static,
 ) -> Result<T, E> {

@@ -102,6 +102,24 @@ pub enum ErrorCode {
     SessionFailed,
     /// The session's transcript did not pass the notary's checks (notary).
     CheckFailed,
+    /// No poll with this id.
+    UnknownPoll,
+    /// A poll with this id already exists.
+    PollExists,
+    /// Poll parameters out of bounds or inconsistent.
+    InvalidPoll,
+    /// The poll's sign-up deadline has passed.
+    SignupClosed,
+    /// The poll's voting deadline has passed.
+    PollClosed,
+    /// The poll is still open: no tally before its voting deadline.
+    VotingOpen,
+    /// This account already signed up to the poll.
+    AlreadySignedUp,
+    /// A MACI key string does not parse.
+    BadKey,
+    /// The poll has no signed tally yet.
+    NoTally,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -156,6 +174,15 @@ impl ErrorCode {
         ErrorCode::TargetRefused,
         ErrorCode::SessionFailed,
         ErrorCode::CheckFailed,
+        ErrorCode::UnknownPoll,
+        ErrorCode::PollExists,
+        ErrorCode::InvalidPoll,
+        ErrorCode::SignupClosed,
+        ErrorCode::PollClosed,
+        ErrorCode::VotingOpen,
+        ErrorCode::AlreadySignedUp,
+        ErrorCode::BadKey,
+        ErrorCode::NoTally,
     ];
 
     /// The code as it appears on the wire.
@@ -207,6 +234,15 @@ impl ErrorCode {
             ErrorCode::TargetRefused => "target_refused",
             ErrorCode::SessionFailed => "session_failed",
             ErrorCode::CheckFailed => "check_failed",
+            ErrorCode::UnknownPoll => "unknown_poll",
+            ErrorCode::PollExists => "poll_exists",
+            ErrorCode::InvalidPoll => "invalid_poll",
+            ErrorCode::SignupClosed => "signup_closed",
+            ErrorCode::PollClosed => "poll_closed",
+            ErrorCode::VotingOpen => "voting_open",
+            ErrorCode::AlreadySignedUp => "already_signed_up",
+            ErrorCode::BadKey => "bad_key",
+            ErrorCode::NoTally => "no_tally",
             ErrorCode::Other => "other",
         }
     }

@@ -9,6 +9,8 @@
 //!   one JSON error shape every service answers with;
 //! - [`serve`]: the HTTPS server loop (rustls, hyper, axum) with its
 //!   connection caps and timeouts;
+//! - [`poll`]: polls on the wire: sign-ups, the message log, share sets
+//!   and their commitments, the tally the three parties sign;
 //! - [`study`]: the study rules both the coordinator and the parties
 //!   enforce: parameter bounds, the parties' floors, the release rule;
 //! - [`trace`]: request ids and spans, the log subscriber;
@@ -23,6 +25,7 @@ pub mod keyfile;
 pub mod limits;
 pub mod messages;
 pub mod pki;
+pub mod poll;
 pub mod release;
 pub mod serve;
 pub mod study;

@@ -64,18 +64,44 @@ pub enum ReleaseError {
     Malformed(String),
 }
 
-fn signing_bytes(json: &str) -> Vec<u8> {
-    [SIGNING_DOMAIN, json.as_bytes()].concat()
+/// Signs `json` under `domain`: the signature (128 hex) over
+/// `domain || json`. Releases and poll tallies use distinct domains, so a
+/// signature on one is never a signature on the other.
+pub(crate) fn sign_document(key: &PartySigningKey, domain: &[u8], json: &str) -> String {
+    hex::encode(key.sign(&[domain, json.as_bytes()].concat()))
+}
+
+/// Checks `(party, json, signature)` copies: parties 0, 1, 2 in order,
+/// each signature valid under `keys[i]` (64 hex) and `domain`, and the
+/// three documents byte-identical.
+pub(crate) fn verify_documents(
+    copies: &[(u8, &str, &str)],
+    keys: &[String; 3],
+    domain: &[u8],
+) -> Result<(), ReleaseError> {
+    if copies.len() != 3 || copies.iter().enumerate().any(|(i, c)| c.0 as usize != i) {
+        return Err(ReleaseError::WrongParties);
+    }
+    for ((party, json, sig), k) in copies.iter().zip(keys) {
+        let pk = hex::decode(k).map_err(|_| ReleaseError::BadKey(*party))?;
+        let sig = hex::decode(sig).map_err(|_| ReleaseError::BadSignature(*party))?;
+        UnparsedPublicKey::new(&ED25519, &pk)
+            .verify(&[domain, json.as_bytes()].concat(), &sig)
+            .map_err(|_| ReleaseError::BadSignature(*party))?;
+    }
+    if copies.iter().any(|c| c.1 != copies[0].1) {
+        return Err(ReleaseError::Disagree);
+    }
+    Ok(())
 }
 
 /// Signs `release` as party `party`.
 pub fn sign_release(key: &PartySigningKey, party: u8, release: &Release) -> SignedRelease {
     let release_json = serde_json::to_string(release).expect("release serializes");
-    let sig = key.sign(&signing_bytes(&release_json));
     SignedRelease {
         party,
+        signature: sign_document(key, SIGNING_DOMAIN, &release_json),
         release_json,
-        signature: hex::encode(sig),
     }
 }
 
@@ -85,27 +111,11 @@ pub fn verify_release(
     copies: &[SignedRelease],
     keys: &[String; 3],
 ) -> Result<VerifiedRelease, ReleaseError> {
-    if copies.len() != 3
-        || copies
-            .iter()
-            .enumerate()
-            .any(|(i, c)| c.party as usize != i)
-    {
-        return Err(ReleaseError::WrongParties);
-    }
-    for (c, k) in copies.iter().zip(keys) {
-        let pk = hex::decode(k).map_err(|_| ReleaseError::BadKey(c.party))?;
-        let sig = hex::decode(&c.signature).map_err(|_| ReleaseError::BadSignature(c.party))?;
-        UnparsedPublicKey::new(&ED25519, &pk)
-            .verify(&signing_bytes(&c.release_json), &sig)
-            .map_err(|_| ReleaseError::BadSignature(c.party))?;
-    }
-    if copies
+    let docs: Vec<(u8, &str, &str)> = copies
         .iter()
-        .any(|c| c.release_json != copies[0].release_json)
-    {
-        return Err(ReleaseError::Disagree);
-    }
+        .map(|c| (c.party, c.release_json.as_str(), c.signature.as_str()))
+        .collect();
+    verify_documents(&docs, keys, SIGNING_DOMAIN)?;
     let release: Release = serde_json::from_str(&copies[0].release_json)
         .map_err(|e| ReleaseError::Malformed(e.to_string()))?;
     if release.version != RELEASE_VERSION {

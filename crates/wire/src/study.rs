@@ -29,6 +29,8 @@ pub const MAX_HISTOGRAM_BOUNDS: usize = 256;
 pub enum StudyError {
     #[error("study id must be 1-64 characters of [a-z0-9-]")]
     BadId,
+    #[error("study ids starting with \"poll-\" are reserved for polls' sign-ups")]
+    ReservedId,
     #[error("study name must be 1-{MAX_STUDY_NAME} bytes without control characters")]
     BadName,
     #[error("data spec: {0}")]
@@ -71,6 +73,9 @@ fn in_range(what: &'static str, got: u64, min: u64, max: u64) -> Result<(), Stud
 pub fn validate_study(p: &StudyParams) -> Result<(), StudyError> {
     if !valid_study_id(&p.id) {
         return Err(StudyError::BadId);
+    }
+    if p.id.starts_with("poll-") {
+        return Err(StudyError::ReservedId);
     }
     if p.name.is_empty() || p.name.len() > MAX_STUDY_NAME || p.name.chars().any(char::is_control) {
         return Err(StudyError::BadName);

@@ -286,6 +286,17 @@ impl World {
             .expect("create the study")
     }
 
+    /// The operator token (tests create polls with it).
+    pub fn admin_token(&self) -> &'static str {
+        ADMIN_TOKEN
+    }
+
+    /// An attestation for `account` naming `study` (a study id, or a poll's
+    /// `poll-{id}`), signed by the world's notary key, from "127.0.0.1".
+    pub fn attestation(&self, study: &str, account: u64) -> triad_attestation::Attestation {
+        self.attested(study, account, 1).0.attestation
+    }
+
     /// One provider: an attestation of `value` for `account` signed by the
     /// world's notary key, the submission, three share uploads and ready.
     /// Retries while a service is down (the world may be mid-fault), up to

@@ -18,6 +18,7 @@
 //! a new module implementing the same trait. Trait methods block; services
 //! hold a [`Store`], which runs them on the blocking pool.
 
+pub mod polls;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState,
 };
 
+pub use polls::{MessageRow, NewSignup, PollStore, SignupRefused};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer: the operator's problem (disk, database
@@ -104,7 +106,7 @@ pub struct ReleaseStatus {
 
 /// The coordinator's storage. See the module documentation for the
 /// guarantees every implementation gives.
-pub trait CoordinatorStore: Send + Sync + 'static {
+pub trait CoordinatorStore: polls::PollStore + Send + Sync + 'static {
     /// Inserts a study; `Ok(false)` if the id exists.
     fn create_study(&self, info: StudyInfo) -> Result<bool, StoreError>;
 
@@ -212,7 +214,7 @@ impl Store {
         Ok(Self::new(SqliteStore::open(dir)?))
     }
 
-    async fn run<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         f: impl FnOnce(&dyn CoordinatorStore) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {

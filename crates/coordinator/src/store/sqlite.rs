@@ -9,6 +9,8 @@ use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
 };
 
+mod polls;
+
 use super::{
     CommittingBatch, CoordinatorStore, FormedBatch, InsertRefused, NewSubmission, ReleaseStatus,
     StoreError, SubmissionRow,
@@ -174,6 +176,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE studies ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0;
      UPDATE studies SET accepted =
          (SELECT COUNT(*) FROM submissions s WHERE s.study = studies.id AND s.status = 'accepted');",
+    // 3: polls (store/sqlite/polls.rs).
+    polls::POLL_SCHEMA,
 ];
 
 /// Brings the database to the latest schema version.

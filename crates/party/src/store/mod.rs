@@ -15,12 +15,14 @@
 //! is a new module implementing the same trait. The methods are blocking:
 //! callers on the async runtime go through `tokio::task::spawn_blocking`.
 
+pub mod polls;
 pub mod sqlite;
 
 use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
 
+pub use polls::{PollShareStore, PutShares};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. `Backend` and `Io` are the operator's
@@ -92,7 +94,7 @@ pub struct Audit {
 }
 
 /// The party's storage. See the module documentation for the guarantees.
-pub trait PartyStore: Send + Sync + 'static {
+pub trait PartyStore: polls::PollShareStore + Send + Sync + 'static {
     /// The study as this party first saw it: stored on first sight and
     /// returned unchanged afterwards, so later requests cannot loosen it.
     fn pin_study(&self, s: &StudyParams) -> Result<StudyParams, StoreError>;

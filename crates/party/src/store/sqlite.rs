@@ -9,6 +9,8 @@ use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
 
+mod polls;
+
 use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch};
 
 impl From<rusqlite::Error> for StoreError {
@@ -68,6 +70,8 @@ const MIGRATIONS: &[&str] = &[
     // 1: the base schema (idempotent, so files made before versioning pass
     // through it unchanged).
     SCHEMA,
+    // 2: polls (store/sqlite/polls.rs).
+    polls::POLL_SCHEMA,
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

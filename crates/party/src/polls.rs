@@ -1,0 +1,369 @@
+//! Polls at a party (docs/polls.md, "Service layer"):
+//!
+//! - `POST /v1/polls/{id}/shares` (voters): this party's share set of one
+//!   message, stored durably with the commitment it opens;
+//! - `POST /internal/polls` (coordinator): pin a poll;
+//! - `POST /internal/polls/{id}/confirm` (coordinator): "do you hold it?",
+//!   which marks the share set confirmed (then it never changes);
+//! - `POST /internal/polls/{id}/tally` (coordinator): [`check_tally_request`]
+//!   judges the sign-ups and the log, then the tally runs on the MPC worker
+//!   ([`crate::jobs::tally_poll`]) in a session tagged with the request's
+//!   digest, so parties given different logs never compute together;
+//! - `GET /v1/polls/{id}/tally`: this party's signed tally.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use triad_attestation::{verify_attestation, NotaryPublicKey};
+use triad_maci::PubKey;
+use triad_polls::{PollParams, SignUp};
+use triad_wire::https::parse_json;
+use triad_wire::poll::{
+    poll_study_id, share_commitment, ConfirmMessage, MessageShares, PollSpec, SignedTally,
+    TallyProgress, TallyRequest,
+};
+use triad_wire::{ApiError, PeerAddr};
+
+use crate::refusal::Refusal;
+use crate::service::{blocking, body, hash_token, FromCoordinator, PartyState, St};
+use crate::store::PutShares;
+
+/// Unconfirmed uploads kept at most (all polls), and for how long.
+const MAX_UNCONFIRMED: usize = 100_000;
+const UNCONFIRMED_TTL_MS: i64 = 3_600_000;
+/// Clock skew tolerated between the coordinator and this party when
+/// judging the voting deadline of an upload or a confirmation.
+pub const CLOCK_GRACE_SECS: u64 = 30;
+
+/// Tallies running or failed, by poll: (request digest, failure).
+pub type PollJobs = Mutex<HashMap<u64, (String, Option<String>)>>;
+
+pub(crate) fn public_routes() -> Router<Arc<PartyState>> {
+    Router::new().route("/v1/polls/{id}/shares", post(put_shares))
+}
+
+pub(crate) fn internal_routes() -> Router<Arc<PartyState>> {
+    Router::new()
+        .route("/internal/polls", post(pin_poll))
+        .route("/internal/polls/{id}/confirm", post(confirm))
+        .route("/internal/polls/{id}/tally", post(tally))
+}
+
+fn poll_id(id: &str) -> Result<u64, Refusal> {
+    id.parse()
+        .map_err(|_| Refusal::Malformed("poll id must be an integer".into()))
+}
+
+fn pinned(s: &PartyState, id: u64) -> Result<PollSpec, Refusal> {
+    s.store.poll(id)?.ok_or(Refusal::UnknownPoll(id))
+}
+
+async fn pin_poll(
+    _: FromCoordinator,
+    State(s): St,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<PollSpec>, ApiError> {
+    let spec: PollSpec = parse_json(&body(b)?)?;
+    spec.params()
+        .map_err(|e| Refusal::InvalidPoll(e.to_string()))?;
+    let asked = spec.clone();
+    let stored = blocking(&s, move |s| Ok::<_, Refusal>(s.store.pin_poll(&spec)?)).await?;
+    if stored != asked {
+        return Err(Refusal::PollChanged(asked.id).into());
+    }
+    Ok(Json(stored))
+}
+
+async fn put_shares(
+    State(s): St,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    Path(id): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, Response> {
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
+    let go = async {
+        let id = poll_id(&id)?;
+        let up: MessageShares = parse_json(&body(b)?)?;
+        let (salt, set) = up.parse().map_err(Refusal::BadShares)?;
+        let spec = pinned(&s, id)?;
+        if triad_wire::unix_now() >= spec.voting_deadline + CLOCK_GRACE_SECS {
+            return Err(Refusal::PollClosed(id).into());
+        }
+        let commitment = share_commitment(id, &salt, &set);
+        let token = hash_token(&up.token);
+        let c = commitment.clone();
+        let sid = up.submission_id.clone();
+        if sid.len() != 32 || !sid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Refusal::Malformed("submission id must be 32 hex digits".into()).into());
+        }
+        let put = blocking(&s, move |s| {
+            Ok::<_, Refusal>(s.store.put_message_shares(
+                id,
+                &sid,
+                &token,
+                &c,
+                &set,
+                UNCONFIRMED_TTL_MS,
+                MAX_UNCONFIRMED,
+            )?)
+        })
+        .await?;
+        match put {
+            PutShares::Stored => Ok::<_, ApiError>(json!({ "commitment": commitment })),
+            PutShares::AlreadyConfirmed => Err(Refusal::WrongState(
+                "this message's shares are confirmed already".into(),
+            )
+            .into()),
+            PutShares::Full => Err(Refusal::IntakeFull.into()),
+        }
+    };
+    match go.await {
+        Ok(v) => Ok((StatusCode::OK, Json(v)).into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+async fn confirm(
+    _: FromCoordinator,
+    State(s): St,
+    Path(id): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = poll_id(&id)?;
+    let req: ConfirmMessage = parse_json(&body(b)?)?;
+    let spec = pinned(&s, id)?;
+    if triad_wire::unix_now() >= spec.voting_deadline + CLOCK_GRACE_SECS {
+        return Err(Refusal::PollClosed(id).into());
+    }
+    let held = blocking(&s, move |s| {
+        Ok::<_, Refusal>(s.store.confirm_message(
+            id,
+            &req.submission_id,
+            &req.token_sha256,
+            &req.commitment,
+        )?)
+    })
+    .await?;
+    if !held {
+        return Err(Refusal::BadShares(
+            "no share set of this message under this token and commitment".into(),
+        )
+        .into());
+    }
+    Ok(Json(json!({ "confirmed": true })))
+}
+
+/// A tally request this party accepts, reduced to what the MPC needs.
+pub struct CheckedTally {
+    pub params: PollParams,
+    pub signups: Vec<SignUp>,
+    pub timestamps: Vec<u64>,
+    /// (submission id, this party's commitment), in log order.
+    pub ids: Vec<(String, String)>,
+    /// SHA-256 (hex) of the request: the MPC session's tag and the
+    /// tally's `input_sha256`.
+    pub input_sha256: String,
+}
+
+/// Judges a tally request (see the module docs): the spec is the one
+/// pinned, the poll is closed, every sign-up's attestation verifies as of
+/// its sign-up time for `poll-{id}` with the poll's data spec and source,
+/// no account or attestation signs up twice, state indexes and log
+/// positions run 1.. and 0.. without gaps, every logged message was in
+/// time and is named once.
+pub fn check_tally_request(
+    pinned: &PollSpec,
+    req: &TallyRequest,
+    notary: &NotaryPublicKey,
+    party: usize,
+    now: u64,
+) -> Result<CheckedTally, Refusal> {
+    let id = pinned.id;
+    if req.spec != *pinned {
+        return Err(Refusal::PollChanged(id));
+    }
+    let params = pinned
+        .params()
+        .map_err(|e| Refusal::InvalidPoll(e.to_string()))?;
+    if now < pinned.voting_deadline {
+        return Err(Refusal::VotingOpen(id));
+    }
+    let bad = |m: String| Refusal::BadTallyInput(m);
+    let study = poll_study_id(id);
+    let mut nullifiers = HashSet::new();
+    let mut signatures = HashSet::new();
+    let mut signups = Vec::with_capacity(req.signups.len());
+    for (k, su) in req.signups.iter().enumerate() {
+        if su.state_index != k as u64 + 1 {
+            return Err(bad(format!(
+                "sign-up {k} has state index {}",
+                su.state_index
+            )));
+        }
+        if su.timestamp >= pinned.signup_deadline || su.voice_credits != pinned.voice_credits {
+            return Err(bad(format!(
+                "sign-up {} is late or has the wrong budget",
+                k + 1
+            )));
+        }
+        let pub_key: PubKey = su
+            .pub_key
+            .parse()
+            .map_err(|e| bad(format!("sign-up {}: {e}", k + 1)))?;
+        let att = &su.attestation;
+        verify_attestation(att, std::slice::from_ref(notary), su.timestamp)
+            .map_err(|e| bad(format!("sign-up {}: {e}", k + 1)))?;
+        if att.study_id != study || att.data_spec != pinned.data_spec {
+            return Err(bad(format!(
+                "sign-up {}: attestation for another poll",
+                k + 1
+            )));
+        }
+        pinned
+            .source
+            .check(&att.server_name, &att.cert_chain_sha256)
+            .map_err(|e| bad(format!("sign-up {}: {e}", k + 1)))?;
+        if !nullifiers.insert(att.nullifier.as_str()) || !signatures.insert(att.signature.as_str())
+        {
+            return Err(bad(format!(
+                "sign-up {}: this account signed up twice",
+                k + 1
+            )));
+        }
+        signups.push(SignUp {
+            pub_key,
+            voice_credits: su.voice_credits,
+            timestamp: su.timestamp,
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut ids = Vec::with_capacity(req.log.len());
+    let mut timestamps = Vec::with_capacity(req.log.len());
+    for (k, e) in req.log.iter().enumerate() {
+        if e.position != k as u64 {
+            return Err(bad(format!("log entry {k} has position {}", e.position)));
+        }
+        if e.timestamp >= pinned.voting_deadline {
+            return Err(bad(format!("log entry {k} is after the voting deadline")));
+        }
+        if !seen.insert(e.submission_id.as_str()) {
+            return Err(bad(format!("log entry {k} repeats a message")));
+        }
+        ids.push((e.submission_id.clone(), e.commitments[party].clone()));
+        timestamps.push(e.timestamp);
+    }
+    let digest = Sha256::digest(serde_json::to_vec(req).expect("request serializes"));
+    Ok(CheckedTally {
+        params,
+        signups,
+        timestamps,
+        ids,
+        input_sha256: hex::encode(digest),
+    })
+}
+
+async fn tally(
+    _: FromCoordinator,
+    State(s): St,
+    Path(id): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = poll_id(&id)?;
+    let req: TallyRequest = parse_json(&body(b)?)?;
+    if req.spec.id != id {
+        return Err(Refusal::Malformed("the request is for another poll".into()).into());
+    }
+    let party = s.index;
+    let checked = blocking(&s, move |s| {
+        let spec = pinned(s, id)?;
+        check_tally_request(&spec, &req, &s.notary_key, party, triad_wire::unix_now())
+    })
+    .await?;
+    let digest = checked.input_sha256.clone();
+    if let Some((d, signed)) = blocking(&s, move |s| Ok::<_, Refusal>(s.store.tally(id)?)).await? {
+        if d != digest {
+            return Err(Refusal::WrongState(
+                "this poll was tallied over another log and sign-ups".into(),
+            )
+            .into());
+        }
+        return Ok(Json(TallyProgress {
+            signed: Some(signed),
+            failed: None,
+        })
+        .into_response());
+    }
+    let failed = {
+        let mut jobs = s.poll_jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.get(&id) {
+            Some((d, None)) if *d == digest => {
+                return Ok((StatusCode::ACCEPTED, Json(TallyProgress::default())).into_response())
+            }
+            Some((_, None)) => {
+                return Err(Refusal::WrongState(
+                    "a tally of this poll over another log is running".into(),
+                )
+                .into())
+            }
+            Some((_, Some(why))) => {
+                let why = why.clone();
+                jobs.insert(id, (digest.clone(), None));
+                Some(why)
+            }
+            None => {
+                jobs.insert(id, (digest.clone(), None));
+                None
+            }
+        }
+    };
+    let state = s.clone();
+    let queued = s.spawn_job(move |mesh| {
+        let r = crate::jobs::tally_poll(mesh, state.store.as_ref(), &state.key, id, &checked);
+        let mut jobs = state.poll_jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(_) => {
+                jobs.remove(&id);
+            }
+            Err(e) => {
+                tracing::warn!(poll = id, error = %e, "poll tally failed");
+                jobs.insert(id, (checked.input_sha256.clone(), Some(e.to_string())));
+            }
+        }
+    });
+    if let Err(e) = queued {
+        s.poll_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        return Err(e.into());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TallyProgress {
+            signed: None,
+            failed,
+        }),
+    )
+        .into_response())
+}
+
+/// `GET /v1/polls/{id}/tally`: this party's signed copy.
+pub(crate) async fn signed_tally(
+    State(s): St,
+    Path(id): Path<String>,
+) -> Result<Json<SignedTally>, ApiError> {
+    let id = poll_id(&id)?;
+    let t = blocking(&s, move |s| Ok::<_, Refusal>(s.store.tally(id)?)).await?;
+    Ok(Json(t.ok_or(Refusal::NoTally)?.1))
+}

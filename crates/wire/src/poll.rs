@@ -1,0 +1,517 @@
+//! What the services say to each other about polls (docs/polls.md,
+//! "Service layer"): the poll's public description, sign-ups, the public
+//! message log, one party's share set of a message with its commitment,
+//! the tally request and the tally the three parties sign.
+//!
+//! A voter's message never reaches one operator whole: the client
+//! secret-shares the encoded message ([`triad_polls::mpc::share_messages`])
+//! and hands party `i` only its two components, salted and committed
+//! ([`share_commitment`]); the coordinator logs the three commitments.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use triad_attestation::{Attestation, DataSource, DataSpec};
+use triad_crypto::{fr_from_hex, fr_to_hex, Fr};
+use triad_polls::mpc::encode::{FR, WORDS};
+use triad_polls::{Mode, ParamsError, PollParams, Tally};
+
+use crate::release::{sign_document, verify_documents, ReleaseError};
+use crate::PartySigningKey;
+
+pub const TALLY_VERSION: u32 = 1;
+const TALLY_DOMAIN: &[u8] = b"triad/poll-tally/v1\0";
+const SHARE_DOMAIN: &[u8] = b"triad/poll-share/v1\0";
+/// Longest poll name.
+pub const MAX_POLL_NAME: usize = 200;
+
+/// The study id an attestation for a poll's sign-up names: `poll-{id}`.
+/// Study ids may not start with `poll-` ([`crate::study::validate_study`]),
+/// so an attestation made for a study never opens a poll's sign-up.
+pub fn poll_study_id(poll_id: u64) -> String {
+    format!("poll-{poll_id}")
+}
+
+/// MACI's `EMode` on the wire.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PollMode {
+    Quadratic,
+    Linear,
+}
+
+impl From<PollMode> for Mode {
+    fn from(m: PollMode) -> Mode {
+        match m {
+            PollMode::Quadratic => Mode::Quadratic,
+            PollMode::Linear => Mode::Linear,
+        }
+    }
+}
+
+/// A poll as every service sees it (`POST /v1/polls` by the operator).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    /// MACI's poll id: below 2^50, packed into every command.
+    pub id: u64,
+    pub name: String,
+    pub vote_options: u64,
+    pub mode: PollMode,
+    /// Unix seconds, exclusive: sign-ups at or after it are refused.
+    pub signup_deadline: u64,
+    /// Unix seconds, exclusive: messages logged at or after it are refused.
+    pub voting_deadline: u64,
+    /// K: only a state index's K most recent well-formed messages count.
+    #[serde(default = "default_window")]
+    pub window: u64,
+    /// The uniform voice-credit budget of every sign-up.
+    pub voice_credits: u64,
+    /// Sign-up needs an attestation of this spec, from this source, naming
+    /// [`poll_study_id`]; its nullifier allows one sign-up per account.
+    pub data_spec: DataSpec,
+    pub source: DataSource,
+}
+
+fn default_window() -> u64 {
+    triad_polls::DEFAULT_WINDOW
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PollSpecError {
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+    #[error("the poll name must be 1 to {MAX_POLL_NAME} bytes")]
+    Name,
+    #[error("the voice-credit budget must be at least 1")]
+    NoCredits,
+    #[error("data spec: {0}")]
+    DataSpec(String),
+    #[error("data source: {0}")]
+    Source(String),
+}
+
+impl PollSpec {
+    /// The processing rules' parameters; refuses what MACI could not run.
+    pub fn params(&self) -> Result<PollParams, PollSpecError> {
+        if self.name.is_empty()
+            || self.name.len() > MAX_POLL_NAME
+            || self.name.chars().any(char::is_control)
+        {
+            return Err(PollSpecError::Name);
+        }
+        if self.voice_credits == 0 {
+            return Err(PollSpecError::NoCredits);
+        }
+        self.data_spec
+            .validate()
+            .map_err(|e| PollSpecError::DataSpec(e.to_string()))?;
+        self.source
+            .validate()
+            .map_err(|e| PollSpecError::Source(e.to_string()))?;
+        Ok(PollParams::new(
+            self.id,
+            self.vote_options,
+            self.mode.into(),
+            self.signup_deadline,
+            self.voting_deadline,
+        )?
+        .with_window(self.window)?)
+    }
+}
+
+/// A poll with its public counters (`GET /v1/polls/{id}`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PollInfo {
+    #[serde(flatten)]
+    pub spec: PollSpec,
+    pub created_at: u64,
+    pub signups: u64,
+    /// Messages in the public log.
+    pub messages: u64,
+    pub tallied: bool,
+}
+
+/// `POST /v1/polls/{id}/signups`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub attestation: Attestation,
+    /// The voter's MACI public key (`macipk.…`).
+    pub pub_key: String,
+}
+
+/// An accepted sign-up: public, as in MACI (`GET /v1/polls/{id}/signups`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Signup {
+    /// 1, 2, 3, … (0 is MACI's blank leaf).
+    pub state_index: u64,
+    pub pub_key: String,
+    pub voice_credits: u64,
+    pub timestamp: u64,
+    /// The attestation as submitted; every party re-verifies it.
+    pub attestation: Attestation,
+}
+
+/// `POST /v1/polls/{id}/messages`: the client's commitments to the share
+/// set of each party ([`share_commitment`]), party 0 first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    pub commitments: [String; 3],
+}
+
+/// The coordinator's answer: where to upload, with which token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTicket {
+    pub submission_id: String,
+    /// 64 hex; handed to each party with the shares, as for contributions.
+    pub token: String,
+    pub parties: Vec<String>,
+}
+
+impl std::fmt::Debug for MessageTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageTicket({}, token redacted)", self.submission_id)
+    }
+}
+
+/// `POST /v1/polls/{id}/shares` at party `i`: its two components of one
+/// message, and the salt of its commitment.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageShares {
+    pub submission_id: String,
+    pub token: String,
+    /// 64 hex.
+    pub salt: String,
+    /// [`WORDS`] XOR-shared words, components `i` and `i+1`.
+    pub words: [Vec<u64>; 2],
+    /// [`FR`] field elements (64 hex each), components `i` and `i+1`.
+    pub fr: [Vec<String>; 2],
+}
+
+impl std::fmt::Debug for MessageShares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageShares({}, redacted)", self.submission_id)
+    }
+}
+
+/// One party's share set, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareSet {
+    pub words: [[u64; WORDS]; 2],
+    pub fr: [[Fr; FR]; 2],
+}
+
+impl MessageShares {
+    /// The salt and share set, or why they do not parse.
+    pub fn parse(&self) -> Result<([u8; 32], ShareSet), String> {
+        let salt: [u8; 32] = hex::decode(&self.salt)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("salt must be 64 hex digits")?;
+        let mut set = ShareSet {
+            words: [[0; WORDS]; 2],
+            fr: [[Fr::from(0u64); FR]; 2],
+        };
+        for c in 0..2 {
+            if self.words[c].len() != WORDS || self.fr[c].len() != FR {
+                return Err(format!(
+                    "each component has {WORDS} words and {FR} field elements"
+                ));
+            }
+            set.words[c].copy_from_slice(&self.words[c]);
+            for (j, h) in self.fr[c].iter().enumerate() {
+                set.fr[c][j] = fr_from_hex(h).map_err(|e| format!("fr[{c}][{j}]: {e}"))?;
+            }
+        }
+        Ok((salt, set))
+    }
+
+    pub fn new(submission_id: &str, token: &str, salt: [u8; 32], set: &ShareSet) -> Self {
+        Self {
+            submission_id: submission_id.into(),
+            token: token.into(),
+            salt: hex::encode(salt),
+            words: set.words.map(|w| w.to_vec()),
+            fr: set.fr.map(|f| f.iter().map(fr_to_hex).collect()),
+        }
+    }
+}
+
+/// SHA-256 over a domain, the poll id, the salt and the share set: the
+/// commitment the coordinator logs for one party. The salt keeps a party
+/// that does not hold these components from testing guesses of the vote.
+pub fn share_commitment(poll_id: u64, salt: &[u8; 32], set: &ShareSet) -> String {
+    let mut h = Sha256::new();
+    h.update(SHARE_DOMAIN);
+    h.update(poll_id.to_le_bytes());
+    h.update(salt);
+    for c in 0..2 {
+        for w in set.words[c] {
+            h.update(w.to_le_bytes());
+        }
+        for f in &set.fr[c] {
+            h.update(fr_to_hex(f).as_bytes());
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// `POST /v1/polls/messages/{sid}/ready`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageReady {
+    pub token: String,
+}
+
+impl std::fmt::Debug for MessageReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageReady(token redacted)")
+    }
+}
+
+/// One entry of the public message log, and the voter's receipt.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntry {
+    /// 0, 1, 2, … in the poll.
+    pub position: u64,
+    pub submission_id: String,
+    /// When the coordinator logged it (before the voting deadline).
+    pub timestamp: u64,
+    pub commitments: [String; 3],
+}
+
+/// `POST /internal/polls/{id}/confirm` (coordinator → party): do you hold
+/// this message's shares under this token and commitment? A party that
+/// says yes has them durably and marks them confirmed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmMessage {
+    pub submission_id: String,
+    pub token_sha256: String,
+    pub commitment: String,
+}
+
+/// `POST /internal/polls/{id}/tally` (coordinator → parties).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TallyRequest {
+    pub spec: PollSpec,
+    pub signups: Vec<Signup>,
+    pub log: Vec<LogEntry>,
+}
+
+/// A party's answer to a [`TallyRequest`]: still computing, or its signed
+/// copy. The request is idempotent: asking again never starts a second run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TallyProgress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedTally>,
+    /// Why the last run failed, if it did (the next request retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// What the three parties sign once the poll is processed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PollTally {
+    pub version: u32,
+    pub poll_id: u64,
+    pub signups: u64,
+    /// Messages in the log that was processed.
+    pub messages: u64,
+    /// SHA-256 (hex) of the tally request: the log and sign-ups processed.
+    pub input_sha256: String,
+    pub votes: Vec<u128>,
+    pub spent: u128,
+    pub spent_per_option: Vec<u128>,
+}
+
+impl PollTally {
+    pub fn tally(&self) -> Tally {
+        Tally {
+            votes: self.votes.clone(),
+            spent: self.spent,
+            spent_per_option: self.spent_per_option.clone(),
+        }
+    }
+}
+
+/// One party's signed copy of a [`PollTally`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SignedTally {
+    pub party: u8,
+    pub tally_json: String,
+    pub signature: String,
+}
+
+/// A tally all three parties signed (`GET /v1/polls/{id}/tally`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedTally {
+    pub tally: PollTally,
+    pub signatures: Vec<SignedTally>,
+}
+
+pub fn sign_tally(key: &PartySigningKey, party: u8, tally: &PollTally) -> SignedTally {
+    let json = serde_json::to_string(tally).expect("tally serializes");
+    let signature = sign_document(key, TALLY_DOMAIN, &json);
+    SignedTally {
+        party,
+        tally_json: json,
+        signature,
+    }
+}
+
+/// Accepts a tally only if parties 0, 1, 2 each signed the same bytes.
+pub fn verify_tally(
+    copies: &[SignedTally],
+    keys: &[String; 3],
+) -> Result<VerifiedTally, ReleaseError> {
+    let docs: Vec<(u8, &str, &str)> = copies
+        .iter()
+        .map(|c| (c.party, c.tally_json.as_str(), c.signature.as_str()))
+        .collect();
+    verify_documents(&docs, keys, TALLY_DOMAIN)?;
+    let tally: PollTally = serde_json::from_str(&copies[0].tally_json)
+        .map_err(|e| ReleaseError::Malformed(e.to_string()))?;
+    if tally.version != TALLY_VERSION {
+        return Err(ReleaseError::Malformed(format!(
+            "unsupported version {}",
+            tally.version
+        )));
+    }
+    Ok(VerifiedTally {
+        tally,
+        signatures: copies.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ([PartySigningKey; 3], [String; 3]) {
+        let k = [1u8, 2, 3].map(|s| PartySigningKey::from_seed([s; 32]));
+        let pk = [0, 1, 2].map(|i| k[i].public_key().to_hex());
+        (k, pk)
+    }
+
+    fn tally() -> PollTally {
+        PollTally {
+            version: TALLY_VERSION,
+            poll_id: 7,
+            signups: 3,
+            messages: 4,
+            input_sha256: "00".repeat(32),
+            votes: vec![1, u128::MAX],
+            spent: 5,
+            spent_per_option: vec![1, 4],
+        }
+    }
+
+    #[test]
+    fn a_tally_needs_three_signatures_on_the_same_bytes() {
+        let (k, pk) = keys();
+        let t = tally();
+        let copies: Vec<_> = (0..3).map(|i| sign_tally(&k[i], i as u8, &t)).collect();
+        assert_eq!(verify_tally(&copies, &pk).unwrap().tally, t);
+        assert_eq!(
+            verify_tally(&copies[..2], &pk).unwrap_err(),
+            ReleaseError::WrongParties
+        );
+        let mut other = t.clone();
+        other.votes[0] = 2;
+        let mut forged = copies.clone();
+        forged[2] = sign_tally(&k[2], 2, &other);
+        assert_eq!(
+            verify_tally(&forged, &pk).unwrap_err(),
+            ReleaseError::Disagree
+        );
+        let mut wrong_key = copies.clone();
+        wrong_key[1] = sign_tally(&k[0], 1, &t);
+        assert_eq!(
+            verify_tally(&wrong_key, &pk).unwrap_err(),
+            ReleaseError::BadSignature(1)
+        );
+        // A release signature is not a tally signature (domains differ).
+        let mut cross = copies;
+        cross[0].signature = sign_document(&k[0], b"triad/release/v1\0", &cross[0].tally_json);
+        assert_eq!(
+            verify_tally(&cross, &pk).unwrap_err(),
+            ReleaseError::BadSignature(0)
+        );
+    }
+
+    #[test]
+    fn share_sets_round_trip_and_commitments_bind_every_field() {
+        let set = ShareSet {
+            words: [[7; WORDS], [u64::MAX; WORDS]],
+            fr: [[Fr::from(3u64); FR], [-Fr::from(1u64); FR]],
+        };
+        let up = MessageShares::new("sid", "tok", [9; 32], &set);
+        let (salt, back) = up.parse().unwrap();
+        assert_eq!((salt, &back), ([9; 32], &set));
+        let c = share_commitment(1, &salt, &set);
+        assert_ne!(c, share_commitment(2, &salt, &set));
+        assert_ne!(c, share_commitment(1, &[8; 32], &set));
+        let mut s2 = set.clone();
+        s2.words[1][WORDS - 1] ^= 1;
+        assert_ne!(c, share_commitment(1, &salt, &s2));
+        let mut s3 = set.clone();
+        s3.fr[0][FR - 1] += Fr::from(1u64);
+        assert_ne!(c, share_commitment(1, &salt, &s3));
+        let mut bad = up.clone();
+        bad.words[0].pop();
+        assert!(bad.parse().is_err());
+        let mut bad = up;
+        bad.fr[1][0] = "zz".into();
+        assert!(bad.parse().is_err());
+    }
+
+    #[test]
+    fn spec_bounds() {
+        let spec = PollSpec {
+            id: 1,
+            name: "p".into(),
+            vote_options: 3,
+            mode: PollMode::Quadratic,
+            signup_deadline: 10,
+            voting_deadline: 20,
+            window: 32,
+            voice_credits: 100,
+            data_spec: DataSpec {
+                field: "balances.ETH".into(),
+                scale: 2,
+                account_field: "uid".into(),
+            },
+            source: DataSource::named("exchange.example"),
+        };
+        assert!(spec.params().is_ok());
+        let bad = |f: &dyn Fn(&mut PollSpec)| {
+            let mut s = spec.clone();
+            f(&mut s);
+            s.params().unwrap_err()
+        };
+        assert_eq!(bad(&|s| s.name.clear()), PollSpecError::Name);
+        assert_eq!(bad(&|s| s.voice_credits = 0), PollSpecError::NoCredits);
+        assert!(matches!(
+            bad(&|s| s.vote_options = 0),
+            PollSpecError::Params(_)
+        ));
+        assert!(matches!(bad(&|s| s.id = 1 << 50), PollSpecError::Params(_)));
+        assert!(matches!(bad(&|s| s.window = 0), PollSpecError::Params(_)));
+        assert!(matches!(
+            bad(&|s| s.signup_deadline = 21),
+            PollSpecError::Params(_)
+        ));
+    }
+}

@@ -1,0 +1,386 @@
+//! A poll through the real services in one process (coordinator and three
+//! parties over HTTPS and mutual-TLS MPC): sign-ups gated by attestation
+//! nullifiers, votes sent as share sets and logged only once every party
+//! holds them, a bribed key overridden by the voter's key change, refusals
+//! that store nothing, a party killed and restarted before the deadline,
+//! and the tally the three parties signed against the plaintext oracle.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use triad_client::poll::{self as client, Vote};
+use triad_maci::{Command, Keypair, PrivKey};
+use triad_polls::{process_poll, Message, SignUp};
+use triad_wire::poll::{poll_study_id, PollMode, PollSpec, Signup};
+use triad_world::World;
+
+fn spec(id: u64, signup_secs: u64, voting_secs: u64) -> PollSpec {
+    let now = triad_wire::unix_now();
+    PollSpec {
+        id,
+        name: format!("poll {id}"),
+        vote_options: 3,
+        mode: PollMode::Quadratic,
+        signup_deadline: now + signup_secs,
+        voting_deadline: now + voting_secs,
+        window: 32,
+        voice_credits: 100,
+        data_spec: triad_world::spec(),
+        source: triad_attestation::DataSource::named("127.0.0.1"),
+    }
+}
+
+async fn status_of(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    (status, v["error"].as_str().unwrap_or_default().to_string())
+}
+
+async fn post(w: &World, url: &str, body: &impl serde::Serialize) -> (u16, String) {
+    status_of(w.http.post(url).json(body).send().await.unwrap()).await
+}
+
+struct Voter {
+    key: PrivKey,
+}
+
+fn sign(voter_index: u64, key: &PrivKey, vote: &Vote, poll: u64) -> Message {
+    let k = key.signing_key();
+    let command = Command {
+        state_index: voter_index,
+        vote_option_index: vote.option,
+        new_vote_weight: vote.weight,
+        nonce: vote.nonce,
+        poll_id: poll,
+        new_pub_key: vote.new_key.clone().unwrap_or_else(|| k.public_key()),
+        salt: triad_client::random_fr(&mut rand::rngs::OsRng),
+    };
+    Message::sign(command, &k, 0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poll_through_the_services_matches_the_oracle() {
+    let mut w = World::start().await;
+    let id = 7;
+    let voting_secs = 25;
+    let info = client::create_poll(&w.net, &w.http, w.admin_token(), &spec(id, 20, voting_secs))
+        .await
+        .unwrap();
+    assert_eq!((info.signups, info.messages, info.tallied), (0, 0, false));
+    let coord = w.net.coordinator.clone();
+
+    // Creation refusals.
+    let again = w
+        .http
+        .post(format!("{coord}/v1/polls"))
+        .header("x-triad-admin", w.admin_token())
+        .json(&spec(id, 20, 30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(again).await, (409, "poll_exists".into()));
+    let mut bad = spec(8, 20, 30);
+    bad.vote_options = 0;
+    let r = w
+        .http
+        .post(format!("{coord}/v1/polls"))
+        .header("x-triad-admin", w.admin_token())
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await, (400, "invalid_poll".into()));
+    let r = w
+        .http
+        .post(format!("{coord}/v1/polls"))
+        .json(&spec(9, 20, 30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await.0, 401);
+
+    // Sign-ups: four accounts.
+    let mut voters = Vec::new();
+    for account in 1..=4u64 {
+        let kp = Keypair::generate();
+        let att = w.attestation(&poll_study_id(id), account);
+        let s = client::signup_attested(&w.net, &w.http, id, att, &kp.public)
+            .await
+            .unwrap();
+        assert_eq!((s.state_index, s.voice_credits), (account, 100));
+        voters.push(Voter { key: kp.private });
+    }
+    // Sign-up refusals change nothing.
+    let signup_url = format!("{coord}/v1/polls/{id}/signups");
+    let pk = Keypair::generate().public.to_string();
+    let dup =
+        serde_json::json!({"attestation": w.attestation(&poll_study_id(id), 2), "pub_key": pk});
+    assert_eq!(
+        post(&w, &signup_url, &dup).await,
+        (409, "already_signed_up".into())
+    );
+    let other = serde_json::json!({"attestation": w.attestation("a-study", 5), "pub_key": pk});
+    assert_eq!(
+        post(&w, &signup_url, &other).await,
+        (422, "study_mismatch".into())
+    );
+    let badkey = serde_json::json!({"attestation": w.attestation(&poll_study_id(id), 6), "pub_key": "macipk.zz"});
+    assert_eq!(
+        post(&w, &signup_url, &badkey).await,
+        (400, "bad_key".into())
+    );
+    let unknown =
+        serde_json::json!({"attestation": w.attestation(&poll_study_id(99), 6), "pub_key": pk});
+    assert_eq!(
+        post(&w, &format!("{coord}/v1/polls/99/signups"), &unknown).await,
+        (404, "unknown_poll".into())
+    );
+    let signups: Vec<Signup> = w
+        .http
+        .get(&signup_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(signups.len(), 4);
+
+    // Votes. Voter 2 sold its key: the briber votes with it; then voter 2
+    // changes its key with a vote of its own, which the briber cannot see.
+    let briber = voters[1].key.clone();
+    let new2 = Keypair::generate();
+    let forger = Keypair::generate();
+    let plan: Vec<Message> = vec![
+        sign(
+            1,
+            &voters[0].key,
+            &Vote {
+                option: 0,
+                weight: 3,
+                nonce: 1,
+                new_key: None,
+            },
+            id,
+        ),
+        sign(
+            2,
+            &briber,
+            &Vote {
+                option: 1,
+                weight: 9,
+                nonce: 1,
+                new_key: None,
+            },
+            id,
+        ),
+        sign(
+            3,
+            &forger.private,
+            &Vote {
+                option: 1,
+                weight: 9,
+                nonce: 1,
+                new_key: None,
+            },
+            id,
+        ),
+        sign(
+            4,
+            &voters[3].key,
+            &Vote {
+                option: 2,
+                weight: 1,
+                nonce: 1,
+                new_key: None,
+            },
+            id,
+        ),
+        sign(
+            2,
+            &voters[1].key,
+            &Vote {
+                option: 2,
+                weight: 2,
+                nonce: 1,
+                new_key: Some(new2.public.clone()),
+            },
+            id,
+        ),
+        sign(
+            4,
+            &voters[3].key,
+            &Vote {
+                option: 0,
+                weight: 4,
+                nonce: 1,
+                new_key: None,
+            },
+            id,
+        ),
+        sign(
+            3,
+            &voters[2].key,
+            &Vote {
+                option: 0,
+                weight: 11,
+                nonce: 1,
+                new_key: None,
+            },
+            id,
+        ),
+        sign(
+            3,
+            &voters[2].key,
+            &Vote {
+                option: 1,
+                weight: 1,
+                nonce: 1,
+                new_key: None,
+            },
+            8,
+        ),
+    ];
+    let mut logged = Vec::new();
+    for (k, m) in plan.iter().enumerate() {
+        let e = client::send_message(&w.net, &w.http, id, m).await.unwrap();
+        assert_eq!(e.position, k as u64);
+        logged.push(e);
+        if k == 3 {
+            // A party killed -9 and restarted mid-poll keeps what it
+            // acknowledged (its shares are confirmed, on disk).
+            w.kill_party(1).await;
+            w.restart_party(1).await;
+        }
+    }
+    // The public log is what the voters were told.
+    let log: Vec<triad_wire::poll::LogEntry> = w
+        .http
+        .get(format!("{coord}/v1/polls/{id}/log"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log, logged);
+
+    // A share set that does not open its commitment is never logged.
+    let r = w
+        .http
+        .post(format!("{coord}/v1/polls/{id}/messages"))
+        .json(&serde_json::json!({"commitments": ["ab".repeat(32), "cd".repeat(32), "ef".repeat(32)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let ticket: Value = r.json().await.unwrap();
+    let sid = ticket["submission_id"].as_str().unwrap();
+    let token = ticket["token"].as_str().unwrap();
+    let r = w
+        .http
+        .post(format!("{coord}/v1/poll-messages/{sid}/ready"))
+        .json(&serde_json::json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await, (422, "bad_shares".into()));
+    let r = w
+        .http
+        .post(format!("{coord}/v1/poll-messages/{sid}/ready"))
+        .json(&serde_json::json!({"token": "00".repeat(32)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await, (403, "wrong_token".into()));
+    let info = client::poll_info(&w.net, &w.http, id).await.unwrap();
+    assert_eq!(info.messages, plan.len() as u64);
+
+    // No tally while the poll is open.
+    let r = w
+        .http
+        .get(format!("{coord}/v1/polls/{id}/tally"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await, (404, "no_tally".into()));
+
+    // After the deadline: votes are refused, and the tally appears.
+    let deadline = info.spec.voting_deadline;
+    while triad_wire::unix_now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let late = sign(
+        1,
+        &voters[0].key,
+        &Vote {
+            option: 1,
+            weight: 1,
+            nonce: 2,
+            new_key: None,
+        },
+        id,
+    );
+    let err = client::send_message(&w.net, &w.http, id, &late)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+
+    let start = Instant::now();
+    let tally = loop {
+        match client::fetch_tally(&w.net, &w.http, id).await {
+            Ok(t) => break t,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(180), "no tally: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+
+    // The oracle over the same public log and sign-ups.
+    let params = info.spec.params().unwrap();
+    let oracle_signups: Vec<SignUp> = signups
+        .iter()
+        .map(|s| SignUp {
+            pub_key: s.pub_key.parse().unwrap(),
+            voice_credits: s.voice_credits,
+            timestamp: s.timestamp,
+        })
+        .collect();
+    let messages: Vec<Message> = plan
+        .iter()
+        .zip(&logged)
+        .map(|(m, e)| Message {
+            timestamp: e.timestamp,
+            ..m.clone()
+        })
+        .collect();
+    let oracle = process_poll(&params, &oracle_signups, &messages);
+    assert_eq!(tally.tally.tally(), oracle.tally);
+    // The story: voter 1 votes 3 for option 0; the briber's vote with the
+    // sold key is overridden by voter 2's key change (2 for option 2);
+    // voter 4's second vote (nonce 1 again: processing runs from the last
+    // message back) replaces its first; voter 3's forged vote and
+    // its other-poll message count nothing, its own vote does (11² = 121
+    // credits > 100: unaffordable, so nothing).
+    assert_eq!(tally.tally.votes, vec![3 + 4, 0, 2]);
+    assert_eq!(tally.tally.spent, 9 + 16 + 4);
+    assert_eq!((tally.tally.signups, tally.tally.messages), (4, 8));
+
+    // Each party serves its own signed copy; the coordinator marks it.
+    for p in &w.net.parties {
+        let r = w
+            .http
+            .get(format!("{}/v1/polls/{id}/tally", p.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        client::poll_info(&w.net, &w.http, id)
+            .await
+            .unwrap()
+            .tallied
+    );
+}
