@@ -7,13 +7,15 @@
 //! release of the study it was asked for. Accepted releases are cached in
 //! SQLite (`<data_dir>/api.sqlite`) and memory and served over HTTPS with a
 //! small dashboard. Anything that fails verification is logged and never
-//! served; the previous good release stays. The API never asks anyone to
+//! served; the previous good release stays. Poll tallies are fetched and
+//! verified the same way ([`tallies`]). The API never asks anyone to
 //! compute anything.
 #![forbid(unsafe_code)]
 
 mod poll;
 mod server;
 pub mod store;
+mod tallies;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use triad_wire::{NetworkConfig, VerifiedRelease};
 
 pub use poll::PollReport;
 pub use server::{Health, StudySummary};
+pub use tallies::PollSummary;
 
 /// Name of the API's SQLite file inside its data directory.
 pub const DB_FILE: &str = "api.sqlite";
@@ -84,6 +87,9 @@ pub(crate) struct Cache {
     pub studies: BTreeMap<String, StudyParams>,
     /// Per study, accepted releases by number.
     pub releases: HashMap<String, BTreeMap<u64, VerifiedRelease>>,
+    /// Polls as the coordinator lists them, and their verified tallies.
+    pub polls: BTreeMap<u64, triad_wire::poll::PollInfo>,
+    pub tallies: HashMap<u64, triad_wire::poll::VerifiedTally>,
 }
 
 pub(crate) struct Shared {

@@ -21,7 +21,7 @@ pub struct PollReport {
     pub problems: Vec<(String, String)>,
 }
 
-async fn get<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<T, ApiError> {
@@ -33,7 +33,7 @@ async fn get<T: serde::de::DeserializeOwned>(
     read_json(resp).await
 }
 
-fn base(url: &str) -> &str {
+pub(crate) fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
@@ -71,6 +71,7 @@ pub(crate) async fn poll_once(shared: &Arc<Shared>) -> PollReport {
             }
         }
     }
+    crate::tallies::poll_polls(shared, &mut report).await;
     shared.mark_polled();
     report
 }

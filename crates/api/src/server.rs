@@ -57,7 +57,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v1/studies", get(studies))
         .route("/v1/studies/{id}/release/latest", get(latest))
-        .route("/v1/studies/{id}/releases", get(history));
+        .route("/v1/studies/{id}/releases", get(history))
+        .route("/v1/polls", get(crate::tallies::list))
+        .route("/v1/polls/{id}/tally", get(crate::tallies::tally));
     triad_wire::https::json_fallbacks(r)
         .layer(axum::middleware::from_fn(triad_wire::trace::trace_requests))
         .with_state(shared)

@@ -423,6 +423,8 @@ async fn unknown_study_pages_and_health() {
         "/v1/studies",
         "/v1/studies/{id}/release/latest",
         "/v1/studies/{id}/releases",
+        "/v1/polls",
+        "/v1/polls/{id}/tally",
     ] {
         assert!(doc["paths"][p]["get"].is_object(), "{p}");
     }

@@ -59,11 +59,27 @@ enum Command {
     BenchParty(bench::BenchPartyArgs),
     #[command(flatten)]
     Notary(notary_cli::NotaryCommand),
+    /// Poll commands: create, sign up, read the tally.
+    #[command(subcommand)]
+    Poll(PollCommand),
+    /// Vote in a poll (or change your key): the signed command goes to the
+    /// three parties as secret shares.
+    Vote(triad_client::VoteArgs),
     /// Generate a MACI key pair (`macisk.…` / `macipk.…`) from OS randomness.
     Keygen(maci_cli::KeygenArgs),
     /// MACI key commands.
     #[command(subcommand)]
     Key(maci_cli::KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum PollCommand {
+    /// Create a poll at the coordinator (operator).
+    Create(triad_client::PollCreateArgs),
+    /// Sign up with an attested account and your MACI public key.
+    Signup(triad_client::PollSignupArgs),
+    /// Print a poll's tally, verified against the three parties' keys.
+    Tally(triad_client::PollTallyArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +107,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchParty(args) => bench::run_party(args),
         Command::Notary(cmd) => notary_cli::run(cmd),
+        Command::Poll(PollCommand::Create(a)) => Ok(triad_client::run_poll_create(a)?),
+        Command::Poll(PollCommand::Signup(a)) => Ok(triad_client::run_poll_signup(a)?),
+        Command::Poll(PollCommand::Tally(a)) => Ok(triad_client::run_poll_tally(a)?),
+        Command::Vote(a) => Ok(triad_client::run_vote(a)?),
         Command::Keygen(args) => maci_cli::keygen(args),
         Command::Key(cmd) => maci_cli::run(cmd),
     }

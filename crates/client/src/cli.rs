@@ -89,11 +89,22 @@ impl ShareArgs {
     /// `TRIAD_API_KEY` variable (its value is `env`; empty counts as
     /// unset) or `--api-key`. Errors never show the key.
     pub fn api_key(&self, env: Option<String>) -> Result<String, ClientError> {
+        api_key_from(self.api_key_file.as_ref(), self.api_key.as_ref(), env)
+    }
+}
+
+/// The API key from its one source (see [`ShareArgs::api_key`]).
+pub(crate) fn api_key_from(
+    file: Option<&PathBuf>,
+    arg: Option<&String>,
+    env: Option<String>,
+) -> Result<String, ClientError> {
+    {
         let env = env.filter(|v| !v.is_empty());
         let given: Vec<&str> = [
-            self.api_key_file.as_ref().map(|_| "--api-key-file"),
+            file.map(|_| "--api-key-file"),
             env.as_ref().map(|_| API_KEY_ENV),
-            self.api_key.as_ref().map(|_| "--api-key"),
+            arg.map(|_| "--api-key"),
         ]
         .into_iter()
         .flatten()
@@ -104,7 +115,7 @@ impl ShareArgs {
                 given.join(", ")
             )));
         }
-        let (key, from) = match (&self.api_key_file, env, &self.api_key) {
+        let (key, from) = match (file, env, arg) {
             (Some(path), _, _) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ClientError::Io {
                     what: format!("API key file {}", path.display()),
@@ -199,7 +210,30 @@ pub struct StudyCreateArgs {
     pub json: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
+/// The operator token from `--admin-token-file`, or a devnet's
+/// `secrets/admin.token`.
+pub(crate) fn admin_token(
+    file: Option<&std::path::Path>,
+    devnet: Option<&std::path::Path>,
+) -> Result<String, ClientError> {
+    let token_path = match (file, devnet) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(d)) => d.join("secrets").join("admin.token"),
+        (None, None) => {
+            return Err(ClientError::Usage(
+                "give --admin-token-file (or --devnet <dir> to use <dir>/secrets/admin.token)"
+                    .into(),
+            ))
+        }
+    };
+    let token = std::fs::read_to_string(&token_path).map_err(|source| ClientError::Io {
+        what: format!("admin token {}", token_path.display()),
+        source,
+    })?;
+    Ok(token.trim().to_string())
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -209,7 +243,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
         })
 }
 
-fn http(net: &NetworkConfig) -> Result<reqwest::Client, ClientError> {
+pub(crate) fn http(net: &NetworkConfig) -> Result<reqwest::Client, ClientError> {
     Ok(triad_wire::https::client(&net.ca_pem()?, REQUEST_TIMEOUT)?)
 }
 
@@ -229,7 +263,7 @@ fn scaled(x: f64, scale: u32) -> String {
     format!("{:.*}", scale as usize + 2, x / 10f64.powi(scale as i32))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string(v).expect("serializes"));
 }
 
@@ -344,20 +378,7 @@ pub fn run_query(args: QueryArgs) -> Result<(), ClientError> {
 /// `triad study create`.
 pub fn run_study_create(args: StudyCreateArgs) -> Result<(), ClientError> {
     let net = args.net.load()?;
-    let token_path = match (&args.admin_token_file, &args.net.devnet) {
-        (Some(p), _) => p.clone(),
-        (None, Some(d)) => d.join("secrets").join("admin.token"),
-        (None, None) => {
-            return Err(ClientError::Usage(
-                "give --admin-token-file (or --devnet <dir> to use <dir>/secrets/admin.token)"
-                    .into(),
-            ))
-        }
-    };
-    let token = std::fs::read_to_string(&token_path).map_err(|source| ClientError::Io {
-        what: format!("admin token {}", token_path.display()),
-        source,
-    })?;
+    let token = admin_token(args.admin_token_file.as_deref(), args.net.devnet.as_deref())?;
     let stats = StatsSpec {
         quantiles: args.quantiles.clone(),
         histogram_bounds: args.histogram_bounds.clone(),
@@ -398,7 +419,7 @@ pub fn run_study_create(args: StudyCreateArgs) -> Result<(), ClientError> {
         stats,
     };
     let http = http(&net)?;
-    let info = runtime()?.block_on(create_study(&net, &http, token.trim(), &req))?;
+    let info = runtime()?.block_on(create_study(&net, &http, &token, &req))?;
     if args.json {
         print_json(&info);
     } else {

@@ -13,6 +13,7 @@
 mod cli;
 mod contribute;
 pub mod poll;
+mod poll_cli;
 mod shares;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub use cli::{
     API_KEY_ENV,
 };
 pub use contribute::{contribute, ContributeOptions, Outcome};
+pub use poll_cli::{
+    read_private_key, run_poll_create, run_poll_signup, run_poll_tally, run_vote, ModeArg,
+    PollCreateArgs, PollSignupArgs, PollTallyArgs, VoteArgs,
+};
 pub use shares::{random_fr, recombine, split_shares, PartyShares};
 
 /// Which step of a verb failed, and why (the server's error code and

@@ -1,0 +1,292 @@
+//! `triad poll create | signup | tally` and `triad vote`: argument structs
+//! and blocking entry points over [`crate::poll`].
+
+use std::path::{Path, PathBuf};
+
+use triad_attestation::{DataSource, DataSpec};
+use triad_maci::{PrivKey, PubKey};
+use triad_wire::poll::{PollMode, PollSpec};
+
+use crate::cli::{admin_token, api_key_from, http, print_json, runtime, NetworkArgs, API_KEY_ENV};
+use crate::contribute::ContributeOptions;
+use crate::poll::{self, Vote};
+use crate::ClientError;
+
+/// `triad poll create`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PollCreateArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// File holding the operator token (default: <devnet>/secrets/admin.token).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// MACI poll id (below 2^50).
+    #[arg(long)]
+    pub id: u64,
+    #[arg(long)]
+    pub name: String,
+    /// Number of vote options.
+    #[arg(long)]
+    pub options: u64,
+    /// Quadratic (weight w costs w²) or linear (w costs w).
+    #[arg(long, value_enum, default_value = "quadratic")]
+    pub mode: ModeArg,
+    /// Sign-ups close this many seconds from now.
+    #[arg(long)]
+    pub signup_secs: u64,
+    /// Voting closes this many seconds from now (at or after sign-ups).
+    #[arg(long)]
+    pub voting_secs: u64,
+    /// Voice credits of every voter.
+    #[arg(long, default_value_t = 100)]
+    pub credits: u64,
+    /// K: a state index's K most recent well-formed messages can count.
+    #[arg(long, default_value_t = triad_polls::DEFAULT_WINDOW)]
+    pub window: u64,
+    /// JSON path of the attested value (sign-up proves an account holds one).
+    #[arg(long, default_value = "balances.ETH")]
+    pub field: String,
+    #[arg(long, default_value_t = 4)]
+    pub scale: u32,
+    /// JSON path of the account id (one sign-up per account).
+    #[arg(long, default_value = "uid")]
+    pub account_field: String,
+    /// The data source's server name; default: the network's data source.
+    #[arg(long)]
+    pub source_host: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ModeArg {
+    Quadratic,
+    Linear,
+}
+
+/// `triad poll signup`. `Debug` redacts the API key.
+#[derive(Clone, clap::Args)]
+pub struct PollSignupArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    #[arg(long)]
+    pub poll: u64,
+    /// A file holding your MACI private key (`macisk.…`; the output of
+    /// `triad keygen` works). Only its public key is sent.
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// A file holding the data source API key (or set TRIAD_API_KEY).
+    #[arg(long, conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
+    /// The API key itself (discouraged: visible in `ps`).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl std::fmt::Debug for PollSignupArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollSignupArgs")
+            .field("poll", &self.poll)
+            .field("key_file", &self.key_file)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `triad vote`: one signed command, sent as three share sets.
+#[derive(Clone, Debug, clap::Args)]
+pub struct VoteArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    #[arg(long)]
+    pub poll: u64,
+    /// A file holding the MACI private key that signs (your current key).
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// Your state index (printed by `triad poll signup`).
+    #[arg(long)]
+    pub state_index: u64,
+    #[arg(long)]
+    pub option: u64,
+    #[arg(long)]
+    pub weight: u64,
+    /// 1 for the message processed first, i.e. your last one (MACI
+    /// processes messages from the last to the first).
+    #[arg(long, default_value_t = 1)]
+    pub nonce: u64,
+    /// Change your key to this public key (`macipk.…`) with this message.
+    #[arg(long)]
+    pub new_key: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `triad poll tally`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PollTallyArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    #[arg(long)]
+    pub poll: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A `macisk.` key from a file (the first word of that form in it), so
+/// `triad keygen > key` and `triad keygen --json > key` both work. Errors
+/// never repeat the file's content.
+pub fn read_private_key(path: &Path) -> Result<PrivKey, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::Io {
+        what: format!("key file {}", path.display()),
+        source,
+    })?;
+    let word = text
+        .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+        .find(|w| w.starts_with("macisk."))
+        .ok_or_else(|| ClientError::Usage(format!("{} holds no macisk. key", path.display())))?;
+    word.parse()
+        .map_err(|_| ClientError::Usage(format!("{}: invalid MACI private key", path.display())))
+}
+
+pub fn run_poll_create(args: PollCreateArgs) -> Result<(), ClientError> {
+    let net = args.net.load()?;
+    let token = admin_token(args.admin_token_file.as_deref(), args.net.devnet.as_deref())?;
+    let source = match &args.source_host {
+        Some(h) => DataSource::named(h.clone()),
+        None => net
+            .datasource
+            .as_ref()
+            .and_then(|d| d.source.clone())
+            .ok_or_else(|| {
+                ClientError::Usage("give --source-host: the network names no data source".into())
+            })?,
+    };
+    let now = triad_wire::unix_now();
+    let spec = PollSpec {
+        id: args.id,
+        name: args.name.clone(),
+        vote_options: args.options,
+        mode: match args.mode {
+            ModeArg::Quadratic => PollMode::Quadratic,
+            ModeArg::Linear => PollMode::Linear,
+        },
+        signup_deadline: now.saturating_add(args.signup_secs),
+        voting_deadline: now.saturating_add(args.voting_secs),
+        window: args.window,
+        voice_credits: args.credits,
+        data_spec: DataSpec {
+            field: args.field.clone(),
+            scale: args.scale,
+            account_field: args.account_field.clone(),
+        },
+        source,
+    };
+    spec.params()
+        .map_err(|e| ClientError::Usage(format!("poll parameters: {e}")))?;
+    let http = http(&net)?;
+    let info = runtime()?.block_on(poll::create_poll(&net, &http, &token, &spec))?;
+    if args.json {
+        print_json(&info);
+    } else {
+        println!(
+            "created poll {} ({:?}): {} options, {:?}, {} credits, sign-ups until {}, voting until {}",
+            info.spec.id,
+            info.spec.name,
+            info.spec.vote_options,
+            info.spec.mode,
+            info.spec.voice_credits,
+            info.spec.signup_deadline,
+            info.spec.voting_deadline
+        );
+    }
+    Ok(())
+}
+
+pub fn run_poll_signup(args: PollSignupArgs) -> Result<(), ClientError> {
+    let api_key = api_key_from(
+        args.api_key_file.as_ref(),
+        args.api_key.as_ref(),
+        std::env::var(API_KEY_ENV).ok(),
+    )?;
+    let key = read_private_key(&args.key_file)?;
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    let s = runtime()?.block_on(poll::signup(
+        &net,
+        &http,
+        args.poll,
+        &api_key,
+        &key.public_key(),
+        &ContributeOptions::default(),
+    ))?;
+    if args.json {
+        print_json(&s);
+    } else {
+        println!(
+            "signed up to poll {}: state index {}, {} voice credits",
+            s.poll_id, s.state_index, s.voice_credits
+        );
+    }
+    Ok(())
+}
+
+pub fn run_vote(args: VoteArgs) -> Result<(), ClientError> {
+    let key = read_private_key(&args.key_file)?;
+    let new_key: Option<PubKey> = args
+        .new_key
+        .as_deref()
+        .map(|k| {
+            k.parse()
+                .map_err(|e| ClientError::Usage(format!("--new-key: {e}")))
+        })
+        .transpose()?;
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    let vote = Vote {
+        option: args.option,
+        weight: args.weight,
+        nonce: args.nonce,
+        new_key,
+    };
+    let entry = runtime()?.block_on(poll::send_vote(
+        &net,
+        &http,
+        args.poll,
+        args.state_index,
+        &key,
+        &vote,
+    ))?;
+    // The receipt says the message is logged, never whether it counts.
+    if args.json {
+        print_json(&entry);
+    } else {
+        println!(
+            "logged at position {} of poll {} (submission {}); whether it counts is known to nobody \
+             until the tally",
+            entry.position, args.poll, entry.submission_id
+        );
+    }
+    Ok(())
+}
+
+pub fn run_poll_tally(args: PollTallyArgs) -> Result<(), ClientError> {
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    let v = runtime()?.block_on(poll::fetch_tally(&net, &http, args.poll))?;
+    if args.json {
+        print_json(&v);
+    } else {
+        let t = &v.tally;
+        println!(
+            "poll {}: {} sign-ups, {} messages, signed by all three parties",
+            t.poll_id, t.signups, t.messages
+        );
+        for (i, (votes, spent)) in t.votes.iter().zip(&t.spent_per_option).enumerate() {
+            println!("  option {i}: {votes} votes ({spent} credits)");
+        }
+        println!("  credits spent: {}", t.spent);
+    }
+    Ok(())
+}
