@@ -21,7 +21,10 @@ use triad_wire::{NetworkConfig, VerifiedRelease};
 use crate::devnet::{print_endpoints, Devnet, DevnetArgs, ScratchDir};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
+    #[command(subcommand)]
+    pub command: Option<DemoCommand>,
     /// Simulated providers.
     #[arg(long, default_value_t = 1000)]
     pub providers: usize,
@@ -37,6 +40,14 @@ pub struct DemoArgs {
     /// Providers contributing at the same time.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DemoCommand {
+    /// A poll: voters sign up and vote as secret shares, a briber votes
+    /// with bought keys, some voters override it with a key change; the
+    /// tally signed by all three parties next to the plaintext oracle's.
+    Poll(crate::demo_poll::DemoPollArgs),
 }
 
 pub const DEMO_STUDY: &str = "eth-balances";
@@ -91,6 +102,9 @@ fn progress(done: usize, total: usize, accepted: usize, started: Instant) {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if let Some(DemoCommand::Poll(a)) = args.command {
+        return crate::demo_poll::run(a);
+    }
     if args.providers == 0 {
         bail!("--providers must be at least 1");
     }

@@ -6,6 +6,7 @@ mod bench_attest;
 mod bench_poll;
 mod bench_services;
 mod demo;
+mod demo_poll;
 mod devnet;
 mod maci_cli;
 mod notary_cli;

@@ -99,18 +99,16 @@ pub async fn signup_attested(
     })
 }
 
-/// Attests the caller's account through the notary (the same flow as a
-/// contribution, for `poll-{id}` and the poll's data spec) and signs `key`
-/// up. `api_key` goes to the data source inside TLS only.
-pub async fn signup(
+/// Attests the caller's account through the notary for `poll` (the same
+/// flow as a contribution, for `poll-{id}` and the poll's data spec).
+/// `api_key` goes to the data source inside TLS only.
+pub async fn attest_for_poll(
     net: &NetworkConfig,
-    http: &reqwest::Client,
     poll: u64,
+    data_spec: &triad_attestation::DataSpec,
     api_key: &str,
-    key: &PubKey,
     opts: &ContributeOptions,
-) -> Result<Signed, ClientError> {
-    let info = poll_info(net, http, poll).await?;
+) -> Result<Attestation, ClientError> {
     let ds = opts
         .datasource
         .clone()
@@ -121,15 +119,22 @@ pub async fn signup(
         source,
     })?;
     let target = ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), api_key.into())])?;
-    let (att, _opening) = attest(
-        net,
-        &target,
-        &ds_ca,
-        &poll_study_id(poll),
-        &info.spec.data_spec,
-        opts,
-    )
-    .await?;
+    let (att, _opening) =
+        attest(net, &target, &ds_ca, &poll_study_id(poll), data_spec, opts).await?;
+    Ok(att)
+}
+
+/// Attests the caller's account ([`attest_for_poll`]) and signs `key` up.
+pub async fn signup(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    poll: u64,
+    api_key: &str,
+    key: &PubKey,
+    opts: &ContributeOptions,
+) -> Result<Signed, ClientError> {
+    let info = poll_info(net, http, poll).await?;
+    let att = attest_for_poll(net, poll, &info.spec.data_spec, api_key, opts).await?;
     signup_attested(net, http, poll, att, key).await
 }
 

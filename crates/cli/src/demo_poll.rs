@@ -1,0 +1,419 @@
+//! `triad demo poll`: a devnet, a poll, N voters who attest their accounts
+//! through the notary and sign up, vote as secret shares, a briber who
+//! bought some voters' keys and votes with them, and some of those voters
+//! who then change their key with a vote of their own (which overrides the
+//! briber's, though nobody can tell from the log). Prints the tally the
+//! three parties signed next to the plaintext oracle's, and what the
+//! briber can see.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use triad_attestation::{Attestation, DataSpec};
+use triad_client::poll as client;
+use triad_client::ContributeOptions;
+use triad_maci::{Command, Keypair, PrivKey};
+use triad_polls::{process_poll, Message, SignUp, Tally};
+use triad_testsite::GroundTruth;
+use triad_wire::poll::{LogEntry, PollMode, PollSpec, Signup, VerifiedTally};
+use triad_wire::NetworkConfig;
+
+use crate::demo::devnet_source;
+use crate::devnet::{print_endpoints, Devnet, DevnetArgs, ScratchDir};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoPollArgs {
+    /// Voters (each an account of the demo data source).
+    #[arg(long, default_value_t = 200)]
+    pub voters: usize,
+    /// Exit after printing the results instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+    /// End with one JSON line of the results.
+    #[arg(long)]
+    pub json: bool,
+    /// Devnet directory (default: a fresh temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds from the poll's creation to its (sign-up and voting)
+    /// deadline; default: enough for the voters on a slow machine.
+    #[arg(long)]
+    pub deadline_secs: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+const POLL_ID: u64 = 1;
+const OPTIONS: u64 = 4;
+const CREDITS: u64 = 100;
+/// The option the briber buys votes for.
+const BRIBER_OPTION: u64 = 0;
+
+/// Who does what, decided before anything is sent (seeded).
+struct Plan {
+    /// Per voter: (option, weight) of its own vote.
+    choice: Vec<(u64, u64)>,
+    /// Sold their key to the briber.
+    sold: Vec<bool>,
+    /// Sold, then changed their key with their own vote.
+    resists: Vec<bool>,
+}
+
+fn plan(n: usize) -> Plan {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let choice = (0..n)
+        .map(|_| (rng.gen_range(0..OPTIONS), rng.gen_range(1..=10)))
+        .collect();
+    // About one voter in five sells; half of those resist.
+    let sold: Vec<bool> = (0..n).map(|i| i % 5 == 1).collect();
+    let resists = (0..n).map(|i| sold[i] && i % 10 == 1).collect();
+    Plan {
+        choice,
+        sold,
+        resists,
+    }
+}
+
+pub fn run(args: DemoPollArgs) -> anyhow::Result<()> {
+    if args.voters == 0 {
+        bail!("--voters must be at least 1");
+    }
+    let scratch = args
+        .data_dir
+        .is_none()
+        .then(|| ScratchDir::new("demo-poll", !args.exit));
+    let dir = match (&args.data_dir, &scratch) {
+        (Some(d), _) => d.clone(),
+        (None, s) => s.as_ref().expect("scratch dir").path.clone(),
+    };
+    tokio::runtime::Runtime::new()?.block_on(demo(args, dir))
+}
+
+fn sign(index: u64, key: &PrivKey, option: u64, weight: u64, new_key: Option<&Keypair>) -> Message {
+    let k = key.signing_key();
+    let command = Command {
+        state_index: index,
+        vote_option_index: option,
+        new_vote_weight: weight,
+        nonce: 1,
+        poll_id: POLL_ID,
+        new_pub_key: new_key.map_or_else(|| k.public_key(), |n| n.public.clone()),
+        salt: triad_client::random_fr(&mut rand::rngs::OsRng),
+    };
+    Message::sign(command, &k, 0).expect("the demo's commands pack")
+}
+
+/// Sends `msgs` with at most `concurrency` in flight; returns the logged
+/// ones with their receipts, and the errors.
+async fn send_all(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    msgs: Vec<Message>,
+    concurrency: usize,
+) -> (Vec<(LogEntry, Message)>, Vec<String>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let tasks: Vec<_> = msgs
+        .into_iter()
+        .map(|m| {
+            let (net, http, sem) = (net.clone(), http.clone(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                client::send_message(&net, &http, POLL_ID, &m)
+                    .await
+                    .map(|e| (e, m))
+            })
+        })
+        .collect();
+    let (mut ok, mut errors) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await {
+            Ok(Ok(x)) => ok.push(x),
+            Ok(Err(e)) => errors.push(e.to_string()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (ok, errors)
+}
+
+async fn attest_all(
+    net: &NetworkConfig,
+    spec: &DataSpec,
+    api_keys: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Vec<Attestation>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let tasks: Vec<_> = api_keys
+        .iter()
+        .map(|k| {
+            let (net, spec, k, sem) = (net.clone(), spec.clone(), k.clone(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                client::attest_for_poll(&net, POLL_ID, &spec, &k, &ContributeOptions::default())
+                    .await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await?.context("attesting a voter's account")?);
+    }
+    Ok(out)
+}
+
+async fn wait_tally(net: &NetworkConfig, http: &reqwest::Client) -> anyhow::Result<VerifiedTally> {
+    let give_up = Instant::now() + Duration::from_secs(900);
+    loop {
+        match client::fetch_tally(net, http, POLL_ID).await {
+            Ok(t) => return Ok(t),
+            Err(e) if Instant::now() < give_up => {
+                tracing::debug!(error = %e, "no tally yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("waiting for the tally"),
+        }
+    }
+}
+
+/// The consumer API serves the same tally (verified there too).
+async fn api_tally(net: &NetworkConfig, http: &reqwest::Client) -> anyhow::Result<VerifiedTally> {
+    let url = format!("{}/v1/polls/{POLL_ID}/tally", net.api.trim_end_matches('/'));
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http.get(&url).send().await;
+        match r {
+            Ok(r) if r.status().is_success() => return Ok(r.json().await?),
+            _ if Instant::now() < give_up => tokio::time::sleep(Duration::from_millis(300)).await,
+            Ok(r) => bail!("the consumer API answered {} for the tally", r.status()),
+            Err(e) => bail!("the consumer API: {e}"),
+        }
+    }
+}
+
+fn oracle(
+    spec: &PollSpec,
+    signups: &[Signup],
+    logged: &[(LogEntry, Message)],
+) -> anyhow::Result<Tally> {
+    let params = spec.params()?;
+    let signups: Vec<SignUp> = signups
+        .iter()
+        .map(|s| {
+            Ok(SignUp {
+                pub_key: s.pub_key.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+                voice_credits: s.voice_credits,
+                timestamp: s.timestamp,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut logged: Vec<&(LogEntry, Message)> = logged.iter().collect();
+    logged.sort_by_key(|(e, _)| e.position);
+    let messages: Vec<Message> = logged
+        .iter()
+        .map(|(e, m)| Message {
+            timestamp: e.timestamp,
+            ..m.clone()
+        })
+        .collect();
+    Ok(process_poll(&params, &signups, &messages).tally)
+}
+
+fn tally_json(t: &Tally) -> serde_json::Value {
+    json!({ "votes": t.votes, "spent": t.spent, "spent_per_option": t.spent_per_option })
+}
+
+async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let n = args.voters;
+    eprintln!("triad demo poll: starting a devnet in {}", dir.display());
+    let mut devnet = Devnet::start(&DevnetArgs {
+        data_dir: dir.clone(),
+        accounts: n.max(10),
+        seed: 1,
+        max_batch: 256,
+    })
+    .await?;
+    let net = devnet.network.clone();
+    let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
+    let admin = std::fs::read_to_string(dir.join("secrets/admin.token"))?;
+    let truth: GroundTruth =
+        serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
+    let api_keys: Vec<String> = truth
+        .accounts
+        .iter()
+        .take(n)
+        .map(|a| a.api_key.clone())
+        .collect();
+    let data_spec = DataSpec {
+        field: "balances.ETH".into(),
+        scale: 4,
+        account_field: "uid".into(),
+    };
+
+    // Attestations first (the notary flow is the slow part), then the poll
+    // with one deadline for sign-ups and votes, sized for this run.
+    eprintln!("triad demo poll: {n} voters attest their accounts through the notary");
+    let t_attest = Instant::now();
+    let atts = attest_all(&net, &data_spec, &api_keys, args.concurrency).await?;
+    let attest_secs = t_attest.elapsed().as_secs_f64();
+    let p = plan(n);
+    let messages = n + p.resists.iter().filter(|&&r| r).count();
+    let window = args
+        .deadline_secs
+        .unwrap_or(5 + (n as u64 + messages as u64) / 30);
+    let deadline = triad_wire::unix_now() + window;
+    let spec = PollSpec {
+        id: POLL_ID,
+        name: "Which proposal should the DAO fund?".into(),
+        vote_options: OPTIONS,
+        mode: PollMode::Quadratic,
+        signup_deadline: deadline,
+        voting_deadline: deadline,
+        window: triad_polls::DEFAULT_WINDOW,
+        voice_credits: CREDITS,
+        data_spec,
+        source: devnet_source(&net)?,
+    };
+    client::create_poll(&net, &http, admin.trim(), &spec)
+        .await
+        .context("creating the demo poll")?;
+
+    eprintln!("triad demo poll: sign-ups (deadline in {window} s)");
+    let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
+    let mut index = vec![0u64; n];
+    for (i, (att, kp)) in atts.into_iter().zip(&keys).enumerate() {
+        index[i] = client::signup_attested(&net, &http, POLL_ID, att, &kp.public)
+            .await
+            .with_context(|| format!("signing up voter {i}"))?
+            .state_index;
+    }
+
+    // Honest votes; the briber's votes with the keys it bought; then the
+    // voters who resist change their key with their own vote.
+    let t_vote = Instant::now();
+    let honest: Vec<Message> = (0..n)
+        .filter(|&i| !p.sold[i])
+        .map(|i| {
+            sign(
+                index[i],
+                &keys[i].private,
+                p.choice[i].0,
+                p.choice[i].1,
+                None,
+            )
+        })
+        .collect();
+    let bribed: Vec<Message> = (0..n)
+        .filter(|&i| p.sold[i])
+        .map(|i| sign(index[i], &keys[i].private, BRIBER_OPTION, 10, None))
+        .collect();
+    let fresh: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
+    let resisting: Vec<Message> = (0..n)
+        .filter(|&i| p.resists[i])
+        .map(|i| {
+            let (o, w) = p.choice[i];
+            sign(index[i], &keys[i].private, o, w, Some(&fresh[i]))
+        })
+        .collect();
+    let (n_bribed, n_resisting) = (bribed.len(), resisting.len());
+    let mut logged = Vec::new();
+    let mut errors = Vec::new();
+    let mut briber_receipts = 0;
+    for (phase, msgs) in [
+        ("votes", honest),
+        ("briber", bribed),
+        ("key changes", resisting),
+    ] {
+        eprintln!("triad demo poll: sending {} {phase}", msgs.len());
+        let (ok, err) = send_all(&net, &http, msgs, args.concurrency).await;
+        if phase == "briber" {
+            briber_receipts = ok.len();
+        }
+        logged.extend(ok);
+        errors.extend(err);
+    }
+    let vote_secs = t_vote.elapsed().as_secs_f64();
+    for e in errors.iter().take(5) {
+        eprintln!("  refused: {e}");
+    }
+
+    eprintln!("triad demo poll: waiting for the deadline, then the three parties' tally");
+    while triad_wire::unix_now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // From the deadline to the verified tally at the coordinator.
+    let t_tally = Instant::now();
+    let tally = wait_tally(&net, &http).await?;
+    let tally_secs = t_tally.elapsed().as_secs_f64();
+    let signups: Vec<Signup> = http
+        .get(format!("{}/v1/polls/{POLL_ID}/signups", net.coordinator))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let expected = oracle(&spec, &signups, &logged)?;
+    let got = tally.tally.tally();
+    let matches = got == expected;
+    let api = api_tally(&net, &http).await?;
+    let api_matches = api.tally == tally.tally;
+
+    println!("option  tally (signed by all three)  oracle");
+    for o in 0..OPTIONS as usize {
+        println!(
+            "{o:>6}  {:>10} votes {:>6} cr  {:>6} votes {:>6} cr",
+            got.votes[o], got.spent_per_option[o], expected.votes[o], expected.spent_per_option[o]
+        );
+    }
+    println!("credits spent: {} (oracle {})", got.spent, expected.spent);
+    println!(
+        "the briber bought {n_bribed} keys and voted for option {BRIBER_OPTION} with each: all \
+         {briber_receipts} of its messages were logged (its receipts); {n_resisting} of those voters \
+         then changed their key with their own vote. The public log shows {} messages as \
+         commitments to secret shares: nothing in it, nor in any single party's view, says which \
+         of the briber's votes count.",
+        logged.len()
+    );
+    println!(
+        "{} voters, {} messages logged, {} refused; tally {} the oracle; the consumer API serves {}",
+        n,
+        logged.len(),
+        errors.len(),
+        if matches { "equals" } else { "DIFFERS FROM" },
+        if api_matches { "the same tally" } else { "A DIFFERENT TALLY" }
+    );
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "voters": n,
+                "messages": logged.len(),
+                "refused": errors.len(),
+                "bribed": n_bribed,
+                "resisted": n_resisting,
+                "tally": tally_json(&got),
+                "oracle_tally": tally_json(&expected),
+                "match": matches,
+                "api_match": api_matches,
+                "seconds": t0.elapsed().as_secs_f64(),
+                "attest_seconds": attest_secs,
+                "vote_seconds": vote_secs,
+                "tally_seconds": tally_secs,
+                "data_dir": dir,
+            })
+        );
+    }
+    if !args.exit {
+        print_endpoints(&devnet);
+        println!("serving until Ctrl-C");
+        crate::devnet::until_signalled().await?;
+    }
+    devnet.shutdown();
+    if !matches || !api_matches {
+        bail!("the tally does not match the oracle");
+    }
+    Ok(())
+}
