@@ -52,6 +52,12 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     mpc_seeds(&mut seeds);
     maci_seeds(&mut seeds);
+    poll_seeds(&mut seeds);
+    // TRIAD_CORPUS_TARGETS=a,b writes only those targets' seeds.
+    if let Ok(only) = std::env::var("TRIAD_CORPUS_TARGETS") {
+        let only: Vec<&str> = only.split(',').collect();
+        seeds.retain(|s| only.contains(&s.0));
+    }
     let total: usize = seeds.iter().map(|s| s.2.len()).sum();
     for (target, name, bytes) in &seeds {
         println!("{target}/seed-{name}: {} bytes", bytes.len());
@@ -101,6 +107,201 @@ fn maci_seeds(seeds: &mut Seeds) {
             "maci_keys",
             &format!("{name}-pk"),
             sk.public_key().to_string(),
+        );
+    }
+}
+
+/// A poll's bodies: a real share set of a signed vote, and a tally request
+/// whose sign-ups carry attestations signed with the fuzz notary key, so
+/// the seeds reach `check_tally_request`'s acceptance; plus each poll
+/// message of `triad_wire::poll` for `wire_messages`.
+fn poll_seeds(seeds: &mut Seeds) {
+    use triad_attestation::{sign_attestation, AttestationClaims, DataSource};
+    use triad_wire::poll::*;
+    let spec = PollSpec {
+        id: 1,
+        name: "seed poll".into(),
+        vote_options: 3,
+        mode: PollMode::Quadratic,
+        signup_deadline: 1_800_000_000,
+        voting_deadline: 1_800_000_100,
+        window: 32,
+        voice_credits: 100,
+        data_spec: DataSpec {
+            field: "balances.ETH".into(),
+            scale: 4,
+            account_field: "uid".into(),
+        },
+        source: DataSource::named("127.0.0.1"),
+    };
+    let notary = fuzz_notary_key();
+    let keys: Vec<triad_maci::Keypair> = (0..2).map(|_| triad_maci::Keypair::generate()).collect();
+    let signups: Vec<Signup> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, kp)| {
+            let claims = AttestationClaims {
+                server_name: "127.0.0.1".into(),
+                cert_chain_sha256: [1; 32],
+                session_time: 1_799_999_000,
+                expires_at: 1_800_003_600,
+                study_id: poll_study_id(1),
+                data_spec: spec.data_spec.clone(),
+                commitment: Fr::from(7u64),
+                nullifier: Fr::from(100 + i as u64),
+                transcript_sha256: [i as u8; 32],
+            };
+            Signup {
+                state_index: i as u64 + 1,
+                pub_key: kp.public.to_string(),
+                voice_credits: 100,
+                timestamp: 1_799_999_500,
+                attestation: sign_attestation(&notary, &claims),
+            }
+        })
+        .collect();
+    let command = triad_maci::Command {
+        state_index: 1,
+        vote_option_index: 2,
+        new_vote_weight: 5,
+        nonce: 1,
+        poll_id: 1,
+        new_pub_key: keys[0].public.clone(),
+        salt: Fr::from(9u64),
+    };
+    let msg = triad_polls::Message::sign_with(command, &keys[0].private, 0).expect("signs");
+    let plain = triad_polls::mpc::encode(&msg).expect("encodes");
+    let views = triad_polls::mpc::share_messages(&[plain], &mut OsRng);
+    let mut uploads = Vec::new();
+    let mut commitments: [String; 3] = Default::default();
+    for (i, v) in views.iter().enumerate() {
+        let mut set = ShareSet {
+            words: [[0; 21]; 2],
+            fr: [[Fr::from(0u64); 5]; 2],
+        };
+        for k in 0..21 {
+            set.words[0][k] = v.words.a[k].0;
+            set.words[1][k] = v.words.b[k].0;
+        }
+        set.fr[0].copy_from_slice(&v.fr.a);
+        set.fr[1].copy_from_slice(&v.fr.b);
+        let salt = [i as u8 + 1; 32];
+        commitments[i] = share_commitment(1, &salt, &set);
+        uploads.push(MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), salt, &set));
+    }
+    for (i, u) in uploads.iter().enumerate() {
+        add(seeds, "poll_shares", &format!("party{i}"), json(u));
+    }
+    let log: Vec<LogEntry> = (0..2)
+        .map(|k| LogEntry {
+            position: k,
+            submission_id: format!("{k:032x}"),
+            timestamp: 1_800_000_000 + k,
+            commitments: commitments.clone(),
+        })
+        .collect();
+    let req = TallyRequest {
+        spec: spec.clone(),
+        signups: signups.clone(),
+        log: log.clone(),
+    };
+    add(seeds, "tally_request", "two-signups-two-messages", json(&req));
+    let empty = TallyRequest {
+        spec: spec.clone(),
+        signups: Vec::new(),
+        log: Vec::new(),
+    };
+    add(seeds, "tally_request", "empty", json(&empty));
+    let tally = PollTally {
+        version: TALLY_VERSION,
+        poll_id: 1,
+        signups: 2,
+        messages: 2,
+        input_sha256: "ab".repeat(32),
+        votes: vec![0, 0, 5],
+        spent: 25,
+        spent_per_option: vec![0, 0, 25],
+    };
+    let party_keys = [1u8, 2, 3].map(|s| PartySigningKey::from_seed([s; 32]));
+    let signed: Vec<SignedTally> = (0..3)
+        .map(|i| sign_tally(&party_keys[i], i as u8, &tally))
+        .collect();
+    let info = PollInfo {
+        spec: spec.clone(),
+        created_at: 1_799_999_000,
+        signups: 2,
+        messages: 2,
+        tallied: true,
+    };
+    let messages: Vec<(&str, String)> = vec![
+        ("PollSpec", json(&spec)),
+        ("PollInfo", json(&info)),
+        (
+            "SignupRequest",
+            json(&SignupRequest {
+                attestation: signups[0].attestation.clone(),
+                pub_key: signups[0].pub_key.clone(),
+            }),
+        ),
+        ("Signup", json(&signups[1])),
+        (
+            "MessageRequest",
+            json(&MessageRequest {
+                commitments: commitments.clone(),
+            }),
+        ),
+        (
+            "MessageTicket",
+            json(&MessageTicket {
+                submission_id: "ab".repeat(16),
+                token: "cd".repeat(32),
+                parties: vec!["https://127.0.0.1:1".into(); 3],
+            }),
+        ),
+        ("MessageShares", json(&uploads[0])),
+        (
+            "MessageReady",
+            json(&MessageReady {
+                token: "cd".repeat(32),
+            }),
+        ),
+        ("LogEntry", json(&log[0])),
+        (
+            "ConfirmMessage",
+            json(&ConfirmMessage {
+                submission_id: "ab".repeat(16),
+                token_sha256: "ef".repeat(32),
+                commitment: commitments[0].clone(),
+            }),
+        ),
+        ("TallyRequest", json(&req)),
+        (
+            "TallyProgress",
+            json(&TallyProgress {
+                signed: Some(signed[0].clone()),
+                failed: None,
+            }),
+        ),
+        ("PollTally", json(&tally)),
+        ("SignedTally", json(&signed[1])),
+        (
+            "VerifiedTally",
+            json(&VerifiedTally {
+                tally: tally.clone(),
+                signatures: signed.clone(),
+            }),
+        ),
+    ];
+    for (name, body) in messages {
+        let sel = WIRE_TYPES
+            .iter()
+            .position(|t| *t == name)
+            .expect("a wire type") as u8;
+        add(
+            seeds,
+            "wire_messages",
+            name,
+            [&[sel][..], body.as_bytes()].concat(),
         );
     }
 }

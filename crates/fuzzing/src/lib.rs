@@ -21,14 +21,17 @@
 //! | [`share_upload`] | `ShareUpload` JSON and `triad_party::intake::parse_upload` |
 //! | [`prepare_batch`] | `PrepareBatch` JSON and `triad_party::service::validate_prepare` |
 //! | [`mpc_frame`] | `triad_net::read_frame` (length-prefixed frames) and `triad_mpc::network::decode_exact` |
-//! | [`wire_messages`] | every JSON body of `triad_wire::messages` and `triad_wire::release` |
+//! | [`wire_messages`] | every JSON body of `triad_wire::messages`, `release` and `poll` |
 //! | [`maci_keys`] | `macisk.` / `macipk.` strings: `triad_maci::{PrivKey, PubKey}` |
+//! | [`poll_shares`] | a voter's share set: `MessageShares` JSON and `MessageShares::parse` |
+//! | [`tally_request`] | `TallyRequest` JSON and `triad_party::polls::check_tally_request` |
 #![forbid(unsafe_code)]
 
 mod input;
 mod maci;
 mod mpc;
 mod notary;
+mod polls;
 mod services;
 
 pub use input::{encode_fields, Fields};
@@ -38,6 +41,7 @@ pub use notary::{
     attest_request, attestation, data_spec, fuzz_notary_key, http_response, proxy_preamble,
     tls_transcript, TranscriptCase,
 };
+pub use polls::{poll_shares, tally_request};
 pub use services::{prepare_batch, share_upload, wire_message_parses, wire_messages, WIRE_TYPES};
 
 /// A fuzz target: any bytes in, a panic if the parser breaks an invariant.
@@ -56,4 +60,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mpc_frame", mpc_frame),
     ("wire_messages", wire_messages),
     ("maci_keys", maci_keys),
+    ("poll_shares", poll_shares),
+    ("tally_request", tally_request),
 ];

@@ -12,6 +12,7 @@ use triad_wire::messages::{
     ReadyRequest, ReleaseRequest, ShareUpload, StudyInfo, StudyParams, SubmissionState,
     SubmitRequest, SubmitResponse,
 };
+use triad_wire::poll;
 use triad_wire::{Release, SignedRelease, VerifiedRelease};
 
 /// `POST {party}/v1/shares` body through the party's own decoding. Invariants:
@@ -98,6 +99,21 @@ pub const WIRE_TYPES: &[&str] = &[
     "Release",
     "SignedRelease",
     "VerifiedRelease",
+    "PollSpec",
+    "PollInfo",
+    "SignupRequest",
+    "Signup",
+    "MessageRequest",
+    "MessageTicket",
+    "MessageShares",
+    "MessageReady",
+    "LogEntry",
+    "ConfirmMessage",
+    "TallyRequest",
+    "TallyProgress",
+    "PollTally",
+    "SignedTally",
+    "VerifiedTally",
 ];
 
 /// First byte: which message ([`WIRE_TYPES`], modulo their number); the
@@ -127,6 +143,21 @@ pub fn wire_message_parses(data: &[u8]) -> bool {
         12 => round_trip::<ReleaseRequest>(json, same),
         13 => round_trip::<Release>(json, same),
         14 => round_trip::<SignedRelease>(json, same),
-        _ => round_trip::<VerifiedRelease>(json, same),
+        15 => round_trip::<VerifiedRelease>(json, same),
+        16 => round_trip::<poll::PollSpec>(json, same),
+        17 => round_trip::<poll::PollInfo>(json, same),
+        18 => round_trip::<poll::SignupRequest>(json, same_json),
+        19 => round_trip::<poll::Signup>(json, same_json),
+        20 => round_trip::<poll::MessageRequest>(json, same_json),
+        21 => round_trip::<poll::MessageTicket>(json, same_json),
+        22 => round_trip::<poll::MessageShares>(json, same_json),
+        23 => round_trip::<poll::MessageReady>(json, same_json),
+        24 => round_trip::<poll::LogEntry>(json, same),
+        25 => round_trip::<poll::ConfirmMessage>(json, same_json),
+        26 => round_trip::<poll::TallyRequest>(json, same_json),
+        27 => round_trip::<poll::TallyProgress>(json, same),
+        28 => round_trip::<poll::PollTally>(json, same),
+        29 => round_trip::<poll::SignedTally>(json, same),
+        _ => round_trip::<poll::VerifiedTally>(json, same),
     }
 }

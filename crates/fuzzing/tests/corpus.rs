@@ -103,6 +103,20 @@ fn real_seeds_are_accepted_inputs() {
             "{s} is not a key"
         );
     }
+    for s in seeds("poll_shares") {
+        let u: triad_wire::poll::MessageShares = serde_json::from_slice(&s).expect("shares JSON");
+        assert!(u.parse().is_ok(), "poll_shares seed");
+    }
+    let notary = triad_fuzzing::fuzz_notary_key().public_key();
+    let accepted = seeds("tally_request")
+        .iter()
+        .filter(|s| {
+            let r: triad_wire::poll::TallyRequest = serde_json::from_slice(s).expect("JSON");
+            let now = r.spec.voting_deadline;
+            triad_party::polls::check_tally_request(&r.spec, &r, &notary, 0, now).is_ok()
+        })
+        .count();
+    assert!(accepted >= 2, "{accepted} accepted tally requests");
     for s in seeds("wire_messages") {
         let name = triad_fuzzing::WIRE_TYPES[usize::from(s[0]) % triad_fuzzing::WIRE_TYPES.len()];
         assert!(

@@ -1,0 +1,72 @@
+//! Targets for the polls' bodies at a party: a voter's share set
+//! (`POST /v1/polls/{id}/shares`) and the coordinator's tally request
+//! (`POST /internal/polls/{id}/tally`).
+
+use triad_party::polls::check_tally_request;
+use triad_wire::https::parse_json;
+use triad_wire::poll::{share_commitment, MessageShares, TallyRequest};
+
+use crate::fuzz_notary_key;
+
+/// `MessageShares` JSON and `MessageShares::parse`. Invariants: JSON round
+/// trip; an accepted share set re-encodes to a body that parses to the same
+/// salt and set; its commitment changes when any one word or element does.
+pub fn poll_shares(data: &[u8]) {
+    let Ok(up) = parse_json::<MessageShares>(data) else {
+        return;
+    };
+    let json = serde_json::to_string(&up).unwrap();
+    let back: MessageShares = serde_json::from_str(&json).expect("own JSON parses");
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    let Ok((salt, set)) = up.parse() else {
+        return;
+    };
+    let again = MessageShares::new(&up.submission_id, &up.token, salt, &set);
+    assert_eq!(again.parse().expect("re-encoded shares parse"), (salt, set.clone()));
+    let c = share_commitment(1, &salt, &set);
+    let mut w = set.clone();
+    w.words[1][0] ^= 1;
+    assert_ne!(c, share_commitment(1, &salt, &w));
+    let mut f = set.clone();
+    f.fr[0][0] += triad_crypto::Fr::from(1u64);
+    assert_ne!(c, share_commitment(1, &salt, &f));
+}
+
+/// `TallyRequest` JSON through the party's `check_tally_request` (notary:
+/// the fuzz key; pinned spec: the request's own; judged at its voting
+/// deadline, as every party). Invariants: JSON round trip; an accepted
+/// request gives one state-index sign-up per entry, one (id, this party's
+/// commitment) per log entry, in order, every timestamp before the
+/// deadline, and a digest that names the request; a request under another
+/// pinned spec is refused.
+pub fn tally_request(data: &[u8]) {
+    let Ok(req) = parse_json::<TallyRequest>(data) else {
+        return;
+    };
+    let json = serde_json::to_string(&req).unwrap();
+    let back: TallyRequest = serde_json::from_str(&json).expect("own JSON parses");
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    let notary = fuzz_notary_key().public_key();
+    let now = req.spec.voting_deadline;
+    for party in 0..3 {
+        let Ok(c) = check_tally_request(&req.spec, &req, &notary, party, now) else {
+            continue;
+        };
+        assert_eq!(c.signups.len(), req.signups.len());
+        assert_eq!(c.ids.len(), req.log.len());
+        for (k, e) in req.log.iter().enumerate() {
+            assert_eq!(c.ids[k].0, e.submission_id);
+            assert_eq!(c.ids[k].1, e.commitments[party]);
+            assert!(c.timestamps[k] < req.spec.voting_deadline);
+        }
+        assert_eq!(c.input_sha256.len(), 64);
+        let mut other = req.spec.clone();
+        other.voice_credits = other.voice_credits.wrapping_add(1).max(1);
+        if other != req.spec {
+            assert!(check_tally_request(&other, &req, &notary, party, now).is_err());
+        }
+        if now > 0 {
+            assert!(check_tally_request(&req.spec, &req, &notary, party, now - 1).is_err());
+        }
+    }
+}
