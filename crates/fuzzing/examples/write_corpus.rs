@@ -187,7 +187,12 @@ fn poll_seeds(seeds: &mut Seeds) {
         set.fr[1].copy_from_slice(&v.fr.b);
         let salt = [i as u8 + 1; 32];
         commitments[i] = share_commitment(1, &salt, &set);
-        uploads.push(MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), salt, &set));
+        uploads.push(MessageShares::new(
+            &"ab".repeat(16),
+            &"cd".repeat(32),
+            salt,
+            &set,
+        ));
     }
     for (i, u) in uploads.iter().enumerate() {
         add(seeds, "poll_shares", &format!("party{i}"), json(u));
@@ -205,7 +210,12 @@ fn poll_seeds(seeds: &mut Seeds) {
         signups: signups.clone(),
         log: log.clone(),
     };
-    add(seeds, "tally_request", "two-signups-two-messages", json(&req));
+    add(
+        seeds,
+        "tally_request",
+        "two-signups-two-messages",
+        json(&req),
+    );
     let empty = TallyRequest {
         spec: spec.clone(),
         signups: Vec::new(),

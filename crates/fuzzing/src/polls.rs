@@ -22,7 +22,10 @@ pub fn poll_shares(data: &[u8]) {
         return;
     };
     let again = MessageShares::new(&up.submission_id, &up.token, salt, &set);
-    assert_eq!(again.parse().expect("re-encoded shares parse"), (salt, set.clone()));
+    assert_eq!(
+        again.parse().expect("re-encoded shares parse"),
+        (salt, set.clone())
+    );
     let c = share_commitment(1, &salt, &set);
     let mut w = set.clone();
     w.words[1][0] ^= 1;

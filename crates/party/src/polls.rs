@@ -367,3 +367,146 @@ pub(crate) async fn signed_tally(
     let t = blocking(&s, move |s| Ok::<_, Refusal>(s.store.tally(id)?)).await?;
     Ok(Json(t.ok_or(Refusal::NoTally)?.1))
 }
+
+#[cfg(test)]
+mod tests {
+    //! A malicious coordinator's tally requests: each way of padding,
+    //! reusing or back-dating the sign-ups or the log is refused.
+    use super::*;
+    use triad_attestation::{
+        sign_attestation, AttestationClaims, DataSource, DataSpec, NotarySigningKey,
+    };
+    use triad_crypto::Fr;
+    use triad_wire::poll::{LogEntry, PollMode, Signup};
+
+    fn spec() -> PollSpec {
+        PollSpec {
+            id: 3,
+            name: "p".into(),
+            vote_options: 2,
+            mode: PollMode::Linear,
+            signup_deadline: 1000,
+            voting_deadline: 2000,
+            window: 32,
+            voice_credits: 50,
+            data_spec: DataSpec {
+                field: "balances.ETH".into(),
+                scale: 4,
+                account_field: "uid".into(),
+            },
+            source: DataSource::named("exchange.example"),
+        }
+    }
+
+    fn signup(notary: &NotarySigningKey, index: u64, account: u64, study: &str) -> Signup {
+        let claims = AttestationClaims {
+            server_name: "exchange.example".into(),
+            cert_chain_sha256: [1; 32],
+            session_time: 900,
+            expires_at: 5000,
+            study_id: study.into(),
+            data_spec: spec().data_spec,
+            commitment: Fr::from(1u64),
+            nullifier: Fr::from(account),
+            transcript_sha256: [account as u8; 32],
+        };
+        Signup {
+            state_index: index,
+            pub_key: triad_maci::Keypair::generate().public.to_string(),
+            voice_credits: 50,
+            timestamp: 950,
+            attestation: sign_attestation(notary, &claims),
+        }
+    }
+
+    fn entry(position: u64, sid: &str, timestamp: u64) -> LogEntry {
+        LogEntry {
+            position,
+            submission_id: sid.into(),
+            timestamp,
+            commitments: ["a".repeat(64), "b".repeat(64), "c".repeat(64)],
+        }
+    }
+
+    fn honest(notary: &NotarySigningKey) -> TallyRequest {
+        TallyRequest {
+            spec: spec(),
+            signups: vec![
+                signup(notary, 1, 11, "poll-3"),
+                signup(notary, 2, 12, "poll-3"),
+            ],
+            log: vec![entry(0, "s0", 1500), entry(1, "s1", 1999)],
+        }
+    }
+
+    #[test]
+    fn an_honest_request_is_accepted_with_this_partys_commitments() {
+        let notary = NotarySigningKey::from_seed([9; 32]);
+        let req = honest(&notary);
+        let c = check_tally_request(&spec(), &req, &notary.public_key(), 1, 2000).unwrap();
+        assert_eq!(c.signups.len(), 2);
+        assert_eq!(
+            c.ids,
+            vec![("s0".into(), "b".repeat(64)), ("s1".into(), "b".repeat(64))]
+        );
+        assert_eq!(c.timestamps, vec![1500, 1999]);
+        let mut other = req.clone();
+        other.log.pop();
+        let d = check_tally_request(&spec(), &other, &notary.public_key(), 1, 2000).unwrap();
+        assert_ne!(c.input_sha256, d.input_sha256);
+    }
+
+    #[test]
+    fn every_forgery_of_the_inputs_is_refused() {
+        let notary = NotarySigningKey::from_seed([9; 32]);
+        let key = notary.public_key();
+        let refused = |f: &dyn Fn(&mut TallyRequest), now: u64| {
+            let mut r = honest(&notary);
+            f(&mut r);
+            check_tally_request(&spec(), &r, &key, 0, now).err()
+        };
+        // Before the deadline: no tally at all.
+        assert!(matches!(
+            refused(&|_| {}, 1999),
+            Some(Refusal::VotingOpen(3))
+        ));
+        // Another spec than the one pinned (more credits, later deadline).
+        assert!(matches!(
+            refused(&|r| r.spec.voice_credits = 51, 2000),
+            Some(Refusal::PollChanged(3))
+        ));
+        assert!(matches!(
+            refused(&|r| r.spec.voting_deadline = 3000, 3000),
+            Some(Refusal::PollChanged(3))
+        ));
+        let bad = |f: &dyn Fn(&mut TallyRequest)| {
+            assert!(
+                matches!(refused(f, 2000), Some(Refusal::BadTallyInput(_))),
+                "accepted a forged request"
+            );
+        };
+        // A sybil: the same account twice, under two keys.
+        bad(&|r| r.signups[1] = signup(&notary, 2, 11, "poll-3"));
+        // An attestation made for a study, or for another poll.
+        bad(&|r| r.signups[1] = signup(&notary, 2, 12, "a-study"));
+        bad(&|r| r.signups[1] = signup(&notary, 2, 12, "poll-4"));
+        // An attestation from a notary the party does not trust.
+        let stranger = NotarySigningKey::from_seed([8; 32]);
+        bad(&|r| r.signups[1] = signup(&stranger, 2, 12, "poll-3"));
+        // The same attestation presented twice (a replay).
+        bad(&|r| {
+            let mut again = r.signups[0].clone();
+            again.state_index = 2;
+            r.signups[1] = again;
+        });
+        // A late sign-up, a bigger budget, a gap in the state indexes.
+        bad(&|r| r.signups[1].timestamp = 1000);
+        bad(&|r| r.signups[1].voice_credits = 51);
+        bad(&|r| r.signups[1].state_index = 3);
+        bad(&|r| r.signups[0].pub_key = "macipk.00".into());
+        // A late message, a repeated one, a gap in the positions.
+        bad(&|r| r.log[1].timestamp = 2000);
+        bad(&|r| r.log[1].submission_id = "s0".into());
+        bad(&|r| r.log[1].position = 2);
+    }
+}
