@@ -46,6 +46,18 @@ fn demo_poll_matches_the_oracle_over_real_processes() {
     assert_eq!(v["tally"]["votes"].as_array().map(Vec::len), Some(4));
 }
 
+fn service_pid(dir: &Path, name: &str) -> u32 {
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
+    info["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .and_then(|s| s["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no {name} in devnet.json")) as u32
+}
+
 struct Verbs<'a> {
     dir: &'a Path,
 }
@@ -314,6 +326,16 @@ fn poll_verbs_over_a_devnet() {
         ],
         "poll_closed",
     );
+    // kill -9 of a party while the tally runs: the devnet restarts it, the
+    // coordinator asks again, and the restarted party computes from the
+    // shares it had confirmed (on disk).
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = service_pid(dir, "party2");
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
     let start = Instant::now();
     let tally = loop {
         let o = v.run(&["poll", "tally", "--poll", "5", "--json"]);

@@ -12,6 +12,7 @@
 //! - [`Tallier`]: once a poll's voting deadline has passed, asks the three
 //!   parties to process it and stores the tally all three signed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -321,30 +322,58 @@ pub struct Tallier {
     pub tick: Duration,
 }
 
+/// Longest pause between two requests for one poll's tally: a large poll
+/// takes minutes, and each request carries the whole log and sign-ups.
+const MAX_TALLY_BACKOFF: Duration = Duration::from_secs(10);
+
 impl Tallier {
     pub async fn run(self) {
+        // Per poll: when to ask next, and the current pause.
+        let mut next: HashMap<u64, (tokio::time::Instant, Duration)> = HashMap::new();
         loop {
-            if let Err(e) = self.round(triad_wire::unix_now()).await {
+            if let Err(e) = self.round(triad_wire::unix_now(), &mut next).await {
                 tracing::warn!(error = %e, "poll tally round failed");
             }
             tokio::time::sleep(self.tick).await;
         }
     }
 
-    async fn round(&self, now: u64) -> Result<(), PollError> {
+    async fn round(
+        &self,
+        now: u64,
+        next: &mut HashMap<u64, (tokio::time::Instant, Duration)>,
+    ) -> Result<(), PollError> {
         let polls = self.db.run(|s| s.polls()).await?;
         for info in polls {
+            let id = info.spec.id;
             if info.tallied || now < info.spec.voting_deadline {
                 continue;
             }
-            if let Err(e) = self.tally_poll(info.spec).await {
-                tracing::warn!(error = %e, "poll tally not done yet");
+            let t = tokio::time::Instant::now();
+            let (at, pause) = next.get(&id).copied().unwrap_or((t, self.tick));
+            if t < at {
+                continue;
+            }
+            match self.tally_poll(info.spec).await {
+                Ok(true) => {
+                    next.remove(&id);
+                }
+                Ok(false) => {
+                    let pause = (pause * 2).min(MAX_TALLY_BACKOFF);
+                    next.insert(id, (t + pause, pause));
+                }
+                Err(e) => {
+                    tracing::warn!(poll = id, error = %e, "poll tally not done yet");
+                    let pause = (pause * 2).min(MAX_TALLY_BACKOFF);
+                    next.insert(id, (t + pause, pause));
+                }
             }
         }
         Ok(())
     }
 
-    async fn tally_poll(&self, spec: PollSpec) -> Result<(), PollError> {
+    /// Asks the three parties once; `Ok(true)` once the tally is stored.
+    async fn tally_poll(&self, spec: PollSpec) -> Result<bool, PollError> {
         let id = spec.id;
         let signups = self.db.run(move |s| s.signups(id)).await?;
         let log = self.db.run(move |s| s.log(id)).await?;
@@ -359,16 +388,19 @@ impl Tallier {
             }
             match p.signed {
                 Some(s) => signed.push(s),
-                None => return Ok(()),
+                None => return Ok(false),
             }
         }
         match triad_wire::poll::verify_tally(&signed, &self.party_keys) {
             Ok(v) => {
                 tracing::info!(poll = id, messages = v.tally.messages, "poll tallied");
                 self.db.run(move |s| s.put_tally(id, &v)).await?;
+                Ok(true)
             }
-            Err(e) => tracing::error!(poll = id, error = %e, "the parties' tallies do not verify"),
+            Err(e) => {
+                tracing::error!(poll = id, error = %e, "the parties' tallies do not verify");
+                Ok(false)
+            }
         }
-        Ok(())
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -51,11 +51,19 @@ pub(crate) fn public_routes() -> Router<Arc<PartyState>> {
     Router::new().route("/v1/polls/{id}/shares", post(put_shares))
 }
 
+/// Largest tally request: the whole log and every sign-up with its
+/// attestation (about 1.3 KB per sign-up and 0.35 KB per message, so some
+/// 150,000 of each).
+pub const MAX_TALLY_REQUEST: usize = 256 * 1024 * 1024;
+
 pub(crate) fn internal_routes() -> Router<Arc<PartyState>> {
     Router::new()
         .route("/internal/polls", post(pin_poll))
         .route("/internal/polls/{id}/confirm", post(confirm))
-        .route("/internal/polls/{id}/tally", post(tally))
+        .route(
+            "/internal/polls/{id}/tally",
+            post(tally).layer(DefaultBodyLimit::max(MAX_TALLY_REQUEST)),
+        )
 }
 
 fn poll_id(id: &str) -> Result<u64, Refusal> {
@@ -263,16 +271,26 @@ pub fn check_tally_request(
         ids.push((e.submission_id.clone(), e.commitments[party].clone()));
         timestamps.push(e.timestamp);
     }
-    let digest = Sha256::digest(serde_json::to_vec(req).expect("request serializes"));
     Ok(CheckedTally {
         params,
         signups,
         timestamps,
         ids,
-        input_sha256: hex::encode(digest),
+        input_sha256: request_digest(req),
     })
 }
 
+/// SHA-256 (hex) of a tally request's canonical JSON: the MPC session's
+/// tag and the tally's `input_sha256`.
+pub fn request_digest(req: &TallyRequest) -> String {
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(req).expect("request serializes"),
+    ))
+}
+
+/// `POST /internal/polls/{id}/tally`. Idempotent and cheap to repeat: the
+/// request's digest is looked up first (a stored tally, a running job), and
+/// only a new request is judged ([`check_tally_request`]) and queued.
 async fn tally(
     _: FromCoordinator,
     State(s): St,
@@ -284,13 +302,7 @@ async fn tally(
     if req.spec.id != id {
         return Err(Refusal::Malformed("the request is for another poll".into()).into());
     }
-    let party = s.index;
-    let checked = blocking(&s, move |s| {
-        let spec = pinned(s, id)?;
-        check_tally_request(&spec, &req, &s.notary_key, party, triad_wire::unix_now())
-    })
-    .await?;
-    let digest = checked.input_sha256.clone();
+    let digest = request_digest(&req);
     if let Some((d, signed)) = blocking(&s, move |s| Ok::<_, Refusal>(s.store.tally(id)?)).await? {
         if d != digest {
             return Err(Refusal::WrongState(
@@ -304,17 +316,34 @@ async fn tally(
         })
         .into_response());
     }
+    let running = |s: &PartyState| {
+        let jobs = s.poll_jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.get(&id).cloned()
+    };
+    match running(&s) {
+        Some((d, None)) if d == digest => {
+            return Ok((StatusCode::ACCEPTED, Json(TallyProgress::default())).into_response())
+        }
+        Some((_, None)) => {
+            return Err(Refusal::WrongState(
+                "a tally of this poll over another log is running".into(),
+            )
+            .into())
+        }
+        _ => {}
+    }
+    let party = s.index;
+    let checked = blocking(&s, move |s| {
+        let spec = pinned(s, id)?;
+        check_tally_request(&spec, &req, &s.notary_key, party, triad_wire::unix_now())
+    })
+    .await?;
     let failed = {
         let mut jobs = s.poll_jobs.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.get(&id) {
-            Some((d, None)) if *d == digest => {
-                return Ok((StatusCode::ACCEPTED, Json(TallyProgress::default())).into_response())
-            }
+            // Queued by a concurrent request meanwhile.
             Some((_, None)) => {
-                return Err(Refusal::WrongState(
-                    "a tally of this poll over another log is running".into(),
-                )
-                .into())
+                return Ok((StatusCode::ACCEPTED, Json(TallyProgress::default())).into_response())
             }
             Some((_, Some(why))) => {
                 let why = why.clone();
