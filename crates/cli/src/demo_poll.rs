@@ -102,7 +102,7 @@ fn sign(index: u64, key: &PrivKey, option: u64, weight: u64, new_key: Option<&Ke
         new_vote_weight: weight,
         nonce: 1,
         poll_id: POLL_ID,
-        new_pub_key: new_key.map_or_else(|| k.public_key(), |n| n.public.clone()),
+        new_pub_key: new_key.map_or_else(|| k.public_key(), |n| n.public),
         salt: triad_client::random_fr(&mut rand::rngs::OsRng),
     };
     Message::sign(command, &k, 0).expect("the demo's commands pack")

@@ -167,7 +167,7 @@ pub async fn send_vote(
         new_vote_weight: vote.weight,
         nonce: vote.nonce,
         poll_id: poll,
-        new_pub_key: vote.new_key.clone().unwrap_or_else(|| signing.public_key()),
+        new_pub_key: vote.new_key.unwrap_or_else(|| signing.public_key()),
         salt: crate::random_fr(&mut rand::rngs::OsRng),
     };
     let message = Message::sign(command, &signing, 0)

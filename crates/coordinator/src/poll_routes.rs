@@ -122,20 +122,16 @@ async fn tally(State(s): St, Path(id): Path<String>) -> Result<Json<VerifiedTall
     Ok(Json(polls::tally(&s.db, id).await.map_err(refusal)?))
 }
 
-/// Rate-limited like submissions: one client address is one voter's device.
-fn limited(s: &AppState, peer: &PeerAddr) -> Result<(), Response> {
-    s.limiter
-        .check(peer.0.ip())
-        .map_err(IntoResponse::into_response)
-}
-
 async fn signup(
     State(s): St,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    limited(&s, &peer)?;
+    // Rate-limited like submissions.
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
     let go = async {
         let id = poll_id(&id)?;
         let req: SignupRequest = parse_json(&body(b)?)?;
@@ -165,7 +161,10 @@ async fn message(
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    limited(&s, &peer)?;
+    // Rate-limited like submissions.
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
     let go = async {
         let id = poll_id(&id)?;
         let req: MessageRequest = parse_json(&body(b)?)?;
@@ -191,7 +190,10 @@ async fn ready(
     Path(sid): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    limited(&s, &peer)?;
+    // Rate-limited like submissions.
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
     let go = async {
         let req: MessageReady = parse_json(&body(b)?)?;
         polls::log_message(&s.db, &s.parties, &sid, &req.token, triad_wire::unix_now())

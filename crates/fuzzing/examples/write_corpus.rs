@@ -166,7 +166,7 @@ fn poll_seeds(seeds: &mut Seeds) {
         new_vote_weight: 5,
         nonce: 1,
         poll_id: 1,
-        new_pub_key: keys[0].public.clone(),
+        new_pub_key: keys[0].public,
         salt: Fr::from(9u64),
     };
     let msg = triad_polls::Message::sign_with(command, &keys[0].private, 0).expect("signs");

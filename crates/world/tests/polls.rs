@@ -52,7 +52,7 @@ fn sign(voter_index: u64, key: &PrivKey, vote: &Vote, poll: u64) -> Message {
         new_vote_weight: vote.weight,
         nonce: vote.nonce,
         poll_id: poll,
-        new_pub_key: vote.new_key.clone().unwrap_or_else(|| k.public_key()),
+        new_pub_key: vote.new_key.unwrap_or_else(|| k.public_key()),
         salt: triad_client::random_fr(&mut rand::rngs::OsRng),
     };
     Message::sign(command, &k, 0).unwrap()
@@ -203,7 +203,7 @@ async fn a_poll_through_the_services_matches_the_oracle() {
                 option: 2,
                 weight: 2,
                 nonce: 1,
-                new_key: Some(new2.public.clone()),
+                new_key: Some(new2.public),
             },
             id,
         ),

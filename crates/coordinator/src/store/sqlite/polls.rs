@@ -43,6 +43,9 @@ CREATE TABLE poll_tallies (
 );
 ";
 
+/// poll, token digest, commitments (JSON), position, timestamp.
+type MessageColumns = (i64, String, String, Option<i64>, Option<i64>);
+
 fn i(v: u64) -> i64 {
     v as i64
 }
@@ -246,7 +249,7 @@ impl PollStore for SqliteStore {
     }
 
     fn message(&self, submission_id: &str) -> Result<Option<MessageRow>, StoreError> {
-        let row: Option<(i64, String, String, Option<i64>, Option<i64>)> = self
+        let row: Option<MessageColumns> = self
             .conn()
             .query_row(
                 "SELECT poll, token_sha256, commitments, position, timestamp
