@@ -264,7 +264,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
     let messages = n + p.resists.iter().filter(|&&r| r).count();
     let window = args
         .deadline_secs
-        .unwrap_or(5 + (n as u64 + messages as u64) / 30);
+        .unwrap_or(5 + (n as u64 + messages as u64) / 60);
     let deadline = triad_wire::unix_now() + window;
     let spec = PollSpec {
         id: POLL_ID,

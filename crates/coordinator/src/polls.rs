@@ -359,12 +359,12 @@ impl Tallier {
                     next.remove(&id);
                 }
                 Ok(false) => {
-                    let pause = (pause * 2).min(MAX_TALLY_BACKOFF);
+                    let pause = pause.mul_f64(1.5).min(MAX_TALLY_BACKOFF);
                     next.insert(id, (t + pause, pause));
                 }
                 Err(e) => {
                     tracing::warn!(poll = id, error = %e, "poll tally not done yet");
-                    let pause = (pause * 2).min(MAX_TALLY_BACKOFF);
+                    let pause = pause.mul_f64(1.5).min(MAX_TALLY_BACKOFF);
                     next.insert(id, (t + pause, pause));
                 }
             }
