@@ -66,21 +66,27 @@
 //! * At most [`MAX_VOTE_OPTIONS`] options; MACI's `FULL` mode is not
 //!   supported.
 //!
-//! There is deliberately **no bound K** on how many of a voter's messages
-//! count: the plaintext rules do not need one, and the obvious MPC rule
-//! ("only the K most recent messages naming a state index count") would let
-//! anyone void a voter's vote by logging K junk messages with that index —
-//! breaking "an invalid message changes nothing". `docs/polls.md` discusses
-//! what a safe bound would need.
+//! * Only the K most recent *well-formed* messages naming a state index can
+//!   count ([`PollParams::window`], default [`DEFAULT_WINDOW`]); the oracle
+//!   and the MPC both enforce it (`docs/polls.md`, "The window K").
+//!
+//! # Anonymous deactivation and re-keying ([`rekey`])
+//!
+//! Before the final processing, epochs of deactivations and re-keys turn
+//! the sign-ups into the leaves the votes are processed against: a
+//! deactivated leaf stops counting, and a re-key appends a fresh leaf that
+//! counts (with the deactivated leaf's budget) only if its secret matched a
+//! valid deactivation ([`rekey::Registry`]).
 #![forbid(unsafe_code)]
 
 pub mod mpc;
 pub mod params;
 pub mod process;
+pub mod rekey;
 pub mod state;
 pub mod tally;
 
 pub use params::{Mode, ParamsError, PollParams, DEFAULT_WINDOW, MAX_VOTE_OPTIONS};
-pub use process::{process_poll, well_formed, Outcome};
+pub use process::{process_poll, process_poll_from, well_formed, Outcome};
 pub use state::{Ballot, Invalid, Message, PollState, SignUp, StateLeaf};
 pub use tally::Tally;

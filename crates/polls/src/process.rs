@@ -51,7 +51,13 @@ pub fn well_formed(params: &PollParams, message: &Message) -> bool {
 ///
 /// Pure and deterministic; never panics on any input.
 pub fn process_poll(params: &PollParams, signups: &[SignUp], messages: &[Message]) -> Outcome {
-    let mut state = PollState::new(params, signups);
+    process_poll_from(params, PollState::new(params, signups), messages)
+}
+
+/// [`process_poll`] from a given initial state (leaves with `active`
+/// flags after re-keying epochs, [`crate::rekey::Registry::initial_state`]).
+pub fn process_poll_from(params: &PollParams, state: PollState, messages: &[Message]) -> Outcome {
+    let mut state = state;
     let mut validity = vec![Ok(()); messages.len()];
     let mut seen: HashMap<u64, u64> = HashMap::new();
     for (position, message) in messages.iter().enumerate().rev() {

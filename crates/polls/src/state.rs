@@ -130,6 +130,10 @@ pub enum Invalid {
     /// `slTimestamp ≤ pollEndTimestamp`).
     #[error("voter signed up after the sign-up deadline")]
     LateSignUp,
+    /// Triad rule (anonymous re-keying): the leaf was deactivated, or is a
+    /// re-key leaf whose re-key did not match a valid deactivation.
+    #[error("the leaf is not active")]
+    Inactive,
     /// Triad rule: only the `window` most recently logged well-formed
     /// messages naming a state index can count (see
     /// [`crate::PollParams::window`]).
@@ -158,6 +162,8 @@ pub enum Invalid {
 pub struct PollState {
     leaves: Vec<StateLeaf>,
     ballots: Vec<Ballot>,
+    /// Whether each leaf's messages can count (all true without re-keying).
+    active: Vec<bool>,
 }
 
 impl PollState {
@@ -165,8 +171,18 @@ impl PollState {
     /// sign-up with its key and budget, every ballot at nonce 0 with V zero
     /// weights.
     pub fn new(params: &PollParams, signups: &[SignUp]) -> Self {
+        let all: Vec<(SignUp, bool)> = signups.iter().map(|s| (s.clone(), true)).collect();
+        Self::with_active(params, &all)
+    }
+
+    /// [`PollState::new`] with an `active` flag per leaf (anonymous
+    /// re-keying, [`crate::rekey`]): an inactive leaf's messages never count.
+    pub fn with_active(params: &PollParams, leaves: &[(SignUp, bool)]) -> Self {
+        let active: Vec<bool> = std::iter::once(false)
+            .chain(leaves.iter().map(|l| l.1))
+            .collect();
         let leaves: Vec<StateLeaf> = std::iter::once(StateLeaf::blank())
-            .chain(signups.iter().map(|s| StateLeaf {
+            .chain(leaves.iter().map(|(s, _)| StateLeaf {
                 pub_key: s.pub_key,
                 voice_credit_balance: s.voice_credits,
                 timestamp: s.timestamp,
@@ -177,7 +193,11 @@ impl PollState {
             votes: vec![0; params.options_len()],
         };
         let ballots = vec![blank_ballot; leaves.len()];
-        PollState { leaves, ballots }
+        PollState {
+            leaves,
+            ballots,
+            active,
+        }
     }
 
     /// Leaves by state index; `leaves()[0]` is the blank leaf.
@@ -219,6 +239,9 @@ impl PollState {
         let leaf = &self.leaves[index];
         if leaf.timestamp >= params.signup_deadline() {
             return Err(Invalid::LateSignUp);
+        }
+        if !self.active[index] {
+            return Err(Invalid::Inactive);
         }
         if msg.signer != leaf.pub_key {
             return Err(Invalid::Signature);

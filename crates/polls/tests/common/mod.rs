@@ -72,3 +72,20 @@ pub fn signed(signer: u8, command: Command) -> Message {
 pub fn vote(index: u64, signer: u8, option: u64, weight: u64, nonce: u64, new_key: u8) -> Message {
     signed(signer, command(index, option, weight, nonce, new_key))
 }
+
+/// A deactivation of leaf `index` signed with `signer`, carrying
+/// `Poseidon(secret, 1)` in its salt.
+pub fn deactivation(index: u64, signer: u8, secret: u64) -> Message {
+    let mut c = command(index, 0, 0, 1, signer);
+    c.salt = triad_polls::rekey::deactivation_commitment(&Fr::from(secret));
+    signed(signer, c)
+}
+
+/// A re-key with `secret` to `key(new_key)`, logged before the deadline.
+pub fn rekey(secret: u64, new_key: u8) -> triad_polls::rekey::Rekey {
+    triad_polls::rekey::Rekey {
+        secret: Fr::from(secret),
+        new_key: pk(new_key),
+        timestamp: SENT,
+    }
+}
