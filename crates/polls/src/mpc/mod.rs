@@ -12,9 +12,11 @@
 //!   scan ([`step::apply_step`] each step), the tally opened;
 //! * [`edwards`]: Baby Jubjub arithmetic over shares, used by phase 1.
 
+pub mod bitvec;
 pub mod edwards;
 pub mod encode;
 pub mod process;
+pub mod rekey;
 pub mod signature;
 pub mod step;
 

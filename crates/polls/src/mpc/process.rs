@@ -196,8 +196,8 @@ fn ring_bit(p: &mut Party, x: &Shares<Z128>) -> Result<Shares<Bits>, MpcError> {
 }
 
 /// The low 128 bits of a public key's `x` as two 64-bit halves.
-fn fingerprint(s: &SignUp) -> [u64; 2] {
-    let [x, _] = s.pub_key.to_fields();
+fn fingerprint(k: &triad_maci::PubKey) -> [u64; 2] {
+    let [x, _] = k.to_fields();
     let l = x.into_bigint().0;
     [l[0], l[1]]
 }
@@ -237,6 +237,80 @@ pub fn process_shared(
     timestamps: &[u64],
     msgs: &SharedMessages,
 ) -> Result<(Tally, ProcessStats), MpcError> {
+    let public =
+        |vals: Vec<u64>| Shares::from_public(p.id, &vals.into_iter().map(z).collect::<Vec<_>>());
+    let headers = Headers {
+        fps: signups.iter().map(|s| fingerprint(&s.pub_key)).collect(),
+        live: public(
+            signups
+                .iter()
+                .map(|s| u64::from(s.timestamp < params.signup_deadline()))
+                .collect(),
+        ),
+        balance: public(signups.iter().map(|s| s.voice_credits).collect()),
+    };
+    process_with(p, params, &headers, timestamps, msgs)
+}
+
+/// [`process_shared`] after re-keying epochs: the leaves are the
+/// registry's, whose active bits and balances are secret
+/// ([`super::rekey`]). Equals [`crate::rekey::process_poll_with_epochs`]'s
+/// tally (tested in `tests/mpc_rekey.rs`).
+pub fn process_shared_registry(
+    p: &mut Party,
+    params: &PollParams,
+    reg: &super::rekey::SharedRegistry,
+    timestamps: &[u64],
+    msgs: &SharedMessages,
+) -> Result<(Tally, ProcessStats), MpcError> {
+    let n = reg.leaves();
+    // live = active ∧ signed up in time (public mask), injected.
+    let timely: Vec<u64> = (0..n.div_ceil(64))
+        .map(|w| {
+            (0..64)
+                .filter(|&b| {
+                    w * 64 + b < n && reg.timestamps[w * 64 + b] < params.signup_deadline()
+                })
+                .fold(0u64, |m, b| m | 1 << b)
+        })
+        .collect();
+    let live_bits = map_linear_indexed(&reg.active, &timely);
+    let live = bit_inject::<Z128>(p, &live_bits, n)?;
+    let bits = bit_inject::<Z128>(p, &reg.balance, n * 64)?;
+    let mut balance = Shares::<Z128>::zeros(n);
+    for b in 0..64 {
+        let col: Vec<usize> = (0..n).map(|k| k * 64 + b).collect();
+        balance = balance.add(&bits.gather(&col).scale(Z128::from_u128(1u128 << b)));
+    }
+    let headers = Headers {
+        fps: reg.keys.iter().map(fingerprint).collect(),
+        live,
+        balance,
+    };
+    process_with(p, params, &headers, timestamps, msgs)
+}
+
+/// Word `k` of `x` ANDed with the public `mask[k]`. Local.
+fn map_linear_indexed(x: &Shares<Bits>, mask: &[u64]) -> Shares<Bits> {
+    let f = |v: &[Bits]| v.iter().zip(mask).map(|(w, m)| Bits(w.0 & m)).collect();
+    Shares::new(f(&x.a), f(&x.b))
+}
+
+/// The leaves' header records: public key fingerprints, and whether each
+/// leaf can count (signed up in time, active) and its budget, in the ring.
+struct Headers {
+    fps: Vec<[u64; 2]>,
+    live: Shares<Z128>,
+    balance: Shares<Z128>,
+}
+
+fn process_with(
+    p: &mut Party,
+    params: &PollParams,
+    headers: &Headers,
+    timestamps: &[u64],
+    msgs: &SharedMessages,
+) -> Result<(Tally, ProcessStats), MpcError> {
     if timestamps.len() != msgs.len() {
         return Err(MpcError::InvalidArgument(
             "process_shared: one timestamp per message",
@@ -260,7 +334,7 @@ pub fn process_shared(
         .map(|(&k, _)| k)
         .collect();
     let kept = msgs.gather(&keep);
-    let r = signups.len() + keep.len();
+    let r = headers.fps.len() + keep.len();
     let steps = keep
         .len()
         .min(usize::try_from(params.window()).unwrap_or(usize::MAX));
@@ -275,7 +349,7 @@ pub fn process_shared(
         return Ok((empty_tally(v), stats));
     }
     let fields = ring_fields(p, &kept)?;
-    let records = group(p, params, signups, fields)?;
+    let records = group(p, params, headers, fields)?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         records = r,
@@ -314,10 +388,10 @@ impl Records {
 fn group(
     p: &mut Party,
     params: &PollParams,
-    signups: &[SignUp],
+    headers: &Headers,
     f: RingFields,
 ) -> Result<Records, MpcError> {
-    let (n, m) = (signups.len(), f.index.len());
+    let (n, m) = (headers.fps.len(), f.index.len());
     let r = n + m;
     let poll = Shares::from_public(p.id, &vec![z(params.poll_id()); m]);
     let poll_ok = eq(p, &f.poll, &poll, 64)?;
@@ -328,7 +402,7 @@ fn group(
     let public =
         |vals: Vec<u64>| Shares::from_public(p.id, &vals.into_iter().map(z).collect::<Vec<_>>());
     let header_index: Vec<u64> = (1..=n as u64).collect();
-    let fps: Vec<[u64; 2]> = signups.iter().map(fingerprint).collect();
+    let fps = &headers.fps;
     let zeros_n = Shares::<Z128>::zeros(n);
     let zeros_m = Shares::<Z128>::zeros(m);
     let header_key = Shares::from_public(
@@ -346,22 +420,15 @@ fn group(
                 .map(|j| Z128::from_u128((1u128 << pos_bits) + (m - 1 - j) as u128))
                 .collect::<Vec<_>>(),
         );
-    let live: Vec<u64> = signups
-        .iter()
-        .map(|s| u64::from(s.timestamp < params.signup_deadline()))
-        .collect();
     let both = |h: Shares<Z128>, msg: Shares<Z128>| Shares::concat(&[&h, &msg]);
     let cols: Vec<Shares<Z128>> = vec![
         both(header_key, message_key),
         both(public(header_index), index),
         both(public(vec![1; n]), zeros_m.clone()),
-        both(public(live), zeros_m.clone()),
+        both(headers.live.clone(), zeros_m.clone()),
         both(public(fps.iter().map(|f| f[0]).collect()), zeros_m.clone()),
         both(public(fps.iter().map(|f| f[1]).collect()), zeros_m.clone()),
-        both(
-            public(signups.iter().map(|s| s.voice_credits).collect()),
-            zeros_m,
-        ),
+        both(headers.balance.clone(), zeros_m),
         both(zeros_n.clone(), f.signer_fp[0].clone()),
         both(zeros_n.clone(), f.signer_fp[1].clone()),
         both(zeros_n.clone(), f.new_fp[0].clone()),
