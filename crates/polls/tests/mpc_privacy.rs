@@ -17,46 +17,10 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use rand::SeedableRng;
-use triad_mpc::network::MemNetwork;
-use triad_mpc::prg::Prg;
-use triad_mpc::testing::TEST_TIMEOUT;
-use triad_mpc::{NetError, NetStats, Network, Party, PartyId};
 use triad_polls::mpc::{encode, process_shared, share_messages, PlainMessage};
 use triad_polls::{process_poll, Message};
-
-/// One entry of a party's view: direction, peer, message length.
-type Event = (bool, usize, usize);
-
-/// A transport that records the length of everything sent and received.
-struct Recording {
-    inner: MemNetwork,
-    log: Arc<Mutex<Vec<Event>>>,
-}
-
-impl Network for Recording {
-    fn id(&self) -> PartyId {
-        self.inner.id()
-    }
-    fn send(&mut self, to: PartyId, msg: Vec<u8>) -> Result<(), NetError> {
-        self.log.lock().unwrap().push((true, to.index(), msg.len()));
-        self.inner.send(to, msg)
-    }
-    fn recv(&mut self, from: PartyId) -> Result<Vec<u8>, NetError> {
-        let m = self.inner.recv(from)?;
-        self.log
-            .lock()
-            .unwrap()
-            .push((false, from.index(), m.len()));
-        Ok(m)
-    }
-    fn stats(&self) -> NetStats {
-        self.inner.stats()
-    }
-}
 
 /// Runs a poll with fixed party randomness; returns each party's view
 /// (message lengths) and the tally.
@@ -66,35 +30,11 @@ fn view(msgs: &[Message]) -> ([Vec<Event>; 3], triad_polls::Tally) {
     let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
     let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
     let sh = share_messages(&plain, &mut rand::rngs::StdRng::seed_from_u64(5));
-    let logs: [Arc<Mutex<Vec<Event>>>; 3] = Default::default();
-    let nets = MemNetwork::triple(TEST_TIMEOUT);
-    let tallies: Vec<triad_polls::Tally> = std::thread::scope(|s| {
-        let hs: Vec<_> = nets
-            .into_iter()
-            .zip(&logs)
-            .map(|(net, log)| {
-                let (sh, times, ups, p) = (&sh, &times, &ups, &p);
-                let log = log.clone();
-                s.spawn(move || {
-                    let mut party = Party::setup(Box::new(Recording { inner: net, log })).unwrap();
-                    let i = party.id.index();
-                    // Fixed pairwise seeds: seed k is shared by parties k and k+1.
-                    party.prg_next = Prg::new([i as u8 + 1; 16]);
-                    party.prg_prev = Prg::new([((i + 2) % 3) as u8 + 1; 16]);
-                    party.prg_own = Prg::new([i as u8 + 100; 16]);
-                    process_shared(&mut party, p, ups, times, &sh[i]).unwrap().0
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    let (views, tallies) = recorded(|party| {
+        let i = party.id.index();
+        process_shared(party, &p, &ups, &times, &sh[i]).unwrap().0
     });
     assert_eq!(tallies[0], process_poll(&p, &ups, msgs).tally);
-    let views = logs.map(|l| {
-        let mut v = l.lock().unwrap().clone();
-        // The seed exchange of `Party::setup` comes first; keep the rest.
-        v.drain(..2);
-        v
-    });
     (views, tallies[0].clone())
 }
 

@@ -89,3 +89,71 @@ pub fn rekey(secret: u64, new_key: u8) -> triad_polls::rekey::Rekey {
         timestamp: SENT,
     }
 }
+
+/// One entry of a party's view: direction, peer, message length.
+pub type Event = (bool, usize, usize);
+
+/// A transport that records the length of everything sent and received.
+pub struct Recording {
+    pub inner: triad_mpc::network::MemNetwork,
+    pub log: std::sync::Arc<Mutex<Vec<Event>>>,
+}
+
+impl triad_mpc::Network for Recording {
+    fn id(&self) -> triad_mpc::PartyId {
+        self.inner.id()
+    }
+    fn send(&mut self, to: triad_mpc::PartyId, msg: Vec<u8>) -> Result<(), triad_mpc::NetError> {
+        self.log.lock().unwrap().push((true, to.index(), msg.len()));
+        self.inner.send(to, msg)
+    }
+    fn recv(&mut self, from: triad_mpc::PartyId) -> Result<Vec<u8>, triad_mpc::NetError> {
+        let m = self.inner.recv(from)?;
+        self.log
+            .lock()
+            .unwrap()
+            .push((false, from.index(), m.len()));
+        Ok(m)
+    }
+    fn stats(&self) -> triad_mpc::NetStats {
+        self.inner.stats()
+    }
+}
+
+/// Runs `f` at three parties over recording transports with fixed party
+/// randomness; returns each party's view (message lengths, the seed
+/// exchange of `Party::setup` left out) and its result.
+pub fn recorded<T: Send>(
+    f: impl Fn(&mut triad_mpc::Party) -> T + Sync,
+) -> ([Vec<Event>; 3], Vec<T>) {
+    use triad_mpc::prg::Prg;
+    let logs: [std::sync::Arc<Mutex<Vec<Event>>>; 3] = Default::default();
+    let nets = triad_mpc::network::MemNetwork::triple(triad_mpc::testing::TEST_TIMEOUT);
+    let out: Vec<T> = std::thread::scope(|s| {
+        let hs: Vec<_> = nets
+            .into_iter()
+            .zip(&logs)
+            .map(|(net, log)| {
+                let log = log.clone();
+                let f = &f;
+                s.spawn(move || {
+                    let mut party =
+                        triad_mpc::Party::setup(Box::new(Recording { inner: net, log })).unwrap();
+                    let i = party.id.index();
+                    // Fixed pairwise seeds: seed k is shared by parties k and k+1.
+                    party.prg_next = Prg::new([i as u8 + 1; 16]);
+                    party.prg_prev = Prg::new([((i + 2) % 3) as u8 + 1; 16]);
+                    party.prg_own = Prg::new([i as u8 + 100; 16]);
+                    f(&mut party)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let views = logs.map(|l| {
+        let mut v = l.lock().unwrap().clone();
+        v.drain(..2);
+        v
+    });
+    (views, out)
+}
