@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Messages (`poll`; default: as many as `--voters`).
     #[arg(long)]
     messages: Option<usize>,
+    /// Deactivations and re-keys in one epoch before the votes (`poll`;
+    /// at most `--voters`).
+    #[arg(long, default_value_t = 0)]
+    rekeys: usize,
 }
 
 #[derive(Args, Debug)]
@@ -149,7 +153,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let dir = private_dir()?;
     let reports = (|| {
         if args.op == Op::Poll {
-            crate::bench_poll::prepare(&dir, args.voters, n, args.seed)?;
+            crate::bench_poll::prepare(&dir, args.voters, n, args.rekeys, args.seed)?;
         }
         let job = Job {
             op: args.op,
@@ -191,6 +195,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if args.op == Op::Poll {
             line["voters"] = args.voters.into();
             line["messages"] = args.n.into();
+            line["rekeys"] = args.rekeys.into();
             if let Some(serde_json::Value::Object(extra)) = reports.first().map(|r| r.extra.clone())
             {
                 line.as_object_mut().expect("an object").extend(extra);
@@ -562,7 +567,11 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 seconds: secs,
                 bytes_sent: p.net.stats().bytes_sent - bytes_before,
                 correct: out.correct,
-                extra: serde_json::json!({ "well_formed": out.well_formed, "steps": out.steps }),
+                extra: serde_json::json!({
+                    "well_formed": out.well_formed,
+                    "steps": out.steps,
+                    "rekey_seconds": out.rekey_seconds,
+                }),
                 ..Default::default()
             });
         }
