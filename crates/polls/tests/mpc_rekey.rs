@@ -37,9 +37,11 @@ fn run_party(
     epochs: &[Epoch],
     messages: &[Message],
     seed: u64,
+    row_block: usize,
 ) -> Run {
     let i = p.id.index();
     let mut reg = SharedRegistry::new(p, signups);
+    reg.row_block = row_block;
     let mut verdicts = Vec::new();
     for (e, epoch) in epochs.iter().enumerate() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed + e as u64);
@@ -67,7 +69,18 @@ fn run_party(
 /// Runs the epochs and the votes over shares and checks every party's
 /// result against the oracle.
 fn check(params: &PollParams, signups: &[SignUp], epochs: &[Epoch], messages: &[Message]) -> Tally {
-    let out = run3(|p| run_party(p, params, signups, epochs, messages, 9));
+    check_blocks(params, signups, epochs, messages, 512)
+}
+
+/// [`check`] with `row_block` rows of the bit matrices per batch.
+fn check_blocks(
+    params: &PollParams,
+    signups: &[SignUp],
+    epochs: &[Epoch],
+    messages: &[Message],
+    row_block: usize,
+) -> Tally {
+    let out = run3(|p| run_party(p, params, signups, epochs, messages, 9, row_block));
     assert_eq!(out[0], out[1]);
     assert_eq!(out[1], out[2]);
     let (verdicts, active, balance, tally) = out[0].clone();
@@ -125,6 +138,10 @@ fn the_bribery_scenario_over_shares_equals_the_oracle() {
     ];
     let t = check(&p, &signups, &epochs, &messages);
     assert_eq!(t.votes, vec![0, 4 + 8, 10]);
+    // The same with the matrices cut into blocks of 1 and 2 rows.
+    for block in [1, 2] {
+        assert_eq!(check_blocks(&p, &signups, &epochs, &messages, block), t);
+    }
 }
 
 #[test]
@@ -226,6 +243,6 @@ proptest! {
     ) {
         let p = qv(2);
         let signups = [signup(1, 100), signup(2, 50), signup(3, 25)];
-        check(&p, &signups, &epochs, &votes);
+        check_blocks(&p, &signups, &epochs, &votes, 2);
     }
 }

@@ -84,6 +84,9 @@ pub struct SharedRegistry {
     pub list_balance: Shares<Bits>,
     /// Nullifiers opened so far (public).
     pub nullifiers: HashSet<Vec<u8>>,
+    /// Rows of the L × D and R × T bit matrices per batch (bounds memory;
+    /// tests make it small to cross block boundaries).
+    pub row_block: usize,
 }
 
 impl SharedRegistry {
@@ -104,6 +107,7 @@ impl SharedRegistry {
             list_valid: Shares::zeros(0),
             list_balance: Shares::zeros(0),
             nullifiers: HashSet::new(),
+            row_block: ROW_BLOCK,
         }
     }
 
@@ -336,7 +340,7 @@ pub fn deactivate_shared(
     let mut active_sel = Shares::<Bits>::zeros(w);
     let mut start = 0;
     while start < leaves {
-        let end = (start + ROW_BLOCK).min(leaves);
+        let end = (start + reg.row_block.max(1)).min(leaves);
         let e = index_matrix(p, &idx, &hi_zero, k, start..end, d)?;
         for (r, j) in (start..end).enumerate() {
             let row = e.slice(r * w..(r + 1) * w);
@@ -367,7 +371,7 @@ pub fn deactivate_shared(
     let mut deactivated = Shares::<Bits>::zeros(0);
     let mut bal_planes: Vec<Shares<Bits>> = vec![Shares::zeros(w); 64];
     for (blk, e) in e_all.iter().enumerate() {
-        let (s, rows) = (blk * ROW_BLOCK, e.len() / w);
+        let (s, rows) = (blk * reg.row_block.max(1), e.len() / w);
         let m = and(p, e, &tile(&base, rows))?;
         let pre = prefix_or_exclusive(p, &m, w, d)?;
         let f = and(p, &m, &mask(&not(p, &pre), w, d))?;
@@ -498,31 +502,46 @@ pub fn rekey_shared(
     let (mut ok_bits, mut bal_words) = (Shares::<Bits>::zeros(wlen(r)), Shares::<Bits>::zeros(r));
     if t > 0 {
         let w = wlen(t);
-        // Planes of the list's fingerprints (T bits each), and the re-keys'
-        // fingerprint bits spread over their rows.
+        // Planes of the list's fingerprints (T bits each) and balances.
         let lo = planes(&reg.list_fp[0], t, 1, 0, 0..64);
         let hi = planes(&reg.list_fp[1], t, 1, 0, 0..64);
         let list_planes: Vec<Shares<Bits>> = lo.into_iter().chain(hi).collect();
-        let mine = planes(&c_bits, r, C_WORDS, 0, 0..128);
-        let eqs: Vec<Shares<Bits>> = (0..128)
-            .map(|b| not(p, &tile(&list_planes[b], r).add(&spread(&mine[b], r, w))))
-            .collect();
-        let eq = mask(&and_all(p, eqs)?, w, t);
-        let m = and(p, &eq, &tile(&reg.list_valid, r))?;
-        let pre = prefix_or_exclusive(p, &m, w, t)?;
-        let first = and(p, &m, &mask(&not(p, &pre), w, t))?;
-        ok_bits = or_rows(p, &m, r, w, t)?;
         let bal_planes = planes(&reg.list_balance, t, 1, 0, 0..64);
-        let tiled: Vec<Shares<Bits>> = bal_planes.iter().map(|x| tile(x, r)).collect();
-        let prod = and(
-            p,
-            &tile(&first, 64),
-            &Shares::concat(&tiled.iter().collect::<Vec<_>>()),
-        )?;
-        let bits: Vec<Shares<Bits>> = (0..64)
-            .map(|b| parity_rows(&prod.slice(b * r * w..(b + 1) * r * w), r, w))
-            .collect();
-        bal_words = words(&bits, r);
+        let mine = planes(&c_bits, r, C_WORDS, 0, 0..128);
+        let (mut oks, mut bals) = (Shares::<Bits>::zeros(0), Vec::new());
+        let mut start = 0;
+        // Blocks of re-keys bound the R × T matrices' memory.
+        while start < r {
+            let end = (start + reg.row_block.max(1)).min(r);
+            let rows = end - start;
+            let eqs: Vec<Shares<Bits>> = (0..128)
+                .map(|b| {
+                    let theirs = tile(&list_planes[b], rows);
+                    not(
+                        p,
+                        &theirs.add(&spread(&slice_bits(&mine[b], start, end), rows, w)),
+                    )
+                })
+                .collect();
+            let eq = mask(&and_all(p, eqs)?, w, t);
+            let m = and(p, &eq, &tile(&reg.list_valid, rows))?;
+            let pre = prefix_or_exclusive(p, &m, w, t)?;
+            let first = and(p, &m, &mask(&not(p, &pre), w, t))?;
+            oks = append_bits(&oks, start, &or_rows(p, &m, rows, w, t)?, rows);
+            let tiled: Vec<Shares<Bits>> = bal_planes.iter().map(|x| tile(x, rows)).collect();
+            let prod = and(
+                p,
+                &tile(&first, 64),
+                &Shares::concat(&tiled.iter().collect::<Vec<_>>()),
+            )?;
+            let bits: Vec<Shares<Bits>> = (0..64)
+                .map(|b| parity_rows(&prod.slice(b * rows * w..(b + 1) * rows * w), rows, w))
+                .collect();
+            bals.push(words(&bits, rows));
+            start = end;
+        }
+        ok_bits = oks;
+        bal_words = Shares::concat(&bals.iter().collect::<Vec<_>>());
     }
     let l = reg.leaves();
     reg.keys.extend(accepted.iter().map(|&k| new_keys[k]));
