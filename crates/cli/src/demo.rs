@@ -101,6 +101,72 @@ fn progress(done: usize, total: usize, accepted: usize, started: Instant) {
     let _ = std::io::stderr().flush();
 }
 
+/// A demo's running devnet and what the demo needs to drive it.
+pub struct DemoDevnet {
+    pub devnet: Devnet,
+    pub net: NetworkConfig,
+    pub http: reqwest::Client,
+    pub admin: String,
+    /// The data source's accounts.
+    pub truth: GroundTruth,
+}
+
+/// Starts a devnet in `dir` with `accounts` data-source accounts (at least
+/// 10) for a demo called `what`.
+pub async fn start_devnet(
+    dir: &std::path::Path,
+    accounts: usize,
+    what: &str,
+) -> anyhow::Result<DemoDevnet> {
+    eprintln!("{what}: starting a devnet in {}", dir.display());
+    let devnet = Devnet::start(&DevnetArgs {
+        data_dir: dir.to_path_buf(),
+        accounts: accounts.max(10),
+        seed: 1,
+        max_batch: 256,
+    })
+    .await?;
+    let net = devnet.network.clone();
+    let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
+    let admin = std::fs::read_to_string(dir.join("secrets/admin.token"))?;
+    let truth: GroundTruth =
+        serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
+    Ok(DemoDevnet {
+        devnet,
+        net,
+        http,
+        admin,
+        truth,
+    })
+}
+
+/// The demo's directory: `data_dir` if given, else a fresh temporary one
+/// (kept while `keep`, i.e. while the demo serves after its run).
+pub fn demo_dir(
+    data_dir: &Option<PathBuf>,
+    label: &str,
+    keep: bool,
+) -> (Option<ScratchDir>, PathBuf) {
+    let scratch = data_dir.is_none().then(|| ScratchDir::new(label, keep));
+    let dir = match (data_dir, &scratch) {
+        (Some(d), _) => d.clone(),
+        (None, s) => s.as_ref().expect("scratch dir").path.clone(),
+    };
+    (scratch, dir)
+}
+
+/// Unless `exit`, prints the endpoints and serves until Ctrl-C; then stops
+/// the devnet.
+pub async fn serve_until_signalled(devnet: &mut Devnet, exit: bool) -> anyhow::Result<()> {
+    if !exit {
+        print_endpoints(devnet);
+        println!("serving until Ctrl-C");
+        crate::devnet::until_signalled().await?;
+    }
+    devnet.shutdown();
+    Ok(())
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(DemoCommand::Poll(a)) = args.command {
         return crate::demo_poll::run(a);
@@ -109,14 +175,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("--providers must be at least 1");
     }
     // A temporary devnet outlives the demo only while it keeps serving.
-    let scratch = args
-        .data_dir
-        .is_none()
-        .then(|| ScratchDir::new("demo", !args.exit));
-    let dir = match (&args.data_dir, &scratch) {
-        (Some(d), _) => d.clone(),
-        (None, s) => s.as_ref().expect("scratch dir").path.clone(),
-    };
+    let (_scratch, dir) = demo_dir(&args.data_dir, "demo", !args.exit);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(demo(args, dir))
 }
@@ -124,17 +183,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let n = args.providers;
-    eprintln!("triad demo: starting a devnet in {}", dir.display());
-    let mut devnet = Devnet::start(&DevnetArgs {
-        data_dir: dir.clone(),
-        accounts: n.max(10),
-        seed: 1,
-        max_batch: 256,
-    })
-    .await?;
-    let net = devnet.network.clone();
-    let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
-    let admin = std::fs::read_to_string(dir.join("secrets/admin.token"))?;
+    let DemoDevnet {
+        mut devnet,
+        net,
+        http,
+        admin,
+        truth,
+    } = start_devnet(&dir, n, "triad demo").await?;
     let study = demo_study(devnet_source(&net)?);
     match create_study(&net, &http, &admin, &study).await {
         Ok(_) => {}
@@ -142,8 +197,6 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         Err(e) if e.to_string().contains("study_exists") => {}
         Err(e) => return Err(e).context("creating the demo study"),
     }
-    let truth: GroundTruth =
-        serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
     let accounts: Vec<_> = truth.accounts.into_iter().take(n).collect();
     eprintln!(
         "triad demo: {n} providers contribute to study {DEMO_STUDY:?} ({} at a time)",
@@ -238,12 +291,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             })
         );
     }
-    if !args.exit {
-        print_endpoints(&devnet);
-        println!("serving until Ctrl-C");
-        crate::devnet::until_signalled().await?;
-    }
-    devnet.shutdown();
+    serve_until_signalled(&mut devnet, args.exit).await?;
     if !matches {
         bail!("the release does not match the ground truth");
     }

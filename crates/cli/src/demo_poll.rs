@@ -18,12 +18,10 @@ use triad_client::poll as client;
 use triad_client::ContributeOptions;
 use triad_maci::{Command, Keypair, PrivKey};
 use triad_polls::{process_poll, Message, SignUp, Tally};
-use triad_testsite::GroundTruth;
 use triad_wire::poll::{LogEntry, PollMode, PollSpec, Signup, VerifiedTally};
 use triad_wire::NetworkConfig;
 
-use crate::demo::devnet_source;
-use crate::devnet::{print_endpoints, Devnet, DevnetArgs, ScratchDir};
+use crate::demo::{demo_dir, devnet_source, serve_until_signalled, start_devnet, DemoDevnet};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoPollArgs {
@@ -83,14 +81,7 @@ pub fn run(args: DemoPollArgs) -> anyhow::Result<()> {
     if args.voters == 0 {
         bail!("--voters must be at least 1");
     }
-    let scratch = args
-        .data_dir
-        .is_none()
-        .then(|| ScratchDir::new("demo-poll", !args.exit));
-    let dir = match (&args.data_dir, &scratch) {
-        (Some(d), _) => d.clone(),
-        (None, s) => s.as_ref().expect("scratch dir").path.clone(),
-    };
+    let (_scratch, dir) = demo_dir(&args.data_dir, "demo-poll", !args.exit);
     tokio::runtime::Runtime::new()?.block_on(demo(args, dir))
 }
 
@@ -229,19 +220,13 @@ fn tally_json(t: &Tally) -> serde_json::Value {
 async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let n = args.voters;
-    eprintln!("triad demo poll: starting a devnet in {}", dir.display());
-    let mut devnet = Devnet::start(&DevnetArgs {
-        data_dir: dir.clone(),
-        accounts: n.max(10),
-        seed: 1,
-        max_batch: 256,
-    })
-    .await?;
-    let net = devnet.network.clone();
-    let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
-    let admin = std::fs::read_to_string(dir.join("secrets/admin.token"))?;
-    let truth: GroundTruth =
-        serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
+    let DemoDevnet {
+        mut devnet,
+        net,
+        http,
+        admin,
+        truth,
+    } = start_devnet(&dir, n, "triad demo poll").await?;
     let api_keys: Vec<String> = truth
         .accounts
         .iter()
@@ -406,12 +391,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
             })
         );
     }
-    if !args.exit {
-        print_endpoints(&devnet);
-        println!("serving until Ctrl-C");
-        crate::devnet::until_signalled().await?;
-    }
-    devnet.shutdown();
+    serve_until_signalled(&mut devnet, args.exit).await?;
     if !matches || !api_matches {
         bail!("the tally does not match the oracle");
     }

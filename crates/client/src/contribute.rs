@@ -83,6 +83,26 @@ impl std::fmt::Debug for Outcome {
     }
 }
 
+/// The data source to attest from (`opts`' override or the network's),
+/// with the API key as `X-API-KEY`, and the data source's CA.
+pub(crate) fn prove_target(
+    net: &NetworkConfig,
+    opts: &ContributeOptions,
+    api_key: &str,
+) -> Result<(ProveTarget, Vec<u8>), ClientError> {
+    let ds = opts
+        .datasource
+        .clone()
+        .or_else(|| net.datasource.clone())
+        .ok_or(ClientError::NoDatasource)?;
+    let ds_ca = std::fs::read(&ds.ca_cert).map_err(|source| ClientError::Io {
+        what: format!("data source CA {}", ds.ca_cert.display()),
+        source,
+    })?;
+    let target = ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), api_key.into())])?;
+    Ok((target, ds_ca))
+}
+
 /// Contributes the caller's value to `study_id` (see the crate docs).
 /// `api_key` is sent to the data source as `X-API-KEY`, inside TLS, under
 /// the client write key the notary never sees.
@@ -102,16 +122,7 @@ pub async fn contribute(
             study: study_id.into(),
             source,
         })?;
-    let ds = opts
-        .datasource
-        .clone()
-        .or_else(|| net.datasource.clone())
-        .ok_or(ClientError::NoDatasource)?;
-    let ds_ca = std::fs::read(&ds.ca_cert).map_err(|source| ClientError::Io {
-        what: format!("data source CA {}", ds.ca_cert.display()),
-        source,
-    })?;
-    let target = ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), api_key.into())])?;
+    let (target, ds_ca) = prove_target(net, opts, api_key)?;
     let spec = study.params.data_spec.clone();
     let attempts = opts.attempts.max(1);
     let mut attempt = 0;

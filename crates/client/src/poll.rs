@@ -7,7 +7,6 @@
 use rand::RngCore;
 use triad_attestation::Attestation;
 use triad_maci::{Command, PrivKey, PubKey};
-use triad_notary::ProveTarget;
 use triad_polls::mpc::{encode, share_messages};
 use triad_polls::Message;
 use triad_wire::https::read_json;
@@ -18,7 +17,7 @@ use triad_wire::poll::{
 };
 use triad_wire::{ApiError, NetworkConfig};
 
-use crate::contribute::{attest, ContributeOptions};
+use crate::contribute::{attest, prove_target, ContributeOptions};
 use crate::{base, get_json, party_keys, transport, ClientError};
 
 fn step(what: impl Into<String>) -> impl FnOnce(ApiError) -> ClientError {
@@ -109,16 +108,7 @@ pub async fn attest_for_poll(
     api_key: &str,
     opts: &ContributeOptions,
 ) -> Result<Attestation, ClientError> {
-    let ds = opts
-        .datasource
-        .clone()
-        .or_else(|| net.datasource.clone())
-        .ok_or(ClientError::NoDatasource)?;
-    let ds_ca = std::fs::read(&ds.ca_cert).map_err(|source| ClientError::Io {
-        what: format!("data source CA {}", ds.ca_cert.display()),
-        source,
-    })?;
-    let target = ProveTarget::from_url(&ds.url, vec![("X-API-KEY".into(), api_key.into())])?;
+    let (target, ds_ca) = prove_target(net, opts, api_key)?;
     let (att, _opening) =
         attest(net, &target, &ds_ca, &poll_study_id(poll), data_spec, opts).await?;
     Ok(att)

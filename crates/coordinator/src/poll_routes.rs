@@ -21,9 +21,8 @@ use triad_wire::poll::{
 };
 use triad_wire::{ApiError, ErrorCode, PeerAddr};
 
-use crate::admission::AdmissionPolicy;
 use crate::polls::{self, PollError, PollFault};
-use crate::routes::{Admin, AppState};
+use crate::routes::{limited, Admin, AppState};
 
 type St = State<Arc<AppState>>;
 
@@ -128,20 +127,11 @@ async fn signup(
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    // Rate-limited like submissions.
-    s.limiter
-        .check(peer.0.ip())
-        .map_err(IntoResponse::into_response)?;
     let go = async {
         let id = poll_id(&id)?;
         let req: SignupRequest = parse_json(&body(b)?)?;
-        let policy = AdmissionPolicy {
-            trusted_keys: &s.trusted_keys,
-            max_age_secs: s.max_attestation_age_secs,
-            max_queue: s.max_queue,
-        };
         let (state_index, voice_credits) =
-            polls::admit_signup(&s.db, id, &req, &policy, triad_wire::unix_now())
+            polls::admit_signup(&s.db, id, &req, &s.policy(), triad_wire::unix_now())
                 .await
                 .map_err(refusal)?;
         Ok::<_, ApiError>(serde_json::json!({
@@ -149,10 +139,7 @@ async fn signup(
             "voice_credits": voice_credits,
         }))
     };
-    match go.await {
-        Ok(r) => Ok((StatusCode::CREATED, Json(r)).into_response()),
-        Err(e) => Err(e.into_response()),
-    }
+    limited(&s, &peer, StatusCode::CREATED, go).await
 }
 
 async fn message(
@@ -161,10 +148,6 @@ async fn message(
     Path(id): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    // Rate-limited like submissions.
-    s.limiter
-        .check(peer.0.ip())
-        .map_err(IntoResponse::into_response)?;
     let go = async {
         let id = poll_id(&id)?;
         let req: MessageRequest = parse_json(&body(b)?)?;
@@ -178,10 +161,7 @@ async fn message(
             parties: s.party_urls.clone(),
         })
     };
-    match go.await {
-        Ok(r) => Ok((StatusCode::ACCEPTED, Json(r)).into_response()),
-        Err(e) => Err(e.into_response()),
-    }
+    limited(&s, &peer, StatusCode::ACCEPTED, go).await
 }
 
 async fn ready(
@@ -190,18 +170,11 @@ async fn ready(
     Path(sid): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    // Rate-limited like submissions.
-    s.limiter
-        .check(peer.0.ip())
-        .map_err(IntoResponse::into_response)?;
     let go = async {
         let req: MessageReady = parse_json(&body(b)?)?;
         polls::log_message(&s.db, &s.parties, &sid, &req.token, triad_wire::unix_now())
             .await
             .map_err(refusal)
     };
-    match go.await {
-        Ok(r) => Ok(Json(r).into_response()),
-        Err(e) => Err(e.into_response()),
-    }
+    limited(&s, &peer, StatusCode::OK, go).await
 }

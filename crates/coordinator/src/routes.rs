@@ -52,6 +52,33 @@ pub struct AppState {
     pub stuck: crate::batcher::StuckCommits,
 }
 
+impl AppState {
+    /// What admission (of a contribution or a poll sign-up) needs.
+    pub(crate) fn policy(&self) -> AdmissionPolicy<'_> {
+        AdmissionPolicy {
+            trusted_keys: &self.trusted_keys,
+            max_age_secs: self.max_attestation_age_secs,
+            max_queue: self.max_queue,
+        }
+    }
+}
+
+/// A rate-limited public request: 429 before anything else happens, then
+/// `go`'s answer with `status`, or its refusal.
+pub(crate) async fn limited<T: serde::Serialize>(
+    s: &AppState,
+    peer: &PeerAddr,
+    status: StatusCode,
+    go: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<Response, Response> {
+    s.limiter
+        .check(peer.0.ip())
+        .map_err(IntoResponse::into_response)?;
+    go.await
+        .map(|r| (status, Json(r)).into_response())
+        .map_err(IntoResponse::into_response)
+}
+
 /// Longest a status request may wait for a verdict.
 const MAX_WAIT_MS: u64 = 25_000;
 
@@ -227,22 +254,14 @@ async fn submit(
     Path(study): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    s.limiter
-        .check(peer.0.ip())
-        .map_err(IntoResponse::into_response)?;
     let go = async {
         let req: SubmitRequest = parse_json(&body(b)?)?;
-        let policy = AdmissionPolicy {
-            trusted_keys: &s.trusted_keys,
-            max_age_secs: s.max_attestation_age_secs,
-            max_queue: s.max_queue,
-        };
         let admitted = admit_submission(
             &s.db,
             &study,
             &req.attestation,
             req.token.as_deref(),
-            &policy,
+            &s.policy(),
             triad_wire::unix_now(),
         )
         .await
@@ -253,10 +272,7 @@ async fn submit(
             parties: s.party_urls.clone(),
         })
     };
-    match go.await {
-        Ok(r) => Ok((StatusCode::ACCEPTED, Json(r)).into_response()),
-        Err(e) => Err(e.into_response()),
-    }
+    limited(&s, &peer, StatusCode::ACCEPTED, go).await
 }
 
 /// The status of a refused admission (also a poll sign-up's attestation):
@@ -308,9 +324,6 @@ async fn ready(
     Path(sid): Path<String>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    s.limiter
-        .check(peer.0.ip())
-        .map_err(IntoResponse::into_response)?;
     let go = async {
         let req: ReadyRequest = parse_json(&body(b)?)?;
         let row =
@@ -348,10 +361,7 @@ async fn ready(
             ..row.state
         })
     };
-    match go.await {
-        Ok(r) => Ok((StatusCode::ACCEPTED, Json(r)).into_response()),
-        Err(e) => Err(e.into_response()),
-    }
+    limited(&s, &peer, StatusCode::ACCEPTED, go).await
 }
 
 /// `GET /v1/submissions/{sid}[?wait_ms=N]`: the state now, or (long poll)

@@ -302,18 +302,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             }),
         ),
     ];
-    for (name, body) in messages {
-        let sel = WIRE_TYPES
-            .iter()
-            .position(|t| *t == name)
-            .expect("a wire type") as u8;
-        add(
-            seeds,
-            "wire_messages",
-            name,
-            [&[sel][..], body.as_bytes()].concat(),
-        );
-    }
+    add_wire_messages(seeds, messages);
 }
 
 fn add(seeds: &mut Seeds, target: &'static str, name: &str, bytes: impl Into<Vec<u8>>) {
@@ -629,6 +618,11 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
             }),
         ),
     ];
+    add_wire_messages(seeds, messages);
+}
+
+/// `wire_messages` seeds: each body after the byte selecting its type.
+fn add_wire_messages(seeds: &mut Seeds, messages: Vec<(&str, String)>) {
     for (name, body) in messages {
         let sel = WIRE_TYPES
             .iter()

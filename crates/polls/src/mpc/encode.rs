@@ -23,8 +23,9 @@ use ark_ff::{BigInteger, PrimeField};
 use rand_core::RngCore;
 use triad_maci::hash::poseidon;
 use triad_maci::{CommandError, Fr};
+use triad_mpc::protocols::input::{check_client_input, Submission};
 use triad_mpc::share::share_plain;
-use triad_mpc::{Bits, Shares};
+use triad_mpc::{Bits, MpcError, Party, Shares};
 
 use crate::state::Message;
 
@@ -146,4 +147,36 @@ pub fn share_messages(msgs: &[PlainMessage], rng: &mut impl RngCore) -> [SharedM
         SharedMessages { words: w1, fr: f1 },
         SharedMessages { words: w2, fr: f2 },
     ]
+}
+
+/// Which of `n` client submissions have consistent share sets in every
+/// part: `parts` and `frs` are (shares, elements per submission) pairs
+/// (`check_client_input`: the parties compare hashes of the components
+/// they share).
+pub fn consistent_items(
+    p: &mut Party,
+    parts: &[(&Shares<Bits>, usize)],
+    frs: &[(&Shares<Fr>, usize)],
+    n: usize,
+) -> Result<Vec<bool>, MpcError> {
+    let subs = |per: usize| -> Vec<Submission> {
+        (0..n)
+            .map(|k| Submission {
+                id: k as u64,
+                range: k * per..(k + 1) * per,
+            })
+            .collect()
+    };
+    let mut ok = vec![true; n];
+    for (x, per) in parts {
+        for (o, v) in ok.iter_mut().zip(check_client_input(p, x, &subs(*per))?) {
+            *o &= v;
+        }
+    }
+    for (x, per) in frs {
+        for (o, v) in ok.iter_mut().zip(check_client_input(p, x, &subs(*per))?) {
+            *o &= v;
+        }
+    }
+    Ok(ok)
 }

@@ -38,7 +38,6 @@ use triad_mpc::protocols::arithmetic::{mul, open};
 use triad_mpc::protocols::binary::{and, map_linear};
 use triad_mpc::protocols::compare::{eq, select};
 use triad_mpc::protocols::conversion::bit_inject;
-use triad_mpc::protocols::input::{check_client_input, Submission};
 use triad_mpc::protocols::shuffle::shuffle;
 use triad_mpc::protocols::sort::sort_order;
 use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
@@ -608,17 +607,8 @@ fn tally(
 /// identically at the three parties.
 fn consistent_inputs(p: &mut Party, msgs: &SharedMessages) -> Result<Vec<usize>, MpcError> {
     let m = msgs.len();
-    let subs = |per: usize| -> Vec<Submission> {
-        (0..m)
-            .map(|k| Submission {
-                id: k as u64,
-                range: k * per..(k + 1) * per,
-            })
-            .collect()
-    };
-    let words_ok = check_client_input(p, &msgs.words, &subs(WORDS))?;
-    let fr_ok = check_client_input(p, &msgs.fr, &subs(FR))?;
-    Ok((0..m).filter(|&k| words_ok[k] && fr_ok[k]).collect())
+    let ok = super::encode::consistent_items(p, &[(&msgs.words, WORDS)], &[(&msgs.fr, FR)], m)?;
+    Ok((0..m).filter(|&k| ok[k]).collect())
 }
 
 /// The tally of a poll with no ballots.

@@ -46,7 +46,6 @@ use triad_maci::PubKey;
 use triad_mpc::protocols::arithmetic::open;
 use triad_mpc::protocols::binary::{and, not};
 use triad_mpc::protocols::conversion::bit_inject;
-use triad_mpc::protocols::input::{check_client_input, Submission};
 use triad_mpc::protocols::poseidon::{open_is_zero, poseidon};
 use triad_mpc::{Bits, Fr, MpcError, Party, Shares};
 
@@ -54,7 +53,7 @@ use super::bitvec::{
     and_all, append_bits, mask, or_rows, parity_rows, planes, prefix_or_exclusive, spread, tile,
     wlen, words, xor_rows,
 };
-use super::encode::{SharedMessages, FR, F_SALT, WORDS, W_FIELDS, W_SIGNER_X};
+use super::encode::{consistent_items, SharedMessages, FR, F_SALT, WORDS, W_FIELDS, W_SIGNER_X};
 use super::signature::verify_signatures;
 use crate::params::PollParams;
 use crate::rekey::RekeyRefused;
@@ -150,34 +149,6 @@ pub struct DeactivateStats {
     pub entered: usize,
 }
 
-fn consistent(
-    p: &mut Party,
-    parts: &[(&Shares<Bits>, usize)],
-    frs: &[(&Shares<Fr>, usize)],
-    n: usize,
-) -> Result<Vec<bool>, MpcError> {
-    let subs = |per: usize| -> Vec<Submission> {
-        (0..n)
-            .map(|k| Submission {
-                id: k as u64,
-                range: k * per..(k + 1) * per,
-            })
-            .collect()
-    };
-    let mut ok = vec![true; n];
-    for (x, per) in parts {
-        for (o, v) in ok.iter_mut().zip(check_client_input(p, x, &subs(*per))?) {
-            *o &= v;
-        }
-    }
-    for (x, per) in frs {
-        for (o, v) in ok.iter_mut().zip(check_client_input(p, x, &subs(*per))?) {
-            *o &= v;
-        }
-    }
-    Ok(ok)
-}
-
 /// `Σ_b bit_b · 2^b` over the [`C_WORDS`] words of each item, in the field.
 fn recompose_fr(p: &mut Party, c_bits: &Shares<Bits>, n: usize) -> Result<Shares<Fr>, MpcError> {
     let bits = bit_inject::<Fr>(p, c_bits, n * C_WORDS * 64)?;
@@ -262,7 +233,7 @@ pub fn deactivate_shared(
         ));
     }
     // 1. Public per-message checks.
-    let ok = consistent(
+    let ok = consistent_items(
         p,
         &[(&input.msgs.words, WORDS), (&input.c_bits, C_WORDS)],
         &[(&input.msgs.fr, FR)],
@@ -465,7 +436,7 @@ pub fn rekey_shared(
     if new_keys.len() != n || timestamps.len() != n || input.c_bits.len() != n * C_WORDS {
         return Err(MpcError::InvalidArgument("rekey_shared: input lengths"));
     }
-    let ok = consistent(p, &[(&input.c_bits, C_WORDS)], &[(&input.secret, 1)], n)?;
+    let ok = consistent_items(p, &[(&input.c_bits, C_WORDS)], &[(&input.secret, 1)], n)?;
     let one = Shares::from_public(p.id, &vec![Fr::from(1u64); n]);
     let two = Shares::from_public(p.id, &vec![Fr::from(2u64); n]);
     let poll = Shares::from_public(p.id, &vec![Fr::from(params.poll_id()); n]);
