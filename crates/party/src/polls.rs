@@ -105,7 +105,7 @@ async fn put_shares(
         let up: MessageShares = parse_json(&body(b)?)?;
         let (salt, set) = up.parse().map_err(Refusal::BadShares)?;
         let spec = pinned(&s, id)?;
-        if triad_wire::unix_now() >= spec.voting_deadline + CLOCK_GRACE_SECS {
+        if triad_wire::unix_now() >= spec.voting_deadline.saturating_add(CLOCK_GRACE_SECS) {
             return Err(Refusal::PollClosed(id).into());
         }
         let commitment = share_commitment(id, &salt, &set);
@@ -151,7 +151,7 @@ async fn confirm(
     let id = poll_id(&id)?;
     let req: ConfirmMessage = parse_json(&body(b)?)?;
     let spec = pinned(&s, id)?;
-    if triad_wire::unix_now() >= spec.voting_deadline + CLOCK_GRACE_SECS {
+    if triad_wire::unix_now() >= spec.voting_deadline.saturating_add(CLOCK_GRACE_SECS) {
         return Err(Refusal::PollClosed(id).into());
     }
     let held = blocking(&s, move |s| {

@@ -384,3 +384,77 @@ async fn a_poll_through_the_services_matches_the_oracle() {
             .tallied
     );
 }
+
+/// Parameters at their limits are served without overflow or panic, and
+/// out-of-range ones are refused with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parameters_at_their_limits() {
+    let w = World::start().await;
+    let coord = w.net.coordinator.clone();
+    let id = (1u64 << 50) - 1;
+    let mut far = spec(id, 20, 30);
+    far.signup_deadline = u64::MAX;
+    far.voting_deadline = u64::MAX;
+    far.voice_credits = u64::MAX;
+    far.window = 1;
+    client::create_poll(&w.net, &w.http, w.admin_token(), &far)
+        .await
+        .unwrap();
+    let kp = Keypair::generate();
+    let s = client::signup_attested(
+        &w.net,
+        &w.http,
+        id,
+        w.attestation(&poll_study_id(id), 1),
+        &kp.public,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.voice_credits, u64::MAX);
+    // The largest packable weight: logged (whether it counts is secret).
+    let m = sign(
+        1,
+        &kp.private,
+        &Vote {
+            option: 2,
+            weight: (1 << 50) - 1,
+            nonce: 1,
+            new_key: None,
+        },
+        id,
+    );
+    assert_eq!(
+        client::send_message(&w.net, &w.http, id, &m)
+            .await
+            .unwrap()
+            .position,
+        0
+    );
+    let mut big = spec(1 << 50, 20, 30);
+    big.name = "too big".into();
+    let r = w
+        .http
+        .post(format!("{coord}/v1/polls"))
+        .header("x-triad-admin", w.admin_token())
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await, (400, "invalid_poll".into()));
+    for bad in ["abc", "18446744073709551616", "-1"] {
+        let r = w
+            .http
+            .get(format!("{coord}/v1/polls/{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status_of(r).await, (400, "malformed_body".into()), "{bad}");
+    }
+    let r = w
+        .http
+        .get(format!("{coord}/v1/polls/{}", u64::MAX))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await, (404, "unknown_poll".into()));
+}
