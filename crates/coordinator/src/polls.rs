@@ -236,8 +236,12 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// How long an unlogged ticket holds one of its poll's `max_open` slots.
+const TICKET_OPEN_MS: i64 = 10 * 60 * 1000;
+
 /// A ticket for one message: its submission id and token. At most
-/// `max_open` tickets of a poll await their shares at once.
+/// `max_open` tickets of a poll opened in the last ten minutes await
+/// their shares at once.
 pub async fn open_ticket(
     db: &Store,
     poll: u64,
@@ -256,7 +260,7 @@ pub async fn open_ticket(
     let token = random_hex(32)?;
     let (id, digest, commitments) = (sid.clone(), token_digest(&token), req.commitments.clone());
     let opened = db
-        .run(move |s| s.insert_ticket(poll, &id, &digest, &commitments, max_open))
+        .run(move |s| s.insert_ticket(poll, &id, &digest, &commitments, max_open, TICKET_OPEN_MS))
         .await?;
     if !opened {
         return Err(PollError::QueueFull);

@@ -66,7 +66,8 @@ pub trait PollStore: Send + Sync + 'static {
     fn signups(&self, poll: u64) -> Result<Vec<Signup>, StoreError>;
 
     /// Records a ticket; refuses (`Ok(false)`) when `max_open` tickets of
-    /// this poll are not logged yet.
+    /// this poll opened in the last `open_ms` milliseconds are not logged
+    /// yet (an abandoned ticket stops holding a slot after `open_ms`).
     fn insert_ticket(
         &self,
         poll: u64,
@@ -74,6 +75,7 @@ pub trait PollStore: Send + Sync + 'static {
         token_sha256: &str,
         commitments: &[String; 3],
         max_open: usize,
+        open_ms: i64,
     ) -> Result<bool, StoreError>;
 
     fn message(&self, submission_id: &str) -> Result<Option<MessageRow>, StoreError>;

@@ -222,12 +222,14 @@ impl PollStore for SqliteStore {
         token_sha256: &str,
         commitments: &[String; 3],
         max_open: usize,
+        open_ms: i64,
     ) -> Result<bool, StoreError> {
         let c = &mut *self.conn();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM poll_messages WHERE poll=?1 AND position IS NULL",
-            params![i(poll)],
+            "SELECT COUNT(*) FROM poll_messages
+             WHERE poll=?1 AND position IS NULL AND created_ms > ?2",
+            params![i(poll), now_ms() - open_ms],
             |r| r.get(0),
         )?;
         if open as usize >= max_open {
@@ -352,5 +354,30 @@ impl PollStore for SqliteStore {
             )
             .optional()?;
         Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_tickets_stop_holding_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let c: [String; 3] = Default::default();
+        let hour = 3_600_000;
+        assert!(s.insert_ticket(1, "a", "t", &c, 1, hour).unwrap());
+        assert!(!s.insert_ticket(1, "b", "t", &c, 1, hour).unwrap());
+        // Another poll has its own slots.
+        assert!(s.insert_ticket(2, "c", "t", &c, 1, hour).unwrap());
+        // "a" is older than the window: it no longer counts.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(s.insert_ticket(1, "b", "t", &c, 1, 1).unwrap());
+        // A logged ticket never counts: with "b" logged, "a" and "d" hold
+        // the two slots.
+        assert!(s.log_message("b", u64::MAX).unwrap().is_some());
+        assert!(s.insert_ticket(1, "d", "t", &c, 2, hour).unwrap());
+        assert!(!s.insert_ticket(1, "e", "t", &c, 2, hour).unwrap());
     }
 }
