@@ -485,6 +485,8 @@ struct Snapshot {
     intake: Vec<u64>,
     /// API: study → (releases, latest release no, latest count).
     api: BTreeMap<String, (u64, Option<u64>, Option<u64>)>,
+    /// Coordinator: poll → (sign-ups, logged messages, tallied).
+    polls: BTreeMap<u64, (u64, u64, bool)>,
 }
 
 /// What the probe set up before the snapshot.
@@ -492,6 +494,8 @@ struct Setup {
     study: StudyInfo,
     attestation: Attestation,
     submission: SubmitResponse,
+    /// The probe's own poll (open for a day).
+    poll: u64,
 }
 
 struct Probe {
@@ -651,10 +655,19 @@ impl Probe {
                 ),
             );
         }
+        let listed = self
+            .get_json(&format!("{}/v1/polls", self.base(Service::Coordinator)))
+            .await?;
+        let mut polls = BTreeMap::new();
+        for p in listed.as_array().context("coordinator polls")? {
+            let n = |k: &str| p[k].as_u64().unwrap_or(u64::MAX);
+            polls.insert(n("id"), (n("signups"), n("messages"), p["tallied"] == true));
+        }
         Ok(Snapshot {
             coordinator,
             intake,
             api,
+            polls,
         })
     }
 
@@ -739,10 +752,32 @@ impl Probe {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let poll = rand::random::<u64>() >> 14;
+        let now = triad_wire::unix_now();
+        triad_client::poll::create_poll(
+            &self.net,
+            &self.http,
+            &self.admin_token,
+            &triad_wire::poll::PollSpec {
+                id: poll,
+                name: "triad probe".into(),
+                vote_options: 3,
+                mode: triad_wire::poll::PollMode::Quadratic,
+                signup_deadline: now + 86_400,
+                voting_deadline: now + 86_400,
+                window: 32,
+                voice_credits: 100,
+                data_spec: spec,
+                source: study.params.source.clone(),
+            },
+        )
+        .await
+        .context("creating the probe's poll")?;
         Ok(Setup {
             study,
             attestation,
             submission,
+            poll,
         })
     }
 
@@ -1386,6 +1421,173 @@ impl Probe {
         }
     }
 
+    /// Polls: bad ids, bodies, keys and attestations at the coordinator,
+    /// bad share sets and missing credentials at the parties, bad ids at
+    /// the API; nothing may change the probe's poll.
+    async fn poll_cases(&mut self, st: &Setup) {
+        let poll = st.poll;
+        let admin = self.admin_token.clone();
+        let key = triad_maci::Keypair::generate().public.to_string();
+        let att = serde_json::to_value(&st.attestation).expect("serializes");
+        let signup = |k: &str| body(&json!({ "attestation": att, "pub_key": k }));
+        let hex64 = "ab".repeat(32);
+        let cases = vec![
+            (
+                "poll_create_no_admin_token",
+                post("/v1/polls", "{}"),
+                json_err(&[401], &["unauthorized"]),
+            ),
+            (
+                "poll_create_malformed",
+                post("/v1/polls", "{oops").header(ADMIN_TOKEN_HEADER, &admin),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "poll_create_id_too_large",
+                post(
+                    "/v1/polls",
+                    body(&json!({
+                        "id": 1u64 << 50, "name": "x", "vote_options": 2, "mode": "linear",
+                        "signup_deadline": u64::MAX, "voting_deadline": u64::MAX,
+                        "voice_credits": 1,
+                        "data_spec": {"field": "balances.ETH", "scale": 4, "account_field": "uid"},
+                        "source": st.study.params.source,
+                    })),
+                )
+                .header(ADMIN_TOKEN_HEADER, &admin),
+                json_err(&[400], &["invalid_poll"]),
+            ),
+            (
+                "poll_id_not_a_number",
+                get("/v1/polls/abc"),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "poll_id_above_u64",
+                get("/v1/polls/18446744073709551616"),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "poll_unknown",
+                get(format!("/v1/polls/{}", u64::MAX)),
+                json_err(&[404], &["unknown_poll"]),
+            ),
+            (
+                "poll_no_tally_yet",
+                get(format!("/v1/polls/{poll}/tally")),
+                json_err(&[404], &["no_tally"]),
+            ),
+            (
+                "signup_malformed",
+                post(format!("/v1/polls/{poll}/signups"), "{oops"),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "signup_bad_key",
+                post(format!("/v1/polls/{poll}/signups"), signup("macipk.zz")),
+                json_err(&[400], &["bad_key"]),
+            ),
+            (
+                "signup_with_a_study_attestation",
+                post(format!("/v1/polls/{poll}/signups"), signup(&key)),
+                json_err(&[422], &["study_mismatch"]),
+            ),
+            (
+                "signup_unknown_poll",
+                post(format!("/v1/polls/{}/signups", u64::MAX), signup(&key)),
+                json_err(&[404], &["unknown_poll"]),
+            ),
+            (
+                "message_commitment_not_hex",
+                post(
+                    format!("/v1/polls/{poll}/messages"),
+                    body(&json!({ "commitments": ["zz", hex64, hex64] })),
+                ),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "message_two_commitments",
+                post(
+                    format!("/v1/polls/{poll}/messages"),
+                    body(&json!({ "commitments": [hex64, hex64] })),
+                ),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "message_unknown_poll",
+                post(
+                    format!("/v1/polls/{}/messages", u64::MAX),
+                    body(&json!({ "commitments": [hex64, hex64, hex64] })),
+                ),
+                json_err(&[404], &["unknown_poll"]),
+            ),
+            (
+                "ready_unknown_message",
+                post(
+                    format!("/v1/poll-messages/{}/ready", "0".repeat(32)),
+                    body(&json!({ "token": hex64 })),
+                ),
+                json_err(&[404], &["unknown_submission"]),
+            ),
+        ];
+        self.run_all(Service::Coordinator, cases).await;
+        let shares = |words: usize| {
+            body(&json!({
+                "submission_id": "0".repeat(32), "token": hex64, "salt": hex64,
+                "words": [vec![0u64; words], vec![0u64; 21]],
+                "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
+            }))
+        };
+        for i in 0..3 {
+            let cases = vec![
+                (
+                    "poll_shares_malformed",
+                    post(format!("/v1/polls/{poll}/shares"), "{oops"),
+                    json_err(&[400], &["malformed_body"]),
+                ),
+                (
+                    "poll_shares_wrong_length",
+                    post(format!("/v1/polls/{poll}/shares"), shares(20)),
+                    json_err(&[400], &["bad_shares"]),
+                ),
+                (
+                    "poll_shares_unknown_poll",
+                    post(format!("/v1/polls/{}/shares", u64::MAX), shares(21)),
+                    json_err(&[404], &["unknown_poll"]),
+                ),
+                (
+                    "poll_pin_no_token",
+                    post("/internal/polls", "{}"),
+                    json_err(&[401], &["unauthorized"]),
+                ),
+                (
+                    "poll_tally_no_token",
+                    post(format!("/internal/polls/{poll}/tally"), "{}"),
+                    json_err(&[401], &["unauthorized"]),
+                ),
+                (
+                    "poll_tally_not_signed_yet",
+                    get(format!("/v1/polls/{poll}/tally")),
+                    json_err(&[404], &["no_tally"]),
+                ),
+            ];
+            self.run_all(Service::Party(i), cases).await;
+        }
+        let cases = vec![
+            (
+                "api_poll_id_not_a_number",
+                get("/v1/polls/abc/tally"),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
+                "api_poll_unknown",
+                get(format!("/v1/polls/{}/tally", u64::MAX)),
+                json_err(&[404], &["unknown_poll"]),
+            ),
+        ];
+        self.run_all(Service::Api, cases).await;
+    }
+
     async fn api_cases(&mut self) {
         let cases = vec![
             (
@@ -1816,6 +2018,16 @@ fn diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
             ));
         }
     }
+    let keys: std::collections::BTreeSet<&u64> =
+        before.polls.keys().chain(after.polls.keys()).collect();
+    for k in keys {
+        let (b, a) = (before.polls.get(k), after.polls.get(k));
+        if b != a {
+            out.push(format!(
+                "poll {k}: {b:?} -> {a:?} (sign-ups, messages, tallied)"
+            ));
+        }
+    }
     for (i, (b, a)) in before.intake.iter().zip(&after.intake).enumerate() {
         if b != a {
             out.push(format!("party{i} intake: {b} -> {a}"));
@@ -1919,6 +2131,7 @@ async fn probe(args: &ProbeArgs) -> anyhow::Result<Summary> {
         p.party_cases(i, &setup).await;
     }
     p.api_cases().await;
+    p.poll_cases(&setup).await;
     p.notary_cases().await;
     p.proxy_cases().await;
     p.slow_cases().await;
