@@ -77,3 +77,29 @@ fn poll_bench_is_correct_over_three_processes() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
     }
 }
+
+/// With a re-keying epoch first: still exact against the oracle, the
+/// epoch's time reported; more re-keys than voters is refused.
+#[test]
+fn poll_bench_with_rekeys_is_correct_over_three_processes() {
+    let v = triad_json(&[
+        "bench",
+        "poll",
+        "--voters",
+        "12",
+        "--messages",
+        "30",
+        "--rekeys",
+        "6",
+        "--json",
+    ]);
+    assert_eq!(v["correct"], true, "{v}");
+    assert_eq!(v["rekeys"], 6);
+    assert!(v["rekey_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    let out = Command::new(env!("CARGO_BIN_EXE_triad"))
+        .args(["bench", "poll", "--voters", "3", "--rekeys", "4"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most --voters"));
+}
