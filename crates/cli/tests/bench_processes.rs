@@ -39,12 +39,7 @@ fn every_protocol_bench_is_correct_over_three_processes() {
 #[test]
 fn mem_transport_and_bad_arguments() {
     assert_eq!(bench("stats", "1", "mem")["correct"], true);
-    let out = Command::new(env!("CARGO_BIN_EXE_triad"))
-        .args(["bench", "stats", "--n", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
+    refused(&["bench", "stats", "--n", "0"], "must be at least 1");
 }
 
 /// A whole poll over three processes: the tally matches the oracle, and
@@ -68,13 +63,7 @@ fn poll_bench_is_correct_over_three_processes() {
     assert!(wf > 0 && wf <= 30, "{v}");
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
     for bad in [["--voters", "0"], ["--messages", "0"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_triad"))
-            .args(["bench", "poll"])
-            .args(bad)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
+        refused(&["bench", "poll", bad[0], bad[1]], "must be at least 1");
     }
 }
 
@@ -96,10 +85,19 @@ fn poll_bench_with_rekeys_is_correct_over_three_processes() {
     assert_eq!(v["correct"], true, "{v}");
     assert_eq!(v["rekeys"], 6);
     assert!(v["rekey_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    refused(
+        &["bench", "poll", "--voters", "3", "--rekeys", "4"],
+        "at most --voters",
+    );
+}
+
+/// `triad <args>` fails, saying `why` on stderr.
+fn refused(args: &[&str], why: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_triad"))
-        .args(["bench", "poll", "--voters", "3", "--rekeys", "4"])
+        .args(args)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at most --voters"));
+    assert!(!out.status.success(), "triad {args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(why), "triad {args:?}: {err}");
 }

@@ -58,6 +58,31 @@ fn service_pid(dir: &Path, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("no {name} in devnet.json")) as u32
 }
 
+/// `triad vote` on poll 5 with these arguments, then `extra`.
+fn vote_args<'a>(
+    key_file: &'a str,
+    index: &'a str,
+    option: &'a str,
+    weight: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "vote",
+        "--poll",
+        "5",
+        "--key-file",
+        key_file,
+        "--state-index",
+        index,
+        "--option",
+        option,
+        "--weight",
+        weight,
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
 struct Verbs<'a> {
     dir: &'a Path,
 }
@@ -221,87 +246,18 @@ fn poll_verbs_over_a_devnet() {
     ]);
     assert_eq!(s1["state_index"], 2);
 
-    let e0 = v.ok(&[
-        "vote",
-        "--poll",
-        "5",
-        "--key-file",
-        &k0,
-        "--state-index",
-        "1",
-        "--option",
-        "2",
-        "--weight",
-        "5",
-        "--json",
-    ]);
+    let e0 = v.ok(&vote_args(&k0, "1", "2", "5", &["--json"]));
     assert_eq!(e0["position"], 0);
-    let e1 = v.ok(&[
-        "vote",
-        "--poll",
-        "5",
-        "--key-file",
-        &k1,
-        "--state-index",
-        "2",
-        "--option",
-        "1",
-        "--weight",
-        "3",
-        "--json",
-    ]);
+    let e1 = v.ok(&vote_args(&k1, "2", "1", "3", &["--json"]));
     assert_eq!(e1["position"], 1);
     // Bad input is refused before anything is sent.
     v.refused(
-        &[
-            "vote",
-            "--poll",
-            "5",
-            "--key-file",
-            &k1,
-            "--state-index",
-            "2",
-            "--option",
-            "1",
-            "--weight",
-            "3",
-            "--new-key",
-            "macipk.zz",
-        ],
+        &vote_args(&k1, "2", "1", "3", &["--new-key", "macipk.zz"]),
         "--new-key",
     );
+    v.refused(&vote_args(&a1, "2", "1", "3", &[]), "holds no macisk");
     v.refused(
-        &[
-            "vote",
-            "--poll",
-            "5",
-            "--key-file",
-            &a1,
-            "--state-index",
-            "2",
-            "--option",
-            "1",
-            "--weight",
-            "3",
-        ],
-        "holds no macisk",
-    );
-    v.refused(
-        &[
-            "vote",
-            "--poll",
-            "5",
-            "--key-file",
-            &k1,
-            "--state-index",
-            "2",
-            "--option",
-            "1",
-            "--weight",
-            "3",
-            "--nonce",
-            "1125899906842624",
-        ],
+        &vote_args(&k1, "2", "1", "3", &["--nonce", "1125899906842624"]),
         "does not fit",
     );
     // No tally while the poll is open.
@@ -310,22 +266,7 @@ fn poll_verbs_over_a_devnet() {
     while triad_wire::unix_now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    v.refused(
-        &[
-            "vote",
-            "--poll",
-            "5",
-            "--key-file",
-            &k0,
-            "--state-index",
-            "1",
-            "--option",
-            "0",
-            "--weight",
-            "1",
-        ],
-        "poll_closed",
-    );
+    v.refused(&vote_args(&k0, "1", "0", "1", &[]), "poll_closed");
     // kill -9 of a party while the tally runs: the devnet restarts it, the
     // coordinator asks again, and the restarted party computes from the
     // shares it had confirmed (on disk).

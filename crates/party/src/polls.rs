@@ -197,6 +197,20 @@ pub fn check_tally_request(
     party: usize,
     now: u64,
 ) -> Result<CheckedTally, Refusal> {
+    check_tally_digested(pinned, req, request_digest(req), notary, party, now)
+}
+
+/// [`check_tally_request`] for a request whose digest the caller has
+/// already computed (the handler looks it up first; the request may be
+/// hundreds of megabytes).
+fn check_tally_digested(
+    pinned: &PollSpec,
+    req: &TallyRequest,
+    input_sha256: String,
+    notary: &NotaryPublicKey,
+    party: usize,
+    now: u64,
+) -> Result<CheckedTally, Refusal> {
     let id = pinned.id;
     if req.spec != *pinned {
         return Err(Refusal::PollChanged(id));
@@ -276,7 +290,7 @@ pub fn check_tally_request(
         signups,
         timestamps,
         ids,
-        input_sha256: request_digest(req),
+        input_sha256,
     })
 }
 
@@ -333,9 +347,10 @@ async fn tally(
         _ => {}
     }
     let party = s.index;
+    let d = digest.clone();
     let checked = blocking(&s, move |s| {
         let spec = pinned(s, id)?;
-        check_tally_request(&spec, &req, &s.notary_key, party, triad_wire::unix_now())
+        check_tally_digested(&spec, &req, d, &s.notary_key, party, triad_wire::unix_now())
     })
     .await?;
     let failed = {

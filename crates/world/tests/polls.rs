@@ -36,6 +36,17 @@ async fn status_of(r: reqwest::Response) -> (u16, String) {
     (status, v["error"].as_str().unwrap_or_default().to_string())
 }
 
+/// `POST /v1/polls` with the operator token: (status, error code).
+async fn create_as_admin(w: &World, spec: &PollSpec) -> (u16, String) {
+    let url = format!("{}/v1/polls", w.net.coordinator);
+    let r = w
+        .http
+        .post(url)
+        .header("x-triad-admin", w.admin_token())
+        .json(spec);
+    status_of(r.send().await.unwrap()).await
+}
+
 async fn post(w: &World, url: &str, body: &impl serde::Serialize) -> (u16, String) {
     status_of(w.http.post(url).json(body).send().await.unwrap()).await
 }
@@ -70,26 +81,16 @@ async fn a_poll_through_the_services_matches_the_oracle() {
     let coord = w.net.coordinator.clone();
 
     // Creation refusals.
-    let again = w
-        .http
-        .post(format!("{coord}/v1/polls"))
-        .header("x-triad-admin", w.admin_token())
-        .json(&spec(id, 20, 30))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status_of(again).await, (409, "poll_exists".into()));
+    assert_eq!(
+        create_as_admin(&w, &spec(id, 20, 30)).await,
+        (409, "poll_exists".into())
+    );
     let mut bad = spec(8, 20, 30);
     bad.vote_options = 0;
-    let r = w
-        .http
-        .post(format!("{coord}/v1/polls"))
-        .header("x-triad-admin", w.admin_token())
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status_of(r).await, (400, "invalid_poll".into()));
+    assert_eq!(
+        create_as_admin(&w, &bad).await,
+        (400, "invalid_poll".into())
+    );
     let r = w
         .http
         .post(format!("{coord}/v1/polls"))
@@ -432,15 +433,10 @@ async fn parameters_at_their_limits() {
     );
     let mut big = spec(1 << 50, 20, 30);
     big.name = "too big".into();
-    let r = w
-        .http
-        .post(format!("{coord}/v1/polls"))
-        .header("x-triad-admin", w.admin_token())
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status_of(r).await, (400, "invalid_poll".into()));
+    assert_eq!(
+        create_as_admin(&w, &big).await,
+        (400, "invalid_poll".into())
+    );
     for bad in ["abc", "18446744073709551616", "-1"] {
         let r = w
             .http
