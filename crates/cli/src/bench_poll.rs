@@ -419,7 +419,7 @@ pub fn party(
         }
         let mut reg = SharedRegistry::new(p, &signups);
         deactivate_shared(p, &params, &mut reg, &deact, &dtimes)?;
-        rekey_shared(p, &params, &mut reg, &rekeys, &new_keys, &rtimes)?;
+        rekey_shared(p, &params, &mut reg, &rekeys, &new_keys, &rtimes, None)?;
         rekey_seconds = t.elapsed().as_secs_f64();
         result = Some(process_shared_registry(p, &params, &reg, &times, &mine)?);
         Ok(true)

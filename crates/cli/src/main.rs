@@ -79,6 +79,10 @@ enum PollCommand {
     Create(triad_client::PollCreateArgs),
     /// Sign up with an attested account and your MACI public key.
     Signup(triad_client::PollSignupArgs),
+    /// Deactivate your key; stores the secret that re-keying needs.
+    Deactivate(triad_client::PollDeactivateArgs),
+    /// Add a fresh key anonymously with a deactivation's secret.
+    Rekey(triad_client::PollRekeyArgs),
     /// Print a poll's tally, verified against the three parties' keys.
     Tally(triad_client::PollTallyArgs),
 }
@@ -111,6 +115,8 @@ fn main() -> anyhow::Result<()> {
         Command::Poll(PollCommand::Create(a)) => Ok(triad_client::run_poll_create(a)?),
         Command::Poll(PollCommand::Signup(a)) => Ok(triad_client::run_poll_signup(a)?),
         Command::Poll(PollCommand::Tally(a)) => Ok(triad_client::run_poll_tally(a)?),
+        Command::Poll(PollCommand::Deactivate(a)) => Ok(triad_client::run_poll_deactivate(a)?),
+        Command::Poll(PollCommand::Rekey(a)) => Ok(triad_client::run_poll_rekey(a)?),
         Command::Vote(a) => Ok(triad_client::run_vote(a)?),
         Command::Keygen(args) => maci_cli::keygen(args),
         Command::Key(cmd) => maci_cli::run(cmd),

@@ -30,8 +30,9 @@ pub use cli::{
 };
 pub use contribute::{contribute, ContributeOptions, Outcome};
 pub use poll_cli::{
-    read_private_key, run_poll_create, run_poll_signup, run_poll_tally, run_vote, ModeArg,
-    PollCreateArgs, PollSignupArgs, PollTallyArgs, VoteArgs,
+    read_private_key, run_poll_create, run_poll_deactivate, run_poll_rekey, run_poll_signup,
+    run_poll_tally, run_vote, ModeArg, PollCreateArgs, PollDeactivateArgs, PollRekeyArgs,
+    PollSignupArgs, PollTallyArgs, VoteArgs,
 };
 pub use shares::{random_fr, recombine, split_shares, PartyShares};
 

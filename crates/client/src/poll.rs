@@ -7,13 +7,16 @@
 use rand::RngCore;
 use triad_attestation::Attestation;
 use triad_maci::{Command, PrivKey, PubKey};
+use triad_polls::mpc::rekey::{share_deactivations, share_rekeys};
 use triad_polls::mpc::{encode, share_messages};
+use triad_polls::rekey::{deactivation_commitment, rekey_nullifier, Rekey};
 use triad_polls::Message;
 use triad_wire::https::read_json;
 use triad_wire::messages::ADMIN_TOKEN_HEADER;
 use triad_wire::poll::{
-    poll_study_id, share_commitment, verify_tally, LogEntry, MessageReady, MessageRequest,
-    MessageShares, MessageTicket, PollInfo, PollSpec, ShareSet, SignupRequest, VerifiedTally,
+    poll_study_id, share_commitment, verify_tally, LogEntry, MessageKind, MessageReady,
+    MessageRequest, MessageShares, MessageTicket, PollInfo, PollSpec, ShareSet, SignupRequest,
+    VerifiedTally,
 };
 use triad_wire::{ApiError, NetworkConfig};
 
@@ -174,34 +177,64 @@ pub async fn send_message(
 ) -> Result<LogEntry, ClientError> {
     let plain = encode(message)
         .map_err(|e| ClientError::Usage(format!("the command does not pack: {e}")))?;
+    let views = share_messages(&[plain], &mut rand::rngs::OsRng);
+    let sets = views.map(|v| {
+        let mut set = ShareSet::zero(MessageKind::Vote);
+        put_command(&mut set, &v);
+        set
+    });
+    send_sets(net, http, poll, sets).await
+}
+
+/// Party `i`'s components of one encoded command into its share set.
+fn put_command(set: &mut ShareSet, v: &triad_polls::mpc::SharedMessages) {
+    for (k, w) in set.words[0].iter_mut().enumerate() {
+        *w = v.words.a[k].0;
+    }
+    for (k, w) in set.words[1].iter_mut().enumerate() {
+        *w = v.words.b[k].0;
+    }
+    set.fr[0].copy_from_slice(&v.fr.a);
+    set.fr[1].copy_from_slice(&v.fr.b);
+}
+
+/// Party `i`'s components of the bits of a commitment.
+fn put_c_bits(set: &mut ShareSet, bits: &triad_mpc::Shares<triad_mpc::Bits>) {
+    for (k, w) in set.c_bits[0].iter_mut().enumerate() {
+        *w = bits.a[k].0;
+    }
+    for (k, w) in set.c_bits[1].iter_mut().enumerate() {
+        *w = bits.b[k].0;
+    }
+}
+
+/// Salts and commits to the three share sets, opens a ticket with the
+/// commitments (and the kind), uploads each set to its party, and waits
+/// until the coordinator logged the message. Returns the log entry.
+async fn send_sets(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    poll: u64,
+    sets: [ShareSet; 3],
+) -> Result<LogEntry, ClientError> {
     let mut rng = rand::rngs::OsRng;
-    let views = share_messages(&[plain], &mut rng);
-    let sets: [(ShareSet, [u8; 32]); 3] = std::array::from_fn(|i| {
-        let v = &views[i];
+    let salts: [[u8; 32]; 3] = std::array::from_fn(|_| {
         let mut salt = [0u8; 32];
         rng.fill_bytes(&mut salt);
-        let mut set = ShareSet {
-            words: [[0; 21]; 2],
-            fr: [[Default::default(); 5]; 2],
-        };
-        for (k, w) in set.words[0].iter_mut().enumerate() {
-            *w = v.words.a[k].0;
-        }
-        for (k, w) in set.words[1].iter_mut().enumerate() {
-            *w = v.words.b[k].0;
-        }
-        set.fr[0].copy_from_slice(&v.fr.a);
-        set.fr[1].copy_from_slice(&v.fr.b);
-        (set, salt)
+        salt
     });
-    let commitments = std::array::from_fn(|i| share_commitment(poll, &sets[i].1, &sets[i].0));
+    let commitments = std::array::from_fn(|i| share_commitment(poll, &salts[i], &sets[i]));
     let url = format!("{}/v1/polls/{poll}/messages", base(&net.coordinator));
-    let ticket: MessageTicket = post_json(http, &url, &MessageRequest { commitments }, None)
+    let req = MessageRequest {
+        commitments,
+        kind: sets[0].kind.clone(),
+    };
+    let ticket: MessageTicket = post_json(http, &url, &req, None)
         .await
         .map_err(step(format!("opening a message to poll {poll}")))?;
-    for (i, (set, salt)) in sets.iter().enumerate() {
+    for (i, (set, salt)) in sets.iter().zip(salts).enumerate() {
         let url = format!("{}/v1/polls/{poll}/shares", base(&net.parties[i].url));
-        let up = MessageShares::new(&ticket.submission_id, &ticket.token, *salt, set);
+        let up = MessageShares::new(&ticket.submission_id, &ticket.token, salt, set);
         let _: serde_json::Value = post_json(http, &url, &up, None)
             .await
             .map_err(|source| ClientError::Shares { party: i, source })?;
@@ -221,6 +254,97 @@ pub async fn send_message(
     )
     .await
     .map_err(step("logging the message"))
+}
+
+/// The deactivation of `state_index`'s registered key `key` carrying
+/// `c = Poseidon(secret, 1)` in its salt (docs/polls.md, "Anonymous
+/// re-keying"); the other command fields do not matter.
+pub fn deactivation_message(
+    poll: u64,
+    state_index: u64,
+    key: &PrivKey,
+    secret: &triad_maci::Fr,
+) -> Result<Message, ClientError> {
+    let signing = key.signing_key();
+    let command = Command {
+        state_index,
+        vote_option_index: 0,
+        new_vote_weight: 0,
+        nonce: 0,
+        poll_id: poll,
+        new_pub_key: signing.public_key(),
+        salt: deactivation_commitment(secret),
+    };
+    Message::sign(command, &signing, 0)
+        .map_err(|e| ClientError::Usage(format!("the command cannot be signed: {e}")))
+}
+
+/// Deactivates `state_index`'s key: a fresh secret `s`, the signed
+/// deactivation as secret shares (with the bits of its commitment), logged
+/// like a vote. Returns the receipt and `s` (keep it: re-keying needs it).
+/// The receipt is the same whether or not the deactivation is valid: only
+/// the three parties together ever learn that, and they never tell.
+pub async fn deactivate(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    poll: u64,
+    state_index: u64,
+    key: &PrivKey,
+) -> Result<(LogEntry, triad_maci::Fr), ClientError> {
+    let secret = crate::random_fr(&mut rand::rngs::OsRng);
+    let message = deactivation_message(poll, state_index, key, &secret)?;
+    Ok((send_deactivation(net, http, poll, &message).await?, secret))
+}
+
+/// [`deactivate`] for an already signed message (tests send invalid ones).
+pub async fn send_deactivation(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    poll: u64,
+    message: &Message,
+) -> Result<LogEntry, ClientError> {
+    let views = share_deactivations(std::slice::from_ref(message), &mut rand::rngs::OsRng)
+        .map_err(|e| ClientError::Usage(format!("the command does not pack: {e}")))?;
+    let sets = views.map(|v| {
+        let mut set = ShareSet::zero(MessageKind::Deactivate);
+        put_command(&mut set, &v.msgs);
+        put_c_bits(&mut set, &v.c_bits);
+        set
+    });
+    send_sets(net, http, poll, sets).await
+}
+
+/// Adds `new_key` to the poll anonymously with the secret of a
+/// deactivation: the secret and the bits of its commitment as shares, the
+/// new key and the nullifier `Poseidon(s, 2, poll)` in the clear. The
+/// receipt names the new key's state index; it is the same whether or not
+/// the secret matches a valid deactivation. A second re-key with the same
+/// secret is refused (409 `nullifier_used`): the voter knew it reused it.
+pub async fn rekey(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    poll: u64,
+    secret: &triad_maci::Fr,
+    new_key: &PubKey,
+) -> Result<LogEntry, ClientError> {
+    let r = Rekey {
+        secret: *secret,
+        new_key: *new_key,
+        timestamp: 0,
+    };
+    let kind = MessageKind::Rekey {
+        new_key: new_key.to_string(),
+        nullifier: triad_crypto::fr_to_hex(&rekey_nullifier(secret, poll)),
+    };
+    let views = share_rekeys(&[r], &mut rand::rngs::OsRng);
+    let sets = views.map(|v| {
+        let mut set = ShareSet::zero(kind.clone());
+        set.fr[0][0] = v.secret.a[0];
+        set.fr[1][0] = v.secret.b[0];
+        put_c_bits(&mut set, &v.c_bits);
+        set
+    });
+    send_sets(net, http, poll, sets).await
 }
 
 /// The tally of `poll`, accepted only if the three parties' signatures

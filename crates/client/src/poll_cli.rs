@@ -54,6 +54,10 @@ pub struct PollCreateArgs {
     /// The data source's server name; default: the network's data source.
     #[arg(long)]
     pub source_host: Option<String>,
+    /// Length of a re-keying epoch in seconds (epochs start at the sign-up
+    /// deadline).
+    #[arg(long, default_value_t = triad_wire::poll::DEFAULT_REKEY_EPOCH_SECS)]
+    pub rekey_epoch_secs: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -123,6 +127,48 @@ pub struct VoteArgs {
     pub json: bool,
 }
 
+/// `triad poll deactivate`: stop your current key from counting, keeping
+/// a secret with which `triad poll rekey` adds a fresh key anonymously.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PollDeactivateArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    #[arg(long)]
+    pub poll: u64,
+    /// A file holding the key registered for your state index (the sign-up
+    /// key, or the key a re-key added).
+    #[arg(long)]
+    pub key_file: PathBuf,
+    #[arg(long)]
+    pub state_index: u64,
+    /// Where to store the secret (created, mode 0600; never overwritten).
+    /// `triad poll rekey` reads it.
+    #[arg(long)]
+    pub secret_file: PathBuf,
+    /// Also print the secret (it is then in your terminal's scrollback).
+    #[arg(long)]
+    pub print_secret: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `triad poll rekey`: add a fresh key with a deactivation's secret.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PollRekeyArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    #[arg(long)]
+    pub poll: u64,
+    /// The file `triad poll deactivate` stored the secret in.
+    #[arg(long)]
+    pub secret_file: PathBuf,
+    /// A file holding the new MACI private key (`triad keygen > new.key`).
+    #[arg(long)]
+    pub new_key_file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `triad poll tally`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct PollTallyArgs {
@@ -182,6 +228,7 @@ pub fn run_poll_create(args: PollCreateArgs) -> Result<(), ClientError> {
             account_field: args.account_field.clone(),
         },
         source,
+        rekey_epoch_secs: args.rekey_epoch_secs,
     };
     spec.params()
         .map_err(|e| ClientError::Usage(format!("poll parameters: {e}")))?;
@@ -266,6 +313,104 @@ pub fn run_vote(args: VoteArgs) -> Result<(), ClientError> {
             "logged at position {} of poll {} (submission {}); whether it counts is known to nobody \
              until the tally",
             entry.position, args.poll, entry.submission_id
+        );
+    }
+    Ok(())
+}
+
+/// What `triad poll deactivate` stores: the poll and the secret `s`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SecretFile {
+    poll: u64,
+    /// 64 hex.
+    secret: String,
+}
+
+pub fn run_poll_deactivate(args: PollDeactivateArgs) -> Result<(), ClientError> {
+    let key = read_private_key(&args.key_file)?;
+    if args.secret_file.exists() {
+        return Err(ClientError::Usage(format!(
+            "{} exists: give a new file for the secret",
+            args.secret_file.display()
+        )));
+    }
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    let secret = crate::random_fr(&mut rand::rngs::OsRng);
+    let hex = triad_crypto::fr_to_hex(&secret);
+    // Stored before anything is sent: a deactivation whose secret is lost
+    // can never be followed by a re-key.
+    let json = serde_json::to_vec(&SecretFile {
+        poll: args.poll,
+        secret: hex.clone(),
+    })
+    .expect("serializes");
+    triad_files::write_private(&args.secret_file, &json).map_err(|source| ClientError::Io {
+        what: format!("secret file {}", args.secret_file.display()),
+        source,
+    })?;
+    let message = poll::deactivation_message(args.poll, args.state_index, &key, &secret)?;
+    let entry = runtime()?.block_on(poll::send_deactivation(&net, &http, args.poll, &message))?;
+    if args.json {
+        let mut v = serde_json::to_value(&entry).expect("serializes");
+        v["secret_file"] = args.secret_file.display().to_string().into();
+        if args.print_secret {
+            v["secret"] = hex.into();
+        }
+        print_json(&v);
+    } else {
+        println!(
+            "deactivation logged at position {} of poll {}; the secret is in {} (whether the \
+             deactivation is valid is known to nobody: the parties never tell)",
+            entry.position,
+            args.poll,
+            args.secret_file.display()
+        );
+        if args.print_secret {
+            println!("secret: {hex}");
+        }
+    }
+    Ok(())
+}
+
+fn read_secret(path: &Path, poll: u64) -> Result<triad_maci::Fr, ClientError> {
+    let text = std::fs::read(path).map_err(|source| ClientError::Io {
+        what: format!("secret file {}", path.display()),
+        source,
+    })?;
+    let f: SecretFile = serde_json::from_slice(&text).map_err(|_| {
+        ClientError::Usage(format!(
+            "{} is not a secret file of triad poll deactivate",
+            path.display()
+        ))
+    })?;
+    if f.poll != poll {
+        return Err(ClientError::Usage(format!(
+            "{} holds a secret for poll {}, not {poll}",
+            path.display(),
+            f.poll
+        )));
+    }
+    triad_crypto::fr_from_hex(&f.secret)
+        .map_err(|_| ClientError::Usage(format!("{}: invalid secret", path.display())))
+}
+
+pub fn run_poll_rekey(args: PollRekeyArgs) -> Result<(), ClientError> {
+    let secret = read_secret(&args.secret_file, args.poll)?;
+    let new_key = read_private_key(&args.new_key_file)?.public_key();
+    let net = args.net.load()?;
+    let http = http(&net)?;
+    let entry = runtime()?.block_on(poll::rekey(&net, &http, args.poll, &secret, &new_key))?;
+    let index = entry
+        .state_index
+        .ok_or_else(|| ClientError::Internal("the re-key's receipt names no state index".into()))?;
+    if args.json {
+        print_json(&entry);
+    } else {
+        println!(
+            "re-key logged at position {} of poll {}: vote with the new key as state index \
+             {index}; whether it carries your credits is known to nobody until the tally",
+            entry.position, args.poll
         );
     }
     Ok(())

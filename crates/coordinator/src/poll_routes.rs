@@ -42,10 +42,14 @@ fn refusal(e: PollError) -> ApiError {
     use PollError as E;
     let status = match &e {
         E::UnknownPoll(_) | E::UnknownMessage(_) | E::NoTally(_) => StatusCode::NOT_FOUND,
-        E::PollExists(_) | E::AlreadySignedUp => StatusCode::CONFLICT,
-        E::SignupClosed(_) | E::PollClosed(_) | E::VotingOpen(_) => StatusCode::FORBIDDEN,
+        E::PollExists(_) | E::AlreadySignedUp | E::NullifierUsed => StatusCode::CONFLICT,
+        E::SignupClosed(_) | E::PollClosed(_) | E::VotingOpen(_) | E::SignupOpen(_) => {
+            StatusCode::FORBIDDEN
+        }
         E::WrongToken => StatusCode::FORBIDDEN,
-        E::InvalidPoll(_) | E::BadKey(_) | E::MalformedCommitment => StatusCode::BAD_REQUEST,
+        E::InvalidPoll(_) | E::BadKey(_) | E::BadRekey(_) | E::MalformedCommitment => {
+            StatusCode::BAD_REQUEST
+        }
         E::Attestation(a) => crate::routes::admission_status(a),
         E::PartyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         E::QueueFull | E::PartiesUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -26,7 +26,7 @@ use triad_wire::ErrorCode;
 
 use crate::admission::{check_attestation, token_digest, AdmissionError, AdmissionPolicy};
 use crate::parties::{Parties, PartyError, PartyFault};
-use crate::store::{NewSignup, SignupRefused, Store, StoreError};
+use crate::store::{LogOutcome, NewSignup, SignupRefused, Store, StoreError};
 
 /// Why a poll request was refused, grouped by whose fault it is
 /// ([`PollError::fault`]). The handlers pick the HTTP status.
@@ -53,6 +53,12 @@ pub enum PollError {
     AlreadySignedUp,
     #[error("commitments must be 64 lowercase hex digits each")]
     MalformedCommitment,
+    #[error("re-keying in poll {0} opens when its sign-up closes")]
+    SignupOpen(u64),
+    #[error("a re-key with this nullifier is in the log already (its secret was used)")]
+    NullifierUsed,
+    #[error("re-key: {0}")]
+    BadRekey(String),
     #[error("no message {0:?}")]
     UnknownMessage(String),
     #[error("wrong message token")]
@@ -105,6 +111,9 @@ impl PollError {
             Self::Attestation(e) => e.code(),
             Self::AlreadySignedUp => ErrorCode::AlreadySignedUp,
             Self::MalformedCommitment => ErrorCode::MalformedBody,
+            Self::SignupOpen(_) => ErrorCode::SignupOpen,
+            Self::NullifierUsed => ErrorCode::NullifierUsed,
+            Self::BadRekey(_) => ErrorCode::BadKey,
             Self::UnknownMessage(_) => ErrorCode::UnknownSubmission,
             Self::WrongToken => ErrorCode::WrongToken,
             Self::PartyRefused(_) => ErrorCode::BadShares,
@@ -256,11 +265,28 @@ pub async fn open_ticket(
     if !req.commitments.iter().all(|c| is_hex64(c)) {
         return Err(PollError::MalformedCommitment);
     }
+    if let Some(parsed) = req.kind.rekey() {
+        parsed.map_err(PollError::BadRekey)?;
+        if now < info.spec.signup_deadline {
+            return Err(PollError::SignupOpen(poll));
+        }
+    }
     let sid = random_hex(16)?;
     let token = random_hex(32)?;
     let (id, digest, commitments) = (sid.clone(), token_digest(&token), req.commitments.clone());
+    let kind = req.kind.clone();
     let opened = db
-        .run(move |s| s.insert_ticket(poll, &id, &digest, &commitments, max_open, TICKET_OPEN_MS))
+        .run(move |s| {
+            s.insert_ticket(
+                poll,
+                &id,
+                &digest,
+                &commitments,
+                &kind,
+                max_open,
+                TICKET_OPEN_MS,
+            )
+        })
         .await?;
     if !opened {
         return Err(PollError::QueueFull);
@@ -302,10 +328,14 @@ pub async fn log_message(
     all_three(|i| parties.confirm_message(i, row.poll, &confirms[i]))
         .await
         .map_err(party_error)?;
-    let (id, deadline) = (sid.to_string(), info.spec.voting_deadline);
-    db.run(move |s| s.log_message(&id, deadline))
-        .await?
-        .ok_or(PollError::PollClosed(row.poll))
+    let id = sid.to_string();
+    let (signup, voting) = (info.spec.signup_deadline, info.spec.voting_deadline);
+    match db.run(move |s| s.log_message(&id, signup, voting)).await? {
+        LogOutcome::Logged(e) => Ok(e),
+        LogOutcome::Closed => Err(PollError::PollClosed(row.poll)),
+        LogOutcome::SignupOpen => Err(PollError::SignupOpen(row.poll)),
+        LogOutcome::NullifierUsed => Err(PollError::NullifierUsed),
+    }
 }
 
 /// The tally of a poll, if the three parties signed one.

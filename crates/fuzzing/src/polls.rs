@@ -40,7 +40,8 @@ pub fn poll_shares(data: &[u8]) {
 /// deadline, as every party). Invariants: JSON round trip; an accepted
 /// request gives one state-index sign-up per entry, one (id, this party's
 /// commitment) per log entry, in order, every timestamp before the
-/// deadline, and a digest that names the request; a request under another
+/// deadline, re-keys after the sign-up deadline with fresh nullifiers and
+/// consecutive state indexes, and a digest that names the request; a request under another
 /// pinned spec is refused.
 pub fn tally_request(data: &[u8]) {
     let Ok(req) = parse_json::<TallyRequest>(data) else {
@@ -56,11 +57,24 @@ pub fn tally_request(data: &[u8]) {
             continue;
         };
         assert_eq!(c.signups.len(), req.signups.len());
-        assert_eq!(c.ids.len(), req.log.len());
+        assert_eq!(c.entries.len(), req.log.len());
+        let mut nullifiers = std::collections::HashSet::new();
+        let mut leaf = req.signups.len() as u64;
         for (k, e) in req.log.iter().enumerate() {
-            assert_eq!(c.ids[k].0, e.submission_id);
-            assert_eq!(c.ids[k].1, e.commitments[party]);
-            assert!(c.timestamps[k] < req.spec.voting_deadline);
+            let got = &c.entries[k];
+            assert_eq!(got.submission_id, e.submission_id);
+            assert_eq!(got.commitment, e.commitments[party]);
+            assert!(got.timestamp < req.spec.voting_deadline);
+            assert_eq!(got.kind, e.kind);
+            // Re-keys: after sign-up, a new nullifier, the next leaf.
+            if let Some((_, n)) = &got.rekey {
+                assert!(got.timestamp >= req.spec.signup_deadline);
+                assert!(nullifiers.insert(triad_crypto::fr_to_hex(n)));
+                leaf += 1;
+                assert_eq!(e.state_index, Some(leaf));
+            } else {
+                assert_eq!(e.state_index, None);
+            }
         }
         assert_eq!(c.input_sha256.len(), 64);
         let mut other = req.spec.clone();

@@ -3,9 +3,10 @@
 
 use sha2::{Digest, Sha256};
 use triad_mpc::{Bits, Fr, Shares};
+use triad_polls::mpc::SharedMessages;
 use triad_stats::StatsSpec;
 use triad_wire::messages::{PrepareBatch, RejectReason, ReleaseRequest};
-use triad_wire::poll::{sign_tally, PollTally, SignedTally, TALLY_VERSION};
+use triad_wire::poll::{sign_tally, MessageKind, PollTally, ShareSet, SignedTally, TALLY_VERSION};
 use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::{PartySigningKey, SignedRelease};
 
@@ -154,9 +155,12 @@ pub fn release(
     }
 }
 
-/// Processes a closed poll over this party's confirmed share sets
-/// ([`triad_polls::mpc::process_shared`], which opens only the tally),
-/// then signs and stores the tally.
+/// Processes a closed poll (docs/polls.md, "Service layer" and
+/// "Anonymous re-keying"): loads this party's confirmed share sets of the
+/// checked log, runs the re-keying epochs in order (each epoch's
+/// deactivations, then its re-keys, under the services' rule that every
+/// logged re-key appends a leaf), then the votes, in an MPC session tagged
+/// with the request's digest; signs and stores the tally.
 pub fn tally_poll(
     mesh: &Mesh,
     store: &dyn PartyStore,
@@ -164,46 +168,171 @@ pub fn tally_poll(
     poll: u64,
     req: &crate::polls::CheckedTally,
 ) -> Result<SignedTally, JobError> {
-    use triad_polls::mpc::SharedMessages;
-    let sets = store.confirmed_shares(poll, &req.ids)?;
-    let n = sets.len();
-    let mut words = [Vec::with_capacity(n * 21), Vec::with_capacity(n * 21)];
-    let mut fr = [Vec::with_capacity(n * 5), Vec::with_capacity(n * 5)];
-    for (set, (sid, _)) in sets.into_iter().zip(&req.ids) {
-        let set = set.ok_or_else(|| JobError::MissingShares(sid.clone()))?;
-        for c in 0..2 {
-            words[c].extend(set.words[c].iter().map(|&w| Bits(w)));
-            fr[c].extend_from_slice(&set.fr[c]);
+    let sets = store.confirmed_shares(poll, &req.ids())?;
+    let mut input = PollInput::default();
+    for (set, e) in sets.into_iter().zip(&req.entries) {
+        let set = set.ok_or_else(|| JobError::MissingShares(e.submission_id.clone()))?;
+        if set.kind != e.kind {
+            // The commitment binds the kind: only a forged log gets here.
+            return Err(JobError::MissingShares(e.submission_id.clone()));
         }
+        input.push(e, &set);
     }
-    let [wa, wb] = words;
-    let [fa, fb] = fr;
-    let msgs = SharedMessages {
-        words: Shares::new(wa, wb),
-        fr: Shares::new(fa, fb),
+    let digest = hex::decode(&req.input_sha256).unwrap_or_default();
+    let mut p = mesh.session(tag(&[b"poll-tally", &poll.to_le_bytes(), &digest]))?;
+    let (tally, stats) = if input.epochs.is_empty() {
+        triad_polls::mpc::process_shared(
+            &mut p,
+            &req.params,
+            &req.signups,
+            &input.vote_times,
+            &input.votes.shares(),
+        )?
+    } else {
+        use triad_polls::mpc::rekey::{deactivate_shared, rekey_shared, SharedRegistry};
+        let mut reg = SharedRegistry::new(&p, &req.signups);
+        for epoch in input.epochs.values() {
+            deactivate_shared(
+                &mut p,
+                &req.params,
+                &mut reg,
+                &epoch.deactivations(),
+                &epoch.deact_times,
+            )?;
+            rekey_shared(
+                &mut p,
+                &req.params,
+                &mut reg,
+                &epoch.rekeys(),
+                &epoch.new_keys,
+                &epoch.rekey_times,
+                Some(&epoch.claimed),
+            )?;
+        }
+        triad_polls::mpc::process::process_shared_registry(
+            &mut p,
+            &req.params,
+            &reg,
+            &input.vote_times,
+            &input.votes.shares(),
+        )?
     };
-    let input = hex::decode(&req.input_sha256).unwrap_or_default();
-    let (tally, stats) = {
-        let mut p = mesh.session(tag(&[b"poll-tally", &poll.to_le_bytes(), &input]))?;
-        triad_polls::mpc::process_shared(&mut p, &req.params, &req.signups, &req.timestamps, &msgs)?
-    };
+    drop(p);
     tracing::info!(
         poll,
         messages = stats.messages,
         steps = stats.steps,
+        epochs = input.epochs.len(),
         "poll processed"
     );
     let doc = PollTally {
         version: TALLY_VERSION,
         poll_id: poll,
         signups: req.signups.len() as u64,
-        messages: n as u64,
+        messages: req.entries.len() as u64,
         input_sha256: req.input_sha256.clone(),
         votes: tally.votes,
         spent: tally.spent,
         spent_per_option: tally.spent_per_option,
+        deactivations: input.deactivations,
+        rekeys: input.rekeys,
     };
     let signed = sign_tally(key, mesh.id.index() as u8, &doc);
     store.put_tally(poll, &req.input_sha256, &signed)?;
     Ok(store.tally(poll)?.map(|(_, t)| t).unwrap_or(signed))
+}
+
+/// This party's components of encoded commands (votes or deactivations).
+#[derive(Default)]
+struct Commands {
+    words: [Vec<Bits>; 2],
+    fr: [Vec<Fr>; 2],
+}
+
+impl Commands {
+    fn push(&mut self, set: &ShareSet) {
+        for c in 0..2 {
+            self.words[c].extend(set.words[c].iter().map(|&w| Bits(w)));
+            self.fr[c].extend_from_slice(&set.fr[c]);
+        }
+    }
+
+    fn shares(&self) -> SharedMessages {
+        SharedMessages {
+            words: Shares::new(self.words[0].clone(), self.words[1].clone()),
+            fr: Shares::new(self.fr[0].clone(), self.fr[1].clone()),
+        }
+    }
+}
+
+/// One re-keying epoch's inputs at this party, in log order.
+#[derive(Default)]
+struct EpochInput {
+    deacts: Commands,
+    deact_bits: [Vec<Bits>; 2],
+    deact_times: Vec<u64>,
+    secrets: [Vec<Fr>; 2],
+    rekey_bits: [Vec<Bits>; 2],
+    new_keys: Vec<triad_maci::PubKey>,
+    rekey_times: Vec<u64>,
+    claimed: Vec<Fr>,
+}
+
+impl EpochInput {
+    fn deactivations(&self) -> triad_polls::mpc::rekey::SharedDeactivations {
+        triad_polls::mpc::rekey::SharedDeactivations {
+            msgs: self.deacts.shares(),
+            c_bits: Shares::new(self.deact_bits[0].clone(), self.deact_bits[1].clone()),
+        }
+    }
+
+    fn rekeys(&self) -> triad_polls::mpc::rekey::SharedRekeys {
+        triad_polls::mpc::rekey::SharedRekeys {
+            secret: Shares::new(self.secrets[0].clone(), self.secrets[1].clone()),
+            c_bits: Shares::new(self.rekey_bits[0].clone(), self.rekey_bits[1].clone()),
+        }
+    }
+}
+
+/// A poll's log at this party, split into votes and re-keying epochs.
+#[derive(Default)]
+struct PollInput {
+    votes: Commands,
+    vote_times: Vec<u64>,
+    epochs: std::collections::BTreeMap<u64, EpochInput>,
+    deactivations: u64,
+    rekeys: u64,
+}
+
+impl PollInput {
+    fn push(&mut self, e: &crate::polls::CheckedEntry, set: &ShareSet) {
+        let bits = |c: usize| set.c_bits[c].iter().map(|&w| Bits(w));
+        match (&set.kind, &e.rekey) {
+            (MessageKind::Vote, _) => {
+                self.votes.push(set);
+                self.vote_times.push(e.timestamp);
+            }
+            (MessageKind::Deactivate, _) => {
+                let ep = self.epochs.entry(e.epoch).or_default();
+                ep.deacts.push(set);
+                for c in 0..2 {
+                    ep.deact_bits[c].extend(bits(c));
+                }
+                ep.deact_times.push(e.timestamp);
+                self.deactivations += 1;
+            }
+            (MessageKind::Rekey { .. }, Some((new_key, claimed))) => {
+                let ep = self.epochs.entry(e.epoch).or_default();
+                for c in 0..2 {
+                    ep.secrets[c].push(set.fr[c][0]);
+                    ep.rekey_bits[c].extend(bits(c));
+                }
+                ep.new_keys.push(*new_key);
+                ep.rekey_times.push(e.timestamp);
+                ep.claimed.push(*claimed);
+                self.rekeys += 1;
+            }
+            (MessageKind::Rekey { .. }, None) => unreachable!("checked: a re-key parses"),
+        }
+    }
 }

@@ -28,8 +28,8 @@ use triad_maci::PubKey;
 use triad_polls::{PollParams, SignUp};
 use triad_wire::https::parse_json;
 use triad_wire::poll::{
-    poll_study_id, share_commitment, ConfirmMessage, MessageShares, PollSpec, SignedTally,
-    TallyProgress, TallyRequest,
+    poll_study_id, share_commitment, ConfirmMessage, MessageKind, MessageShares, PollSpec,
+    SignedTally, TallyProgress, TallyRequest,
 };
 use triad_wire::{ApiError, PeerAddr};
 
@@ -176,12 +176,34 @@ async fn confirm(
 pub struct CheckedTally {
     pub params: PollParams,
     pub signups: Vec<SignUp>,
-    pub timestamps: Vec<u64>,
-    /// (submission id, this party's commitment), in log order.
-    pub ids: Vec<(String, String)>,
+    /// The log, in order.
+    pub entries: Vec<CheckedEntry>,
     /// SHA-256 (hex) of the request: the MPC session's tag and the
     /// tally's `input_sha256`.
     pub input_sha256: String,
+}
+
+impl CheckedTally {
+    /// (submission id, this party's commitment), in log order.
+    pub fn ids(&self) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .map(|e| (e.submission_id.clone(), e.commitment.clone()))
+            .collect()
+    }
+}
+
+/// One log entry as the tally job uses it.
+pub struct CheckedEntry {
+    pub submission_id: String,
+    /// This party's commitment.
+    pub commitment: String,
+    pub timestamp: u64,
+    pub kind: MessageKind,
+    /// Deactivations and re-keys: the re-keying epoch.
+    pub epoch: u64,
+    /// Re-keys: the new key and the claimed nullifier.
+    pub rekey: Option<(PubKey, triad_crypto::Fr)>,
 }
 
 /// Judges a tally request (see the module docs): the spec is the one
@@ -189,7 +211,9 @@ pub struct CheckedTally {
 /// its sign-up time for `poll-{id}` with the poll's data spec and source,
 /// no account or attestation signs up twice, state indexes and log
 /// positions run 1.. and 0.. without gaps, every logged message was in
-/// time and is named once.
+/// time and is named once; a re-key was logged after the sign-up deadline
+/// with a key and nullifier that parse, a nullifier not seen before, and
+/// the next state index after the sign-ups and earlier re-keys.
 pub fn check_tally_request(
     pinned: &PollSpec,
     req: &TallyRequest,
@@ -270,8 +294,9 @@ fn check_tally_digested(
         });
     }
     let mut seen = HashSet::new();
-    let mut ids = Vec::with_capacity(req.log.len());
-    let mut timestamps = Vec::with_capacity(req.log.len());
+    let mut claimed = HashSet::new();
+    let mut next_leaf = signups.len() as u64 + 1;
+    let mut entries = Vec::with_capacity(req.log.len());
     for (k, e) in req.log.iter().enumerate() {
         if e.position != k as u64 {
             return Err(bad(format!("log entry {k} has position {}", e.position)));
@@ -282,14 +307,42 @@ fn check_tally_digested(
         if !seen.insert(e.submission_id.as_str()) {
             return Err(bad(format!("log entry {k} repeats a message")));
         }
-        ids.push((e.submission_id.clone(), e.commitments[party].clone()));
-        timestamps.push(e.timestamp);
+        let rekey = match e.kind.rekey() {
+            None if e.state_index.is_some() => {
+                return Err(bad(format!("log entry {k} is not a re-key but has a leaf")))
+            }
+            None => None,
+            Some(parsed) => {
+                let (key, nullifier) = parsed.map_err(|m| bad(format!("log entry {k}: {m}")))?;
+                if e.timestamp < pinned.signup_deadline {
+                    return Err(bad(format!("log entry {k} re-keys before sign-up closed")));
+                }
+                if !claimed.insert(triad_crypto::fr_to_hex(&nullifier)) {
+                    return Err(bad(format!("log entry {k} repeats a nullifier")));
+                }
+                if e.state_index != Some(next_leaf) {
+                    return Err(bad(format!(
+                        "log entry {k} re-keys to leaf {:?}, not {next_leaf}",
+                        e.state_index
+                    )));
+                }
+                next_leaf += 1;
+                Some((key, nullifier))
+            }
+        };
+        entries.push(CheckedEntry {
+            submission_id: e.submission_id.clone(),
+            commitment: e.commitments[party].clone(),
+            timestamp: e.timestamp,
+            kind: e.kind.clone(),
+            epoch: pinned.epoch_of(e.timestamp),
+            rekey,
+        });
     }
     Ok(CheckedTally {
         params,
         signups,
-        timestamps,
-        ids,
+        entries,
         input_sha256,
     })
 }
@@ -439,6 +492,7 @@ mod tests {
                 account_field: "uid".into(),
             },
             source: DataSource::named("exchange.example"),
+            rekey_epoch_secs: 100,
         }
     }
 
@@ -469,6 +523,19 @@ mod tests {
             submission_id: sid.into(),
             timestamp,
             commitments: ["a".repeat(64), "b".repeat(64), "c".repeat(64)],
+            kind: MessageKind::Vote,
+            state_index: None,
+        }
+    }
+
+    fn rekey_entry(position: u64, sid: &str, timestamp: u64, n: u64, leaf: u64) -> LogEntry {
+        LogEntry {
+            kind: MessageKind::Rekey {
+                new_key: triad_maci::Keypair::generate().public.to_string(),
+                nullifier: triad_crypto::fr_to_hex(&Fr::from(n)),
+            },
+            state_index: Some(leaf),
+            ..entry(position, sid, timestamp)
         }
     }
 
@@ -490,10 +557,11 @@ mod tests {
         let c = check_tally_request(&spec(), &req, &notary.public_key(), 1, 2000).unwrap();
         assert_eq!(c.signups.len(), 2);
         assert_eq!(
-            c.ids,
+            c.ids(),
             vec![("s0".into(), "b".repeat(64)), ("s1".into(), "b".repeat(64))]
         );
-        assert_eq!(c.timestamps, vec![1500, 1999]);
+        let times: Vec<u64> = c.entries.iter().map(|e| e.timestamp).collect();
+        assert_eq!(times, vec![1500, 1999]);
         let mut other = req.clone();
         other.log.pop();
         let d = check_tally_request(&spec(), &other, &notary.public_key(), 1, 2000).unwrap();
@@ -552,5 +620,61 @@ mod tests {
         bad(&|r| r.log[1].timestamp = 2000);
         bad(&|r| r.log[1].submission_id = "s0".into());
         bad(&|r| r.log[1].position = 2);
+    }
+
+    /// Deactivations and re-keys in the log: the epochs are derived from
+    /// the log times; a re-key before sign-up closed, a repeated nullifier,
+    /// a state index out of turn, a vote with a leaf, and a re-key whose
+    /// key or nullifier does not parse are refused.
+    #[test]
+    fn rekeys_in_the_log_are_checked() {
+        let notary = NotarySigningKey::from_seed([9; 32]);
+        let key = notary.public_key();
+        let with_rekeys = || {
+            let mut r = honest(&notary);
+            r.log = vec![
+                LogEntry {
+                    kind: MessageKind::Deactivate,
+                    ..entry(0, "d0", 999)
+                },
+                rekey_entry(1, "r0", 1000, 7, 3),
+                entry(2, "v0", 1100),
+                rekey_entry(3, "r1", 1250, 8, 4),
+            ];
+            r
+        };
+        let c = check_tally_request(&spec(), &with_rekeys(), &key, 2, 2000).unwrap();
+        let epochs: Vec<u64> = c.entries.iter().map(|e| e.epoch).collect();
+        assert_eq!(epochs, vec![0, 0, 1, 2]);
+        assert_eq!(c.entries[1].rekey.as_ref().unwrap().1, Fr::from(7u64));
+        let bad = |f: &dyn Fn(&mut TallyRequest)| {
+            let mut r = with_rekeys();
+            f(&mut r);
+            assert!(
+                matches!(
+                    check_tally_request(&spec(), &r, &key, 0, 2000),
+                    Err(Refusal::BadTallyInput(_))
+                ),
+                "accepted a forged request"
+            );
+        };
+        bad(&|r| r.log[1].timestamp = 999);
+        bad(&|r| r.log[3] = rekey_entry(3, "r1", 1250, 7, 4));
+        bad(&|r| r.log[3].state_index = Some(3));
+        bad(&|r| r.log[3].state_index = Some(5));
+        bad(&|r| r.log[3].state_index = None);
+        bad(&|r| r.log[2].state_index = Some(5));
+        bad(&|r| {
+            r.log[1].kind = MessageKind::Rekey {
+                new_key: "macipk.00".into(),
+                nullifier: triad_crypto::fr_to_hex(&Fr::from(7u64)),
+            }
+        });
+        bad(&|r| {
+            r.log[1].kind = MessageKind::Rekey {
+                new_key: triad_maci::Keypair::generate().public.to_string(),
+                nullifier: "zz".into(),
+            }
+        });
     }
 }

@@ -223,6 +223,38 @@ impl Registry {
             .collect()
     }
 
+    /// The services' rule for re-keys (docs/polls.md, "Service layer"):
+    /// the coordinator logged each with the nullifier its voter claimed
+    /// (refusing a repeated one, and late ones, before logging) and gave it
+    /// the next state index, so **every** logged re-key appends a leaf. The
+    /// leaf is active iff the secret's nullifier is the claimed one, was
+    /// not seen before, the re-key is in time, and its commitment matches
+    /// a valid list entry. Returns per re-key whether its leaf is active.
+    pub fn rekey_logged(&mut self, params: &PollParams, batch: &[(Rekey, Fr)]) -> Vec<bool> {
+        batch
+            .iter()
+            .map(|(r, claimed)| {
+                let n = rekey_nullifier(&r.secret, params.poll_id());
+                let honest = n == *claimed
+                    && r.timestamp < params.voting_deadline()
+                    && self.nullifiers.insert(fr_key(&n));
+                let c = deactivation_commitment(&r.secret);
+                let found = self
+                    .list
+                    .iter()
+                    .find(|e| e.valid && e.commitment == c)
+                    .filter(|_| honest);
+                self.leaves.push(Leaf {
+                    pub_key: r.new_key,
+                    voice_credits: found.map_or(0, |e| e.balance),
+                    timestamp: 0,
+                    active: found.is_some(),
+                });
+                found.is_some()
+            })
+            .collect()
+    }
+
     /// One epoch: its deactivations, then its re-keys.
     pub fn epoch(&mut self, params: &PollParams, e: &Epoch) -> EpochOutcome {
         EpochOutcome {

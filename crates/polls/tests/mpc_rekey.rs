@@ -51,7 +51,7 @@ fn run_party(
         let r = share_rekeys(&epoch.rekeys, &mut rng);
         let keys: Vec<_> = epoch.rekeys.iter().map(|r| r.new_key).collect();
         let times: Vec<u64> = epoch.rekeys.iter().map(|r| r.timestamp).collect();
-        verdicts.push(rekey_shared(p, params, &mut reg, &r[i], &keys, &times).unwrap());
+        verdicts.push(rekey_shared(p, params, &mut reg, &r[i], &keys, &times, None).unwrap());
     }
     let n = reg.leaves();
     let active = open(p, &reg.active).unwrap();
@@ -204,7 +204,7 @@ fn malformed_rekeys_and_deactivations_are_refused_publicly() {
         if i == 2 {
             rs[2].c_bits.b[0].0 ^= 1;
         }
-        let v = rekey_shared(party, &p, &mut reg, &rs[i], &[pk(50)], &[SENT]).unwrap();
+        let v = rekey_shared(party, &p, &mut reg, &rs[i], &[pk(50)], &[SENT], None).unwrap();
         (st.entered, v, reg.leaves(), reg.list_len())
     });
     assert_eq!(out[0], out[1]);
@@ -244,5 +244,120 @@ proptest! {
         let p = qv(2);
         let signups = [signup(1, 100), signup(2, 50), signup(3, 25)];
         check_blocks(&p, &signups, &epochs, &votes, 2);
+    }
+}
+
+/// The services' rule (`rekey_shared` with the claimed nullifiers, against
+/// `Registry::rekey_logged`): every logged re-key appends a leaf; one whose
+/// claimed nullifier is wrong, or repeats one, appends an inactive leaf.
+fn check_logged(signups: &[SignUp], epochs: &[(Vec<Message>, Vec<(Rekey, Fr)>)]) {
+    let p = qv(2);
+    let out = run3(|party| {
+        let i = party.id.index();
+        let mut reg = SharedRegistry::new(party, signups);
+        reg.row_block = 2;
+        let mut verdicts = Vec::new();
+        for (e, (deacts, rekeys)) in epochs.iter().enumerate() {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(40 + e as u64);
+            let d = share_deactivations(deacts, &mut rng).unwrap();
+            let times: Vec<u64> = deacts.iter().map(|m| m.timestamp).collect();
+            deactivate_shared(party, &p, &mut reg, &d[i], &times).unwrap();
+            let plain: Vec<Rekey> = rekeys.iter().map(|(r, _)| r.clone()).collect();
+            let claims: Vec<Fr> = rekeys.iter().map(|(_, c)| *c).collect();
+            let r = share_rekeys(&plain, &mut rng);
+            let keys: Vec<_> = plain.iter().map(|r| r.new_key).collect();
+            let times: Vec<u64> = plain.iter().map(|r| r.timestamp).collect();
+            verdicts.push(
+                rekey_shared(party, &p, &mut reg, &r[i], &keys, &times, Some(&claims)).unwrap(),
+            );
+        }
+        let n = reg.leaves();
+        let active = open(party, &reg.active).unwrap();
+        let active: Vec<bool> = (0..n)
+            .map(|k| (active[k / 64].0 >> (k % 64)) & 1 == 1)
+            .collect();
+        let balance: Vec<u64> = open(party, &reg.balance)
+            .unwrap()
+            .iter()
+            .map(|b| b.0)
+            .collect();
+        (verdicts, active, balance)
+    });
+    assert_eq!(out[0], out[1]);
+    assert_eq!(out[1], out[2]);
+    let (verdicts, active, balance) = out[0].clone();
+    let mut reg = triad_polls::rekey::Registry::new(signups);
+    let mut index = signups.len() as u64;
+    for ((deacts, rekeys), v) in epochs.iter().zip(&verdicts) {
+        reg.deactivate(&p, deacts);
+        reg.rekey_logged(&p, rekeys);
+        // Every logged re-key has the next state index, whatever happens.
+        assert_eq!(v.len(), rekeys.len());
+        for (r, verdict) in v.iter().enumerate() {
+            index += 1;
+            if let Ok(i) = verdict {
+                assert_eq!(*i, index, "re-key {r}'s state index");
+            }
+        }
+    }
+    assert_eq!(reg.leaves().len() as u64, index);
+    let want: Vec<bool> = reg.leaves().iter().map(|l| l.active).collect();
+    assert_eq!(active, want, "active bits");
+    for (k, l) in reg.leaves().iter().enumerate() {
+        if l.active {
+            assert_eq!(balance[k], l.voice_credits, "balance of leaf {}", k + 1);
+        }
+    }
+}
+
+fn claim(r: &Rekey, honest: bool) -> Fr {
+    let n = triad_polls::rekey::rekey_nullifier(&r.secret, POLL);
+    if honest {
+        n
+    } else {
+        n + Fr::from(1u64)
+    }
+}
+
+#[test]
+fn a_logged_rekey_with_a_wrong_claimed_nullifier_appends_an_inactive_leaf() {
+    let signups = [signup(1, 100), signup(2, 50)];
+    let good = rekey(77, 50);
+    let wrong = rekey(78, 51);
+    let epochs = vec![(
+        vec![deactivation(1, 1, 77), deactivation(2, 2, 78)],
+        vec![
+            (good.clone(), claim(&good, true)),
+            (wrong.clone(), claim(&wrong, false)),
+        ],
+    )];
+    check_logged(&signups, &epochs);
+    let mut reg = triad_polls::rekey::Registry::new(&signups);
+    reg.deactivate(&qv(2), &epochs[0].0);
+    assert_eq!(reg.rekey_logged(&qv(2), &epochs[0].1), vec![true, false]);
+    assert_eq!(reg.leaves().len(), 4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn logged_rekeys_equal_the_oracle(
+        epochs in proptest::collection::vec(
+            (arb_epoch(), proptest::collection::vec(any::<bool>(), 3)), 1..3),
+    ) {
+        let signups = [signup(1, 100), signup(2, 50), signup(3, 25)];
+        let epochs: Vec<(Vec<Message>, Vec<(Rekey, Fr)>)> = epochs
+            .into_iter()
+            .map(|(e, honest)| {
+                let rekeys = e
+                    .rekeys
+                    .iter()
+                    .zip(honest.iter().cycle())
+                    .map(|(r, &h)| (r.clone(), claim(r, h)))
+                    .collect();
+                (e.deactivations, rekeys)
+            })
+            .collect();
+        check_logged(&signups, &epochs);
     }
 }

@@ -41,7 +41,7 @@ fn run(epoch: &Epoch, votes: &[Message]) -> ([Vec<Event>; 3], Public, Tally) {
         let dt: Vec<u64> = epoch.deactivations.iter().map(|m| m.timestamp).collect();
         let st = deactivate_shared(party, &p, &mut reg, &d[i], &dt).unwrap();
         let rt: Vec<u64> = epoch.rekeys.iter().map(|r| r.timestamp).collect();
-        let v = rekey_shared(party, &p, &mut reg, &r[i], &keys, &rt).unwrap();
+        let v = rekey_shared(party, &p, &mut reg, &r[i], &keys, &rt, None).unwrap();
         let mut nullifiers: Vec<String> = reg
             .nullifiers
             .iter()

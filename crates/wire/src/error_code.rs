@@ -120,6 +120,11 @@ pub enum ErrorCode {
     BadKey,
     /// The poll has no signed tally yet.
     NoTally,
+    /// Re-keying opens when the poll's sign-up closes.
+    SignupOpen,
+    /// A re-key with this nullifier is in the poll's log already (the
+    /// voter reused the secret of a deactivation).
+    NullifierUsed,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -183,6 +188,8 @@ impl ErrorCode {
         ErrorCode::AlreadySignedUp,
         ErrorCode::BadKey,
         ErrorCode::NoTally,
+        ErrorCode::SignupOpen,
+        ErrorCode::NullifierUsed,
     ];
 
     /// The code as it appears on the wire.
@@ -243,6 +250,8 @@ impl ErrorCode {
             ErrorCode::AlreadySignedUp => "already_signed_up",
             ErrorCode::BadKey => "bad_key",
             ErrorCode::NoTally => "no_tally",
+            ErrorCode::SignupOpen => "signup_open",
+            ErrorCode::NullifierUsed => "nullifier_used",
             ErrorCode::Other => "other",
         }
     }

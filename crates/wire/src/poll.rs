@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use triad_attestation::{Attestation, DataSource, DataSpec};
 use triad_crypto::{fr_from_hex, fr_to_hex, Fr};
 use triad_polls::mpc::encode::{FR, WORDS};
+use triad_polls::mpc::rekey::C_WORDS;
 use triad_polls::{Mode, ParamsError, PollParams, Tally};
 
 use crate::release::{sign_document, verify_documents, ReleaseError};
@@ -70,10 +71,22 @@ pub struct PollSpec {
     /// [`poll_study_id`]; its nullifier allows one sign-up per account.
     pub data_spec: DataSpec,
     pub source: DataSource,
+    /// Length of a re-keying epoch in seconds: epoch `k` holds the
+    /// deactivations and re-keys logged in `[signup_deadline + k·E,
+    /// signup_deadline + (k+1)·E)` (earlier deactivations join epoch 0).
+    #[serde(default = "default_epoch")]
+    pub rekey_epoch_secs: u64,
 }
 
 fn default_window() -> u64 {
     triad_polls::DEFAULT_WINDOW
+}
+
+/// One hour.
+pub const DEFAULT_REKEY_EPOCH_SECS: u64 = 3600;
+
+fn default_epoch() -> u64 {
+    DEFAULT_REKEY_EPOCH_SECS
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,6 +101,8 @@ pub enum PollSpecError {
     DataSpec(String),
     #[error("data source: {0}")]
     Source(String),
+    #[error("the re-keying epoch must be at least 1 second")]
+    Epoch,
 }
 
 impl PollSpec {
@@ -101,6 +116,9 @@ impl PollSpec {
         }
         if self.voice_credits == 0 {
             return Err(PollSpecError::NoCredits);
+        }
+        if self.rekey_epoch_secs == 0 {
+            return Err(PollSpecError::Epoch);
         }
         self.data_spec
             .validate()
@@ -116,6 +134,67 @@ impl PollSpec {
             self.voting_deadline,
         )?
         .with_window(self.window)?)
+    }
+
+    /// The re-keying epoch of an entry logged at `timestamp`.
+    pub fn epoch_of(&self, timestamp: u64) -> u64 {
+        timestamp.saturating_sub(self.signup_deadline) / self.rekey_epoch_secs.max(1)
+    }
+}
+
+/// What a logged message does (docs/polls.md, "Anonymous re-keying").
+/// Public: the log says which entries are votes, deactivations and
+/// re-keys, never whom they concern or whether they work.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MessageKind {
+    /// A MACI command (the share set: the encoded command).
+    #[default]
+    Vote,
+    /// A command signed by the leaf's registered key whose salt is
+    /// `c = Poseidon(s, 1)` (the share set: the encoded command and the
+    /// bits of `c`).
+    Deactivate,
+    /// A fresh key and the nullifier `Poseidon(s, 2, poll)` the voter
+    /// claims (the share set: `s` in `fr[·][0]` and the bits of
+    /// `Poseidon(s, 1)`).
+    Rekey {
+        /// `macipk.…`
+        new_key: String,
+        /// 64 hex: the field element, big-endian.
+        nullifier: String,
+    },
+}
+
+impl MessageKind {
+    pub fn is_vote(&self) -> bool {
+        matches!(self, MessageKind::Vote)
+    }
+
+    /// A re-key's new key and claimed nullifier, parsed.
+    pub fn rekey(&self) -> Option<Result<(triad_maci::PubKey, Fr), String>> {
+        match self {
+            MessageKind::Rekey { new_key, nullifier } => Some((|| {
+                let k = new_key.parse().map_err(|e| format!("new key: {e}"))?;
+                let n = fr_from_hex(nullifier).map_err(|e| format!("nullifier: {e}"))?;
+                Ok((k, n))
+            })()),
+            _ => None,
+        }
+    }
+
+    /// Bytes that bind the kind into a share commitment.
+    fn bind(&self, h: &mut Sha256) {
+        match self {
+            MessageKind::Vote => h.update([0u8]),
+            MessageKind::Deactivate => h.update([1u8]),
+            MessageKind::Rekey { new_key, nullifier } => {
+                h.update([2u8]);
+                h.update((new_key.len() as u64).to_le_bytes());
+                h.update(new_key.as_bytes());
+                h.update(nullifier.as_bytes());
+            }
+        }
     }
 }
 
@@ -160,6 +239,8 @@ pub struct Signup {
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
     pub commitments: [String; 3],
+    #[serde(default, skip_serializing_if = "MessageKind::is_vote")]
+    pub kind: MessageKind,
 }
 
 /// The coordinator's answer: where to upload, with which token.
@@ -191,6 +272,16 @@ pub struct MessageShares {
     pub words: [Vec<u64>; 2],
     /// [`FR`] field elements (64 hex each), components `i` and `i+1`.
     pub fr: [Vec<String>; 2],
+    #[serde(default, skip_serializing_if = "MessageKind::is_vote")]
+    pub kind: MessageKind,
+    /// Deactivations and re-keys: [`C_WORDS`] words per component, the
+    /// bits of a commitment `Poseidon(s, 1)`; absent for votes.
+    #[serde(default, skip_serializing_if = "no_words")]
+    pub c_bits: [Vec<u64>; 2],
+}
+
+fn no_words(w: &[Vec<u64>; 2]) -> bool {
+    w[0].is_empty() && w[1].is_empty()
 }
 
 impl std::fmt::Debug for MessageShares {
@@ -199,11 +290,44 @@ impl std::fmt::Debug for MessageShares {
     }
 }
 
-/// One party's share set, parsed.
+/// One party's share set, parsed. What the components mean depends on
+/// the kind ([`MessageKind`]); unused ones are zero.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareSet {
+    pub kind: MessageKind,
     pub words: [[u64; WORDS]; 2],
     pub fr: [[Fr; FR]; 2],
+    pub c_bits: [[u64; C_WORDS]; 2],
+}
+
+impl ShareSet {
+    /// All-zero components of a kind.
+    pub fn zero(kind: MessageKind) -> Self {
+        ShareSet {
+            kind,
+            words: [[0; WORDS]; 2],
+            fr: [[Fr::from(0u64); FR]; 2],
+            c_bits: [[0; C_WORDS]; 2],
+        }
+    }
+
+    /// Whether the components a kind does not use are zero, and a
+    /// re-key's key and nullifier parse.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let zero_words = self.words.iter().all(|w| w.iter().all(|&x| x == 0));
+        let zero_fr_tail = self
+            .fr
+            .iter()
+            .all(|f| f[1..].iter().all(|x| *x == Fr::from(0u64)));
+        let zero_c = self.c_bits.iter().all(|w| w.iter().all(|&x| x == 0));
+        match &self.kind {
+            MessageKind::Vote if !zero_c => Err("a vote carries no commitment bits".into()),
+            MessageKind::Rekey { .. } if !zero_words || !zero_fr_tail => {
+                Err("a re-key carries only its secret and commitment bits".into())
+            }
+            k => k.rekey().transpose().map(|_| ()),
+        }
+    }
 }
 
 impl MessageShares {
@@ -213,10 +337,15 @@ impl MessageShares {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or("salt must be 64 hex digits")?;
-        let mut set = ShareSet {
-            words: [[0; WORDS]; 2],
-            fr: [[Fr::from(0u64); FR]; 2],
-        };
+        let mut set = ShareSet::zero(self.kind.clone());
+        if !no_words(&self.c_bits) {
+            if self.c_bits.iter().any(|w| w.len() != C_WORDS) {
+                return Err(format!("c_bits has {C_WORDS} words per component"));
+            }
+            for c in 0..2 {
+                set.c_bits[c].copy_from_slice(&self.c_bits[c]);
+            }
+        }
         for c in 0..2 {
             if self.words[c].len() != WORDS || self.fr[c].len() != FR {
                 return Err(format!(
@@ -228,6 +357,7 @@ impl MessageShares {
                 set.fr[c][j] = fr_from_hex(h).map_err(|e| format!("fr[{c}][{j}]: {e}"))?;
             }
         }
+        set.check_shape()?;
         Ok((salt, set))
     }
 
@@ -238,17 +368,25 @@ impl MessageShares {
             salt: hex::encode(salt),
             words: set.words.map(|w| w.to_vec()),
             fr: set.fr.map(|f| f.iter().map(fr_to_hex).collect()),
+            kind: set.kind.clone(),
+            c_bits: if set.kind.is_vote() {
+                [Vec::new(), Vec::new()]
+            } else {
+                set.c_bits.map(|w| w.to_vec())
+            },
         }
     }
 }
 
-/// SHA-256 over a domain, the poll id, the salt and the share set: the
-/// commitment the coordinator logs for one party. The salt keeps a party
-/// that does not hold these components from testing guesses of the vote.
+/// SHA-256 over a domain, the poll id, the kind, the salt and the share
+/// set: the commitment the coordinator logs for one party. The salt keeps
+/// a party that does not hold these components from testing guesses of
+/// the vote; the kind keeps anyone from relabelling a logged message.
 pub fn share_commitment(poll_id: u64, salt: &[u8; 32], set: &ShareSet) -> String {
     let mut h = Sha256::new();
     h.update(SHARE_DOMAIN);
     h.update(poll_id.to_le_bytes());
+    set.kind.bind(&mut h);
     h.update(salt);
     for c in 0..2 {
         for w in set.words[c] {
@@ -256,6 +394,9 @@ pub fn share_commitment(poll_id: u64, salt: &[u8; 32], set: &ShareSet) -> String
         }
         for f in &set.fr[c] {
             h.update(fr_to_hex(f).as_bytes());
+        }
+        for w in set.c_bits[c] {
+            h.update(w.to_le_bytes());
         }
     }
     hex::encode(h.finalize())
@@ -284,6 +425,12 @@ pub struct LogEntry {
     /// When the coordinator logged it (before the voting deadline).
     pub timestamp: u64,
     pub commitments: [String; 3],
+    #[serde(default, skip_serializing_if = "MessageKind::is_vote")]
+    pub kind: MessageKind,
+    /// A re-key's new leaf: assigned when it is logged (sign-ups + the
+    /// re-keys logged before + 1), whether or not the re-key will work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_index: Option<u64>,
 }
 
 /// `POST /internal/polls/{id}/confirm` (coordinator → party): do you hold
@@ -332,6 +479,11 @@ pub struct PollTally {
     pub votes: Vec<u128>,
     pub spent: u128,
     pub spent_per_option: Vec<u128>,
+    /// Deactivations and re-keys in the log (counted in `messages`).
+    #[serde(default)]
+    pub deactivations: u64,
+    #[serde(default)]
+    pub rekeys: u64,
 }
 
 impl PollTally {
@@ -415,6 +567,8 @@ mod tests {
             votes: vec![1, u128::MAX],
             spent: 5,
             spent_per_option: vec![1, 4],
+            deactivations: 0,
+            rekeys: 0,
         }
     }
 
@@ -454,8 +608,10 @@ mod tests {
     #[test]
     fn share_sets_round_trip_and_commitments_bind_every_field() {
         let set = ShareSet {
+            kind: MessageKind::Deactivate,
             words: [[7; WORDS], [u64::MAX; WORDS]],
             fr: [[Fr::from(3u64); FR], [-Fr::from(1u64); FR]],
+            c_bits: [[5; C_WORDS], [6; C_WORDS]],
         };
         let up = MessageShares::new("sid", "tok", [9; 32], &set);
         let (salt, back) = up.parse().unwrap();
@@ -469,12 +625,65 @@ mod tests {
         let mut s3 = set.clone();
         s3.fr[0][FR - 1] += Fr::from(1u64);
         assert_ne!(c, share_commitment(1, &salt, &s3));
+        let mut s4 = set.clone();
+        s4.c_bits[1][C_WORDS - 1] ^= 1;
+        assert_ne!(c, share_commitment(1, &salt, &s4));
+        // The kind is bound: a deactivation cannot be logged as a vote.
+        let mut s5 = set.clone();
+        s5.kind = MessageKind::Vote;
+        assert_ne!(c, share_commitment(1, &salt, &s5));
         let mut bad = up.clone();
         bad.words[0].pop();
         assert!(bad.parse().is_err());
         let mut bad = up;
         bad.fr[1][0] = "zz".into();
         assert!(bad.parse().is_err());
+    }
+
+    #[test]
+    fn share_sets_of_each_kind_keep_their_shape() {
+        let key = triad_maci::PrivKey::from_bytes([1; 32])
+            .public_key()
+            .to_string();
+        let rekey = MessageKind::Rekey {
+            new_key: key.clone(),
+            nullifier: fr_to_hex(&Fr::from(9u64)),
+        };
+        let mut set = ShareSet::zero(rekey.clone());
+        set.fr[0][0] = Fr::from(4u64);
+        set.c_bits[1][0] = 1;
+        let up = MessageShares::new("sid", "tok", [1; 32], &set);
+        assert_eq!(up.parse().unwrap().1, set);
+        // Round trip through JSON keeps the kind.
+        let back: MessageShares =
+            serde_json::from_str(&serde_json::to_string(&up).unwrap()).unwrap();
+        assert_eq!(back.parse().unwrap().1, set);
+        // A re-key with vote words, a vote with commitment bits, a re-key
+        // whose key or nullifier does not parse: refused.
+        let mut bad = set.clone();
+        bad.words[0][0] = 1;
+        assert!(MessageShares::new("s", "t", [1; 32], &bad).parse().is_err());
+        let mut bad = ShareSet::zero(MessageKind::Vote);
+        bad.c_bits[0][0] = 1;
+        let mut up = MessageShares::new("s", "t", [1; 32], &bad);
+        up.c_bits = [vec![1; C_WORDS], vec![0; C_WORDS]];
+        assert!(up.parse().is_err());
+        for kind in [
+            MessageKind::Rekey {
+                new_key: "macipk.zz".into(),
+                nullifier: fr_to_hex(&Fr::from(9u64)),
+            },
+            MessageKind::Rekey {
+                new_key: key,
+                nullifier: "00".into(),
+            },
+        ] {
+            let up = MessageShares::new("s", "t", [1; 32], &ShareSet::zero(kind));
+            assert!(up.parse().is_err());
+        }
+        let mut short = MessageShares::new("s", "t", [1; 32], &set);
+        short.c_bits[0].pop();
+        assert!(short.parse().is_err());
     }
 
     #[test]
@@ -494,8 +703,13 @@ mod tests {
                 account_field: "uid".into(),
             },
             source: DataSource::named("exchange.example"),
+            rekey_epoch_secs: 5,
         };
         assert!(spec.params().is_ok());
+        assert_eq!(
+            [0, 10, 14, 15, u64::MAX].map(|t| spec.epoch_of(t)),
+            [0, 0, 0, 1, (u64::MAX - 10) / 5]
+        );
         let bad = |f: &dyn Fn(&mut PollSpec)| {
             let mut s = spec.clone();
             f(&mut s);
@@ -503,6 +717,7 @@ mod tests {
         };
         assert_eq!(bad(&|s| s.name.clear()), PollSpecError::Name);
         assert_eq!(bad(&|s| s.voice_credits = 0), PollSpecError::NoCredits);
+        assert_eq!(bad(&|s| s.rekey_epoch_secs = 0), PollSpecError::Epoch);
         assert!(matches!(
             bad(&|s| s.vote_options = 0),
             PollSpecError::Params(_)

@@ -27,6 +27,7 @@ fn spec(id: u64, signup_secs: u64, voting_secs: u64) -> PollSpec {
         voice_credits: 100,
         data_spec: triad_world::spec(),
         source: triad_attestation::DataSource::named("127.0.0.1"),
+        rekey_epoch_secs: 1000,
     }
 }
 
@@ -453,4 +454,183 @@ async fn parameters_at_their_limits() {
         .await
         .unwrap();
     assert_eq!(status_of(r).await, (404, "unknown_poll".into()));
+}
+
+/// The receipt with what differs between any two messages (their log
+/// position, random submission id, time and commitments to random shares)
+/// blanked: what is left is all a voter learns from the coordinator.
+fn shape(e: &triad_wire::poll::LogEntry) -> Value {
+    let mut v = serde_json::to_value(e).unwrap();
+    for k in ["position", "submission_id", "timestamp", "commitments"] {
+        v[k] = Value::Null;
+    }
+    if let Some(kind) = v.get_mut("kind") {
+        if kind.get("new_key").is_some() {
+            kind["new_key"] = Value::Null;
+            kind["nullifier"] = Value::Null;
+        }
+    }
+    if v.get("state_index").is_some() {
+        v["state_index"] = Value::Null;
+    }
+    v
+}
+
+/// Anonymous re-keying through the services: a bribed voter deactivates
+/// its sold key and re-keys, another voter's deactivation is invalid
+/// (signed with a key that is not its registered one) and its re-key
+/// therefore adds a key that never counts; the receipts do not differ;
+/// re-keys before sign-up closes and a reused secret are refused with
+/// nothing logged; the tally equals the oracle over the public log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
+    use triad_polls::rekey::{process_poll_with_epochs, Epoch, Rekey};
+    let w = World::start().await;
+    let id = 11;
+    let info = client::create_poll(&w.net, &w.http, w.admin_token(), &spec(id, 8, 22))
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for account in 1..=3u64 {
+        let kp = Keypair::generate();
+        let att = w.attestation(&poll_study_id(id), account);
+        let s = client::signup_attested(&w.net, &w.http, id, att, &kp.public)
+            .await
+            .unwrap();
+        assert_eq!(s.state_index, account);
+        keys.push(kp.private);
+    }
+    // Before sign-up closes, re-keying is refused and nothing is logged.
+    let fresh = Keypair::generate();
+    let err = client::rekey(
+        &w.net,
+        &w.http,
+        id,
+        &triad_maci::Fr::from(5u64),
+        &fresh.public,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("signup_open"), "{err}");
+
+    // Voter 2 sold its key; it deactivates it (valid). Voter 3's
+    // deactivation is signed with a key that is not its registered one
+    // (invalid, secretly). Both get a receipt of the same shape.
+    let (d2, s2) = client::deactivate(&w.net, &w.http, id, 2, &keys[1])
+        .await
+        .unwrap();
+    let s3 = triad_client::random_fr(&mut rand::rngs::OsRng);
+    let wrong = Keypair::generate().private;
+    let m3 = client::deactivation_message(id, 3, &wrong, &s3).unwrap();
+    let d3 = client::send_deactivation(&w.net, &w.http, id, &m3)
+        .await
+        .unwrap();
+    assert_eq!(shape(&d2), shape(&d3));
+    assert_eq!((d2.position, d3.position), (0, 1));
+
+    while triad_wire::unix_now() < info.spec.signup_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let new2 = Keypair::generate();
+    let new3 = Keypair::generate();
+    let r2 = client::rekey(&w.net, &w.http, id, &s2, &new2.public)
+        .await
+        .unwrap();
+    let r3 = client::rekey(&w.net, &w.http, id, &s3, &new3.public)
+        .await
+        .unwrap();
+    // The next state indexes, whatever will come of them.
+    assert_eq!((r2.state_index, r3.state_index), (Some(4), Some(5)));
+    assert_eq!(shape(&r2), shape(&r3));
+    // The same secret again: refused publicly, nothing logged.
+    let err = client::rekey(&w.net, &w.http, id, &s2, &fresh.public)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nullifier_used"), "{err}");
+
+    // Votes: the briber with the sold key; voter 2 with its new key;
+    // voter 3 with its new key (never counts) and its old one (counts: its
+    // deactivation was invalid); voter 1.
+    let v = |option, weight| Vote {
+        option,
+        weight,
+        nonce: 1,
+        new_key: None,
+    };
+    let plan = [
+        sign(2, &keys[1], &v(1, 9), id),
+        sign(4, &new2.private, &v(2, 5), id),
+        sign(5, &new3.private, &v(1, 3), id),
+        sign(3, &keys[2], &v(0, 2), id),
+        sign(1, &keys[0], &v(0, 3), id),
+    ];
+    let mut logged = Vec::new();
+    for m in &plan {
+        logged.push(client::send_message(&w.net, &w.http, id, m).await.unwrap());
+    }
+    while triad_wire::unix_now() < info.spec.voting_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let start = Instant::now();
+    let tally = loop {
+        match client::fetch_tally(&w.net, &w.http, id).await {
+            Ok(t) => break t,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(180), "no tally: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    let t = &tally.tally;
+    assert_eq!(t.votes, vec![3 + 2, 0, 5]);
+    assert_eq!((t.deactivations, t.rekeys, t.messages), (2, 2, 9));
+
+    // The oracle over the public log (one epoch), with the secrets.
+    let params = info.spec.params().unwrap();
+    let signups: Vec<Signup> = w
+        .http
+        .get(format!("{}/v1/polls/{id}/signups", w.net.coordinator))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oracle_signups: Vec<SignUp> = signups
+        .iter()
+        .map(|s| SignUp {
+            pub_key: s.pub_key.parse().unwrap(),
+            voice_credits: s.voice_credits,
+            timestamp: s.timestamp,
+        })
+        .collect();
+    let m2 = client::deactivation_message(id, 2, &keys[1], &s2).unwrap();
+    let at = |m: &Message, t: u64| Message {
+        timestamp: t,
+        ..m.clone()
+    };
+    let epoch = Epoch {
+        deactivations: vec![at(&m2, d2.timestamp), at(&m3, d3.timestamp)],
+        rekeys: vec![
+            Rekey {
+                secret: s2,
+                new_key: new2.public,
+                timestamp: r2.timestamp,
+            },
+            Rekey {
+                secret: s3,
+                new_key: new3.public,
+                timestamp: r3.timestamp,
+            },
+        ],
+    };
+    let votes: Vec<Message> = plan
+        .iter()
+        .zip(&logged)
+        .map(|(m, e)| at(m, e.timestamp))
+        .collect();
+    let (oracle, epochs, _) = process_poll_with_epochs(&params, &oracle_signups, &[epoch], &votes);
+    assert_eq!(epochs[0].deactivations, vec![true, false]);
+    assert_eq!(epochs[0].rekeys, vec![Ok((4, true)), Ok((5, false))]);
+    assert_eq!(t.tally(), oracle.tally);
 }

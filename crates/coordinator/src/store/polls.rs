@@ -12,7 +12,7 @@
 //!   again returns its entry unchanged;
 //! - every call that returns `Ok` after a change has made it durable.
 
-use triad_wire::poll::{LogEntry, PollInfo, Signup, VerifiedTally};
+use triad_wire::poll::{LogEntry, MessageKind, PollInfo, Signup, VerifiedTally};
 
 use super::StoreError;
 
@@ -47,8 +47,22 @@ pub struct MessageRow {
     pub poll: u64,
     pub token_sha256: String,
     pub commitments: [String; 3],
+    pub kind: MessageKind,
     /// Set once the message is in the log.
     pub entry: Option<LogEntry>,
+}
+
+/// What [`PollStore::log_message`] did.
+#[derive(Clone, Debug)]
+pub enum LogOutcome {
+    /// In the log (now, or before: a retry).
+    Logged(LogEntry),
+    /// The voting deadline has passed; nothing written.
+    Closed,
+    /// A re-key before the sign-up deadline; nothing written.
+    SignupOpen,
+    /// A re-key whose nullifier is in the log already; nothing written.
+    NullifierUsed,
 }
 
 pub trait PollStore: Send + Sync + 'static {
@@ -74,6 +88,7 @@ pub trait PollStore: Send + Sync + 'static {
         submission_id: &str,
         token_sha256: &str,
         commitments: &[String; 3],
+        kind: &MessageKind,
         max_open: usize,
         open_ms: i64,
     ) -> Result<bool, StoreError>;
@@ -81,16 +96,20 @@ pub trait PollStore: Send + Sync + 'static {
     fn message(&self, submission_id: &str) -> Result<Option<MessageRow>, StoreError>;
 
     /// Appends the ticket to its poll's log at the next position, stamped
-    /// with the current time, read inside the transaction; `Ok(None)` if
-    /// that time is at or after `deadline` (then nothing is written).
-    /// Idempotent: a logged ticket returns its entry. Because the check and
-    /// the write are one transaction, a reader that sees the clock past the
-    /// deadline and then reads the log sees the final log.
+    /// with the current time, read inside the transaction; nothing is
+    /// written if that time is at or after `deadline`. A re-key is logged
+    /// only at or after `signup_deadline` (the sign-ups are final), if its
+    /// nullifier is not in the log yet, and gets the next state index
+    /// (sign-ups + re-keys logged before + 1). Idempotent: a logged ticket
+    /// returns its entry. Because the checks and the write are one
+    /// transaction, a reader that sees the clock past the deadline and then
+    /// reads the log sees the final log.
     fn log_message(
         &self,
         submission_id: &str,
+        signup_deadline: u64,
         deadline: u64,
-    ) -> Result<Option<LogEntry>, StoreError>;
+    ) -> Result<LogOutcome, StoreError>;
 
     /// The public log in position order.
     fn log(&self, poll: u64) -> Result<Vec<LogEntry>, StoreError>;

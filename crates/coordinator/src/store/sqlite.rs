@@ -178,6 +178,8 @@ const MIGRATIONS: &[&str] = &[
          (SELECT COUNT(*) FROM submissions s WHERE s.study = studies.id AND s.status = 'accepted');",
     // 3: polls (store/sqlite/polls.rs).
     polls::POLL_SCHEMA,
+    // 4: deactivations and re-keys in the poll log.
+    polls::REKEY_SCHEMA,
 ];
 
 /// Brings the database to the latest schema version.

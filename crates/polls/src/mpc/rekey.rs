@@ -424,6 +424,13 @@ fn bit_column(x: &Shares<Bits>, b: usize) -> Shares<Bits> {
 /// One epoch's re-keys (module docs), in log order. Returns per re-key its
 /// new leaf's state index or the public reason it was refused. Appends the
 /// accepted ones to `reg`.
+///
+/// `claimed`: the services' rule ([`crate::rekey::Registry::rekey_logged`]).
+/// Each re-key was logged with the nullifier its voter claimed and given
+/// the next state index, so every one appends a leaf; a re-key whose
+/// opened nullifier differs from the claimed one, that is malformed, late
+/// or repeats a nullifier, appends an inactive leaf without credits (its
+/// verdict says why, publicly: the sender's own doing).
 pub fn rekey_shared(
     p: &mut Party,
     params: &PollParams,
@@ -431,9 +438,14 @@ pub fn rekey_shared(
     input: &SharedRekeys,
     new_keys: &[PubKey],
     timestamps: &[u64],
+    claimed: Option<&[Fr]>,
 ) -> Result<Vec<Result<u64, RekeyError>>, MpcError> {
     let n = input.secret.len();
-    if new_keys.len() != n || timestamps.len() != n || input.c_bits.len() != n * C_WORDS {
+    if new_keys.len() != n
+        || timestamps.len() != n
+        || input.c_bits.len() != n * C_WORDS
+        || claimed.is_some_and(|c| c.len() != n)
+    {
         return Err(MpcError::InvalidArgument("rekey_shared: input lengths"));
     }
     let ok = consistent_items(p, &[(&input.c_bits, C_WORDS)], &[(&input.secret, 1)], n)?;
@@ -447,79 +459,121 @@ pub fn rekey_shared(
     let c_ok = open_is_zero(p, &diff)?;
     let mut verdicts = Vec::with_capacity(n);
     let mut accepted = Vec::new();
+    let l = reg.leaves();
     for k in 0..n {
         let v = if !ok[k] || !c_ok[k] {
             Err(RekeyError::Malformed)
         } else if timestamps[k] >= params.voting_deadline() {
             Err(RekeyError::Refused(RekeyRefused::Late))
+        } else if claimed.is_some_and(|c| c[k] != nul[k]) {
+            Err(RekeyError::WrongNullifier)
         } else if !reg.nullifiers.insert(nul[k].into_bigint().to_bytes_be()) {
             Err(RekeyError::Refused(RekeyRefused::NullifierReused))
         } else {
             accepted.push(k);
-            Ok((reg.leaves() + accepted.len()) as u64)
+            Ok((l + accepted.len()) as u64)
         };
         verdicts.push(v);
     }
-    let r = accepted.len();
+    // The rows matched against the list: the accepted re-keys, or every
+    // logged one (then masked by the public verdicts).
+    let rows: Vec<usize> = match claimed {
+        None => accepted.clone(),
+        Some(_) => (0..n).collect(),
+    };
+    let r = rows.len();
     if r == 0 {
         return Ok(verdicts);
     }
-    let cw: Vec<usize> = accepted
+    let cw: Vec<usize> = rows
         .iter()
         .flat_map(|&k| (0..C_WORDS).map(move |w| k * C_WORDS + w))
         .collect();
-    let c_bits = input.c_bits.gather(&cw);
-    let t = reg.list_len();
-    let (mut ok_bits, mut bal_words) = (Shares::<Bits>::zeros(wlen(r)), Shares::<Bits>::zeros(r));
-    if t > 0 {
-        let w = wlen(t);
-        // Planes of the list's fingerprints (T bits each) and balances.
-        let lo = planes(&reg.list_fp[0], t, 1, 0, 0..64);
-        let hi = planes(&reg.list_fp[1], t, 1, 0, 0..64);
-        let list_planes: Vec<Shares<Bits>> = lo.into_iter().chain(hi).collect();
-        let bal_planes = planes(&reg.list_balance, t, 1, 0, 0..64);
-        let mine = planes(&c_bits, r, C_WORDS, 0, 0..128);
-        let (mut oks, mut bals) = (Shares::<Bits>::zeros(0), Vec::new());
-        let mut start = 0;
-        // Blocks of re-keys bound the R × T matrices' memory.
-        while start < r {
-            let end = (start + reg.row_block.max(1)).min(r);
-            let rows = end - start;
-            let eqs: Vec<Shares<Bits>> = (0..128)
-                .map(|b| {
-                    let theirs = tile(&list_planes[b], rows);
-                    not(
-                        p,
-                        &theirs.add(&spread(&slice_bits(&mine[b], start, end), rows, w)),
-                    )
-                })
-                .collect();
-            let eq = mask(&and_all(p, eqs)?, w, t);
-            let m = and(p, &eq, &tile(&reg.list_valid, rows))?;
-            let pre = prefix_or_exclusive(p, &m, w, t)?;
-            let first = and(p, &m, &mask(&not(p, &pre), w, t))?;
-            oks = append_bits(&oks, start, &or_rows(p, &m, rows, w, t)?, rows);
-            let tiled: Vec<Shares<Bits>> = bal_planes.iter().map(|x| tile(x, rows)).collect();
-            let prod = and(
-                p,
-                &tile(&first, 64),
-                &Shares::concat(&tiled.iter().collect::<Vec<_>>()),
-            )?;
-            let bits: Vec<Shares<Bits>> = (0..64)
-                .map(|b| parity_rows(&prod.slice(b * rows * w..(b + 1) * rows * w), rows, w))
-                .collect();
-            bals.push(words(&bits, rows));
-            start = end;
+    let (mut ok_bits, mut bal_words) = match_list(p, reg, &input.c_bits.gather(&cw), r)?;
+    if claimed.is_some() {
+        let keep: Vec<bool> = verdicts.iter().map(Result::is_ok).collect();
+        let mask_words: Vec<u64> = (0..wlen(n))
+            .map(|w| {
+                (0..64)
+                    .filter(|&b| keep.get(w * 64 + b) == Some(&true))
+                    .fold(0u64, |m, b| m | 1 << b)
+            })
+            .collect();
+        let and_mask = |v: &mut [Bits]| v.iter_mut().zip(&mask_words).for_each(|(x, m)| x.0 &= m);
+        and_mask(&mut ok_bits.a);
+        and_mask(&mut ok_bits.b);
+        for (k, kept) in keep.iter().enumerate() {
+            if !kept {
+                bal_words.a[k] = Bits(0);
+                bal_words.b[k] = Bits(0);
+            }
         }
-        ok_bits = oks;
-        bal_words = Shares::concat(&bals.iter().collect::<Vec<_>>());
+        verdicts = verdicts
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| v.map(|_| (l + k + 1) as u64))
+            .collect();
     }
-    let l = reg.leaves();
-    reg.keys.extend(accepted.iter().map(|&k| new_keys[k]));
+    reg.keys.extend(rows.iter().map(|&k| new_keys[k]));
     reg.timestamps.extend(std::iter::repeat_n(0, r));
     reg.active = append_bits(&reg.active, l, &ok_bits, r);
     reg.balance = Shares::concat(&[&reg.balance, &bal_words]);
     Ok(verdicts)
+}
+
+/// For `r` re-keys' bits of `c*` ([`C_WORDS`] words each): whether each
+/// matches a valid list entry (packed bits) and the first match's balance
+/// (one word each); all zero against an empty list.
+fn match_list(
+    p: &mut Party,
+    reg: &SharedRegistry,
+    c_bits: &Shares<Bits>,
+    r: usize,
+) -> Result<(Shares<Bits>, Shares<Bits>), MpcError> {
+    let t = reg.list_len();
+    if t == 0 {
+        return Ok((Shares::zeros(wlen(r)), Shares::zeros(r)));
+    }
+    let w = wlen(t);
+    // Planes of the list's fingerprints (T bits each) and balances.
+    let lo = planes(&reg.list_fp[0], t, 1, 0, 0..64);
+    let hi = planes(&reg.list_fp[1], t, 1, 0, 0..64);
+    let list_planes: Vec<Shares<Bits>> = lo.into_iter().chain(hi).collect();
+    let bal_planes = planes(&reg.list_balance, t, 1, 0, 0..64);
+    let mine = planes(c_bits, r, C_WORDS, 0, 0..128);
+    let (mut oks, mut bals) = (Shares::<Bits>::zeros(0), Vec::new());
+    let mut start = 0;
+    // Blocks of re-keys bound the R × T matrices' memory.
+    while start < r {
+        let end = (start + reg.row_block.max(1)).min(r);
+        let rows = end - start;
+        let eqs: Vec<Shares<Bits>> = (0..128)
+            .map(|b| {
+                let theirs = tile(&list_planes[b], rows);
+                not(
+                    p,
+                    &theirs.add(&spread(&slice_bits(&mine[b], start, end), rows, w)),
+                )
+            })
+            .collect();
+        let eq = mask(&and_all(p, eqs)?, w, t);
+        let m = and(p, &eq, &tile(&reg.list_valid, rows))?;
+        let pre = prefix_or_exclusive(p, &m, w, t)?;
+        let first = and(p, &m, &mask(&not(p, &pre), w, t))?;
+        oks = append_bits(&oks, start, &or_rows(p, &m, rows, w, t)?, rows);
+        let tiled: Vec<Shares<Bits>> = bal_planes.iter().map(|x| tile(x, rows)).collect();
+        let prod = and(
+            p,
+            &tile(&first, 64),
+            &Shares::concat(&tiled.iter().collect::<Vec<_>>()),
+        )?;
+        let bits: Vec<Shares<Bits>> = (0..64)
+            .map(|b| parity_rows(&prod.slice(b * rows * w..(b + 1) * rows * w), rows, w))
+            .collect();
+        bals.push(words(&bits, rows));
+        start = end;
+    }
+    Ok((oks, Shares::concat(&bals.iter().collect::<Vec<_>>())))
 }
 
 /// Why a re-key is refused publicly over shares: the oracle's reasons, or
@@ -529,6 +583,9 @@ pub fn rekey_shared(
 pub enum RekeyError {
     Refused(RekeyRefused),
     Malformed,
+    /// Services only: the opened nullifier is not the one the voter
+    /// claimed when the re-key was logged.
+    WrongNullifier,
 }
 
 /// Client side: the three parties' shares of a batch of deactivations

@@ -1,10 +1,10 @@
 //! [`PollStore`] on the coordinator's SQLite file (tables of migration 3).
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use triad_wire::poll::{LogEntry, PollInfo, PollSpec, Signup, VerifiedTally};
+use triad_wire::poll::{LogEntry, MessageKind, PollInfo, PollSpec, Signup, VerifiedTally};
 
 use super::{now_ms, SqliteStore};
-use crate::store::polls::{MessageRow, NewSignup, PollStore, SignupRefused};
+use crate::store::polls::{LogOutcome, MessageRow, NewSignup, PollStore, SignupRefused};
 use crate::store::StoreError;
 
 /// Migration 3: polls, sign-ups, message tickets and the log, tallies.
@@ -43,8 +43,44 @@ CREATE TABLE poll_tallies (
 );
 ";
 
-/// poll, token digest, commitments (JSON), position, timestamp.
-type MessageColumns = (i64, String, String, Option<i64>, Option<i64>);
+/// Migration 4: what each message does (JSON of `MessageKind`; NULL for
+/// a vote), a re-key's claimed nullifier (unique among logged ones) and
+/// the state index it was given when logged.
+pub(super) const REKEY_SCHEMA: &str = "
+ALTER TABLE poll_messages ADD COLUMN kind TEXT;
+ALTER TABLE poll_messages ADD COLUMN nullifier TEXT;
+ALTER TABLE poll_messages ADD COLUMN state_index INTEGER;
+CREATE UNIQUE INDEX poll_messages_nullifier ON poll_messages(poll, nullifier)
+    WHERE nullifier IS NOT NULL AND position IS NOT NULL;
+";
+
+/// commitments, position, timestamp, kind, state index.
+type MessageTail = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// poll, token digest, commitments (JSON), position, timestamp, kind
+/// (JSON), state index.
+type MessageColumns = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+fn kind_of(json: Option<String>) -> Result<MessageKind, StoreError> {
+    Ok(match json {
+        None => MessageKind::Vote,
+        Some(j) => serde_json::from_str(&j)?,
+    })
+}
 
 fn i(v: u64) -> i64 {
     v as i64
@@ -81,6 +117,8 @@ fn entry(
     commitments: &str,
     position: Option<i64>,
     timestamp: Option<i64>,
+    kind: MessageKind,
+    state_index: Option<i64>,
 ) -> Result<(Option<LogEntry>, [String; 3]), StoreError> {
     let commitments: [String; 3] = serde_json::from_str(commitments)?;
     let entry = match (position, timestamp) {
@@ -89,6 +127,8 @@ fn entry(
             submission_id,
             timestamp: t as u64,
             commitments: commitments.clone(),
+            kind,
+            state_index: state_index.map(|x| x as u64),
         }),
         (None, None) => None,
         _ => return Err(StoreError::Corrupt("half-logged message".into())),
@@ -221,6 +261,7 @@ impl PollStore for SqliteStore {
         submission_id: &str,
         token_sha256: &str,
         commitments: &[String; 3],
+        kind: &MessageKind,
         max_open: usize,
         open_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -236,14 +277,22 @@ impl PollStore for SqliteStore {
             return Ok(false);
         }
         tx.execute(
-            "INSERT INTO poll_messages (submission_id, poll, token_sha256, commitments, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO poll_messages
+             (submission_id, poll, token_sha256, commitments, created_ms, kind, nullifier)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 submission_id,
                 i(poll),
                 token_sha256,
                 serde_json::to_string(commitments)?,
-                now_ms()
+                now_ms(),
+                (!kind.is_vote())
+                    .then(|| serde_json::to_string(kind))
+                    .transpose()?,
+                match kind {
+                    MessageKind::Rekey { nullifier, .. } => Some(nullifier.as_str()),
+                    _ => None,
+                }
             ],
         )?;
         tx.commit()?;
@@ -254,20 +303,39 @@ impl PollStore for SqliteStore {
         let row: Option<MessageColumns> = self
             .conn()
             .query_row(
-                "SELECT poll, token_sha256, commitments, position, timestamp
+                "SELECT poll, token_sha256, commitments, position, timestamp, kind, state_index
                  FROM poll_messages WHERE submission_id=?1",
                 params![submission_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
             )
             .optional()?;
-        let Some((poll, token_sha256, commitments, position, timestamp)) = row else {
+        let Some((poll, token_sha256, commitments, position, timestamp, kind, index)) = row else {
             return Ok(None);
         };
-        let (entry, commitments) = entry(submission_id.into(), &commitments, position, timestamp)?;
+        let kind = kind_of(kind)?;
+        let (entry, commitments) = entry(
+            submission_id.into(),
+            &commitments,
+            position,
+            timestamp,
+            kind.clone(),
+            index,
+        )?;
         Ok(Some(MessageRow {
             poll: poll as u64,
             token_sha256,
             commitments,
+            kind,
             entry,
         }))
     }
@@ -275,19 +343,45 @@ impl PollStore for SqliteStore {
     fn log_message(
         &self,
         submission_id: &str,
+        signup_deadline: u64,
         deadline: u64,
-    ) -> Result<Option<LogEntry>, StoreError> {
+    ) -> Result<LogOutcome, StoreError> {
         let c = &mut *self.conn();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (poll, position): (i64, Option<i64>) = tx.query_row(
-            "SELECT poll, position FROM poll_messages WHERE submission_id=?1",
+        let (poll, position, nullifier): (i64, Option<i64>, Option<String>) = tx.query_row(
+            "SELECT poll, position, nullifier FROM poll_messages WHERE submission_id=?1",
             params![submission_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         if position.is_none() {
             let timestamp = triad_wire::unix_now();
             if timestamp >= deadline {
-                return Ok(None);
+                return Ok(LogOutcome::Closed);
+            }
+            let mut state_index = None;
+            if let Some(n) = &nullifier {
+                // A re-key: sign-ups are final, its nullifier is new, and
+                // its leaf comes after the sign-ups and earlier re-keys.
+                if timestamp < signup_deadline {
+                    return Ok(LogOutcome::SignupOpen);
+                }
+                let used: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM poll_messages
+                     WHERE poll=?1 AND nullifier=?2 AND position IS NOT NULL",
+                    params![poll, n],
+                    |r| r.get(0),
+                )?;
+                if used > 0 {
+                    return Ok(LogOutcome::NullifierUsed);
+                }
+                let leaves: i64 = tx.query_row(
+                    "SELECT (SELECT COUNT(*) FROM poll_signups WHERE poll=?1)
+                          + (SELECT COUNT(*) FROM poll_messages
+                             WHERE poll=?1 AND state_index IS NOT NULL)",
+                    params![poll],
+                    |r| r.get(0),
+                )?;
+                state_index = Some(leaves + 1);
             }
             let next: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM poll_messages WHERE poll=?1 AND position IS NOT NULL",
@@ -295,18 +389,30 @@ impl PollStore for SqliteStore {
                 |r| r.get(0),
             )?;
             tx.execute(
-                "UPDATE poll_messages SET position=?2, timestamp=?3 WHERE submission_id=?1",
-                params![submission_id, next, i(timestamp)],
+                "UPDATE poll_messages SET position=?2, timestamp=?3, state_index=?4
+                 WHERE submission_id=?1",
+                params![submission_id, next, i(timestamp), state_index],
             )?;
         }
-        let (commitments, position, ts): (String, Option<i64>, Option<i64>) = tx.query_row(
-            "SELECT commitments, position, timestamp FROM poll_messages WHERE submission_id=?1",
+        let (commitments, position, ts, kind, index): MessageTail = tx.query_row(
+            "SELECT commitments, position, timestamp, kind, state_index
+             FROM poll_messages WHERE submission_id=?1",
             params![submission_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
         tx.commit()?;
-        match entry(submission_id.into(), &commitments, position, ts)?.0 {
-            Some(e) => Ok(Some(e)),
+        let kind = kind_of(kind)?;
+        match entry(
+            submission_id.into(),
+            &commitments,
+            position,
+            ts,
+            kind,
+            index,
+        )?
+        .0
+        {
+            Some(e) => Ok(LogOutcome::Logged(e)),
             None => Err(StoreError::Corrupt(
                 "logged message without a position".into(),
             )),
@@ -316,8 +422,8 @@ impl PollStore for SqliteStore {
     fn log(&self, poll: u64) -> Result<Vec<LogEntry>, StoreError> {
         let c = self.conn();
         let mut q = c.prepare(
-            "SELECT submission_id, commitments, position, timestamp FROM poll_messages
-             WHERE poll=?1 AND position IS NOT NULL ORDER BY position",
+            "SELECT submission_id, commitments, position, timestamp, kind, state_index
+             FROM poll_messages WHERE poll=?1 AND position IS NOT NULL ORDER BY position",
         )?;
         let rows = q.query_map(params![i(poll)], |r| {
             Ok((
@@ -325,12 +431,14 @@ impl PollStore for SqliteStore {
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (sid, commitments, position, ts) = row?;
-            let e = entry(sid, &commitments, position, ts)?.0;
+            let (sid, commitments, position, ts, kind, index) = row?;
+            let e = entry(sid, &commitments, position, ts, kind_of(kind)?, index)?.0;
             out.push(e.ok_or_else(|| StoreError::Corrupt("log row without a position".into()))?);
         }
         Ok(out)
@@ -367,17 +475,71 @@ mod tests {
         let s = SqliteStore::open(dir.path()).unwrap();
         let c: [String; 3] = Default::default();
         let hour = 3_600_000;
-        assert!(s.insert_ticket(1, "a", "t", &c, 1, hour).unwrap());
-        assert!(!s.insert_ticket(1, "b", "t", &c, 1, hour).unwrap());
+        let v = MessageKind::Vote;
+        assert!(s.insert_ticket(1, "a", "t", &c, &v, 1, hour).unwrap());
+        assert!(!s.insert_ticket(1, "b", "t", &c, &v, 1, hour).unwrap());
         // Another poll has its own slots.
-        assert!(s.insert_ticket(2, "c", "t", &c, 1, hour).unwrap());
+        assert!(s.insert_ticket(2, "c", "t", &c, &v, 1, hour).unwrap());
         // "a" is older than the window: it no longer counts.
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(s.insert_ticket(1, "b", "t", &c, 1, 1).unwrap());
+        assert!(s.insert_ticket(1, "b", "t", &c, &v, 1, 1).unwrap());
         // A logged ticket never counts: with "b" logged, "a" and "d" hold
         // the two slots.
-        assert!(s.log_message("b", u64::MAX).unwrap().is_some());
-        assert!(s.insert_ticket(1, "d", "t", &c, 2, hour).unwrap());
-        assert!(!s.insert_ticket(1, "e", "t", &c, 2, hour).unwrap());
+        assert!(matches!(
+            s.log_message("b", 0, u64::MAX).unwrap(),
+            LogOutcome::Logged(_)
+        ));
+        assert!(s.insert_ticket(1, "d", "t", &c, &v, 2, hour).unwrap());
+        assert!(!s.insert_ticket(1, "e", "t", &c, &v, 2, hour).unwrap());
+    }
+
+    #[test]
+    fn rekeys_get_the_next_state_index_and_a_nullifier_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let c: [String; 3] = Default::default();
+        let rekey = |n: &str| MessageKind::Rekey {
+            new_key: "k".into(),
+            nullifier: n.into(),
+        };
+        let hour = 3_600_000;
+        for (sid, kind) in [
+            ("v", MessageKind::Vote),
+            ("r1", rekey("n1")),
+            ("d", MessageKind::Deactivate),
+            ("r2", rekey("n2")),
+            ("r1again", rekey("n1")),
+            ("early", rekey("n3")),
+        ] {
+            assert!(s.insert_ticket(1, sid, "t", &c, &kind, 10, hour).unwrap());
+        }
+        // Before the sign-up deadline a re-key is not logged (nothing
+        // written); a vote is.
+        let far = u64::MAX;
+        assert!(matches!(
+            s.log_message("early", far, far).unwrap(),
+            LogOutcome::SignupOpen
+        ));
+        let logged = |sid: &str| match s.log_message(sid, 0, far).unwrap() {
+            LogOutcome::Logged(e) => e,
+            other => panic!("{sid}: {other:?}"),
+        };
+        assert_eq!(logged("v").state_index, None);
+        let r1 = logged("r1");
+        assert_eq!((r1.position, r1.state_index), (1, Some(1)));
+        assert_eq!(r1.kind, rekey("n1"));
+        assert_eq!(logged("d").kind, MessageKind::Deactivate);
+        assert_eq!(logged("r2").state_index, Some(2));
+        // Idempotent: the same entry again.
+        assert_eq!(logged("r1"), r1);
+        // The same nullifier under another ticket: refused, nothing logged.
+        assert!(matches!(
+            s.log_message("r1again", 0, far).unwrap(),
+            LogOutcome::NullifierUsed
+        ));
+        let log = s.log(1).unwrap();
+        assert_eq!(log.len(), 4);
+        assert_eq!(log[1], r1);
+        assert_eq!(s.message("r1again").unwrap().unwrap().entry, None);
     }
 }

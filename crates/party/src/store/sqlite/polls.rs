@@ -1,9 +1,10 @@
 //! [`PollShareStore`] in the party's SQLite file (migration 2).
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
-use triad_crypto::{fr_from_hex, fr_to_hex, Fr};
+use triad_crypto::{fr_from_hex, fr_to_hex};
 use triad_polls::mpc::encode::{FR, WORDS};
-use triad_wire::poll::{PollSpec, ShareSet, SignedTally};
+use triad_polls::mpc::rekey::C_WORDS;
+use triad_wire::poll::{MessageKind, PollSpec, ShareSet, SignedTally};
 
 use super::SqliteStore;
 use crate::store::polls::{PollShareStore, PutShares};
@@ -36,12 +37,18 @@ CREATE TABLE poll_tallies (
 struct Stored {
     words: [Vec<u64>; 2],
     fr: [Vec<String>; 2],
+    #[serde(default)]
+    kind: MessageKind,
+    #[serde(default)]
+    c_bits: [Vec<u64>; 2],
 }
 
 fn encode(s: &ShareSet) -> String {
     serde_json::to_string(&Stored {
         words: s.words.map(|w| w.to_vec()),
         fr: s.fr.map(|f| f.iter().map(fr_to_hex).collect()),
+        kind: s.kind.clone(),
+        c_bits: s.c_bits.map(|w| w.to_vec()),
     })
     .expect("share set serializes")
 }
@@ -49,13 +56,16 @@ fn encode(s: &ShareSet) -> String {
 fn decode(json: &str) -> Result<ShareSet, StoreError> {
     let bad = |e: String| StoreError::Corrupt(format!("poll shares: {e}"));
     let s: Stored = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-    let mut out = ShareSet {
-        words: [[0; WORDS]; 2],
-        fr: [[Fr::from(0u64); FR]; 2],
-    };
+    let mut out = ShareSet::zero(s.kind);
     for c in 0..2 {
         if s.words[c].len() != WORDS || s.fr[c].len() != FR {
             return Err(bad("wrong length".into()));
+        }
+        if !s.c_bits[c].is_empty() {
+            if s.c_bits[c].len() != C_WORDS {
+                return Err(bad("wrong length".into()));
+            }
+            out.c_bits[c].copy_from_slice(&s.c_bits[c]);
         }
         out.words[c].copy_from_slice(&s.words[c]);
         for (j, h) in s.fr[c].iter().enumerate() {
@@ -223,11 +233,18 @@ impl PollShareStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use triad_crypto::Fr;
 
     fn set(x: u64) -> ShareSet {
         ShareSet {
+            kind: if x % 2 == 0 {
+                MessageKind::Vote
+            } else {
+                MessageKind::Deactivate
+            },
             words: [[x; WORDS], [u64::MAX - x; WORDS]],
             fr: [[Fr::from(x); FR], [-Fr::from(x); FR]],
+            c_bits: [[x; C_WORDS], [x + 1; C_WORDS]],
         }
     }
 
