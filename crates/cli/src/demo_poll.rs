@@ -1,10 +1,13 @@
 //! `triad demo poll`: a devnet, a poll, N voters who attest their accounts
 //! through the notary and sign up, vote as secret shares, a briber who
-//! bought some voters' keys and votes with them, and some of those voters
-//! who then change their key with a vote of their own (which overrides the
-//! briber's, though nobody can tell from the log). Prints the tally the
-//! three parties signed next to the plaintext oracle's, and what the
-//! briber can see.
+//! bought some voters' keys and votes with them. Half of those voters
+//! change their key with a vote of their own (MACI's defence, which
+//! overrides the briber's vote though nobody can tell from the log); the
+//! other half deactivate the sold key and re-key anonymously, then vote
+//! with the new key (docs/polls.md, "Anonymous re-keying"), while the
+//! briber keeps voting with the sold one. Prints the tally the three
+//! parties signed next to the plaintext oracle's, and what the briber can
+//! see.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,11 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use std::collections::BTreeMap;
 use triad_attestation::{Attestation, DataSpec};
 use triad_client::poll as client;
 use triad_client::ContributeOptions;
-use triad_maci::{Command, Keypair, PrivKey};
-use triad_polls::{process_poll, Message, SignUp, Tally};
+
+use triad_maci::{Command, Fr, Keypair, PrivKey, PubKey};
+use triad_polls::rekey::{process_poll_with_epochs, Epoch, Rekey};
+use triad_polls::{Message, SignUp, Tally};
 use triad_wire::poll::{LogEntry, PollMode, PollSpec, Signup, VerifiedTally};
 use triad_wire::NetworkConfig;
 
@@ -60,6 +66,8 @@ struct Plan {
     sold: Vec<bool>,
     /// Sold, then changed their key with their own vote.
     resists: Vec<bool>,
+    /// Sold, then deactivated the sold key and re-keyed anonymously.
+    rekeys: Vec<bool>,
 }
 
 fn plan(n: usize) -> Plan {
@@ -70,10 +78,32 @@ fn plan(n: usize) -> Plan {
     // About one voter in five sells; half of those resist.
     let sold: Vec<bool> = (0..n).map(|i| i % 5 == 1).collect();
     let resists = (0..n).map(|i| sold[i] && i % 10 == 1).collect();
+    let rekeys = (0..n).map(|i| sold[i] && i % 10 == 6).collect();
     Plan {
         choice,
         sold,
         resists,
+        rekeys,
+    }
+}
+
+/// One thing a voter sends to the poll's log.
+#[derive(Clone)]
+enum Item {
+    Vote(Message),
+    Deactivate(Message),
+    Rekey(Fr, PubKey),
+}
+
+async fn send_item(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    item: &Item,
+) -> Result<LogEntry, triad_client::ClientError> {
+    match item {
+        Item::Vote(m) => client::send_message(net, http, POLL_ID, m).await,
+        Item::Deactivate(m) => client::send_deactivation(net, http, POLL_ID, m).await,
+        Item::Rekey(s, k) => client::rekey(net, http, POLL_ID, s, k).await,
     }
 }
 
@@ -104,9 +134,9 @@ fn sign(index: u64, key: &PrivKey, option: u64, weight: u64, new_key: Option<&Ke
 async fn send_all(
     net: &NetworkConfig,
     http: &reqwest::Client,
-    msgs: Vec<Message>,
+    msgs: Vec<Item>,
     concurrency: usize,
-) -> (Vec<(LogEntry, Message)>, Vec<String>) {
+) -> (Vec<(LogEntry, Item)>, Vec<String>) {
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let tasks: Vec<_> = msgs
         .into_iter()
@@ -114,9 +144,7 @@ async fn send_all(
             let (net, http, sem) = (net.clone(), http.clone(), sem.clone());
             tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                client::send_message(&net, &http, POLL_ID, &m)
-                    .await
-                    .map(|e| (e, m))
+                send_item(&net, &http, &m).await.map(|e| (e, m))
             })
         })
         .collect();
@@ -185,10 +213,13 @@ async fn api_tally(net: &NetworkConfig, http: &reqwest::Client) -> anyhow::Resul
     }
 }
 
+/// The oracle over the public log, with the deactivations' and re-keys'
+/// secrets (which only the voters hold): each epoch's deactivations and
+/// re-keys, then the votes.
 fn oracle(
     spec: &PollSpec,
     signups: &[Signup],
-    logged: &[(LogEntry, Message)],
+    logged: &[(LogEntry, Item)],
 ) -> anyhow::Result<Tally> {
     let params = spec.params()?;
     let signups: Vec<SignUp> = signups
@@ -201,16 +232,32 @@ fn oracle(
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut logged: Vec<&(LogEntry, Message)> = logged.iter().collect();
+    let mut logged: Vec<&(LogEntry, Item)> = logged.iter().collect();
     logged.sort_by_key(|(e, _)| e.position);
-    let messages: Vec<Message> = logged
-        .iter()
-        .map(|(e, m)| Message {
+    let mut epochs: BTreeMap<u64, Epoch> = BTreeMap::new();
+    let mut messages = Vec::new();
+    for (e, item) in logged {
+        let at = |m: &Message| Message {
             timestamp: e.timestamp,
             ..m.clone()
-        })
-        .collect();
-    Ok(process_poll(&params, &signups, &messages).tally)
+        };
+        let epoch = || spec.epoch_of(e.timestamp);
+        match item {
+            Item::Vote(m) => messages.push(at(m)),
+            Item::Deactivate(m) => epochs.entry(epoch()).or_default().deactivations.push(at(m)),
+            Item::Rekey(secret, new_key) => epochs.entry(epoch()).or_default().rekeys.push(Rekey {
+                secret: *secret,
+                new_key: *new_key,
+                timestamp: e.timestamp,
+            }),
+        }
+    }
+    let epochs: Vec<Epoch> = epochs.into_values().collect();
+    Ok(
+        process_poll_with_epochs(&params, &signups, &epochs, &messages)
+            .0
+            .tally,
+    )
 }
 
 fn tally_json(t: &Tally) -> serde_json::Value {
@@ -246,22 +293,27 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
     let atts = attest_all(&net, &data_spec, &api_keys, args.concurrency).await?;
     let attest_secs = t_attest.elapsed().as_secs_f64();
     let p = plan(n);
-    let messages = n + p.resists.iter().filter(|&&r| r).count();
+    let n_rekeying = p.rekeys.iter().filter(|&&r| r).count();
+    let messages = n + p.resists.iter().filter(|&&r| r).count() + 3 * n_rekeying;
+    // Sign-ups, deactivations and the first votes before the sign-up
+    // deadline; re-keying opens then, and the re-keyed votes follow.
     let window = args
         .deadline_secs
         .unwrap_or(5 + (n as u64 + messages as u64) / 60);
-    let deadline = triad_wire::unix_now() + window;
+    let signup_deadline = triad_wire::unix_now() + window;
+    let deadline = signup_deadline + (window / 2).max(5) + 2 * n_rekeying as u64 / 30;
     let spec = PollSpec {
         id: POLL_ID,
         name: "Which proposal should the DAO fund?".into(),
         vote_options: OPTIONS,
         mode: PollMode::Quadratic,
-        signup_deadline: deadline,
+        signup_deadline,
         voting_deadline: deadline,
         window: triad_polls::DEFAULT_WINDOW,
         voice_credits: CREDITS,
         data_spec,
         source: devnet_source(&net)?,
+        rekey_epoch_secs: triad_wire::poll::DEFAULT_REKEY_EPOCH_SECS,
     };
     client::create_poll(&net, &http, admin.trim(), &spec)
         .await
@@ -277,33 +329,44 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
             .state_index;
     }
 
-    // Honest votes; the briber's votes with the keys it bought; then the
-    // voters who resist change their key with their own vote.
+    // Honest votes; the briber's votes with the keys it bought; the voters
+    // who resist MACI's way change their key with their own vote; those
+    // who re-key deactivate the sold key (keeping a secret each).
     let t_vote = Instant::now();
-    let honest: Vec<Message> = (0..n)
+    let honest: Vec<Item> = (0..n)
         .filter(|&i| !p.sold[i])
         .map(|i| {
-            sign(
+            Item::Vote(sign(
                 index[i],
                 &keys[i].private,
                 p.choice[i].0,
                 p.choice[i].1,
                 None,
-            )
+            ))
         })
         .collect();
-    let bribed: Vec<Message> = (0..n)
+    let bribed: Vec<Item> = (0..n)
         .filter(|&i| p.sold[i])
-        .map(|i| sign(index[i], &keys[i].private, BRIBER_OPTION, 10, None))
+        .map(|i| Item::Vote(sign(index[i], &keys[i].private, BRIBER_OPTION, 10, None)))
         .collect();
     let fresh: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
-    let resisting: Vec<Message> = (0..n)
+    let resisting: Vec<Item> = (0..n)
         .filter(|&i| p.resists[i])
         .map(|i| {
             let (o, w) = p.choice[i];
-            sign(index[i], &keys[i].private, o, w, Some(&fresh[i]))
+            Item::Vote(sign(index[i], &keys[i].private, o, w, Some(&fresh[i])))
         })
         .collect();
+    let secrets: Vec<Fr> = (0..n)
+        .map(|_| triad_client::random_fr(&mut rand::rngs::OsRng))
+        .collect();
+    let deactivating: Vec<Item> = (0..n)
+        .filter(|&i| p.rekeys[i])
+        .map(|i| {
+            client::deactivation_message(POLL_ID, index[i], &keys[i].private, &secrets[i])
+                .map(Item::Deactivate)
+        })
+        .collect::<Result<_, _>>()?;
     let (n_bribed, n_resisting) = (bribed.len(), resisting.len());
     let mut logged = Vec::new();
     let mut errors = Vec::new();
@@ -312,6 +375,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         ("votes", honest),
         ("briber", bribed),
         ("key changes", resisting),
+        ("deactivations", deactivating),
     ] {
         eprintln!("triad demo poll: sending {} {phase}", msgs.len());
         let (ok, err) = send_all(&net, &http, msgs, args.concurrency).await;
@@ -321,6 +385,48 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         logged.extend(ok);
         errors.extend(err);
     }
+
+    // Re-keying opens when sign-up closes: each re-keying voter adds a
+    // fresh key with its secret, learns the new key's state index from the
+    // receipt, and votes with it; the briber votes again with the sold key.
+    eprintln!("triad demo poll: waiting for sign-up to close, then re-keys");
+    while triad_wire::unix_now() < signup_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rekeying: Vec<Item> = (0..n)
+        .filter(|&i| p.rekeys[i])
+        .map(|i| Item::Rekey(secrets[i], fresh[i].public))
+        .collect();
+    eprintln!("triad demo poll: sending {} re-keys", rekeying.len());
+    let (ok, err) = send_all(&net, &http, rekeying, args.concurrency).await;
+    errors.extend(err);
+    let mut after = Vec::new();
+    for (e, item) in &ok {
+        let (Item::Rekey(_, key), Some(new_index)) = (item, e.state_index) else {
+            continue;
+        };
+        let i = (0..n)
+            .find(|&i| p.rekeys[i] && fresh[i].public == *key)
+            .context("a re-key of the plan")?;
+        let (o, w) = p.choice[i];
+        after.push(Item::Vote(sign(new_index, &fresh[i].private, o, w, None)));
+        after.push(Item::Vote(sign(
+            index[i],
+            &keys[i].private,
+            BRIBER_OPTION,
+            9,
+            None,
+        )));
+    }
+    let n_rekeyed = ok.len();
+    logged.extend(ok);
+    eprintln!(
+        "triad demo poll: sending {} votes with the new keys and the briber's",
+        after.len()
+    );
+    let (ok, err) = send_all(&net, &http, after, args.concurrency).await;
+    logged.extend(ok);
+    errors.extend(err);
     let vote_secs = t_vote.elapsed().as_secs_f64();
     for e in errors.iter().take(5) {
         eprintln!("  refused: {e}");
@@ -357,9 +463,11 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
     println!(
         "the briber bought {n_bribed} keys and voted for option {BRIBER_OPTION} with each: all \
          {briber_receipts} of its messages were logged (its receipts); {n_resisting} of those voters \
-         then changed their key with their own vote. The public log shows {} messages as \
-         commitments to secret shares: nothing in it, nor in any single party's view, says which \
-         of the briber's votes count.",
+         then changed their key with their own vote, and {n_rekeyed} deactivated the sold key and \
+         re-keyed anonymously (the briber voted again with those keys). The public log shows {} \
+         messages as commitments to secret shares: nothing in it, nor in any single party's view, \
+         says which of the briber's votes count, which deactivation was valid, or which re-key \
+         carries credits.",
         logged.len()
     );
     println!(
@@ -379,6 +487,8 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
                 "refused": errors.len(),
                 "bribed": n_bribed,
                 "resisted": n_resisting,
+                "deactivations": tally.tally.deactivations,
+                "rekeys": tally.tally.rekeys,
                 "tally": tally_json(&got),
                 "oracle_tally": tally_json(&expected),
                 "match": matches,

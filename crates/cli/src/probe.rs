@@ -769,6 +769,7 @@ impl Probe {
                 voice_credits: 100,
                 data_spec: spec,
                 source: study.params.source.clone(),
+                rekey_epoch_secs: 3600,
             },
         )
         .await
@@ -1522,6 +1523,43 @@ impl Probe {
                 json_err(&[404], &["unknown_poll"]),
             ),
             (
+                // The probe's poll is in its sign-up period.
+                "rekey_before_signup_closes",
+                post(
+                    format!("/v1/polls/{poll}/messages"),
+                    body(&json!({ "commitments": [hex64, hex64, hex64],
+                        "kind": {"type": "rekey", "new_key": key, "nullifier": hex64} })),
+                ),
+                json_err(&[403], &["signup_open"]),
+            ),
+            (
+                "rekey_bad_new_key",
+                post(
+                    format!("/v1/polls/{poll}/messages"),
+                    body(&json!({ "commitments": [hex64, hex64, hex64],
+                        "kind": {"type": "rekey", "new_key": "macipk.zz", "nullifier": hex64} })),
+                ),
+                json_err(&[400], &["bad_key"]),
+            ),
+            (
+                "rekey_nullifier_not_a_field_element",
+                post(
+                    format!("/v1/polls/{poll}/messages"),
+                    body(&json!({ "commitments": [hex64, hex64, hex64],
+                        "kind": {"type": "rekey", "new_key": key, "nullifier": "f".repeat(64)} })),
+                ),
+                json_err(&[400], &["bad_key"]),
+            ),
+            (
+                "message_unknown_kind",
+                post(
+                    format!("/v1/polls/{poll}/messages"),
+                    body(&json!({ "commitments": [hex64, hex64, hex64],
+                        "kind": {"type": "abstain"} })),
+                ),
+                json_err(&[400], &["malformed_body"]),
+            ),
+            (
                 "ready_unknown_message",
                 post(
                     format!("/v1/poll-messages/{}/ready", "0".repeat(32)),
@@ -1548,6 +1586,34 @@ impl Probe {
                 (
                     "poll_shares_wrong_length",
                     post(format!("/v1/polls/{poll}/shares"), shares(20)),
+                    json_err(&[400], &["bad_shares"]),
+                ),
+                (
+                    "poll_shares_rekey_with_vote_words",
+                    post(
+                        format!("/v1/polls/{poll}/shares"),
+                        body(&json!({
+                            "submission_id": "0".repeat(32), "token": hex64, "salt": hex64,
+                            "words": [vec![1u64; 21], vec![0u64; 21]],
+                            "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
+                            "kind": {"type": "rekey", "new_key": key, "nullifier": hex64},
+                            "c_bits": [vec![0u64; 4], vec![0u64; 4]],
+                        })),
+                    ),
+                    json_err(&[400], &["bad_shares"]),
+                ),
+                (
+                    "poll_shares_short_c_bits",
+                    post(
+                        format!("/v1/polls/{poll}/shares"),
+                        body(&json!({
+                            "submission_id": "0".repeat(32), "token": hex64, "salt": hex64,
+                            "words": [vec![0u64; 21], vec![0u64; 21]],
+                            "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
+                            "kind": {"type": "deactivate"},
+                            "c_bits": [vec![0u64; 3], vec![0u64; 4]],
+                        })),
+                    ),
                     json_err(&[400], &["bad_shares"]),
                 ),
                 (

@@ -33,12 +33,19 @@ fn demo_poll_matches_the_oracle_over_real_processes() {
     let v = last_json(&o);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(v["voters"], 20);
-    // Voters 1, 6, 11, 16 sold their keys; 1 and 11 resisted.
+    // Voters 1, 6, 11, 16 sold their keys; 1 and 11 resisted with a key
+    // change, 6 and 16 deactivated the sold key and re-keyed.
     assert_eq!(
         (v["bribed"].as_u64(), v["resisted"].as_u64()),
         (Some(4), Some(2))
     );
-    assert_eq!(v["messages"], 22);
+    assert_eq!(
+        (v["deactivations"].as_u64(), v["rekeys"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // 20 votes, 2 key changes, 2 deactivations, 2 re-keys, then a vote
+    // with each new key and the briber's with each sold one.
+    assert_eq!(v["messages"], 30);
     assert_eq!(v["refused"], 0);
     assert_eq!(v["match"], true);
     assert_eq!(v["api_match"], true);
@@ -150,9 +157,9 @@ fn poll_verbs_over_a_devnet() {
         "--options",
         "3",
         "--signup-secs",
-        "25",
+        "20",
         "--voting-secs",
-        "25",
+        "40",
         "--json",
     ]);
     assert_eq!(created["id"], 5);
@@ -263,6 +270,75 @@ fn poll_verbs_over_a_devnet() {
     // No tally while the poll is open.
     v.refused(&["poll", "tally", "--poll", "5"], "no_tally");
 
+    // Voter 1 deactivates its key; the secret goes to a new 0600 file,
+    // never to stdout unless asked.
+    let secret = dir.join("voter1.secret");
+    let sf = secret.to_string_lossy().into_owned();
+    let deact = [
+        "poll",
+        "deactivate",
+        "--poll",
+        "5",
+        "--key-file",
+        &k1,
+        "--state-index",
+        "2",
+    ];
+    let d = v.ok(&[&deact[..], &["--secret-file", &sf, "--json"]].concat());
+    assert_eq!(d["kind"]["type"], "deactivate");
+    assert!(d.get("secret").is_none());
+    let stored = std::fs::read_to_string(&secret).unwrap();
+    assert!(!v
+        .run(&[&deact[..], &["--secret-file", &sf]].concat())
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        stored,
+        "overwritten"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let k3 = key_file(3);
+    let rekey = [
+        "poll",
+        "rekey",
+        "--poll",
+        "5",
+        "--secret-file",
+        &sf,
+        "--new-key-file",
+        &k3,
+    ];
+    // Re-keying opens when sign-up closes; a secret of another poll is refused.
+    v.refused(&rekey, "signup_open");
+    v.refused(
+        &[
+            "poll",
+            "rekey",
+            "--poll",
+            "6",
+            "--secret-file",
+            &sf,
+            "--new-key-file",
+            &k3,
+        ],
+        "not 6",
+    );
+    let signup_deadline = created["signup_deadline"].as_u64().unwrap();
+    while triad_wire::unix_now() < signup_deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = v.ok(&[&rekey[..], &["--json"]].concat());
+    assert_eq!(r["state_index"], 3);
+    // The same secret again: refused publicly.
+    v.refused(&rekey, "nullifier_used");
+    // Voter 1 votes with its new key as state index 3.
+    v.ok(&vote_args(&k3, "3", "0", "4", &["--json"]));
+
     while triad_wire::unix_now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -290,8 +366,17 @@ fn poll_verbs_over_a_devnet() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert_eq!(tally["tally"]["votes"], serde_json::json!([0, 3, 5]));
-    assert_eq!(tally["tally"]["spent"], 9 + 25);
+    // Voter 1's vote with the deactivated key no longer counts; its vote
+    // with the re-keyed one does, with its credits.
+    assert_eq!(tally["tally"]["votes"], serde_json::json!([4, 0, 5]));
+    assert_eq!(tally["tally"]["spent"], 16 + 25);
+    assert_eq!(
+        (
+            tally["tally"]["deactivations"].as_u64(),
+            tally["tally"]["rekeys"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     assert_eq!(tally["signatures"].as_array().map(Vec::len), Some(3));
     drop(dn);
 }

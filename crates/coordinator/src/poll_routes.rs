@@ -43,9 +43,11 @@ fn refusal(e: PollError) -> ApiError {
     let status = match &e {
         E::UnknownPoll(_) | E::UnknownMessage(_) | E::NoTally(_) => StatusCode::NOT_FOUND,
         E::PollExists(_) | E::AlreadySignedUp | E::NullifierUsed => StatusCode::CONFLICT,
-        E::SignupClosed(_) | E::PollClosed(_) | E::VotingOpen(_) | E::SignupOpen(_) => {
-            StatusCode::FORBIDDEN
-        }
+        E::SignupClosed(_)
+        | E::PollClosed(_)
+        | E::VotingOpen(_)
+        | E::SignupOpen(_)
+        | E::RekeyLimit(_) => StatusCode::FORBIDDEN,
         E::WrongToken => StatusCode::FORBIDDEN,
         E::InvalidPoll(_) | E::BadKey(_) | E::BadRekey(_) | E::MalformedCommitment => {
             StatusCode::BAD_REQUEST

@@ -57,6 +57,8 @@ pub enum PollError {
     SignupOpen(u64),
     #[error("a re-key with this nullifier is in the log already (its secret was used)")]
     NullifierUsed,
+    #[error("poll {0} holds as many re-keys as sign-ups")]
+    RekeyLimit(u64),
     #[error("re-key: {0}")]
     BadRekey(String),
     #[error("no message {0:?}")]
@@ -113,6 +115,7 @@ impl PollError {
             Self::MalformedCommitment => ErrorCode::MalformedBody,
             Self::SignupOpen(_) => ErrorCode::SignupOpen,
             Self::NullifierUsed => ErrorCode::NullifierUsed,
+            Self::RekeyLimit(_) => ErrorCode::RekeyLimit,
             Self::BadRekey(_) => ErrorCode::BadKey,
             Self::UnknownMessage(_) => ErrorCode::UnknownSubmission,
             Self::WrongToken => ErrorCode::WrongToken,
@@ -335,6 +338,7 @@ pub async fn log_message(
         LogOutcome::Closed => Err(PollError::PollClosed(row.poll)),
         LogOutcome::SignupOpen => Err(PollError::SignupOpen(row.poll)),
         LogOutcome::NullifierUsed => Err(PollError::NullifierUsed),
+        LogOutcome::RekeyLimit => Err(PollError::RekeyLimit(row.poll)),
     }
 }
 

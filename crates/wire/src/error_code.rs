@@ -125,6 +125,8 @@ pub enum ErrorCode {
     /// A re-key with this nullifier is in the poll's log already (the
     /// voter reused the secret of a deactivation).
     NullifierUsed,
+    /// The poll holds as many re-keys as sign-ups already.
+    RekeyLimit,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -190,6 +192,7 @@ impl ErrorCode {
         ErrorCode::NoTally,
         ErrorCode::SignupOpen,
         ErrorCode::NullifierUsed,
+        ErrorCode::RekeyLimit,
     ];
 
     /// The code as it appears on the wire.
@@ -252,6 +255,7 @@ impl ErrorCode {
             ErrorCode::NoTally => "no_tally",
             ErrorCode::SignupOpen => "signup_open",
             ErrorCode::NullifierUsed => "nullifier_used",
+            ErrorCode::RekeyLimit => "rekey_limit",
             ErrorCode::Other => "other",
         }
     }

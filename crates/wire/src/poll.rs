@@ -177,6 +177,12 @@ impl MessageKind {
             MessageKind::Rekey { new_key, nullifier } => Some((|| {
                 let k = new_key.parse().map_err(|e| format!("new key: {e}"))?;
                 let n = fr_from_hex(nullifier).map_err(|e| format!("nullifier: {e}"))?;
+                // One spelling per nullifier: the coordinator compares them
+                // as strings, so "0x…" or upper case would let a secret be
+                // used twice (and every party would refuse that log).
+                if fr_to_hex(&n) != *nullifier {
+                    return Err("nullifier: 64 lowercase hex digits, no prefix".into());
+                }
                 Ok((k, n))
             })()),
             _ => None,
@@ -669,6 +675,14 @@ mod tests {
         up.c_bits = [vec![1; C_WORDS], vec![0; C_WORDS]];
         assert!(up.parse().is_err());
         for kind in [
+            MessageKind::Rekey {
+                new_key: key.clone(),
+                nullifier: fr_to_hex(&Fr::from(0xabcu64)).to_uppercase(),
+            },
+            MessageKind::Rekey {
+                new_key: key.clone(),
+                nullifier: format!("0x{}", fr_to_hex(&Fr::from(9u64))),
+            },
             MessageKind::Rekey {
                 new_key: "macipk.zz".into(),
                 nullifier: fr_to_hex(&Fr::from(9u64)),

@@ -63,6 +63,8 @@ pub enum LogOutcome {
     SignupOpen,
     /// A re-key whose nullifier is in the log already; nothing written.
     NullifierUsed,
+    /// The poll holds as many re-keys as sign-ups; nothing written.
+    RekeyLimit,
 }
 
 pub trait PollStore: Send + Sync + 'static {
@@ -99,7 +101,9 @@ pub trait PollStore: Send + Sync + 'static {
     /// with the current time, read inside the transaction; nothing is
     /// written if that time is at or after `deadline`. A re-key is logged
     /// only at or after `signup_deadline` (the sign-ups are final), if its
-    /// nullifier is not in the log yet, and gets the next state index
+    /// nullifier is not in the log yet, while the poll holds fewer re-keys
+    /// than sign-ups (each adds a leaf that every later step pays for), and
+    /// gets the next state index
     /// (sign-ups + re-keys logged before + 1). Idempotent: a logged ticket
     /// returns its entry. Because the checks and the write are one
     /// transaction, a reader that sees the clock past the deadline and then

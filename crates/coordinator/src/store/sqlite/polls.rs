@@ -374,14 +374,17 @@ impl PollStore for SqliteStore {
                 if used > 0 {
                     return Ok(LogOutcome::NullifierUsed);
                 }
-                let leaves: i64 = tx.query_row(
-                    "SELECT (SELECT COUNT(*) FROM poll_signups WHERE poll=?1)
-                          + (SELECT COUNT(*) FROM poll_messages
+                let (signups, rekeys): (i64, i64) = tx.query_row(
+                    "SELECT (SELECT COUNT(*) FROM poll_signups WHERE poll=?1),
+                            (SELECT COUNT(*) FROM poll_messages
                              WHERE poll=?1 AND state_index IS NOT NULL)",
                     params![poll],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
-                state_index = Some(leaves + 1);
+                if rekeys >= signups {
+                    return Ok(LogOutcome::RekeyLimit);
+                }
+                state_index = Some(signups + rekeys + 1);
             }
             let next: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM poll_messages WHERE poll=?1 AND position IS NOT NULL",
@@ -503,6 +506,16 @@ mod tests {
             nullifier: n.into(),
         };
         let hour = 3_600_000;
+        // Two sign-ups: at most two re-keys.
+        for k in 1..=2 {
+            s.conn()
+                .execute(
+                    "INSERT INTO poll_signups (poll, state_index, pub_key, voice_credits,
+                     nullifier, timestamp, attestation) VALUES (1, ?1, 'k', 1, ?1, 0, '')",
+                    params![k],
+                )
+                .unwrap();
+        }
         for (sid, kind) in [
             ("v", MessageKind::Vote),
             ("r1", rekey("n1")),
@@ -510,6 +523,7 @@ mod tests {
             ("r2", rekey("n2")),
             ("r1again", rekey("n1")),
             ("early", rekey("n3")),
+            ("r3", rekey("n3")),
         ] {
             assert!(s.insert_ticket(1, sid, "t", &c, &kind, 10, hour).unwrap());
         }
@@ -526,16 +540,21 @@ mod tests {
         };
         assert_eq!(logged("v").state_index, None);
         let r1 = logged("r1");
-        assert_eq!((r1.position, r1.state_index), (1, Some(1)));
+        assert_eq!((r1.position, r1.state_index), (1, Some(3)));
         assert_eq!(r1.kind, rekey("n1"));
         assert_eq!(logged("d").kind, MessageKind::Deactivate);
-        assert_eq!(logged("r2").state_index, Some(2));
+        assert_eq!(logged("r2").state_index, Some(4));
         // Idempotent: the same entry again.
         assert_eq!(logged("r1"), r1);
         // The same nullifier under another ticket: refused, nothing logged.
         assert!(matches!(
             s.log_message("r1again", 0, far).unwrap(),
             LogOutcome::NullifierUsed
+        ));
+        // As many re-keys as sign-ups: no more.
+        assert!(matches!(
+            s.log_message("r3", 0, far).unwrap(),
+            LogOutcome::RekeyLimit
         ));
         let log = s.log(1).unwrap();
         assert_eq!(log.len(), 4);
