@@ -26,7 +26,7 @@ use triad_wire::ErrorCode;
 
 use crate::admission::{check_attestation, token_digest, AdmissionError, AdmissionPolicy};
 use crate::parties::{Parties, PartyError, PartyFault};
-use crate::store::{LogOutcome, NewSignup, SignupRefused, Store, StoreError};
+use crate::store::{LogOutcome, NewSignup, NewTicket, SignupRefused, Store, StoreError};
 
 /// Why a poll request was refused, grouped by whose fault it is
 /// ([`PollError::fault`]). The handlers pick the HTTP status.
@@ -276,20 +276,15 @@ pub async fn open_ticket(
     }
     let sid = random_hex(16)?;
     let token = random_hex(32)?;
-    let (id, digest, commitments) = (sid.clone(), token_digest(&token), req.commitments.clone());
-    let kind = req.kind.clone();
+    let ticket = NewTicket {
+        poll,
+        submission_id: sid.clone(),
+        token_sha256: token_digest(&token),
+        commitments: req.commitments.clone(),
+        kind: req.kind.clone(),
+    };
     let opened = db
-        .run(move |s| {
-            s.insert_ticket(
-                poll,
-                &id,
-                &digest,
-                &commitments,
-                &kind,
-                max_open,
-                TICKET_OPEN_MS,
-            )
-        })
+        .run(move |s| s.insert_ticket(&ticket, max_open, TICKET_OPEN_MS))
         .await?;
     if !opened {
         return Err(PollError::QueueFull);

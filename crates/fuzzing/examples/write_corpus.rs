@@ -133,6 +133,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             account_field: "uid".into(),
         },
         source: DataSource::named("127.0.0.1"),
+        rekey_epoch_secs: 30,
     };
     let notary = fuzz_notary_key();
     let keys: Vec<triad_maci::Keypair> = (0..2).map(|_| triad_maci::Keypair::generate()).collect();
@@ -175,10 +176,7 @@ fn poll_seeds(seeds: &mut Seeds) {
     let mut uploads = Vec::new();
     let mut commitments: [String; 3] = Default::default();
     for (i, v) in views.iter().enumerate() {
-        let mut set = ShareSet {
-            words: [[0; 21]; 2],
-            fr: [[Fr::from(0u64); 5]; 2],
-        };
+        let mut set = ShareSet::zero(MessageKind::Vote);
         for k in 0..21 {
             set.words[0][k] = v.words.a[k].0;
             set.words[1][k] = v.words.b[k].0;
@@ -197,12 +195,55 @@ fn poll_seeds(seeds: &mut Seeds) {
     for (i, u) in uploads.iter().enumerate() {
         add(seeds, "poll_shares", &format!("party{i}"), json(u));
     }
+    // A deactivation's and a re-key's share sets (party 0's).
+    let secret = Fr::from(77u64);
+    let rekey_kind = MessageKind::Rekey {
+        new_key: keys[1].public.to_string(),
+        nullifier: triad_crypto::fr_to_hex(&triad_polls::rekey::rekey_nullifier(&secret, 1)),
+    };
+    {
+        let d =
+            triad_polls::mpc::rekey::share_deactivations(std::slice::from_ref(&msg), &mut OsRng)
+                .expect("packs");
+        let mut set = ShareSet::zero(MessageKind::Deactivate);
+        for k in 0..21 {
+            set.words[0][k] = d[0].msgs.words.a[k].0;
+            set.words[1][k] = d[0].msgs.words.b[k].0;
+        }
+        set.fr[0].copy_from_slice(&d[0].msgs.fr.a);
+        set.fr[1].copy_from_slice(&d[0].msgs.fr.b);
+        for k in 0..4 {
+            set.c_bits[0][k] = d[0].c_bits.a[k].0;
+            set.c_bits[1][k] = d[0].c_bits.b[k].0;
+        }
+        let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [7; 32], &set);
+        add(seeds, "poll_shares", "deactivation", json(&up));
+        let r = triad_polls::mpc::rekey::share_rekeys(
+            &[triad_polls::rekey::Rekey {
+                secret,
+                new_key: keys[1].public,
+                timestamp: 0,
+            }],
+            &mut OsRng,
+        );
+        let mut set = ShareSet::zero(rekey_kind.clone());
+        set.fr[0][0] = r[0].secret.a[0];
+        set.fr[1][0] = r[0].secret.b[0];
+        for k in 0..4 {
+            set.c_bits[0][k] = r[0].c_bits.a[k].0;
+            set.c_bits[1][k] = r[0].c_bits.b[k].0;
+        }
+        let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [8; 32], &set);
+        add(seeds, "poll_shares", "rekey", json(&up));
+    }
     let log: Vec<LogEntry> = (0..2)
         .map(|k| LogEntry {
             position: k,
             submission_id: format!("{k:032x}"),
             timestamp: 1_800_000_000 + k,
             commitments: commitments.clone(),
+            kind: MessageKind::Vote,
+            state_index: None,
         })
         .collect();
     let req = TallyRequest {
@@ -215,6 +256,29 @@ fn poll_seeds(seeds: &mut Seeds) {
         "tally_request",
         "two-signups-two-messages",
         json(&req),
+    );
+    // A deactivation before the sign-up deadline, a re-key after it (leaf
+    // 3), a vote.
+    let mut rekey_log = log.clone();
+    rekey_log[0].kind = MessageKind::Deactivate;
+    rekey_log[0].timestamp = 1_799_999_990;
+    rekey_log[1].kind = rekey_kind.clone();
+    rekey_log[1].state_index = Some(3);
+    rekey_log.push(LogEntry {
+        position: 2,
+        submission_id: format!("{:032x}", 2),
+        timestamp: 1_800_000_050,
+        ..log[0].clone()
+    });
+    add(
+        seeds,
+        "tally_request",
+        "deactivation-rekey-vote",
+        json(&TallyRequest {
+            spec: spec.clone(),
+            signups: signups.clone(),
+            log: rekey_log,
+        }),
     );
     let empty = TallyRequest {
         spec: spec.clone(),
@@ -231,6 +295,8 @@ fn poll_seeds(seeds: &mut Seeds) {
         votes: vec![0, 0, 5],
         spent: 25,
         spent_per_option: vec![0, 0, 25],
+        deactivations: 1,
+        rekeys: 1,
     };
     let party_keys = [1u8, 2, 3].map(|s| PartySigningKey::from_seed([s; 32]));
     let signed: Vec<SignedTally> = (0..3)
@@ -258,6 +324,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             "MessageRequest",
             json(&MessageRequest {
                 commitments: commitments.clone(),
+                kind: rekey_kind.clone(),
             }),
         ),
         (

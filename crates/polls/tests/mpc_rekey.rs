@@ -250,7 +250,11 @@ proptest! {
 /// The services' rule (`rekey_shared` with the claimed nullifiers, against
 /// `Registry::rekey_logged`): every logged re-key appends a leaf; one whose
 /// claimed nullifier is wrong, or repeats one, appends an inactive leaf.
-fn check_logged(signups: &[SignUp], epochs: &[(Vec<Message>, Vec<(Rekey, Fr)>)]) {
+/// An epoch as the services log it: deactivations, then re-keys each with
+/// the nullifier its voter claimed.
+type LoggedEpoch = (Vec<Message>, Vec<(Rekey, Fr)>);
+
+fn check_logged(signups: &[SignUp], epochs: &[LoggedEpoch]) {
     let p = qv(2);
     let out = run3(|party| {
         let i = party.id.index();
@@ -346,7 +350,7 @@ proptest! {
             (arb_epoch(), proptest::collection::vec(any::<bool>(), 3)), 1..3),
     ) {
         let signups = [signup(1, 100), signup(2, 50), signup(3, 25)];
-        let epochs: Vec<(Vec<Message>, Vec<(Rekey, Fr)>)> = epochs
+        let epochs: Vec<LoggedEpoch> = epochs
             .into_iter()
             .map(|(e, honest)| {
                 let rekeys = e

@@ -27,7 +27,7 @@ use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState,
 };
 
-pub use polls::{LogOutcome, MessageRow, NewSignup, PollStore, SignupRefused};
+pub use polls::{LogOutcome, MessageRow, NewSignup, NewTicket, PollStore, SignupRefused};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer: the operator's problem (disk, database

@@ -52,6 +52,16 @@ pub struct MessageRow {
     pub entry: Option<LogEntry>,
 }
 
+/// A message ticket to record.
+#[derive(Clone, Debug)]
+pub struct NewTicket {
+    pub poll: u64,
+    pub submission_id: String,
+    pub token_sha256: String,
+    pub commitments: [String; 3],
+    pub kind: MessageKind,
+}
+
 /// What [`PollStore::log_message`] did.
 #[derive(Clone, Debug)]
 pub enum LogOutcome {
@@ -86,11 +96,7 @@ pub trait PollStore: Send + Sync + 'static {
     /// yet (an abandoned ticket stops holding a slot after `open_ms`).
     fn insert_ticket(
         &self,
-        poll: u64,
-        submission_id: &str,
-        token_sha256: &str,
-        commitments: &[String; 3],
-        kind: &MessageKind,
+        t: &NewTicket,
         max_open: usize,
         open_ms: i64,
     ) -> Result<bool, StoreError>;

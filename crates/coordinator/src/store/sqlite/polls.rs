@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use triad_wire::poll::{LogEntry, MessageKind, PollInfo, PollSpec, Signup, VerifiedTally};
 
 use super::{now_ms, SqliteStore};
-use crate::store::polls::{LogOutcome, MessageRow, NewSignup, PollStore, SignupRefused};
+use crate::store::polls::{LogOutcome, MessageRow, NewSignup, NewTicket, PollStore, SignupRefused};
 use crate::store::StoreError;
 
 /// Migration 3: polls, sign-ups, message tickets and the log, tallies.
@@ -257,14 +257,11 @@ impl PollStore for SqliteStore {
 
     fn insert_ticket(
         &self,
-        poll: u64,
-        submission_id: &str,
-        token_sha256: &str,
-        commitments: &[String; 3],
-        kind: &MessageKind,
+        t: &NewTicket,
         max_open: usize,
         open_ms: i64,
     ) -> Result<bool, StoreError> {
+        let (poll, kind) = (t.poll, &t.kind);
         let c = &mut *self.conn();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open: i64 = tx.query_row(
@@ -281,10 +278,10 @@ impl PollStore for SqliteStore {
              (submission_id, poll, token_sha256, commitments, created_ms, kind, nullifier)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                submission_id,
+                t.submission_id,
                 i(poll),
-                token_sha256,
-                serde_json::to_string(commitments)?,
+                t.token_sha256,
+                serde_json::to_string(&t.commitments)?,
                 now_ms(),
                 (!kind.is_vote())
                     .then(|| serde_json::to_string(kind))
@@ -472,35 +469,53 @@ impl PollStore for SqliteStore {
 mod tests {
     use super::*;
 
+    fn ticket(poll: u64, sid: &str, kind: MessageKind) -> NewTicket {
+        NewTicket {
+            poll,
+            submission_id: sid.into(),
+            token_sha256: "t".into(),
+            commitments: Default::default(),
+            kind,
+        }
+    }
+
     #[test]
     fn abandoned_tickets_stop_holding_a_slot() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).unwrap();
-        let c: [String; 3] = Default::default();
         let hour = 3_600_000;
         let v = MessageKind::Vote;
-        assert!(s.insert_ticket(1, "a", "t", &c, &v, 1, hour).unwrap());
-        assert!(!s.insert_ticket(1, "b", "t", &c, &v, 1, hour).unwrap());
+        assert!(s
+            .insert_ticket(&ticket(1, "a", v.clone()), 1, hour)
+            .unwrap());
+        assert!(!s
+            .insert_ticket(&ticket(1, "b", v.clone()), 1, hour)
+            .unwrap());
         // Another poll has its own slots.
-        assert!(s.insert_ticket(2, "c", "t", &c, &v, 1, hour).unwrap());
+        assert!(s
+            .insert_ticket(&ticket(2, "c", v.clone()), 1, hour)
+            .unwrap());
         // "a" is older than the window: it no longer counts.
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(s.insert_ticket(1, "b", "t", &c, &v, 1, 1).unwrap());
+        assert!(s.insert_ticket(&ticket(1, "b", v.clone()), 1, 1).unwrap());
         // A logged ticket never counts: with "b" logged, "a" and "d" hold
         // the two slots.
         assert!(matches!(
             s.log_message("b", 0, u64::MAX).unwrap(),
             LogOutcome::Logged(_)
         ));
-        assert!(s.insert_ticket(1, "d", "t", &c, &v, 2, hour).unwrap());
-        assert!(!s.insert_ticket(1, "e", "t", &c, &v, 2, hour).unwrap());
+        assert!(s
+            .insert_ticket(&ticket(1, "d", v.clone()), 2, hour)
+            .unwrap());
+        assert!(!s
+            .insert_ticket(&ticket(1, "e", v.clone()), 2, hour)
+            .unwrap());
     }
 
     #[test]
     fn rekeys_get_the_next_state_index_and_a_nullifier_once() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).unwrap();
-        let c: [String; 3] = Default::default();
         let rekey = |n: &str| MessageKind::Rekey {
             new_key: "k".into(),
             nullifier: n.into(),
@@ -525,7 +540,9 @@ mod tests {
             ("early", rekey("n3")),
             ("r3", rekey("n3")),
         ] {
-            assert!(s.insert_ticket(1, sid, "t", &c, &kind, 10, hour).unwrap());
+            assert!(s
+                .insert_ticket(&ticket(1, sid, kind.clone()), 10, hour)
+                .unwrap());
         }
         // Before the sign-up deadline a re-key is not logged (nothing
         // written); a vote is.

@@ -237,7 +237,7 @@ mod tests {
 
     fn set(x: u64) -> ShareSet {
         ShareSet {
-            kind: if x % 2 == 0 {
+            kind: if x.is_multiple_of(2) {
                 MessageKind::Vote
             } else {
                 MessageKind::Deactivate
