@@ -183,6 +183,32 @@ mod tests {
         (seal(&r, &id, &publisher, now).unwrap(), id, r)
     }
 
+    /// AES-256-GCM under vector B's `K_ENC` with the envelope's AAD,
+    /// computed independently (Python `cryptography`, shared/research/dht.md
+    /// §1.6, recomputed for this test).
+    #[test]
+    fn the_record_cipher_matches_the_known_answer() {
+        let id = DirectoryId::derive(&[0x11; 32], &[0x22; 16]);
+        assert_eq!(
+            hex::encode(id.encryption_key()),
+            "98d41fcc5872049d49ff10fcd77a35d40c7337a425cdbe2e403772a48e0a5fb6"
+        );
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &id.encryption_key()).unwrap());
+        let mut buf = b"hello triad".to_vec();
+        let nonce: [u8; 12] = std::array::from_fn(|i| i as u8);
+        let aad = [AAD_DOMAIN, &id.dht_key()].concat();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad),
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(&buf),
+            "cdfdd6e19d4c4eac9547f090051779ada3b08c7d32e287111d250e"
+        );
+    }
+
     #[test]
     fn an_envelope_opens_under_its_id_and_nothing_else() {
         let (env, id, r) = sealed(1000);

@@ -24,6 +24,7 @@
 
 pub mod derive;
 pub mod envelope;
+pub mod node;
 pub mod record;
 
 /// The ed25519 keys of the coordinator, the parties and publishers (the
