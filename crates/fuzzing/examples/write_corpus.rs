@@ -53,6 +53,7 @@ fn main() {
     mpc_seeds(&mut seeds);
     maci_seeds(&mut seeds);
     poll_seeds(&mut seeds);
+    directory_seeds(&mut seeds);
     // TRIAD_CORPUS_TARGETS=a,b writes only those targets' seeds.
     if let Ok(only) = std::env::var("TRIAD_CORPUS_TARGETS") {
         let only: Vec<&str> = only.split(',').collect();
@@ -370,6 +371,68 @@ fn poll_seeds(seeds: &mut Seeds) {
         ),
     ];
     add_wire_messages(seeds, messages);
+}
+
+/// A study record sealed for `triad_fuzzing::fuzz_directory_id`, and the
+/// prefix protocol's messages around it.
+fn directory_seeds(seeds: &mut Seeds) {
+    use triad_directory::derive::kad_position;
+    use triad_directory::envelope::seal;
+    use triad_directory::node::{PrefixAnswer, PrefixRequest};
+    use triad_directory::record::{Kind, PartyEntry, RecordBody, Service, ServiceRecord};
+    use triad_directory::SigningKey;
+    let now = 1_800_000_000;
+    let coordinator = SigningKey::from_seed([1; 32]);
+    let parties = [2u8, 3, 4].map(|s| SigningKey::from_seed([s; 32]));
+    let body = RecordBody {
+        v: 1,
+        kind: Kind::Study,
+        name: "seed-study".into(),
+        id_salt: hex::encode([7u8; 16]),
+        seq: 1,
+        issued_at: now - 10,
+        expires_at: now + 3600,
+        coordinator: Service {
+            url: "https://127.0.0.1:8443".into(),
+            key: coordinator.public_key().to_hex(),
+        },
+        parties: std::array::from_fn(|i| PartyEntry {
+            url: format!("https://127.0.0.1:{}", 9001 + i),
+            mpc_addr: format!("127.0.0.1:{}", 9101 + i),
+            key: parties[i].public_key().to_hex(),
+        }),
+        notary_key: "ab".repeat(32),
+        spec: serde_json::json!({"field": "balances.ETH", "scale": 4, "account_field": "uid"}),
+    };
+    let id = triad_fuzzing::fuzz_directory_id();
+    assert_eq!(body.id().expect("an id"), id);
+    let mut record = ServiceRecord::sign(body, &coordinator);
+    for (i, k) in parties.iter().enumerate() {
+        record.endorse(i, k);
+    }
+    let env = seal(&record, &id, &SigningKey::from_seed([5; 32]), now).expect("seals");
+    add(seeds, "directory_envelope", "study", env.clone());
+    let req = PrefixRequest::of(&kad_position(&id.dht_key()), 5);
+    add(
+        seeds,
+        "prefix_messages",
+        "request",
+        [&[0u8][..], &req.to_bytes()].concat(),
+    );
+    let answer = PrefixAnswer::Envelopes(vec![env]).to_bytes();
+    add(
+        seeds,
+        "prefix_messages",
+        "answer",
+        [&[1u8][..], &answer].concat(),
+    );
+    let many = PrefixAnswer::TooMany(65).to_bytes();
+    add(
+        seeds,
+        "prefix_messages",
+        "too-many",
+        [&[1u8][..], &many].concat(),
+    );
 }
 
 fn add(seeds: &mut Seeds, target: &'static str, name: &str, bytes: impl Into<Vec<u8>>) {

@@ -25,8 +25,11 @@
 //! | [`maci_keys`] | `macisk.` / `macipk.` strings: `triad_maci::{PrivKey, PubKey}` |
 //! | [`poll_shares`] | a voter's share set: `MessageShares` JSON and `MessageShares::parse` |
 //! | [`tally_request`] | `TallyRequest` JSON and `triad_party::polls::check_tally_request` |
+//! | [`directory_envelope`] | a DHT envelope: `triad_directory::envelope::{check_stored, open}` |
+//! | [`prefix_messages`] | the directory's prefix request and answer (`triad_directory::node`) |
 #![forbid(unsafe_code)]
 
+mod directory;
 mod input;
 mod maci;
 mod mpc;
@@ -34,6 +37,7 @@ mod notary;
 mod polls;
 mod services;
 
+pub use directory::{directory_envelope, fuzz_directory_id, prefix_messages};
 pub use input::{encode_fields, Fields};
 pub use maci::maci_keys;
 pub use mpc::mpc_frame;
@@ -62,4 +66,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("maci_keys", maci_keys),
     ("poll_shares", poll_shares),
     ("tally_request", tally_request),
+    ("directory_envelope", directory_envelope),
+    ("prefix_messages", prefix_messages),
 ];

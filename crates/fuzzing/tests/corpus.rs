@@ -103,6 +103,25 @@ fn real_seeds_are_accepted_inputs() {
             "{s} is not a key"
         );
     }
+    for s in seeds("directory_envelope") {
+        let id = triad_fuzzing::fuzz_directory_id();
+        let opened = triad_directory::envelope::open(
+            &s,
+            &id,
+            triad_directory::record::Kind::Study,
+            1_800_000_000,
+            None,
+        );
+        assert!(opened.is_ok(), "directory_envelope seed: {opened:?}");
+    }
+    for s in seeds("prefix_messages") {
+        let ok = if s[0] % 2 == 0 {
+            triad_directory::node::PrefixRequest::parse(&s[1..]).is_some()
+        } else {
+            triad_directory::node::PrefixAnswer::parse(&s[1..]).is_some()
+        };
+        assert!(ok, "prefix_messages seed");
+    }
     for s in seeds("poll_shares") {
         let u: triad_wire::poll::MessageShares = serde_json::from_slice(&s).expect("shares JSON");
         assert!(u.parse().is_ok(), "poll_shares seed");
