@@ -213,6 +213,60 @@ async fn api_tally(net: &NetworkConfig, http: &reqwest::Client) -> anyhow::Resul
     }
 }
 
+/// The voters' plan, state indexes, sign-up keys and fresh keys.
+struct Voters<'a> {
+    plan: &'a Plan,
+    index: &'a [u64],
+    keys: &'a [Keypair],
+    fresh: &'a [Keypair],
+}
+
+/// Once sign-up has closed: each re-keying voter adds its fresh key with
+/// its deactivation's secret, learns the new key's state index from the
+/// receipt and votes with it; the briber votes again with each sold key.
+/// Returns what was logged and the refusals.
+async fn rekey_and_vote(
+    net: &NetworkConfig,
+    http: &reqwest::Client,
+    v: &Voters<'_>,
+    secrets: &[Fr],
+    concurrency: usize,
+) -> anyhow::Result<(Vec<(LogEntry, Item)>, Vec<String>)> {
+    let n = v.index.len();
+    let rekeying: Vec<Item> = (0..n)
+        .filter(|&i| v.plan.rekeys[i])
+        .map(|i| Item::Rekey(secrets[i], v.fresh[i].public))
+        .collect();
+    eprintln!("triad demo poll: sending {} re-keys", rekeying.len());
+    let (mut logged, mut errors) = send_all(net, http, rekeying, concurrency).await;
+    let mut after = Vec::new();
+    for (e, item) in &logged {
+        let (Item::Rekey(_, key), Some(new_index)) = (item, e.state_index) else {
+            continue;
+        };
+        let i = (0..n)
+            .find(|&i| v.plan.rekeys[i] && v.fresh[i].public == *key)
+            .context("a re-key of the plan")?;
+        let (o, w) = v.plan.choice[i];
+        after.push(Item::Vote(sign(new_index, &v.fresh[i].private, o, w, None)));
+        after.push(Item::Vote(sign(
+            v.index[i],
+            &v.keys[i].private,
+            BRIBER_OPTION,
+            9,
+            None,
+        )));
+    }
+    eprintln!(
+        "triad demo poll: sending {} votes with the new keys and the briber's",
+        after.len()
+    );
+    let (ok, err) = send_all(net, http, after, concurrency).await;
+    logged.extend(ok);
+    errors.extend(err);
+    Ok((logged, errors))
+}
+
 /// The oracle over the public log, with the deactivations' and re-keys'
 /// secrets (which only the voters hold): each epoch's deactivations and
 /// re-keys, then the votes.
@@ -386,45 +440,21 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         errors.extend(err);
     }
 
-    // Re-keying opens when sign-up closes: each re-keying voter adds a
-    // fresh key with its secret, learns the new key's state index from the
-    // receipt, and votes with it; the briber votes again with the sold key.
     eprintln!("triad demo poll: waiting for sign-up to close, then re-keys");
     while triad_wire::unix_now() < signup_deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let rekeying: Vec<Item> = (0..n)
-        .filter(|&i| p.rekeys[i])
-        .map(|i| Item::Rekey(secrets[i], fresh[i].public))
-        .collect();
-    eprintln!("triad demo poll: sending {} re-keys", rekeying.len());
-    let (ok, err) = send_all(&net, &http, rekeying, args.concurrency).await;
-    errors.extend(err);
-    let mut after = Vec::new();
-    for (e, item) in &ok {
-        let (Item::Rekey(_, key), Some(new_index)) = (item, e.state_index) else {
-            continue;
-        };
-        let i = (0..n)
-            .find(|&i| p.rekeys[i] && fresh[i].public == *key)
-            .context("a re-key of the plan")?;
-        let (o, w) = p.choice[i];
-        after.push(Item::Vote(sign(new_index, &fresh[i].private, o, w, None)));
-        after.push(Item::Vote(sign(
-            index[i],
-            &keys[i].private,
-            BRIBER_OPTION,
-            9,
-            None,
-        )));
-    }
-    let n_rekeyed = ok.len();
-    logged.extend(ok);
-    eprintln!(
-        "triad demo poll: sending {} votes with the new keys and the briber's",
-        after.len()
-    );
-    let (ok, err) = send_all(&net, &http, after, args.concurrency).await;
+    let voters = Voters {
+        plan: &p,
+        index: &index,
+        keys: &keys,
+        fresh: &fresh,
+    };
+    let (ok, err) = rekey_and_vote(&net, &http, &voters, &secrets, args.concurrency).await?;
+    let n_rekeyed = ok
+        .iter()
+        .filter(|(_, item)| matches!(item, Item::Rekey(..)))
+        .count();
     logged.extend(ok);
     errors.extend(err);
     let vote_secs = t_vote.elapsed().as_secs_f64();

@@ -223,9 +223,9 @@ impl ServiceRecord {
     }
 }
 
-/// Test material: a study record body of `coordinator` and `parties`.
-#[cfg(test)]
-pub(crate) fn example_body(
+/// An example study record body of `coordinator` and `parties`, valid
+/// for a day from `now` (tests, fuzz seeds, documentation).
+pub fn example_body(
     coordinator: &SigningKey,
     parties: &[SigningKey; 3],
     salt: [u8; 16],

@@ -379,31 +379,12 @@ fn directory_seeds(seeds: &mut Seeds) {
     use triad_directory::derive::kad_position;
     use triad_directory::envelope::seal;
     use triad_directory::node::{PrefixAnswer, PrefixRequest};
-    use triad_directory::record::{Kind, PartyEntry, RecordBody, Service, ServiceRecord};
+    use triad_directory::record::ServiceRecord;
     use triad_directory::SigningKey;
     let now = 1_800_000_000;
     let coordinator = SigningKey::from_seed([1; 32]);
     let parties = [2u8, 3, 4].map(|s| SigningKey::from_seed([s; 32]));
-    let body = RecordBody {
-        v: 1,
-        kind: Kind::Study,
-        name: "seed-study".into(),
-        id_salt: hex::encode([7u8; 16]),
-        seq: 1,
-        issued_at: now - 10,
-        expires_at: now + 3600,
-        coordinator: Service {
-            url: "https://127.0.0.1:8443".into(),
-            key: coordinator.public_key().to_hex(),
-        },
-        parties: std::array::from_fn(|i| PartyEntry {
-            url: format!("https://127.0.0.1:{}", 9001 + i),
-            mpc_addr: format!("127.0.0.1:{}", 9101 + i),
-            key: parties[i].public_key().to_hex(),
-        }),
-        notary_key: "ab".repeat(32),
-        spec: serde_json::json!({"field": "balances.ETH", "scale": 4, "account_field": "uid"}),
-    };
+    let body = triad_directory::record::example_body(&coordinator, &parties, [7; 16], now - 10);
     let id = triad_fuzzing::fuzz_directory_id();
     assert_eq!(body.id().expect("an id"), id);
     let mut record = ServiceRecord::sign(body, &coordinator);

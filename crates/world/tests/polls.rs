@@ -52,6 +52,32 @@ async fn post(w: &World, url: &str, body: &impl serde::Serialize) -> (u16, Strin
     status_of(w.http.post(url).json(body).send().await.unwrap()).await
 }
 
+/// The verified tally, once the three parties signed it.
+async fn wait_tally(w: &World, id: u64) -> triad_wire::poll::VerifiedTally {
+    let start = Instant::now();
+    loop {
+        match client::fetch_tally(&w.net, &w.http, id).await {
+            Ok(t) => return t,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(180), "no tally: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+/// The public sign-ups as the oracle takes them.
+fn oracle_signups(signups: &[Signup]) -> Vec<SignUp> {
+    signups
+        .iter()
+        .map(|s| SignUp {
+            pub_key: s.pub_key.parse().unwrap(),
+            voice_credits: s.voice_credits,
+            timestamp: s.timestamp,
+        })
+        .collect()
+}
+
 struct Voter {
     key: PrivKey,
 }
@@ -328,27 +354,11 @@ async fn a_poll_through_the_services_matches_the_oracle() {
         .unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
 
-    let start = Instant::now();
-    let tally = loop {
-        match client::fetch_tally(&w.net, &w.http, id).await {
-            Ok(t) => break t,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(180), "no tally: {e}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    };
+    let tally = wait_tally(&w, id).await;
 
     // The oracle over the same public log and sign-ups.
     let params = info.spec.params().unwrap();
-    let oracle_signups: Vec<SignUp> = signups
-        .iter()
-        .map(|s| SignUp {
-            pub_key: s.pub_key.parse().unwrap(),
-            voice_credits: s.voice_credits,
-            timestamp: s.timestamp,
-        })
-        .collect();
+    let oracle_signups = oracle_signups(&signups);
     let messages: Vec<Message> = plan
         .iter()
         .zip(&logged)
@@ -571,16 +581,7 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
     while triad_wire::unix_now() < info.spec.voting_deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let start = Instant::now();
-    let tally = loop {
-        match client::fetch_tally(&w.net, &w.http, id).await {
-            Ok(t) => break t,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(180), "no tally: {e}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    };
+    let tally = wait_tally(&w, id).await;
     let t = &tally.tally;
     assert_eq!(t.votes, vec![3 + 2, 0, 5]);
     assert_eq!((t.deactivations, t.rekeys, t.messages), (2, 2, 9));
@@ -596,14 +597,7 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
         .json()
         .await
         .unwrap();
-    let oracle_signups: Vec<SignUp> = signups
-        .iter()
-        .map(|s| SignUp {
-            pub_key: s.pub_key.parse().unwrap(),
-            voice_credits: s.voice_credits,
-            timestamp: s.timestamp,
-        })
-        .collect();
+    let oracle_signups = oracle_signups(&signups);
     let m2 = client::deactivation_message(id, 2, &keys[1], &s2).unwrap();
     let at = |m: &Message, t: u64| Message {
         timestamp: t,
