@@ -322,6 +322,7 @@ pub async fn log_message(
         submission_id: sid.into(),
         token_sha256: digest.clone(),
         commitment: row.commitments[i].clone(),
+        kind: row.kind.clone(),
     });
     all_three(|i| parties.confirm_message(i, row.poll, &confirms[i]))
         .await

@@ -350,6 +350,7 @@ fn poll_seeds(seeds: &mut Seeds) {
                 submission_id: "ab".repeat(16),
                 token_sha256: "ef".repeat(32),
                 commitment: commitments[0].clone(),
+                kind: MessageKind::Deactivate,
             }),
         ),
         ("TallyRequest", json(&req)),

@@ -160,6 +160,7 @@ async fn confirm(
             &req.submission_id,
             &req.token_sha256,
             &req.commitment,
+            &req.kind,
         )?)
     })
     .await?;

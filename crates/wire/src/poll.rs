@@ -448,6 +448,10 @@ pub struct ConfirmMessage {
     pub submission_id: String,
     pub token_sha256: String,
     pub commitment: String,
+    /// The kind the coordinator will log: a party confirms only share sets
+    /// uploaded as that kind.
+    #[serde(default, skip_serializing_if = "MessageKind::is_vote")]
+    pub kind: MessageKind,
 }
 
 /// `POST /internal/polls/{id}/tally` (coordinator → parties).

@@ -538,6 +538,44 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
     assert_eq!(shape(&d2), shape(&d3));
     assert_eq!((d2.position, d3.position), (0, 1));
 
+    // A voter whose ticket says "vote" but whose share sets say
+    // "deactivate" (so that the log and the parties would disagree, and
+    // every tally be refused) is not logged: the parties do not confirm.
+    {
+        use triad_wire::poll::{share_commitment, MessageKind, MessageShares, ShareSet};
+        let set = ShareSet::zero(MessageKind::Deactivate);
+        let salt = [3u8; 32];
+        let c = share_commitment(id, &salt, &set);
+        let r = w
+            .http
+            .post(format!("{}/v1/polls/{id}/messages", w.net.coordinator))
+            .json(&serde_json::json!({ "commitments": [c, c, c] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let ticket: Value = r.json().await.unwrap();
+        let (sid, token) = (
+            ticket["submission_id"].as_str().unwrap(),
+            ticket["token"].as_str().unwrap(),
+        );
+        for p in &w.net.parties {
+            let up = MessageShares::new(sid, token, salt, &set);
+            let url = format!("{}/v1/polls/{id}/shares", p.url);
+            assert_eq!(
+                w.http.post(url).json(&up).send().await.unwrap().status(),
+                200
+            );
+        }
+        let url = format!("{}/v1/poll-messages/{sid}/ready", w.net.coordinator);
+        assert_eq!(
+            post(&w, &url, &serde_json::json!({ "token": token })).await,
+            (422, "bad_shares".into())
+        );
+        let info = client::poll_info(&w.net, &w.http, id).await.unwrap();
+        assert_eq!(info.messages, 2, "nothing logged");
+    }
+
     while triad_wire::unix_now() < info.spec.signup_deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -585,6 +623,7 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
     let t = &tally.tally;
     assert_eq!(t.votes, vec![3 + 2, 0, 5]);
     assert_eq!((t.deactivations, t.rekeys, t.messages), (2, 2, 9));
+    // (The mislabelled message above was never logged, so it is not here.)
 
     // The oracle over the public log (one epoch), with the secrets.
     let params = info.spec.params().unwrap();

@@ -7,7 +7,7 @@
 //! returns `Ok`; a confirmed share set never changes or disappears;
 //! confirmation and tallies are single durable writes.
 
-use triad_wire::poll::{PollSpec, ShareSet, SignedTally};
+use triad_wire::poll::{MessageKind, PollSpec, ShareSet, SignedTally};
 
 use super::StoreError;
 
@@ -42,14 +42,16 @@ pub trait PollShareStore: Send + Sync + 'static {
         max_unconfirmed: usize,
     ) -> Result<PutShares, StoreError>;
 
-    /// Marks the upload confirmed if its token digest and commitment
-    /// match; `Ok(false)` if there is no such upload.
+    /// Marks the upload confirmed if its token digest, commitment and kind
+    /// match (the kind the coordinator will log); `Ok(false)` if there is
+    /// no such upload. Idempotent.
     fn confirm_message(
         &self,
         poll: u64,
         submission_id: &str,
         token_sha256: &str,
         commitment: &str,
+        kind: &MessageKind,
     ) -> Result<bool, StoreError>;
 
     /// The confirmed share sets of `ids`, in order: `None` for an id this

@@ -173,13 +173,28 @@ impl PollShareStore for SqliteStore {
         submission_id: &str,
         token_sha256: &str,
         commitment: &str,
+        kind: &MessageKind,
     ) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "UPDATE poll_shares SET confirmed=1
-             WHERE poll=?1 AND submission_id=?2 AND token_sha256=?3 AND commitment=?4",
-            params![poll as i64, submission_id, token_sha256, commitment],
+        let c = &mut *self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: Option<String> = tx
+            .query_row(
+                "SELECT shares FROM poll_shares
+                 WHERE poll=?1 AND submission_id=?2 AND token_sha256=?3 AND commitment=?4",
+                params![poll as i64, submission_id, token_sha256, commitment],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match held {
+            Some(json) if decode(&json)?.kind == *kind => {}
+            _ => return Ok(false),
+        }
+        tx.execute(
+            "UPDATE poll_shares SET confirmed=1 WHERE poll=?1 AND submission_id=?2",
+            params![poll as i64, submission_id],
         )?;
-        Ok(n == 1)
+        tx.commit()?;
+        Ok(true)
     }
 
     fn confirmed_shares(
@@ -259,10 +274,18 @@ mod tests {
         assert_eq!(put("a", "t1", "c1", 1, 10), PutShares::Stored);
         // Replaced while unconfirmed (a voter's retry).
         assert_eq!(put("a", "t2", "c2", 2, 10), PutShares::Stored);
-        assert!(!s.confirm_message(1, "a", "t1", "c1").unwrap());
-        assert!(!s.confirm_message(1, "a", "t2", "c1").unwrap());
-        assert!(!s.confirm_message(2, "a", "t2", "c2").unwrap());
-        assert!(s.confirm_message(1, "a", "t2", "c2").unwrap());
+        let vote = MessageKind::Vote;
+        assert!(!s.confirm_message(1, "a", "t1", "c1", &vote).unwrap());
+        assert!(!s.confirm_message(1, "a", "t2", "c1", &vote).unwrap());
+        assert!(!s.confirm_message(2, "a", "t2", "c2", &vote).unwrap());
+        // A ticket of another kind than the shares uploaded (a voter who
+        // would make the log disagree with the parties) is not confirmed.
+        assert!(!s
+            .confirm_message(1, "a", "t2", "c2", &MessageKind::Deactivate)
+            .unwrap());
+        assert!(s.confirm_message(1, "a", "t2", "c2", &vote).unwrap());
+        // Idempotent.
+        assert!(s.confirm_message(1, "a", "t2", "c2", &vote).unwrap());
         assert_eq!(put("a", "t3", "c3", 3, 10), PutShares::AlreadyConfirmed);
         let got = s
             .confirmed_shares(1, &[("a".into(), "c2".into()), ("a".into(), "c1".into())])
