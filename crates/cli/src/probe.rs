@@ -1528,7 +1528,8 @@ impl Probe {
                 post(
                     format!("/v1/polls/{poll}/messages"),
                     body(&json!({ "commitments": [hex64, hex64, hex64],
-                        "kind": {"type": "rekey", "new_key": key, "nullifier": hex64} })),
+                        "kind": {"type": "rekey", "new_key": key,
+                                 "nullifier": format!("{}1", "0".repeat(63))} })),
                 ),
                 json_err(&[403], &["signup_open"]),
             ),
