@@ -178,34 +178,8 @@ pub async fn send_message(
     let plain = encode(message)
         .map_err(|e| ClientError::Usage(format!("the command does not pack: {e}")))?;
     let views = share_messages(&[plain], &mut rand::rngs::OsRng);
-    let sets = views.map(|v| {
-        let mut set = ShareSet::zero(MessageKind::Vote);
-        put_command(&mut set, &v);
-        set
-    });
+    let sets = views.map(|v| ShareSet::vote(&v));
     send_sets(net, http, poll, sets).await
-}
-
-/// Party `i`'s components of one encoded command into its share set.
-fn put_command(set: &mut ShareSet, v: &triad_polls::mpc::SharedMessages) {
-    for (k, w) in set.words[0].iter_mut().enumerate() {
-        *w = v.words.a[k].0;
-    }
-    for (k, w) in set.words[1].iter_mut().enumerate() {
-        *w = v.words.b[k].0;
-    }
-    set.fr[0].copy_from_slice(&v.fr.a);
-    set.fr[1].copy_from_slice(&v.fr.b);
-}
-
-/// Party `i`'s components of the bits of a commitment.
-fn put_c_bits(set: &mut ShareSet, bits: &triad_mpc::Shares<triad_mpc::Bits>) {
-    for (k, w) in set.c_bits[0].iter_mut().enumerate() {
-        *w = bits.a[k].0;
-    }
-    for (k, w) in set.c_bits[1].iter_mut().enumerate() {
-        *w = bits.b[k].0;
-    }
 }
 
 /// Salts and commits to the three share sets, opens a ticket with the
@@ -305,12 +279,7 @@ pub async fn send_deactivation(
 ) -> Result<LogEntry, ClientError> {
     let views = share_deactivations(std::slice::from_ref(message), &mut rand::rngs::OsRng)
         .map_err(|e| ClientError::Usage(format!("the command does not pack: {e}")))?;
-    let sets = views.map(|v| {
-        let mut set = ShareSet::zero(MessageKind::Deactivate);
-        put_command(&mut set, &v.msgs);
-        put_c_bits(&mut set, &v.c_bits);
-        set
-    });
+    let sets = views.map(|v| ShareSet::deactivation(&v));
     send_sets(net, http, poll, sets).await
 }
 
@@ -337,13 +306,7 @@ pub async fn rekey(
         nullifier: triad_crypto::fr_to_hex(&rekey_nullifier(secret, poll)),
     };
     let views = share_rekeys(&[r], &mut rand::rngs::OsRng);
-    let sets = views.map(|v| {
-        let mut set = ShareSet::zero(kind.clone());
-        set.fr[0][0] = v.secret.a[0];
-        set.fr[1][0] = v.secret.b[0];
-        put_c_bits(&mut set, &v.c_bits);
-        set
-    });
+    let sets = views.map(|v| ShareSet::rekey(kind.clone(), &v));
     send_sets(net, http, poll, sets).await
 }
 

@@ -177,13 +177,7 @@ fn poll_seeds(seeds: &mut Seeds) {
     let mut uploads = Vec::new();
     let mut commitments: [String; 3] = Default::default();
     for (i, v) in views.iter().enumerate() {
-        let mut set = ShareSet::zero(MessageKind::Vote);
-        for k in 0..21 {
-            set.words[0][k] = v.words.a[k].0;
-            set.words[1][k] = v.words.b[k].0;
-        }
-        set.fr[0].copy_from_slice(&v.fr.a);
-        set.fr[1].copy_from_slice(&v.fr.b);
+        let set = ShareSet::vote(v);
         let salt = [i as u8 + 1; 32];
         commitments[i] = share_commitment(1, &salt, &set);
         uploads.push(MessageShares::new(
@@ -206,17 +200,7 @@ fn poll_seeds(seeds: &mut Seeds) {
         let d =
             triad_polls::mpc::rekey::share_deactivations(std::slice::from_ref(&msg), &mut OsRng)
                 .expect("packs");
-        let mut set = ShareSet::zero(MessageKind::Deactivate);
-        for k in 0..21 {
-            set.words[0][k] = d[0].msgs.words.a[k].0;
-            set.words[1][k] = d[0].msgs.words.b[k].0;
-        }
-        set.fr[0].copy_from_slice(&d[0].msgs.fr.a);
-        set.fr[1].copy_from_slice(&d[0].msgs.fr.b);
-        for k in 0..4 {
-            set.c_bits[0][k] = d[0].c_bits.a[k].0;
-            set.c_bits[1][k] = d[0].c_bits.b[k].0;
-        }
+        let set = ShareSet::deactivation(&d[0]);
         let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [7; 32], &set);
         add(seeds, "poll_shares", "deactivation", json(&up));
         let r = triad_polls::mpc::rekey::share_rekeys(
@@ -227,13 +211,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             }],
             &mut OsRng,
         );
-        let mut set = ShareSet::zero(rekey_kind.clone());
-        set.fr[0][0] = r[0].secret.a[0];
-        set.fr[1][0] = r[0].secret.b[0];
-        for k in 0..4 {
-            set.c_bits[0][k] = r[0].c_bits.a[k].0;
-            set.c_bits[1][k] = r[0].c_bits.b[k].0;
-        }
+        let set = ShareSet::rekey(rekey_kind.clone(), &r[0]);
         let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [8; 32], &set);
         add(seeds, "poll_shares", "rekey", json(&up));
     }

@@ -317,6 +317,48 @@ impl ShareSet {
         }
     }
 
+    /// A vote's share set from one party's view of the encoded command
+    /// ([`triad_polls::mpc::share_messages`]).
+    pub fn vote(v: &triad_polls::mpc::SharedMessages) -> Self {
+        let mut set = ShareSet::zero(MessageKind::Vote);
+        set.put_command(v);
+        set
+    }
+
+    /// A deactivation's share set from one party's view
+    /// ([`triad_polls::mpc::rekey::share_deactivations`]).
+    pub fn deactivation(d: &triad_polls::mpc::rekey::SharedDeactivations) -> Self {
+        let mut set = ShareSet::zero(MessageKind::Deactivate);
+        set.put_command(&d.msgs);
+        set.c_bits = std::array::from_fn(|c| {
+            let x = if c == 0 { &d.c_bits.a } else { &d.c_bits.b };
+            std::array::from_fn(|k| x[k].0)
+        });
+        set
+    }
+
+    /// A re-key's share set (`kind` names its new key and nullifier) from
+    /// one party's view ([`triad_polls::mpc::rekey::share_rekeys`]).
+    pub fn rekey(kind: MessageKind, r: &triad_polls::mpc::rekey::SharedRekeys) -> Self {
+        let mut set = ShareSet::zero(kind);
+        set.fr[0][0] = r.secret.a[0];
+        set.fr[1][0] = r.secret.b[0];
+        set.c_bits = std::array::from_fn(|c| {
+            let x = if c == 0 { &r.c_bits.a } else { &r.c_bits.b };
+            std::array::from_fn(|k| x[k].0)
+        });
+        set
+    }
+
+    fn put_command(&mut self, v: &triad_polls::mpc::SharedMessages) {
+        for k in 0..WORDS {
+            self.words[0][k] = v.words.a[k].0;
+            self.words[1][k] = v.words.b[k].0;
+        }
+        self.fr[0].copy_from_slice(&v.fr.a[..FR]);
+        self.fr[1].copy_from_slice(&v.fr.b[..FR]);
+    }
+
     /// Whether the components a kind does not use are zero, and a
     /// re-key's key and nullifier parse.
     pub fn check_shape(&self) -> Result<(), String> {

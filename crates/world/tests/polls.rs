@@ -52,6 +52,22 @@ async fn post(w: &World, url: &str, body: &impl serde::Serialize) -> (u16, Strin
     status_of(w.http.post(url).json(body).send().await.unwrap()).await
 }
 
+/// Accounts 1..=n attest and sign up with fresh keys (state indexes 1..=n,
+/// the spec's 100 credits each); returns their private keys.
+async fn sign_up(w: &World, id: u64, n: u64) -> Vec<PrivKey> {
+    let mut keys = Vec::new();
+    for account in 1..=n {
+        let kp = Keypair::generate();
+        let att = w.attestation(&poll_study_id(id), account);
+        let s = client::signup_attested(&w.net, &w.http, id, att, &kp.public)
+            .await
+            .unwrap();
+        assert_eq!((s.state_index, s.voice_credits), (account, 100));
+        keys.push(kp.private);
+    }
+    keys
+}
+
 /// The verified tally, once the three parties signed it.
 async fn wait_tally(w: &World, id: u64) -> triad_wire::poll::VerifiedTally {
     let start = Instant::now();
@@ -128,16 +144,11 @@ async fn a_poll_through_the_services_matches_the_oracle() {
     assert_eq!(status_of(r).await.0, 401);
 
     // Sign-ups: four accounts.
-    let mut voters = Vec::new();
-    for account in 1..=4u64 {
-        let kp = Keypair::generate();
-        let att = w.attestation(&poll_study_id(id), account);
-        let s = client::signup_attested(&w.net, &w.http, id, att, &kp.public)
-            .await
-            .unwrap();
-        assert_eq!((s.state_index, s.voice_credits), (account, 100));
-        voters.push(Voter { key: kp.private });
-    }
+    let voters: Vec<Voter> = sign_up(&w, id, 4)
+        .await
+        .into_iter()
+        .map(|key| Voter { key })
+        .collect();
     // Sign-up refusals change nothing.
     let signup_url = format!("{coord}/v1/polls/{id}/signups");
     let pk = Keypair::generate().public.to_string();
@@ -500,16 +511,7 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
     let info = client::create_poll(&w.net, &w.http, w.admin_token(), &spec(id, 8, 22))
         .await
         .unwrap();
-    let mut keys = Vec::new();
-    for account in 1..=3u64 {
-        let kp = Keypair::generate();
-        let att = w.attestation(&poll_study_id(id), account);
-        let s = client::signup_attested(&w.net, &w.http, id, att, &kp.public)
-            .await
-            .unwrap();
-        assert_eq!(s.state_index, account);
-        keys.push(kp.private);
-    }
+    let keys = sign_up(&w, id, 3).await;
     // Before sign-up closes, re-keying is refused and nothing is logged.
     let fresh = Keypair::generate();
     let err = client::rekey(
