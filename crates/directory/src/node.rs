@@ -230,29 +230,66 @@ pub struct NodeHandle {
 /// Unix seconds (the clock envelopes are judged by).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// Where a node listens.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    /// A fresh `/memory/N` address: tests and the simulation.
+    Memory,
+    /// TCP on this address (noise, yamux): a node of a real deployment
+    /// (the devnet binds `127.0.0.1:0`).
+    Tcp(std::net::SocketAddr),
+}
+
 /// Starts a node on the in-memory transport (noise, yamux): for tests
-/// and the simulation. It listens on a fresh `/memory/N` address.
+/// and the simulation.
 pub async fn spawn_memory_node(clock: Clock) -> Result<NodeHandle, String> {
-    let key = identity::Keypair::generate_ed25519();
+    spawn_node(Listen::Memory, identity::Keypair::generate_ed25519(), clock).await
+}
+
+/// Starts a node with identity `key` listening on `listen`, as one tokio
+/// task; returns once it listens.
+pub async fn spawn_node(
+    listen: Listen,
+    key: identity::Keypair,
+    clock: Clock,
+) -> Result<NodeHandle, String> {
     let peer_id = key.public().to_peer_id();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default()),
-            )
-        })
-        .map_err(|e| e.to_string())?
-        .with_behaviour(|_| behaviour(peer_id))
-        .map_err(|e| e.to_string())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
-    swarm
-        .listen_on("/memory/0".parse().expect("a memory address"))
-        .map_err(|e| e.to_string())?;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
+    let (mut swarm, addr): (libp2p::Swarm<Behaviour>, Multiaddr) = match listen {
+        Listen::Memory => (
+            builder
+                .with_other_transport(|key| {
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        MemoryTransport::default()
+                            .upgrade(Version::V1)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default()),
+                    )
+                })
+                .map_err(|e| err(&e))?
+                .with_behaviour(|_| behaviour(peer_id))
+                .map_err(|e| err(&e))?
+                .with_swarm_config(swarm_config)
+                .build(),
+            "/memory/0".parse().expect("a memory address"),
+        ),
+        Listen::Tcp(sa) => (
+            builder
+                .with_tcp(
+                    libp2p::tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+                .map_err(|e| err(&e))?
+                .with_behaviour(|_| behaviour(peer_id))
+                .map_err(|e| err(&e))?
+                .with_swarm_config(swarm_config)
+                .build(),
+            tcp_multiaddr(sa),
+        ),
+    };
+    swarm.listen_on(addr).map_err(|e| err(&e))?;
     let addr = loop {
         if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
             break address;
@@ -267,6 +304,21 @@ pub async fn spawn_memory_node(clock: Clock) -> Result<NodeHandle, String> {
         tx,
         observed,
     })
+}
+
+fn swarm_config(c: libp2p::swarm::Config) -> libp2p::swarm::Config {
+    c.with_idle_connection_timeout(Duration::from_secs(300))
+}
+
+/// `/ip4/A/tcp/P` (or `/ip6/…`) for a socket address.
+pub fn tcp_multiaddr(sa: std::net::SocketAddr) -> Multiaddr {
+    let ip = match sa.ip() {
+        std::net::IpAddr::V4(a) => libp2p::multiaddr::Protocol::Ip4(a),
+        std::net::IpAddr::V6(a) => libp2p::multiaddr::Protocol::Ip6(a),
+    };
+    Multiaddr::empty()
+        .with(ip)
+        .with(libp2p::multiaddr::Protocol::Tcp(sa.port()))
 }
 
 fn behaviour(peer_id: PeerId) -> Behaviour {
@@ -559,4 +611,23 @@ pub async fn lookup(
         (None, Some(e)) => Err(e.into()),
         (None, None) => Err(LookupError::NotFound(stats.asked)),
     }
+}
+
+/// Prefix length of [`discover`]'s first try: a prefix this long holds
+/// about `records / 2^l` records (20–50 at the simulated size of
+/// docs/directory.md); an answer of "too many" lengthens it.
+pub const DEFAULT_PREFIX_BITS: u8 = 4;
+
+/// Finds and verifies `id`'s record the private way: the services' entry
+/// point (`triad discover`, `share`/`vote` by id).
+pub async fn discover(
+    via: &NodeHandle,
+    id: &DirectoryId,
+    kind: Kind,
+    now: u64,
+    pinned_parties: Option<&[String; 3]>,
+) -> Result<ServiceRecord, LookupError> {
+    lookup(via, id, kind, DEFAULT_PREFIX_BITS, 3, now, pinned_parties)
+        .await
+        .map(|(r, _)| r)
 }
