@@ -25,6 +25,8 @@
 pub mod derive;
 pub mod envelope;
 pub mod node;
+pub mod onion;
+pub mod publish;
 pub mod record;
 
 /// The ed25519 keys of the coordinator, the parties and publishers (the

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
@@ -29,21 +29,37 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::derive::{has_prefix, kad_position, DirectoryId};
 use crate::envelope::{check_stored, open, EnvelopeError, ENVELOPE_SIZE};
+use crate::onion;
+use crate::onion::REPLY_PACKET_SIZE;
 use crate::record::{Kind, ServiceRecord};
 
 const KAD_PROTOCOL: &str = "/triad/dir/kad/1.0.0";
 const PREFIX_PROTOCOL: &str = "/triad/dir/prefix/1.0.0";
+const ONION_PROTOCOL: &str = "/triad/dir/onion/1.0.0";
 /// A prefix answer holds at most this many envelopes (IPIP-373's
 /// `MatchLimit`); beyond, the node answers "too many" and the reader asks
 /// for a longer prefix.
 pub const MATCH_LIMIT: usize = 64;
 /// Longest prefix request: `l` (1 byte) and 32 bytes.
-const REQUEST_SIZE: usize = 33;
+pub const REQUEST_SIZE: usize = 33;
 const MAX_RESPONSE: usize = 3 + MATCH_LIMIT * ENVELOPE_SIZE;
 
 /// Raw bytes over a stream, read to its end, capped.
-#[derive(Clone, Default)]
-pub struct BytesCodec;
+#[derive(Clone)]
+pub struct BytesCodec {
+    max_request: usize,
+    max_response: usize,
+}
+
+impl Default for BytesCodec {
+    /// The prefix protocol's caps.
+    fn default() -> Self {
+        BytesCodec {
+            max_request: REQUEST_SIZE,
+            max_response: MAX_RESPONSE,
+        }
+    }
+}
 
 async fn read_capped<T: AsyncRead + Unpin + Send>(
     io: &mut T,
@@ -69,14 +85,14 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_capped(io, REQUEST_SIZE).await
+        read_capped(io, self.max_request).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_capped(io, MAX_RESPONSE).await
+        read_capped(io, self.max_response).await
     }
 
     async fn write_request<T>(
@@ -108,6 +124,7 @@ impl request_response::Codec for BytesCodec {
 struct Behaviour {
     kad: kad::Behaviour<MemoryStore>,
     prefix: request_response::Behaviour<BytesCodec>,
+    onion: request_response::Behaviour<BytesCodec>,
 }
 
 /// A prefix request: `l` (1..=32 bits here) and the prefix, right-padded
@@ -184,7 +201,8 @@ impl PrefixAnswer {
     }
 }
 
-/// What a node was sent, for the privacy tests.
+/// What a node was sent, for the privacy tests and the simulation's
+/// adversary (a colluding node logs exactly this).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
     /// A record offered for storage: the sender and the DHT key.
@@ -197,7 +215,39 @@ pub enum Observation {
     Prefix {
         from: PeerId,
         request: PrefixRequest,
+        at: Instant,
     },
+    /// An onion packet: the sender, and what peeling it showed this relay
+    /// (the next hop, or that it is the exit; never the request of a
+    /// packet it forwards).
+    Onion {
+        from: PeerId,
+        role: RelayRole,
+        at: Instant,
+    },
+}
+
+/// What a relay learned from peeling a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayRole {
+    Forward {
+        next: PeerId,
+    },
+    Exit {
+        request: PrefixRequest,
+    },
+    /// A reply to one of this node's own lookups.
+    Reader,
+    Refused,
+}
+
+/// How a node behaves: honestly, or as a colluding adversary of the
+/// simulation that, when active, drops every onion packet, stores no
+/// record and answers every prefix request with nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Honest,
+    Dropper,
 }
 
 enum Command {
@@ -216,6 +266,15 @@ enum Command {
         request: PrefixRequest,
         reply: oneshot::Sender<Result<PrefixAnswer, String>>,
     },
+    Onion {
+        peer: PeerId,
+        packet: Vec<u8>,
+    },
+    OnionLookup {
+        built: onion::BuiltRequest,
+        reply: oneshot::Sender<Result<PrefixAnswer, String>>,
+    },
+    RoutingPeers(oneshot::Sender<Vec<PeerId>>),
 }
 
 /// A running node.
@@ -253,6 +312,17 @@ pub async fn spawn_node(
     key: identity::Keypair,
     clock: Clock,
 ) -> Result<NodeHandle, String> {
+    spawn_node_as(listen, key, clock, Role::Honest).await
+}
+
+/// [`spawn_node`] with a [`Role`] (the simulation's adversaries).
+pub async fn spawn_node_as(
+    listen: Listen,
+    key: identity::Keypair,
+    clock: Clock,
+    role: Role,
+) -> Result<NodeHandle, String> {
+    let secret = onion::sphinx_secret(&key).ok_or("the identity must be ed25519")?;
     let peer_id = key.public().to_peer_id();
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
@@ -295,9 +365,17 @@ pub async fn spawn_node(
             break address;
         }
     };
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(256);
     let observed = Arc::new(Mutex::new(Vec::new()));
-    tokio::spawn(run(swarm, rx, observed.clone(), clock));
+    let me = Relay {
+        peer_id,
+        secret,
+        role,
+        tx: tx.downgrade(),
+        observed: observed.clone(),
+        clock,
+    };
+    tokio::spawn(run(swarm, rx, me));
     Ok(NodeHandle {
         peer_id,
         addr,
@@ -343,7 +421,18 @@ fn behaviour(peer_id: PeerId) -> Behaviour {
         )],
         request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
     );
-    Behaviour { kad, prefix }
+    let onion = request_response::Behaviour::with_codec(
+        BytesCodec {
+            max_request: REPLY_PACKET_SIZE,
+            max_response: 0,
+        },
+        [(
+            StreamProtocol::new(ONION_PROTOCOL),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+    );
+    Behaviour { kad, prefix, onion }
 }
 
 /// Envelopes in `store` whose position starts with the request's prefix.
@@ -363,19 +452,57 @@ fn matching(store: &mut MemoryStore, r: &PrefixRequest) -> PrefixAnswer {
     }
 }
 
-async fn run(
-    mut swarm: libp2p::Swarm<Behaviour>,
-    mut rx: mpsc::Receiver<Command>,
+/// A node's own state that its event loop and the tasks it spawns share.
+struct Relay {
+    peer_id: PeerId,
+    secret: x25519_dalek::StaticSecret,
+    role: Role,
+    /// To itself, for the exit's lookups (weak: the node stops when the
+    /// last [`NodeHandle`] is dropped).
+    tx: mpsc::WeakSender<Command>,
     observed: Arc<Mutex<Vec<Observation>>>,
     clock: Clock,
-) {
+}
+
+impl Relay {
+    fn log(&self, o: Observation) {
+        self.observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(o);
+    }
+
+    fn handle(&self) -> Option<NodeHandle> {
+        Some(NodeHandle {
+            peer_id: self.peer_id,
+            addr: Multiaddr::empty(),
+            tx: self.tx.upgrade()?,
+            observed: self.observed.clone(),
+        })
+    }
+}
+
+/// Replay tags remembered (a relay peels each packet once); the oldest
+/// half is forgotten beyond this.
+const REPLAY_CACHE: usize = 1 << 16;
+
+type Waiting = HashMap<
+    [u8; 16],
+    (
+        onion::PendingReply,
+        oneshot::Sender<Result<PrefixAnswer, String>>,
+    ),
+>;
+
+async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command>, me: Relay) {
     let mut puts: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>> = HashMap::new();
     let mut closest: HashMap<kad::QueryId, oneshot::Sender<Vec<PeerId>>> = HashMap::new();
     let mut asks: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<PrefixAnswer, String>>,
     > = HashMap::new();
-    let log = |o: Observation| observed.lock().unwrap_or_else(|e| e.into_inner()).push(o);
+    let mut waiting: Waiting = HashMap::new();
+    let mut seen: std::collections::HashSet<[u8; 32]> = Default::default();
     loop {
         tokio::select! {
             cmd = rx.recv() => {
@@ -404,6 +531,22 @@ async fn run(
                     Command::Prefix { peer, request, reply } => {
                         asks.insert(b.prefix.send_request(&peer, request.to_bytes()), reply);
                     }
+                    Command::Onion { peer, packet } => {
+                        b.onion.send_request(&peer, packet);
+                    }
+                    Command::OnionLookup { built, reply } => {
+                        waiting.retain(|_, (_, tx)| !tx.is_closed());
+                        b.onion.send_request(&built.first_hop, built.packet);
+                        waiting.insert(built.identifier, (built.pending, reply));
+                    }
+                    Command::RoutingPeers(reply) => {
+                        let peers = b
+                            .kad
+                            .kbuckets()
+                            .flat_map(|k| k.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+                            .collect();
+                        let _ = reply.send(peers);
+                    }
                 }
             }
             ev = swarm.select_next_some() => match ev {
@@ -411,13 +554,14 @@ async fn run(
                     kad::Event::InboundRequest {
                         request: kad::InboundRequest::PutRecord { source, record: Some(r), .. },
                     } => {
-                        let ok = check_stored(&r.value, r.key.as_ref(), clock()).is_ok();
-                        log(Observation::Put { from: source, key: r.key.to_vec(), stored: ok });
+                        let ok = me.role == Role::Honest
+                            && check_stored(&r.value, r.key.as_ref(), (me.clock)()).is_ok();
+                        me.log(Observation::Put { from: source, key: r.key.to_vec(), stored: ok });
                         if ok {
                             let _ = swarm.behaviour_mut().kad.store_mut().put(r);
                         }
                     }
-                    kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+                    kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
                         kad::QueryResult::PutRecord(r) => {
                             if let Some(tx) = puts.remove(&id) {
                                 let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
@@ -432,9 +576,7 @@ async fn run(
                                 let _ = tx.send(peers.into_iter().map(|p| p.peer_id).collect());
                             }
                         }
-                        _ => {
-                            let _ = step;
-                        }
+                        _ => {}
                     },
                     _ => {}
                 },
@@ -443,8 +585,12 @@ async fn run(
                         request_response::Message::Request { request, channel, .. } => {
                             let answer = match PrefixRequest::parse(&request) {
                                 Some(r) => {
-                                    log(Observation::Prefix { from: peer, request: r });
-                                    matching(swarm.behaviour_mut().kad.store_mut(), &r).to_bytes()
+                                    me.log(Observation::Prefix { from: peer, request: r, at: Instant::now() });
+                                    if me.role == Role::Honest {
+                                        matching(swarm.behaviour_mut().kad.store_mut(), &r).to_bytes()
+                                    } else {
+                                        PrefixAnswer::Envelopes(Vec::new()).to_bytes()
+                                    }
                                 }
                                 None => Vec::new(),
                             };
@@ -465,10 +611,123 @@ async fn run(
                     }
                     _ => {}
                 },
+                SwarmEvent::Behaviour(BehaviourEvent::Onion(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let _ = swarm.behaviour_mut().onion.send_response(channel, Vec::new());
+                    on_packet(&me, peer, request, &mut seen, &mut waiting);
+                }
                 _ => {}
             }
         }
     }
+}
+
+/// One onion packet from `from`: peel it once (replays are dropped), then
+/// forward it, perform the lookup as the exit, or deliver a reply to the
+/// lookup waiting for it.
+fn on_packet(
+    me: &Relay,
+    from: PeerId,
+    packet: Vec<u8>,
+    seen: &mut std::collections::HashSet<[u8; 32]>,
+    waiting: &mut Waiting,
+) {
+    let at = Instant::now();
+    let Some(tag) = onion::replay_tag(&packet) else {
+        return;
+    };
+    if !seen.insert(tag) {
+        return;
+    }
+    if seen.len() > REPLAY_CACHE {
+        seen.clear();
+        seen.insert(tag);
+    }
+    let step = onion::process(&packet, &me.secret, &me.peer_id);
+    let role = match &step {
+        Ok(onion::Step::Forward { next, .. }) => RelayRole::Forward { next: *next },
+        Ok(onion::Step::Exit { request, .. }) => RelayRole::Exit { request: *request },
+        Ok(onion::Step::Reply { .. }) => RelayRole::Reader,
+        Err(_) => RelayRole::Refused,
+    };
+    me.log(Observation::Onion { from, role, at });
+    if me.role != Role::Honest {
+        return;
+    }
+    let Some(handle) = me.handle() else { return };
+    match step {
+        Ok(onion::Step::Forward {
+            next,
+            packet,
+            delay,
+        }) => {
+            tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay.min(MAX_HOP_DELAY)).await;
+                }
+                let _ = handle.tx.send(Command::Onion { peer: next, packet }).await;
+            });
+        }
+        Ok(onion::Step::Exit { request, surb }) => {
+            tokio::spawn(async move {
+                let found = exit_lookup(&handle, request, EXIT_FANOUT).await;
+                if let Ok((packet, next)) = onion::answer(surb, &found.to_bytes()) {
+                    let _ = handle.tx.send(Command::Onion { peer: next, packet }).await;
+                }
+            });
+        }
+        Ok(onion::Step::Reply {
+            identifier,
+            payload,
+        }) => {
+            if let Some((pending, tx)) = waiting.remove(&identifier) {
+                let answer = onion::open_reply(&pending, payload)
+                    .ok()
+                    .and_then(|b| PrefixAnswer::parse(&b))
+                    .ok_or_else(|| "malformed reply".to_string());
+                let _ = tx.send(answer);
+            }
+        }
+        Err(e) => tracing::debug!(%from, error = %e, "onion packet refused"),
+    }
+}
+
+/// A relay holds a packet at most this long, whatever its header says.
+const MAX_HOP_DELAY: Duration = Duration::from_secs(10);
+/// Peers an exit asks for a prefix.
+pub const EXIT_FANOUT: usize = 3;
+
+/// The exit's lookup: every envelope under the prefix that the `fanout`
+/// peers closest to the prefix's region hold, deduplicated by key and
+/// capped at what a reply carries.
+async fn exit_lookup(via: &NodeHandle, request: PrefixRequest, fanout: usize) -> PrefixAnswer {
+    let Ok(peers) = via
+        .closest(steering_preimage(&request.prefix, request.bits))
+        .await
+    else {
+        return PrefixAnswer::Envelopes(Vec::new());
+    };
+    let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+    for peer in peers.into_iter().take(fanout) {
+        match via.ask_prefix(peer, request).await {
+            Ok(PrefixAnswer::Envelopes(envs)) => {
+                for e in envs {
+                    if e.len() == ENVELOPE_SIZE {
+                        by_key.entry(e[3..35].to_vec()).or_insert(e);
+                    }
+                }
+            }
+            Ok(PrefixAnswer::TooMany(n)) => return PrefixAnswer::TooMany(n),
+            Err(_) => {}
+        }
+    }
+    if by_key.len() > onion::REPLY_ENVELOPES {
+        return PrefixAnswer::TooMany(by_key.len() as u16);
+    }
+    PrefixAnswer::Envelopes(by_key.into_values().collect())
 }
 
 impl NodeHandle {
@@ -618,8 +877,151 @@ pub async fn lookup(
 /// docs/directory.md); an answer of "too many" lengthens it.
 pub const DEFAULT_PREFIX_BITS: u8 = 4;
 
-/// Finds and verifies `id`'s record the private way: the services' entry
-/// point (`triad discover`, `share`/`vote` by id).
+/// How an onion-routed lookup runs.
+#[derive(Clone, Debug)]
+pub struct OnionOptions {
+    /// Prefix length of the first try.
+    pub bits: u8,
+    /// Fresh routes tried after a lost or empty answer (relays of a
+    /// failed route are not used again).
+    pub retries: usize,
+    /// How long to wait for a reply.
+    pub timeout: Duration,
+    /// Mean per-hop delay (exponential, drawn by the reader), or none.
+    pub hop_delay: Option<Duration>,
+    /// Dummy lookups of random prefixes sent with each real one, on their
+    /// own routes.
+    pub cover: usize,
+}
+
+impl Default for OnionOptions {
+    fn default() -> Self {
+        OnionOptions {
+            bits: DEFAULT_PREFIX_BITS,
+            retries: 3,
+            timeout: Duration::from_secs(10),
+            hop_delay: None,
+            cover: 0,
+        }
+    }
+}
+
+impl NodeHandle {
+    /// The peers in this node's routing table: the relays it can choose.
+    pub async fn routing_peers(&self) -> Result<Vec<PeerId>, String> {
+        self.call(Command::RoutingPeers).await
+    }
+
+    /// Sends `request` through `route` (its last relay is the exit) and
+    /// waits up to `timeout` for the answer through the reply block.
+    pub async fn onion_ask(
+        &self,
+        request: PrefixRequest,
+        route: &[PeerId; onion::HOPS],
+        hop_delay: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<PrefixAnswer, String> {
+        let reply_route = [route[1], route[0]];
+        let built = onion::build_request(&request, route, &reply_route, &self.peer_id, hop_delay)
+            .map_err(|e| e.to_string())?;
+        let answer = self.call(|reply| Command::OnionLookup { built, reply });
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(r) => r?,
+            Err(_) => Err("no reply".into()),
+        }
+    }
+}
+
+/// Three distinct relays out of `peers`, none of them in `avoid`.
+fn pick_route(peers: &[PeerId], avoid: &std::collections::HashSet<PeerId>) -> Option<[PeerId; 3]> {
+    use rand::seq::SliceRandom;
+    let usable: Vec<PeerId> = peers
+        .iter()
+        .filter(|p| !avoid.contains(p))
+        .copied()
+        .collect();
+    let r: Vec<PeerId> = usable
+        .choose_multiple(&mut rand::thread_rng(), onion::HOPS)
+        .copied()
+        .collect();
+    r.try_into().ok()
+}
+
+/// Finds and verifies `id`'s record through the onion: the prefix request
+/// goes through three relays chosen from the routing table, the last one
+/// performs the prefix lookup and answers through the reply block; the
+/// reader keeps the envelope stored under the id's key that opens and
+/// verifies. A lost answer (a relay that drops) or one without the record
+/// is retried on fresh relays; "too many" lengthens the prefix.
+pub async fn onion_lookup(
+    via: &NodeHandle,
+    id: &DirectoryId,
+    kind: Kind,
+    opts: &OnionOptions,
+    now: u64,
+    pinned_parties: Option<&[String; 3]>,
+) -> Result<(ServiceRecord, LookupStats), LookupError> {
+    let key = id.dht_key();
+    let position = kad_position(&key);
+    let peers = via.routing_peers().await.map_err(LookupError::Network)?;
+    let mut avoid = std::collections::HashSet::new();
+    let mut bits = opts.bits;
+    let mut stats = LookupStats::default();
+    let mut last_err = None;
+    let mut attempt = 0;
+    while attempt <= opts.retries {
+        let Some(route) = pick_route(&peers, &avoid) else {
+            return Err(LookupError::Network(format!(
+                "fewer than {} usable relays",
+                onion::HOPS
+            )));
+        };
+        for _ in 0..opts.cover {
+            if let Some(r) = pick_route(&peers, &avoid) {
+                let mut random = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut random)
+                    .expect("system randomness");
+                let (via, dummy) = (via.clone(), PrefixRequest::of(&random, bits));
+                let (delay, timeout) = (opts.hop_delay, opts.timeout);
+                tokio::spawn(async move { via.onion_ask(dummy, &r, delay, timeout).await });
+            }
+        }
+        stats.asked += 1;
+        let request = PrefixRequest::of(&position, bits);
+        match via
+            .onion_ask(request, &route, opts.hop_delay, opts.timeout)
+            .await
+        {
+            Ok(PrefixAnswer::TooMany(_)) if bits < 32 => {
+                bits += 1;
+                continue;
+            }
+            Ok(PrefixAnswer::Envelopes(envs)) => {
+                stats.candidates = envs.len();
+                for env in envs {
+                    if env.len() == ENVELOPE_SIZE && env[3..35] == key {
+                        match open(&env, id, kind, now, pinned_parties) {
+                            Ok(r) => return Ok((r, stats)),
+                            Err(e) => last_err = Some(e),
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        avoid.extend(route);
+        attempt += 1;
+    }
+    match last_err {
+        Some(e) => Err(e.into()),
+        None => Err(LookupError::NotFound(stats.asked)),
+    }
+}
+
+/// Finds and verifies `id`'s record the private way (onion-routed prefix
+/// lookup, [`onion_lookup`] with the defaults): the services' entry point
+/// (`triad discover`, `share`/`vote` by id).
 pub async fn discover(
     via: &NodeHandle,
     id: &DirectoryId,
@@ -627,7 +1029,7 @@ pub async fn discover(
     now: u64,
     pinned_parties: Option<&[String; 3]>,
 ) -> Result<ServiceRecord, LookupError> {
-    lookup(via, id, kind, DEFAULT_PREFIX_BITS, 3, now, pinned_parties)
+    onion_lookup(via, id, kind, &OnionOptions::default(), now, pinned_parties)
         .await
         .map(|(r, _)| r)
 }

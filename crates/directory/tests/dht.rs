@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use triad_directory::derive::{kad_position, DirectoryId};
 use triad_directory::envelope::seal;
-use triad_directory::node::{lookup, spawn_memory_node, NodeHandle, Observation, PrefixRequest};
+use triad_directory::node::{
+    lookup, onion_lookup, spawn_memory_node, spawn_node_as, Listen, NodeHandle, Observation,
+    OnionOptions, PrefixRequest, RelayRole, Role,
+};
 use triad_directory::record::{Kind, PartyEntry, RecordBody, Service, ServiceRecord};
 use triad_directory::SigningKey;
 
@@ -62,18 +65,13 @@ async fn network(n: usize) -> Vec<NodeHandle> {
     for _ in 0..n {
         nodes.push(spawn_memory_node(clock.clone()).await.unwrap());
     }
-    // Each node knows node 0 and up to three earlier nodes; kad fills in
-    // the rest as lookups run.
-    for (k, node) in nodes.iter().enumerate() {
-        let mut known: Vec<usize> = vec![0];
-        known.extend((1..k).rev().take(3));
-        if k == 0 {
-            known = (1..n.min(5)).collect();
-        }
-        let peers = known
-            .into_iter()
-            .filter(|&j| j != k)
-            .map(|j| (nodes[j].peer_id, nodes[j].addr.clone()))
+    // Every node knows every other (a 16-node network: a full routing
+    // table; the simulation seeds k-buckets the same way at 1,000 nodes).
+    for node in &nodes {
+        let peers = nodes
+            .iter()
+            .filter(|m| m.peer_id != node.peer_id)
+            .map(|m| (m.peer_id, m.addr.clone()))
             .collect();
         node.add_peers(peers).await.unwrap();
     }
@@ -160,10 +158,95 @@ async fn records_are_published_validated_and_found_by_prefix() {
                     assert_eq!(request.bits, 2);
                     assert_eq!(request.prefix[1..], [0u8; 31]);
                 }
+                Observation::Onion { .. } => panic!("no onion lookup in this test"),
             }
         }
     }
     assert!(puts > 0);
+}
+
+/// Onion-routed lookups in a network where three of twelve relays drop
+/// every packet (and store nothing): every record is still found, on a
+/// fresh route when one was lost; the reader sends packets to first hops
+/// only and never a prefix request; the exits see a 2-bit prefix and no
+/// relay sees an id or a DHT key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onion_lookups_hide_the_reader_and_route_around_droppers() {
+    let clock: triad_directory::node::Clock = Arc::new(|| NOW);
+    let mut nodes = Vec::new();
+    for k in 0..12 {
+        let role = if k >= 9 { Role::Dropper } else { Role::Honest };
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        nodes.push(
+            spawn_node_as(Listen::Memory, key, clock.clone(), role)
+                .await
+                .unwrap(),
+        );
+    }
+    let reader = spawn_memory_node(clock.clone()).await.unwrap();
+    for node in nodes.iter().chain([&reader]) {
+        let peers = nodes
+            .iter()
+            .filter(|n| n.peer_id != node.peer_id)
+            .map(|n| (n.peer_id, n.addr.clone()))
+            .collect();
+        node.add_peers(peers).await.unwrap();
+    }
+    let studies: Vec<Study> = (1..=10).map(study).collect();
+    let publisher = SigningKey::from_seed([200; 32]);
+    for (k, s) in studies.iter().enumerate() {
+        let env = seal(&s.record, &s.id, &publisher, NOW).unwrap();
+        nodes[k % 9].publish(s.id.dht_key(), env).await.unwrap();
+    }
+    let opts = OnionOptions {
+        bits: 2,
+        retries: 8,
+        timeout: std::time::Duration::from_secs(3),
+        ..OnionOptions::default()
+    };
+    let mut attempts = Vec::new();
+    for s in &studies {
+        let (r, stats) = onion_lookup(&reader, &s.id, Kind::Study, &opts, NOW, Some(&s.parties))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", s.record.body.name));
+        assert_eq!(r, s.record);
+        attempts.push(stats.asked);
+    }
+    eprintln!("attempts per onion lookup (3 droppers of 12): {attempts:?}");
+
+    let secret: Vec<Vec<u8>> = studies
+        .iter()
+        .flat_map(|s| [s.id.0.to_vec(), s.id.dht_key().to_vec()])
+        .collect();
+    let (mut exits, mut forwards) = (0, 0);
+    for node in &nodes {
+        for o in node.observations() {
+            // Puts carry DHT keys by design (the stored key); lookups none.
+            let text = format!("{o:?}");
+            if !matches!(o, Observation::Put { .. }) {
+                assert!(!secret.iter().any(|x| text.contains(&format!("{x:?}"))));
+            }
+            match o {
+                Observation::Prefix { from, request, .. } => {
+                    assert_ne!(from, reader.peer_id, "the reader asked a node directly");
+                    assert_eq!(request.bits, 2);
+                }
+                Observation::Onion { from, role, .. } => match role {
+                    RelayRole::Exit { request } => {
+                        exits += 1;
+                        assert_ne!(from, reader.peer_id, "an exit next to the reader");
+                        assert_eq!(request.bits, 2);
+                        assert_eq!(request.prefix[1..], [0u8; 31]);
+                    }
+                    RelayRole::Forward { .. } => forwards += 1,
+                    RelayRole::Reader => panic!("only the reader reads replies"),
+                    RelayRole::Refused => panic!("an honest packet was refused"),
+                },
+                Observation::Put { .. } => {}
+            }
+        }
+    }
+    assert!(exits >= studies.len() && forwards > 0);
 }
 
 #[test]
