@@ -28,6 +28,7 @@ pub mod node;
 pub mod onion;
 pub mod publish;
 pub mod record;
+pub mod sim;
 
 /// The ed25519 keys of the coordinator, the parties and publishers (the
 /// services' existing key type).

@@ -259,7 +259,7 @@ enum Command {
     },
     Closest {
         preimage: Vec<u8>,
-        reply: oneshot::Sender<Vec<PeerId>>,
+        reply: oneshot::Sender<(Vec<PeerId>, u32)>,
     },
     Prefix {
         peer: PeerId,
@@ -288,6 +288,51 @@ pub struct NodeHandle {
 
 /// Unix seconds (the clock envelopes are judged by).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Bytes written on every in-memory connection of this process (the
+/// simulation's byte counts).
+pub static MEMORY_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A connection that counts what it writes into [`MEMORY_BYTES`].
+struct Counted<T>(T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            MEMORY_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_close(cx)
+    }
+}
 
 /// Where a node listens.
 #[derive(Clone, Debug)]
@@ -332,6 +377,7 @@ pub async fn spawn_node_as(
                 .with_other_transport(|key| {
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
                         MemoryTransport::default()
+                            .map(|conn, _| Counted(conn))
                             .upgrade(Version::V1)
                             .authenticate(noise::Config::new(key)?)
                             .multiplex(yamux::Config::default()),
@@ -403,7 +449,13 @@ fn behaviour(peer_id: PeerId) -> Behaviour {
     let mut cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     cfg.set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_query_timeout(Duration::from_secs(20))
-        .set_max_packet_size(16 * 1024);
+        .set_max_packet_size(16 * 1024)
+        // Publishers republish (the coordinator, before expiry); nodes do
+        // not re-replicate on their own, and routing tables fill from
+        // traffic and bootstrap lists rather than from periodic walks.
+        .set_replication_interval(None)
+        .set_publication_interval(None)
+        .set_periodic_bootstrap_interval(None);
     let store = MemoryStore::with_config(
         peer_id,
         MemoryStoreConfig {
@@ -496,7 +548,7 @@ type Waiting = HashMap<
 
 async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command>, me: Relay) {
     let mut puts: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>> = HashMap::new();
-    let mut closest: HashMap<kad::QueryId, oneshot::Sender<Vec<PeerId>>> = HashMap::new();
+    let mut closest: HashMap<kad::QueryId, oneshot::Sender<(Vec<PeerId>, u32)>> = HashMap::new();
     let mut asks: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<PrefixAnswer, String>>,
@@ -561,7 +613,7 @@ async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command
                             let _ = swarm.behaviour_mut().kad.store_mut().put(r);
                         }
                     }
-                    kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
+                    kad::Event::OutboundQueryProgressed { id, result, stats, .. } => match result {
                         kad::QueryResult::PutRecord(r) => {
                             if let Some(tx) = puts.remove(&id) {
                                 let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
@@ -573,7 +625,10 @@ async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command
                                 Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                             };
                             if let Some(tx) = closest.remove(&id) {
-                                let _ = tx.send(peers.into_iter().map(|p| p.peer_id).collect());
+                                let _ = tx.send((
+                                    peers.into_iter().map(|p| p.peer_id).collect(),
+                                    stats.num_requests(),
+                                ));
                             }
                         }
                         _ => {}
@@ -761,6 +816,12 @@ impl NodeHandle {
 
     /// The peers closest to `SHA-256(preimage)` (a kad lookup).
     pub async fn closest(&self, preimage: Vec<u8>) -> Result<Vec<PeerId>, String> {
+        Ok(self.closest_counted(preimage).await?.0)
+    }
+
+    /// [`NodeHandle::closest`] and how many requests the walk sent (each
+    /// of which showed its target to the peer asked).
+    pub async fn closest_counted(&self, preimage: Vec<u8>) -> Result<(Vec<PeerId>, u32), String> {
         self.call(|reply| Command::Closest { preimage, reply })
             .await
     }
@@ -811,6 +872,8 @@ pub struct LookupStats {
     pub asked: usize,
     /// Distinct records (DHT keys) in the answers: the candidate set.
     pub candidates: usize,
+    /// The onion routes tried, in order (the last one answered).
+    pub routes: Vec<[PeerId; 3]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -988,6 +1051,7 @@ pub async fn onion_lookup(
             }
         }
         stats.asked += 1;
+        stats.routes.push(route);
         let request = PrefixRequest::of(&position, bits);
         match via
             .onion_ask(request, &route, opts.hop_delay, opts.timeout)
