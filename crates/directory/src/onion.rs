@@ -27,6 +27,9 @@ use sphinx_packet::version::SINGLE_SEED_SURB_VERSION;
 use sphinx_packet::{SphinxPacket, SphinxPacketBuilder};
 use x25519_dalek::{PublicKey, StaticSecret};
 
+/// A node's libp2p identity (its Sphinx key follows from it).
+pub use libp2p::identity::Keypair;
+
 use crate::envelope::ENVELOPE_SIZE;
 use crate::node::{PrefixRequest, REQUEST_SIZE};
 
@@ -54,6 +57,13 @@ pub fn sphinx_secret(key: &identity::Keypair) -> Option<StaticSecret> {
     let mut s = [0u8; 32];
     s.copy_from_slice(&h[..32]);
     Some(StaticSecret::from(s))
+}
+
+/// An ed25519 identity from a fixed seed (tests and fuzz seeds; a node
+/// keeps a random one).
+pub fn keypair_from_seed(seed: [u8; 32]) -> identity::Keypair {
+    let mut s = seed;
+    identity::Keypair::ed25519_from_bytes(&mut s).expect("32 bytes are an ed25519 seed")
 }
 
 /// The ed25519 key inside an ed25519 peer id (identity multihash).

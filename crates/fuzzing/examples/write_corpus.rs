@@ -287,6 +287,7 @@ fn poll_seeds(seeds: &mut Seeds) {
         signups: 2,
         messages: 2,
         tallied: true,
+        directory_id: None,
     };
     let messages: Vec<(&str, String)> = vec![
         ("PollSpec", json(&spec)),
@@ -386,6 +387,7 @@ fn directory_seeds(seeds: &mut Seeds) {
         "answer",
         [&[1u8][..], &answer].concat(),
     );
+    onion_seeds(seeds, &req);
     let many = PrefixAnswer::TooMany(65).to_bytes();
     add(
         seeds,
@@ -393,6 +395,40 @@ fn directory_seeds(seeds: &mut Seeds) {
         "too-many",
         [&[1u8][..], &many].concat(),
     );
+}
+
+/// Packets the fuzz relay receives as first hop, as exit (peeled by two
+/// relays before it), and as the reader of a reply.
+fn onion_seeds(seeds: &mut Seeds, req: &triad_directory::node::PrefixRequest) {
+    use triad_directory::onion::{
+        answer, build_request, keypair_from_seed, process, sphinx_secret, Step,
+    };
+    let fuzz = triad_fuzzing::fuzz_onion_relay();
+    let [a, b] = [[21u8; 32], [22; 32]].map(keypair_from_seed);
+    let (f, pa, pb) = (
+        fuzz.public().to_peer_id(),
+        a.public().to_peer_id(),
+        b.public().to_peer_id(),
+    );
+    let first = build_request(req, &[f, pa, pb], &[pa], &pb, None).expect("builds");
+    add(seeds, "onion_packet", "first-hop", first.packet);
+    let built = build_request(req, &[pa, pb, f], &[pb, pa], &pa, None).expect("builds");
+    let peel = |packet: &[u8], key: &triad_directory::onion::Keypair| {
+        let me = key.public().to_peer_id();
+        match process(packet, &sphinx_secret(key).expect("ed25519"), &me).expect("peels") {
+            Step::Forward { packet, .. } => packet,
+            _ => panic!("a forward hop"),
+        }
+    };
+    let at_exit = peel(&peel(&built.packet, &a), &b);
+    add(seeds, "onion_packet", "exit", at_exit.clone());
+    let Step::Exit { surb, .. } =
+        process(&at_exit, &sphinx_secret(&fuzz).expect("ed25519"), &f).expect("peels")
+    else {
+        panic!("the fuzz relay is the exit")
+    };
+    let (reply, _) = answer(surb, b"reply").expect("seals");
+    add(seeds, "onion_packet", "reply", reply);
 }
 
 fn add(seeds: &mut Seeds, target: &'static str, name: &str, bytes: impl Into<Vec<u8>>) {
@@ -631,6 +667,7 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
                 created_at: 1_800_000_000,
                 contributions: 2,
                 releases: 1,
+                directory_id: None,
             }),
         ),
         (

@@ -70,3 +70,26 @@ pub fn prefix_messages(data: &[u8]) {
         assert_eq!(a.to_bytes(), body);
     }
 }
+
+/// The relay of the `onion_packet` target (a fixed identity).
+pub fn fuzz_onion_relay() -> triad_directory::onion::Keypair {
+    triad_directory::onion::keypair_from_seed([9; 32])
+}
+
+/// An onion packet as a relay receives it (`triad_directory::onion`):
+/// any bytes are peeled or refused without a panic; what a relay forwards
+/// has the size it came in with, and an exit's request re-encodes to one
+/// encoding.
+pub fn onion_packet(data: &[u8]) {
+    use triad_directory::onion::{process, sphinx_secret, Step};
+    let relay = fuzz_onion_relay();
+    let me = relay.public().to_peer_id();
+    let secret = sphinx_secret(&relay).expect("an ed25519 relay");
+    match process(data, &secret, &me) {
+        Ok(Step::Forward { packet, .. }) => assert_eq!(packet.len(), data.len()),
+        Ok(Step::Exit { request, .. }) => {
+            assert_eq!(PrefixRequest::parse(&request.to_bytes()), Some(request));
+        }
+        Ok(Step::Reply { .. }) | Err(_) => {}
+    }
+}

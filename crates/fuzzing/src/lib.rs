@@ -27,6 +27,7 @@
 //! | [`tally_request`] | `TallyRequest` JSON and `triad_party::polls::check_tally_request` |
 //! | [`directory_envelope`] | a DHT envelope: `triad_directory::envelope::{check_stored, open}` |
 //! | [`prefix_messages`] | the directory's prefix request and answer (`triad_directory::node`) |
+//! | [`onion_packet`] | an onion packet as a relay peels it (`triad_directory::onion`) |
 #![forbid(unsafe_code)]
 
 mod directory;
@@ -37,7 +38,9 @@ mod notary;
 mod polls;
 mod services;
 
-pub use directory::{directory_envelope, fuzz_directory_id, prefix_messages};
+pub use directory::{
+    directory_envelope, fuzz_directory_id, fuzz_onion_relay, onion_packet, prefix_messages,
+};
 pub use input::{encode_fields, Fields};
 pub use maci::maci_keys;
 pub use mpc::mpc_frame;
@@ -68,4 +71,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tally_request", tally_request),
     ("directory_envelope", directory_envelope),
     ("prefix_messages", prefix_messages),
+    ("onion_packet", onion_packet),
 ];

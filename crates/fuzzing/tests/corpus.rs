@@ -122,6 +122,15 @@ fn real_seeds_are_accepted_inputs() {
         };
         assert!(ok, "prefix_messages seed");
     }
+    let relay = triad_fuzzing::fuzz_onion_relay();
+    let secret = triad_directory::onion::sphinx_secret(&relay).expect("ed25519");
+    let peeled = seeds("onion_packet")
+        .iter()
+        .filter(|s| {
+            triad_directory::onion::process(s, &secret, &relay.public().to_peer_id()).is_ok()
+        })
+        .count();
+    assert_eq!(peeled, 2, "the first-hop and exit seeds peel");
     for s in seeds("poll_shares") {
         let u: triad_wire::poll::MessageShares = serde_json::from_slice(&s).expect("shares JSON");
         assert!(u.parse().is_ok(), "poll_shares seed");
