@@ -420,6 +420,8 @@ pub async fn spawn_node_as(
         tx: tx.downgrade(),
         observed: observed.clone(),
         clock,
+        held: Arc::new(tokio::sync::Semaphore::new(MAX_HELD)),
+        exits: Arc::new(tokio::sync::Semaphore::new(MAX_EXITS)),
     };
     tokio::spawn(run(swarm, rx, me));
     Ok(NodeHandle {
@@ -514,7 +516,17 @@ struct Relay {
     tx: mpsc::WeakSender<Command>,
     observed: Arc<Mutex<Vec<Observation>>>,
     clock: Clock,
+    /// Packets held for their delay and exit lookups running: each is
+    /// bounded, beyond which packets are dropped (a flood costs the
+    /// flooder, not the relay's memory).
+    held: Arc<tokio::sync::Semaphore>,
+    exits: Arc<tokio::sync::Semaphore>,
 }
+
+/// Packets a relay holds for their delays at once.
+const MAX_HELD: usize = 4096;
+/// Exit lookups a relay runs at once.
+const MAX_EXITS: usize = 64;
 
 impl Relay {
     fn log(&self, o: Observation) {
@@ -719,7 +731,12 @@ fn on_packet(
             packet,
             delay,
         }) => {
+            let Ok(permit) = me.held.clone().try_acquire_owned() else {
+                tracing::debug!("relay full: packet dropped");
+                return;
+            };
             tokio::spawn(async move {
+                let _permit = permit;
                 if !delay.is_zero() {
                     tokio::time::sleep(delay.min(MAX_HOP_DELAY)).await;
                 }
@@ -727,7 +744,12 @@ fn on_packet(
             });
         }
         Ok(onion::Step::Exit { request, surb }) => {
+            let Ok(permit) = me.exits.clone().try_acquire_owned() else {
+                tracing::debug!("exit busy: request dropped");
+                return;
+            };
             tokio::spawn(async move {
+                let _permit = permit;
                 let found = exit_lookup(&handle, request, EXIT_FANOUT).await;
                 if let Ok((packet, next)) = onion::answer(surb, &found.to_bytes()) {
                     let _ = handle.tx.send(Command::Onion { peer: next, packet }).await;
@@ -975,6 +997,15 @@ impl NodeHandle {
         self.call(Command::RoutingPeers).await
     }
 
+    /// Sends a raw onion packet to `peer` (what a relay does; tests send
+    /// replays and garbage with it).
+    pub async fn send_onion(&self, peer: PeerId, packet: Vec<u8>) -> Result<(), String> {
+        self.tx
+            .send(Command::Onion { peer, packet })
+            .await
+            .map_err(|_| "the node stopped".to_string())
+    }
+
     /// Sends `request` through `route` (its last relay is the exit) and
     /// waits up to `timeout` for the answer through the reply block.
     pub async fn onion_ask(
@@ -1032,6 +1063,10 @@ pub async fn onion_lookup(
     let mut stats = LookupStats::default();
     let mut last_err = None;
     let mut attempt = 0;
+    // Exits that said "too many" at the current length: one exit could
+    // lie to push the reader to a longer, less anonymous prefix, so it
+    // takes two.
+    let mut too_many = 0;
     while attempt <= opts.retries {
         let Some(route) = pick_route(&peers, &avoid) else {
             return Err(LookupError::Network(format!(
@@ -1058,7 +1093,12 @@ pub async fn onion_lookup(
             .await
         {
             Ok(PrefixAnswer::TooMany(_)) if bits < 32 => {
-                bits += 1;
+                too_many += 1;
+                if too_many == 2 {
+                    bits += 1;
+                    too_many = 0;
+                }
+                avoid.extend(route);
                 continue;
             }
             Ok(PrefixAnswer::Envelopes(envs)) => {

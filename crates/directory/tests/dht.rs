@@ -249,6 +249,84 @@ async fn onion_lookups_hide_the_reader_and_route_around_droppers() {
     assert!(exits >= studies.len() && forwards > 0);
 }
 
+/// A relay peels each packet once: a replayed packet is dropped before
+/// anything is done or logged; garbage is refused and the relay keeps
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_drop_replays_and_refuse_garbage() {
+    let clock: triad_directory::node::Clock = Arc::new(|| NOW);
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(spawn_memory_node(clock.clone()).await.unwrap());
+    }
+    for node in &nodes {
+        let peers = nodes
+            .iter()
+            .filter(|n| n.peer_id != node.peer_id)
+            .map(|n| (n.peer_id, n.addr.clone()))
+            .collect();
+        node.add_peers(peers).await.unwrap();
+    }
+    let route = [nodes[1].peer_id, nodes[2].peer_id, nodes[3].peer_id];
+    let request = PrefixRequest::of(&kad_position(&[3; 32]), 3);
+    let built = triad_directory::onion::build_request(
+        &request,
+        &route,
+        &[route[1], route[0]],
+        &nodes[0].peer_id,
+        None,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        nodes[0]
+            .send_onion(route[0], built.packet.clone())
+            .await
+            .unwrap();
+    }
+    nodes[0]
+        .send_onion(
+            route[0],
+            vec![7; triad_directory::onion::REQUEST_PACKET_SIZE],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let seen = |n: &NodeHandle| {
+        n.observations()
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::Onion { role, .. } => Some(role),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // Node 1 forwarded the request once (to node 2) and, later, the reply
+    // once (to the reader).
+    let first = seen(&nodes[1]);
+    let forwarded = |to: libp2p::PeerId| {
+        first
+            .iter()
+            .filter(|r| **r == RelayRole::Forward { next: to })
+            .count()
+    };
+    assert_eq!(forwarded(route[1]), 1, "{first:?}");
+    assert_eq!(forwarded(nodes[0].peer_id), 1, "{first:?}");
+    assert_eq!(
+        first.iter().filter(|r| **r == RelayRole::Refused).count(),
+        1
+    );
+    // The one genuine packet went on to the exit, once.
+    let exits = seen(&nodes[3]);
+    assert_eq!(
+        exits
+            .iter()
+            .filter(|r| matches!(r, RelayRole::Exit { .. }))
+            .count(),
+        1,
+        "{exits:?}"
+    );
+}
+
 #[test]
 fn prefix_requests_have_one_encoding() {
     let pos = kad_position(&[7; 32]);
