@@ -337,8 +337,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 /// Where a node listens.
 #[derive(Clone, Debug)]
 pub enum Listen {
-    /// A fresh `/memory/N` address: tests and the simulation.
+    /// A fresh `/memory/N` address (noise, yamux): tests.
     Memory,
+    /// A fresh `/memory/N` address with libp2p's plaintext handshake
+    /// instead of noise: the 1,000-node simulation only, where noise's
+    /// per-connection buffers (about 100 KB a side) would not fit in
+    /// memory. Nodes still prove their peer ids; the simulated adversary
+    /// is the nodes themselves, not the wire.
+    MemoryPlaintext,
     /// TCP on this address (noise, yamux): a node of a real deployment
     /// (the devnet binds `127.0.0.1:0`).
     Tcp(std::net::SocketAddr),
@@ -387,6 +393,24 @@ pub async fn spawn_node_as(
                 .with_behaviour(|_| behaviour(peer_id))
                 .map_err(|e| err(&e))?
                 .with_swarm_config(swarm_config)
+                .build(),
+            "/memory/0".parse().expect("a memory address"),
+        ),
+        Listen::MemoryPlaintext => (
+            builder
+                .with_other_transport(|key| {
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        MemoryTransport::default()
+                            .map(|conn, _| Counted(conn))
+                            .upgrade(Version::V1)
+                            .authenticate(libp2p::plaintext::Config::new(key))
+                            .multiplex(yamux::Config::default()),
+                    )
+                })
+                .map_err(|e| err(&e))?
+                .with_behaviour(|_| behaviour(peer_id))
+                .map_err(|e| err(&e))?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
                 .build(),
             "/memory/0".parse().expect("a memory address"),
         ),

@@ -142,7 +142,7 @@ async fn start(cfg: &SimConfig) -> Result<Net, String> {
             Role::Honest
         };
         let key = identity::Keypair::generate_ed25519();
-        nodes.push(spawn_node_as(Listen::Memory, key, clock.clone(), role).await?);
+        nodes.push(spawn_node_as(Listen::MemoryPlaintext, key, clock.clone(), role).await?);
     }
     let bad: HashSet<PeerId> = nodes[..n_bad].iter().map(|n| n.peer_id).collect();
     let keys: Vec<[u8; 32]> = nodes.iter().map(|n| kad_key(&n.peer_id)).collect();
@@ -332,7 +332,11 @@ async fn run_arm(
             retries: 4,
             timeout: Duration::from_secs(2),
             hop_delay: (arm == Arm::OnionDelayCover).then_some(cfg.hop_delay),
-            cover: if arm == Arm::OnionDelayCover { cfg.cover } else { 0 },
+            cover: if arm == Arm::OnionDelayCover {
+                cfg.cover
+            } else {
+                0
+            },
         };
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
@@ -417,7 +421,10 @@ fn degree(h: usize, set: usize, w: f64) -> f64 {
 /// The probability that an adversary who links one route's observations
 /// perfectly names its requester (see [`judge`]).
 fn named(bad: &HashSet<PeerId>, route: &[PeerId; 3]) -> f64 {
-    match (bad.contains(&route[0]), bad.contains(&route[1]) || bad.contains(&route[2])) {
+    match (
+        bad.contains(&route[0]),
+        bad.contains(&route[1]) || bad.contains(&route[2]),
+    ) {
         (false, _) => 0.0,
         (true, true) => 1.0,
         (true, false) => 0.5,
@@ -556,7 +563,10 @@ pub async fn run(cfg: &SimConfig) -> Result<SimReport, String> {
             .collect();
         let (bp95, bbytes) = *base.get_or_insert((p95, bytes));
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let attempts = outcomes.iter().map(|o| o.routes.len().max(1) as f64).collect::<Vec<_>>();
+        let attempts = outcomes
+            .iter()
+            .map(|o| o.routes.len().max(1) as f64)
+            .collect::<Vec<_>>();
         arms.push(ArmReport {
             arm: arm.name().into(),
             adversary: if cfg.active { "active" } else { "passive" },

@@ -34,7 +34,10 @@ async fn fifty_nodes_four_arms_passive_then_active() {
             }
         } else {
             for a in [onion, cover] {
-                assert!(a.success_rate >= 0.8, "retries route around droppers: {a:?}");
+                assert!(
+                    a.success_rate >= 0.8,
+                    "retries route around droppers: {a:?}"
+                );
             }
         }
         // Plain kad names the requester and the study whenever it is
