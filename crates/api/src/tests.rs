@@ -70,6 +70,7 @@ fn study(id: &str) -> StudyInfo {
         created_at: 1,
         contributions: 0,
         releases: 0,
+        directory_id: None,
     }
 }
 
@@ -123,6 +124,7 @@ impl Fake {
         let net = NetworkConfig {
             ca_cert: ca_path.clone(),
             coordinator,
+            coordinator_key: None,
             parties,
             notary: "http://127.0.0.1:1".into(),
             notary_key: "00".repeat(32),

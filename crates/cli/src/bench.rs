@@ -43,6 +43,10 @@ pub enum Op {
     Submit,
     /// One release over N stored contributions on a devnet.
     Release,
+    /// The private directory: `--nodes` libp2p nodes in one process, a
+    /// fraction `--malicious` colluding (passive, then dropping), the
+    /// lookup arms of docs/directory.md.
+    Directory,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
@@ -78,6 +82,15 @@ pub struct BenchArgs {
     /// at most `--voters`).
     #[arg(long, default_value_t = 0)]
     rekeys: usize,
+    /// Directory nodes (`directory`).
+    #[arg(long, default_value_t = 1_000)]
+    nodes: usize,
+    /// Fraction of colluding directory nodes (`directory`).
+    #[arg(long, default_value_t = 0.2)]
+    malicious: f64,
+    /// Lookups per arm (`directory`).
+    #[arg(long, default_value_t = 200)]
+    lookups: usize,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +151,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Op::Attest => return crate::notary_cli::bench_attest(args.n, args.json),
         Op::Submit => return crate::bench_services::submit(args.n, args.concurrency, args.json),
         Op::Release => return crate::bench_services::release(args.n, args.seed, args.json),
+        Op::Directory => return directory(&args),
         _ => {}
     }
     let n = match args.op {
@@ -575,7 +589,9 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 ..Default::default()
             });
         }
-        Op::Attest | Op::Submit | Op::Release => bail!("{op:?} is not a three-party benchmark"),
+        Op::Attest | Op::Submit | Op::Release | Op::Directory => {
+            bail!("{op:?} is not a three-party benchmark")
+        }
     }
     let bytes_sent = p.net.stats().bytes_sent - bytes_before;
     Ok(PartyReport {
@@ -584,4 +600,40 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
         correct,
         ..Default::default()
     })
+}
+
+/// `triad bench directory`: the simulation twice on fresh networks
+/// (passive adversaries, then droppers); one JSON line per arm and run,
+/// then the whole report as the last line.
+fn directory(args: &BenchArgs) -> Result<()> {
+    if args.nodes < 8 || !(0.0..0.9).contains(&args.malicious) || args.lookups == 0 {
+        bail!("--nodes must be at least 8, --malicious in [0, 0.9), --lookups at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut runs = Vec::new();
+    for active in [false, true] {
+        let cfg = triad_directory::sim::SimConfig {
+            nodes: args.nodes,
+            malicious: args.malicious,
+            lookups: args.lookups,
+            active,
+            ..Default::default()
+        };
+        let report = rt
+            .block_on(triad_directory::sim::run(&cfg))
+            .map_err(|e| anyhow::anyhow!("directory simulation: {e}"))?;
+        for a in &report.arms {
+            println!("{}", serde_json::to_string(a)?);
+        }
+        runs.push(report);
+    }
+    let summary = serde_json::json!({ "bench": "directory", "runs": runs });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
 }

@@ -27,7 +27,7 @@ use triad_wire::release::verify_release;
 use triad_wire::SignedRelease;
 
 use crate::demo::{
-    contribute_all, demo_study, devnet_source, wait_final_release, DEMO_STUDY, MIN_NEW,
+    contribute_all, demo_study, devnet_source, wait_final_release, Reach, DEMO_STUDY, MIN_NEW,
 };
 use crate::devnet::{Devnet, DevnetArgs, ScratchDir};
 
@@ -49,7 +49,8 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
         let truth: GroundTruth =
             serde_json::from_str(&std::fs::read_to_string(devnet.info().ground_truth)?)?;
         let accounts: Vec<_> = truth.accounts.into_iter().take(n).collect();
-        let run = contribute_all(&net, &http, &accounts, concurrency).await?;
+        let reach = Reach::Network(Box::new(net.clone()));
+        let run = contribute_all(&reach, &http, &accounts, concurrency).await?;
         let accepted = run.accepted.len();
         let per_second = accepted as f64 / run.seconds;
         let release_secs = if accepted >= 10 {

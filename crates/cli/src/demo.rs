@@ -1,7 +1,9 @@
 //! `triad demo`: a devnet, a study, N simulated providers contributing
-//! concurrently through the real flow (attestation through the notary,
-//! admission at the coordinator, shares to the parties, MPC check), the
-//! release, and the released statistics next to the plaintext ground truth.
+//! concurrently through the real flow (each finds the study by its
+//! directory id through the private directory, then attestation through
+//! the notary, admission at the coordinator, shares to the parties, MPC
+//! check), the release, and the released statistics next to the plaintext
+//! ground truth.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,10 +14,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 use triad_attestation::{parse_fixed_point, DataSource, DataSpec};
+use triad_client::discover::{client_node, find_record_via, network_from_record};
 use triad_client::{contribute, create_study, latest_release, ContributeOptions};
+use triad_directory::derive::DirectoryId;
+use triad_directory::node::NodeHandle;
+use triad_directory::record::{Kind, ServiceRecord};
 use triad_stats::{StatsResult, StatsSpec};
 use triad_testsite::{Account, GroundTruth};
-use triad_wire::messages::CreateStudy;
+use triad_wire::messages::{CreateStudy, StudyInfo};
 use triad_wire::{NetworkConfig, VerifiedRelease};
 
 use crate::devnet::{print_endpoints, Devnet, DevnetArgs, ScratchDir};
@@ -140,6 +146,35 @@ pub async fn start_devnet(
     })
 }
 
+/// How long a demo waits for a new study or poll to appear in the
+/// directory (it is published in the background after its creation).
+const PUBLISH_WAIT: Duration = Duration::from_secs(90);
+
+/// Waits until `id`'s record of `kind` is found (and verified) through
+/// `node`; returns it and the seconds waited.
+pub async fn wait_discoverable(
+    node: &NodeHandle,
+    id: &DirectoryId,
+    kind: Kind,
+) -> anyhow::Result<(ServiceRecord, f64)> {
+    let from = Instant::now();
+    loop {
+        match find_record_via(node, id, kind).await {
+            Ok(r) => return Ok((r, from.elapsed().as_secs_f64())),
+            Err(e) if from.elapsed() > PUBLISH_WAIT => {
+                return Err(e).context("the directory never returned the record")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The data source's CA of the devnet (what a provider brings for its
+/// own exchange's API).
+pub fn datasource_ca(net: &NetworkConfig) -> Option<PathBuf> {
+    net.datasource.as_ref().map(|d| d.ca_cert.clone())
+}
+
 /// The demo's directory: `data_dir` if given, else a fresh temporary one
 /// (kept while `keep`, i.e. while the demo serves after its run).
 pub fn demo_dir(
@@ -191,18 +226,46 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         truth,
     } = start_devnet(&dir, n, "triad demo").await?;
     let study = demo_study(devnet_source(&net)?);
-    match create_study(&net, &http, &admin, &study).await {
-        Ok(_) => {}
+    let info: StudyInfo = match create_study(&net, &http, &admin, &study).await {
+        Ok(info) => info,
         // A reused devnet directory already has the study.
-        Err(e) if e.to_string().contains("study_exists") => {}
+        Err(e) if e.to_string().contains("study_exists") => {
+            let url = format!("{}/v1/studies/{DEMO_STUDY}", net.coordinator);
+            http.get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?
+        }
         Err(e) => return Err(e).context("creating the demo study"),
-    }
+    };
+    // The providers are handed the study's directory id, nothing else: each
+    // finds the coordinator, the parties and the notary in the directory.
+    let id_hex = info
+        .directory_id
+        .context("the coordinator gave the study no directory id")?;
+    let id = DirectoryId::from_hex(&id_hex).context("the study's directory id")?;
+    devnet.list_directory_id("study", DEMO_STUDY, &id_hex)?;
+    let node = client_node(&devnet.directory()).await?;
+    let (_, published_secs) = wait_discoverable(&node, &id, Kind::Study).await?;
+    eprintln!(
+        "triad demo: study {DEMO_STUDY:?} is in the directory as {id_hex} ({published_secs:.1} s \
+         after its creation); each provider gets only this id and finds the study's services \
+         through the private directory lookup"
+    );
     let accounts: Vec<_> = truth.accounts.into_iter().take(n).collect();
     eprintln!(
-        "triad demo: {n} providers contribute to study {DEMO_STUDY:?} ({} at a time)",
+        "triad demo: {n} providers discover and contribute to study {DEMO_STUDY:?} ({} at a time)",
         args.concurrency
     );
-    let run = contribute_all(&net, &http, &accounts, args.concurrency).await?;
+    let reach = Reach::Directory {
+        node,
+        id,
+        ca: net.ca_cert.clone(),
+        datasource_ca: datasource_ca(&net),
+    };
+    let run = contribute_all(&reach, &http, &accounts, args.concurrency).await?;
     let (accepted, contribute_secs) = (run.accepted, run.seconds);
     for f in run.failures.iter().take(5) {
         eprintln!("  {f}");
@@ -269,6 +332,11 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         }
     );
     println!(
+        "every provider found study {DEMO_STUDY:?} by its directory id {id_hex} (record signed by \
+         the coordinator, endorsed by the three parties, verified by each provider); no provider \
+         read the network description"
+    );
+    println!(
         "contributions: {contribute_secs:.1} s ({:.0}/s); last contribution to verified release: {release_secs:.1} s",
         n as f64 / contribute_secs
     );
@@ -286,6 +354,8 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
                 "seconds": t0.elapsed().as_secs_f64(),
                 "contribute_seconds": contribute_secs,
                 "release_wait_seconds": release_secs,
+                "directory_id": id_hex,
+                "discovered": true,
                 "per_second": n as f64 / contribute_secs,
                 "data_dir": dir,
             })
@@ -296,6 +366,43 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         bail!("the release does not match the ground truth");
     }
     Ok(())
+}
+
+/// How the providers of [`contribute_all`] reach the study.
+#[derive(Clone)]
+pub enum Reach {
+    /// Handed the network description (benchmarks).
+    Network(Box<NetworkConfig>),
+    /// Handed the study's directory id: each provider looks it up through
+    /// `node` and builds its network description from the verified record,
+    /// with the trust anchors it brings (the services' CA, checked against
+    /// the record, and its data source's CA).
+    Directory {
+        node: NodeHandle,
+        id: DirectoryId,
+        ca: PathBuf,
+        datasource_ca: Option<PathBuf>,
+    },
+}
+
+impl Reach {
+    /// The network description and the study's name, as one provider gets
+    /// them.
+    async fn study(&self) -> Result<(NetworkConfig, String), triad_client::ClientError> {
+        match self {
+            Reach::Network(net) => Ok((net.as_ref().clone(), DEMO_STUDY.to_string())),
+            Reach::Directory {
+                node,
+                id,
+                ca,
+                datasource_ca,
+            } => {
+                let record = find_record_via(node, id, Kind::Study).await?;
+                let net = network_from_record(&record, ca, datasource_ca.as_deref())?;
+                Ok((net, record.body.name))
+            }
+        }
+    }
 }
 
 /// What [`contribute_all`] saw.
@@ -310,7 +417,7 @@ pub struct Contributions<'a> {
 /// through the real flow; a progress bar on a terminal, a line every few
 /// seconds otherwise.
 pub async fn contribute_all<'a>(
-    net: &NetworkConfig,
+    reach: &Reach,
     http: &reqwest::Client,
     accounts: &'a [Account],
     concurrency: usize,
@@ -319,13 +426,19 @@ pub async fn contribute_all<'a>(
     let started = Instant::now();
     let (done, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let reach = Arc::new(reach.clone());
     let mut tasks = Vec::with_capacity(n);
     for a in accounts {
-        let (net, http, key) = (net.clone(), http.clone(), a.api_key.clone());
+        let (reach, http, key) = (reach.clone(), http.clone(), a.api_key.clone());
         let (sem, done, accepted) = (sem.clone(), done.clone(), accepted.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let r = contribute(&net, &http, DEMO_STUDY, &key, &ContributeOptions::default()).await;
+            let r = match reach.study().await {
+                Ok((net, study)) => {
+                    contribute(&net, &http, &study, &key, &ContributeOptions::default()).await
+                }
+                Err(e) => Err(e),
+            };
             if matches!(&r, Ok(o) if o.accepted) {
                 accepted.fetch_add(1, Ordering::SeqCst);
             }

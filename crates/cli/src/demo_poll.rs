@@ -27,7 +27,13 @@ use triad_polls::{Message, SignUp, Tally};
 use triad_wire::poll::{LogEntry, PollMode, PollSpec, Signup, VerifiedTally};
 use triad_wire::NetworkConfig;
 
-use crate::demo::{demo_dir, devnet_source, serve_until_signalled, start_devnet, DemoDevnet};
+use crate::demo::{
+    datasource_ca, demo_dir, devnet_source, serve_until_signalled, start_devnet, wait_discoverable,
+    DemoDevnet,
+};
+use triad_client::discover::{client_node, network_from_record};
+use triad_directory::derive::DirectoryId;
+use triad_directory::record::Kind;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoPollArgs {
@@ -351,9 +357,11 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
     let messages = n + p.resists.iter().filter(|&&r| r).count() + 3 * n_rekeying;
     // Sign-ups, deactivations and the first votes before the sign-up
     // deadline; re-keying opens then, and the re-keyed votes follow.
+    // (10 s more by default: the voters first find the poll in the
+    // directory, once it is published.)
     let window = args
         .deadline_secs
-        .unwrap_or(5 + (n as u64 + messages as u64) / 60);
+        .unwrap_or(15 + (n as u64 + messages as u64) / 60);
     let signup_deadline = triad_wire::unix_now() + window;
     let deadline = signup_deadline + (window / 2).max(5) + 2 * n_rekeying as u64 / 30;
     let spec = PollSpec {
@@ -369,15 +377,32 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         source: devnet_source(&net)?,
         rekey_epoch_secs: triad_wire::poll::DEFAULT_REKEY_EPOCH_SECS,
     };
-    client::create_poll(&net, &http, admin.trim(), &spec)
+    let info = client::create_poll(&net, &http, admin.trim(), &spec)
         .await
         .context("creating the demo poll")?;
+    // The voters are handed the poll's directory id, nothing else: they
+    // find its coordinator and parties in the directory, in the record the
+    // coordinator signed and the three parties endorsed.
+    let id_hex = info
+        .directory_id
+        .context("the coordinator gave the poll no directory id")?;
+    let id = DirectoryId::from_hex(&id_hex).context("the poll's directory id")?;
+    devnet.list_directory_id("poll", &POLL_ID.to_string(), &id_hex)?;
+    let node = client_node(&devnet.directory()).await?;
+    let (record, found_secs) = wait_discoverable(&node, &id, Kind::Poll).await?;
+    let vnet = network_from_record(&record, &net.ca_cert, datasource_ca(&net).as_deref())?;
+    eprintln!(
+        "triad demo poll: the voters found poll {} by its directory id {id_hex} ({found_secs:.1} s \
+         after its creation, private lookup); they sign up and vote with the services its \
+         verified record names, not from the network description",
+        record.body.name
+    );
 
     eprintln!("triad demo poll: sign-ups (deadline in {window} s)");
     let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
     let mut index = vec![0u64; n];
     for (i, (att, kp)) in atts.into_iter().zip(&keys).enumerate() {
-        index[i] = client::signup_attested(&net, &http, POLL_ID, att, &kp.public)
+        index[i] = client::signup_attested(&vnet, &http, POLL_ID, att, &kp.public)
             .await
             .with_context(|| format!("signing up voter {i}"))?
             .state_index;
@@ -432,7 +457,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         ("deactivations", deactivating),
     ] {
         eprintln!("triad demo poll: sending {} {phase}", msgs.len());
-        let (ok, err) = send_all(&net, &http, msgs, args.concurrency).await;
+        let (ok, err) = send_all(&vnet, &http, msgs, args.concurrency).await;
         if phase == "briber" {
             briber_receipts = ok.len();
         }
@@ -450,7 +475,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         keys: &keys,
         fresh: &fresh,
     };
-    let (ok, err) = rekey_and_vote(&net, &http, &voters, &secrets, args.concurrency).await?;
+    let (ok, err) = rekey_and_vote(&vnet, &http, &voters, &secrets, args.concurrency).await?;
     let n_rekeyed = ok
         .iter()
         .filter(|(_, item)| matches!(item, Item::Rekey(..)))
@@ -501,6 +526,10 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         logged.len()
     );
     println!(
+        "the voters found the poll by its directory id {id_hex} (its record signed by the \
+         coordinator and endorsed by the three parties, verified locally)"
+    );
+    println!(
         "{} voters, {} messages logged, {} refused; tally {} the oracle; the consumer API serves {}",
         n,
         logged.len(),
@@ -527,6 +556,8 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
                 "attest_seconds": attest_secs,
                 "vote_seconds": vote_secs,
                 "tally_seconds": tally_secs,
+                "directory_id": id_hex,
+                "discovered": true,
                 "data_dir": dir,
             })
         );

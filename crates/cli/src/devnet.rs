@@ -1,13 +1,17 @@
 //! `triad devnet`: the whole system on this machine as separate OS
-//! processes on 127.0.0.1 — data source, notary, coordinator, three parties,
-//! consumer API — with generated keys and certificates, a supervisor that
-//! restarts a crashed process, and `<dir>/devnet.json` once all are ready.
+//! processes on 127.0.0.1 — data source, notary, three directory nodes,
+//! coordinator, three parties, consumer API — with generated keys and
+//! certificates, a supervisor that restarts a crashed process, and
+//! `<dir>/devnet.json` once all are ready.
 //!
 //! Layout of the directory (stable across restarts of the devnet: ports,
 //! keys and databases are reused):
 //! `network.json`, `devnet.json`, `tls/` (service CA and leaves),
-//! `secrets/` (internal and admin tokens), one data directory per service,
-//! `logs/<service>.log`.
+//! `secrets/` (internal and admin tokens), one data directory per service
+//! (`directory/` holds the directory nodes' identities), `logs/<service>.log`.
+//! The directory nodes' addresses (fresh ports at every start, stable peer
+//! ids) are in devnet.json's `directory`; the coordinator publishes every
+//! study and poll through them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,6 +61,30 @@ pub struct DevnetInfo {
     pub ground_truth: PathBuf,
     pub api_keys_file: PathBuf,
     pub services: Vec<ServiceInfo>,
+    /// The directory nodes, `<multiaddr>/p2p/<peer id>` each.
+    #[serde(default)]
+    pub directory: Vec<String>,
+    /// Directory ids of the studies and polls the demos created.
+    #[serde(default)]
+    pub directory_ids: Vec<ListedId>,
+}
+
+/// A study's or poll's directory id, as devnet.json lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListedId {
+    /// `study` or `poll`.
+    pub kind: String,
+    /// Its name in the services (study id, poll id).
+    pub name: String,
+    /// The directory id (64 hex).
+    pub id: String,
+}
+
+/// What devnet.json lists besides the processes.
+#[derive(Clone, Debug, Default)]
+struct Listing {
+    directory: Vec<String>,
+    ids: Vec<ListedId>,
 }
 
 struct Proc {
@@ -88,6 +116,7 @@ struct Supervisor {
     /// Set once devnet.json was first written; from then on the monitor
     /// rewrites it after every restart (new pids).
     ready: Arc<AtomicBool>,
+    listing: Arc<Mutex<Listing>>,
     monitor: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -172,6 +201,7 @@ impl Devnet {
             "notary",
             "coordinator",
             "api",
+            "directory",
         ] {
             triad_files::private_dir(&dir.join(sub))?;
         }
@@ -183,6 +213,7 @@ impl Devnet {
             procs: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             ready: Arc::new(AtomicBool::new(false)),
+            listing: Arc::new(Mutex::new(Listing::default())),
             monitor: None,
         };
         let net_file = dir.join("network.json");
@@ -268,7 +299,60 @@ impl Devnet {
                 ServeLimits::DEFAULT.max_conns.to_string(),
             ],
         )?;
-        // 2. Keys of the parties, then the network description.
+        // 2. The directory: three nodes, each knowing the other two. Their
+        // identities are kept in the devnet directory, so a node restarted
+        // by the supervisor comes back at the same address.
+        let mut nodes = Vec::new();
+        for (i, port) in ports.directory.iter().enumerate() {
+            let key_file = dir.join(format!("directory/node{i}.key"));
+            let peer = crate::directory_cli::node_identity(&key_file)?
+                .public()
+                .to_peer_id();
+            let addr = triad_directory::publish::node_address(
+                &triad_directory::node::tcp_multiaddr(([127, 0, 0, 1], *port).into()),
+                &peer,
+            );
+            nodes.push((key_file, addr));
+        }
+        let directory: Vec<String> = nodes.iter().map(|(_, a)| a.clone()).collect();
+        for (i, (key_file, _)) in nodes.iter().enumerate() {
+            let ready = dir.join(format!("directory/node{i}.addr"));
+            let _ = std::fs::remove_file(&ready);
+            let mut a = vec![
+                "directory-node".to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", ports.directory[i]),
+                "--key-file".into(),
+                key_file.display().to_string(),
+                "--ready-file".into(),
+                ready.display().to_string(),
+            ];
+            for (j, other) in directory.iter().enumerate() {
+                if j != i {
+                    a.extend(["--bootstrap".to_string(), other.clone()]);
+                }
+            }
+            sup.add(&format!("directory{i}"), a)?;
+        }
+        for (i, want) in directory.iter().enumerate() {
+            let ready = dir.join(format!("directory/node{i}.addr"));
+            wait_for(Duration::from_secs(60), || {
+                let got = std::fs::read_to_string(&ready).ok()?;
+                (got.trim() == want).then_some(())
+            })
+            .with_context(|| {
+                format!("directory node {i} did not start (see logs/directory{i}.log)")
+            })?;
+        }
+        sup.listing.lock().unwrap().directory = directory.clone();
+        // 3. Keys of the coordinator and the parties, then the network
+        // description.
+        let coordinator_key = triad_wire::keyfile::load_or_create_signing_key(
+            &dir.join("coordinator")
+                .join(triad_coordinator::directory::COORDINATOR_KEY_FILE),
+        )?
+        .public_key()
+        .to_hex();
         let mut parties = Vec::new();
         for i in 0..3 {
             let keys = triad_party::load_or_create_keys(&dir.join(format!("party{i}")), i)?;
@@ -282,6 +366,7 @@ impl Devnet {
         let network = NetworkConfig {
             ca_cert: dir.join("tls/ca.pem"),
             coordinator: format!("https://127.0.0.1:{}", ports.coordinator),
+            coordinator_key: Some(coordinator_key),
             parties: parties.try_into().expect("three parties"),
             notary: format!("https://127.0.0.1:{}", ports.notary),
             notary_key,
@@ -293,7 +378,7 @@ impl Devnet {
             }),
         };
         network.save(&net_file)?;
-        // 3. The parties, the coordinator and the API.
+        // 4. The parties, the coordinator and the API.
         let tls = |n: &str| {
             vec![
                 "--tls-cert".to_string(),
@@ -346,6 +431,10 @@ impl Devnet {
             "--max-batch".into(),
             args.max_batch.to_string(),
         ]);
+        // The coordinator publishes every study and poll in the directory.
+        for node in &directory {
+            a.extend(["--directory".to_string(), node.clone()]);
+        }
         sup.add("coordinator", a)?;
         sup.add("api", common("api", "api", ports.api))?;
         sup.start_monitor(network.clone());
@@ -385,7 +474,33 @@ impl Devnet {
     }
 
     pub fn info(&self) -> DevnetInfo {
-        devnet_info(&self.dir, &self.network, &self.sup.procs.lock().unwrap())
+        devnet_info(
+            &self.dir,
+            &self.network,
+            &self.sup.procs.lock().unwrap(),
+            &self.sup.listing.lock().unwrap(),
+        )
+    }
+
+    /// The directory nodes, `<multiaddr>/p2p/<peer id>` each.
+    pub fn directory(&self) -> Vec<String> {
+        self.sup.listing.lock().unwrap().directory.clone()
+    }
+
+    /// Lists a study's or poll's directory id in devnet.json.
+    pub fn list_directory_id(&self, kind: &str, name: &str, id: &str) -> anyhow::Result<()> {
+        let entry = ListedId {
+            kind: kind.into(),
+            name: name.into(),
+            id: id.into(),
+        };
+        {
+            let mut l = self.sup.listing.lock().unwrap();
+            if !l.ids.contains(&entry) {
+                l.ids.push(entry);
+            }
+        }
+        self.write_info()
     }
 
     fn write_info(&self) -> anyhow::Result<()> {
@@ -415,6 +530,7 @@ impl Supervisor {
     /// Restarts any process that exits, with a short pause.
     fn start_monitor(&mut self, network: NetworkConfig) {
         let (procs, stop, ready) = (self.procs.clone(), self.stop.clone(), self.ready.clone());
+        let listing = self.listing.clone();
         let dir = self.dir.clone();
         self.monitor = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
@@ -441,7 +557,9 @@ impl Supervisor {
                     }
                 }
                 if restarted && ready.load(Ordering::SeqCst) {
-                    if let Err(e) = write_info_file(&dir, &devnet_info(&dir, &network, &procs)) {
+                    let l = listing.lock().unwrap().clone();
+                    if let Err(e) = write_info_file(&dir, &devnet_info(&dir, &network, &procs, &l))
+                    {
                         eprintln!("devnet: writing devnet.json: {e:#}");
                     }
                 }
@@ -471,7 +589,12 @@ impl Drop for Supervisor {
     }
 }
 
-fn devnet_info(dir: &Path, network: &NetworkConfig, procs: &[Proc]) -> DevnetInfo {
+fn devnet_info(
+    dir: &Path,
+    network: &NetworkConfig,
+    procs: &[Proc],
+    listing: &Listing,
+) -> DevnetInfo {
     let ds = dir.join("datasource");
     DevnetInfo {
         network: network.clone(),
@@ -488,6 +611,8 @@ fn devnet_info(dir: &Path, network: &NetworkConfig, procs: &[Proc]) -> DevnetInf
                 restarts: p.restarts,
             })
             .collect(),
+        directory: listing.directory.clone(),
+        directory_ids: listing.ids.clone(),
     }
 }
 
@@ -505,6 +630,8 @@ struct Ports {
     api: u16,
     party: [u16; 3],
     mpc: [u16; 3],
+    /// Directory nodes: fresh at every start (not in network.json).
+    directory: [u16; 3],
 }
 
 fn port_of(url: &str) -> anyhow::Result<u16> {
@@ -526,6 +653,7 @@ impl Ports {
             api: p.pick()?,
             party: [p.pick()?, p.pick()?, p.pick()?],
             mpc: [p.pick()?, p.pick()?, p.pick()?],
+            directory: [p.pick()?, p.pick()?, p.pick()?],
         })
     }
 
@@ -539,11 +667,14 @@ impl Ports {
             let hp = host_port.split('/').next().unwrap_or("");
             port_of(hp)?
         };
-        // The proxy port is not in network.json; pick a fresh one.
+        // The proxy and directory ports are not in network.json; pick
+        // fresh ones.
+        let mut p = PortPicker::default();
         Ok(Self {
+            directory: [p.pick()?, p.pick()?, p.pick()?],
             datasource: ds_port,
             notary: port_of(&n.notary)?,
-            proxy: PortPicker::default().pick()?,
+            proxy: p.pick()?,
             coordinator: port_of(&n.coordinator)?,
             api: port_of(&n.api)?,
             party: [0, 1, 2].map(|i| port_of(&n.parties[i].url).unwrap_or(0)),
@@ -608,6 +739,9 @@ pub fn print_endpoints(d: &Devnet) {
         println!("  party {i}                   {}", p.url);
     }
     println!("  notary                    {}", n.notary);
+    for (i, node) in d.directory().iter().enumerate() {
+        println!("  directory node {i}          {node}");
+    }
     if let Some(ds) = &n.datasource {
         println!("  data source               {}", ds.url);
     }

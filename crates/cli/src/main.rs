@@ -8,6 +8,7 @@ mod bench_services;
 mod demo;
 mod demo_poll;
 mod devnet;
+mod directory_cli;
 mod maci_cli;
 mod notary_cli;
 mod probe;
@@ -71,6 +72,11 @@ enum Command {
     /// MACI key commands.
     #[command(subcommand)]
     Key(maci_cli::KeyCommand),
+    /// Run one node of the private directory (libp2p Kademlia).
+    DirectoryNode(directory_cli::DirectoryNodeArgs),
+    /// Find a study's or poll's record by its directory id, privately, and
+    /// verify it.
+    Discover(directory_cli::DiscoverArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,5 +126,7 @@ fn main() -> anyhow::Result<()> {
         Command::Vote(a) => Ok(triad_client::run_vote(a)?),
         Command::Keygen(args) => maci_cli::keygen(args),
         Command::Key(cmd) => maci_cli::run(cmd),
+        Command::DirectoryNode(args) => directory_cli::run_node(args),
+        Command::Discover(args) => directory_cli::run_discover(args),
     }
 }

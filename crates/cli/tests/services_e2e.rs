@@ -288,6 +288,7 @@ fn placeholder_net() -> NetworkConfig {
     NetworkConfig {
         ca_cert: PathBuf::new(),
         coordinator: String::new(),
+        coordinator_key: None,
         parties: [p.clone(), p.clone(), p],
         notary: String::new(),
         notary_key: String::new(),

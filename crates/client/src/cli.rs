@@ -44,9 +44,16 @@ a key on the command line is visible to other users of the machine (ps, /proc) a
 stays in the shell history."
 )]
 pub struct ShareArgs {
-    /// Study id.
-    #[arg(long)]
-    pub study: String,
+    /// Study id (as the services name it), with --devnet or --network.
+    #[arg(long, required_unless_present = "study_id")]
+    pub study: Option<String>,
+    /// The study's directory id (64 hex): the coordinator, the parties and
+    /// the notary are found in the directory (--directory, or --devnet's
+    /// nodes) instead of a network description.
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["study", "network"])]
+    pub study_id: Option<String>,
+    #[command(flatten)]
+    pub dir: crate::discover::DirectoryArgs,
     /// A file holding the data source API key (recommended; surrounding
     /// whitespace is ignored). The key is sent as X-API-KEY inside TLS and
     /// never disclosed to the notary.
@@ -74,6 +81,8 @@ impl std::fmt::Debug for ShareArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShareArgs")
             .field("study", &self.study)
+            .field("study_id", &self.study_id)
+            .field("dir", &self.dir)
             .field("api_key_file", &self.api_key_file)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("net", &self.net)
@@ -271,15 +280,42 @@ pub(crate) fn print_json<T: serde::Serialize>(v: &T) {
 /// printing), so the exit status says whether the value was accepted.
 pub fn run_share(args: ShareArgs) -> Result<(), ClientError> {
     let api_key = args.api_key(std::env::var(API_KEY_ENV).ok())?;
-    let net = args.net.load()?;
+    let rt = runtime()?;
+    let (net, study) = match &args.study_id {
+        Some(hex) => {
+            let id = crate::discover::parse_id(hex)?;
+            let d = crate::discover::resolve(&args.dir, args.net.devnet.as_deref())?;
+            let (record, net) = rt.block_on(crate::discover::discover_network(
+                &d,
+                &id,
+                triad_directory::record::Kind::Study,
+            ))?;
+            if !args.json {
+                println!(
+                    "found study {:?} in the directory: coordinator {}, parties {}, {}, {}",
+                    record.body.name,
+                    net.coordinator,
+                    net.parties[0].url,
+                    net.parties[1].url,
+                    net.parties[2].url
+                );
+            }
+            (net, record.body.name)
+        }
+        None => (
+            args.net.load()?,
+            args.study
+                .clone()
+                .ok_or_else(|| ClientError::Usage("give --study or --study-id".into()))?,
+        ),
+    };
     let http = http(&net)?;
     let opts = ContributeOptions {
         timeout: Duration::from_secs(args.timeout_secs),
         attempts: args.attempts.max(1),
         ..ContributeOptions::default()
     };
-    let out: Outcome =
-        runtime()?.block_on(contribute(&net, &http, &args.study, &api_key, &opts))?;
+    let out: Outcome = rt.block_on(contribute(&net, &http, &study, &api_key, &opts))?;
     if args.json {
         print_json(&out);
     } else {
@@ -435,6 +471,12 @@ pub fn run_study_create(args: StudyCreateArgs) -> Result<(), ClientError> {
             p.min_new,
             p.release_interval_secs
         );
+        if let Some(id) = &info.directory_id {
+            println!(
+                "directory id {id}: providers find the study with `triad share --study-id {id} \
+                 --directory <node>`"
+            );
+        }
     }
     Ok(())
 }

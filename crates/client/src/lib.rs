@@ -7,11 +7,14 @@
 //! - [`latest_release`] (`triad query`): the latest release from the
 //!   consumer API, verified again locally against the party keys of the
 //!   network description (the client does not trust the API);
-//! - [`create_study`] (`triad study create`).
+//! - [`create_study`] (`triad study create`);
+//! - [`discover`] (`triad discover`, `share --study-id`, `vote --poll-id`):
+//!   a study or poll found by its directory id alone.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod contribute;
+pub mod discover;
 pub mod poll;
 mod poll_cli;
 mod shares;
@@ -94,6 +97,10 @@ pub enum ClientError {
     Poll { what: String, source: ApiError },
     #[error("the tally does not verify: {0}")]
     PollTally(ReleaseError),
+    #[error("the directory: {0}")]
+    Directory(String),
+    #[error("no record found for {what} in the directory (asked {asked} nodes)")]
+    NotFound { what: String, asked: usize },
     #[error("internal: {0}")]
     Internal(String),
 }

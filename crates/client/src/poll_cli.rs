@@ -104,8 +104,16 @@ impl std::fmt::Debug for PollSignupArgs {
 pub struct VoteArgs {
     #[command(flatten)]
     pub net: NetworkArgs,
-    #[arg(long)]
-    pub poll: u64,
+    /// The poll's MACI id, with --devnet or --network.
+    #[arg(long, required_unless_present = "poll_id")]
+    pub poll: Option<u64>,
+    /// The poll's directory id (64 hex): the coordinator and the parties
+    /// are found in the directory (--directory, or --devnet's nodes)
+    /// instead of a network description.
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["poll", "network"])]
+    pub poll_id: Option<String>,
+    #[command(flatten)]
+    pub dir: crate::discover::DirectoryArgs,
     /// A file holding the MACI private key that signs (your current key).
     #[arg(long)]
     pub key_file: PathBuf,
@@ -247,6 +255,12 @@ pub fn run_poll_create(args: PollCreateArgs) -> Result<(), ClientError> {
             info.spec.signup_deadline,
             info.spec.voting_deadline
         );
+        if let Some(id) = &info.directory_id {
+            println!(
+                "directory id {id}: voters find the poll with `triad vote --poll-id {id} \
+                 --directory <node>`"
+            );
+        }
     }
     Ok(())
 }
@@ -289,7 +303,36 @@ pub fn run_vote(args: VoteArgs) -> Result<(), ClientError> {
                 .map_err(|e| ClientError::Usage(format!("--new-key: {e}")))
         })
         .transpose()?;
-    let net = args.net.load()?;
+    let rt = runtime()?;
+    let (net, poll_id) = match &args.poll_id {
+        Some(hex) => {
+            let id = crate::discover::parse_id(hex)?;
+            let d = crate::discover::resolve(&args.dir, args.net.devnet.as_deref())?;
+            let (record, net) = rt.block_on(crate::discover::discover_network(
+                &d,
+                &id,
+                triad_directory::record::Kind::Poll,
+            ))?;
+            let poll: u64 = record.body.name.parse().map_err(|_| {
+                ClientError::Directory(format!(
+                    "the record names poll {:?}, not a MACI poll id",
+                    record.body.name
+                ))
+            })?;
+            if !args.json {
+                println!(
+                    "found poll {poll} in the directory: coordinator {}",
+                    net.coordinator
+                );
+            }
+            (net, poll)
+        }
+        None => (
+            args.net.load()?,
+            args.poll
+                .ok_or_else(|| ClientError::Usage("give --poll or --poll-id".into()))?,
+        ),
+    };
     let http = http(&net)?;
     let vote = Vote {
         option: args.option,
@@ -297,10 +340,10 @@ pub fn run_vote(args: VoteArgs) -> Result<(), ClientError> {
         nonce: args.nonce,
         new_key,
     };
-    let entry = runtime()?.block_on(poll::send_vote(
+    let entry = rt.block_on(poll::send_vote(
         &net,
         &http,
-        args.poll,
+        poll_id,
         args.state_index,
         &key,
         &vote,
@@ -312,7 +355,7 @@ pub fn run_vote(args: VoteArgs) -> Result<(), ClientError> {
         println!(
             "logged at position {} of poll {} (submission {}); whether it counts is known to nobody \
              until the tally",
-            entry.position, args.poll, entry.submission_id
+            entry.position, poll_id, entry.submission_id
         );
     }
     Ok(())

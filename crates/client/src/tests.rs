@@ -17,6 +17,7 @@ fn network(dir: &Path) -> NetworkConfig {
     NetworkConfig {
         ca_cert: dir.join("ca.pem"),
         coordinator: "https://127.0.0.1:1".into(),
+        coordinator_key: None,
         parties: [0, 1, 2].map(|i| PartyEndpoint {
             url: format!("https://127.0.0.1:{}", 10 + i),
             mpc_addr: "127.0.0.1:2".parse().unwrap(),

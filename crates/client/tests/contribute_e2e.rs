@@ -58,6 +58,7 @@ fn study() -> StudyInfo {
         created_at: 1,
         contributions: 0,
         releases: 0,
+        directory_id: None,
     }
 }
 
@@ -232,6 +233,7 @@ async fn contribute_end_to_end_with_retries() {
     let net = NetworkConfig {
         ca_cert: ca_path.clone(),
         coordinator,
+        coordinator_key: None,
         parties: [0, 1, 2].map(|i| PartyEndpoint {
             url: urls[i].clone(),
             mpc_addr: "127.0.0.1:1".parse().unwrap(),

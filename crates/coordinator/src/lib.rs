@@ -8,11 +8,14 @@
 //! - [`batcher`]: batch formation and two-phase commit, in the one driver task;
 //! - [`releases`]: when a study gets its next release;
 //! - [`parties`]: the calls to the parties, behind a trait;
+//! - [`directory`]: each study's and poll's directory id, and their
+//!   publication in the private directory;
 //! - [`store`]: the storage trait and its SQLite implementation; [`routes`]: the HTTP handlers.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod batcher;
+pub mod directory;
 pub mod limits;
 pub mod parties;
 pub mod poll_routes;
@@ -66,6 +69,12 @@ pub struct CoordinatorConfig {
     pub max_attestation_age_secs: u64,
     /// The HTTPS server's connection caps and timeouts.
     pub serve: triad_wire::https::ServeLimits,
+    /// Directory nodes (`<multiaddr>/p2p/<peer id>`) to publish studies
+    /// and polls through; none: nothing is published (ids are still
+    /// derived and stored).
+    pub directory: Vec<String>,
+    /// Where the coordinator's own directory node listens.
+    pub directory_listen: SocketAddr,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -79,6 +88,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("batching", &self.batching)
             .field("max_attestation_age_secs", &self.max_attestation_age_secs)
             .field("serve", &self.serve)
+            .field("directory", &self.directory)
             .finish()
     }
 }
@@ -95,6 +105,10 @@ pub enum CoordinatorError {
     Store(#[from] store::StoreError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Key(#[from] triad_wire::keyfile::KeyFileError),
+    #[error("the directory: {0}")]
+    Directory(#[from] triad_directory::publish::ClientNodeError),
 }
 
 /// A running coordinator: its address and its two tasks (HTTPS server and
@@ -104,6 +118,8 @@ pub struct CoordinatorHandle {
     server: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
     tallier: JoinHandle<()>,
+    /// The directory publisher, when the coordinator publishes.
+    publisher: Option<JoinHandle<()>>,
 }
 
 impl CoordinatorHandle {
@@ -119,6 +135,9 @@ impl CoordinatorHandle {
         self.server.abort();
         self.driver.abort();
         self.tallier.abort();
+        if let Some(p) = &self.publisher {
+            p.abort();
+        }
     }
 
     /// Aborts and waits until both tasks are gone.
@@ -127,6 +146,9 @@ impl CoordinatorHandle {
         let _ = self.server.await;
         let _ = self.driver.await;
         let _ = self.tallier.await;
+        if let Some(p) = self.publisher {
+            let _ = p.await;
+        }
     }
 
     /// Waits until the server stops (it normally never does).
@@ -134,6 +156,9 @@ impl CoordinatorHandle {
         let r = self.server.await;
         self.driver.abort();
         self.tallier.abort();
+        if let Some(p) = &self.publisher {
+            p.abort();
+        }
         match r {
             Ok(r) => Ok(r?),
             Err(e) => Err(CoordinatorError::Config(format!("server task: {e}"))),
@@ -173,6 +198,44 @@ pub(crate) async fn launch_with(
     triad_files::check_private(&cfg.data_dir, 2)
         .map_err(|e| CoordinatorError::Config(e.to_string()))?;
     let db = Store::open_sqlite(&cfg.data_dir)?;
+    // The key that signs directory records, and derives every study's and
+    // poll's directory id: the network description, if it names one, must
+    // name this one (the parties endorse only records it signed).
+    let key = Arc::new(triad_wire::keyfile::load_or_create_signing_key(
+        &cfg.data_dir.join(directory::COORDINATOR_KEY_FILE),
+    )?);
+    let pk = key.public_key().to_hex();
+    if let Some(named) = &cfg.network.coordinator_key {
+        if !named.eq_ignore_ascii_case(&pk) {
+            return Err(CoordinatorError::Config(format!(
+                "the network description names coordinator key {named}, but {} holds {pk}",
+                cfg.data_dir.join(directory::COORDINATOR_KEY_FILE).display()
+            )));
+        }
+    }
+    let filled = directory::backfill_entries(&db, &key).await?;
+    if filled > 0 {
+        tracing::info!(filled, "directory ids given to earlier studies and polls");
+    }
+    let (publisher, publisher_task) = if cfg.directory.is_empty() {
+        (directory::Publisher::disabled(), None)
+    } else {
+        let ca_sha256 =
+            triad_wire::directory::ca_sha256(&cfg.network.ca_pem()?).ok_or_else(|| {
+                CoordinatorError::Config("the network CA holds no certificate".into())
+            })?;
+        let (p, task) = directory::start(
+            cfg.directory_listen,
+            &cfg.directory,
+            db.clone(),
+            parties.clone(),
+            key.clone(),
+            cfg.network.clone(),
+            ca_sha256,
+        )
+        .await?;
+        (p, Some(task))
+    };
     let wake = Arc::new(Notify::new());
     let settled = Arc::new(Notify::new());
     let stuck = batcher::StuckCommits::default();
@@ -189,6 +252,8 @@ pub(crate) async fn launch_with(
         settled: settled.clone(),
         parties: parties.clone(),
         stuck: stuck.clone(),
+        directory_key: key,
+        publisher,
     });
     let tallier = polls::Tallier {
         db: db.clone(),
@@ -221,6 +286,7 @@ pub(crate) async fn launch_with(
         server,
         driver,
         tallier,
+        publisher: publisher_task,
     })
 }
 
@@ -256,6 +322,14 @@ pub struct CoordinatorArgs {
     pub global_burst: f64,
     #[arg(long, default_value_t = 20_000)]
     pub max_queue: usize,
+    /// A directory node to publish studies and polls through, as
+    /// `<multiaddr>/p2p/<peer id>` (repeatable). Without any, nothing is
+    /// published (directory ids are still derived and returned).
+    #[arg(long = "directory", value_name = "ADDR")]
+    pub directory: Vec<String>,
+    /// Where the coordinator's own directory node listens (TCP).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub directory_listen: SocketAddr,
 }
 
 fn read_token(path: &PathBuf) -> Result<String, CoordinatorError> {
@@ -297,6 +371,8 @@ impl CoordinatorArgs {
             },
             max_attestation_age_secs: self.max_attestation_age_secs,
             serve: self.service.serve_limits(),
+            directory: self.directory.clone(),
+            directory_listen: self.directory_listen,
         })
     }
 }

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use triad_directory::record::ServiceRecord;
+use triad_wire::directory::Endorsement;
 use triad_wire::messages::{
     PrepareBatch, PrepareResult, ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER,
 };
@@ -96,6 +98,13 @@ pub trait Parties: Send + Sync + 'static {
         party: usize,
         req: &'a TallyRequest,
     ) -> BoxFut<'a, Result<TallyProgress, PartyError>>;
+    /// Asks the party to endorse a directory record the coordinator
+    /// signed; returns its endorsement (128 hex).
+    fn endorse<'a>(
+        &'a self,
+        party: usize,
+        record: &'a ServiceRecord,
+    ) -> BoxFut<'a, Result<String, PartyError>>;
 }
 
 /// The parties over HTTPS, authenticated with the internal token.
@@ -243,5 +252,21 @@ impl Parties for HttpParties {
     ) -> BoxFut<'a, Result<TallyProgress, PartyError>> {
         let path = format!("/internal/polls/{}/tally", req.spec.id);
         Box::pin(self.post(party, path, json(req)))
+    }
+
+    fn endorse<'a>(
+        &'a self,
+        party: usize,
+        record: &'a ServiceRecord,
+    ) -> BoxFut<'a, Result<String, PartyError>> {
+        Box::pin(async move {
+            let e: Endorsement = self
+                .post(party, "/internal/directory/endorse".into(), json(record))
+                .await?;
+            if e.party != party {
+                return Err(Self::err(party, format!("endorsed as party {}", e.party)));
+            }
+            Ok(e.signature)
+        })
     }
 }

@@ -81,9 +81,20 @@ async fn create(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let spec: PollSpec = parse_json(&body(b)?)?;
-    let info = polls::create_poll(&s.db, &s.parties, spec, triad_wire::unix_now())
-        .await
-        .map_err(refusal)?;
+    let info = polls::create_poll(
+        &s.db,
+        &s.parties,
+        &s.directory_key,
+        spec,
+        triad_wire::unix_now(),
+    )
+    .await
+    .map_err(refusal)?;
+    // Published in the background: never delays or fails the creation.
+    s.publisher.notify(
+        crate::store::directory::Kind::Poll,
+        &info.spec.id.to_string(),
+    );
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 

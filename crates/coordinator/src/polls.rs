@@ -150,10 +150,12 @@ async fn poll_info(db: &Store, id: u64) -> Result<PollInfo, PollError> {
         .ok_or(PollError::UnknownPoll(id))
 }
 
-/// Creates a poll once every party pinned it.
+/// Creates a poll once every party pinned it, with its directory id
+/// (derived from `directory_key` and a fresh salt, stored with it).
 pub async fn create_poll(
     db: &Store,
     parties: &Arc<dyn Parties>,
+    directory_key: &triad_directory::SigningKey,
     spec: PollSpec,
     now: u64,
 ) -> Result<PollInfo, PollError> {
@@ -174,15 +176,22 @@ pub async fn create_poll(
             PartyFault::Refused(_) => PollError::InvalidPoll(e.to_string()),
             PartyFault::Unreachable(_) => PollError::PartiesUnavailable(e),
         })?;
+    let entry = crate::directory::new_entry(
+        directory_key,
+        crate::store::directory::Kind::Poll,
+        &id.to_string(),
+    )
+    .map_err(|_| PollError::Rng)?;
     let info = PollInfo {
         spec,
         created_at: now,
         signups: 0,
         messages: 0,
         tallied: false,
+        directory_id: Some(entry.directory_id.clone()),
     };
     let row = info.clone();
-    if !db.run(move |s| s.create_poll(&row)).await? {
+    if !db.run(move |s| s.create_poll(&row, &entry)).await? {
         return Err(PollError::PollExists(id));
     }
     Ok(info)

@@ -27,6 +27,7 @@ use triad_wire::{ApiError, PeerAddr};
 use crate::admission::{admit_submission, token_digest, AdmissionError, AdmissionPolicy, Fault};
 use crate::limits::RateLimiter;
 use crate::parties::{Parties, PartyError, PartyFault};
+use crate::store::directory::Kind;
 use crate::store::Store;
 
 pub const DEFAULT_MIN_COHORT: u64 = 10;
@@ -50,6 +51,10 @@ pub struct AppState {
     pub parties: Arc<dyn Parties>,
     /// Logged commits some party has not acked (see the batcher).
     pub stuck: crate::batcher::StuckCommits,
+    /// Signs directory records; derives directory ids.
+    pub directory_key: Arc<triad_directory::SigningKey>,
+    /// Publishes new studies and polls in the directory (or nothing).
+    pub publisher: crate::directory::Publisher,
 }
 
 impl AppState {
@@ -204,15 +209,19 @@ async fn create_study(
             }
         }
     }
+    // The study's directory id, stored with it: what providers find it by.
+    let entry = crate::directory::new_entry(&s.directory_key, Kind::Study, &params.id)
+        .map_err(|_| ApiError::internal("system RNG failed"))?;
     let info = StudyInfo {
         params,
         created_at: triad_wire::unix_now(),
         contributions: 0,
         releases: 0,
+        directory_id: Some(entry.directory_id.clone()),
     };
     if !s
         .db
-        .create_study(info.clone())
+        .create_study(info.clone(), entry)
         .await
         .map_err(ApiError::internal)?
     {
@@ -221,6 +230,8 @@ async fn create_study(
             format!("study {:?} exists", info.params.id),
         ));
     }
+    // Published in the background: never delays or fails the creation.
+    s.publisher.notify(Kind::Study, &info.params.id);
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 

@@ -273,6 +273,21 @@ impl Parties for FakeParties {
     ) -> BoxFut<'a, Result<triad_wire::poll::TallyProgress, PartyError>> {
         Box::pin(async move { Err(Self::err(party)) })
     }
+
+    /// Endorses as a real party of this network would (its key).
+    fn endorse<'a>(
+        &'a self,
+        party: usize,
+        record: &'a triad_directory::record::ServiceRecord,
+    ) -> BoxFut<'a, Result<String, PartyError>> {
+        Box::pin(async move {
+            Ok(triad_directory::publish::endorsement(
+                record,
+                party,
+                &party_keys()[party],
+            ))
+        })
+    }
 }
 
 // ---------- harness ----------
@@ -339,6 +354,7 @@ impl Env {
         let network = NetworkConfig {
             ca_cert: ca_path.clone(),
             coordinator: "https://127.0.0.1:1".into(),
+            coordinator_key: None,
             parties: [party(0), party(1), party(2)],
             notary: "http://127.0.0.1:2".into(),
             notary_key: notary_key().public_key().to_hex(),
@@ -363,6 +379,8 @@ impl Env {
             },
             max_attestation_age_secs: 3600,
             serve: triad_wire::https::ServeLimits::default(),
+            directory: Vec::new(),
+            directory_listen: "127.0.0.1:0".parse().unwrap(),
         };
         Self {
             _tmp: tmp,

@@ -446,6 +446,7 @@ pub async fn spawn_node_as(
         clock,
         held: Arc::new(tokio::sync::Semaphore::new(MAX_HELD)),
         exits: Arc::new(tokio::sync::Semaphore::new(MAX_EXITS)),
+        no_bootstrap: matches!(listen, Listen::MemoryPlaintext),
     };
     tokio::spawn(run(swarm, rx, me));
     Ok(NodeHandle {
@@ -545,6 +546,9 @@ struct Relay {
     /// flooder, not the relay's memory).
     held: Arc<tokio::sync::Semaphore>,
     exits: Arc<tokio::sync::Semaphore>,
+    /// The simulation seeds routing tables itself and stops kad's
+    /// automatic bootstrap (a storm of walks at 1,000 nodes).
+    no_bootstrap: bool,
 }
 
 /// Packets a relay holds for their delays at once.
@@ -591,6 +595,7 @@ async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command
     > = HashMap::new();
     let mut waiting: Waiting = HashMap::new();
     let mut seen: std::collections::HashSet<[u8; 32]> = Default::default();
+    let mut outbox = Outbox::default();
     loop {
         tokio::select! {
             cmd = rx.recv() => {
@@ -620,11 +625,11 @@ async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command
                         asks.insert(b.prefix.send_request(&peer, request.to_bytes()), reply);
                     }
                     Command::Onion { peer, packet } => {
-                        b.onion.send_request(&peer, packet);
+                        outbox.send(b, peer, packet);
                     }
                     Command::OnionLookup { built, reply } => {
                         waiting.retain(|_, (_, tx)| !tx.is_closed());
-                        b.onion.send_request(&built.first_hop, built.packet);
+                        outbox.send(b, built.first_hop, built.packet);
                         waiting.insert(built.identifier, (built.pending, reply));
                     }
                     Command::RoutingPeers(reply) => {
@@ -660,11 +665,20 @@ async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command
                                 Ok(ok) => ok.peers,
                                 Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                             };
+                            if let Some((peer, packet)) = outbox.finding.remove(&id) {
+                                outbox.found(&mut swarm, peer, packet, &peers);
+                                continue;
+                            }
                             if let Some(tx) = closest.remove(&id) {
                                 let _ = tx.send((
                                     peers.into_iter().map(|p| p.peer_id).collect(),
                                     stats.num_requests(),
                                 ));
+                            }
+                        }
+                        kad::QueryResult::Bootstrap(_) if me.no_bootstrap => {
+                            if let Some(mut q) = swarm.behaviour_mut().kad.query_mut(&id) {
+                                q.finish();
                             }
                         }
                         _ => {}
@@ -702,17 +716,91 @@ async fn run(mut swarm: libp2p::Swarm<Behaviour>, mut rx: mpsc::Receiver<Command
                     }
                     _ => {}
                 },
-                SwarmEvent::Behaviour(BehaviourEvent::Onion(request_response::Event::Message {
-                    peer,
-                    message: request_response::Message::Request { request, channel, .. },
-                    ..
-                })) => {
-                    let _ = swarm.behaviour_mut().onion.send_response(channel, Vec::new());
-                    on_packet(&me, peer, request, &mut seen, &mut waiting);
-                }
+                SwarmEvent::Behaviour(BehaviourEvent::Onion(e)) => match e {
+                    request_response::Event::Message {
+                        peer,
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    } => {
+                        let _ = swarm.behaviour_mut().onion.send_response(channel, Vec::new());
+                        on_packet(&me, peer, request, &mut seen, &mut waiting);
+                    }
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, .. },
+                        ..
+                    } => {
+                        outbox.sent.remove(&request_id);
+                    }
+                    request_response::Event::OutboundFailure { request_id, error, .. } => {
+                        outbox.failed(swarm.behaviour_mut(), request_id, &error);
+                    }
+                    _ => {}
+                },
                 _ => {}
             }
         }
+    }
+}
+
+/// Onion packets on their way to the next relay. A relay may not know the
+/// next hop's address (the reader chose it from its own routing table):
+/// when the dial fails, a kad lookup for the peer finds it, and the packet
+/// is sent once more.
+#[derive(Default)]
+struct Outbox {
+    /// Sent, waiting for the next relay's acknowledgement.
+    sent: HashMap<request_response::OutboundRequestId, (PeerId, Vec<u8>, bool)>,
+    /// Waiting for a lookup of the next hop.
+    finding: HashMap<kad::QueryId, (PeerId, Vec<u8>)>,
+}
+
+/// Packets held for a retry at once (beyond, new ones go out once only).
+const MAX_OUTBOX: usize = 1024;
+
+impl Outbox {
+    fn send(&mut self, b: &mut Behaviour, peer: PeerId, packet: Vec<u8>) {
+        self.send_try(b, peer, packet, false);
+    }
+
+    fn send_try(&mut self, b: &mut Behaviour, peer: PeerId, packet: Vec<u8>, retried: bool) {
+        if self.sent.len() + self.finding.len() >= MAX_OUTBOX {
+            b.onion.send_request(&peer, packet);
+            return;
+        }
+        let id = b.onion.send_request(&peer, packet.clone());
+        self.sent.insert(id, (peer, packet, retried));
+    }
+
+    fn failed(
+        &mut self,
+        b: &mut Behaviour,
+        id: request_response::OutboundRequestId,
+        error: &request_response::OutboundFailure,
+    ) {
+        let Some((peer, packet, retried)) = self.sent.remove(&id) else {
+            return;
+        };
+        if !retried && matches!(error, request_response::OutboundFailure::DialFailure) {
+            let q = b.kad.get_closest_peers(peer);
+            self.finding.insert(q, (peer, packet));
+        }
+    }
+
+    fn found(
+        &mut self,
+        swarm: &mut libp2p::Swarm<Behaviour>,
+        peer: PeerId,
+        packet: Vec<u8>,
+        peers: &[kad::PeerInfo],
+    ) {
+        let Some(info) = peers.iter().find(|p| p.peer_id == peer) else {
+            tracing::debug!(%peer, "next hop not found: packet dropped");
+            return;
+        };
+        for a in &info.addrs {
+            swarm.add_peer_address(peer, a.clone());
+        }
+        self.send_try(swarm.behaviour_mut(), peer, packet, true);
     }
 }
 
@@ -1093,6 +1181,10 @@ pub async fn onion_lookup(
     let mut too_many = 0;
     while attempt <= opts.retries {
         let Some(route) = pick_route(&peers, &avoid) else {
+            if stats.asked > 0 {
+                // Every relay has been tried (a small network).
+                break;
+            }
             return Err(LookupError::Network(format!(
                 "fewer than {} usable relays",
                 onion::HOPS

@@ -198,7 +198,16 @@ struct Published {
 
 async fn publish(net: &Net, count: usize) -> Result<Vec<Published>, String> {
     let mut out = Vec::with_capacity(count);
-    for chunk in (0..count).collect::<Vec<_>>().chunks(32) {
+    let t0 = Instant::now();
+    for (c, chunk) in (0..count).collect::<Vec<_>>().chunks(64).enumerate() {
+        if c % 5 == 0 {
+            tracing::info!(
+                published = c * 64,
+                of = count,
+                secs = t0.elapsed().as_secs_f64(),
+                "publishing"
+            );
+        }
         let mut tasks = Vec::new();
         for &k in chunk {
             let coordinator = SigningKey::from_seed(seed(k, 1));
@@ -330,7 +339,13 @@ async fn run_arm(
         let opts = OnionOptions {
             bits,
             retries: 4,
-            timeout: Duration::from_secs(2),
+            // Ten times the p95 of an undisturbed lookup here: a lost
+            // packet costs one timeout, not the lookup.
+            timeout: if arm == Arm::OnionDelayCover {
+                Duration::from_secs(3)
+            } else {
+                Duration::from_millis(1500)
+            },
             hop_delay: (arm == Arm::OnionDelayCover).then_some(cfg.hop_delay),
             cover: if arm == Arm::OnionDelayCover {
                 cfg.cover
@@ -526,10 +541,16 @@ fn judge(
 pub async fn run(cfg: &SimConfig) -> Result<SimReport, String> {
     let t0 = Instant::now();
     let net = start(cfg).await?;
+    tracing::info!(
+        nodes = cfg.nodes,
+        secs = t0.elapsed().as_secs_f64(),
+        "nodes started, routing tables seeded"
+    );
     let bits = prefix_bits_for(cfg.nodes);
     let count = cfg.records.unwrap_or(30usize << bits);
     let records = Arc::new(publish(&net, count).await?);
     let setup_s = t0.elapsed().as_secs_f64();
+    tracing::info!(records = count, secs = setup_s, "records published");
     let mut rng = rand::thread_rng();
     let plan: Vec<(usize, usize)> = (0..cfg.lookups)
         .map(|_| {
@@ -556,6 +577,7 @@ pub async fn run(cfg: &SimConfig) -> Result<SimReport, String> {
         let window = Duration::from_secs_f64(percentile(&mut lat, 0.99) / 1e3);
         let (mut dt, mut dp, idt, idp) = judge(&net, cfg, arm, &outcomes, window);
         let ok = outcomes.iter().filter(|o| o.ok).count();
+        tracing::info!(arm = arm.name(), ok, lookups = plan.len(), "arm done");
         let mut cands: Vec<f64> = outcomes
             .iter()
             .filter(|o| o.ok)

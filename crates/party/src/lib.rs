@@ -6,11 +6,13 @@
 //! - [`intake`]: uploaded shares awaiting their batch;
 //! - [`store`]: the durable SQLite store;
 //! - [`vet`]: the party's own check of each submission's attestation;
+//! - [`directory`]: the endorsement of a directory record;
 //! - [`refusal`]: why a request is refused, by whose fault;
 //! - [`service`]: the HTTPS handlers.
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod directory;
 pub mod intake;
 pub mod jobs;
 pub mod mesh;

@@ -48,6 +48,9 @@ pub enum Refusal {
     BadTallyInput(String),
     #[error("no tally of this poll yet")]
     NoTally,
+    /// A directory record this party will not endorse.
+    #[error("endorsement refused: {0}")]
+    NotEndorsed(crate::directory::EndorseRefusal),
     // Load: the same request may succeed later.
     #[error("{0}")]
     Busy(&'static str),
@@ -79,6 +82,7 @@ impl Refusal {
             Self::VotingOpen(_) => ErrorCode::VotingOpen,
             Self::BadTallyInput(_) => ErrorCode::Unprocessable,
             Self::NoTally => ErrorCode::NoTally,
+            Self::NotEndorsed(_) => ErrorCode::EndorsementRefused,
             Self::Busy(_) => ErrorCode::Busy,
             Self::IntakeFull => ErrorCode::IntakeFull,
             Self::Mpc(_) => ErrorCode::MpcFailed,

@@ -6,7 +6,7 @@
 //! token): `POST /internal/batches/prepare`, `POST
 //! /internal/batches/{id}/commit`, `POST /internal/batches/{id}/abort`,
 //! `POST /internal/releases`, `POST /internal/studies`,
-//! `GET /internal/holdings`.
+//! `GET /internal/holdings`, `POST /internal/directory/endorse`.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
@@ -302,6 +302,10 @@ impl From<Refusal> for ApiError {
                 StatusCode::CONFLICT
             }
             R::PollClosed(_) | R::VotingOpen(_) => StatusCode::FORBIDDEN,
+            // 403: the coordinator is not trusted here; 409: the record
+            // does not describe this network or a study pinned here.
+            R::NotEndorsed(e) if e.is_untrusted() => StatusCode::FORBIDDEN,
+            R::NotEndorsed(_) => StatusCode::CONFLICT,
             R::BadTallyInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
             R::Busy(_) | R::IntakeFull | R::Mpc(_) => StatusCode::SERVICE_UNAVAILABLE,
             R::Internal(_) => {
@@ -326,6 +330,7 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .route("/internal/studies", post(pin_study))
         .route("/internal/holdings", get(holdings))
         .merge(crate::polls::internal_routes())
+        .merge(crate::directory::internal_routes())
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
     let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -23,6 +23,12 @@ struct Fixture {
     data: std::path::PathBuf,
     url: String,
     http: reqwest::Client,
+    network: NetworkConfig,
+}
+
+/// The coordinator the fixture's party trusts (directory records).
+fn coordinator_key() -> triad_directory::SigningKey {
+    triad_directory::SigningKey::from_seed([9; 32])
 }
 
 fn free_addr() -> std::net::SocketAddr {
@@ -52,6 +58,7 @@ async fn start() -> Fixture {
         ca_cert: ca_path.clone(),
         // Nobody answers there: pending batches simply stay pending.
         coordinator: "https://127.0.0.1:1".into(),
+        coordinator_key: Some(coordinator_key().public_key().to_hex()),
         parties: parties.try_into().unwrap(),
         notary: "http://127.0.0.1:1".into(),
         notary_key: triad_attestation::NotarySigningKey::from_seed([5; 32])
@@ -66,7 +73,7 @@ async fn start() -> Fixture {
         PartyConfig {
             id: PartyId::new(0).unwrap(),
             data_dir: data.clone(),
-            network,
+            network: network.clone(),
             tls: triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap(),
             internal_token: "party-token-party-token-party-token".into(),
             coordinator_token_sha256: triad_wire::https::token_digest(TOKEN),
@@ -94,6 +101,7 @@ async fn start() -> Fixture {
         data,
         url: format!("https://{}", h.addr),
         http,
+        network,
     }
 }
 
@@ -548,4 +556,135 @@ async fn holdings_are_authenticated_paged_and_hold_no_shares() {
             "{bad}"
         );
     }
+}
+
+/// A study record of the fixture's network, signed by `signer`.
+fn directory_record(
+    f: &Fixture,
+    s: &StudyParams,
+    signer: &triad_directory::SigningKey,
+) -> triad_directory::record::ServiceRecord {
+    use triad_directory::record::{Kind, PartyEntry, RecordBody, Service, ServiceRecord};
+    let n = &f.network;
+    let now = triad_wire::unix_now();
+    let ca = triad_wire::directory::ca_sha256(&n.ca_pem().unwrap()).unwrap();
+    let spec = triad_wire::directory::RecordSpec {
+        notary: n.notary.clone(),
+        ca_sha256: ca,
+        source_url: None,
+        study: Some(triad_wire::directory::StudyTerms {
+            title: s.name.clone(),
+            data_spec: s.data_spec.clone(),
+            source: s.source.clone(),
+            min_cohort: s.min_cohort,
+        }),
+        poll: None,
+    };
+    let body = RecordBody {
+        v: 1,
+        kind: Kind::Study,
+        name: s.id.clone(),
+        id_salt: "42".repeat(16),
+        seq: 1,
+        issued_at: now,
+        expires_at: now + 3600,
+        coordinator: Service {
+            url: n.coordinator.clone(),
+            key: signer.public_key().to_hex(),
+        },
+        parties: std::array::from_fn(|i| PartyEntry {
+            url: n.parties[i].url.clone(),
+            mpc_addr: n.parties[i].mpc_addr.to_string(),
+            key: n.parties[i].sign_key.clone(),
+        }),
+        notary_key: n.notary_key.clone(),
+        spec: serde_json::to_value(spec).unwrap(),
+    };
+    ServiceRecord::sign(body, signer)
+}
+
+/// `POST /internal/directory/endorse`: a record of this network and of a
+/// study pinned here is endorsed (the signature `ServiceRecord::endorse`
+/// makes with this party's key); a record naming another key for this
+/// party, one from another coordinator, one of an unpinned study, and a
+/// caller without the token are refused with specific errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_records_are_endorsed_only_as_they_are() {
+    let f = start().await;
+    let path = "/internal/directory/endorse";
+    let s = study(10, 10);
+    let good = directory_record(&f, &s, &coordinator_key());
+    let body = |r: &triad_directory::record::ServiceRecord| serde_json::to_vec(r).unwrap();
+    // Not pinned yet: 409.
+    let (st, v) = post(&f, path, body(&good), Some(TOKEN)).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (409, Some("endorsement_refused")),
+        "{v}"
+    );
+    let (st, _) = post(
+        &f,
+        "/internal/studies",
+        serde_json::to_vec(&s).unwrap(),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Without the coordinator's token: 401, before anything is judged.
+    let (st, _) = post(&f, path, body(&good), None).await;
+    assert_eq!(st, 401);
+    // The record as it is: endorsed by this party's release key.
+    let (st, v) = post(&f, path, body(&good), Some(TOKEN)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["party"], 0);
+    let key = load_or_create_keys(&f.data, 0).unwrap().sign;
+    assert_eq!(
+        v["signature"].as_str().unwrap(),
+        triad_directory::publish::endorsement(&good, 0, &key)
+    );
+    // This party's entry with another key, or another URL: 409.
+    let mut other = good.clone();
+    other.body.parties[0].key = f.network.parties[1].sign_key.clone();
+    let other = triad_directory::record::ServiceRecord::sign(other.body, &coordinator_key());
+    let (st, v) = post(&f, path, body(&other), Some(TOKEN)).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (409, Some("endorsement_refused")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("party 0"), "{v}");
+    let mut moved = good.clone();
+    moved.body.parties[0].url = "https://evil.example".into();
+    let moved = triad_directory::record::ServiceRecord::sign(moved.body, &coordinator_key());
+    let (st, v) = post(&f, path, body(&moved), Some(TOKEN)).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (409, Some("endorsement_refused")),
+        "{v}"
+    );
+    // Another coordinator (naming itself), or a tampered body: 403.
+    let stranger = triad_directory::SigningKey::from_seed([10; 32]);
+    let (st, v) = post(
+        &f,
+        path,
+        body(&directory_record(&f, &s, &stranger)),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (403, Some("endorsement_refused")),
+        "{v}"
+    );
+    let mut tampered = good.clone();
+    tampered.body.seq = 2;
+    let (st, v) = post(&f, path, body(&tampered), Some(TOKEN)).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (403, Some("endorsement_refused")),
+        "{v}"
+    );
+    // Not a record: 400.
+    let (st, v) = post(&f, path, b"{}".to_vec(), Some(TOKEN)).await;
+    assert_eq!(st, 400, "{v}");
 }

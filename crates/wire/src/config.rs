@@ -28,6 +28,11 @@ pub struct NetworkConfig {
     pub ca_cert: PathBuf,
     /// Coordinator HTTPS base URL.
     pub coordinator: String,
+    /// The coordinator's ed25519 public key (64 hex): it signs the
+    /// directory records of its studies and polls, and the parties endorse
+    /// only records this key signed (docs/directory.md, "Services").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_key: Option<String>,
     pub parties: [PartyEndpoint; 3],
     /// Notary API HTTPS base URL (its certificate is issued by `ca_cert`,
     /// like every other service's).

@@ -127,6 +127,9 @@ pub enum ErrorCode {
     NullifierUsed,
     /// The poll holds as many re-keys as sign-ups already.
     RekeyLimit,
+    /// A party refuses to endorse a directory record (it does not name
+    /// this party as it is, or comes from a coordinator it does not trust).
+    EndorsementRefused,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -193,6 +196,7 @@ impl ErrorCode {
         ErrorCode::SignupOpen,
         ErrorCode::NullifierUsed,
         ErrorCode::RekeyLimit,
+        ErrorCode::EndorsementRefused,
     ];
 
     /// The code as it appears on the wire.
@@ -256,6 +260,7 @@ impl ErrorCode {
             ErrorCode::SignupOpen => "signup_open",
             ErrorCode::NullifierUsed => "nullifier_used",
             ErrorCode::RekeyLimit => "rekey_limit",
+            ErrorCode::EndorsementRefused => "endorsement_refused",
             ErrorCode::Other => "other",
         }
     }

@@ -15,10 +15,13 @@
 //!   enforce: parameter bounds, the parties' floors, the release rule;
 //! - [`trace`]: request ids and spans, the log subscriber;
 //! - [`pki`]: the service CA and leaf certificates a devnet generates;
-//! - [`keyfile`]: the notary's and the parties' signing keys on disk.
+//! - [`keyfile`]: the notary's and the parties' signing keys on disk;
+//! - [`directory`]: what a directory record's `spec` carries, and a
+//!   party's endorsement of a record.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod directory;
 pub mod error_code;
 pub mod https;
 pub mod keyfile;

@@ -64,6 +64,10 @@ pub struct StudyInfo {
     /// Accepted contributions (committed by all three parties).
     pub contributions: u64,
     pub releases: u64,
+    /// The study's directory id (64 hex, docs/directory.md): what a
+    /// provider needs to find it (`triad share --study-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
 }
 
 /// `POST /v1/studies/{id}/submissions`.

@@ -215,6 +215,10 @@ pub struct PollInfo {
     /// Messages in the public log.
     pub messages: u64,
     pub tallied: bool,
+    /// The poll's directory id (64 hex, docs/directory.md): what a voter
+    /// needs to find it (`triad vote --poll-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
 }
 
 /// `POST /v1/polls/{id}/signups`.

@@ -51,7 +51,9 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
 /// default. Safe to call twice (the second call does nothing).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRIAD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // libp2p's own info lines (a node's peer id, every new listen
+        // address) are noise in a client verb's output.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_swarm=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -139,6 +139,7 @@ impl World {
         let net = NetworkConfig {
             ca_cert: ca_path.clone(),
             coordinator: format!("https://{coordinator_addr}"),
+            coordinator_key: None,
             parties: endpoints,
             // Not part of a world: providers are simulated.
             notary: "http://127.0.0.1:1".into(),
@@ -167,6 +168,8 @@ impl World {
             },
             max_attestation_age_secs: 3600,
             serve: triad_wire::https::ServeLimits::default(),
+            directory: Vec::new(),
+            directory_listen: "127.0.0.1:0".parse().expect("an address"),
         };
         let party_cfgs = [0, 1, 2].map(|i| PartyConfig {
             id: PartyId::new(i).expect("party index"),

@@ -18,6 +18,7 @@
 //! a new module implementing the same trait. Trait methods block; services
 //! hold a [`Store`], which runs them on the blocking pool.
 
+pub mod directory;
 pub mod polls;
 pub mod sqlite;
 
@@ -27,6 +28,7 @@ use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState,
 };
 
+pub use directory::{DirectoryEntry, DirectoryStore};
 pub use polls::{LogOutcome, MessageRow, NewSignup, NewTicket, PollStore, SignupRefused};
 pub use sqlite::SqliteStore;
 
@@ -106,9 +108,12 @@ pub struct ReleaseStatus {
 
 /// The coordinator's storage. See the module documentation for the
 /// guarantees every implementation gives.
-pub trait CoordinatorStore: polls::PollStore + Send + Sync + 'static {
-    /// Inserts a study; `Ok(false)` if the id exists.
-    fn create_study(&self, info: StudyInfo) -> Result<bool, StoreError>;
+pub trait CoordinatorStore:
+    polls::PollStore + directory::DirectoryStore + Send + Sync + 'static
+{
+    /// Inserts a study and its directory entry in one transaction;
+    /// `Ok(false)` (and nothing written) if the id exists.
+    fn create_study(&self, info: StudyInfo, entry: &DirectoryEntry) -> Result<bool, StoreError>;
 
     fn study(&self, id: &str) -> Result<Option<StudyInfo>, StoreError>;
 
@@ -224,8 +229,12 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    pub async fn create_study(&self, info: StudyInfo) -> Result<bool, StoreError> {
-        self.run(move |s| s.create_study(info)).await
+    pub async fn create_study(
+        &self,
+        info: StudyInfo,
+        entry: DirectoryEntry,
+    ) -> Result<bool, StoreError> {
+        self.run(move |s| s.create_study(info, &entry)).await
     }
 
     pub async fn study(&self, id: String) -> Result<Option<StudyInfo>, StoreError> {

@@ -78,8 +78,13 @@ pub enum LogOutcome {
 }
 
 pub trait PollStore: Send + Sync + 'static {
-    /// Inserts a poll; `Ok(false)` if the id exists.
-    fn create_poll(&self, info: &PollInfo) -> Result<bool, StoreError>;
+    /// Inserts a poll and its directory entry in one transaction;
+    /// `Ok(false)` (and nothing written) if the id exists.
+    fn create_poll(
+        &self,
+        info: &PollInfo,
+        entry: &crate::store::DirectoryEntry,
+    ) -> Result<bool, StoreError>;
 
     fn poll(&self, id: u64) -> Result<Option<PollInfo>, StoreError>;
 

@@ -9,6 +9,7 @@ use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
 };
 
+mod directory;
 mod polls;
 
 use super::{
@@ -163,6 +164,7 @@ fn load_study(conn: &Connection, id: &str) -> Result<Option<StudyInfo>, StoreErr
         created_at: created_at as u64,
         contributions: contributions as u64,
         releases: releases as u64,
+        directory_id: directory::directory_id(conn, crate::store::directory::Kind::Study, id)?,
     }))
 }
 
@@ -180,6 +182,8 @@ const MIGRATIONS: &[&str] = &[
     polls::POLL_SCHEMA,
     // 4: deactivations and re-keys in the poll log.
     polls::REKEY_SCHEMA,
+    // 5: directory entries of studies and polls (store/sqlite/directory.rs).
+    directory::DIRECTORY_SCHEMA,
 ];
 
 /// Brings the database to the latest schema version.
@@ -230,14 +234,24 @@ impl SqliteStore {
 }
 
 impl CoordinatorStore for SqliteStore {
-    fn create_study(&self, info: StudyInfo) -> Result<bool, StoreError> {
+    fn create_study(
+        &self,
+        info: StudyInfo,
+        entry: &super::DirectoryEntry,
+    ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(&info.params)?;
         let c = &mut *self.conn();
-        let n = c.execute(
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
             "INSERT OR IGNORE INTO studies (id, params_json, created_at) VALUES (?1, ?2, ?3)",
             params![info.params.id, json, info.created_at as i64],
         )?;
-        Ok(n == 1)
+        if n != 1 {
+            return Ok(false);
+        }
+        directory::insert_entry(&tx, entry)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn study(&self, id: &str) -> Result<Option<StudyInfo>, StoreError> {

@@ -107,6 +107,9 @@ pub trait PartyStore: polls::PollShareStore + Send + Sync + 'static {
 
     fn study_ids(&self) -> Result<Vec<String>, StoreError>;
 
+    /// The study as pinned here, if it is.
+    fn pinned_study(&self, id: &str) -> Result<Option<StudyParams>, StoreError>;
+
     fn batch(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError>;
 
     fn pending_batches(&self) -> Result<Vec<u64>, StoreError>;

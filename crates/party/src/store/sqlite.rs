@@ -269,6 +269,21 @@ impl PartyStore for SqliteStore {
         Ok(ids)
     }
 
+    fn pinned_study(&self, id: &str) -> Result<Option<StudyParams>, StoreError> {
+        let json: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT params FROM studies WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("study: {e}")))
+        })
+        .transpose()
+    }
+
     fn batch(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError> {
         let row = self
             .conn()

@@ -109,6 +109,11 @@ fn load_poll(c: &Connection, id: u64) -> Result<Option<PollInfo>, StoreError> {
             "SELECT COUNT(*) FROM poll_messages WHERE poll=?1 AND position IS NOT NULL",
         )? as u64,
         tallied: count("SELECT COUNT(*) FROM poll_tallies WHERE poll=?1")? > 0,
+        directory_id: super::directory::directory_id(
+            c,
+            crate::store::directory::Kind::Poll,
+            &id.to_string(),
+        )?,
     }))
 }
 
@@ -137,8 +142,14 @@ fn entry(
 }
 
 impl PollStore for SqliteStore {
-    fn create_poll(&self, info: &PollInfo) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+    fn create_poll(
+        &self,
+        info: &PollInfo,
+        entry: &crate::store::DirectoryEntry,
+    ) -> Result<bool, StoreError> {
+        let c = &mut *self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
             "INSERT OR IGNORE INTO polls (id, spec_json, created_at) VALUES (?1, ?2, ?3)",
             params![
                 i(info.spec.id),
@@ -146,7 +157,12 @@ impl PollStore for SqliteStore {
                 i(info.created_at)
             ],
         )?;
-        Ok(n == 1)
+        if n != 1 {
+            return Ok(false);
+        }
+        super::directory::insert_entry(&tx, entry)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn poll(&self, id: u64) -> Result<Option<PollInfo>, StoreError> {
