@@ -900,8 +900,16 @@ async fn exit_lookup(via: &NodeHandle, request: PrefixRequest, fanout: usize) ->
         return PrefixAnswer::Envelopes(Vec::new());
     };
     let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
-    for peer in peers.into_iter().take(fanout) {
-        match via.ask_prefix(peer, request).await {
+    // The peers are asked at once: one round trip, not `fanout`.
+    let answers = libp2p::futures::future::join_all(
+        peers
+            .into_iter()
+            .take(fanout)
+            .map(|peer| via.ask_prefix(peer, request)),
+    )
+    .await;
+    for answer in answers {
+        match answer {
             Ok(PrefixAnswer::Envelopes(envs)) => {
                 for e in envs {
                     if e.len() == ENVELOPE_SIZE {
@@ -1095,7 +1103,7 @@ impl Default for OnionOptions {
     fn default() -> Self {
         OnionOptions {
             bits: DEFAULT_PREFIX_BITS,
-            retries: 3,
+            retries: 5,
             timeout: Duration::from_secs(10),
             hop_delay: None,
             cover: 0,

@@ -338,13 +338,13 @@ async fn run_arm(
         let sem = sem.clone();
         let opts = OnionOptions {
             bits,
-            retries: 4,
-            // Ten times the p95 of an undisturbed lookup here: a lost
-            // packet costs one timeout, not the lookup.
+            retries: 6,
+            // About three times the p95 of an undisturbed lookup here: a
+            // lost packet costs one timeout, not the lookup.
             timeout: if arm == Arm::OnionDelayCover {
-                Duration::from_secs(3)
+                Duration::from_millis(2500)
             } else {
-                Duration::from_millis(1500)
+                Duration::from_millis(1000)
             },
             hop_delay: (arm == Arm::OnionDelayCover).then_some(cfg.hop_delay),
             cover: if arm == Arm::OnionDelayCover {
