@@ -283,13 +283,13 @@ pub fn run_share(args: ShareArgs) -> Result<(), ClientError> {
     let rt = runtime()?;
     let (net, study) = match &args.study_id {
         Some(hex) => {
-            let id = crate::discover::parse_id(hex)?;
-            let d = crate::discover::resolve(&args.dir, args.net.devnet.as_deref())?;
-            let (record, net) = rt.block_on(crate::discover::discover_network(
-                &d,
-                &id,
+            let (record, net) = crate::discover::discover_by_id(
+                &rt,
+                hex,
+                &args.dir,
+                args.net.devnet.as_deref(),
                 triad_directory::record::Kind::Study,
-            ))?;
+            )?;
             if !args.json {
                 println!(
                     "found study {:?} in the directory: coordinator {}, parties {}, {}, {}",

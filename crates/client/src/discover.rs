@@ -240,6 +240,21 @@ pub fn network_from_record(
 
 /// Discovers `id` of `kind` and returns its record and network
 /// description (see [`network_from_record`]); `d.ca` is required.
+/// A verb's `--study-id` / `--poll-id`: parses the id, resolves the
+/// directory flags (and a devnet's defaults) and discovers the record and
+/// the network description it gives.
+pub fn discover_by_id(
+    rt: &tokio::runtime::Runtime,
+    hex: &str,
+    args: &DirectoryArgs,
+    devnet: Option<&Path>,
+    kind: Kind,
+) -> Result<(ServiceRecord, NetworkConfig), ClientError> {
+    let id = parse_id(hex)?;
+    let d = resolve(args, devnet)?;
+    rt.block_on(discover_network(&d, &id, kind))
+}
+
 pub async fn discover_network(
     d: &Discovery,
     id: &DirectoryId,

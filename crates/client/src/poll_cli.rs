@@ -306,13 +306,13 @@ pub fn run_vote(args: VoteArgs) -> Result<(), ClientError> {
     let rt = runtime()?;
     let (net, poll_id) = match &args.poll_id {
         Some(hex) => {
-            let id = crate::discover::parse_id(hex)?;
-            let d = crate::discover::resolve(&args.dir, args.net.devnet.as_deref())?;
-            let (record, net) = rt.block_on(crate::discover::discover_network(
-                &d,
-                &id,
+            let (record, net) = crate::discover::discover_by_id(
+                &rt,
+                hex,
+                &args.dir,
+                args.net.devnet.as_deref(),
                 triad_directory::record::Kind::Poll,
-            ))?;
+            )?;
             let poll: u64 = record.body.name.parse().map_err(|_| {
                 ClientError::Directory(format!(
                     "the record names poll {:?}, not a MACI poll id",

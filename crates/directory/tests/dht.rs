@@ -67,7 +67,13 @@ async fn network(n: usize) -> Vec<NodeHandle> {
     }
     // Every node knows every other (a 16-node network: a full routing
     // table; the simulation seeds k-buckets the same way at 1,000 nodes).
-    for node in &nodes {
+    introduce(&nodes, &nodes).await;
+    nodes
+}
+
+/// Gives each of `to` every node of `nodes` but itself as a peer.
+async fn introduce(to: &[NodeHandle], nodes: &[NodeHandle]) {
+    for node in to {
         let peers = nodes
             .iter()
             .filter(|m| m.peer_id != node.peer_id)
@@ -75,7 +81,6 @@ async fn network(n: usize) -> Vec<NodeHandle> {
             .collect();
         node.add_peers(peers).await.unwrap();
     }
-    nodes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,14 +189,8 @@ async fn onion_lookups_hide_the_reader_and_route_around_droppers() {
         );
     }
     let reader = spawn_memory_node(clock.clone()).await.unwrap();
-    for node in nodes.iter().chain([&reader]) {
-        let peers = nodes
-            .iter()
-            .filter(|n| n.peer_id != node.peer_id)
-            .map(|n| (n.peer_id, n.addr.clone()))
-            .collect();
-        node.add_peers(peers).await.unwrap();
-    }
+    introduce(&nodes, &nodes).await;
+    introduce(std::slice::from_ref(&reader), &nodes).await;
     let studies: Vec<Study> = (1..=10).map(study).collect();
     let publisher = SigningKey::from_seed([200; 32]);
     for (k, s) in studies.iter().enumerate() {
@@ -259,14 +258,7 @@ async fn relays_drop_replays_and_refuse_garbage() {
     for _ in 0..4 {
         nodes.push(spawn_memory_node(clock.clone()).await.unwrap());
     }
-    for node in &nodes {
-        let peers = nodes
-            .iter()
-            .filter(|n| n.peer_id != node.peer_id)
-            .map(|n| (n.peer_id, n.addr.clone()))
-            .collect();
-        node.add_peers(peers).await.unwrap();
-    }
+    introduce(&nodes, &nodes).await;
     let route = [nodes[1].peer_id, nodes[2].peer_id, nodes[3].peer_id];
     let request = PrefixRequest::of(&kad_position(&[3; 32]), 3);
     let built = triad_directory::onion::build_request(
