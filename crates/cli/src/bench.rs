@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use triad_mpc::network::MemNetwork;
 use triad_mpc::protocols::{binary::unpack_bits, lt, mul, open, poseidon2, shuffle, sort_order};
 use triad_mpc::share::share_plain;
-use triad_mpc::{Fr, Network, Party, PartyId, Ring, Shares, Z128, Z64};
+use triad_mpc::{Bits, Fr, Network, Party, PartyId, Ring, Shares, Z128, Z64};
 use triad_net::{Identity, TcpConfig, TcpNetwork};
 use triad_stats::{StatsSpec, VALUE_BITS};
 
@@ -91,6 +91,10 @@ pub struct BenchArgs {
     /// Lookups per arm (`directory`).
     #[arg(long, default_value_t = 200)]
     lookups: usize,
+    /// Emulated one-way delay between the parties, in milliseconds (TCP
+    /// transport; frames are held this long before they are written).
+    #[arg(long, default_value_t = 0.0)]
+    latency_ms: f64,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +111,8 @@ pub struct BenchPartyArgs {
     seed: u64,
     #[arg(long, default_value_t = 0)]
     voters: usize,
+    #[arg(long, default_value_t = 0.0)]
+    latency_ms: f64,
 }
 
 /// What one party measured.
@@ -115,6 +121,9 @@ struct PartyReport {
     seconds: f64,
     bytes_sent: u64,
     correct: bool,
+    /// Communication rounds of the timed part.
+    #[serde(default)]
+    rounds: u64,
     /// The party process's peak resident set (VmHWM); with the in-memory
     /// transport all three share one process.
     #[serde(default)]
@@ -143,6 +152,7 @@ struct Job<'a> {
     n: usize,
     seed: u64,
     voters: usize,
+    latency: Duration,
     dir: &'a Path,
 }
 
@@ -164,6 +174,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if n == 0 {
         bail!("--n (or --messages) must be at least 1");
     }
+    if !(0.0..=10_000.0).contains(&args.latency_ms) {
+        bail!("--latency-ms must be between 0 and 10000");
+    }
+    if args.latency_ms > 0.0 && args.transport == Transport::Mem {
+        bail!("--latency-ms needs the TCP transport");
+    }
     let dir = private_dir()?;
     let reports = (|| {
         if args.op == Op::Poll {
@@ -174,6 +190,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             n,
             seed: args.seed,
             voters: args.voters,
+            latency: Duration::from_secs_f64(args.latency_ms / 1e3),
             dir: &dir,
         };
         match args.transport {
@@ -188,15 +205,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bytes = reports.iter().map(|r| r.bytes_sent).max().unwrap_or(0);
     let correct = reports.iter().all(|r| r.correct);
     let peak_rss = reports.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0);
+    let rounds = reports.iter().map(|r| r.rounds).max().unwrap_or(0);
     let per_second = args.n as f64 / seconds;
     println!(
-        "{:?} n={} over {:?}: {:.3} s ({:.0} per second), {:.1} MB sent per party, correct: {}",
+        "{:?} n={} over {:?}: {:.3} s ({:.0} per second), {:.1} MB sent per party, {} rounds, peak RSS {:.0} MB, correct: {}",
         args.op,
         args.n,
         args.transport,
         seconds,
         per_second,
         bytes as f64 / 1e6,
+        rounds,
+        peak_rss as f64 / 1e6,
         correct
     );
     if args.json {
@@ -204,7 +224,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "bench": args.op, "n": args.n, "transport": args.transport,
             "seconds": seconds, "per_second": per_second,
             "bytes_sent_per_party": bytes, "correct": correct,
-            "peak_rss_bytes": peak_rss,
+            "peak_rss_bytes": peak_rss, "rounds": rounds,
+            "latency_ms": args.latency_ms,
         });
         if args.op == Op::Poll {
             line["voters"] = args.voters.into();
@@ -252,6 +273,7 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
         n,
         seed,
         voters,
+        latency,
         dir,
     } = job;
     for i in 0..3 {
@@ -274,6 +296,8 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
                 &seed.to_string(),
                 "--voters",
                 &voters.to_string(),
+                "--latency-ms",
+                &(latency.as_secs_f64() * 1e3).to_string(),
             ])
             .args(["--op", op.to_possible_value().unwrap().get_name()])
             .stdout(Stdio::piped())
@@ -329,12 +353,16 @@ pub fn run_party(args: BenchPartyArgs) -> Result<()> {
             *a = wait_for(dir, j)?.parse()?;
         }
     }
-    let net = TcpNetwork::establish(TcpConfig::new(id, identity, certs, addrs), listener)?;
+    let latency = Duration::from_secs_f64(args.latency_ms / 1e3);
+    let mut cfg = TcpConfig::new(id, identity, certs, addrs);
+    cfg.latency = latency;
+    let net = TcpNetwork::establish(cfg, listener)?;
     let job = Job {
         op: args.op,
         n: args.n,
         seed: args.seed,
         voters: args.voters,
+        latency,
         dir,
     };
     let report = party_main(Box::new(net), job)?;
@@ -377,15 +405,23 @@ fn party_main(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
 fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
     let Job { op, n, seed, .. } = job;
     let mut p = Party::setup(net)?;
+    if !job.latency.is_zero() {
+        p.link = triad_mpc::LinkModel::with_delay(job.latency);
+    }
     let id = p.id;
     let mut rng = StdRng::seed_from_u64(seed);
     // `run` returns the time and whether the opened result is right.
+    // `time` runs `f`, returns the time and whether the opened result is
+    // right, and records the rounds `f` took in `p.rounds`' delta.
+    let rounds = std::cell::Cell::new(0u64);
     let time =
         |p: &mut Party, f: &mut dyn FnMut(&mut Party) -> Result<bool>| -> Result<(f64, bool)> {
             open(p, &Shares::<Z64>::zeros(1))?; // align the parties
-            let start = Instant::now();
+            let (start, before) = (Instant::now(), p.rounds);
             let ok = f(p)?;
-            Ok((start.elapsed().as_secs_f64(), ok))
+            let secs = start.elapsed().as_secs_f64();
+            rounds.set(p.rounds - before);
+            Ok((secs, ok))
         };
     let (seconds, correct, bytes_before);
     match op {
@@ -405,6 +441,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 seconds,
                 bytes_sent: sent - bytes_before,
                 correct,
+                rounds: rounds.get(),
                 ..Default::default()
             });
         }
@@ -450,25 +487,29 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 seconds,
                 bytes_sent: sent - bytes_before,
                 correct,
+                rounds: rounds.get(),
                 ..Default::default()
             });
         }
         Op::Sort => {
             let v: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << 48)).collect();
             let t = usize::BITS - (n.max(2) - 1).leading_zeros();
-            let keys: Vec<Z128> = v
+            let keys: Vec<u128> = v
                 .iter()
                 .enumerate()
-                .map(|(i, &x)| Wrapping(((x as u128) << t) | i as u128))
+                .map(|(i, &x)| ((x as u128) << t) | i as u128)
                 .collect();
-            let ks = deal(&keys, &mut rng, id);
+            let col = |c: u32| -> Vec<Bits> { keys.iter().map(|k| Bits((k >> (64 * c)) as u64)).collect() };
+            let cols = [deal(&col(0), &mut rng, id), deal(&col(1), &mut rng, id)];
             let mut want = keys.clone();
-            want.sort_unstable_by_key(|k| k.0);
+            want.sort_unstable();
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(&mut p, &mut |p| {
-                let s = shuffle(p, std::slice::from_ref(&ks))?.remove(0);
+                let s = shuffle(p, &cols)?;
                 let order = sort_order(p, &s, 48 + t)?;
-                Ok(open(p, &s.gather(&order))? == want)
+                let lo = open(p, &s[0].gather(&order))?;
+                let hi = open(p, &s[1].gather(&order))?;
+                Ok(lo.iter().zip(&hi).map(|(a, b)| a.0 as u128 | (b.0 as u128) << 64).eq(want.iter().copied()))
             })?;
         }
         Op::Stats => {
@@ -570,6 +611,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 seconds,
                 bytes_sent: sent - bytes_before,
                 correct,
+                rounds: rounds.get(),
                 ..Default::default()
             });
         }
@@ -581,6 +623,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 seconds: secs,
                 bytes_sent: p.net.stats().bytes_sent - bytes_before,
                 correct: out.correct,
+                rounds: rounds.get(),
                 extra: serde_json::json!({
                     "well_formed": out.well_formed,
                     "steps": out.steps,
@@ -598,6 +641,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
         seconds,
         bytes_sent,
         correct,
+        rounds: rounds.get(),
         ..Default::default()
     })
 }

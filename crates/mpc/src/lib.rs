@@ -26,6 +26,6 @@ pub mod testing;
 
 pub use error::MpcError;
 pub use network::{NetError, NetStats, Network};
-pub use party::{Party, PartyId};
+pub use party::{LinkModel, Party, PartyId};
 pub use ring::{Bits, Fr, IntRing, Ring, Z128, Z64};
 pub use share::Shares;

@@ -52,6 +52,51 @@ pub struct Party {
     pub prg_prev: Prg,
     /// Private randomness (e.g. the mask of a zero test).
     pub prg_own: Prg,
+    /// Communication rounds this party has taken part in so far: every
+    /// protocol step that sends and then waits for a peer counts one
+    /// (streamed chunks of one exchange count once).
+    pub rounds: u64,
+    /// What a round and a byte cost on the links to the peers; protocols
+    /// with a choice of circuit (fewer rounds or fewer bytes) ask it.
+    pub link: LinkModel,
+}
+
+/// The cost of communication as protocols see it when they choose between
+/// a circuit with fewer rounds and one with fewer bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkModel {
+    /// Seconds one round costs beyond its bytes (one-way delay plus the
+    /// fixed cost of a message).
+    pub round_seconds: f64,
+    /// Bytes per second a party can send (after TLS and framing).
+    pub bytes_per_second: f64,
+}
+
+impl Default for LinkModel {
+    /// Three processes on one machine over mutual-TLS TCP on 127.0.0.1
+    /// (docs/benchmarks.md): about 150 µs per round, 400 MB/s.
+    fn default() -> Self {
+        Self {
+            round_seconds: 150e-6,
+            bytes_per_second: 400e6,
+        }
+    }
+}
+
+impl LinkModel {
+    /// The model for `delay` of one-way latency between parties.
+    pub fn with_delay(delay: std::time::Duration) -> Self {
+        let base = Self::default();
+        Self {
+            round_seconds: base.round_seconds + delay.as_secs_f64(),
+            ..base
+        }
+    }
+
+    /// Estimated seconds for `rounds` rounds sending `bytes` in all.
+    pub fn cost(&self, rounds: u64, bytes: f64) -> f64 {
+        rounds as f64 * self.round_seconds + bytes / self.bytes_per_second
+    }
 }
 
 impl Party {
@@ -79,6 +124,8 @@ impl Party {
             prg_next: Prg::new(seed_next),
             prg_prev: Prg::new(seed_prev),
             prg_own: Prg::from_entropy(),
+            rounds: 1,
+            link: LinkModel::default(),
         })
     }
 

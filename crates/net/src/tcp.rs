@@ -37,6 +37,10 @@ pub struct TcpConfig {
     pub max_frame: usize,
     /// How long connection setup may take in all.
     pub setup_timeout: Duration,
+    /// Emulated one-way delay: each frame is written this long after it was
+    /// queued (frames still pipeline). Zero in deployments; benchmarks use
+    /// it to model parties on distant machines.
+    pub latency: Duration,
 }
 
 impl TcpConfig {
@@ -54,12 +58,13 @@ impl TcpConfig {
             timeout: Duration::from_secs(120),
             max_frame: 1 << 30,
             setup_timeout: Duration::from_secs(30),
+            latency: Duration::ZERO,
         }
     }
 }
 
 struct Link {
-    tx: Option<mpsc::Sender<Vec<u8>>>,
+    tx: Option<mpsc::Sender<(tokio::time::Instant, Vec<u8>)>>,
     rx: mpsc::Receiver<Result<Vec<u8>, NetError>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -115,11 +120,14 @@ impl TcpNetwork {
         let _guard = rt.enter();
         for (peer, stream) in streams {
             let (mut rd, mut wr) = tokio::io::split(stream);
-            let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+            let (out_tx, mut out_rx) = mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(QUEUE);
             let (in_tx, in_rx) = mpsc::channel::<Result<Vec<u8>, NetError>>(QUEUE);
-            let max = cfg.max_frame;
+            let (max, latency) = (cfg.max_frame, cfg.latency);
             let writer = tokio::spawn(async move {
-                while let Some(msg) = out_rx.recv().await {
+                while let Some((queued, msg)) = out_rx.recv().await {
+                    if !latency.is_zero() {
+                        tokio::time::sleep_until(queued + latency).await;
+                    }
                     let len = (msg.len() as u32).to_be_bytes();
                     if wr.write_all(&len).await.is_err() || wr.write_all(&msg).await.is_err() {
                         return;
@@ -313,7 +321,9 @@ impl Network for TcpNetwork {
         // after the same timeout as a receive instead of blocking forever.
         match self
             .rt
-            .block_on(async { tokio::time::timeout(timeout, tx.send(msg)).await })
+            .block_on(async {
+                tokio::time::timeout(timeout, tx.send((tokio::time::Instant::now(), msg))).await
+            })
         {
             Err(_) => return Err(NetError::Timeout(to, timeout)),
             Ok(Err(_)) => return Err(NetError::Closed(to)),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use triad_mpc::protocols::{mul, open, shuffle, sort_order};
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::test_rng;
-use triad_mpc::{MpcError, Party, PartyId, Z128, Z64};
+use triad_mpc::{Bits, MpcError, Party, PartyId, Z64};
 use triad_net::{Identity, TcpConfig, TcpNetwork};
 
 struct Setup {
@@ -73,9 +73,7 @@ fn protocols_over_mutual_tls_match_plaintext() {
         .map(|i| Wrapping(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
         .collect();
     let y: Vec<Z64> = (0..5000u64).map(|i| Wrapping(u64::MAX - i)).collect();
-    let keys: Vec<Z128> = (0..300u128)
-        .map(|i| Wrapping(((i * 7919) % 300) << 9 | i))
-        .collect();
+    let keys: Vec<Bits> = (0..300u64).map(|i| Bits(((i * 7919) % 300) << 9 | i)).collect();
     let mut rng = test_rng();
     let (xs, ys, ks) = (
         share_plain(&x, &mut rng),
@@ -90,8 +88,9 @@ fn protocols_over_mutual_tls_match_plaintext() {
             let i = p.id.index();
             let z = mul(p, &xs[i], &ys[i])?;
             let z = open(p, &z)?;
-            let sh = shuffle(p, &[ks[i].clone()])?.remove(0);
-            let order = sort_order(p, &sh, 20)?;
+            let sh = shuffle(p, &[ks[i].clone()])?;
+            let order = sort_order(p, &sh, 18)?;
+            let sh = sh[0].clone();
             let sorted = open(p, &sh.gather(&order))?;
             Ok((z, sorted, p.net.stats().bytes_sent))
         },

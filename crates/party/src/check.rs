@@ -69,6 +69,7 @@ fn weigh<T: Ring>(bits: &Shares<T>, n: usize) -> Shares<T> {
 
 /// ANDs this party's presence bitmap with both peers'. 1 round.
 fn agree_presence(p: &mut Party, present: &[bool]) -> Result<Vec<bool>, MpcError> {
+    p.rounds += 1;
     let mine: Vec<u8> = present.iter().map(|&b| b as u8).collect();
     let (prev, next) = (p.prev(), p.next());
     for to in [prev, next] {

@@ -1,15 +1,23 @@
-//! The MPC program: one shuffle, one sort, one dot product, a batched
-//! binary search per histogram bound, and one final opening.
+//! The MPC program: one conversion to binary, one shuffle, one sort, one
+//! dot product, a k-ary search per histogram bound, and one final opening.
 
 use std::num::Wrapping;
 
-use triad_mpc::protocols::{binary::unpack_bits, dot, in_range, lt, open, shuffle, sort_order};
-use triad_mpc::{Party, Shares, Z128};
+use triad_mpc::protocols::binary::{map_linear, not, unpack_bits};
+use triad_mpc::protocols::binary_compare::{and_open, choose, lt_open, slice_keys, slice_public};
+use triad_mpc::protocols::shuffle::shuffle_mixed;
+use triad_mpc::protocols::{a2b, and, dot, open, sort_order};
+use triad_mpc::{Bits, Party, Shares, Z128, Z64};
 
 use crate::{finish::derive, nearest_rank, StatsError, StatsResult, StatsSpec, VALUE_BITS};
 
-/// Computes the statistics of `values` (shares of signed fixed-point
-/// integers in two's complement mod 2^128, `|v| < 2^VALUE_BITS`).
+/// Probes per bound and step of the histogram search: a bound's count is
+/// found in `ceil(log_256 n)` batches of comparisons.
+const FANOUT: usize = 255;
+
+/// Computes the statistics of `values`: shares of signed fixed-point
+/// integers in two's complement mod 2^128, each the sign extension of a
+/// 64-bit word (as intake derives them) with `|v| < 2^VALUE_BITS`.
 pub fn compute(
     p: &mut Party,
     values: &Shares<Z128>,
@@ -23,63 +31,45 @@ pub fn compute(
     if n > 1 << 23 {
         return Err(StatsError::TooMany(n));
     }
-    // Sort keys: (v + 2^VALUE_BITS) * 2^t + original index. The index makes
-    // keys distinct, so the opened comparisons after the shuffle reveal only
-    // a uniformly random permutation, even among equal values.
-    let t = usize::BITS - (n - 1).leading_zeros().min(usize::BITS - 1);
-    let key_bits = VALUE_BITS + 1 + t;
-    let offset = Wrapping(1u128 << VALUE_BITS);
-    // Range check first: an out-of-range key would make the opened sort
-    // comparisons inconsistent and leak (docs/security.md). Which inputs
-    // fail is opened: it says nothing about the in-range (honest) values.
-    let shifted = values.add_public(p.id, &vec![offset; n]);
-    let ok = in_range(p, &shifted, VALUE_BITS + 1)?;
-    let ok = unpack_bits(&open(p, &ok)?, n);
-    let bad: Vec<usize> = (0..n).filter(|&k| !ok[k]).collect();
+    // The 64-bit words, XOR-shared (8 rounds), then the range check on
+    // them: bits 52..63 all equal (the sign). Which inputs fail is opened:
+    // it says nothing about the in-range (honest) values.
+    let low = Shares::new(
+        values.a.iter().map(|v| Wrapping(v.0 as u64)).collect::<Vec<Z64>>(),
+        values.b.iter().map(|v| Wrapping(v.0 as u64)).collect(),
+    );
+    let words = a2b(p, &low)?;
+    let bad = out_of_range(p, &words)?;
     if !bad.is_empty() {
         return Err(StatsError::OutOfRange(bad));
     }
-    let idx: Vec<Z128> = (0..n as u128).map(Wrapping).collect();
-    let keys = shifted.scale(Wrapping(1u128 << t)).add_public(p.id, &idx);
+    // Sort keys, local: the offset-binary value (bit 52 flipped) above a
+    // t-bit original index. The index makes keys distinct, so the opened
+    // comparisons after the shuffle reveal only a uniformly random
+    // permutation, even among equal values.
+    let t = usize::BITS - (n - 1).leading_zeros().min(usize::BITS - 1);
+    let key_bits = VALUE_BITS + 1 + t;
+    let value_mask = (1u64 << (VALUE_BITS + 1)) - 1;
+    let offset_binary =
+        map_linear(&words, |v| v & value_mask).add_public(p.id, &vec![Bits(1 << VALUE_BITS); n]);
+    let idx: Vec<Bits> = (0..n as u64).map(Bits).collect();
+    let key_lo = map_linear(&offset_binary, |v| v << t).add_public(p.id, &idx);
+    let key_hi = map_linear(&offset_binary, |v| v >> (64 - t));
 
     let sum_squares = dot(p, values, values)?;
-    let mut shuffled = shuffle(p, &[values.clone(), keys])?;
-    let keys = shuffled.pop().unwrap();
-    let vals = shuffled.pop().unwrap();
+    let (mut vals, keys) = shuffle_mixed(p, std::slice::from_ref(values), &[key_lo, key_hi])?;
+    let vals = vals.pop().expect("one column");
     let order = sort_order(p, &keys, key_bits)?;
-    let (sorted_vals, sorted_keys) = (vals.gather(&order), keys.gather(&order));
+    let sorted_vals = vals.gather(&order);
 
-    // Histogram: for each bound b, the number of values < b, by a batched
-    // binary search over the sorted keys (compare with (b + offset) * 2^t).
-    let bounds: Vec<Z128> = spec
+    // Histogram: for each bound b, the number of values < b, i.e. of keys
+    // below (b + offset) * 2^t (one more bit: b may be 2^VALUE_BITS).
+    let bound_keys: Vec<u128> = spec
         .histogram_bounds
         .iter()
-        .map(|&b| Wrapping(((b as i128 + (1i128 << VALUE_BITS)) as u128) << t))
+        .map(|&b| ((b as i128 + (1i128 << VALUE_BITS)) as u128) << t)
         .collect();
-    let mut lo = vec![0usize; bounds.len()];
-    let mut hi = vec![n; bounds.len()];
-    loop {
-        let active: Vec<usize> = (0..bounds.len()).filter(|&j| lo[j] < hi[j]).collect();
-        if active.is_empty() {
-            break;
-        }
-        let mids: Vec<usize> = active.iter().map(|&j| (lo[j] + hi[j]) / 2).collect();
-        let c: Vec<Z128> = active.iter().map(|&j| bounds[j]).collect();
-        let less = lt(
-            p,
-            &sorted_keys.gather(&mids),
-            &Shares::from_public(p.id, &c),
-            key_bits,
-        )?;
-        let less = unpack_bits(&open(p, &less)?, active.len());
-        for ((&j, &m), l) in active.iter().zip(&mids).zip(less) {
-            if l {
-                lo[j] = m + 1
-            } else {
-                hi[j] = m
-            }
-        }
-    }
+    let below = count_below(p, &keys, &order, &bound_keys, key_bits as usize + 1)?;
 
     // Order statistics to open: min, max, the median pair, the quantiles.
     let mut picks = vec![0, n - 1, (n - 1) / 2, n / 2];
@@ -96,9 +86,9 @@ pub fn compute(
     let stat = |k: usize| signed(opened[3 + k]) as i64;
     let (sum, sum_sq, weighted) = (signed(opened[0]), opened[1].0, signed(opened[2]));
     let median_pair = (stat(2), stat(3));
-    let mut histogram = Vec::with_capacity(bounds.len() + 1);
+    let mut histogram = Vec::with_capacity(below.len() + 1);
     let mut prev = 0u64;
-    for &c in &lo {
+    for &c in &below {
         histogram.push(c as u64 - prev);
         prev = c as u64;
     }
@@ -120,4 +110,81 @@ pub fn compute(
         rank_weighted_sum: weighted,
         derived: derive(n as u64, sum, sum_sq, median_pair, weighted),
     })
+}
+
+/// Positions whose word is outside `[-2^VALUE_BITS, 2^VALUE_BITS)`: bits
+/// `VALUE_BITS..64` must all equal. Bit-sliced, so an AND tree over 11
+/// planes: 4 rounds and 10 bits per value, the last AND opened in its round.
+fn out_of_range(p: &mut Party, words: &Shares<Bits>) -> Result<Vec<usize>, StatsError> {
+    let n = words.len();
+    let w = n.div_ceil(64);
+    let all: Vec<usize> = (0..n).collect();
+    let planes = slice_keys(std::slice::from_ref(words), &all, 64);
+    let plane = |j: usize| planes.slice(j * w..(j + 1) * w);
+    let sign = plane(VALUE_BITS as usize);
+    // same_j = not(bit_j ^ sign) for j above the sign bit.
+    let mut same: Vec<Shares<Bits>> = (VALUE_BITS as usize + 1..64)
+        .map(|j| not(p, &plane(j).add(&sign)))
+        .collect();
+    while same.len() > 2 {
+        let half = same.len() / 2;
+        let lhs: Vec<&Shares<Bits>> = same[..half].iter().collect();
+        let rhs: Vec<&Shares<Bits>> = same[half..2 * half].iter().collect();
+        let prod = and(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
+        let mut next: Vec<Shares<Bits>> = (0..half).map(|k| prod.slice(k * w..(k + 1) * w)).collect();
+        if same.len() % 2 == 1 {
+            next.push(same.pop().expect("odd one out"));
+        }
+        same = next;
+    }
+    let ok = and_open(p, &same[0], &same[1], &Shares::zeros(w))?;
+    let ok = unpack_bits(&ok, n);
+    Ok((0..n).filter(|&k| !ok[k]).collect())
+}
+
+/// For each public bound key, how many sorted keys are below it: a
+/// `FANOUT`-ary search over the sorted order, all bounds in one batch of
+/// comparisons per step. The opened results are functions of the counts,
+/// which are released.
+fn count_below(
+    p: &mut Party,
+    keys: &[Shares<Bits>],
+    order: &[usize],
+    bounds: &[u128],
+    bits: usize,
+) -> Result<Vec<usize>, StatsError> {
+    let n = order.len();
+    // The count lies in [lo, hi].
+    let (mut lo, mut hi) = (vec![0usize; bounds.len()], vec![n; bounds.len()]);
+    loop {
+        let mut probes: Vec<(usize, usize)> = Vec::new();
+        for j in 0..bounds.len() {
+            let width = hi[j] - lo[j];
+            if width == 0 {
+                continue;
+            } else if width <= FANOUT {
+                probes.extend((lo[j]..hi[j]).map(|pos| (j, pos)));
+            } else {
+                probes.extend((1..=FANOUT).map(|k| (j, lo[j] + k * width / (FANOUT + 1))));
+            }
+        }
+        if probes.is_empty() {
+            return Ok(lo);
+        }
+        let at: Vec<usize> = probes.iter().map(|&(_, pos)| order[pos]).collect();
+        let against: Vec<u128> = probes.iter().map(|&(j, _)| bounds[j]).collect();
+        let x = slice_keys(keys, &at, bits);
+        let y = slice_public(p, &against, bits);
+        let circuit = choose(p, probes.len(), bits);
+        let less = unpack_bits(&lt_open(p, &x, &y, bits, circuit)?, probes.len());
+        let (mut new_lo, mut new_hi) = (lo.clone(), hi.clone());
+        for (&(j, pos), l) in probes.iter().zip(less) {
+            if l {
+                new_lo[j] = new_lo[j].max(pos + 1);
+            } else {
+                new_hi[j] = new_hi[j].min(pos);
+            }
+        }
+        (lo, hi) = (new_lo, new_hi);
+    }
 }

@@ -139,8 +139,10 @@ fn quantile_ranks_are_exact_for_decimal_quantiles() {
 
 #[test]
 fn out_of_range_inputs_are_refused_before_anything_is_opened() {
+    // Inputs are sign extensions of 64-bit words (intake makes them so);
+    // the range is checked on the word.
     let lim = 1i128 << VALUE_BITS;
-    for bad in [lim, -lim - 1, i128::MAX, i128::MIN, 1 << 100] {
+    for bad in [lim, -lim - 1, i64::MAX as i128, i64::MIN as i128, 1 << 60] {
         let x: Vec<Z128> = [5i128, bad, -7]
             .iter()
             .map(|&v| Wrapping(v as u128))

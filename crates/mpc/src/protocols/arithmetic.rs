@@ -37,6 +37,7 @@ pub fn stream_exchange<T: Ring>(
     n: usize,
     mut produce: impl FnMut(&mut Party, std::ops::Range<usize>, &mut Vec<T>),
 ) -> Result<(Vec<T>, Vec<T>), MpcError> {
+    p.rounds += 1;
     let mut mine = Vec::with_capacity(n);
     let mut theirs = Vec::with_capacity(n);
     let chunks: Vec<std::ops::Range<usize>> = if n == 0 {
@@ -86,8 +87,25 @@ fn mul_local_into<T: Ring>(
     out: &mut Vec<T>,
 ) {
     let (xa, xb, ya, yb) = (&x.a[r.clone()], &x.b[r.clone()], &y.a[r.clone()], &y.b[r]);
-    let alpha = zero_share::<T>(p, xa.len());
-    out.extend((0..xa.len()).map(|k| xa[k] * ya[k] + xa[k] * yb[k] + xb[k] * ya[k] + alpha[k]));
+    // The zero sharing is drawn in small blocks straight into the sum, so
+    // no buffer of the whole chunk is allocated and zeroed.
+    const BLOCK: usize = 1024;
+    let mut mask = [T::zero(); BLOCK];
+    for s in (0..xa.len()).step_by(BLOCK) {
+        let e = (s + BLOCK).min(xa.len());
+        let mask = &mut mask[..e - s];
+        for m in mask.iter_mut() {
+            *m = T::random(&mut p.prg_next);
+        }
+        for m in mask.iter_mut() {
+            *m -= T::random(&mut p.prg_prev);
+        }
+        out.extend(
+            (s..e)
+                .zip(mask.iter())
+                .map(|(k, m)| xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k] + *m),
+        );
+    }
 }
 
 /// Elementwise `x * y`. One round; each party sends `n` elements.
@@ -155,6 +173,7 @@ pub fn open_to<T: Ring>(
     x: &Shares<T>,
     target: PartyId,
 ) -> Result<Option<Vec<T>>, MpcError> {
+    p.rounds += 1;
     if p.id == target.next() {
         send_vec(p.net.as_mut(), target, &x.b)?;
         Ok(None)

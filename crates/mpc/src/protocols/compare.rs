@@ -62,6 +62,7 @@ pub fn eq<T: IntRing>(
     let (p1, p2) = (p0.next(), p0.prev());
     // U: component 0 from the P0/P2 stream, component 1 from the P0/P1
     // stream, component 2 = u ^ U_0 ^ U_1 sent by P0 to P1 and P2.
+    p.rounds += 1;
     let u = match p.id.index() {
         0 => {
             let u0: Vec<Bits> = (0..n).map(|_| Bits::random(&mut p.prg_prev)).collect();

@@ -65,6 +65,7 @@ pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
             .map(|((a, b), c)| std::num::Wrapping((*a + *b + c).0))
             .collect()
     };
+    p.rounds += 1;
     match i {
         0 => {
             let c = recv_vec(p.net.as_mut(), p1, n)?;
@@ -111,6 +112,7 @@ pub fn bit_inject<T: Ring>(
         PartyId::new(2).unwrap(),
     );
     // 1. [c], c = x_0 ^ x_1, input by P0.
+    p.rounds += 1;
     let c = match i {
         0 => {
             let c0 = T::random_vec(&mut p.prg_prev, n);

@@ -51,6 +51,7 @@ pub fn check_client_input<T: Ring>(
         .flat_map(|s| digest(s.id, &shares.a[s.range.clone()]))
         .collect();
     let (prev, next) = (p.prev(), p.next());
+    p.rounds += 2;
     p.net.send(prev, mine)?;
     let theirs = p.net.recv(next)?;
     if theirs.len() != 32 * m {

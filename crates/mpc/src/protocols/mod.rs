@@ -11,6 +11,7 @@
 
 pub mod arithmetic;
 pub mod binary;
+pub mod binary_compare;
 pub mod compare;
 pub mod conversion;
 pub mod input;
@@ -24,8 +25,8 @@ pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, bit_inject};
 pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon, poseidon2};
-pub use shuffle::shuffle;
-pub use sort::sort_order;
+pub use shuffle::{shuffle, shuffle_mixed};
+pub use sort::{sort_order, sort_order_arith};
 
 /// Edge-heavy 64-bit inputs shared by the protocol tests: 0, 1, the
 /// maximum, the top bit, the 48-bit maximum, and arbitrary values.

@@ -39,7 +39,7 @@ use triad_mpc::protocols::binary::{and, map_linear};
 use triad_mpc::protocols::compare::{eq, select};
 use triad_mpc::protocols::conversion::bit_inject;
 use triad_mpc::protocols::shuffle::shuffle;
-use triad_mpc::protocols::sort::sort_order;
+use triad_mpc::protocols::sort::sort_order_arith;
 use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
 
 use super::encode::{SharedMessages, FR, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
@@ -438,7 +438,7 @@ fn group(
     ];
     debug_assert_eq!(cols.len(), col::COUNT);
     let cols = shuffle(p, &cols)?;
-    let order = sort_order(p, &cols[col::KEY], sort_bits)?;
+    let order = sort_order_arith(p, &cols[col::KEY], sort_bits)?;
     let c: Vec<Shares<Z128>> = cols.iter().map(|x| x.gather(&order)).collect();
 
     let np = r.div_ceil(64) * 64;
