@@ -1,12 +1,13 @@
-//! The MPC program: one conversion to binary, one shuffle, one sort, one
+//! The MPC program: one conversion to binary (bit-sliced), one shuffle, one sort, one
 //! dot product, a k-ary search per histogram bound, and one final opening.
 
 use std::num::Wrapping;
 
-use triad_mpc::protocols::binary::{map_linear, not, unpack_bits};
+use triad_mpc::protocols::binary::{map_linear, not, unbitslice, unpack_bits};
 use triad_mpc::protocols::binary_compare::{and_open, choose, lt_open, slice_keys, slice_public};
 use triad_mpc::protocols::shuffle::shuffle_mixed;
-use triad_mpc::protocols::{a2b, and, dot, open, sort_order};
+use triad_mpc::protocols::conversion::a2b_sliced;
+use triad_mpc::protocols::{and, dot, open, sort_order};
 use triad_mpc::{Bits, Party, Shares, Z128, Z64};
 
 use crate::{finish::derive, nearest_rank, StatsError, StatsResult, StatsSpec, VALUE_BITS};
@@ -31,15 +32,15 @@ pub fn compute(
     if n > 1 << 23 {
         return Err(StatsError::TooMany(n));
     }
-    // The 64-bit words, XOR-shared (8 rounds), then the range check on
+    // The 64-bit words, XOR-shared and bit-sliced, then the range check on
     // them: bits 52..63 all equal (the sign). Which inputs fail is opened:
     // it says nothing about the in-range (honest) values.
     let low = Shares::new(
         values.a.iter().map(|v| Wrapping(v.0 as u64)).collect::<Vec<Z64>>(),
         values.b.iter().map(|v| Wrapping(v.0 as u64)).collect(),
     );
-    let words = a2b(p, &low)?;
-    let bad = out_of_range(p, &words)?;
+    let planes = a2b_sliced(p, &low)?;
+    let bad = out_of_range(p, &planes, n)?;
     if !bad.is_empty() {
         return Err(StatsError::OutOfRange(bad));
     }
@@ -50,6 +51,7 @@ pub fn compute(
     let t = usize::BITS - (n - 1).leading_zeros().min(usize::BITS - 1);
     let key_bits = VALUE_BITS + 1 + t;
     let value_mask = (1u64 << (VALUE_BITS + 1)) - 1;
+    let words = unbitslice(&planes, 64, n);
     let offset_binary =
         map_linear(&words, |v| v & value_mask).add_public(p.id, &vec![Bits(1 << VALUE_BITS); n]);
     let idx: Vec<Bits> = (0..n as u64).map(Bits).collect();
@@ -115,11 +117,8 @@ pub fn compute(
 /// Positions whose word is outside `[-2^VALUE_BITS, 2^VALUE_BITS)`: bits
 /// `VALUE_BITS..64` must all equal. Bit-sliced, so an AND tree over 11
 /// planes: 4 rounds and 10 bits per value, the last AND opened in its round.
-fn out_of_range(p: &mut Party, words: &Shares<Bits>) -> Result<Vec<usize>, StatsError> {
-    let n = words.len();
+fn out_of_range(p: &mut Party, planes: &Shares<Bits>, n: usize) -> Result<Vec<usize>, StatsError> {
     let w = n.div_ceil(64);
-    let all: Vec<usize> = (0..n).collect();
-    let planes = slice_keys(std::slice::from_ref(words), &all, 64);
     let plane = |j: usize| planes.slice(j * w..(j + 1) * w);
     let sign = plane(VALUE_BITS as usize);
     // same_j = not(bit_j ^ sign) for j above the sign bit.

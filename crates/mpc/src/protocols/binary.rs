@@ -71,6 +71,26 @@ pub fn bitslice<T: IntRing>(xs: &[T], k: u32) -> Vec<Bits> {
     planes
 }
 
+/// The inverse of [`bitslice`] for XOR-shared planes: `k <= 64` planes of
+/// `ceil(n/64)` words back to one word per element (`n` elements).
+pub fn unbitslice(planes: &Shares<Bits>, k: usize, n: usize) -> Shares<Bits> {
+    let words = n.div_ceil(64);
+    let part = |src: &[Bits]| -> Vec<Bits> {
+        let mut out = Vec::with_capacity(n);
+        let mut block = [0u64; 64];
+        for w in 0..words {
+            block.fill(0);
+            for (j, row) in block.iter_mut().enumerate().take(k) {
+                *row = src[j * words + w].0;
+            }
+            transpose64(&mut block);
+            out.extend(block.iter().take(n - 64 * w).map(|&v| Bits(v)));
+        }
+        out
+    };
+    Shares::new(part(&planes.a), part(&planes.b))
+}
+
 /// The three summands of `x = x_0 + x_1 + x_2` as XOR sharings, in this
 /// party's view: summand `s` is known to the two parties holding component
 /// `s`, so it is a sharing with the value in component `s` and zeros
@@ -91,7 +111,7 @@ pub(crate) fn summands(p: &Party, a: &[Bits], b: &[Bits]) -> [Shares<Bits>; 3] {
 /// Carry-save step: `x + y + z = s + (c << 1)` bitwise, with
 /// `s = x ^ y ^ z` and `c = maj(x, y, z) = ((x ^ z) & (y ^ z)) ^ z`.
 /// One round of ANDs.
-fn carry_save(
+pub(crate) fn carry_save(
     p: &mut Party,
     x: &Shares<Bits>,
     y: &Shares<Bits>,

@@ -109,17 +109,46 @@ pub fn lt_open(
     }
     let w = x.len() / l;
     let plane = |s: &Shares<Bits>, j: usize| s.slice(j * w..(j + 1) * w);
-    let not_y = not(p, y);
     let out = match circuit {
         Circuit::Chain => {
-            // c_0 = 1; c_{j+1} = ((x_j ^ c_j) & (not y_j ^ c_j)) ^ c_j.
+            // c_0 = 1; c_{j+1} = ((x_j ^ c_j) & (not y_j ^ c_j)) ^ c_j. The
+            // operands of each round's AND are built in reused buffers.
             let mut c = Shares::from_public(p.id, &vec![Bits(!0); w]);
+            let (mut u, mut v) = (Shares::zeros(w), Shares::zeros(w));
+            // `not` is XOR with a public 1, which sits in component 0
+            // (party 0's `a`, party 2's `b`).
+            let me = p.id.index();
+            let one = move |comp: usize, negate: bool| {
+                let public = (me == 0 && comp == 0) || (me == 2 && comp == 1);
+                if negate && public {
+                    !0
+                } else {
+                    0
+                }
+            };
+            let fill = |dst: &mut Shares<Bits>, src: &Shares<Bits>, c: &Shares<Bits>, j: usize, negate: bool| {
+                let (oa, ob) = (one(0, negate), one(1, negate));
+                for (d, (s, c)) in dst.a.iter_mut().zip(src.a[j * w..(j + 1) * w].iter().zip(&c.a)) {
+                    *d = Bits(s.0 ^ c.0 ^ oa);
+                }
+                for (d, (s, c)) in dst.b.iter_mut().zip(src.b[j * w..(j + 1) * w].iter().zip(&c.b)) {
+                    *d = Bits(s.0 ^ c.0 ^ ob);
+                }
+            };
             for j in 0..l - 1 {
-                let t = mul(p, &plane(x, j).add(&c), &plane(&not_y, j).add(&c))?;
-                c = t.add(&c);
+                fill(&mut u, x, &c, j, false);
+                fill(&mut v, y, &c, j, true);
+                let t = mul(p, &u, &v)?;
+                for (c, t) in c.a.iter_mut().zip(&t.a) {
+                    *c += *t;
+                }
+                for (c, t) in c.b.iter_mut().zip(&t.b) {
+                    *c += *t;
+                }
             }
-            let j = l - 1;
-            and_open(p, &plane(x, j).add(&c), &plane(&not_y, j).add(&c), &c)?
+            fill(&mut u, x, &c, l - 1, false);
+            fill(&mut v, y, &c, l - 1, true);
+            and_open(p, &u, &v, &c)?
                 .into_iter()
                 .map(|v| Bits(!v.0))
                 .collect()

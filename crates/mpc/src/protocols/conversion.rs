@@ -2,7 +2,7 @@
 
 use crate::network::{recv_vec, send_vec};
 use crate::protocols::arithmetic::{reshare, zero_share};
-use crate::protocols::binary::{add3_words, summands};
+use crate::protocols::binary::{add3_words, and, bitslice, carry_save, summands};
 use crate::{Bits, MpcError, Party, PartyId, Ring, Shares, Z64};
 
 /// Arithmetic (mod 2^64) to binary, word layout: the three components are
@@ -12,6 +12,51 @@ pub fn a2b(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcError> {
     let b: Vec<Bits> = x.b.iter().map(|v| Bits(v.0)).collect();
     let [s0, s1, s2] = summands(p, &a, &b);
     add3_words(p, &s0, &s1, &s2)
+}
+
+/// Arithmetic (mod 2^64) to binary, bit-sliced: 64 planes of
+/// `ceil(n/64)` words, plane `j` holding bit `j` of 64 elements per word.
+/// The circuit is the cheaper on this party's links
+/// ([`LinkModel`](crate::LinkModel)): for large batches a carry-save step
+/// and a ripple-carry adder (63 rounds, 126 bits per element), otherwise
+/// [`a2b`]'s log-depth adder (8 rounds, ~830 bits) and a local transpose.
+pub fn a2b_sliced(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcError> {
+    let n = x.len() as f64;
+    let ripple = p.link.cost(63, n * 126.0 / 8.0) < p.link.cost(8, n * 832.0 / 8.0);
+    if !ripple {
+        let words = a2b(p, x)?;
+        let z64 = |v: &[Bits]| v.iter().map(|b| std::num::Wrapping(b.0)).collect::<Vec<Z64>>();
+        return Ok(Shares::new(
+            bitslice(&z64(&words.a), 64),
+            bitslice(&z64(&words.b), 64),
+        ));
+    }
+    let w = x.len().div_ceil(64);
+    let [s0, s1, s2] = summands(p, &bitslice(&x.a, 64), &bitslice(&x.b, 64));
+    // x_0 + x_1 + x_2 = s + 2c, then s + t with t = c << 1 (plane 0 zero).
+    let (s, c) = carry_save(p, &s0, &s1, &s2)?;
+    let plane = |v: &Shares<Bits>, j: usize| v.slice(j * w..(j + 1) * w);
+    let t = |j: usize| {
+        if j == 0 {
+            Shares::zeros(w)
+        } else {
+            plane(&c, j - 1)
+        }
+    };
+    // carry_0 = carry_1 = 0 (t_0 = 0); carry_{j+1} = maj(s_j, t_j, carry_j).
+    let mut sum = Vec::with_capacity(64);
+    let mut carry = Shares::<Bits>::zeros(w);
+    for j in 0..64 {
+        let (sj, tj) = (plane(&s, j), t(j));
+        sum.push(sj.add(&tj).add(&carry));
+        if (1..63).contains(&j) {
+            let u = sj.add(&carry);
+            let v = tj.add(&carry);
+            carry = and(p, &u, &v)?.add(&carry);
+        }
+    }
+    let refs: Vec<&Shares<Bits>> = sum.iter().collect();
+    Ok(Shares::concat(&refs))
 }
 
 /// Binary (word layout) to arithmetic mod 2^64.
@@ -183,6 +228,26 @@ mod tests {
     use crate::{Fr, Z128};
     use proptest::prelude::*;
     use std::num::Wrapping;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn a2b_sliced_matches_plaintext_with_either_circuit(
+            v in prop::collection::vec(prop_oneof![Just(0u64), Just(u64::MAX), Just(1 << 63), Just((1 << 52) - 1), any::<u64>()], 1..150),
+            ripple in any::<bool>(),
+        ) {
+            use crate::protocols::binary::unbitslice;
+            let x: Vec<Z64> = v.iter().map(|&a| Wrapping(a)).collect();
+            let sh = share_plain(&x, &mut test_rng());
+            let out = run3(|p| {
+                p.link.round_seconds = if ripple { 0.0 } else { 1.0 };
+                let planes = a2b_sliced(p, &sh[p.id.index()]).unwrap();
+                open(p, &unbitslice(&planes, 64, v.len())).unwrap()
+            });
+            let want: Vec<Bits> = v.iter().map(|&a| Bits(a)).collect();
+            prop_assert_eq!(&out[0], &want);
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]

@@ -15,13 +15,25 @@
 //! Callers must make keys distinct (e.g. `value * 2^t + original index`):
 //! with ties the opened results would reveal which values are equal.
 
-use crate::protocols::binary::unpack_bits;
-use crate::protocols::binary_compare::{choose, lt_open, slice_keys};
+use std::ops::Range;
+
+use crate::protocols::binary::{transpose64, unpack_bits};
+use crate::protocols::binary_compare::{choose, lt_open};
 use crate::protocols::{compare::lt, open};
 use crate::{Bits, IntRing, MpcError, Party, Shares};
 
 /// Segments this small compare all pairs at once instead of recursing.
 pub const SMALL: usize = 8;
+
+/// Comparisons of one element (at position `fixed` of the current
+/// arrangement) with a run of others: `key[other] < key[fixed]` when the
+/// fixed element is a pivot, `key[fixed] < key[other]` for the pairs of a
+/// small segment.
+struct Run {
+    fixed: usize,
+    others: Range<usize>,
+    pivot: bool,
+}
 
 /// The public permutation `order` such that the keys at `order` ascend.
 /// `keys[c]` holds bits `64 c ..` of every key (XOR-shared words); keys must
@@ -39,11 +51,8 @@ pub fn sort_order(
         ));
     }
     let l = bits as usize;
-    quicksort(p, n, |p, xs, ys| {
-        let circuit = choose(p, xs.len(), l);
-        let (x, y) = (slice_keys(keys, xs, l), slice_keys(keys, ys, l));
-        Ok(unpack_bits(&lt_open(p, &x, &y, l, circuit)?, xs.len()))
-    })
+    let mut rows = Rows::new(&keys[..l.div_ceil(64)], l);
+    quicksort(p, n, &mut rows)
 }
 
 /// [`sort_order`] for arithmetic keys (`< 2^bits`, `bits < T::BITS`),
@@ -53,42 +62,99 @@ pub fn sort_order_arith<T: IntRing>(
     keys: &Shares<T>,
     bits: u32,
 ) -> Result<Vec<usize>, MpcError> {
-    quicksort(p, keys.len(), |p, xs, ys| {
-        let less = lt(p, &keys.gather(xs), &keys.gather(ys), bits)?;
-        Ok(unpack_bits(&open(p, &less)?, xs.len()))
-    })
+    let mut arranged = ArithKeys {
+        keys,
+        bits,
+        at: (0..keys.len()).collect(),
+    };
+    quicksort(p, keys.len(), &mut arranged)
 }
 
-/// The batched quicksort over `n` positions; `less(p, xs, ys)` opens
-/// `key[xs[k]] < key[ys[k]]` for every `k` in one batch.
+/// Keys in the quicksort's current arrangement.
+trait Arranged {
+    /// Opens the `m` comparisons of `runs` in one batch.
+    fn less(&mut self, p: &mut Party, runs: &[Run], m: usize) -> Result<Vec<bool>, MpcError>;
+    /// The element at new position `k` was at `perm[k]`.
+    fn moved(&mut self, perm: &[usize]);
+}
+
+struct ArithKeys<'a, T> {
+    keys: &'a Shares<T>,
+    bits: u32,
+    /// Original index of the element at each position.
+    at: Vec<usize>,
+}
+
+impl<T: IntRing> Arranged for ArithKeys<'_, T> {
+    fn less(&mut self, p: &mut Party, runs: &[Run], _: usize) -> Result<Vec<bool>, MpcError> {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for r in runs {
+            for o in r.others.clone() {
+                let (x, y) = if r.pivot { (o, r.fixed) } else { (r.fixed, o) };
+                xs.push(self.at[x]);
+                ys.push(self.at[y]);
+            }
+        }
+        let less = lt(p, &self.keys.gather(&xs), &self.keys.gather(&ys), self.bits)?;
+        Ok(unpack_bits(&open(p, &less)?, xs.len()))
+    }
+
+    fn moved(&mut self, perm: &[usize]) {
+        self.at = perm.iter().map(|&k| self.at[k]).collect();
+    }
+}
+
+impl Arranged for Rows {
+    fn less(&mut self, p: &mut Party, runs: &[Run], m: usize) -> Result<Vec<bool>, MpcError> {
+        let (x, y) = self.planes(runs, m);
+        let circuit = choose(p, m, self.bits);
+        let less = unpack_bits(&lt_open(p, &x, &y, self.bits, circuit)?, m);
+        for v in [x.a, x.b, y.a, y.b] {
+            self.pool.push(v.into_iter().map(|b| b.0).collect());
+        }
+        Ok(less)
+    }
+
+    fn moved(&mut self, perm: &[usize]) {
+        self.reorder(perm)
+    }
+}
+
+/// The batched quicksort over positions `0..n` of an arrangement that
+/// starts as the input order, one batch of comparisons per level; the keys
+/// are rearranged after each level so every segment stays contiguous and
+/// is read sequentially.
 fn quicksort(
     p: &mut Party,
     n: usize,
-    mut less: impl FnMut(&mut Party, &[usize], &[usize]) -> Result<Vec<bool>, MpcError>,
+    keys: &mut impl Arranged,
 ) -> Result<Vec<usize>, MpcError> {
     let mut idx: Vec<usize> = (0..n).collect();
-    // Segments [lo, hi) of `idx` still to be sorted.
+    // Segments [lo, hi) of the arrangement still to be sorted.
     let mut segments: Vec<(usize, usize)> = if n > 1 { vec![(0, n)] } else { vec![] };
+    let (mut perm, mut old) = (Vec::with_capacity(n), Vec::with_capacity(n));
     while !segments.is_empty() {
-        // Large segments: every element against the first (the pivot).
-        // Small ones: every pair.
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        let mut runs = Vec::new();
         for &(lo, hi) in &segments {
             if hi - lo <= SMALL {
-                for a in lo..hi {
-                    for b in a + 1..hi {
-                        xs.push(idx[a]);
-                        ys.push(idx[b]);
-                    }
-                }
+                runs.extend((lo..hi - 1).map(|a| Run {
+                    fixed: a,
+                    others: a + 1..hi,
+                    pivot: false,
+                }));
             } else {
-                for &e in &idx[lo + 1..hi] {
-                    xs.push(e);
-                    ys.push(idx[lo]);
-                }
+                runs.push(Run {
+                    fixed: lo,
+                    others: lo + 1..hi,
+                    pivot: true,
+                });
             }
         }
-        let less = less(p, &xs, &ys)?;
+        let m = runs.iter().map(|r| r.others.len()).sum();
+        let less = keys.less(p, &runs, m)?;
+        // The new arrangement: identity outside the segments.
+        perm.clear();
+        perm.extend(0..n);
         let mut at = 0;
         let mut next = Vec::new();
         for &(lo, hi) in &segments {
@@ -106,15 +172,13 @@ fn quicksort(
                         at += 1;
                     }
                 }
-                let old: Vec<usize> = idx[lo..hi].to_vec();
-                for (a, &e) in old.iter().enumerate() {
-                    idx[lo + rank[a]] = e;
+                for (a, r) in rank.into_iter().enumerate() {
+                    perm[lo + r] = lo + a;
                 }
                 continue;
             }
-            let pivot = idx[lo];
             let (mut left, mut right) = (Vec::new(), Vec::new());
-            for &e in &idx[lo + 1..hi] {
+            for e in lo + 1..hi {
                 if less[at] {
                     left.push(e)
                 } else {
@@ -123,9 +187,9 @@ fn quicksort(
                 at += 1;
             }
             let mid = lo + left.len();
-            idx[lo..mid].copy_from_slice(&left);
-            idx[mid] = pivot;
-            idx[mid + 1..hi].copy_from_slice(&right);
+            perm[lo..mid].copy_from_slice(&left);
+            perm[mid] = lo;
+            perm[mid + 1..hi].copy_from_slice(&right);
             if left.len() > 1 {
                 next.push((lo, mid));
             }
@@ -133,9 +197,209 @@ fn quicksort(
                 next.push((mid + 1, hi));
             }
         }
+        old.clear();
+        old.extend_from_slice(&idx);
+        for (k, &from) in perm.iter().enumerate() {
+            idx[k] = old[from];
+        }
+        keys.moved(&perm);
         segments = next;
     }
     Ok(idx)
+}
+
+/// XOR-shared keys row by row in the current arrangement (row `r`:
+/// `a` then `b` of each word column), so a level reads its segments
+/// sequentially.
+struct Rows {
+    bits: usize,
+    stride: usize,
+    data: Vec<u64>,
+    spare: Vec<u64>,
+    /// Plane buffers of the previous level, reused by the next.
+    pool: Vec<Vec<u64>>,
+}
+
+impl Rows {
+    fn new(keys: &[Shares<Bits>], bits: usize) -> Self {
+        let n = keys.first().map_or(0, |k| k.len());
+        let stride = 2 * keys.len();
+        let mut data = Vec::with_capacity(n * stride);
+        for r in 0..n {
+            for k in keys {
+                data.push(k.a[r].0);
+                data.push(k.b[r].0);
+            }
+        }
+        Rows {
+            bits,
+            stride,
+            data,
+            spare: Vec::new(),
+            pool: Vec::new(),
+        }
+    }
+
+    fn reorder(&mut self, perm: &[usize]) {
+        self.spare.clear();
+        for &from in perm {
+            let s = from * self.stride;
+            self.spare.extend_from_slice(&self.data[s..s + self.stride]);
+        }
+        std::mem::swap(&mut self.data, &mut self.spare);
+    }
+
+    /// The bit-sliced operands of `runs` (`m` comparisons, `bits` planes):
+    /// a run's others are transposed from their rows, its fixed element is
+    /// broadcast into the bits of its run.
+    fn planes(&mut self, runs: &[Run], m: usize) -> (Shares<Bits>, Shares<Bits>) {
+        let (l, words) = (self.bits, m.div_ceil(64));
+        let mut pool = std::mem::take(&mut self.pool);
+        pool.resize_with(4, Vec::new);
+        let mut take = || std::mem::take(&mut pool.pop().expect("four buffers"));
+        let mut x = Slicer::new(self, l, words, [take(), take()]);
+        let mut y = Slicer::new(self, l, words, [take(), take()]);
+        let mut start = 0;
+        for r in runs {
+            let len = r.others.len();
+            let (gathered, broadcast) = if r.pivot {
+                (&mut x, &mut y)
+            } else {
+                (&mut y, &mut x)
+            };
+            for (k, o) in r.others.clone().enumerate() {
+                gathered.push(start + k, o);
+            }
+            broadcast.broadcast(r.fixed, start..start + len);
+            start += len;
+        }
+        (x.finish(), y.finish())
+    }
+}
+
+/// Builds one side's planes: rows pushed in batch order are transposed a
+/// group of [`GROUP`] blocks of 64 at a time, so every plane is written a
+/// cache line at a time.
+struct Slicer<'a> {
+    rows: &'a Rows,
+    l: usize,
+    words: usize,
+    /// The `a` and `b` planes, plane-major.
+    out: [Vec<u64>; 2],
+    group: usize,
+    pending: [[usize; 64]; GROUP],
+    any: bool,
+    /// One group's transposed words, plane by plane.
+    tmp: Vec<[u64; GROUP]>,
+}
+
+const GROUP: usize = 8;
+const NONE: usize = usize::MAX;
+
+impl<'a> Slicer<'a> {
+    /// `buffers`: two vectors to reuse for the planes.
+    fn new(rows: &'a Rows, l: usize, words: usize, buffers: [Vec<u64>; 2]) -> Self {
+        let out = buffers.map(|mut v| {
+            v.clear();
+            v.resize(l * words, 0);
+            v
+        });
+        Slicer {
+            rows,
+            l,
+            words,
+            out,
+            group: 0,
+            pending: [[NONE; 64]; GROUP],
+            any: false,
+            tmp: vec![[0; GROUP]; l],
+        }
+    }
+
+    /// Batch element `k` reads row `row`.
+    fn push(&mut self, k: usize, row: usize) {
+        if k / (64 * GROUP) != self.group {
+            self.flush();
+            self.group = k / (64 * GROUP);
+        }
+        self.pending[(k / 64) % GROUP][k % 64] = row;
+        self.any = true;
+    }
+
+    fn flush(&mut self) {
+        if !self.any {
+            return;
+        }
+        let (l, words, stride) = (self.l, self.words, self.rows.stride);
+        let first = self.group * GROUP;
+        let blocks = GROUP.min(words - first);
+        let tmp = &mut self.tmp;
+        let mut block = [0u64; 64];
+        for comp in 0..2 {
+            for c in 0..l.div_ceil(64) {
+                let take = (l - 64 * c).min(64);
+                for (b, rows) in self.pending.iter().enumerate().take(blocks) {
+                    if rows.iter().all(|&r| r == NONE) {
+                        continue;
+                    }
+                    for (slot, &r) in block.iter_mut().zip(rows) {
+                        *slot = if r == NONE {
+                            0
+                        } else {
+                            self.rows.data[r * stride + 2 * c + comp]
+                        };
+                    }
+                    transpose64(&mut block);
+                    for (j, v) in block.iter().enumerate().take(take) {
+                        tmp[64 * c + j][b] = *v;
+                    }
+                }
+            }
+            for (j, t) in tmp.iter_mut().enumerate() {
+                let dst = &mut self.out[comp][j * words + first..j * words + first + blocks];
+                for (d, v) in dst.iter_mut().zip(t.iter()) {
+                    *d ^= v;
+                }
+                *t = [0; GROUP];
+            }
+        }
+        self.pending = [[NONE; 64]; GROUP];
+        self.any = false;
+    }
+
+    /// XORs row `row`'s bits into batch positions `range` of every plane.
+    fn broadcast(&mut self, row: usize, range: Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        let (first, last) = (range.start / 64, (range.end - 1) / 64);
+        let mask = |w: usize| {
+            let lo = if w == first { range.start % 64 } else { 0 };
+            let hi = if w == last { (range.end - 1) % 64 } else { 63 };
+            (u64::MAX >> (63 - hi)) & (u64::MAX << lo)
+        };
+        let base = row * self.rows.stride;
+        for (comp, planes) in self.out.iter_mut().enumerate() {
+            for j in 0..self.l {
+                let word = self.rows.data[base + 2 * (j / 64) + comp];
+                if (word >> (j % 64)) & 1 == 1 {
+                    let plane = &mut planes[j * self.words..(j + 1) * self.words];
+                    for (w, v) in plane[first..=last].iter_mut().enumerate() {
+                        *v ^= mask(first + w);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> Shares<Bits> {
+        self.flush();
+        let [a, b] = self.out;
+        Shares::new(
+            a.into_iter().map(Bits).collect(),
+            b.into_iter().map(Bits).collect(),
+        )
+    }
 }
 
 #[cfg(test)]
