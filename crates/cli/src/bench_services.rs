@@ -166,6 +166,20 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         let seconds = t.elapsed().as_secs_f64();
         let want = triad_stats::oracle(&values, &study.stats)?;
         let correct = triad_stats::agrees(&verified.release.results, &want).is_ok();
+        // Per party, the largest: peak resident set (VmHWM) and the rounds
+        // of the computation, which each party logs with the release.
+        let parties: Vec<_> = devnet
+            .info()
+            .services
+            .into_iter()
+            .filter(|s| s.name.starts_with("party"))
+            .collect();
+        let peak_rss = parties.iter().map(|s| process_peak_rss(s.pid)).max().unwrap_or(0);
+        let rounds = parties
+            .iter()
+            .filter_map(|s| logged_rounds(&dir.path.join(format!("logs/{}.log", s.name)), &study.id))
+            .max()
+            .unwrap_or(0);
         devnet.shutdown();
         println!(
             "release n={n}: {seconds:.2} s from request to three verified signatures; correct: {correct}"
@@ -173,7 +187,8 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         if json {
             println!(
                 "{}",
-                json!({"bench": "release", "n": n, "seconds": seconds, "correct": correct})
+                json!({"bench": "release", "n": n, "seconds": seconds, "correct": correct,
+                       "rounds": rounds, "peak_rss_bytes": peak_rss})
             );
         }
         if !correct {
@@ -181,6 +196,31 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Peak resident set (VmHWM) of a process, in bytes (0 where /proc is
+/// missing).
+fn process_peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The rounds a party logged with its last "release computed" line for
+/// `study`.
+fn logged_rounds(log: &std::path::Path, study: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("release computed") && l.contains(study))?;
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("rounds=")?.parse().ok())
 }
 
 /// User + system CPU seconds of a process from /proc (Linux; 0 elsewhere).

@@ -99,7 +99,27 @@ enum StudyCommand {
     Create(triad_client::StudyCreateArgs),
 }
 
+/// mimalloc v3's `mi_option_purge_delay` (mimalloc.h; checked against the
+/// vendored header of libmimalloc-sys 0.1.49).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// Freed memory is returned to the OS after 1 s instead of mimalloc's
+/// 10 ms: the engine frees and reallocates buffers of the same sizes every
+/// round, and re-faulting them (zeroing huge pages) cost about a fifth of
+/// `bench stats --n 1000000` (docs/benchmarks.md). Unlike the
+/// `MIMALLOC_PURGE_DELAY` variable it needs no environment.
+fn tune_allocator() {
+    // SAFETY: a plain setter of a global option in the linked mimalloc,
+    // called before any thread is spawned; an unknown index is ignored.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) }
+}
+
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     // Whatever this process creates (keys, tokens, databases and their WAL
     // files, logs, attestations) is private to this user from the start.
     triad_files::restrict_umask();

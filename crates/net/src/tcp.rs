@@ -19,6 +19,10 @@ use crate::pin::{provider, Identity, Pinned};
 /// Frames queued per link and direction before the producer waits.
 const QUEUE: usize = 8;
 
+/// Bytes reserved for a frame before its payload arrives: the largest
+/// chunk the engine streams (2^16 BN254 elements).
+const PREALLOC: usize = 1 << 21;
+
 /// How long one incoming connection may take to complete TLS and name
 /// itself.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -187,9 +191,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max {
         return Err(NetError::Oversize { peer, len, max });
     }
-    // Grow with the data actually received: a header alone cannot make us
-    // allocate.
-    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    // A header alone cannot make us allocate more than PREALLOC; larger
+    // frames grow with the data actually received. Streamed chunks of the
+    // engine fit, so they are read without a copy.
+    let mut buf = Vec::with_capacity(len.min(PREALLOC));
     match rd.take(len as u64).read_to_end(&mut buf).await {
         Ok(got) if got == len => Ok(buf),
         Ok(_) => Err(io_err(peer, "connection closed in the middle of a frame")),

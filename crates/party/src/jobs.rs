@@ -124,7 +124,8 @@ pub fn release(
     let ids_digest = Sha256::digest(ids.join(",").as_bytes());
     let spec: &StatsSpec = &study.stats;
     let spec_json = serde_json::to_vec(spec).expect("spec serializes");
-    let results = {
+    let started = std::time::Instant::now();
+    let (results, rounds, bytes_sent) = {
         let mut p = mesh.session(tag(&[
             b"release",
             study.id.as_bytes(),
@@ -134,8 +135,22 @@ pub fn release(
             &ids_digest,
             &spec_json,
         ]))?;
-        triad_stats::compute(&mut p, &shares, spec)?
+        let (rounds, bytes) = (p.rounds, p.net.stats().bytes_sent);
+        let results = triad_stats::compute(&mut p, &shares, spec)?;
+        (
+            results,
+            p.rounds - rounds,
+            p.net.stats().bytes_sent - bytes,
+        )
     };
+    tracing::info!(
+        study = %study.id,
+        count = ids.len(),
+        rounds,
+        bytes_sent,
+        seconds = started.elapsed().as_secs_f64(),
+        "release computed"
+    );
     let release = Release {
         version: RELEASE_VERSION,
         study_id: study.id.clone(),

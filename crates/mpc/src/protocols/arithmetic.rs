@@ -23,7 +23,7 @@ pub fn random_shares<T: Ring>(p: &mut Party, n: usize) -> Shares<T> {
 /// Elements per message when a large vector is streamed: big enough to
 /// amortise framing, small enough that computing the next chunk overlaps
 /// with sending the previous one (the transport writes in the background).
-pub const CHUNK: usize = 1 << 18;
+pub const CHUNK: usize = 1 << 16;
 
 /// Streams a vector to `to` while receiving one of the same length from
 /// `from`, in chunks: `produce(range, out)` appends our elements for `range`

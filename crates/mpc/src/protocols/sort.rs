@@ -270,7 +270,15 @@ impl Rows {
             for (k, o) in r.others.clone().enumerate() {
                 gathered.push(start + k, o);
             }
-            broadcast.broadcast(r.fixed, start..start + len);
+            // Broadcasting touches every plane once per run: cheaper than
+            // transposing only for runs of whole words.
+            if len >= BROADCAST_MIN {
+                broadcast.broadcast(r.fixed, start..start + len);
+            } else {
+                for k in start..start + len {
+                    broadcast.push(k, r.fixed);
+                }
+            }
             start += len;
         }
         (x.finish(), y.finish())
@@ -294,6 +302,8 @@ struct Slicer<'a> {
 }
 
 const GROUP: usize = 8;
+/// Runs at least this long broadcast their fixed element.
+const BROADCAST_MIN: usize = 128;
 const NONE: usize = usize::MAX;
 
 impl<'a> Slicer<'a> {
