@@ -499,7 +499,9 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 .enumerate()
                 .map(|(i, &x)| ((x as u128) << t) | i as u128)
                 .collect();
-            let col = |c: u32| -> Vec<Bits> { keys.iter().map(|k| Bits((k >> (64 * c)) as u64)).collect() };
+            let col = |c: u32| -> Vec<Bits> {
+                keys.iter().map(|k| Bits((k >> (64 * c)) as u64)).collect()
+            };
             let cols = [deal(&col(0), &mut rng, id), deal(&col(1), &mut rng, id)];
             let mut want = keys.clone();
             want.sort_unstable();
@@ -509,7 +511,11 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 let order = sort_order(p, &s, 48 + t)?;
                 let lo = open(p, &s[0].gather(&order))?;
                 let hi = open(p, &s[1].gather(&order))?;
-                Ok(lo.iter().zip(&hi).map(|(a, b)| a.0 as u128 | (b.0 as u128) << 64).eq(want.iter().copied()))
+                Ok(lo
+                    .iter()
+                    .zip(&hi)
+                    .map(|(a, b)| a.0 as u128 | (b.0 as u128) << 64)
+                    .eq(want.iter().copied()))
             })?;
         }
         Op::Stats => {

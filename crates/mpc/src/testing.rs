@@ -103,3 +103,60 @@ impl Network for FaultyNetwork {
         self.inner.stats()
     }
 }
+
+/// Every message one party received, in order: (sender, bytes).
+pub type View = Vec<(PartyId, Vec<u8>)>;
+
+/// Wraps an endpoint and records what it receives (privacy tests compare
+/// views across inputs).
+pub struct RecordingNetwork {
+    inner: Box<dyn Network>,
+    view: std::sync::Arc<std::sync::Mutex<View>>,
+}
+
+impl Network for RecordingNetwork {
+    fn id(&self) -> PartyId {
+        self.inner.id()
+    }
+
+    fn send(&mut self, to: PartyId, msg: Vec<u8>) -> Result<(), NetError> {
+        self.inner.send(to, msg)
+    }
+
+    fn recv(&mut self, from: PartyId) -> Result<Vec<u8>, NetError> {
+        let m = self.inner.recv(from)?;
+        self.view.lock().expect("view lock").push((from, m.clone()));
+        Ok(m)
+    }
+
+    fn stats(&self) -> NetStats {
+        self.inner.stats()
+    }
+}
+
+/// Like [`run3`], also returning each party's view of `f` (messages of the
+/// setup excluded).
+pub fn run3_viewed<R, F>(f: F) -> ([R; 3], [View; 3])
+where
+    R: Send,
+    F: Fn(&mut Party) -> R + Sync,
+{
+    let views: [std::sync::Arc<std::sync::Mutex<View>>; 3] = Default::default();
+    let nets = MemNetwork::triple(TEST_TIMEOUT);
+    let mut k = 0;
+    let nets = nets.map(|n| {
+        let net = Box::new(RecordingNetwork {
+            inner: Box::new(n),
+            view: views[k].clone(),
+        }) as Box<dyn Network>;
+        k += 1;
+        net
+    });
+    let out = run3_on(nets, |p| {
+        views[p.id.index()].lock().expect("view lock").clear();
+        Ok(f(p))
+    })
+    .map(|r| r.expect("party setup failed"));
+    let views = views.map(|v| std::mem::take(&mut *v.lock().expect("view lock")));
+    (out, views)
+}

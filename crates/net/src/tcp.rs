@@ -324,12 +324,9 @@ impl Network for TcpNetwork {
         let tx = link.tx.as_ref().ok_or(NetError::Closed(to))?;
         // A peer that is alive but stopped reading fills the queues; give up
         // after the same timeout as a receive instead of blocking forever.
-        match self
-            .rt
-            .block_on(async {
-                tokio::time::timeout(timeout, tx.send((tokio::time::Instant::now(), msg))).await
-            })
-        {
+        match self.rt.block_on(async {
+            tokio::time::timeout(timeout, tx.send((tokio::time::Instant::now(), msg))).await
+        }) {
             Err(_) => return Err(NetError::Timeout(to, timeout)),
             Ok(Err(_)) => return Err(NetError::Closed(to)),
             Ok(Ok(())) => {}

@@ -73,7 +73,9 @@ fn protocols_over_mutual_tls_match_plaintext() {
         .map(|i| Wrapping(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
         .collect();
     let y: Vec<Z64> = (0..5000u64).map(|i| Wrapping(u64::MAX - i)).collect();
-    let keys: Vec<Bits> = (0..300u64).map(|i| Bits(((i * 7919) % 300) << 9 | i)).collect();
+    let keys: Vec<Bits> = (0..300u64)
+        .map(|i| Bits(((i * 7919) % 300) << 9 | i))
+        .collect();
     let mut rng = test_rng();
     let (xs, ys, ks) = (
         share_plain(&x, &mut rng),

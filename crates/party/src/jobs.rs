@@ -137,11 +137,7 @@ pub fn release(
         ]))?;
         let (rounds, bytes) = (p.rounds, p.net.stats().bytes_sent);
         let results = triad_stats::compute(&mut p, &shares, spec)?;
-        (
-            results,
-            p.rounds - rounds,
-            p.net.stats().bytes_sent - bytes,
-        )
+        (results, p.rounds - rounds, p.net.stats().bytes_sent - bytes)
     };
     tracing::info!(
         study = %study.id,

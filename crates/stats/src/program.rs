@@ -5,8 +5,8 @@ use std::num::Wrapping;
 
 use triad_mpc::protocols::binary::{map_linear, not, unbitslice, unpack_bits};
 use triad_mpc::protocols::binary_compare::{and_open, choose, lt_open, slice_keys, slice_public};
-use triad_mpc::protocols::shuffle::shuffle_mixed;
 use triad_mpc::protocols::conversion::a2b_sliced;
+use triad_mpc::protocols::shuffle::shuffle_mixed;
 use triad_mpc::protocols::{and, dot, open, sort_order};
 use triad_mpc::{Bits, Party, Shares, Z128, Z64};
 
@@ -36,7 +36,11 @@ pub fn compute(
     // them: bits 52..63 all equal (the sign). Which inputs fail is opened:
     // it says nothing about the in-range (honest) values.
     let low = Shares::new(
-        values.a.iter().map(|v| Wrapping(v.0 as u64)).collect::<Vec<Z64>>(),
+        values
+            .a
+            .iter()
+            .map(|v| Wrapping(v.0 as u64))
+            .collect::<Vec<Z64>>(),
         values.b.iter().map(|v| Wrapping(v.0 as u64)).collect(),
     );
     let planes = a2b_sliced(p, &low)?;
@@ -130,7 +134,8 @@ fn out_of_range(p: &mut Party, planes: &Shares<Bits>, n: usize) -> Result<Vec<us
         let lhs: Vec<&Shares<Bits>> = same[..half].iter().collect();
         let rhs: Vec<&Shares<Bits>> = same[half..2 * half].iter().collect();
         let prod = and(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
-        let mut next: Vec<Shares<Bits>> = (0..half).map(|k| prod.slice(k * w..(k + 1) * w)).collect();
+        let mut next: Vec<Shares<Bits>> =
+            (0..half).map(|k| prod.slice(k * w..(k + 1) * w)).collect();
         if same.len() % 2 == 1 {
             next.push(same.pop().expect("odd one out"));
         }

@@ -14,12 +14,24 @@ pub(crate) fn assert_matches(got: &StatsResult, want: &StatsResult) {
 }
 
 fn run_stats(values: &[i64], spec: &StatsSpec) -> StatsResult {
+    run_stats_on(values, spec, None)
+}
+
+/// With `round_seconds`, the parties' link model is set so that every
+/// choice of circuit goes one way (0: fewest bytes, ripple adders and
+/// chains; large: fewest rounds, trees).
+fn run_stats_on(values: &[i64], spec: &StatsSpec, round_seconds: Option<f64>) -> StatsResult {
     let x: Vec<Z128> = values
         .iter()
         .map(|&v| Wrapping(v as i128 as u128))
         .collect();
     let sh = share_plain(&x, &mut test_rng());
-    let out = run3(|p| compute(p, &sh[p.id.index()], spec).unwrap());
+    let out = run3(|p| {
+        if let Some(r) = round_seconds {
+            p.link.round_seconds = r;
+        }
+        compute(p, &sh[p.id.index()], spec).unwrap()
+    });
     assert_eq!(out[0], out[1]);
     assert_eq!(out[1], out[2]);
     out[0].clone()
@@ -49,6 +61,17 @@ proptest! {
         };
         let got = run_stats(&values, &spec);
         assert_matches(&got, &oracle(&values, &spec).unwrap());
+    }
+
+    #[test]
+    fn both_circuit_choices_match_oracle(values in prop::collection::vec(value(), 1..300)) {
+        let spec = StatsSpec {
+            quantiles: vec![0.5, 0.9],
+            histogram_bounds: vec![-5, 0, 1 << 20, 1 << VALUE_BITS],
+        };
+        let want = oracle(&values, &spec).unwrap();
+        assert_matches(&run_stats_on(&values, &spec, Some(0.0)), &want);
+        assert_matches(&run_stats_on(&values, &spec, Some(1.0)), &want);
     }
 
     #[test]

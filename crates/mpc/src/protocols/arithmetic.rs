@@ -253,6 +253,32 @@ mod tests {
         }
     }
 
+    /// Vectors above [`CHUNK`] are streamed in several messages: the
+    /// result is the same, and each party sent one message per chunk.
+    #[test]
+    fn multi_chunk_streaming_matches_plaintext() {
+        let n = 2 * CHUNK + 3;
+        let mut prg = crate::prg::Prg::new([9; 16]);
+        let x: Vec<Z64> = Z64::random_vec(&mut prg, n);
+        let mut y: Vec<Z64> = Z64::random_vec(&mut prg, n);
+        y[0] = Wrapping(u64::MAX);
+        y[n - 1] = Wrapping(0);
+        let mut rng = test_rng();
+        let (xs, ys) = (share_plain(&x, &mut rng), share_plain(&y, &mut rng));
+        let out = run3(|p| {
+            let i = p.id.index();
+            let before = p.net.stats().messages_sent;
+            let z = mul(p, &xs[i], &ys[i]).unwrap();
+            let messages = p.net.stats().messages_sent - before;
+            (open(p, &z).unwrap(), messages)
+        });
+        let want: Vec<Z64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        for (z, messages) in out {
+            assert_eq!(messages, 3, "three chunks");
+            assert!(z == want, "streamed product differs from the plaintext");
+        }
+    }
+
     #[test]
     fn open_to_reveals_only_to_target_and_random_shares_are_consistent() {
         let x: Vec<Z64> = vec![Wrapping(5), Wrapping(u64::MAX)];

@@ -102,7 +102,7 @@ pub fn lt_open(
     l: usize,
     circuit: Circuit,
 ) -> Result<Vec<Bits>, MpcError> {
-    if l == 0 || x.len() != y.len() || x.len() % l != 0 {
+    if l == 0 || x.len() != y.len() || !x.len().is_multiple_of(l) {
         return Err(MpcError::InvalidArgument(
             "lt_open: operands must be l equal planes",
         ));
@@ -126,12 +126,24 @@ pub fn lt_open(
                     0
                 }
             };
-            let fill = |dst: &mut Shares<Bits>, src: &Shares<Bits>, c: &Shares<Bits>, j: usize, negate: bool| {
+            let fill = |dst: &mut Shares<Bits>,
+                        src: &Shares<Bits>,
+                        c: &Shares<Bits>,
+                        j: usize,
+                        negate: bool| {
                 let (oa, ob) = (one(0, negate), one(1, negate));
-                for (d, (s, c)) in dst.a.iter_mut().zip(src.a[j * w..(j + 1) * w].iter().zip(&c.a)) {
+                for (d, (s, c)) in dst
+                    .a
+                    .iter_mut()
+                    .zip(src.a[j * w..(j + 1) * w].iter().zip(&c.a))
+                {
                     *d = Bits(s.0 ^ c.0 ^ oa);
                 }
-                for (d, (s, c)) in dst.b.iter_mut().zip(src.b[j * w..(j + 1) * w].iter().zip(&c.b)) {
+                for (d, (s, c)) in dst
+                    .b
+                    .iter_mut()
+                    .zip(src.b[j * w..(j + 1) * w].iter().zip(&c.b))
+                {
                     *d = Bits(s.0 ^ c.0 ^ ob);
                 }
             };

@@ -25,7 +25,11 @@ pub fn a2b_sliced(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcErr
     let ripple = p.link.cost(63, n * 126.0 / 8.0) < p.link.cost(8, n * 832.0 / 8.0);
     if !ripple {
         let words = a2b(p, x)?;
-        let z64 = |v: &[Bits]| v.iter().map(|b| std::num::Wrapping(b.0)).collect::<Vec<Z64>>();
+        let z64 = |v: &[Bits]| {
+            v.iter()
+                .map(|b| std::num::Wrapping(b.0))
+                .collect::<Vec<Z64>>()
+        };
         return Ok(Shares::new(
             bitslice(&z64(&words.a), 64),
             bitslice(&z64(&words.b), 64),

@@ -41,7 +41,11 @@ pub fn shuffle_mixed<T: Ring, U: Ring>(
     ts: &[Shares<T>],
     us: &[Shares<U>],
 ) -> Result<(Vec<Shares<T>>, Vec<Shares<U>>), MpcError> {
-    let n = ts.first().map(|c| c.len()).or(us.first().map(|c| c.len())).unwrap_or(0);
+    let n = ts
+        .first()
+        .map(|c| c.len())
+        .or(us.first().map(|c| c.len()))
+        .unwrap_or(0);
     if ts.iter().any(|c| c.len() != n) || us.iter().any(|c| c.len() != n) {
         return Err(MpcError::InvalidArgument(
             "shuffle: columns differ in length",
@@ -92,7 +96,10 @@ pub fn shuffle_mixed<T: Ring, U: Ring>(
 }
 
 fn pair<T: Ring>(a: Vec<Vec<T>>, b: Vec<Vec<T>>) -> Vec<Shares<T>> {
-    a.into_iter().zip(b).map(|(a, b)| Shares::new(a, b)).collect()
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| Shares::new(a, b))
+        .collect()
 }
 
 fn draw_cols<T: Ring>(prg: &mut Prg, cols: usize, n: usize) -> Vec<Vec<T>> {

@@ -38,14 +38,9 @@ struct Run {
 /// The public permutation `order` such that the keys at `order` ascend.
 /// `keys[c]` holds bits `64 c ..` of every key (XOR-shared words); keys must
 /// be distinct, `< 2^bits`, and securely shuffled.
-pub fn sort_order(
-    p: &mut Party,
-    keys: &[Shares<Bits>],
-    bits: u32,
-) -> Result<Vec<usize>, MpcError> {
+pub fn sort_order(p: &mut Party, keys: &[Shares<Bits>], bits: u32) -> Result<Vec<usize>, MpcError> {
     let n = keys.first().map_or(0, |k| k.len());
-    if keys.iter().any(|k| k.len() != n) || (bits as usize).div_ceil(64) > keys.len() || bits == 0
-    {
+    if keys.iter().any(|k| k.len() != n) || (bits as usize).div_ceil(64) > keys.len() || bits == 0 {
         return Err(MpcError::InvalidArgument(
             "sort_order: keys must be equal columns covering `bits`",
         ));
@@ -124,11 +119,7 @@ impl Arranged for Rows {
 /// starts as the input order, one batch of comparisons per level; the keys
 /// are rearranged after each level so every segment stays contiguous and
 /// is read sequentially.
-fn quicksort(
-    p: &mut Party,
-    n: usize,
-    keys: &mut impl Arranged,
-) -> Result<Vec<usize>, MpcError> {
+fn quicksort(p: &mut Party, n: usize, keys: &mut impl Arranged) -> Result<Vec<usize>, MpcError> {
     let mut idx: Vec<usize> = (0..n).collect();
     // Segments [lo, hi) of the arrangement still to be sorted.
     let mut segments: Vec<(usize, usize)> = if n > 1 { vec![(0, n)] } else { vec![] };
@@ -430,8 +421,12 @@ mod tests {
 
     fn sorted_by_mpc(keys: &[u128], bits: u32, shuffled: bool) -> Vec<u128> {
         let mut rng = test_rng();
-        let col = |c: u32| -> Vec<Bits> { keys.iter().map(|k| Bits((k >> (64 * c)) as u64)).collect() };
-        let (lo, hi) = (share_plain(&col(0), &mut rng), share_plain(&col(1), &mut rng));
+        let col =
+            |c: u32| -> Vec<Bits> { keys.iter().map(|k| Bits((k >> (64 * c)) as u64)).collect() };
+        let (lo, hi) = (
+            share_plain(&col(0), &mut rng),
+            share_plain(&col(1), &mut rng),
+        );
         let out = run3(|p| {
             let i = p.id.index();
             let mut cols = vec![lo[i].clone(), hi[i].clone()];
@@ -441,7 +436,10 @@ mod tests {
             let order = sort_order(p, &cols, bits).unwrap();
             let lo = open(p, &cols[0].gather(&order)).unwrap();
             let hi = open(p, &cols[1].gather(&order)).unwrap();
-            lo.iter().zip(&hi).map(|(a, b)| a.0 as u128 | ((b.0 as u128) << 64)).collect::<Vec<_>>()
+            lo.iter()
+                .zip(&hi)
+                .map(|(a, b)| a.0 as u128 | ((b.0 as u128) << 64))
+                .collect::<Vec<_>>()
         });
         assert_eq!(out[0], out[1]);
         assert_eq!(out[1], out[2]);
