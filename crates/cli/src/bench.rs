@@ -95,6 +95,11 @@ pub struct BenchArgs {
     /// transport; frames are held this long before they are written).
     #[arg(long, default_value_t = 0.0)]
     latency_ms: f64,
+    /// The one-way delay the parties assume when they choose between
+    /// circuits with fewer rounds or fewer bytes (default: `--latency-ms`);
+    /// a different value shows what a wrong assumption costs.
+    #[arg(long)]
+    model_latency_ms: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -113,6 +118,8 @@ pub struct BenchPartyArgs {
     voters: usize,
     #[arg(long, default_value_t = 0.0)]
     latency_ms: f64,
+    #[arg(long, default_value_t = 0.0)]
+    model_latency_ms: f64,
 }
 
 /// What one party measured.
@@ -153,6 +160,7 @@ struct Job<'a> {
     seed: u64,
     voters: usize,
     latency: Duration,
+    model_latency: Duration,
     dir: &'a Path,
 }
 
@@ -174,8 +182,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if n == 0 {
         bail!("--n (or --messages) must be at least 1");
     }
-    if !(0.0..=10_000.0).contains(&args.latency_ms) {
-        bail!("--latency-ms must be between 0 and 10000");
+    let model_ms = args.model_latency_ms.unwrap_or(args.latency_ms);
+    if !(0.0..=10_000.0).contains(&args.latency_ms) || !(0.0..=10_000.0).contains(&model_ms) {
+        bail!("--latency-ms and --model-latency-ms must be between 0 and 10000");
     }
     if args.latency_ms > 0.0 && args.transport == Transport::Mem {
         bail!("--latency-ms needs the TCP transport");
@@ -191,6 +200,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             seed: args.seed,
             voters: args.voters,
             latency: Duration::from_secs_f64(args.latency_ms / 1e3),
+            model_latency: Duration::from_secs_f64(model_ms / 1e3),
             dir: &dir,
         };
         match args.transport {
@@ -225,7 +235,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "seconds": seconds, "per_second": per_second,
             "bytes_sent_per_party": bytes, "correct": correct,
             "peak_rss_bytes": peak_rss, "rounds": rounds,
-            "latency_ms": args.latency_ms,
+            "latency_ms": args.latency_ms, "model_latency_ms": model_ms,
         });
         if args.op == Op::Poll {
             line["voters"] = args.voters.into();
@@ -274,6 +284,7 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
         seed,
         voters,
         latency,
+        model_latency,
         dir,
     } = job;
     for i in 0..3 {
@@ -298,6 +309,8 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
                 &voters.to_string(),
                 "--latency-ms",
                 &(latency.as_secs_f64() * 1e3).to_string(),
+                "--model-latency-ms",
+                &(model_latency.as_secs_f64() * 1e3).to_string(),
             ])
             .args(["--op", op.to_possible_value().unwrap().get_name()])
             .stdout(Stdio::piped())
@@ -363,6 +376,7 @@ pub fn run_party(args: BenchPartyArgs) -> Result<()> {
         seed: args.seed,
         voters: args.voters,
         latency,
+        model_latency: Duration::from_secs_f64(args.model_latency_ms / 1e3),
         dir,
     };
     let report = party_main(Box::new(net), job)?;
@@ -405,9 +419,7 @@ fn party_main(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
 fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
     let Job { op, n, seed, .. } = job;
     let mut p = Party::setup(net)?;
-    if !job.latency.is_zero() {
-        p.link = triad_mpc::LinkModel::with_delay(job.latency);
-    }
+    p.link = triad_mpc::LinkModel::with_delay(job.model_latency);
     let id = p.id;
     let mut rng = StdRng::seed_from_u64(seed);
     // `run` returns the time and whether the opened result is right.

@@ -41,9 +41,9 @@ pub struct TcpConfig {
     pub max_frame: usize,
     /// How long connection setup may take in all.
     pub setup_timeout: Duration,
-    /// Emulated one-way delay: each frame is written this long after it was
-    /// queued (frames still pipeline). Zero in deployments; benchmarks use
-    /// it to model parties on distant machines.
+    /// Emulated one-way delay: a received frame is handed to the protocol
+    /// this long after it arrived (frames still pipeline). Zero in
+    /// deployments; benchmarks use it to model parties on distant machines.
     pub latency: Duration,
 }
 
@@ -68,8 +68,9 @@ impl TcpConfig {
 }
 
 struct Link {
-    tx: Option<mpsc::Sender<(tokio::time::Instant, Vec<u8>)>>,
-    rx: mpsc::Receiver<Result<Vec<u8>, NetError>>,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    /// Frames with the time they were read off the socket.
+    rx: mpsc::Receiver<(std::time::Instant, Result<Vec<u8>, NetError>)>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -79,6 +80,7 @@ pub struct TcpNetwork {
     links: [Option<Link>; 3],
     timeout: Duration,
     max_frame: usize,
+    latency: Duration,
     stats: NetStats,
 }
 
@@ -124,14 +126,11 @@ impl TcpNetwork {
         let _guard = rt.enter();
         for (peer, stream) in streams {
             let (mut rd, mut wr) = tokio::io::split(stream);
-            let (out_tx, mut out_rx) = mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(QUEUE);
-            let (in_tx, in_rx) = mpsc::channel::<Result<Vec<u8>, NetError>>(QUEUE);
-            let (max, latency) = (cfg.max_frame, cfg.latency);
+            let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+            let (in_tx, in_rx) = mpsc::channel(QUEUE);
+            let max = cfg.max_frame;
             let writer = tokio::spawn(async move {
-                while let Some((queued, msg)) = out_rx.recv().await {
-                    if !latency.is_zero() {
-                        tokio::time::sleep_until(queued + latency).await;
-                    }
+                while let Some(msg) = out_rx.recv().await {
                     let len = (msg.len() as u32).to_be_bytes();
                     if wr.write_all(&len).await.is_err() || wr.write_all(&msg).await.is_err() {
                         return;
@@ -146,7 +145,7 @@ impl TcpNetwork {
                 loop {
                     let r = read_frame(&mut rd, peer, max).await;
                     let stop = r.is_err();
-                    if in_tx.send(r).await.is_err() || stop {
+                    if in_tx.send((std::time::Instant::now(), r)).await.is_err() || stop {
                         return;
                     }
                 }
@@ -164,6 +163,7 @@ impl TcpNetwork {
             links,
             timeout: cfg.timeout,
             max_frame: cfg.max_frame.min(u32::MAX as usize),
+            latency: cfg.latency,
             stats: NetStats::default(),
         })
     }
@@ -324,9 +324,10 @@ impl Network for TcpNetwork {
         let tx = link.tx.as_ref().ok_or(NetError::Closed(to))?;
         // A peer that is alive but stopped reading fills the queues; give up
         // after the same timeout as a receive instead of blocking forever.
-        match self.rt.block_on(async {
-            tokio::time::timeout(timeout, tx.send((tokio::time::Instant::now(), msg))).await
-        }) {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, tx.send(msg)).await })
+        {
             Err(_) => return Err(NetError::Timeout(to, timeout)),
             Ok(Err(_)) => return Err(NetError::Closed(to)),
             Ok(Ok(())) => {}
@@ -344,11 +345,20 @@ impl Network for TcpNetwork {
         let r = self
             .rt
             .block_on(async { tokio::time::timeout(timeout, link.rx.recv()).await });
-        let msg = match r {
+        let (arrived, msg) = match r {
             Err(_) => return Err(NetError::Timeout(from, timeout)),
             Ok(None) => return Err(NetError::Closed(from)),
-            Ok(Some(m)) => m?,
+            Ok(Some(m)) => m,
         };
+        // Emulated delay: the frame is usable `latency` after it arrived
+        // (a thread sleep, precise to well under a millisecond, unlike
+        // tokio's 1 ms timer wheel).
+        let due = arrived + self.latency;
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let msg = msg?;
         self.stats.bytes_received += msg.len() as u64 + 4;
         Ok(msg)
     }
