@@ -442,7 +442,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
             let y: Vec<Z64> = (0..n).map(|_| Wrapping(rng.gen())).collect();
             let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
             bytes_before = p.net.stats().bytes_sent;
-            let mut z = Shares::default();
+            let mut z = Shares::<Z64>::new(Vec::new(), Vec::new());
             (seconds, _) = time(&mut p, &mut |p| {
                 z = mul(p, &xs, &ys)?;
                 Ok(true)

@@ -35,11 +35,27 @@ pub fn stream_exchange<T: Ring>(
     to: crate::PartyId,
     from: crate::PartyId,
     n: usize,
-    mut produce: impl FnMut(&mut Party, std::ops::Range<usize>, &mut Vec<T>),
+    produce: impl FnMut(&mut Party, std::ops::Range<usize>, &mut Vec<T>),
 ) -> Result<(Vec<T>, Vec<T>), MpcError> {
+    let (mut mine, mut theirs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    stream_exchange_into(p, to, from, n, produce, &mut mine, &mut theirs)?;
+    Ok((mine, theirs))
+}
+
+/// [`stream_exchange`] into the caller's buffers (cleared first; no
+/// allocation once their capacity suffices).
+pub fn stream_exchange_into<T: Ring>(
+    p: &mut Party,
+    to: crate::PartyId,
+    from: crate::PartyId,
+    n: usize,
+    mut produce: impl FnMut(&mut Party, std::ops::Range<usize>, &mut Vec<T>),
+    mine: &mut Vec<T>,
+    theirs: &mut Vec<T>,
+) -> Result<(), MpcError> {
     p.rounds += 1;
-    let mut mine = Vec::with_capacity(n);
-    let mut theirs = Vec::with_capacity(n);
+    mine.clear();
+    theirs.clear();
     let chunks: Vec<std::ops::Range<usize>> = if n == 0 {
         // One empty message keeps the round structure identical for n = 0.
         std::iter::once(0..0).collect()
@@ -50,15 +66,15 @@ pub fn stream_exchange<T: Ring>(
             .collect()
     };
     for (k, r) in chunks.iter().enumerate() {
-        produce(p, r.clone(), &mut mine);
+        produce(p, r.clone(), mine);
         send_vec(p.net.as_mut(), to, &mine[r.clone()])?;
         if k > 0 {
-            recv_into(p.net.as_mut(), from, chunks[k - 1].len(), &mut theirs)?;
+            recv_into(p.net.as_mut(), from, chunks[k - 1].len(), theirs)?;
         }
     }
     let last = chunks.last().unwrap();
-    recv_into(p.net.as_mut(), from, last.len(), &mut theirs)?;
-    Ok((mine, theirs))
+    recv_into(p.net.as_mut(), from, last.len(), theirs)?;
+    Ok(())
 }
 
 /// Turns additive shares (party `i` holds `z_i`, already re-randomised) into
@@ -110,14 +126,36 @@ fn mul_local_into<T: Ring>(
 
 /// Elementwise `x * y`. One round; each party sends `n` elements.
 pub fn mul<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Shares<T>, MpcError> {
+    let mut out = Shares::new(Vec::new(), Vec::new());
+    mul_into(p, x, y, &mut out)?;
+    Ok(out)
+}
+
+/// [`mul`] into `out`, reusing its buffers: a caller that multiplies
+/// repeatedly (or keeps its buffers, as MP-SPDZ keeps its registers) pays
+/// no allocation and no first touch of fresh memory.
+pub fn mul_into<T: Ring>(
+    p: &mut Party,
+    x: &Shares<T>,
+    y: &Shares<T>,
+    out: &mut Shares<T>,
+) -> Result<(), MpcError> {
     if x.len() != y.len() {
         return Err(MpcError::InvalidArgument("mul: operands differ in length"));
     }
     let (prev, next) = (p.prev(), p.next());
-    let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r, out| {
-        mul_local_into(p, x, y, r, out)
-    })?;
-    Ok(Shares::new(a, b))
+    let Shares { a, b } = out;
+    a.reserve(x.len());
+    b.reserve(x.len());
+    stream_exchange_into(
+        p,
+        prev,
+        next,
+        x.len(),
+        |p, r, out| mul_local_into(p, x, y, r, out),
+        a,
+        b,
+    )
 }
 
 /// Elementwise `x^2`. One round; one local product per element instead of

@@ -19,7 +19,9 @@ pub mod poseidon;
 pub mod shuffle;
 pub mod sort;
 
-pub use arithmetic::{dot, mul, open, open_to, random_shares, reshare, square, zero_share};
+pub use arithmetic::{
+    dot, mul, mul_into, open, open_to, random_shares, reshare, square, zero_share,
+};
 pub use binary::{and, bitslice, msb};
 pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, bit_inject};
