@@ -122,6 +122,7 @@ impl Fake {
             sign_key: keys[i].public_key().to_hex(),
         });
         let net = NetworkConfig {
+            mpc_latency_us: 0,
             ca_cert: ca_path.clone(),
             coordinator,
             coordinator_key: None,

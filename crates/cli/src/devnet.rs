@@ -364,6 +364,7 @@ impl Devnet {
             });
         }
         let network = NetworkConfig {
+            mpc_latency_us: 0,
             ca_cert: dir.join("tls/ca.pem"),
             coordinator: format!("https://127.0.0.1:{}", ports.coordinator),
             coordinator_key: Some(coordinator_key),

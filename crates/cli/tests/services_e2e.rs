@@ -286,6 +286,7 @@ fn placeholder_net() -> NetworkConfig {
         sign_key: String::new(),
     };
     NetworkConfig {
+        mpc_latency_us: 0,
         ca_cert: PathBuf::new(),
         coordinator: String::new(),
         coordinator_key: None,

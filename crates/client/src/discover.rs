@@ -235,6 +235,8 @@ pub fn network_from_record(
         notary_key: b.notary_key.clone(),
         api: String::new(),
         datasource,
+        // Clients run no MPC.
+        mpc_latency_us: 0,
     })
 }
 

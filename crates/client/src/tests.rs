@@ -15,6 +15,7 @@ fn keys() -> [PartySigningKey; 3] {
 fn network(dir: &Path) -> NetworkConfig {
     let k = keys();
     NetworkConfig {
+        mpc_latency_us: 0,
         ca_cert: dir.join("ca.pem"),
         coordinator: "https://127.0.0.1:1".into(),
         coordinator_key: None,

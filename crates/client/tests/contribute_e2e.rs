@@ -231,6 +231,7 @@ async fn contribute_end_to_end_with_retries() {
         urls.push(serve(&ca, dir.path(), &format!("party{i}"), r).await);
     }
     let net = NetworkConfig {
+        mpc_latency_us: 0,
         ca_cert: ca_path.clone(),
         coordinator,
         coordinator_key: None,

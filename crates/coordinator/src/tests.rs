@@ -352,6 +352,7 @@ impl Env {
             sign_key: pk[i].clone(),
         };
         let network = NetworkConfig {
+            mpc_latency_us: 0,
             ca_cert: ca_path.clone(),
             coordinator: "https://127.0.0.1:1".into(),
             coordinator_key: None,

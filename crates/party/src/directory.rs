@@ -279,6 +279,7 @@ mod tests {
         let coordinator = SigningKey::from_seed([1; 32]);
         let parties = [2u8, 3, 4].map(|s| SigningKey::from_seed([s; 32]));
         let network = NetworkConfig {
+            mpc_latency_us: 0,
             ca_cert: "/nonexistent/ca.pem".into(),
             coordinator: "https://127.0.0.1:8443".into(),
             coordinator_key: Some(coordinator.public_key().to_hex()),

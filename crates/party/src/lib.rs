@@ -149,7 +149,10 @@ pub async fn launch(
     let notary_key = triad_attestation::NotaryPublicKey::from_hex(&cfg.network.notary_key)
         .map_err(|e| PartyError::Config(format!("network notary_key: {e}")))?;
     let mpc_listener = std::net::TcpListener::bind(me.mpc_addr)?;
-    let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener);
+    let link = triad_mpc::LinkModel::with_delay(std::time::Duration::from_micros(
+        cfg.network.mpc_latency_us,
+    ));
+    let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener, link);
     // Two parties' files reconstruct every contribution: nothing in the
     // data directory may be readable by another user.
     triad_files::private_dir(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;

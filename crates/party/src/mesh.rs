@@ -16,6 +16,8 @@ pub struct Mesh {
     certs: [Vec<u8>; 3],
     addrs: [SocketAddr; 3],
     listener: TcpListener,
+    /// The link model every session uses (the same at all three parties).
+    link: triad_mpc::LinkModel,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,7 @@ impl Mesh {
         certs: [Vec<u8>; 3],
         addrs: [SocketAddr; 3],
         listener: TcpListener,
+        link: triad_mpc::LinkModel,
     ) -> Self {
         Self {
             id,
@@ -42,6 +45,7 @@ impl Mesh {
             certs,
             addrs,
             listener,
+            link,
         }
     }
 
@@ -59,6 +63,7 @@ impl Mesh {
         cfg.timeout = Duration::from_secs(60);
         let net = TcpNetwork::establish(cfg, self.listener.try_clone()?).map_err(MpcError::from)?;
         let mut p = Party::setup(Box::new(net))?;
+        p.link = self.link;
         let (prev, next) = (p.prev(), p.next());
         for to in [prev, next] {
             p.net.send(to, tag.to_vec()).map_err(MpcError::from)?;

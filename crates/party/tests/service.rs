@@ -55,6 +55,7 @@ async fn start() -> Fixture {
         })
         .collect();
     let network = NetworkConfig {
+        mpc_latency_us: 0,
         ca_cert: ca_path.clone(),
         // Nobody answers there: pending batches simply stay pending.
         coordinator: "https://127.0.0.1:1".into(),

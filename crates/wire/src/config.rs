@@ -44,6 +44,17 @@ pub struct NetworkConfig {
     /// The demo data source's account endpoint and its CA (devnet only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datasource: Option<DatasourceEndpoint>,
+    /// One-way delay between the parties in microseconds, as they assume
+    /// it when choosing between protocol circuits with fewer rounds or
+    /// fewer bytes (`triad_mpc::LinkModel`). 0 (the default) means one
+    /// machine room. All three parties must read the same value: it
+    /// decides the shape of their messages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mpc_latency_us: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -137,6 +137,7 @@ impl World {
         });
         let notary = NotarySigningKey::from_seed(rand::random());
         let net = NetworkConfig {
+            mpc_latency_us: 0,
             ca_cert: ca_path.clone(),
             coordinator: format!("https://{coordinator_addr}"),
             coordinator_key: None,
