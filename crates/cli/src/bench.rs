@@ -142,7 +142,13 @@ struct PartyReport {
 
 /// VmHWM of this process, in bytes (0 where /proc is missing).
 fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_of("self")
+}
+
+/// VmHWM of process `pid` ("self" for this one), in bytes (0 where /proc
+/// is missing).
+pub(crate) fn peak_rss_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -174,7 +174,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             .into_iter()
             .filter(|s| s.name.starts_with("party"))
             .collect();
-        let peak_rss = parties.iter().map(|s| process_peak_rss(s.pid)).max().unwrap_or(0);
+        let peak_rss = parties.iter().map(|s| crate::bench::peak_rss_of(&s.pid.to_string())).max().unwrap_or(0);
         let rounds = parties
             .iter()
             .filter_map(|s| logged_rounds(&dir.path.join(format!("logs/{}.log", s.name)), &study.id))
@@ -196,19 +196,6 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-/// Peak resident set (VmHWM) of a process, in bytes (0 where /proc is
-/// missing).
-fn process_peak_rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// The rounds a party logged with its last "release computed" line for

@@ -199,23 +199,37 @@ pub fn msb<T: IntRing>(p: &mut Party, d: &Shares<T>, k: u32) -> Result<Shares<Bi
             prop.push(plane(&pr, j));
         }
     }
-    // Reduction tree: (G, P)_hi o (G, P)_lo = (G_hi ^ P_hi & G_lo, P_hi & P_lo).
-    // Group 0 starts at position 0 whose carry-in is 0, so its P is never
-    // needed and is not computed.
-    while gen.len() > 1 {
+    let (gen, _) = reduce_groups(p, gen, prop, w, 1)?;
+    Ok(top.add(&gen[0]))
+}
+
+/// The reduction tree of carry-lookahead adders and comparators: groups of
+/// bit positions, least significant first, each with a "generate" `gen`
+/// (for a comparison: "less") and a "propagate" `prop` ("equal") of `w`
+/// words, combined pairwise `(G, P)_hi o (G, P)_lo = (G_hi ^ P_hi & G_lo,
+/// P_hi & P_lo)` until at most `until` groups are left, one round per
+/// level. Group 0's `prop` is never needed (its carry-in is 0) and is not
+/// computed.
+#[allow(clippy::type_complexity)]
+pub fn reduce_groups(
+    p: &mut Party,
+    mut gen: Vec<Shares<Bits>>,
+    mut prop: Vec<Shares<Bits>>,
+    w: usize,
+    until: usize,
+) -> Result<(Vec<Shares<Bits>>, Vec<Shares<Bits>>), MpcError> {
+    while gen.len() > until.max(1) {
         let pairs = gen.len() / 2;
         let (mut lhs, mut rhs) = (Vec::new(), Vec::new());
         for t in 0..pairs {
-            lhs.push(prop[2 * t + 1].clone());
-            rhs.push(gen[2 * t].clone());
+            lhs.push(&prop[2 * t + 1]);
+            rhs.push(&gen[2 * t]);
             if t > 0 {
-                lhs.push(prop[2 * t + 1].clone());
-                rhs.push(prop[2 * t].clone());
+                lhs.push(&prop[2 * t + 1]);
+                rhs.push(&prop[2 * t]);
             }
         }
-        let l: Vec<&Shares<Bits>> = lhs.iter().collect();
-        let r: Vec<&Shares<Bits>> = rhs.iter().collect();
-        let prod = and(p, &Shares::concat(&l), &Shares::concat(&r))?;
+        let prod = and(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
         let mut at = 0;
         let mut take = || {
             let s = prod.slice(at..at + w);
@@ -228,13 +242,13 @@ pub fn msb<T: IntRing>(p: &mut Party, d: &Shares<T>, k: u32) -> Result<Shares<Bi
             np.push(if t > 0 { take() } else { Shares::zeros(w) });
         }
         if gen.len() % 2 == 1 {
-            ng.push(gen.last().unwrap().clone());
-            np.push(prop.last().unwrap().clone());
+            ng.push(gen.pop().expect("odd group"));
+            np.push(prop.pop().expect("odd group"));
         }
         gen = ng;
         prop = np;
     }
-    Ok(top.add(&gen[0]))
+    Ok((gen, prop))
 }
 
 /// Unpacks bit-sliced result bits (public, after opening) into booleans.

@@ -19,7 +19,7 @@
 
 use crate::network::{recv_vec, send_vec};
 use crate::protocols::arithmetic::mul;
-use crate::protocols::binary::{not, transpose64};
+use crate::protocols::binary::{not, reduce_groups, transpose64};
 use crate::{Bits, MpcError, Party, Shares};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,40 +173,11 @@ pub fn lt_open(
                 return and_open(p, &not_x, y, &Shares::zeros(w));
             }
             let less = mul(p, &not_x, y)?;
-            let mut gen: Vec<Shares<Bits>> = (0..l).map(|j| plane(&less, j)).collect();
-            let mut prop: Vec<Shares<Bits>> = (0..l).map(|j| plane(&eq, j)).collect();
-            // Combine pairs until two groups are left; the last combination
-            // is opened with its AND. Group 0's "equal" is never needed.
-            while gen.len() > 2 {
-                let pairs = gen.len() / 2;
-                let (mut lhs, mut rhs) = (Vec::new(), Vec::new());
-                for t in 0..pairs {
-                    lhs.push(&prop[2 * t + 1]);
-                    rhs.push(&gen[2 * t]);
-                    if t > 0 {
-                        lhs.push(&prop[2 * t + 1]);
-                        rhs.push(&prop[2 * t]);
-                    }
-                }
-                let prod = mul(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
-                let mut at = 0;
-                let mut take = || {
-                    let s = prod.slice(at..at + w);
-                    at += w;
-                    s
-                };
-                let (mut ng, mut np) = (Vec::new(), Vec::new());
-                for t in 0..pairs {
-                    ng.push(gen[2 * t + 1].add(&take()));
-                    np.push(if t > 0 { take() } else { Shares::zeros(w) });
-                }
-                if gen.len() % 2 == 1 {
-                    ng.push(gen.pop().unwrap());
-                    np.push(prop.pop().unwrap());
-                }
-                gen = ng;
-                prop = np;
-            }
+            let gen: Vec<Shares<Bits>> = (0..l).map(|j| plane(&less, j)).collect();
+            let prop: Vec<Shares<Bits>> = (0..l).map(|j| plane(&eq, j)).collect();
+            // Down to two groups; the last combination is opened with its
+            // AND.
+            let (gen, prop) = reduce_groups(p, gen, prop, w, 2)?;
             and_open(p, &prop[1], &gen[0], &gen[1])?
         }
     };
