@@ -184,3 +184,58 @@ fn out_of_range_inputs_are_refused_before_anything_is_opened() {
     let spec = StatsSpec::default();
     assert_matches(&run_stats(&edge, &spec), &oracle(&edge, &spec).unwrap());
 }
+
+/// A truncated message anywhere in the suite (every party's, at many
+/// points) ends in an error, never in a panic, a hang or a wrong result:
+/// parties that finish anyway hold the oracle's answer.
+#[test]
+fn truncated_messages_anywhere_give_errors_not_wrong_results() {
+    use std::time::Duration;
+    use triad_mpc::network::MemNetwork;
+    use triad_mpc::testing::{run3_on, Fault, FaultyNetwork};
+    use triad_mpc::Network;
+
+    let values: Vec<i64> = (0..100).map(|i| (i * 7919) % 1000 - 300).collect();
+    let spec = StatsSpec {
+        quantiles: vec![0.5],
+        histogram_bounds: vec![0, 100],
+    };
+    let want = oracle(&values, &spec).unwrap();
+    let x: Vec<Z128> = values
+        .iter()
+        .map(|&v| Wrapping(v as i128 as u128))
+        .collect();
+    let sh = share_plain(&x, &mut test_rng());
+    for faulty in 0..3 {
+        for nth in [2u64, 3, 4, 6, 9, 14, 20, 30, 45, 70, 100, 150] {
+            let mut nets: Vec<Box<dyn Network>> = MemNetwork::triple(Duration::from_secs(5))
+                .into_iter()
+                .map(|n| Box::new(n) as Box<dyn Network>)
+                .collect();
+            let inner = nets.remove(faulty);
+            nets.insert(
+                faulty,
+                Box::new(FaultyNetwork::new(inner, Fault::Truncate, nth)),
+            );
+            let nets: [Box<dyn Network>; 3] = nets.try_into().ok().unwrap();
+            let out = run3_on(nets, |p| {
+                compute(p, &sh[p.id.index()], &spec).map_err(|e| match e {
+                    StatsError::Mpc(m) => m,
+                    other => panic!("unexpected {other}"),
+                })
+            });
+            for r in out.iter().flatten() {
+                assert_matches(r, &want);
+            }
+            // Every party sends 90 to 120 messages here (the quicksort's
+            // levels vary with the shuffle), so up to 45 the fault surely
+            // happened, and someone noticed it.
+            if nth <= 45 {
+                assert!(
+                    out.iter().any(|r| r.is_err()),
+                    "party {faulty}'s message {nth} was truncated unnoticed"
+                );
+            }
+        }
+    }
+}
