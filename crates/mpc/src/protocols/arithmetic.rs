@@ -131,9 +131,9 @@ pub fn mul<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
     Ok(out)
 }
 
-/// [`mul`] into `out`, reusing its buffers: a caller that multiplies
-/// repeatedly (or keeps its buffers, as MP-SPDZ keeps its registers) pays
-/// no allocation and no first touch of fresh memory.
+/// [`mul`] into `out`, reusing its buffers: no allocation once they are
+/// large enough (the comparator's chain multiplies once per key bit into
+/// the same buffer).
 pub fn mul_into<T: Ring>(
     p: &mut Party,
     x: &Shares<T>,

@@ -18,7 +18,7 @@
 //! opening share one round ([`and_open`]).
 
 use crate::network::{recv_vec, send_vec};
-use crate::protocols::arithmetic::mul;
+use crate::protocols::arithmetic::{mul, mul_into};
 use crate::protocols::binary::{not, reduce_groups, transpose64};
 use crate::{Bits, MpcError, Party, Shares};
 
@@ -114,7 +114,7 @@ pub fn lt_open(
             // c_0 = 1; c_{j+1} = ((x_j ^ c_j) & (not y_j ^ c_j)) ^ c_j. The
             // operands of each round's AND are built in reused buffers.
             let mut c = Shares::from_public(p.id, &vec![Bits(!0); w]);
-            let (mut u, mut v) = (Shares::zeros(w), Shares::zeros(w));
+            let (mut u, mut v, mut t) = (Shares::zeros(w), Shares::zeros(w), Shares::zeros(w));
             // `not` is XOR with a public 1, which sits in component 0
             // (party 0's `a`, party 2's `b`).
             let me = p.id.index();
@@ -150,7 +150,7 @@ pub fn lt_open(
             for j in 0..l - 1 {
                 fill(&mut u, x, &c, j, false);
                 fill(&mut v, y, &c, j, true);
-                let t = mul(p, &u, &v)?;
+                mul_into(p, &u, &v, &mut t)?;
                 for (c, t) in c.a.iter_mut().zip(&t.a) {
                     *c += *t;
                 }
