@@ -17,4 +17,10 @@ pub enum MpcError {
     MalformedElement { from: PartyId },
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// A check failed: a party deviated from the protocol. The run must
+    /// abort; nothing computed after the last successful check is used.
+    #[error("cheating detected by the {check} check: {detail}")]
+    CheatingDetected { check: &'static str, detail: String },
+    #[error("{0} has no malicious-secure version yet (run it semi-honest)")]
+    NotMaliciousSecure(&'static str),
 }

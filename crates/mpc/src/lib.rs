@@ -6,6 +6,7 @@
 //! - [`party`]: who is who ([`PartyId`], next/prev) and the party context
 //!   ([`Party`]) holding the transport and the pairwise PRGs;
 //! - [`ring`]: the element types shares live in;
+//! - [`fp61`]: the field the multiplication checks prove in;
 //! - [`share`]: replicated shares of a vector and the local (no
 //!   communication) operations on them;
 //! - [`prg`]: AES-CTR pseudo-random generators seeded pairwise;
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod fp61;
 pub mod network;
 pub mod party;
 pub mod prg;
@@ -26,6 +28,6 @@ pub mod testing;
 
 pub use error::MpcError;
 pub use network::{NetError, NetStats, Network};
-pub use party::{LinkModel, Party, PartyId};
+pub use party::{LinkModel, Party, PartyId, Security};
 pub use ring::{Bits, Fr, IntRing, Ring, Z128, Z64};
 pub use share::Shares;

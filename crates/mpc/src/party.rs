@@ -59,6 +59,27 @@ pub struct Party {
     /// What a round and a byte cost on the links to the peers; protocols
     /// with a choice of circuit (fewer rounds or fewer bytes) ask it.
     pub link: LinkModel,
+    /// Whether every AND is recorded and checked before an opening
+    /// (docs/security.md). All three parties must agree.
+    pub security: Security,
+    /// AND gates not yet checked ([`crate::protocols::dzkp`]); every
+    /// opening checks them first, whatever `security` says.
+    pub ands: crate::protocols::dzkp::AndLog,
+    /// What the checks cost so far.
+    pub checks: crate::protocols::dzkp::CheckStats,
+}
+
+/// The adversary the protocols are secure against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Security {
+    /// Parties follow the protocol; none learns anything beyond its
+    /// output.
+    #[default]
+    SemiHonest,
+    /// One party may deviate arbitrarily: it is caught before anything
+    /// depending on its deviation is opened, and the run aborts. Protocols
+    /// without a malicious-secure version refuse to run.
+    Malicious,
 }
 
 /// The cost of communication as protocols see it when they choose between
@@ -126,11 +147,22 @@ impl Party {
             prg_own: Prg::from_entropy(),
             rounds: 1,
             link: LinkModel::default(),
+            security: Security::SemiHonest,
+            ands: Default::default(),
+            checks: Default::default(),
         })
     }
 
     pub fn next(&self) -> PartyId {
         self.id.next()
+    }
+
+    /// Refuses to run `protocol` in malicious mode: it has no check yet.
+    pub fn semi_honest_only(&self, protocol: &'static str) -> Result<(), MpcError> {
+        match self.security {
+            Security::SemiHonest => Ok(()),
+            Security::Malicious => Err(MpcError::NotMaliciousSecure(protocol)),
+        }
     }
 
     pub fn prev(&self) -> PartyId {

@@ -57,6 +57,11 @@ pub enum Fault {
     Garbage,
     /// Never deliver it (the receiver must time out, not hang).
     Drop,
+    /// XOR `mask` into the byte at `at` (modulo the length): a flipped bit.
+    Flip { at: usize, mask: u8 },
+    /// XOR a nonzero pattern into the 8 bytes at `at` (modulo the length):
+    /// a replaced value.
+    Replace { at: usize },
 }
 
 /// Wraps an endpoint and applies `fault` to its `nth` outgoing message.
@@ -90,6 +95,18 @@ impl Network for FaultyNetwork {
                 Fault::Truncate => msg.truncate(msg.len() / 2),
                 Fault::Garbage => msg.iter_mut().for_each(|b| *b = 0xff),
                 Fault::Drop => return Ok(()),
+                Fault::Flip { at, mask } => {
+                    if !msg.is_empty() {
+                        let k = at % msg.len();
+                        msg[k] ^= mask;
+                    }
+                }
+                Fault::Replace { at } => {
+                    let len = msg.len();
+                    for (j, pattern) in (0..8.min(len)).zip(0x5au8..) {
+                        msg[(at + j) % len] ^= pattern;
+                    }
+                }
             }
         }
         self.inner.send(to, msg)

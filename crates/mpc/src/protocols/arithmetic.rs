@@ -1,8 +1,11 @@
 //! Linear-secret-sharing basics over any [`Ring`]: correlated randomness,
 //! multiplication (Araki et al. 2016), dot product and opening.
 
+use std::any::Any;
+
 use crate::network::{recv_into, recv_vec, send_vec};
-use crate::{MpcError, Party, PartyId, Ring, Shares};
+use crate::protocols::dzkp::verify;
+use crate::{Bits, MpcError, Party, PartyId, Ring, Security, Shares};
 
 /// Additive shares of zero (`α_0 + α_1 + α_2 = 0`) with no communication:
 /// `α_i = F(k_{i,i+1}) - F(k_{i-1,i})`.
@@ -80,6 +83,7 @@ pub fn stream_exchange_into<T: Ring>(
 /// Turns additive shares (party `i` holds `z_i`, already re-randomised) into
 /// replicated ones. One round: send `z_i` to `prev`, receive `z_{i+1}`.
 pub fn reshare<T: Ring>(p: &mut Party, z: Vec<T>) -> Result<Shares<T>, MpcError> {
+    p.semi_honest_only("reshare")?;
     let (prev, next) = (p.prev(), p.next());
     let (a, b) = stream_exchange(p, prev, next, z.len(), |_, r, out| {
         out.extend_from_slice(&z[r])
@@ -143,6 +147,19 @@ pub fn mul_into<T: Ring>(
     if x.len() != y.len() {
         return Err(MpcError::InvalidArgument("mul: operands differ in length"));
     }
+    if p.security == Security::Malicious {
+        // Only AND gates have a check (protocols::dzkp); the downcasts
+        // succeed exactly when `T` is `Bits`.
+        let xb = (x as &dyn Any).downcast_ref::<Shares<Bits>>();
+        let yb = (y as &dyn Any).downcast_ref::<Shares<Bits>>();
+        let out_bits = (out as &mut dyn Any).downcast_mut::<Shares<Bits>>();
+        return match (xb, yb, out_bits) {
+            (Some(x), Some(y), Some(out)) => and_recorded_into(p, x, y, out),
+            _ => Err(MpcError::NotMaliciousSecure(
+                "multiplication over an arithmetic ring",
+            )),
+        };
+    }
     let (prev, next) = (p.prev(), p.next());
     let Shares { a, b } = out;
     a.reserve(x.len());
@@ -158,9 +175,53 @@ pub fn mul_into<T: Ring>(
     )
 }
 
+/// AND with the gate recorded for the check before the next opening
+/// ([`crate::protocols::dzkp`]): the same messages as [`mul`], with the
+/// two PRG words of the zero sharing kept apart.
+fn and_recorded_into(
+    p: &mut Party,
+    x: &Shares<Bits>,
+    y: &Shares<Bits>,
+    out: &mut Shares<Bits>,
+) -> Result<(), MpcError> {
+    let n = x.len();
+    let sn: Vec<u64> = (0..n).map(|_| p.prg_next.next_u64()).collect();
+    let sp: Vec<u64> = (0..n).map(|_| p.prg_prev.next_u64()).collect();
+    let z: Vec<Bits> = (0..n)
+        .map(|k| {
+            let (xa, xb, ya, yb) = (x.a[k].0, x.b[k].0, y.a[k].0, y.b[k].0);
+            Bits((xa & (ya ^ yb)) ^ (xb & ya) ^ sn[k] ^ sp[k])
+        })
+        .collect();
+    let (prev, next) = (p.prev(), p.next());
+    let Shares { a, b } = out;
+    stream_exchange_into(
+        p,
+        prev,
+        next,
+        n,
+        |_, r, out| out.extend_from_slice(&z[r]),
+        a,
+        b,
+    )?;
+    let words = |v: &[Bits]| -> Vec<u64> { v.iter().map(|w| w.0).collect() };
+    p.ands.record(
+        &words(&x.a),
+        &words(&x.b),
+        &words(&y.a),
+        &words(&y.b),
+        &words(a),
+        &words(b),
+        &sn,
+        &sp,
+    );
+    Ok(())
+}
+
 /// Elementwise `x^2`. One round; one local product per element instead of
 /// three: `z_i = x_i (x_i + 2 x_{i+1})`.
 pub fn square<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Shares<T>, MpcError> {
+    p.semi_honest_only("square")?;
     let (prev, next) = (p.prev(), p.next());
     let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r, out| {
         let alpha = zero_share::<T>(p, r.len());
@@ -181,6 +242,7 @@ pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
     if x.len() != y.len() {
         return Err(MpcError::InvalidArgument("dot: operands differ in length"));
     }
+    p.semi_honest_only("dot")?;
     let mut acc = T::zero();
     for ((xa, xb), (ya, yb)) in x.a.iter().zip(&x.b).zip(y.a.iter().zip(&y.b)) {
         acc += *xa * *ya + *xa * *yb + *xb * *ya;
@@ -191,7 +253,17 @@ pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
 
 /// Reveals `x` to all three parties. One round: each party is missing
 /// `x_{i+2}`, which `next` holds as its `b`.
+///
+/// Every AND recorded so far is checked first ([`verify`], two rounds when
+/// any are pending): nothing is opened on top of an unchecked gate. In
+/// malicious mode the missing component comes from both peers and must
+/// agree (Furukawa et al. EUROCRYPT 2017, "compare views"), so a party
+/// that sends a wrong component is caught instead of changing the value.
 pub fn open<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
+    verify(p)?;
+    if p.security == Security::Malicious {
+        return open_compared(p, x);
+    }
     let (prev, next) = (p.prev(), p.next());
     let (_, c) = stream_exchange(p, prev, next, x.len(), |_, r, out| {
         out.extend_from_slice(&x.b[r])
@@ -204,6 +276,31 @@ pub fn open<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
         .collect())
 }
 
+/// [`open`] with redundancy: the missing component `x_{i+2}` is `next`'s
+/// `b` and `prev`'s `a`; both send it and the copies must agree. One round,
+/// twice the bytes.
+fn open_compared<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
+    let (prev, next) = (p.prev(), p.next());
+    let n = x.len();
+    p.rounds += 1;
+    send_vec(p.net.as_mut(), prev, &x.b)?;
+    send_vec(p.net.as_mut(), next, &x.a)?;
+    let from_next: Vec<T> = recv_vec(p.net.as_mut(), next, n)?;
+    let from_prev: Vec<T> = recv_vec(p.net.as_mut(), prev, n)?;
+    if from_next != from_prev {
+        return Err(MpcError::CheatingDetected {
+            check: "opening",
+            detail: format!("{next} and {prev} sent different copies of the same component"),
+        });
+    }
+    Ok(x.a
+        .iter()
+        .zip(&x.b)
+        .zip(from_next)
+        .map(|((a, b), c)| *a + *b + c)
+        .collect())
+}
+
 /// Reveals `x` to `target` only (`Some` there, `None` elsewhere). One
 /// message: `next(target)` sends its `b`.
 pub fn open_to<T: Ring>(
@@ -211,6 +308,8 @@ pub fn open_to<T: Ring>(
     x: &Shares<T>,
     target: PartyId,
 ) -> Result<Option<Vec<T>>, MpcError> {
+    p.semi_honest_only("open_to")?;
+    verify(p)?;
     p.rounds += 1;
     if p.id == target.next() {
         send_vec(p.net.as_mut(), target, &x.b)?;

@@ -18,9 +18,9 @@
 //! opening share one round ([`and_open`]).
 
 use crate::network::{recv_vec, send_vec};
-use crate::protocols::arithmetic::{mul, mul_into};
+use crate::protocols::arithmetic::{mul, mul_into, open};
 use crate::protocols::binary::{not, reduce_groups, transpose64};
-use crate::{Bits, MpcError, Party, Shares};
+use crate::{Bits, MpcError, Party, Security, Shares};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Circuit {
@@ -73,6 +73,11 @@ pub fn and_open(
         return Err(MpcError::InvalidArgument(
             "and_open: operands differ in length",
         ));
+    }
+    if p.security == Security::Malicious {
+        // The AND is checked before anything is opened: one more round.
+        let t = mul(p, x, y)?;
+        return open(p, &t.add(lin));
     }
     let mine: Vec<Bits> = (0..n)
         .map(|k| {

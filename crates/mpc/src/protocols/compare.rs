@@ -48,6 +48,7 @@ pub fn eq<T: IntRing>(
     y: &Shares<T>,
     bits: u32,
 ) -> Result<Shares<Bits>, MpcError> {
+    p.semi_honest_only("eq (party 0 inputs a masked difference)")?;
     if bits == 0 || bits > 64 {
         return Err(MpcError::InvalidArgument("eq: bits must be in 1..=64"));
     }

@@ -71,6 +71,7 @@ pub fn a2b_sliced(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcErr
 /// since each is known to the two parties holding that component) and
 /// opened to P0 and P2 only, by P1. 9 rounds.
 pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
+    p.semi_honest_only("b2a")?;
     let n = x.len();
     let i = p.id.index();
     let zero = vec![Bits(0); n];
@@ -147,6 +148,7 @@ pub fn bit_inject<T: Ring>(
     x: &Shares<Bits>,
     n: usize,
 ) -> Result<Shares<T>, MpcError> {
+    p.semi_honest_only("bit_inject")?;
     if x.len() * 64 < n {
         return Err(MpcError::InvalidArgument(
             "bit_inject: fewer packed bits than n",

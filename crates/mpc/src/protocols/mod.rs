@@ -14,6 +14,7 @@ pub mod binary;
 pub mod binary_compare;
 pub mod compare;
 pub mod conversion;
+pub mod dzkp;
 pub mod input;
 pub mod poseidon;
 pub mod shuffle;
@@ -25,6 +26,7 @@ pub use arithmetic::{
 pub use binary::{and, bitslice, msb};
 pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, bit_inject};
+pub use dzkp::verify;
 pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon, poseidon2};
 pub use shuffle::{shuffle, shuffle_mixed};

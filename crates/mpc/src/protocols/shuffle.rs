@@ -41,6 +41,7 @@ pub fn shuffle_mixed<T: Ring, U: Ring>(
     ts: &[Shares<T>],
     us: &[Shares<U>],
 ) -> Result<(Vec<Shares<T>>, Vec<Shares<U>>), MpcError> {
+    p.semi_honest_only("shuffle")?;
     let n = ts
         .first()
         .map(|c| c.len())

@@ -1,0 +1,796 @@
+//! The check of every AND gate before anything is opened: a distributed
+//! zero-knowledge proof of correct multiplication.
+//!
+//! Protocol: Boyle, Gilboa, Ishai, Nof, "Practical fully secure three-party
+//! computation via sublinear distributed zero-knowledge proofs" (CCS 2019,
+//! ePrint 2019/1390), with binary gates lifted to a prime field as in Li et
+//! al., "Efficient 3PC for binary circuits with application to
+//! maliciously-secure DNN inference" (USENIX Security 2023, ePrint
+//! 2023/909); ipa-core ships the same structure. Deviations are noted where
+//! they occur.
+//!
+//! # The statement
+//! In an AND (see [`crate::party`] for the share convention) party `i`
+//! computes `z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ s_n ^ s_p`, where
+//! `s_n` comes from the PRG it shares with `next` and `s_p` from the one it
+//! shares with `prev`, and sends `z_i` to `prev`. As a prover it must show
+//! `a b ^ c d ^ e ^ f = 0` with
+//! - `a = x_i`, `c = y_i`, `e = z_i ^ x_i y_i ^ s_p`: known to the *left
+//!   verifier* `prev` (which received `z_i`),
+//! - `b = y_{i+1}`, `d = x_{i+1}`, `f = s_n`: known to the *right verifier*
+//!   `next`.
+//!
+//! In `±1` form the relation is `(1-2ab)(1-2cd)(1-2e)(1-2f) = 1`, an inner
+//! product of four terms `u_k v_k` with `u = (1-2e)(1, -2a, -2c, 4ac)` known
+//! to the left verifier and `v = (1-2f)(1, b, d, bd)` known to the right one.
+//! Each gate's product is `±1`, so over `F_p` with `p > 2m` the sum over `m`
+//! gates equals `m` exactly when every gate is right: no random weights are
+//! needed.
+//!
+//! # The proof (one per sub-batch of at most [`SUB_GATES`] gates)
+//! Sum-check style halving (L = 2): the prover sends `p(X) = sum_t f_t(X)
+//! g_t(X)` where `f_t`, `g_t` are the lines through consecutive pairs of
+//! `u` and `v`; `p(1) = claim - p(0)` is implied, so only `p(0)` and `p(2)`
+//! are sent. A challenge `r` folds `u`, `v` to half the length with claim
+//! `p(r)`. The last level (two terms) uses quadratics through a random
+//! third point (`ρ` shared by the prover and the left verifier, `σ` with the
+//! right one), so the folded values `f(r)`, `g(r)` the verifiers exchange are
+//! uniformly random; they check `f(r) g(r) = p(r)`.
+//!
+//! The proof is *distributed*: every value the prover sends is
+//! additively shared between the two verifiers, the left share drawn from
+//! the PRG the prover shares with the left verifier and the right share
+//! (value minus left share) sent to the right verifier. Neither verifier
+//! alone sees anything but uniform field elements.
+//!
+//! The first two levels depend on each gate only through its left index
+//! `(a, c, e)` and right index `(b, d, f)` (eight values each), so the
+//! prover computes them from the 64 counts of index pairs (ipa-core issue
+//! #1033 and Li et al. §5 describe the same saving) and both sides
+//! materialise the level-3 vectors by table lookup.
+//!
+//! # Challenges (a deviation from the interactive protocol)
+//! Fiat-Shamir: level `l`'s challenge hashes the chain of the right shares
+//! sent so far with a salt the prover shares with the right verifier (so
+//! the left verifier cannot test guesses of the proof against the hashes).
+//! The left share is fixed by the PRG, so the right share determines the
+//! proof. The right verifier recomputes the challenges; the prover sends
+//! them to the left verifier, and the two verifiers compare digests of the
+//! challenges they used in the final exchange. Challenges are drawn from
+//! `F_{p^2}` (~2^122 elements, see [`crate::fp61`]), so grinding a false
+//! proof takes about 2^119 hashes; MP-SPDZ's advisory on missing
+//! Fiat-Shamir context is met by hashing the prover, batch number,
+//! sub-batch and level.
+//!
+//! # Rounds and bytes
+//! Two rounds per batch whatever its size: (1) each prover sends its right
+//! shares to `next` and its challenges to `prev`; (2) each verifier pair
+//! exchanges the folded values, the final claim shares and a digest. Per
+//! sub-batch of `2^20` gates about 1 KB.
+
+use sha2::{Digest, Sha256};
+
+use crate::fp61::{Fp, Fp2};
+use crate::prg::Prg;
+use crate::{MpcError, Party, PartyId};
+
+/// Gates per proof: bounds the memory of the folded vectors (two `Fp2`
+/// per gate for the prover) to 32 MiB.
+pub const SUB_GATES: usize = 1 << 20;
+const SUB_WORDS: usize = SUB_GATES / 64;
+
+/// The AND gates computed since the last check, one word per 64 gates
+/// (struct of arrays). A party records, per word, its components of both
+/// inputs, its output share and the one it received, and the two PRG
+/// words of the zero sharing.
+#[derive(Debug, Default)]
+pub struct AndLog {
+    xa: Vec<u64>,
+    xb: Vec<u64>,
+    ya: Vec<u64>,
+    yb: Vec<u64>,
+    za: Vec<u64>,
+    zb: Vec<u64>,
+    sn: Vec<u64>,
+    sp: Vec<u64>,
+}
+
+impl AndLog {
+    /// Words (64 gates each) waiting for the check.
+    pub fn words(&self) -> usize {
+        self.za.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.za.is_empty()
+    }
+
+    /// Appends one batch of gates: inputs `(xa, xb)`, `(ya, yb)`, our
+    /// output share `za`, the share received from `next` `zb`, and the PRG
+    /// words `sn` (shared with next) and `sp` (shared with prev).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record(
+        &mut self,
+        xa: &[u64],
+        xb: &[u64],
+        ya: &[u64],
+        yb: &[u64],
+        za: &[u64],
+        zb: &[u64],
+        sn: &[u64],
+        sp: &[u64],
+    ) {
+        self.xa.extend_from_slice(xa);
+        self.xb.extend_from_slice(xb);
+        self.ya.extend_from_slice(ya);
+        self.yb.extend_from_slice(yb);
+        self.za.extend_from_slice(za);
+        self.zb.extend_from_slice(zb);
+        self.sn.extend_from_slice(sn);
+        self.sp.extend_from_slice(sp);
+    }
+
+    /// Tampers with our copy of one recorded output (tests of a party
+    /// that changes its own share: the check must fail).
+    #[doc(hidden)]
+    pub fn flip_recorded_output(&mut self, word: usize, bit: u32) {
+        if let Some(z) = self.za.get_mut(word) {
+            *z ^= 1 << bit;
+        }
+    }
+}
+
+/// What the checks have cost this party so far (reported by the benches).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CheckStats {
+    pub batches: u64,
+    pub gates: u64,
+    /// CPU time in the proof and the checks (both roles), seconds.
+    pub proof_seconds: f64,
+}
+
+/// Left triple `(a, c, e)` and right triple `(b, d, f)` of 64 gates.
+type Triple = [u64; 3];
+
+/// Checks every AND recorded since the last check; on success the log is
+/// empty. Two rounds (none when nothing is pending). An `Err` means the run
+/// must abort: either a proof failed (its prover or the other verifier
+/// deviated) or a message was malformed.
+pub fn verify(p: &mut Party) -> Result<(), MpcError> {
+    if p.ands.is_empty() {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let log = std::mem::take(&mut p.ands);
+    let words = log.words();
+    let batch = p.checks.batches;
+    let (me, prev, next) = (p.id, p.prev(), p.next());
+    let subs: Vec<std::ops::Range<usize>> = (0..words)
+        .step_by(SUB_WORDS)
+        .map(|s| s..(s + SUB_WORDS).min(words))
+        .collect();
+
+    // Per-batch seeds, drawn in the same order at both ends of each link:
+    // A = the lower party's proof, right side; B = the upper party's
+    // proof, left side (see the module comment).
+    let seed = |prg: &mut Prg| {
+        let mut s = [0u8; 16];
+        prg.fill(&mut s);
+        s
+    };
+    let (my_right_seed, next_left_seed) = (seed(&mut p.prg_next), seed(&mut p.prg_next));
+    let (prev_right_seed, my_left_seed) = (seed(&mut p.prg_prev), seed(&mut p.prg_prev));
+
+    // 1. Prove: right shares to `next`, challenges to `prev`.
+    let mut right_prg = Prg::new(my_right_seed);
+    let mut left_prg = Prg::new(my_left_seed);
+    let salt = draw_salt(&mut right_prg);
+    let mut shares_out = Vec::new();
+    let mut challenges_out = Vec::new();
+    for (k, r) in subs.iter().enumerate() {
+        let left: Vec<Triple> = r.clone().map(|w| prover_left(&log, w)).collect();
+        let right: Vec<Triple> = r.clone().map(|w| prover_right(&log, w)).collect();
+        let ctx = Context::new(me, batch, k, &salt);
+        let (shares, chal) = prove(&left, &right, ctx, &mut left_prg, &mut right_prg);
+        shares_out.extend(shares);
+        challenges_out.extend(chal);
+    }
+    p.rounds += 1;
+    send_fp2(p, next, &shares_out)?;
+    send_fp2(p, prev, &challenges_out)?;
+    let lens: Vec<usize> = subs.iter().map(|r| 64 * r.len()).collect();
+    let proof_len: usize = lens.iter().map(|&m| proof_values(m)).sum();
+    let level_len: usize = lens.iter().map(|&m| levels(m)).sum();
+    let prev_shares = recv_fp2(p, prev, proof_len)?;
+    let next_challenges = recv_fp2(p, next, level_len)?;
+
+    // 2. Verify both neighbours' proofs: as the right verifier of `prev`
+    // and the left verifier of `next`.
+    let mut as_right = Prg::new(prev_right_seed);
+    let mut as_left = Prg::new(next_left_seed);
+    let prev_salt = draw_salt(&mut as_right);
+    let (mut right_final, mut left_final) = (Vec::new(), Vec::new());
+    let (mut right_digest, mut left_digest) = (Sha256::new(), Sha256::new());
+    let (mut at_share, mut at_chal) = (0, 0);
+    for (k, r) in subs.iter().enumerate() {
+        let m = 64 * r.len();
+        let (np, nl) = (proof_values(m), levels(m));
+        // Right verifier of `prev`: b = y_a, d = x_a, f = s_p.
+        let right: Vec<Triple> = r
+            .clone()
+            .map(|w| [log.ya[w], log.xa[w], log.sp[w]])
+            .collect();
+        let ctx = Context::new(prev, batch, k, &prev_salt);
+        let shares = &prev_shares[at_share..at_share + np];
+        let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right);
+        right_final.extend(fin);
+        chal.iter().for_each(|c| absorb(&mut right_digest, c));
+        // Left verifier of `next`: a = x_b, c = y_b, e = z_b ^ x_b y_b ^ s_n.
+        let left: Vec<Triple> = r
+            .clone()
+            .map(|w| {
+                let (x, y) = (log.xb[w], log.yb[w]);
+                [x, y, log.zb[w] ^ (x & y) ^ log.sn[w]]
+            })
+            .collect();
+        let chal = &next_challenges[at_chal..at_chal + nl];
+        left_final.extend(verify_left(&left, chal, &mut as_left));
+        chal.iter().for_each(|c| absorb(&mut left_digest, c));
+        at_share += np;
+        at_chal += nl;
+    }
+    right_final.push(digest_fp2(right_digest));
+    left_final.push(digest_fp2(left_digest));
+    p.rounds += 1;
+    send_fp2(p, next, &right_final)?;
+    send_fp2(p, prev, &left_final)?;
+    let n_final = 2 * subs.len() + 1;
+    let from_next = recv_fp2(p, next, n_final)?;
+    let from_prev = recv_fp2(p, prev, n_final)?;
+    // As the left verifier of `next`, our counterpart is `prev`; as the
+    // right verifier of `prev`, it is `next`.
+    check_final(&left_final, &from_prev, next, prev)?;
+    check_final(&right_final, &from_next, prev, next)?;
+    p.checks.batches += 1;
+    p.checks.gates += 64 * words as u64;
+    p.checks.proof_seconds += start.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// `mine` holds `(folded value, final claim share)` per sub-batch and a
+/// digest; the other verifier's holds the other side.
+fn check_final(
+    mine: &[Fp2],
+    theirs: &[Fp2],
+    prover: PartyId,
+    other: PartyId,
+) -> Result<(), MpcError> {
+    let n = mine.len();
+    if mine[n - 1] != theirs[n - 1] {
+        return Err(MpcError::CheatingDetected {
+            check: "AND-gate proof",
+            detail: format!(
+                "the verifiers of {prover}'s proof derived different challenges ({prover} or {other} deviated)"
+            ),
+        });
+    }
+    for k in (0..n - 1).step_by(2) {
+        if mine[k] * theirs[k] != mine[k + 1] + theirs[k + 1] {
+            return Err(MpcError::CheatingDetected {
+                check: "AND-gate proof",
+                detail: format!(
+                    "{prover}'s multiplications do not verify ({prover} or {other} deviated)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Hash context of one proof.
+struct Context {
+    hash: Sha256,
+}
+
+impl Context {
+    fn new(prover: PartyId, batch: u64, sub: usize, salt: &[u8; 32]) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"triad dzkp v1 and-gates");
+        hash.update([prover.index() as u8]);
+        hash.update(batch.to_le_bytes());
+        hash.update((sub as u64).to_le_bytes());
+        hash.update(salt);
+        Self { hash }
+    }
+
+    /// The challenge after the right shares of one more level.
+    fn challenge(&mut self, level: usize, right_shares: &[Fp2]) -> Fp2 {
+        self.hash.update((level as u64).to_le_bytes());
+        right_shares.iter().for_each(|v| absorb(&mut self.hash, v));
+        let d = self.hash.clone().finalize();
+        Fp2::from_random_bytes(d[..16].try_into().expect("16 bytes"))
+    }
+}
+
+fn absorb(h: &mut Sha256, v: &Fp2) {
+    h.update(v.re.value().to_le_bytes());
+    h.update(v.im.value().to_le_bytes());
+}
+
+fn digest_fp2(h: Sha256) -> Fp2 {
+    let d = h.finalize();
+    Fp2::from_random_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+fn draw_salt(prg: &mut Prg) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    prg.fill(&mut s);
+    s
+}
+
+fn random_fp2(prg: &mut Prg) -> Fp2 {
+    let mut b = [0u8; 16];
+    prg.fill(&mut b);
+    Fp2::from_random_bytes(&b)
+}
+
+fn prover_left(log: &AndLog, w: usize) -> Triple {
+    let (x, y) = (log.xa[w], log.ya[w]);
+    [x, y, log.za[w] ^ (x & y) ^ log.sp[w]]
+}
+
+fn prover_right(log: &AndLog, w: usize) -> Triple {
+    [log.yb[w], log.xb[w], log.sn[w]]
+}
+
+/// Generic halving levels for `n` terms (down to two).
+fn generic_levels(mut n: usize) -> usize {
+    let mut l = 0;
+    while n > 2 {
+        n = n.div_ceil(2);
+        l += 1;
+    }
+    l
+}
+
+/// Challenges of a proof over `m` gates: two table levels, the generic
+/// ones, the final one.
+fn levels(m: usize) -> usize {
+    2 + generic_levels(m) + 1
+}
+
+/// Values sent per proof: `p(0), p(2)` per halving level, `p(0), p(2),
+/// p(3), p(4)` for the final quadratic level.
+fn proof_values(m: usize) -> usize {
+    2 * (2 + generic_levels(m)) + 4
+}
+
+/// Left vector of the level-0 statement for left index `i = a + 2c + 4e`.
+fn u_table(i: usize) -> [i64; 4] {
+    let (a, c, e) = ((i & 1) as i64, ((i >> 1) & 1) as i64, ((i >> 2) & 1) as i64);
+    let s = 1 - 2 * e;
+    [s, -2 * a * s, -2 * c * s, 4 * a * c * s]
+}
+
+/// Right vector for right index `j = b + 2d + 4f`.
+fn v_table(j: usize) -> [i64; 4] {
+    let (b, d, f) = ((j & 1) as i64, ((j >> 1) & 1) as i64, ((j >> 2) & 1) as i64);
+    let s = 1 - 2 * f;
+    [s, b * s, d * s, b * d * s]
+}
+
+/// `p(0)` and `p(2)` of the lines through `(u0, u1)` and `(v0, v1)`.
+#[inline]
+fn line_terms(u0: Fp2, u1: Fp2, v0: Fp2, v1: Fp2) -> (Fp2, Fp2) {
+    (u0 * v0, (u1 + u1 - u0) * (v1 + v1 - v0))
+}
+
+#[inline]
+fn fold(x0: Fp2, x1: Fp2, r: Fp2) -> Fp2 {
+    x0 + r * (x1 - x0)
+}
+
+/// Lagrange weights at `r` for the nodes `0..n` (`n` = 3 or 5).
+fn lagrange(r: Fp2, n: usize) -> Vec<Fp2> {
+    (0..n)
+        .map(|k| {
+            let mut num = Fp2::ONE;
+            let mut den = 1i64;
+            for j in 0..n {
+                if j != k {
+                    num = num * (r - Fp2::from_i64(j as i64));
+                    den *= k as i64 - j as i64;
+                }
+            }
+            num.scale(Fp::from_i64(den).inv())
+        })
+        .collect()
+}
+
+/// The claim update of a halving level: `p(r)` from `p(0), p(1), p(2)`.
+fn next_claim(p0: Fp2, p1: Fp2, p2: Fp2, r: Fp2) -> Fp2 {
+    let w = lagrange(r, 3);
+    w[0] * p0 + w[1] * p1 + w[2] * p2
+}
+
+/// Index of gate `bit` in a triple of words.
+#[inline]
+fn index(t: &Triple, bit: u32) -> usize {
+    (((t[0] >> bit) & 1) | (((t[1] >> bit) & 1) << 1) | (((t[2] >> bit) & 1) << 2)) as usize
+}
+
+/// Counts of (left index, right index) pairs over all gates.
+fn pair_counts(left: &[Triple], right: &[Triple]) -> [u64; 64] {
+    let mut n = [0u64; 64];
+    let one_hot = |t: &Triple| -> [u64; 8] {
+        std::array::from_fn(|i| {
+            let pick = |w: u64, bit: usize| if (i >> bit) & 1 == 1 { w } else { !w };
+            pick(t[0], 0) & pick(t[1], 1) & pick(t[2], 2)
+        })
+    };
+    for (l, r) in left.iter().zip(right) {
+        let (li, rj) = (one_hot(l), one_hot(r));
+        for (i, mi) in li.iter().enumerate() {
+            for (j, mj) in rj.iter().enumerate() {
+                n[8 * i + j] += (mi & mj).count_ones() as u64;
+            }
+        }
+    }
+    n
+}
+
+/// The two table levels' folded values per index, from the challenges.
+fn table_levels(r1: Fp2, r2: Fp2, table: impl Fn(usize) -> [i64; 4]) -> ([[Fp2; 2]; 8], [Fp2; 8]) {
+    let t1: [[Fp2; 2]; 8] = std::array::from_fn(|i| {
+        let t = table(i).map(Fp2::from_i64);
+        [fold(t[0], t[1], r1), fold(t[2], t[3], r1)]
+    });
+    let t2 = std::array::from_fn(|i| fold(t1[i][0], t1[i][1], r2));
+    (t1, t2)
+}
+
+/// Expands gate indices into the level-3 vector.
+fn expand(triples: &[Triple], t2: &[Fp2; 8]) -> Vec<Fp2> {
+    let mut out = Vec::with_capacity(64 * triples.len());
+    for t in triples {
+        for bit in 0..64 {
+            out.push(t2[index(t, bit)]);
+        }
+    }
+    out
+}
+
+/// The final quadratic through `(x0, x1, mask)` at 0, 1, 2, evaluated at
+/// 3 and 4 (finite differences).
+fn extend_quadratic(x0: Fp2, x1: Fp2, mask: Fp2) -> [Fp2; 5] {
+    let three = Fp::new(3);
+    [
+        x0,
+        x1,
+        mask,
+        x0 - x1.scale(three) + mask.scale(three),
+        x0.scale(three) - x1.scale(Fp::new(8)) + mask.scale(Fp::new(6)),
+    ]
+}
+
+/// Pads to even length (a zero term adds nothing to the inner product).
+fn pad_even(v: &mut Vec<Fp2>) {
+    if v.len() % 2 == 1 {
+        v.push(Fp2::ZERO);
+    }
+}
+
+/// What the prover has sent so far in one proof: the right shares and the
+/// challenges derived from them.
+struct Transcript {
+    ctx: Context,
+    shares: Vec<Fp2>,
+    challenges: Vec<Fp2>,
+}
+
+impl Transcript {
+    /// Splits `values` into a left share (from the PRG shared with the left
+    /// verifier) and a right share (recorded for the right verifier) and
+    /// derives the next challenge.
+    fn send(&mut self, values: &[Fp2], left_prg: &mut Prg) -> Fp2 {
+        let right: Vec<Fp2> = values.iter().map(|v| *v - random_fp2(left_prg)).collect();
+        self.shares.extend_from_slice(&right);
+        let r = self.ctx.challenge(self.challenges.len() + 1, &right);
+        self.challenges.push(r);
+        r
+    }
+}
+
+/// `p(0), p(2)` of the first two levels (each gate's terms depend only on
+/// its index pair): `t(i, j)` gives the gate's pairs of line ends.
+fn counted_level(counts: &[u64; 64], t: impl Fn(usize, usize) -> (Fp2, Fp2)) -> (Fp2, Fp2) {
+    let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
+    for (ij, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            let (a0, a2) = t(ij / 8, ij % 8);
+            let c = Fp::new(c);
+            p0 = p0 + a0.scale(c);
+            p2 = p2 + a2.scale(c);
+        }
+    }
+    (p0, p2)
+}
+
+/// The prover: the right shares of every proof value and the challenges.
+fn prove(
+    left: &[Triple],
+    right: &[Triple],
+    ctx: Context,
+    left_prg: &mut Prg,
+    right_prg: &mut Prg,
+) -> (Vec<Fp2>, Vec<Fp2>) {
+    let m = 64 * left.len();
+    let mut tr = Transcript {
+        ctx,
+        shares: Vec::with_capacity(proof_values(m)),
+        challenges: Vec::with_capacity(levels(m)),
+    };
+    // Levels 1 and 2 from the pair counts.
+    let counts = pair_counts(left, right);
+    let u0: [[Fp2; 4]; 8] = std::array::from_fn(|i| u_table(i).map(Fp2::from_i64));
+    let v0: [[Fp2; 4]; 8] = std::array::from_fn(|j| v_table(j).map(Fp2::from_i64));
+    let (p0, p2) = counted_level(&counts, |i, j| {
+        let (u, v) = (&u0[i], &v0[j]);
+        let (a0, a2) = line_terms(u[0], u[1], v[0], v[1]);
+        let (b0, b2) = line_terms(u[2], u[3], v[2], v[3]);
+        (a0 + b0, a2 + b2)
+    });
+    let r1 = tr.send(&[p0, p2], left_prg);
+    let (u1, _) = table_levels(r1, Fp2::ZERO, u_table);
+    let (v1, _) = table_levels(r1, Fp2::ZERO, v_table);
+    let (p0, p2) = counted_level(&counts, |i, j| {
+        line_terms(u1[i][0], u1[i][1], v1[j][0], v1[j][1])
+    });
+    let r2 = tr.send(&[p0, p2], left_prg);
+    let (_, ut) = table_levels(r1, r2, u_table);
+    let (_, vt) = table_levels(r1, r2, v_table);
+    let mut u = expand(left, &ut);
+    let mut v = expand(right, &vt);
+    // Generic halving levels.
+    while u.len() > 2 {
+        pad_even(&mut u);
+        pad_even(&mut v);
+        let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
+        for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
+            let (a0, a2) = line_terms(uc[0], uc[1], vc[0], vc[1]);
+            p0 = p0 + a0;
+            p2 = p2 + a2;
+        }
+        let r = tr.send(&[p0, p2], left_prg);
+        u = u.chunks_exact(2).map(|c| fold(c[0], c[1], r)).collect();
+        v = v.chunks_exact(2).map(|c| fold(c[0], c[1], r)).collect();
+    }
+    // Final level: quadratics through a random third point, so the folded
+    // values the verifiers exchange are uniform (`p(1)` is implied by the
+    // claim and not sent).
+    u.resize(2, Fp2::ZERO);
+    v.resize(2, Fp2::ZERO);
+    let rho = random_fp2(left_prg);
+    let sigma = random_fp2(right_prg);
+    let f = extend_quadratic(u[0], u[1], rho);
+    let g = extend_quadratic(v[0], v[1], sigma);
+    let pv: Vec<Fp2> = f.iter().zip(&g).map(|(a, b)| *a * *b).collect();
+    tr.send(&[pv[0], pv[2], pv[3], pv[4]], left_prg);
+    (tr.shares, tr.challenges)
+}
+
+/// One verifier's running claim share over the levels.
+struct ClaimShare {
+    claim: Fp2,
+}
+
+impl ClaimShare {
+    fn halve(&mut self, p0: Fp2, p2: Fp2, r: Fp2) {
+        self.claim = next_claim(p0, self.claim - p0, p2, r);
+    }
+
+    /// `p(r)` of the final degree-4 polynomial from `p(0), p(2..4)`.
+    fn last(&self, p: &[Fp2], r: Fp2) -> Fp2 {
+        let vals = [p[0], self.claim - p[0], p[1], p[2], p[3]];
+        lagrange(r, 5)
+            .iter()
+            .zip(vals)
+            .fold(Fp2::ZERO, |acc, (w, v)| acc + *w * v)
+    }
+}
+
+/// Folds one side's vector through all levels and returns the final
+/// folded value (with the side's mask) at the last challenge.
+fn fold_side(
+    triples: &[Triple],
+    table: impl Fn(usize) -> [i64; 4],
+    challenges: &[Fp2],
+    mask: Fp2,
+) -> Fp2 {
+    let (_, t2) = table_levels(challenges[0], challenges[1], table);
+    let mut x = expand(triples, &t2);
+    let mut level = 2;
+    while x.len() > 2 {
+        pad_even(&mut x);
+        let r = challenges[level];
+        x = x.chunks_exact(2).map(|c| fold(c[0], c[1], r)).collect();
+        level += 1;
+    }
+    x.resize(2, Fp2::ZERO);
+    let w = lagrange(challenges[level], 3);
+    w[0] * x[0] + w[1] * x[1] + w[2] * mask
+}
+
+/// The right verifier: recomputes the challenges from the received shares,
+/// returns `(g(r), p(r) share)` and the challenges.
+fn verify_right(
+    right: &[Triple],
+    shares: &[Fp2],
+    mut ctx: Context,
+    prg: &mut Prg,
+) -> ([Fp2; 2], Vec<Fp2>) {
+    let mut claim = ClaimShare { claim: Fp2::ZERO };
+    let nl = shares.len() / 2 - 1;
+    let mut challenges = Vec::with_capacity(nl);
+    for l in 0..nl - 1 {
+        let (p0, p2) = (shares[2 * l], shares[2 * l + 1]);
+        let r = ctx.challenge(l + 1, &shares[2 * l..2 * l + 2]);
+        claim.halve(p0, p2, r);
+        challenges.push(r);
+    }
+    let last = &shares[2 * (nl - 1)..];
+    let r = ctx.challenge(nl, last);
+    challenges.push(r);
+    let sigma = random_fp2(prg);
+    let v = fold_side(right, v_table, &challenges, sigma);
+    ([v, claim.last(last, r)], challenges)
+}
+
+/// The left verifier: its shares come from the PRG shared with the
+/// prover; the challenges from the prover (checked against the right
+/// verifier's by digest). Returns `(f(r), p(r) share)`.
+fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg) -> [Fp2; 2] {
+    let m = 64 * left.len();
+    let nl = challenges.len();
+    let mut claim = ClaimShare {
+        claim: Fp2::from_i64(m as i64),
+    };
+    for &r in &challenges[..nl - 1] {
+        let (p0, p2) = (random_fp2(prg), random_fp2(prg));
+        claim.halve(p0, p2, r);
+    }
+    let rho = random_fp2(prg);
+    let last: Vec<Fp2> = (0..4).map(|_| random_fp2(prg)).collect();
+    let u = fold_side(left, u_table, challenges, rho);
+    [u, claim.last(&last, challenges[nl - 1])]
+}
+
+fn send_fp2(p: &mut Party, to: PartyId, xs: &[Fp2]) -> Result<(), MpcError> {
+    let mut out = Vec::with_capacity(xs.len() * Fp2::BYTES);
+    Fp2::encode(xs, &mut out);
+    p.net.send(to, out)?;
+    Ok(())
+}
+
+fn recv_fp2(p: &mut Party, from: PartyId, n: usize) -> Result<Vec<Fp2>, MpcError> {
+    let bytes = p.net.recv(from)?;
+    if bytes.len() != n * Fp2::BYTES {
+        return Err(MpcError::WrongLength {
+            from,
+            expected: n * Fp2::BYTES,
+            got: bytes.len(),
+        });
+    }
+    Fp2::decode(&bytes).ok_or(MpcError::MalformedElement { from })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Gates satisfying the relation: `e = a b ^ c d ^ f`.
+    fn honest_gates(words: usize, seed: u8) -> (Vec<Triple>, Vec<Triple>) {
+        let mut prg = Prg::new([seed; 16]);
+        (0..words)
+            .map(|_| {
+                let [a, c, b, d, f] = std::array::from_fn(|_| prg.next_u64());
+                ([a, c, (a & b) ^ (c & d) ^ f], [b, d, f])
+            })
+            .unzip()
+    }
+
+    /// Prover and both verifiers in one place; `tamper` may change the
+    /// right shares or challenges in transit. True when the final check
+    /// passes.
+    fn run(
+        left: &[Triple],
+        right: &[Triple],
+        tamper: impl Fn(&mut Vec<Fp2>, &mut Vec<Fp2>),
+    ) -> bool {
+        let (ls, rs) = ([1u8; 16], [2u8; 16]);
+        let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
+        let salt = draw_salt(&mut rp);
+        let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[1], 7, 0, s);
+        let (mut shares, mut chal) = prove(left, right, ctx(&salt), &mut lp, &mut rp);
+        tamper(&mut shares, &mut chal);
+        let mut rv = Prg::new(rs);
+        let salt_v = draw_salt(&mut rv);
+        let (rfin, rchal) = verify_right(right, &shares, ctx(&salt_v), &mut rv);
+        let lfin = verify_left(left, &chal, &mut Prg::new(ls));
+        rchal == chal && lfin[0] * rfin[0] == lfin[1] + rfin[1]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn honest_proofs_verify(words in 1usize..40, seed in any::<u8>()) {
+            let (l, r) = honest_gates(words, seed);
+            let ok = run(&l, &r, |_, _| {});
+            prop_assert!(ok);
+        }
+
+        /// One wrong gate anywhere (any of the six inputs) is caught.
+        #[test]
+        fn one_wrong_gate_is_caught(words in 1usize..20, seed in any::<u8>(), at in any::<usize>(), bit in 0u32..64, which in 0usize..6) {
+            let (mut l, mut r) = honest_gates(words, seed);
+            let w = at % words;
+            if which < 3 { l[w][which] ^= 1 << bit } else { r[w][which - 3] ^= 1 << bit }
+            // The prover proves the tampered statement; the verifiers
+            // hold the honest one (as when the prover lied in a message).
+            let (hl, hr) = honest_gates(words, seed);
+            let (ls, rs) = ([1u8; 16], [2u8; 16]);
+            let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
+            let salt = draw_salt(&mut rp);
+            let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[0], 0, 0, s);
+            let (shares, chal) = prove(&l, &r, ctx(&salt), &mut lp, &mut rp);
+            let mut rv = Prg::new(rs);
+            let salt_v = draw_salt(&mut rv);
+            let (rfin, _) = verify_right(&hr, &shares, ctx(&salt_v), &mut rv);
+            let lfin = verify_left(&hl, &chal, &mut Prg::new(ls));
+            prop_assert!(lfin[0] * rfin[0] != lfin[1] + rfin[1]);
+            // A prover that proves a false statement faithfully fails too
+            // (the sum is no longer m). Flipping `a` where `b = 0` (and so
+            // on) leaves the gate right: only broken relations count.
+            let [a, c, e] = l[w];
+            let [b, d, f] = r[w];
+            if ((a & b) ^ (c & d) ^ e ^ f) >> bit & 1 == 1 {
+                let ok = run(&l, &r, |_, _| {});
+                prop_assert!(!ok);
+            }
+        }
+
+        /// A changed proof value at any level, or a changed challenge, is
+        /// caught.
+        #[test]
+        fn tampered_proof_or_challenge_is_caught(words in 1usize..20, seed in any::<u8>(), at in any::<usize>(), chal in any::<bool>()) {
+            let (l, r) = honest_gates(words, seed);
+            let ok = run(&l, &r, |s, c| {
+                let v = if chal { c } else { s };
+                let k = at % v.len();
+                v[k] = v[k] + Fp2::ONE;
+            });
+            prop_assert!(!ok);
+        }
+    }
+
+    #[test]
+    fn sizes_and_levels_agree() {
+        for words in [1usize, 2, 3, 5, 16, 100, SUB_WORDS] {
+            let m = 64 * words;
+            assert_eq!(proof_values(m), 2 * (levels(m) - 1) + 4);
+        }
+        assert_eq!(generic_levels(64), 5);
+        // The tables encode the relation: sum_k u_k v_k = (-1)^(ab^cd^e^f).
+        for i in 0..8 {
+            for j in 0..8 {
+                let (u, v) = (u_table(i), v_table(j));
+                let s: i64 = (0..4).map(|k| u[k] * v[k]).sum();
+                let (a, c, e) = (i & 1, (i >> 1) & 1, (i >> 2) & 1);
+                let (b, d, f) = (j & 1, (j >> 1) & 1, (j >> 2) & 1);
+                let x = (a & b) ^ (c & d) ^ e ^ f;
+                assert_eq!(s, if x == 0 { 1 } else { -1 });
+            }
+        }
+    }
+}
