@@ -17,7 +17,9 @@ use clap::{Args, ValueEnum};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use triad_mpc::network::MemNetwork;
-use triad_mpc::protocols::{binary::unpack_bits, lt, mul, open, poseidon2, shuffle, sort_order};
+use triad_mpc::protocols::{
+    and, binary::unpack_bits, lt, mul, open, poseidon2, shuffle, sort_order, verify,
+};
 use triad_mpc::share::share_plain;
 use triad_mpc::{Bits, Fr, Network, Party, PartyId, Ring, Shares, Z128, Z64};
 use triad_net::{Identity, TcpConfig, TcpNetwork};
@@ -27,6 +29,9 @@ use triad_stats::{StatsSpec, VALUE_BITS};
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Mul,
+    /// `--n` AND gates on XOR-shared bits (64 per word): with
+    /// `--security malicious`, what the check costs per gate.
+    And,
     Cmp,
     Poseidon,
     Sort,
@@ -100,7 +105,43 @@ pub struct BenchArgs {
     /// a different value shows what a wrong assumption costs.
     #[arg(long)]
     model_latency_ms: Option<f64>,
+    /// `malicious`: every AND is checked before anything is opened and
+    /// openings are compared (ops without a check refuse to run).
+    #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
+    security: SecurityArg,
+    /// A demonstration cheat: this party flips one bit in a message during
+    /// the timed protocol. With `--security malicious` the run must abort
+    /// and the bench exits non-zero naming the failed check.
+    #[arg(long, value_enum)]
+    cheat: Option<CheatArg>,
 }
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityArg {
+    SemiHonest,
+    Malicious,
+}
+
+impl SecurityArg {
+    fn mode(self) -> triad_mpc::Security {
+        match self {
+            SecurityArg::SemiHonest => triad_mpc::Security::SemiHonest,
+            SecurityArg::Malicious => triad_mpc::Security::Malicious,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum CheatArg {
+    Party0,
+    Party1,
+    Party2,
+}
+
+/// The message the cheating party tampers with: past the seed exchange and
+/// the aligning opening, inside the timed protocol.
+const CHEAT_MESSAGE: u64 = 8;
 
 #[derive(Args, Debug)]
 pub struct BenchPartyArgs {
@@ -120,6 +161,11 @@ pub struct BenchPartyArgs {
     latency_ms: f64,
     #[arg(long, default_value_t = 0.0)]
     model_latency_ms: f64,
+    #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
+    security: SecurityArg,
+    /// This party cheats (see `BenchArgs::cheat`).
+    #[arg(long)]
+    cheat: bool,
 }
 
 /// What one party measured.
@@ -138,6 +184,14 @@ struct PartyReport {
     /// Op-specific figures (`poll`: messages that passed phase 1, steps).
     #[serde(default)]
     extra: serde_json::Value,
+    /// AND gates checked, check batches and the CPU seconds of the checks
+    /// (malicious mode).
+    #[serde(default)]
+    gates_checked: u64,
+    #[serde(default)]
+    check_batches: u64,
+    #[serde(default)]
+    proof_seconds: f64,
 }
 
 /// VmHWM of this process, in bytes (0 where /proc is missing).
@@ -168,6 +222,9 @@ struct Job<'a> {
     latency: Duration,
     model_latency: Duration,
     dir: &'a Path,
+    security: SecurityArg,
+    /// The cheating party, if any.
+    cheat: Option<usize>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -208,6 +265,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             latency: Duration::from_secs_f64(args.latency_ms / 1e3),
             model_latency: Duration::from_secs_f64(model_ms / 1e3),
             dir: &dir,
+            security: args.security,
+            cheat: args.cheat.map(|c| c as usize),
         };
         match args.transport {
             Transport::Mem => run_mem(job),
@@ -222,6 +281,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let correct = reports.iter().all(|r| r.correct);
     let peak_rss = reports.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0);
     let rounds = reports.iter().map(|r| r.rounds).max().unwrap_or(0);
+    let gates_checked = reports.iter().map(|r| r.gates_checked).max().unwrap_or(0);
+    let check_batches = reports.iter().map(|r| r.check_batches).max().unwrap_or(0);
+    let proof_seconds = reports.iter().map(|r| r.proof_seconds).fold(0.0, f64::max);
     let per_second = args.n as f64 / seconds;
     println!(
         "{:?} n={} over {:?}: {:.3} s ({:.0} per second), {:.1} MB sent per party, {} rounds, peak RSS {:.0} MB, correct: {}",
@@ -242,6 +304,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "bytes_sent_per_party": bytes, "correct": correct,
             "peak_rss_bytes": peak_rss, "rounds": rounds,
             "latency_ms": args.latency_ms, "model_latency_ms": model_ms,
+            "security": args.security, "gates_checked": gates_checked,
+            "check_batches": check_batches, "proof_seconds": proof_seconds,
+            "proof_ns_per_gate": if gates_checked > 0 { proof_seconds * 1e9 / gates_checked as f64 } else { 0.0 },
         });
         if args.op == Op::Poll {
             line["voters"] = args.voters.into();
@@ -254,6 +319,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         println!("{line}");
     }
+    if args.security == SecurityArg::Malicious && gates_checked > 0 {
+        println!(
+            "checks: {gates_checked} AND gates in {check_batches} batches, {proof_seconds:.3} s of proof CPU per party ({:.1} ns per gate)",
+            proof_seconds * 1e9 / gates_checked as f64
+        );
+    }
     if !correct {
         bail!("the opened result differs from the plaintext oracle");
     }
@@ -262,15 +333,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 fn run_mem(job: Job) -> Result<Vec<PartyReport>> {
     let nets = MemNetwork::triple(Duration::from_secs(600));
-    std::thread::scope(|s| {
+    let outcomes: Vec<Result<PartyReport>> = std::thread::scope(|s| {
         let hs: Vec<_> = nets
             .into_iter()
-            .map(|net| s.spawn(move || -> Result<PartyReport> { party_main(Box::new(net), job) }))
+            .enumerate()
+            .map(|(i, net)| {
+                s.spawn(move || -> Result<PartyReport> {
+                    party_main(cheating(Box::new(net), job.cheat == Some(i)), job)
+                })
+            })
             .collect();
         hs.into_iter()
             .map(|h| h.join().map_err(|_| anyhow!("party thread panicked"))?)
             .collect()
-    })
+    });
+    let mut failures = Vec::new();
+    let mut reports = Vec::new();
+    for (i, o) in outcomes.into_iter().enumerate() {
+        match o {
+            Ok(r) => reports.push(r),
+            Err(e) => failures.push(format!("party {i}: {e:#}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(reports)
+    } else {
+        bail!("{}", failures.join("; "))
+    }
+}
+
+/// The demonstration cheat: one bit of one message flipped.
+fn cheating(net: Box<dyn Network>, cheat: bool) -> Box<dyn Network> {
+    if cheat {
+        let fault = triad_mpc::testing::Fault::Flip { at: 0, mask: 1 };
+        Box::new(triad_mpc::testing::FaultyNetwork::new(
+            net,
+            fault,
+            CHEAT_MESSAGE,
+        ))
+    } else {
+        net
+    }
 }
 
 /// A fresh private directory for the parties' keys and inputs: `create`
@@ -292,6 +395,8 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
         latency,
         model_latency,
         dir,
+        security,
+        cheat,
     } = job;
     for i in 0..3 {
         let id = Identity::generate(&format!("party-{i}"))?;
@@ -319,7 +424,17 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
                 &(model_latency.as_secs_f64() * 1e3).to_string(),
             ])
             .args(["--op", op.to_possible_value().unwrap().get_name()])
+            .args([
+                "--security",
+                security.to_possible_value().unwrap().get_name(),
+            ])
+            .args(if cheat == Some(i) {
+                &["--cheat"][..]
+            } else {
+                &[]
+            })
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn();
         match child {
             Ok(c) => children.push(c),
@@ -334,18 +449,29 @@ fn run_tcp(job: Job) -> Result<Vec<PartyReport>> {
         }
     }
     let mut reports = Vec::new();
-    let mut failure = None;
+    let mut failures = Vec::new();
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         match text.lines().last().map(serde_json::from_str::<PartyReport>) {
             Some(Ok(r)) if out.status.success() => reports.push(r),
-            _ => failure = Some(format!("party {i} failed ({})", out.status)),
+            _ => {
+                // The party's own error (its last line on stderr) names
+                // what failed, e.g. the check that caught a cheater.
+                let err = String::from_utf8_lossy(&out.stderr);
+                let why = err
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Error: "))
+                    .or_else(|| err.lines().rev().find(|l| !l.trim().is_empty()))
+                    .unwrap_or("");
+                failures.push(format!("party {i} failed ({}): {why}", out.status));
+            }
         }
     }
-    match failure {
-        Some(f) => bail!(f),
-        None => Ok(reports),
+    if failures.is_empty() {
+        Ok(reports)
+    } else {
+        bail!("{}", failures.join("; "))
     }
 }
 
@@ -384,8 +510,10 @@ pub fn run_party(args: BenchPartyArgs) -> Result<()> {
         latency,
         model_latency: Duration::from_secs_f64(args.model_latency_ms / 1e3),
         dir,
+        security: args.security,
+        cheat: args.cheat.then_some(args.id),
     };
-    let report = party_main(Box::new(net), job)?;
+    let report = party_main(cheating(Box::new(net), args.cheat), job)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
@@ -417,15 +545,27 @@ fn deal<T: Ring>(values: &[T], rng: &mut StdRng, id: PartyId) -> Shares<T> {
 }
 
 fn party_main(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
-    let mut r = party_run(net, job)?;
+    let (mut r, checks) = party_run(net, job)?;
     r.peak_rss_bytes = peak_rss();
+    r.gates_checked = checks.gates;
+    r.check_batches = checks.batches;
+    r.proof_seconds = checks.proof_seconds;
     Ok(r)
 }
 
-fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
-    let Job { op, n, seed, .. } = job;
+fn party_run(
+    net: Box<dyn Network>,
+    job: Job,
+) -> Result<(PartyReport, triad_mpc::protocols::dzkp::CheckStats)> {
     let mut p = Party::setup(net)?;
     p.link = triad_mpc::LinkModel::with_delay(job.model_latency);
+    p.security = job.security.mode();
+    let report = party_ops(&mut p, job)?;
+    Ok((report, p.checks))
+}
+
+fn party_ops(p: &mut Party, job: Job) -> Result<PartyReport> {
+    let Job { op, n, seed, .. } = job;
     let id = p.id;
     let mut rng = StdRng::seed_from_u64(seed);
     // `run` returns the time and whether the opened result is right.
@@ -449,12 +589,12 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
             let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
             bytes_before = p.net.stats().bytes_sent;
             let mut z = Shares::<Z64>::new(Vec::new(), Vec::new());
-            (seconds, _) = time(&mut p, &mut |p| {
+            (seconds, _) = time(p, &mut |p| {
                 z = mul(p, &xs, &ys)?;
                 Ok(true)
             })?;
             let sent = p.net.stats().bytes_sent;
-            correct = open(&mut p, &z)? == x.iter().zip(&y).map(|(a, b)| a * b).collect::<Vec<_>>();
+            correct = open(p, &z)? == x.iter().zip(&y).map(|(a, b)| a * b).collect::<Vec<_>>();
             return Ok(PartyReport {
                 seconds,
                 bytes_sent: sent - bytes_before,
@@ -462,6 +602,18 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 rounds: rounds.get(),
                 ..Default::default()
             });
+        }
+        Op::And => {
+            let words = n.div_ceil(64);
+            let x: Vec<Bits> = (0..words).map(|_| Bits(rng.gen())).collect();
+            let y: Vec<Bits> = (0..words).map(|_| Bits(rng.gen())).collect();
+            let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
+            bytes_before = p.net.stats().bytes_sent;
+            (seconds, correct) = time(p, &mut |p| {
+                let z = and(p, &xs, &ys)?;
+                verify(p)?;
+                Ok(open(p, &z)? == x.iter().zip(&y).map(|(a, b)| *a * *b).collect::<Vec<_>>())
+            })?;
         }
         Op::Cmp => {
             let x: Vec<Z64> = (0..n).map(|_| Wrapping(rng.gen::<u64>() >> 1)).collect();
@@ -476,7 +628,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
                 .collect();
             let (xs, ys) = (deal(&x, &mut rng, id), deal(&y, &mut rng, id));
             bytes_before = p.net.stats().bytes_sent;
-            (seconds, correct) = time(&mut p, &mut |p| {
+            (seconds, correct) = time(p, &mut |p| {
                 let c = lt(p, &xs, &ys, 63)?;
                 let got = unpack_bits(&open(p, &c)?, n);
                 Ok(got
@@ -491,12 +643,12 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
             let (sa, sb) = (deal(&a, &mut rng, id), deal(&b, &mut rng, id));
             bytes_before = p.net.stats().bytes_sent;
             let mut h = Shares::default();
-            (seconds, _) = time(&mut p, &mut |p| {
+            (seconds, _) = time(p, &mut |p| {
                 h = poseidon2(p, &sa, &sb)?;
                 Ok(true)
             })?;
             let sent = p.net.stats().bytes_sent;
-            let got = open(&mut p, &h)?;
+            let got = open(p, &h)?;
             correct = got
                 .iter()
                 .zip(a.iter().zip(&b))
@@ -524,8 +676,15 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
             let mut want = keys.clone();
             want.sort_unstable();
             bytes_before = p.net.stats().bytes_sent;
-            (seconds, correct) = time(&mut p, &mut |p| {
-                let s = shuffle(p, &cols)?;
+            (seconds, correct) = time(p, &mut |p| {
+                // The dealer's order is already random (the keys carry
+                // their index), and the shuffle has no malicious-secure
+                // version yet: in malicious mode the sort runs unshuffled.
+                let s = if p.security == triad_mpc::Security::Malicious {
+                    cols.to_vec()
+                } else {
+                    shuffle(p, &cols)?
+                };
                 let order = sort_order(p, &s, 48 + t)?;
                 let lo = open(p, &s[0].gather(&order))?;
                 let hi = open(p, &s[1].gather(&order))?;
@@ -557,7 +716,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
             let xs = deal(&x, &mut rng, id);
             let want = triad_stats::oracle(&v, &spec)?;
             bytes_before = p.net.stats().bytes_sent;
-            (seconds, correct) = time(&mut p, &mut |p| {
+            (seconds, correct) = time(p, &mut |p| {
                 let got = triad_stats::compute(p, &xs, &spec)?;
                 Ok(triad_stats::agrees(&got, &want).is_ok())
             })?;
@@ -618,14 +777,14 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
             };
             bytes_before = p.net.stats().bytes_sent;
             let mut out = None;
-            (seconds, _) = time(&mut p, &mut |p| {
+            (seconds, _) = time(p, &mut |p| {
                 out = Some(apply_step(p, triad_polls::Mode::Quadratic, &input)?);
                 Ok(true)
             })?;
             let sent = p.net.stats().bytes_sent;
             let out = out.context("the step ran")?;
-            let valid = unpack_bits(&open(&mut p, &out.valid)?, n);
-            let balance = open(&mut p, &out.balance)?;
+            let valid = unpack_bits(&open(p, &out.valid)?, n);
+            let balance = open(p, &out.balance)?;
             correct = cases.iter().enumerate().all(|(k, c)| {
                 let (ok, next) =
                     apply_plain(triad_polls::Mode::Quadratic, &c.0, c.1, c.2, c.3, c.4);
@@ -641,8 +800,7 @@ fn party_run(net: Box<dyn Network>, job: Job) -> Result<PartyReport> {
         }
         Op::Poll => {
             bytes_before = p.net.stats().bytes_sent;
-            let (secs, out) =
-                crate::bench_poll::party(&mut p, job.dir, seed, &mut |p, f| time(p, f))?;
+            let (secs, out) = crate::bench_poll::party(p, job.dir, seed, &mut |p, f| time(p, f))?;
             return Ok(PartyReport {
                 seconds: secs,
                 bytes_sent: p.net.stats().bytes_sent - bytes_before,

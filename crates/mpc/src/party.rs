@@ -63,8 +63,9 @@ pub struct Party {
     /// (docs/security.md). All three parties must agree.
     pub security: Security,
     /// AND gates not yet checked ([`crate::protocols::dzkp`]); every
-    /// opening checks them first, whatever `security` says.
-    pub ands: crate::protocols::dzkp::AndLog,
+    /// opening checks them first, whatever `security` says. Private to the
+    /// engine so no caller can drop gates before their check.
+    pub(crate) ands: crate::protocols::dzkp::AndLog,
     /// What the checks cost so far.
     pub checks: crate::protocols::dzkp::CheckStats,
 }
@@ -155,6 +156,18 @@ impl Party {
 
     pub fn next(&self) -> PartyId {
         self.id.next()
+    }
+
+    /// AND gates recorded and not yet checked.
+    pub fn unchecked_gates(&self) -> u64 {
+        64 * self.ands.words() as u64
+    }
+
+    /// Test hook: changes this party's copy of one recorded AND output, as
+    /// a cheating prover would (the check must fail).
+    #[doc(hidden)]
+    pub fn cheat_flip_recorded_output(&mut self, word: usize, bit: u32) {
+        self.ands.flip_recorded_output(word, bit);
     }
 
     /// Refuses to run `protocol` in malicious mode: it has no check yet.

@@ -22,12 +22,22 @@ fn malicious(p: &mut Party) {
 
 /// Operands for `lt_open` over `l`-bit keys: `(x, y)` plaintext and
 /// bit-sliced sharings.
-fn comparison_inputs(n: usize, l: u32, seed: u64) -> (Vec<u64>, Vec<u64>, [Shares<Bits>; 3], [Shares<Bits>; 3]) {
+fn comparison_inputs(
+    n: usize,
+    l: u32,
+    seed: u64,
+) -> (Vec<u64>, Vec<u64>, [Shares<Bits>; 3], [Shares<Bits>; 3]) {
     let mut prg = triad_mpc::prg::Prg::new([seed as u8; 16]);
     let mask = (1u64 << l) - 1;
     let x: Vec<u64> = (0..n).map(|_| prg.next_u64() & mask).collect();
     let y: Vec<u64> = (0..n)
-        .map(|k| if k % 5 == 0 { x[k] } else { prg.next_u64() & mask })
+        .map(|k| {
+            if k % 5 == 0 {
+                x[k]
+            } else {
+                prg.next_u64() & mask
+            }
+        })
         .collect();
     let to64 = |v: &[u64]| -> Vec<Z64> { v.iter().map(|&a| std::num::Wrapping(a)).collect() };
     let xs = bitslice(&to64(&x), l);
@@ -37,7 +47,9 @@ fn comparison_inputs(n: usize, l: u32, seed: u64) -> (Vec<u64>, Vec<u64>, [Share
 }
 
 fn unpack(words: &[Bits], n: usize) -> Vec<bool> {
-    (0..n).map(|k| (words[k / 64].0 >> (k % 64)) & 1 == 1).collect()
+    (0..n)
+        .map(|k| (words[k / 64].0 >> (k % 64)) & 1 == 1)
+        .collect()
 }
 
 proptest! {
@@ -55,7 +67,7 @@ proptest! {
             let tree = lt_open(p, &xs[i], &ys[i], l as usize, Circuit::Tree).unwrap();
             let z = and(p, &xs[i], &ys[i]).unwrap();
             let zo = open(p, &z).unwrap();
-            (chain, tree, zo, p.ands.is_empty(), p.checks.gates)
+            (chain, tree, zo, p.unchecked_gates() == 0, p.checks.gates)
         });
         let want: Vec<bool> = x.iter().zip(&y).map(|(a, b)| a < b).collect();
         let to64 = |v: &[u64]| -> Vec<Z64> { v.iter().map(|&a| std::num::Wrapping(a)).collect() };
@@ -135,7 +147,12 @@ fn unchecked_protocols_refuse_in_malicious_mode() {
 /// The protocol every cheating test runs: a 16-bit comparison of 100
 /// pairs with the chain circuit, then a sort of 40 keys (without a
 /// shuffle: the sort's comparisons and openings are what is tested).
-fn victim(p: &mut Party, xs: &[Shares<Bits>; 3], ys: &[Shares<Bits>; 3], keys: &[Shares<Bits>; 3]) -> Result<(Vec<Bits>, Vec<usize>), MpcError> {
+fn victim(
+    p: &mut Party,
+    xs: &[Shares<Bits>; 3],
+    ys: &[Shares<Bits>; 3],
+    keys: &[Shares<Bits>; 3],
+) -> Result<(Vec<Bits>, Vec<usize>), MpcError> {
     malicious(p);
     let i = p.id.index();
     let c = lt_open(p, &xs[i], &ys[i], 16, Circuit::Chain)?;
@@ -145,7 +162,9 @@ fn victim(p: &mut Party, xs: &[Shares<Bits>; 3], ys: &[Shares<Bits>; 3], keys: &
 
 fn sort_keys() -> [Shares<Bits>; 3] {
     let mut prg = triad_mpc::prg::Prg::new([5; 16]);
-    let keys: Vec<Bits> = (0..40u64).map(|k| Bits(((prg.next_u64() & 0xff) << 6) | k)).collect();
+    let keys: Vec<Bits> = (0..40u64)
+        .map(|k| Bits(((prg.next_u64() & 0xff) << 6) | k))
+        .collect();
     share_plain(&keys, &mut test_rng())
 }
 
@@ -163,10 +182,15 @@ fn messages_sent(who: PartyId) -> u64 {
 
 /// Runs [`victim`] with `fault` applied to the `nth` message `who` sends;
 /// returns the honest parties' results.
-fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Result<(Vec<Bits>, Vec<usize>), MpcError>> {
+fn run_cheating(
+    who: PartyId,
+    fault: Fault,
+    nth: u64,
+) -> Vec<Result<(Vec<Bits>, Vec<usize>), MpcError>> {
     let (_, _, xs, ys) = comparison_inputs(100, 16, 1);
     let keys = sort_keys();
-    let nets = MemNetwork::triple(Duration::from_millis(500)).map(|n| Box::new(n) as Box<dyn Network>);
+    let nets =
+        MemNetwork::triple(Duration::from_millis(500)).map(|n| Box::new(n) as Box<dyn Network>);
     let mut k = 0;
     let nets = nets.map(|n| {
         let out: Box<dyn Network> = if k == who.index() {
@@ -202,7 +226,10 @@ fn every_tampered_message_aborts_the_run() {
         for nth in 2..=total {
             for fault in [
                 Fault::Flip { at: 3, mask: 0x01 },
-                Fault::Flip { at: 7 + nth as usize, mask: 0x80 },
+                Fault::Flip {
+                    at: 7 + nth as usize,
+                    mask: 0x80,
+                },
                 Fault::Replace { at: 0 },
                 Fault::Drop,
             ] {
@@ -247,14 +274,20 @@ fn a_party_changing_its_own_share_is_caught() {
             for (i, r) in out.iter().enumerate() {
                 if i != cheat.index() {
                     assert!(
-                        matches!(r, Err(MpcError::CheatingDetected { .. }) | Err(MpcError::Net(_))),
+                        matches!(
+                            r,
+                            Err(MpcError::CheatingDetected { .. }) | Err(MpcError::Net(_))
+                        ),
                         "{cheat} changed component {component}: P{i} got {r:?}"
                     );
                 }
             }
             // At least one honest party names the check.
-            assert!(out.iter().enumerate().any(|(i, r)| i != cheat.index()
-                && matches!(r, Err(MpcError::CheatingDetected { .. }))));
+            assert!(out
+                .iter()
+                .enumerate()
+                .any(|(i, r)| i != cheat.index()
+                    && matches!(r, Err(MpcError::CheatingDetected { .. }))));
         }
     }
 }
@@ -271,7 +304,7 @@ fn a_proof_of_other_outputs_is_caught() {
             let i = p.id.index();
             let z = and(p, &xs[i], &ys[i])?;
             if p.id == cheat {
-                p.ands.flip_recorded_output(0, 5);
+                p.cheat_flip_recorded_output(0, 5);
             }
             verify(p)?;
             open(p, &z)
@@ -279,7 +312,9 @@ fn a_proof_of_other_outputs_is_caught() {
         let caught = out
             .iter()
             .enumerate()
-            .filter(|(i, r)| *i != cheat.index() && matches!(r, Err(MpcError::CheatingDetected { .. })))
+            .filter(|(i, r)| {
+                *i != cheat.index() && matches!(r, Err(MpcError::CheatingDetected { .. }))
+            })
             .count();
         assert_eq!(caught, 2, "{cheat}: {out:?}");
     }

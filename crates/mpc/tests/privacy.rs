@@ -10,7 +10,7 @@ use triad_mpc::protocols::conversion::a2b_sliced;
 use triad_mpc::protocols::shuffle::shuffle_mixed;
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::{run3_viewed, test_rng, View};
-use triad_mpc::{Bits, Party, Shares, Z128, Z64};
+use triad_mpc::{Bits, Party, Security, Shares, Z128, Z64};
 
 fn shape(v: &View) -> Vec<(usize, usize)> {
     v.iter().map(|(from, m)| (from.index(), m.len())).collect()
@@ -90,6 +90,13 @@ fn comparator_views_do_not_depend_on_the_keys() {
     );
     for circuit in [Circuit::Chain, Circuit::Tree] {
         check(&zero, &other, |p, (x, y)| {
+            let i = p.id.index();
+            lt_open(p, &x[i], &y[i], 76, circuit).unwrap();
+        });
+        // Malicious mode adds the proofs of the AND gates and the compared
+        // opening: still the same shapes, still masked.
+        check(&zero, &other, |p, (x, y)| {
+            p.security = Security::Malicious;
             let i = p.id.index();
             lt_open(p, &x[i], &y[i], 76, circuit).unwrap();
         });

@@ -44,10 +44,12 @@
 //! alone sees anything but uniform field elements.
 //!
 //! The first two levels depend on each gate only through its left index
-//! `(a, c, e)` and right index `(b, d, f)` (eight values each), so the
-//! prover computes them from the 64 counts of index pairs (ipa-core issue
-//! #1033 and Li et al. §5 describe the same saving) and both sides
-//! materialise the level-3 vectors by table lookup.
+//! `(a, c, e)` and right index `(b, d, f)` (eight values each), and the
+//! third (over pairs of neighbouring gates) only through the pairs of
+//! indices, so the prover computes them from 4,096 counts (ipa-core issue
+//! #1033 and Li et al. describe the same kind of saving for the first
+//! level) and both sides materialise the level-4 vectors, half as long as
+//! the gates, by table lookup.
 //!
 //! # Challenges (a deviation from the interactive protocol)
 //! Fiat-Shamir: level `l`'s challenge hashes the chain of the right shares
@@ -132,8 +134,7 @@ impl AndLog {
 
     /// Tampers with our copy of one recorded output (tests of a party
     /// that changes its own share: the check must fail).
-    #[doc(hidden)]
-    pub fn flip_recorded_output(&mut self, word: usize, bit: u32) {
+    pub(crate) fn flip_recorded_output(&mut self, word: usize, bit: u32) {
         if let Some(z) = self.za.get_mut(word) {
             *z ^= 1 << bit;
         }
@@ -187,11 +188,12 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
     let salt = draw_salt(&mut right_prg);
     let mut shares_out = Vec::new();
     let mut challenges_out = Vec::new();
+    let mut bufs = (Vec::new(), Vec::new());
     for (k, r) in subs.iter().enumerate() {
         let left: Vec<Triple> = r.clone().map(|w| prover_left(&log, w)).collect();
         let right: Vec<Triple> = r.clone().map(|w| prover_right(&log, w)).collect();
         let ctx = Context::new(me, batch, k, &salt);
-        let (shares, chal) = prove(&left, &right, ctx, &mut left_prg, &mut right_prg);
+        let (shares, chal) = prove(&left, &right, ctx, &mut left_prg, &mut right_prg, &mut bufs);
         shares_out.extend(shares);
         challenges_out.extend(chal);
     }
@@ -222,7 +224,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
             .collect();
         let ctx = Context::new(prev, batch, k, &prev_salt);
         let shares = &prev_shares[at_share..at_share + np];
-        let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right);
+        let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right, &mut bufs.0);
         right_final.extend(fin);
         chal.iter().for_each(|c| absorb(&mut right_digest, c));
         // Left verifier of `next`: a = x_b, c = y_b, e = z_b ^ x_b y_b ^ s_n.
@@ -234,7 +236,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
             })
             .collect();
         let chal = &next_challenges[at_chal..at_chal + nl];
-        left_final.extend(verify_left(&left, chal, &mut as_left));
+        left_final.extend(verify_left(&left, chal, &mut as_left, &mut bufs.0));
         chal.iter().for_each(|c| absorb(&mut left_digest, c));
         at_share += np;
         at_chal += nl;
@@ -356,14 +358,19 @@ fn generic_levels(mut n: usize) -> usize {
 /// Challenges of a proof over `m` gates: two table levels, the generic
 /// ones, the final one.
 fn levels(m: usize) -> usize {
-    2 + generic_levels(m) + 1
+    TABLE_LEVELS + generic_levels(m / 2) + 1
 }
 
 /// Values sent per proof: `p(0), p(2)` per halving level, `p(0), p(2),
 /// p(3), p(4)` for the final quadratic level.
 fn proof_values(m: usize) -> usize {
-    2 * (2 + generic_levels(m)) + 4
+    2 * (TABLE_LEVELS + generic_levels(m / 2)) + 4
 }
+
+/// Levels computed from counts of gate indices: two within a gate, one
+/// over pairs of neighbouring gates (`m` is a multiple of 64, so gates
+/// pair up within words).
+const TABLE_LEVELS: usize = 3;
 
 /// Left vector of the level-0 statement for left index `i = a + 2c + 4e`.
 fn u_table(i: usize) -> [i64; 4] {
@@ -419,24 +426,37 @@ fn index(t: &Triple, bit: u32) -> usize {
     (((t[0] >> bit) & 1) | (((t[1] >> bit) & 1) << 1) | (((t[2] >> bit) & 1) << 2)) as usize
 }
 
-/// Counts of (left index, right index) pairs over all gates.
-fn pair_counts(left: &[Triple], right: &[Triple]) -> [u64; 64] {
-    let mut n = [0u64; 64];
-    let one_hot = |t: &Triple| -> [u64; 8] {
-        std::array::from_fn(|i| {
-            let pick = |w: u64, bit: usize| if (i >> bit) & 1 == 1 { w } else { !w };
-            pick(t[0], 0) & pick(t[1], 1) & pick(t[2], 2)
-        })
-    };
+/// Counts over pairs of neighbouring gates `(2k, 2k+1)` of
+/// `(i, i', j, j')`: cell `64 (8 i + i') + 8 j + j'`.
+fn quad_counts(left: &[Triple], right: &[Triple]) -> Vec<u32> {
+    let mut n = vec![0u32; 4096];
     for (l, r) in left.iter().zip(right) {
-        let (li, rj) = (one_hot(l), one_hot(r));
-        for (i, mi) in li.iter().enumerate() {
-            for (j, mj) in rj.iter().enumerate() {
-                n[8 * i + j] += (mi & mj).count_ones() as u64;
-            }
+        for k in 0..32 {
+            let li = 8 * index(l, 2 * k) + index(l, 2 * k + 1);
+            let rj = 8 * index(r, 2 * k) + index(r, 2 * k + 1);
+            n[64 * li + rj] += 1;
         }
     }
     n
+}
+
+/// Counts of single gates' `(i, j)` (cell `8 i + j`), from the pair
+/// counts.
+fn pair_counts(quads: &[u32]) -> [u64; 64] {
+    let mut n = [0u64; 64];
+    for (cell, &c) in quads.iter().enumerate() {
+        if c > 0 {
+            let (li, rj) = (cell / 64, cell % 64);
+            n[8 * (li / 8) + rj / 8] += c as u64;
+            n[8 * (li % 8) + rj % 8] += c as u64;
+        }
+    }
+    n
+}
+
+/// Level 3's folded value per pair index `8 i + i'`.
+fn pair_table(t2: &[Fp2; 8], r3: Fp2) -> [Fp2; 64] {
+    std::array::from_fn(|ii| fold(t2[ii / 8], t2[ii % 8], r3))
 }
 
 /// The two table levels' folded values per index, from the challenges.
@@ -449,15 +469,22 @@ fn table_levels(r1: Fp2, r2: Fp2, table: impl Fn(usize) -> [i64; 4]) -> ([[Fp2; 
     (t1, t2)
 }
 
-/// Expands gate indices into the level-3 vector.
-fn expand(triples: &[Triple], t2: &[Fp2; 8]) -> Vec<Fp2> {
-    let mut out = Vec::with_capacity(64 * triples.len());
+/// Expands pair indices into the level-4 vector (into `out`, reused
+/// across proofs: fresh pages cost more than the arithmetic).
+fn expand(triples: &[Triple], t3: &[Fp2; 64], out: &mut Vec<Fp2>) {
+    out.clear();
     for t in triples {
-        for bit in 0..64 {
-            out.push(t2[index(t, bit)]);
-        }
+        out.extend((0..32).map(|k| t3[8 * index(t, 2 * k) + index(t, 2 * k + 1)]));
     }
-    out
+}
+
+/// Halves `x` in place: `x[t] = x[2t] + r (x[2t+1] - x[2t])`.
+fn fold_in_place(x: &mut Vec<Fp2>, r: Fp2) {
+    let half = x.len() / 2;
+    for t in 0..half {
+        x[t] = fold(x[2 * t], x[2 * t + 1], r);
+    }
+    x.truncate(half);
 }
 
 /// The final quadratic through `(x0, x1, mask)` at 0, 1, 2, evaluated at
@@ -523,6 +550,7 @@ fn prove(
     ctx: Context,
     left_prg: &mut Prg,
     right_prg: &mut Prg,
+    bufs: &mut (Vec<Fp2>, Vec<Fp2>),
 ) -> (Vec<Fp2>, Vec<Fp2>) {
     let m = 64 * left.len();
     let mut tr = Transcript {
@@ -530,8 +558,9 @@ fn prove(
         shares: Vec::with_capacity(proof_values(m)),
         challenges: Vec::with_capacity(levels(m)),
     };
-    // Levels 1 and 2 from the pair counts.
-    let counts = pair_counts(left, right);
+    // Levels 1 to 3 from the counts.
+    let quads = quad_counts(left, right);
+    let counts = pair_counts(&quads);
     let u0: [[Fp2; 4]; 8] = std::array::from_fn(|i| u_table(i).map(Fp2::from_i64));
     let v0: [[Fp2; 4]; 8] = std::array::from_fn(|j| v_table(j).map(Fp2::from_i64));
     let (p0, p2) = counted_level(&counts, |i, j| {
@@ -549,12 +578,24 @@ fn prove(
     let r2 = tr.send(&[p0, p2], left_prg);
     let (_, ut) = table_levels(r1, r2, u_table);
     let (_, vt) = table_levels(r1, r2, v_table);
-    let mut u = expand(left, &ut);
-    let mut v = expand(right, &vt);
+    let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
+    for (cell, &c) in quads.iter().enumerate() {
+        if c > 0 {
+            let (li, rj) = (cell / 64, cell % 64);
+            let (a0, a2) = line_terms(ut[li / 8], ut[li % 8], vt[rj / 8], vt[rj % 8]);
+            let c = Fp::new(c as u64);
+            p0 = p0 + a0.scale(c);
+            p2 = p2 + a2.scale(c);
+        }
+    }
+    let r3 = tr.send(&[p0, p2], left_prg);
+    let (u, v) = (&mut bufs.0, &mut bufs.1);
+    expand(left, &pair_table(&ut, r3), u);
+    expand(right, &pair_table(&vt, r3), v);
     // Generic halving levels.
     while u.len() > 2 {
-        pad_even(&mut u);
-        pad_even(&mut v);
+        pad_even(u);
+        pad_even(v);
         let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
         for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
             let (a0, a2) = line_terms(uc[0], uc[1], vc[0], vc[1]);
@@ -562,8 +603,8 @@ fn prove(
             p2 = p2 + a2;
         }
         let r = tr.send(&[p0, p2], left_prg);
-        u = u.chunks_exact(2).map(|c| fold(c[0], c[1], r)).collect();
-        v = v.chunks_exact(2).map(|c| fold(c[0], c[1], r)).collect();
+        fold_in_place(u, r);
+        fold_in_place(v, r);
     }
     // Final level: quadratics through a random third point, so the folded
     // values the verifiers exchange are uniform (`p(1)` is implied by the
@@ -606,14 +647,14 @@ fn fold_side(
     table: impl Fn(usize) -> [i64; 4],
     challenges: &[Fp2],
     mask: Fp2,
+    x: &mut Vec<Fp2>,
 ) -> Fp2 {
     let (_, t2) = table_levels(challenges[0], challenges[1], table);
-    let mut x = expand(triples, &t2);
-    let mut level = 2;
+    expand(triples, &pair_table(&t2, challenges[2]), x);
+    let mut level = TABLE_LEVELS;
     while x.len() > 2 {
-        pad_even(&mut x);
-        let r = challenges[level];
-        x = x.chunks_exact(2).map(|c| fold(c[0], c[1], r)).collect();
+        pad_even(x);
+        fold_in_place(x, challenges[level]);
         level += 1;
     }
     x.resize(2, Fp2::ZERO);
@@ -628,6 +669,7 @@ fn verify_right(
     shares: &[Fp2],
     mut ctx: Context,
     prg: &mut Prg,
+    buf: &mut Vec<Fp2>,
 ) -> ([Fp2; 2], Vec<Fp2>) {
     let mut claim = ClaimShare { claim: Fp2::ZERO };
     let nl = shares.len() / 2 - 1;
@@ -642,14 +684,14 @@ fn verify_right(
     let r = ctx.challenge(nl, last);
     challenges.push(r);
     let sigma = random_fp2(prg);
-    let v = fold_side(right, v_table, &challenges, sigma);
+    let v = fold_side(right, v_table, &challenges, sigma, buf);
     ([v, claim.last(last, r)], challenges)
 }
 
 /// The left verifier: its shares come from the PRG shared with the
 /// prover; the challenges from the prover (checked against the right
 /// verifier's by digest). Returns `(f(r), p(r) share)`.
-fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg) -> [Fp2; 2] {
+fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg, buf: &mut Vec<Fp2>) -> [Fp2; 2] {
     let m = 64 * left.len();
     let nl = challenges.len();
     let mut claim = ClaimShare {
@@ -661,7 +703,7 @@ fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg) -> [Fp2; 2] {
     }
     let rho = random_fp2(prg);
     let last: Vec<Fp2> = (0..4).map(|_| random_fp2(prg)).collect();
-    let u = fold_side(left, u_table, challenges, rho);
+    let u = fold_side(left, u_table, challenges, rho, buf);
     [u, claim.last(&last, challenges[nl - 1])]
 }
 
@@ -712,12 +754,13 @@ mod tests {
         let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
         let salt = draw_salt(&mut rp);
         let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[1], 7, 0, s);
-        let (mut shares, mut chal) = prove(left, right, ctx(&salt), &mut lp, &mut rp);
+        let mut bufs = (Vec::new(), Vec::new());
+        let (mut shares, mut chal) = prove(left, right, ctx(&salt), &mut lp, &mut rp, &mut bufs);
         tamper(&mut shares, &mut chal);
         let mut rv = Prg::new(rs);
         let salt_v = draw_salt(&mut rv);
-        let (rfin, rchal) = verify_right(right, &shares, ctx(&salt_v), &mut rv);
-        let lfin = verify_left(left, &chal, &mut Prg::new(ls));
+        let (rfin, rchal) = verify_right(right, &shares, ctx(&salt_v), &mut rv, &mut bufs.0);
+        let lfin = verify_left(left, &chal, &mut Prg::new(ls), &mut bufs.1);
         rchal == chal && lfin[0] * rfin[0] == lfin[1] + rfin[1]
     }
 
@@ -743,11 +786,12 @@ mod tests {
             let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
             let salt = draw_salt(&mut rp);
             let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[0], 0, 0, s);
-            let (shares, chal) = prove(&l, &r, ctx(&salt), &mut lp, &mut rp);
+            let mut bufs = (Vec::new(), Vec::new());
+            let (shares, chal) = prove(&l, &r, ctx(&salt), &mut lp, &mut rp, &mut bufs);
             let mut rv = Prg::new(rs);
             let salt_v = draw_salt(&mut rv);
-            let (rfin, _) = verify_right(&hr, &shares, ctx(&salt_v), &mut rv);
-            let lfin = verify_left(&hl, &chal, &mut Prg::new(ls));
+            let (rfin, _) = verify_right(&hr, &shares, ctx(&salt_v), &mut rv, &mut bufs.0);
+            let lfin = verify_left(&hl, &chal, &mut Prg::new(ls), &mut bufs.1);
             prop_assert!(lfin[0] * rfin[0] != lfin[1] + rfin[1]);
             // A prover that proves a false statement faithfully fails too
             // (the sum is no longer m). Flipping `a` where `b = 0` (and so
@@ -781,6 +825,7 @@ mod tests {
             assert_eq!(proof_values(m), 2 * (levels(m) - 1) + 4);
         }
         assert_eq!(generic_levels(64), 5);
+        assert_eq!(levels(64), TABLE_LEVELS + 4 + 1);
         // The tables encode the relation: sum_k u_k v_k = (-1)^(ab^cd^e^f).
         for i in 0..8 {
             for j in 0..8 {
