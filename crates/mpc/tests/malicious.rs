@@ -16,17 +16,18 @@ use triad_mpc::share::share_plain;
 use triad_mpc::testing::{run3, run3_on, test_rng, Fault, FaultyNetwork};
 use triad_mpc::{Bits, MpcError, Network, Party, PartyId, Security, Shares, Z64};
 
+/// Plaintext operands and their bit-sliced sharings.
+type Inputs = (Vec<u64>, Vec<u64>, [Shares<Bits>; 3], [Shares<Bits>; 3]);
+/// What [`victim`] returns: the comparison words and the sort order.
+type Outcome = Result<(Vec<Bits>, Vec<usize>), MpcError>;
+
 fn malicious(p: &mut Party) {
     p.security = Security::Malicious;
 }
 
 /// Operands for `lt_open` over `l`-bit keys: `(x, y)` plaintext and
 /// bit-sliced sharings.
-fn comparison_inputs(
-    n: usize,
-    l: u32,
-    seed: u64,
-) -> (Vec<u64>, Vec<u64>, [Shares<Bits>; 3], [Shares<Bits>; 3]) {
+fn comparison_inputs(n: usize, l: u32, seed: u64) -> Inputs {
     let mut prg = triad_mpc::prg::Prg::new([seed as u8; 16]);
     let mask = (1u64 << l) - 1;
     let x: Vec<u64> = (0..n).map(|_| prg.next_u64() & mask).collect();
@@ -152,7 +153,7 @@ fn victim(
     xs: &[Shares<Bits>; 3],
     ys: &[Shares<Bits>; 3],
     keys: &[Shares<Bits>; 3],
-) -> Result<(Vec<Bits>, Vec<usize>), MpcError> {
+) -> Outcome {
     malicious(p);
     let i = p.id.index();
     let c = lt_open(p, &xs[i], &ys[i], 16, Circuit::Chain)?;
@@ -182,11 +183,7 @@ fn messages_sent(who: PartyId) -> u64 {
 
 /// Runs [`victim`] with `fault` applied to the `nth` message `who` sends;
 /// returns the honest parties' results.
-fn run_cheating(
-    who: PartyId,
-    fault: Fault,
-    nth: u64,
-) -> Vec<Result<(Vec<Bits>, Vec<usize>), MpcError>> {
+fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Outcome> {
     let (_, _, xs, ys) = comparison_inputs(100, 16, 1);
     let keys = sort_keys();
     let nets =
