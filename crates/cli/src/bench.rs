@@ -297,6 +297,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         peak_rss as f64 / 1e6,
         correct
     );
+    if args.security == SecurityArg::Malicious && gates_checked > 0 {
+        println!(
+            "checks: {gates_checked} AND gates in {check_batches} batches, {proof_seconds:.3} s of proof and checks per party ({:.1} ns per gate)",
+            proof_seconds * 1e9 / gates_checked as f64
+        );
+    }
     if args.json {
         let mut line = serde_json::json!({
             "bench": args.op, "n": args.n, "transport": args.transport,
@@ -318,12 +324,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
         println!("{line}");
-    }
-    if args.security == SecurityArg::Malicious && gates_checked > 0 {
-        println!(
-            "checks: {gates_checked} AND gates in {check_batches} batches, {proof_seconds:.3} s of proof CPU per party ({:.1} ns per gate)",
-            proof_seconds * 1e9 / gates_checked as f64
-        );
     }
     if !correct {
         bail!("the opened result differs from the plaintext oracle");

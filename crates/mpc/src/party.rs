@@ -158,6 +158,16 @@ impl Party {
         self.id.next()
     }
 
+    /// What one AND gate's check costs in wall time in this party's mode
+    /// (0 when semi-honest): protocols with a choice of circuit weigh
+    /// gates with it.
+    pub fn check_seconds_per_gate(&self) -> f64 {
+        match self.security {
+            Security::SemiHonest => 0.0,
+            Security::Malicious => crate::protocols::dzkp::CHECKED_GATE_SECONDS,
+        }
+    }
+
     /// AND gates recorded and not yet checked.
     pub fn unchecked_gates(&self) -> u64 {
         64 * self.ands.words() as u64

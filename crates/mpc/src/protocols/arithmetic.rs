@@ -204,17 +204,7 @@ fn and_recorded_into(
         a,
         b,
     )?;
-    let words = |v: &[Bits]| -> Vec<u64> { v.iter().map(|w| w.0).collect() };
-    p.ands.record(
-        &words(&x.a),
-        &words(&x.b),
-        &words(&y.a),
-        &words(&y.b),
-        &words(a),
-        &words(b),
-        &sn,
-        &sp,
-    );
+    p.ands.record([&x.a, &x.b, &y.a, &y.b, a, b], &sn, &sp);
     Ok(())
 }
 

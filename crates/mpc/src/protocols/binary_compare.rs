@@ -48,9 +48,15 @@ impl Circuit {
 }
 
 /// The circuit with the lower estimated time for `m` comparisons of
-/// `l`-bit operands on this party's links.
+/// `l`-bit operands on this party's links; in malicious mode every AND
+/// also costs its check ([`Party::check_seconds_per_gate`]), which favours the
+/// chain (a third of the tree's gates).
 pub fn choose(p: &Party, m: usize, l: usize) -> Circuit {
-    let cost = |c: Circuit| p.link.cost(c.rounds(l), m as f64 * c.bits_sent(l) / 8.0);
+    let per_gate = p.check_seconds_per_gate();
+    let cost = |c: Circuit| {
+        let gates = m as f64 * c.bits_sent(l);
+        p.link.cost(c.rounds(l), gates / 8.0) + per_gate * gates
+    };
     if cost(Circuit::Chain) < cost(Circuit::Tree) {
         Circuit::Chain
     } else {
@@ -333,6 +339,14 @@ mod tests {
             (small, big, choose(p, 1 << 20, 76))
         });
         assert_eq!(out[0], (Circuit::Tree, Circuit::Chain, Circuit::Tree));
+        // Checked gates are dear: in malicious mode a mid-sized batch on
+        // a fast link takes the chain.
+        let out = run3(|p| {
+            let semi = choose(p, 10_000, 76);
+            p.security = Security::Malicious;
+            (semi, choose(p, 10_000, 76))
+        });
+        assert_eq!(out[0], (Circuit::Tree, Circuit::Chain));
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub fn a2b(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcError> {
 /// [`a2b`]'s log-depth adder (8 rounds, ~830 bits) and a local transpose.
 pub fn a2b_sliced(p: &mut Party, x: &Shares<Z64>) -> Result<Shares<Bits>, MpcError> {
     let n = x.len() as f64;
-    let ripple = p.link.cost(63, n * 126.0 / 8.0) < p.link.cost(8, n * 832.0 / 8.0);
+    let gate = p.check_seconds_per_gate();
+    let ripple = p.link.cost(63, n * 126.0 / 8.0) + gate * n * 126.0
+        < p.link.cost(8, n * 832.0 / 8.0) + gate * n * 832.0;
     if !ripple {
         let words = a2b(p, x)?;
         let z64 = |v: &[Bits]| {

@@ -44,12 +44,14 @@
 //! alone sees anything but uniform field elements.
 //!
 //! The first two levels depend on each gate only through its left index
-//! `(a, c, e)` and right index `(b, d, f)` (eight values each), and the
-//! third (over pairs of neighbouring gates) only through the pairs of
-//! indices, so the prover computes them from 4,096 counts (ipa-core issue
-//! #1033 and Li et al. describe the same kind of saving for the first
-//! level) and both sides materialise the level-4 vectors, half as long as
-//! the gates, by table lookup.
+//! `(a, c, e)` and right index `(b, d, f)` (eight values each), the third
+//! (over pairs of neighbouring gates) only through the pairs of indices and
+//! the fourth (over quadruples) through 12-bit quadruple indices. The
+//! prover computes levels 1-3 from 4,096 counts and level 4 from 4,096-entry
+//! tables (ipa-core issue #1033 and Li et al. describe the same kind of
+//! saving for the first level); both sides then materialise the level-5
+//! vectors, a quarter as long as the gates, by table lookup, and only those
+//! are folded element by element.
 //!
 //! # Challenges (a deviation from the interactive protocol)
 //! Fiat-Shamir: level `l`'s challenge hashes the chain of the right shares
@@ -74,7 +76,12 @@ use sha2::{Digest, Sha256};
 
 use crate::fp61::{Fp, Fp2};
 use crate::prg::Prg;
-use crate::{MpcError, Party, PartyId};
+use crate::{Bits, MpcError, Party, PartyId};
+
+/// Wall time a checked AND costs (proof and checks, three parties on two
+/// cores; `bench and --security malicious`, docs/benchmarks.md): protocols
+/// that choose between circuits weigh gates with it in malicious mode.
+pub const CHECKED_GATE_SECONDS: f64 = 40e-9;
 
 /// Gates per proof: bounds the memory of the folded vectors (two `Fp2`
 /// per gate for the prover) to 32 MiB.
@@ -107,27 +114,21 @@ impl AndLog {
         self.za.is_empty()
     }
 
-    /// Appends one batch of gates: inputs `(xa, xb)`, `(ya, yb)`, our
-    /// output share `za`, the share received from `next` `zb`, and the PRG
-    /// words `sn` (shared with next) and `sp` (shared with prev).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record(
-        &mut self,
-        xa: &[u64],
-        xb: &[u64],
-        ya: &[u64],
-        yb: &[u64],
-        za: &[u64],
-        zb: &[u64],
-        sn: &[u64],
-        sp: &[u64],
-    ) {
-        self.xa.extend_from_slice(xa);
-        self.xb.extend_from_slice(xb);
-        self.ya.extend_from_slice(ya);
-        self.yb.extend_from_slice(yb);
-        self.za.extend_from_slice(za);
-        self.zb.extend_from_slice(zb);
+    /// Appends one batch of gates: `[xa, xb, ya, yb, za, zb]` are the
+    /// inputs' components, our output share and the one received from
+    /// `next`; `sn`, `sp` the PRG words shared with next and prev.
+    pub(crate) fn record(&mut self, shares: [&[Bits]; 6], sn: &[u64], sp: &[u64]) {
+        let dst = [
+            &mut self.xa,
+            &mut self.xb,
+            &mut self.ya,
+            &mut self.yb,
+            &mut self.za,
+            &mut self.zb,
+        ];
+        for (d, src) in dst.into_iter().zip(shares) {
+            d.extend(src.iter().map(|w| w.0));
+        }
         self.sn.extend_from_slice(sn);
         self.sp.extend_from_slice(sp);
     }
@@ -188,7 +189,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
     let salt = draw_salt(&mut right_prg);
     let mut shares_out = Vec::new();
     let mut challenges_out = Vec::new();
-    let mut bufs = (Vec::new(), Vec::new());
+    let mut bufs: Buffers = Default::default();
     for (k, r) in subs.iter().enumerate() {
         let left: Vec<Triple> = r.clone().map(|w| prover_left(&log, w)).collect();
         let right: Vec<Triple> = r.clone().map(|w| prover_right(&log, w)).collect();
@@ -224,7 +225,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
             .collect();
         let ctx = Context::new(prev, batch, k, &prev_salt);
         let shares = &prev_shares[at_share..at_share + np];
-        let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right, &mut bufs.0);
+        let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right, &mut bufs);
         right_final.extend(fin);
         chal.iter().for_each(|c| absorb(&mut right_digest, c));
         // Left verifier of `next`: a = x_b, c = y_b, e = z_b ^ x_b y_b ^ s_n.
@@ -236,7 +237,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
             })
             .collect();
         let chal = &next_challenges[at_chal..at_chal + nl];
-        left_final.extend(verify_left(&left, chal, &mut as_left, &mut bufs.0));
+        left_final.extend(verify_left(&left, chal, &mut as_left, &mut bufs));
         chal.iter().for_each(|c| absorb(&mut left_digest, c));
         at_share += np;
         at_chal += nl;
@@ -358,19 +359,19 @@ fn generic_levels(mut n: usize) -> usize {
 /// Challenges of a proof over `m` gates: two table levels, the generic
 /// ones, the final one.
 fn levels(m: usize) -> usize {
-    TABLE_LEVELS + generic_levels(m / 2) + 1
+    TABLE_LEVELS + generic_levels(m / 4) + 1
 }
 
 /// Values sent per proof: `p(0), p(2)` per halving level, `p(0), p(2),
 /// p(3), p(4)` for the final quadratic level.
 fn proof_values(m: usize) -> usize {
-    2 * (TABLE_LEVELS + generic_levels(m / 2)) + 4
+    2 * (TABLE_LEVELS + generic_levels(m / 4)) + 4
 }
 
-/// Levels computed from counts of gate indices: two within a gate, one
-/// over pairs of neighbouring gates (`m` is a multiple of 64, so gates
-/// pair up within words).
-const TABLE_LEVELS: usize = 3;
+/// Levels computed from gate indices through tables: two within a gate,
+/// one over pairs and one over quadruples of neighbouring gates (`m` is a
+/// multiple of 64, so they group within words).
+const TABLE_LEVELS: usize = 4;
 
 /// Left vector of the level-0 statement for left index `i = a + 2c + 4e`.
 fn u_table(i: usize) -> [i64; 4] {
@@ -420,22 +421,22 @@ fn next_claim(p0: Fp2, p1: Fp2, p2: Fp2, r: Fp2) -> Fp2 {
     w[0] * p0 + w[1] * p1 + w[2] * p2
 }
 
-/// Index of gate `bit` in a triple of words.
-#[inline]
+/// Index of gate `bit` in a triple of words (the definition
+/// [`quad_indices`] computes four at a time).
+#[cfg(test)]
 fn index(t: &Triple, bit: u32) -> usize {
     (((t[0] >> bit) & 1) | (((t[1] >> bit) & 1) << 1) | (((t[2] >> bit) & 1) << 2)) as usize
 }
 
 /// Counts over pairs of neighbouring gates `(2k, 2k+1)` of
-/// `(i, i', j, j')`: cell `64 (8 i + i') + 8 j + j'`.
-fn quad_counts(left: &[Triple], right: &[Triple]) -> Vec<u32> {
+/// `(i, i', j, j')`: cell `64 (8 i + i') + 8 j + j'`, from the quadruple
+/// indices of both sides (each quadruple holds two pairs).
+fn quad_counts(left: &[u16], right: &[u16]) -> Vec<u32> {
     let mut n = vec![0u32; 4096];
-    for (l, r) in left.iter().zip(right) {
-        for k in 0..32 {
-            let li = 8 * index(l, 2 * k) + index(l, 2 * k + 1);
-            let rj = 8 * index(r, 2 * k) + index(r, 2 * k + 1);
-            n[64 * li + rj] += 1;
-        }
+    for (&l, &r) in left.iter().zip(right) {
+        let (l, r) = (l as usize, r as usize);
+        n[64 * (l / 64) + r / 64] += 1;
+        n[64 * (l % 64) + r % 64] += 1;
     }
     n
 }
@@ -469,13 +470,45 @@ fn table_levels(r1: Fp2, r2: Fp2, table: impl Fn(usize) -> [i64; 4]) -> ([[Fp2; 
     (t1, t2)
 }
 
-/// Expands pair indices into the level-4 vector (into `out`, reused
-/// across proofs: fresh pages cost more than the arithmetic).
-fn expand(triples: &[Triple], t3: &[Fp2; 64], out: &mut Vec<Fp2>) {
+/// Per quadruple of neighbouring gates `4q..4q+3`: `64 pa + pb` with
+/// `pa = 8 i_{4q} + i_{4q+1}` and `pb = 8 i_{4q+2} + i_{4q+3}` (12 bits).
+/// The index is linear in the gates' bits: with `W(n)` the weighted sum of
+/// a nibble's bits (weights 512, 64, 8, 1), it is
+/// `W(a) + 2 W(c) + 4 W(e)` over the quadruple's nibbles.
+fn quad_indices(triples: &[Triple], out: &mut Vec<u16>) {
+    const W: [u16; 16] = {
+        let mut t = [0u16; 16];
+        let mut n = 0;
+        while n < 16 {
+            t[n] = 512 * (n as u16 & 1)
+                + 64 * ((n as u16 >> 1) & 1)
+                + 8 * ((n as u16 >> 2) & 1)
+                + ((n as u16 >> 3) & 1);
+            n += 1;
+        }
+        t
+    };
     out.clear();
     for t in triples {
-        out.extend((0..32).map(|k| t3[8 * index(t, 2 * k) + index(t, 2 * k + 1)]));
+        out.extend((0..16).map(|q| {
+            let nib = |w: u64| W[((w >> (4 * q)) & 15) as usize];
+            nib(t[0]) + 2 * nib(t[1]) + 4 * nib(t[2])
+        }));
     }
+}
+
+/// Level 4's folded value per quadruple index `64 pa + pb`.
+fn quad_table(t3: &[Fp2; 64], r4: Fp2) -> Vec<Fp2> {
+    (0..4096)
+        .map(|q| fold(t3[q / 64], t3[q % 64], r4))
+        .collect()
+}
+
+/// Expands quadruple indices into the level-5 vector (into `out`, reused
+/// across proofs: fresh pages cost more than the arithmetic).
+fn expand(quads: &[u16], t4: &[Fp2], out: &mut Vec<Fp2>) {
+    out.clear();
+    out.extend(quads.iter().map(|&q| t4[q as usize]));
 }
 
 /// Halves `x` in place: `x[t] = x[2t] + r (x[2t+1] - x[2t])`.
@@ -543,6 +576,10 @@ fn counted_level(counts: &[u64; 64], t: impl Fn(usize, usize) -> (Fp2, Fp2)) -> 
     (p0, p2)
 }
 
+/// Vectors reused across proofs: the two sides' folded values and quadruple
+/// indices.
+type Buffers = (Vec<Fp2>, Vec<Fp2>, Vec<u16>, Vec<u16>);
+
 /// The prover: the right shares of every proof value and the challenges.
 fn prove(
     left: &[Triple],
@@ -550,7 +587,7 @@ fn prove(
     ctx: Context,
     left_prg: &mut Prg,
     right_prg: &mut Prg,
-    bufs: &mut (Vec<Fp2>, Vec<Fp2>),
+    bufs: &mut Buffers,
 ) -> (Vec<Fp2>, Vec<Fp2>) {
     let m = 64 * left.len();
     let mut tr = Transcript {
@@ -559,7 +596,10 @@ fn prove(
         challenges: Vec::with_capacity(levels(m)),
     };
     // Levels 1 to 3 from the counts.
-    let quads = quad_counts(left, right);
+    let (qu, qv) = (&mut bufs.2, &mut bufs.3);
+    quad_indices(left, qu);
+    quad_indices(right, qv);
+    let quads = quad_counts(qu, qv);
     let counts = pair_counts(&quads);
     let u0: [[Fp2; 4]; 8] = std::array::from_fn(|i| u_table(i).map(Fp2::from_i64));
     let v0: [[Fp2; 4]; 8] = std::array::from_fn(|j| v_table(j).map(Fp2::from_i64));
@@ -589,9 +629,25 @@ fn prove(
         }
     }
     let r3 = tr.send(&[p0, p2], left_prg);
+    // Level 4 over quadruples: each term's line ends come from 64-entry
+    // tables, the extrapolated point from 4,096-entry ones.
+    let (tu, tv) = (pair_table(&ut, r3), pair_table(&vt, r3));
+    let extrapolated = |t: &[Fp2; 64]| -> Vec<Fp2> {
+        (0..4096)
+            .map(|q| t[q % 64] + t[q % 64] - t[q / 64])
+            .collect()
+    };
+    let (eu, ev) = (extrapolated(&tu), extrapolated(&tv));
+    let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
+    for (&a, &b) in qu.iter().zip(qv.iter()) {
+        let (a, b) = (a as usize, b as usize);
+        p0 = p0 + tu[a / 64] * tv[b / 64];
+        p2 = p2 + eu[a] * ev[b];
+    }
+    let r4 = tr.send(&[p0, p2], left_prg);
     let (u, v) = (&mut bufs.0, &mut bufs.1);
-    expand(left, &pair_table(&ut, r3), u);
-    expand(right, &pair_table(&vt, r3), v);
+    expand(qu, &quad_table(&tu, r4), u);
+    expand(qv, &quad_table(&tv, r4), v);
     // Generic halving levels.
     while u.len() > 2 {
         pad_even(u);
@@ -647,10 +703,13 @@ fn fold_side(
     table: impl Fn(usize) -> [i64; 4],
     challenges: &[Fp2],
     mask: Fp2,
-    x: &mut Vec<Fp2>,
+    bufs: &mut Buffers,
 ) -> Fp2 {
     let (_, t2) = table_levels(challenges[0], challenges[1], table);
-    expand(triples, &pair_table(&t2, challenges[2]), x);
+    let t3 = pair_table(&t2, challenges[2]);
+    quad_indices(triples, &mut bufs.2);
+    let x = &mut bufs.0;
+    expand(&bufs.2, &quad_table(&t3, challenges[3]), x);
     let mut level = TABLE_LEVELS;
     while x.len() > 2 {
         pad_even(x);
@@ -669,7 +728,7 @@ fn verify_right(
     shares: &[Fp2],
     mut ctx: Context,
     prg: &mut Prg,
-    buf: &mut Vec<Fp2>,
+    buf: &mut Buffers,
 ) -> ([Fp2; 2], Vec<Fp2>) {
     let mut claim = ClaimShare { claim: Fp2::ZERO };
     let nl = shares.len() / 2 - 1;
@@ -691,7 +750,7 @@ fn verify_right(
 /// The left verifier: its shares come from the PRG shared with the
 /// prover; the challenges from the prover (checked against the right
 /// verifier's by digest). Returns `(f(r), p(r) share)`.
-fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg, buf: &mut Vec<Fp2>) -> [Fp2; 2] {
+fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg, buf: &mut Buffers) -> [Fp2; 2] {
     let m = 64 * left.len();
     let nl = challenges.len();
     let mut claim = ClaimShare {
@@ -754,13 +813,13 @@ mod tests {
         let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
         let salt = draw_salt(&mut rp);
         let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[1], 7, 0, s);
-        let mut bufs = (Vec::new(), Vec::new());
+        let mut bufs: Buffers = Default::default();
         let (mut shares, mut chal) = prove(left, right, ctx(&salt), &mut lp, &mut rp, &mut bufs);
         tamper(&mut shares, &mut chal);
         let mut rv = Prg::new(rs);
         let salt_v = draw_salt(&mut rv);
-        let (rfin, rchal) = verify_right(right, &shares, ctx(&salt_v), &mut rv, &mut bufs.0);
-        let lfin = verify_left(left, &chal, &mut Prg::new(ls), &mut bufs.1);
+        let (rfin, rchal) = verify_right(right, &shares, ctx(&salt_v), &mut rv, &mut bufs);
+        let lfin = verify_left(left, &chal, &mut Prg::new(ls), &mut bufs);
         rchal == chal && lfin[0] * rfin[0] == lfin[1] + rfin[1]
     }
 
@@ -786,12 +845,12 @@ mod tests {
             let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
             let salt = draw_salt(&mut rp);
             let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[0], 0, 0, s);
-            let mut bufs = (Vec::new(), Vec::new());
+            let mut bufs: Buffers = Default::default();
             let (shares, chal) = prove(&l, &r, ctx(&salt), &mut lp, &mut rp, &mut bufs);
             let mut rv = Prg::new(rs);
             let salt_v = draw_salt(&mut rv);
-            let (rfin, _) = verify_right(&hr, &shares, ctx(&salt_v), &mut rv, &mut bufs.0);
-            let lfin = verify_left(&hl, &chal, &mut Prg::new(ls), &mut bufs.1);
+            let (rfin, _) = verify_right(&hr, &shares, ctx(&salt_v), &mut rv, &mut bufs);
+            let lfin = verify_left(&hl, &chal, &mut Prg::new(ls), &mut bufs);
             prop_assert!(lfin[0] * rfin[0] != lfin[1] + rfin[1]);
             // A prover that proves a false statement faithfully fails too
             // (the sum is no longer m). Flipping `a` where `b = 0` (and so
@@ -819,13 +878,30 @@ mod tests {
     }
 
     #[test]
+    fn quad_indices_follow_the_gate_indices() {
+        let (l, _) = honest_gates(3, 9);
+        let mut q = Vec::new();
+        quad_indices(&l, &mut q);
+        for (w, t) in l.iter().enumerate() {
+            for k in 0..16 {
+                let g = 4 * k as u32;
+                let want = 512 * index(t, g)
+                    + 64 * index(t, g + 1)
+                    + 8 * index(t, g + 2)
+                    + index(t, g + 3);
+                assert_eq!(q[16 * w + k] as usize, want);
+            }
+        }
+    }
+
+    #[test]
     fn sizes_and_levels_agree() {
         for words in [1usize, 2, 3, 5, 16, 100, SUB_WORDS] {
             let m = 64 * words;
             assert_eq!(proof_values(m), 2 * (levels(m) - 1) + 4);
         }
         assert_eq!(generic_levels(64), 5);
-        assert_eq!(levels(64), TABLE_LEVELS + 4 + 1);
+        assert_eq!(levels(64), TABLE_LEVELS + 3 + 1);
         // The tables encode the relation: sum_k u_k v_k = (-1)^(ab^cd^e^f).
         for i in 0..8 {
             for j in 0..8 {
