@@ -1,5 +1,5 @@
 //! The target for what one computation party reads from another: the
-//! transport's frames and the ring elements inside them.
+//! transport's frames and the ring and proof-field elements inside them.
 
 use std::future::Future;
 use std::pin::pin;
@@ -34,6 +34,27 @@ fn decode_as<T: Ring>(payload: &[u8], from: PartyId) {
     }
 }
 
+/// Decodes a payload as elements of the multiplication checks' field
+/// (`protocols::dzkp`'s messages). Invariant: accepted exactly when it is
+/// a whole number of 16-byte elements with both halves below `2^61 - 1`,
+/// and then it re-encodes to itself.
+fn decode_proof_field(payload: &[u8]) {
+    use triad_mpc::fp61::{Fp2, P};
+    let canonical = payload.len() % Fp2::BYTES == 0
+        && payload
+            .chunks_exact(8)
+            .all(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) < P);
+    match Fp2::decode(payload) {
+        Some(xs) => {
+            assert!(canonical, "non-canonical proof element accepted");
+            let mut again = Vec::new();
+            Fp2::encode(&xs, &mut again);
+            assert_eq!(again, payload);
+        }
+        None => assert!(!canonical, "canonical proof elements refused"),
+    }
+}
+
 /// First byte: the frame size limit in units of 16 bytes; the rest: the
 /// byte stream from a peer. Reads frames with the TCP transport's
 /// `read_frame` until it fails, then decodes each payload as every ring.
@@ -62,6 +83,7 @@ pub fn mpc_frame(data: &[u8]) {
                 decode_as::<Z128>(&frame, peer);
                 decode_as::<Bits>(&frame, peer);
                 decode_as::<Fr>(&frame, peer);
+                decode_proof_field(&frame);
             }
             Err(e) => break (e, before),
         }

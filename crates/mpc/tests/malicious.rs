@@ -210,8 +210,11 @@ fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Outcome> {
 /// bit, changed in a whole value, or dropped: the run aborts. Abort is
 /// *selective* at the last opening (an honest party that received only
 /// honest copies of the output finishes with the honest run's answer while
-/// the other aborts; docs/security.md): so at least one honest party
-/// aborts, and none returns anything but the honest run's result.
+/// the other aborts): so at least one honest party aborts, and none returns
+/// anything but the honest run's result. A confirmation round would only
+/// move the split to that round: agreement among three parties with one
+/// cheater needs signatures (docs/security.md), which the services' release
+/// has.
 #[test]
 fn every_tampered_message_aborts_the_run() {
     let (_, _, xs, ys) = comparison_inputs(100, 16, 1);
