@@ -40,7 +40,7 @@ fn decode_as<T: Ring>(payload: &[u8], from: PartyId) {
 /// and then it re-encodes to itself.
 fn decode_proof_field(payload: &[u8]) {
     use triad_mpc::fp61::{Fp2, P};
-    let canonical = payload.len() % Fp2::BYTES == 0
+    let canonical = payload.len().is_multiple_of(Fp2::BYTES)
         && payload
             .chunks_exact(8)
             .all(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) < P);
