@@ -68,6 +68,9 @@ pub struct Party {
     pub(crate) ands: crate::protocols::dzkp::AndLog,
     /// What the checks cost so far.
     pub checks: crate::protocols::dzkp::CheckStats,
+    /// Why a check failed, once one has: the party refuses every later
+    /// check and opening.
+    pub(crate) failed_check: Option<String>,
 }
 
 /// The adversary the protocols are secure against.
@@ -151,6 +154,7 @@ impl Party {
             security: Security::SemiHonest,
             ands: Default::default(),
             checks: Default::default(),
+            failed_check: None,
         })
     }
 

@@ -306,7 +306,22 @@ fn a_proof_of_other_outputs_is_caught() {
             if p.id == cheat {
                 p.cheat_flip_recorded_output(0, 5);
             }
-            verify(p)?;
+            let checked = verify(p);
+            if p.id != cheat && checked.is_err() {
+                // A caller that ignores the failed check still cannot open.
+                let again = open(p, &z);
+                assert!(
+                    matches!(
+                        &again,
+                        Err(MpcError::CheatingDetected {
+                            check: "an earlier check",
+                            ..
+                        })
+                    ),
+                    "{again:?}"
+                );
+            }
+            checked?;
             open(p, &z)
         });
         let caught = out

@@ -157,11 +157,28 @@ type Triple = [u64; 3];
 /// Checks every AND recorded since the last check; on success the log is
 /// empty. Two rounds (none when nothing is pending). An `Err` means the run
 /// must abort: either a proof failed (its prover or the other verifier
-/// deviated) or a message was malformed.
+/// deviated) or a message was malformed. The party stays failed: every
+/// later check (so every later opening) returns an error too, so a caller
+/// that ignores the error cannot open values whose gates were never
+/// checked.
 pub fn verify(p: &mut Party) -> Result<(), MpcError> {
+    if let Some(why) = &p.failed_check {
+        return Err(MpcError::CheatingDetected {
+            check: "an earlier check",
+            detail: why.clone(),
+        });
+    }
     if p.ands.is_empty() {
         return Ok(());
     }
+    let out = check_log(p);
+    if let Err(e) = &out {
+        p.failed_check = Some(e.to_string());
+    }
+    out
+}
+
+fn check_log(p: &mut Party) -> Result<(), MpcError> {
     let start = std::time::Instant::now();
     let log = std::mem::take(&mut p.ands);
     let words = log.words();
