@@ -258,12 +258,16 @@ pub fn open<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcError> {
     let (_, c) = stream_exchange(p, prev, next, x.len(), |_, r, out| {
         out.extend_from_slice(&x.b[r])
     })?;
-    Ok(x.a
-        .iter()
+    Ok(with_missing(x, c))
+}
+
+/// The opened values: our two components plus the missing one.
+fn with_missing<T: Ring>(x: &Shares<T>, missing: Vec<T>) -> Vec<T> {
+    x.a.iter()
         .zip(&x.b)
-        .zip(c)
+        .zip(missing)
         .map(|((a, b), c)| *a + *b + c)
-        .collect())
+        .collect()
 }
 
 /// [`open`] with redundancy: the missing component `x_{i+2}` is `next`'s
@@ -283,12 +287,7 @@ fn open_compared<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcErr
             detail: format!("{next} and {prev} sent different copies of the same component"),
         });
     }
-    Ok(x.a
-        .iter()
-        .zip(&x.b)
-        .zip(from_next)
-        .map(|((a, b), c)| *a + *b + c)
-        .collect())
+    Ok(with_missing(x, from_next))
 }
 
 /// Reveals `x` to `target` only (`Some` there, `None` elsewhere). One
@@ -306,13 +305,7 @@ pub fn open_to<T: Ring>(
         Ok(None)
     } else if p.id == target {
         let c: Vec<T> = recv_vec(p.net.as_mut(), target.next(), x.len())?;
-        Ok(Some(
-            x.a.iter()
-                .zip(&x.b)
-                .zip(c)
-                .map(|((a, b), c)| *a + *b + c)
-                .collect(),
-        ))
+        Ok(Some(with_missing(x, c)))
     } else {
         Ok(None)
     }
