@@ -184,7 +184,7 @@ struct PartyReport {
     /// Op-specific figures (`poll`: messages that passed phase 1, steps).
     #[serde(default)]
     extra: serde_json::Value,
-    /// AND gates checked, check batches and the CPU seconds of the checks
+    /// AND gates checked, check batches and the wall time of the checks
     /// (malicious mode).
     #[serde(default)]
     gates_checked: u64,

@@ -147,7 +147,8 @@ impl AndLog {
 pub struct CheckStats {
     pub batches: u64,
     pub gates: u64,
-    /// CPU time in the proof and the checks (both roles), seconds.
+    /// Wall time in the checks (proving, verifying both neighbours and
+    /// waiting for their messages), seconds.
     pub proof_seconds: f64,
 }
 
