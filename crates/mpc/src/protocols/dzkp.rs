@@ -54,9 +54,16 @@
 //! are folded element by element.
 //!
 //! # Challenges (a deviation from the interactive protocol)
-//! Fiat-Shamir: level `l`'s challenge hashes the chain of the right shares
-//! sent so far with a salt the prover shares with the right verifier (so
-//! the left verifier cannot test guesses of the proof against the hashes).
+//! Fiat-Shamir: level `l`'s challenge hashes the statement and the chain of
+//! the right shares sent so far, with a salt the prover shares with the
+//! right verifier (so the left verifier cannot test guesses of the proof
+//! against the hashes). The statement enters as keyed hashes of both
+//! verifiers' views ([`view_hash`]); the left one, which the right verifier
+//! cannot compute, travels with the shares and is covered by the digests
+//! the verifiers compare. (A first version hashed only PRG-derived values,
+//! so a prover could compute every challenge before sending its outputs
+//! and pick wrong outputs that cancel at those points; the review that
+//! found it demonstrated 2,021 wrong gates accepted out of 4,096.)
 //! The left share is fixed by the PRG, so the right share determines the
 //! proof. The right verifier recomputes the challenges; the prover sends
 //! them to the left verifier, and the two verifiers compare digests of the
@@ -205,24 +212,43 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
     let mut right_prg = Prg::new(my_right_seed);
     let mut left_prg = Prg::new(my_left_seed);
     let salt = draw_salt(&mut right_prg);
+    let view_key = draw_salt(&mut left_prg);
     let mut shares_out = Vec::new();
     let mut challenges_out = Vec::new();
+    let mut left_views = Vec::with_capacity(32 * subs.len());
     let mut bufs: Buffers = Default::default();
     for (k, r) in subs.iter().enumerate() {
         let left: Vec<Triple> = r.clone().map(|w| prover_left(&log, w)).collect();
         let right: Vec<Triple> = r.clone().map(|w| prover_right(&log, w)).collect();
-        let ctx = Context::new(me, batch, k, &salt);
+        let views = [
+            view_hash(b"left", &view_key, k, &left),
+            view_hash(b"right", &salt, k, &right),
+        ];
+        left_views.extend_from_slice(&views[0]);
+        let ctx = Context::new(me, batch, k, &salt, [&views[0], &views[1]]);
         let (shares, chal) = prove(&left, &right, ctx, &mut left_prg, &mut right_prg, &mut bufs);
         shares_out.extend(shares);
         challenges_out.extend(chal);
     }
+    // The right verifier cannot compute the left view's hash: it gets it
+    // with the shares (the verifiers' digests below include it, so a
+    // wrong one is caught).
     p.rounds += 1;
     send_fp2(p, next, &shares_out)?;
+    p.net.send(next, left_views)?;
     send_fp2(p, prev, &challenges_out)?;
     let lens: Vec<usize> = subs.iter().map(|r| 64 * r.len()).collect();
     let proof_len: usize = lens.iter().map(|&m| proof_values(m)).sum();
     let level_len: usize = lens.iter().map(|&m| levels(m)).sum();
     let prev_shares = recv_fp2(p, prev, proof_len)?;
+    let prev_left_views = p.net.recv(prev)?;
+    if prev_left_views.len() != 32 * subs.len() {
+        return Err(MpcError::WrongLength {
+            from: prev,
+            expected: 32 * subs.len(),
+            got: prev_left_views.len(),
+        });
+    }
     let next_challenges = recv_fp2(p, next, level_len)?;
 
     // 2. Verify both neighbours' proofs: as the right verifier of `prev`
@@ -230,6 +256,7 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
     let mut as_right = Prg::new(prev_right_seed);
     let mut as_left = Prg::new(next_left_seed);
     let prev_salt = draw_salt(&mut as_right);
+    let next_view_key = draw_salt(&mut as_left);
     let (mut right_final, mut left_final) = (Vec::new(), Vec::new());
     let (mut right_digest, mut left_digest) = (Sha256::new(), Sha256::new());
     let (mut at_share, mut at_chal) = (0, 0);
@@ -241,10 +268,15 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
             .clone()
             .map(|w| [log.ya[w], log.xa[w], log.sp[w]])
             .collect();
-        let ctx = Context::new(prev, batch, k, &prev_salt);
+        let left_view: &[u8; 32] = prev_left_views[32 * k..32 * (k + 1)]
+            .try_into()
+            .expect("32 bytes");
+        let right_view = view_hash(b"right", &prev_salt, k, &right);
+        let ctx = Context::new(prev, batch, k, &prev_salt, [left_view, &right_view]);
         let shares = &prev_shares[at_share..at_share + np];
         let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right, &mut bufs);
         right_final.extend(fin);
+        right_digest.update(left_view);
         chal.iter().for_each(|c| absorb(&mut right_digest, c));
         // Left verifier of `next`: a = x_b, c = y_b, e = z_b ^ x_b y_b ^ s_n.
         let left: Vec<Triple> = r
@@ -255,6 +287,7 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
             })
             .collect();
         let chal = &next_challenges[at_chal..at_chal + nl];
+        left_digest.update(view_hash(b"left", &next_view_key, k, &left));
         left_final.extend(verify_left(&left, chal, &mut as_left, &mut bufs));
         chal.iter().for_each(|c| absorb(&mut left_digest, c));
         at_share += np;
@@ -314,13 +347,24 @@ struct Context {
 }
 
 impl Context {
-    fn new(prover: PartyId, batch: u64, sub: usize, salt: &[u8; 32]) -> Self {
+    /// `views`: the keyed hashes of the left and the right verifier's view
+    /// of the statement ([`view_hash`]), so every challenge depends on the
+    /// gates being proven.
+    fn new(
+        prover: PartyId,
+        batch: u64,
+        sub: usize,
+        salt: &[u8; 32],
+        views: [&[u8; 32]; 2],
+    ) -> Self {
         let mut hash = Sha256::new();
-        hash.update(b"triad dzkp v1 and-gates");
+        hash.update(b"triad dzkp v2 and-gates");
         hash.update([prover.index() as u8]);
         hash.update(batch.to_le_bytes());
         hash.update((sub as u64).to_le_bytes());
         hash.update(salt);
+        hash.update(views[0]);
+        hash.update(views[1]);
         Self { hash }
     }
 
@@ -331,6 +375,28 @@ impl Context {
         let d = self.hash.clone().finalize();
         Fp2::from_random_bytes(d[..16].try_into().expect("16 bytes"))
     }
+}
+
+/// A keyed hash of one verifier's view of a sub-batch (its triples of
+/// words): what binds the Fiat-Shamir challenges to the statement. Without
+/// it every challenge could be computed before the AND outputs are sent
+/// (they would depend only on PRG output the prover knows), and a prover
+/// could choose wrong outputs whose effects cancel at those challenges
+/// (found in review: a subset-sum over thousands of gates). The key is
+/// shared by the prover and that verifier only, so the other verifier
+/// learns nothing from the hash.
+fn view_hash(side: &[u8], key: &[u8; 32], sub: usize, triples: &[Triple]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"triad dzkp v2 view");
+    h.update(side);
+    h.update(key);
+    h.update((sub as u64).to_le_bytes());
+    for t in triples {
+        for w in t {
+            h.update(w.to_le_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 fn absorb(h: &mut Sha256, v: &Fp2) {
@@ -819,6 +885,16 @@ mod tests {
             .unzip()
     }
 
+    /// The context both the prover and the right verifier derive (the left
+    /// view's hash as the prover sent it).
+    fn ctx(left: &[Triple], right: &[Triple], salt: &[u8; 32]) -> Context {
+        let views = [
+            view_hash(b"left", &[3; 32], 0, left),
+            view_hash(b"right", salt, 0, right),
+        ];
+        Context::new(PartyId::ALL[1], 7, 0, salt, [&views[0], &views[1]])
+    }
+
     /// Prover and both verifiers in one place; `tamper` may change the
     /// right shares or challenges in transit. True when the final check
     /// passes.
@@ -830,13 +906,25 @@ mod tests {
         let (ls, rs) = ([1u8; 16], [2u8; 16]);
         let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
         let salt = draw_salt(&mut rp);
-        let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[1], 7, 0, s);
         let mut bufs: Buffers = Default::default();
-        let (mut shares, mut chal) = prove(left, right, ctx(&salt), &mut lp, &mut rp, &mut bufs);
+        let (mut shares, mut chal) = prove(
+            left,
+            right,
+            ctx(left, right, &salt),
+            &mut lp,
+            &mut rp,
+            &mut bufs,
+        );
         tamper(&mut shares, &mut chal);
         let mut rv = Prg::new(rs);
         let salt_v = draw_salt(&mut rv);
-        let (rfin, rchal) = verify_right(right, &shares, ctx(&salt_v), &mut rv, &mut bufs);
+        let (rfin, rchal) = verify_right(
+            right,
+            &shares,
+            ctx(left, right, &salt_v),
+            &mut rv,
+            &mut bufs,
+        );
         let lfin = verify_left(left, &chal, &mut Prg::new(ls), &mut bufs);
         rchal == chal && lfin[0] * rfin[0] == lfin[1] + rfin[1]
     }
@@ -862,12 +950,15 @@ mod tests {
             let (ls, rs) = ([1u8; 16], [2u8; 16]);
             let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
             let salt = draw_salt(&mut rp);
-            let ctx = |s: &[u8; 32]| Context::new(PartyId::ALL[0], 0, 0, s);
             let mut bufs: Buffers = Default::default();
-            let (shares, chal) = prove(&l, &r, ctx(&salt), &mut lp, &mut rp, &mut bufs);
+            let (shares, chal) = prove(&l, &r, ctx(&l, &r, &salt), &mut lp, &mut rp, &mut bufs);
             let mut rv = Prg::new(rs);
             let salt_v = draw_salt(&mut rv);
-            let (rfin, _) = verify_right(&hr, &shares, ctx(&salt_v), &mut rv, &mut bufs);
+            // The right verifier hashes its own (honest) view; the left
+            // view's hash is the one the prover sent.
+            let views = [view_hash(b"left", &[3; 32], 0, &l), view_hash(b"right", &salt_v, 0, &hr)];
+            let vctx = Context::new(PartyId::ALL[1], 7, 0, &salt_v, [&views[0], &views[1]]);
+            let (rfin, _) = verify_right(&hr, &shares, vctx, &mut rv, &mut bufs);
             let lfin = verify_left(&hl, &chal, &mut Prg::new(ls), &mut bufs);
             prop_assert!(lfin[0] * rfin[0] != lfin[1] + rfin[1]);
             // A prover that proves a false statement faithfully fails too
@@ -892,6 +983,30 @@ mod tests {
                 v[k] = v[k] + Fp2::ONE;
             });
             prop_assert!(!ok);
+        }
+    }
+
+    /// Regression for the review's attack: the challenges depend on the
+    /// statement, so a prover cannot compute them before choosing its
+    /// outputs. One flipped output bit (in the left view) or one changed
+    /// right-side word gives different challenges from the first level on.
+    #[test]
+    fn challenges_bind_the_statement() {
+        let (l, r) = honest_gates(8, 11);
+        let challenges = |l: &[Triple], r: &[Triple]| {
+            let (mut lp, mut rp) = (Prg::new([1; 16]), Prg::new([2; 16]));
+            let salt = draw_salt(&mut rp);
+            let mut bufs: Buffers = Default::default();
+            prove(l, r, ctx(l, r, &salt), &mut lp, &mut rp, &mut bufs).1
+        };
+        let base = challenges(&l, &r);
+        let mut l2 = l.clone();
+        l2[5][2] ^= 1 << 17;
+        let mut r2 = r.clone();
+        r2[2][0] ^= 1 << 40;
+        for other in [challenges(&l2, &r), challenges(&l, &r2)] {
+            assert_ne!(other[0], base[0]);
+            assert!(other.iter().zip(&base).all(|(a, b)| a != b));
         }
     }
 
