@@ -515,8 +515,8 @@ fn index(t: &Triple, bit: u32) -> usize {
 /// Counts over pairs of neighbouring gates `(2k, 2k+1)` of
 /// `(i, i', j, j')`: cell `64 (8 i + i') + 8 j + j'`, from the quadruple
 /// indices of both sides (each quadruple holds two pairs).
-fn quad_counts(left: &[u16], right: &[u16]) -> Vec<u32> {
-    let mut n = vec![0u32; 4096];
+fn quad_counts(left: &[u16], right: &[u16]) -> Vec<u64> {
+    let mut n = vec![0u64; 4096];
     for (&l, &r) in left.iter().zip(right) {
         let (l, r) = (l as usize, r as usize);
         n[64 * (l / 64) + r / 64] += 1;
@@ -527,13 +527,13 @@ fn quad_counts(left: &[u16], right: &[u16]) -> Vec<u32> {
 
 /// Counts of single gates' `(i, j)` (cell `8 i + j`), from the pair
 /// counts.
-fn pair_counts(quads: &[u32]) -> [u64; 64] {
+fn pair_counts(quads: &[u64]) -> [u64; 64] {
     let mut n = [0u64; 64];
     for (cell, &c) in quads.iter().enumerate() {
         if c > 0 {
             let (li, rj) = (cell / 64, cell % 64);
-            n[8 * (li / 8) + rj / 8] += c as u64;
-            n[8 * (li % 8) + rj % 8] += c as u64;
+            n[8 * (li / 8) + rj / 8] += c;
+            n[8 * (li % 8) + rj % 8] += c;
         }
     }
     n
@@ -645,13 +645,18 @@ impl Transcript {
     }
 }
 
-/// `p(0), p(2)` of the first two levels (each gate's terms depend only on
-/// its index pair): `t(i, j)` gives the gate's pairs of line ends.
-fn counted_level(counts: &[u64; 64], t: impl Fn(usize, usize) -> (Fp2, Fp2)) -> (Fp2, Fp2) {
+/// `p(0), p(2)` of a level computed from counts (levels 1–3: each term
+/// depends only on its left and right index): cell `side * i + j` counts
+/// the terms with indices `(i, j)`, and `t(i, j)` gives their `p(0), p(2)`.
+fn counted_level(
+    counts: &[u64],
+    side: usize,
+    t: impl Fn(usize, usize) -> (Fp2, Fp2),
+) -> (Fp2, Fp2) {
     let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
     for (ij, &c) in counts.iter().enumerate() {
         if c > 0 {
-            let (a0, a2) = t(ij / 8, ij % 8);
+            let (a0, a2) = t(ij / side, ij % side);
             let c = Fp::new(c);
             p0 = p0 + a0.scale(c);
             p2 = p2 + a2.scale(c);
@@ -687,7 +692,7 @@ fn prove(
     let counts = pair_counts(&quads);
     let u0: [[Fp2; 4]; 8] = std::array::from_fn(|i| u_table(i).map(Fp2::from_i64));
     let v0: [[Fp2; 4]; 8] = std::array::from_fn(|j| v_table(j).map(Fp2::from_i64));
-    let (p0, p2) = counted_level(&counts, |i, j| {
+    let (p0, p2) = counted_level(&counts, 8, |i, j| {
         let (u, v) = (&u0[i], &v0[j]);
         let (a0, a2) = line_terms(u[0], u[1], v[0], v[1]);
         let (b0, b2) = line_terms(u[2], u[3], v[2], v[3]);
@@ -696,22 +701,15 @@ fn prove(
     let r1 = tr.send(&[p0, p2], left_prg);
     let (u1, _) = table_levels(r1, Fp2::ZERO, u_table);
     let (v1, _) = table_levels(r1, Fp2::ZERO, v_table);
-    let (p0, p2) = counted_level(&counts, |i, j| {
+    let (p0, p2) = counted_level(&counts, 8, |i, j| {
         line_terms(u1[i][0], u1[i][1], v1[j][0], v1[j][1])
     });
     let r2 = tr.send(&[p0, p2], left_prg);
     let (_, ut) = table_levels(r1, r2, u_table);
     let (_, vt) = table_levels(r1, r2, v_table);
-    let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
-    for (cell, &c) in quads.iter().enumerate() {
-        if c > 0 {
-            let (li, rj) = (cell / 64, cell % 64);
-            let (a0, a2) = line_terms(ut[li / 8], ut[li % 8], vt[rj / 8], vt[rj % 8]);
-            let c = Fp::new(c as u64);
-            p0 = p0 + a0.scale(c);
-            p2 = p2 + a2.scale(c);
-        }
-    }
+    let (p0, p2) = counted_level(&quads, 64, |li, rj| {
+        line_terms(ut[li / 8], ut[li % 8], vt[rj / 8], vt[rj % 8])
+    });
     let r3 = tr.send(&[p0, p2], left_prg);
     // Level 4 over quadruples: each term's line ends come from 64-entry
     // tables, the extrapolated point from 4,096-entry ones.
