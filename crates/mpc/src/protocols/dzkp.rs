@@ -83,7 +83,12 @@ use sha2::{Digest, Sha256};
 
 use crate::fp61::{Fp, Fp2};
 use crate::prg::Prg;
-use crate::{Bits, MpcError, Party, PartyId};
+use crate::protocols::sumcheck::{
+    check_final, digest_to, draw_salt, fold, fold_to_end, generic_levels, left_claim, line_terms,
+    proof_len, recv_elems, recv_exact, right_claim, send_elems, view_hash, Context, ProofField,
+    Transcript,
+};
+use crate::{Bits, MpcError, Party};
 
 /// Wall time a checked AND costs (proof and checks, three parties on two
 /// cores; `bench and --security malicious`, docs/benchmarks.md): protocols
@@ -221,11 +226,11 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
         let left: Vec<Triple> = r.clone().map(|w| prover_left(&log, w)).collect();
         let right: Vec<Triple> = r.clone().map(|w| prover_right(&log, w)).collect();
         let views = [
-            view_hash(b"left", &view_key, k, &left),
-            view_hash(b"right", &salt, k, &right),
+            triples_view(b"left", &view_key, k, &left),
+            triples_view(b"right", &salt, k, &right),
         ];
         left_views.extend_from_slice(&views[0]);
-        let ctx = Context::new(me, batch, k, &salt, [&views[0], &views[1]]);
+        let ctx = Context::new(LABEL, me, batch, k, &salt, [&views[0], &views[1]]);
         let (shares, chal) = prove(&left, &right, ctx, &mut left_prg, &mut right_prg, &mut bufs);
         shares_out.extend(shares);
         challenges_out.extend(chal);
@@ -234,22 +239,15 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
     // with the shares (the verifiers' digests below include it, so a
     // wrong one is caught).
     p.rounds += 1;
-    send_fp2(p, next, &shares_out)?;
+    send_elems(p, next, &shares_out)?;
     p.net.send(next, left_views)?;
-    send_fp2(p, prev, &challenges_out)?;
+    send_elems(p, prev, &challenges_out)?;
     let lens: Vec<usize> = subs.iter().map(|r| 64 * r.len()).collect();
     let proof_len: usize = lens.iter().map(|&m| proof_values(m)).sum();
     let level_len: usize = lens.iter().map(|&m| levels(m)).sum();
-    let prev_shares = recv_fp2(p, prev, proof_len)?;
-    let prev_left_views = p.net.recv(prev)?;
-    if prev_left_views.len() != 32 * subs.len() {
-        return Err(MpcError::WrongLength {
-            from: prev,
-            expected: 32 * subs.len(),
-            got: prev_left_views.len(),
-        });
-    }
-    let next_challenges = recv_fp2(p, next, level_len)?;
+    let prev_shares: Vec<Fp2> = recv_elems(p, prev, proof_len)?;
+    let prev_left_views = recv_exact(p, prev, 32 * subs.len())?;
+    let next_challenges: Vec<Fp2> = recv_elems(p, next, level_len)?;
 
     // 2. Verify both neighbours' proofs: as the right verifier of `prev`
     // and the left verifier of `next`.
@@ -271,13 +269,13 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
         let left_view: &[u8; 32] = prev_left_views[32 * k..32 * (k + 1)]
             .try_into()
             .expect("32 bytes");
-        let right_view = view_hash(b"right", &prev_salt, k, &right);
-        let ctx = Context::new(prev, batch, k, &prev_salt, [left_view, &right_view]);
+        let right_view = triples_view(b"right", &prev_salt, k, &right);
+        let ctx = Context::new(LABEL, prev, batch, k, &prev_salt, [left_view, &right_view]);
         let shares = &prev_shares[at_share..at_share + np];
         let (fin, chal) = verify_right(&right, shares, ctx, &mut as_right, &mut bufs);
         right_final.extend(fin);
         right_digest.update(left_view);
-        chal.iter().for_each(|c| absorb(&mut right_digest, c));
+        chal.iter().for_each(|c| c.absorb(&mut right_digest));
         // Left verifier of `next`: a = x_b, c = y_b, e = z_b ^ x_b y_b ^ s_n.
         let left: Vec<Triple> = r
             .clone()
@@ -287,138 +285,43 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
             })
             .collect();
         let chal = &next_challenges[at_chal..at_chal + nl];
-        left_digest.update(view_hash(b"left", &next_view_key, k, &left));
+        left_digest.update(triples_view(b"left", &next_view_key, k, &left));
         left_final.extend(verify_left(&left, chal, &mut as_left, &mut bufs));
-        chal.iter().for_each(|c| absorb(&mut left_digest, c));
+        chal.iter().for_each(|c| c.absorb(&mut left_digest));
         at_share += np;
         at_chal += nl;
     }
-    right_final.push(digest_fp2(right_digest));
-    left_final.push(digest_fp2(left_digest));
+    right_final.push(digest_to(right_digest));
+    left_final.push(digest_to(left_digest));
     p.rounds += 1;
-    send_fp2(p, next, &right_final)?;
-    send_fp2(p, prev, &left_final)?;
+    send_elems(p, next, &right_final)?;
+    send_elems(p, prev, &left_final)?;
     let n_final = 2 * subs.len() + 1;
-    let from_next = recv_fp2(p, next, n_final)?;
-    let from_prev = recv_fp2(p, prev, n_final)?;
+    let from_next: Vec<Fp2> = recv_elems(p, next, n_final)?;
+    let from_prev: Vec<Fp2> = recv_elems(p, prev, n_final)?;
     // As the left verifier of `next`, our counterpart is `prev`; as the
     // right verifier of `prev`, it is `next`.
-    check_final(&left_final, &from_prev, next, prev)?;
-    check_final(&right_final, &from_next, prev, next)?;
+    check_final(CHECK, &left_final, &from_prev, next, prev)?;
+    check_final(CHECK, &right_final, &from_next, prev, next)?;
     p.checks.batches += 1;
     p.checks.gates += 64 * words as u64;
     p.checks.proof_seconds += start.elapsed().as_secs_f64();
     Ok(())
 }
 
-/// `mine` holds `(folded value, final claim share)` per sub-batch and a
-/// digest; the other verifier's holds the other side.
-fn check_final(
-    mine: &[Fp2],
-    theirs: &[Fp2],
-    prover: PartyId,
-    other: PartyId,
-) -> Result<(), MpcError> {
-    let n = mine.len();
-    if mine[n - 1] != theirs[n - 1] {
-        return Err(MpcError::CheatingDetected {
-            check: "AND-gate proof",
-            detail: format!(
-                "the verifiers of {prover}'s proof derived different challenges ({prover} or {other} deviated)"
-            ),
-        });
-    }
-    for k in (0..n - 1).step_by(2) {
-        if mine[k] * theirs[k] != mine[k + 1] + theirs[k + 1] {
-            return Err(MpcError::CheatingDetected {
-                check: "AND-gate proof",
-                detail: format!(
-                    "{prover}'s multiplications do not verify ({prover} or {other} deviated)"
-                ),
-            });
+/// Names the proof in errors and in the Fiat-Shamir context.
+const CHECK: &str = "AND-gate proof";
+const LABEL: &[u8] = b"triad dzkp v2 and-gates";
+
+/// [`view_hash`] of a sub-batch's triples.
+fn triples_view(side: &[u8], key: &[u8; 32], sub: usize, triples: &[Triple]) -> [u8; 32] {
+    view_hash(side, key, sub, |h| {
+        for t in triples {
+            for w in t {
+                h.update(w.to_le_bytes());
+            }
         }
-    }
-    Ok(())
-}
-
-/// Hash context of one proof.
-struct Context {
-    hash: Sha256,
-}
-
-impl Context {
-    /// `views`: the keyed hashes of the left and the right verifier's view
-    /// of the statement ([`view_hash`]), so every challenge depends on the
-    /// gates being proven.
-    fn new(
-        prover: PartyId,
-        batch: u64,
-        sub: usize,
-        salt: &[u8; 32],
-        views: [&[u8; 32]; 2],
-    ) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(b"triad dzkp v2 and-gates");
-        hash.update([prover.index() as u8]);
-        hash.update(batch.to_le_bytes());
-        hash.update((sub as u64).to_le_bytes());
-        hash.update(salt);
-        hash.update(views[0]);
-        hash.update(views[1]);
-        Self { hash }
-    }
-
-    /// The challenge after the right shares of one more level.
-    fn challenge(&mut self, level: usize, right_shares: &[Fp2]) -> Fp2 {
-        self.hash.update((level as u64).to_le_bytes());
-        right_shares.iter().for_each(|v| absorb(&mut self.hash, v));
-        let d = self.hash.clone().finalize();
-        Fp2::from_random_bytes(d[..16].try_into().expect("16 bytes"))
-    }
-}
-
-/// A keyed hash of one verifier's view of a sub-batch (its triples of
-/// words): what binds the Fiat-Shamir challenges to the statement. Without
-/// it every challenge could be computed before the AND outputs are sent
-/// (they would depend only on PRG output the prover knows), and a prover
-/// could choose wrong outputs whose effects cancel at those challenges
-/// (found in review: a subset-sum over thousands of gates). The key is
-/// shared by the prover and that verifier only, so the other verifier
-/// learns nothing from the hash.
-fn view_hash(side: &[u8], key: &[u8; 32], sub: usize, triples: &[Triple]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"triad dzkp v2 view");
-    h.update(side);
-    h.update(key);
-    h.update((sub as u64).to_le_bytes());
-    for t in triples {
-        for w in t {
-            h.update(w.to_le_bytes());
-        }
-    }
-    h.finalize().into()
-}
-
-fn absorb(h: &mut Sha256, v: &Fp2) {
-    h.update(v.re.value().to_le_bytes());
-    h.update(v.im.value().to_le_bytes());
-}
-
-fn digest_fp2(h: Sha256) -> Fp2 {
-    let d = h.finalize();
-    Fp2::from_random_bytes(d[..16].try_into().expect("16 bytes"))
-}
-
-fn draw_salt(prg: &mut Prg) -> [u8; 32] {
-    let mut s = [0u8; 32];
-    prg.fill(&mut s);
-    s
-}
-
-fn random_fp2(prg: &mut Prg) -> Fp2 {
-    let mut b = [0u8; 16];
-    prg.fill(&mut b);
-    Fp2::from_random_bytes(&b)
+    })
 }
 
 fn prover_left(log: &AndLog, w: usize) -> Triple {
@@ -430,16 +333,6 @@ fn prover_right(log: &AndLog, w: usize) -> Triple {
     [log.yb[w], log.xb[w], log.sn[w]]
 }
 
-/// Generic halving levels for `n` terms (down to two).
-fn generic_levels(mut n: usize) -> usize {
-    let mut l = 0;
-    while n > 2 {
-        n = n.div_ceil(2);
-        l += 1;
-    }
-    l
-}
-
 /// Challenges of a proof over `m` gates: two table levels, the generic
 /// ones, the final one.
 fn levels(m: usize) -> usize {
@@ -449,7 +342,7 @@ fn levels(m: usize) -> usize {
 /// Values sent per proof: `p(0), p(2)` per halving level, `p(0), p(2),
 /// p(3), p(4)` for the final quadratic level.
 fn proof_values(m: usize) -> usize {
-    2 * (TABLE_LEVELS + generic_levels(m / 4)) + 4
+    proof_len(TABLE_LEVELS + generic_levels(m / 4))
 }
 
 /// Levels computed from gate indices through tables: two within a gate,
@@ -469,40 +362,6 @@ fn v_table(j: usize) -> [i64; 4] {
     let (b, d, f) = ((j & 1) as i64, ((j >> 1) & 1) as i64, ((j >> 2) & 1) as i64);
     let s = 1 - 2 * f;
     [s, b * s, d * s, b * d * s]
-}
-
-/// `p(0)` and `p(2)` of the lines through `(u0, u1)` and `(v0, v1)`.
-#[inline]
-fn line_terms(u0: Fp2, u1: Fp2, v0: Fp2, v1: Fp2) -> (Fp2, Fp2) {
-    (u0 * v0, (u1 + u1 - u0) * (v1 + v1 - v0))
-}
-
-#[inline]
-fn fold(x0: Fp2, x1: Fp2, r: Fp2) -> Fp2 {
-    x0 + r * (x1 - x0)
-}
-
-/// Lagrange weights at `r` for the nodes `0..n` (`n` = 3 or 5).
-fn lagrange(r: Fp2, n: usize) -> Vec<Fp2> {
-    (0..n)
-        .map(|k| {
-            let mut num = Fp2::ONE;
-            let mut den = 1i64;
-            for j in 0..n {
-                if j != k {
-                    num = num * (r - Fp2::from_i64(j as i64));
-                    den *= k as i64 - j as i64;
-                }
-            }
-            num.scale(Fp::from_i64(den).inv())
-        })
-        .collect()
-}
-
-/// The claim update of a halving level: `p(r)` from `p(0), p(1), p(2)`.
-fn next_claim(p0: Fp2, p1: Fp2, p2: Fp2, r: Fp2) -> Fp2 {
-    let w = lagrange(r, 3);
-    w[0] * p0 + w[1] * p1 + w[2] * p2
 }
 
 /// Index of gate `bit` in a triple of words (the definition
@@ -595,56 +454,6 @@ fn expand(quads: &[u16], t4: &[Fp2], out: &mut Vec<Fp2>) {
     out.extend(quads.iter().map(|&q| t4[q as usize]));
 }
 
-/// Halves `x` in place: `x[t] = x[2t] + r (x[2t+1] - x[2t])`.
-fn fold_in_place(x: &mut Vec<Fp2>, r: Fp2) {
-    let half = x.len() / 2;
-    for t in 0..half {
-        x[t] = fold(x[2 * t], x[2 * t + 1], r);
-    }
-    x.truncate(half);
-}
-
-/// The final quadratic through `(x0, x1, mask)` at 0, 1, 2, evaluated at
-/// 3 and 4 (finite differences).
-fn extend_quadratic(x0: Fp2, x1: Fp2, mask: Fp2) -> [Fp2; 5] {
-    let three = Fp::new(3);
-    [
-        x0,
-        x1,
-        mask,
-        x0 - x1.scale(three) + mask.scale(three),
-        x0.scale(three) - x1.scale(Fp::new(8)) + mask.scale(Fp::new(6)),
-    ]
-}
-
-/// Pads to even length (a zero term adds nothing to the inner product).
-fn pad_even(v: &mut Vec<Fp2>) {
-    if v.len() % 2 == 1 {
-        v.push(Fp2::ZERO);
-    }
-}
-
-/// What the prover has sent so far in one proof: the right shares and the
-/// challenges derived from them.
-struct Transcript {
-    ctx: Context,
-    shares: Vec<Fp2>,
-    challenges: Vec<Fp2>,
-}
-
-impl Transcript {
-    /// Splits `values` into a left share (from the PRG shared with the left
-    /// verifier) and a right share (recorded for the right verifier) and
-    /// derives the next challenge.
-    fn send(&mut self, values: &[Fp2], left_prg: &mut Prg) -> Fp2 {
-        let right: Vec<Fp2> = values.iter().map(|v| *v - random_fp2(left_prg)).collect();
-        self.shares.extend_from_slice(&right);
-        let r = self.ctx.challenge(self.challenges.len() + 1, &right);
-        self.challenges.push(r);
-        r
-    }
-}
-
 /// `p(0), p(2)` of a level computed from counts (levels 1–3: each term
 /// depends only on its left and right index): cell `side * i + j` counts
 /// the terms with indices `(i, j)`, and `t(i, j)` gives their `p(0), p(2)`.
@@ -679,11 +488,9 @@ fn prove(
     bufs: &mut Buffers,
 ) -> (Vec<Fp2>, Vec<Fp2>) {
     let m = 64 * left.len();
-    let mut tr = Transcript {
-        ctx,
-        shares: Vec::with_capacity(proof_values(m)),
-        challenges: Vec::with_capacity(levels(m)),
-    };
+    let mut tr = Transcript::new(ctx);
+    tr.shares.reserve(proof_values(m));
+    tr.challenges.reserve(levels(m));
     // Levels 1 to 3 from the counts.
     let (qu, qv) = (&mut bufs.2, &mut bufs.3);
     quad_indices(left, qu);
@@ -730,52 +537,8 @@ fn prove(
     let (u, v) = (&mut bufs.0, &mut bufs.1);
     expand(qu, &quad_table(&tu, r4), u);
     expand(qv, &quad_table(&tv, r4), v);
-    // Generic halving levels.
-    while u.len() > 2 {
-        pad_even(u);
-        pad_even(v);
-        let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
-        for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
-            let (a0, a2) = line_terms(uc[0], uc[1], vc[0], vc[1]);
-            p0 = p0 + a0;
-            p2 = p2 + a2;
-        }
-        let r = tr.send(&[p0, p2], left_prg);
-        fold_in_place(u, r);
-        fold_in_place(v, r);
-    }
-    // Final level: quadratics through a random third point, so the folded
-    // values the verifiers exchange are uniform (`p(1)` is implied by the
-    // claim and not sent).
-    u.resize(2, Fp2::ZERO);
-    v.resize(2, Fp2::ZERO);
-    let rho = random_fp2(left_prg);
-    let sigma = random_fp2(right_prg);
-    let f = extend_quadratic(u[0], u[1], rho);
-    let g = extend_quadratic(v[0], v[1], sigma);
-    let pv: Vec<Fp2> = f.iter().zip(&g).map(|(a, b)| *a * *b).collect();
-    tr.send(&[pv[0], pv[2], pv[3], pv[4]], left_prg);
+    tr.finish(u, v, left_prg, right_prg);
     (tr.shares, tr.challenges)
-}
-
-/// One verifier's running claim share over the levels.
-struct ClaimShare {
-    claim: Fp2,
-}
-
-impl ClaimShare {
-    fn halve(&mut self, p0: Fp2, p2: Fp2, r: Fp2) {
-        self.claim = next_claim(p0, self.claim - p0, p2, r);
-    }
-
-    /// `p(r)` of the final degree-4 polynomial from `p(0), p(2..4)`.
-    fn last(&self, p: &[Fp2], r: Fp2) -> Fp2 {
-        let vals = [p[0], self.claim - p[0], p[1], p[2], p[3]];
-        lagrange(r, 5)
-            .iter()
-            .zip(vals)
-            .fold(Fp2::ZERO, |acc, (w, v)| acc + *w * v)
-    }
 }
 
 /// Folds one side's vector through all levels and returns the final
@@ -792,15 +555,7 @@ fn fold_side(
     quad_indices(triples, &mut bufs.2);
     let x = &mut bufs.0;
     expand(&bufs.2, &quad_table(&t3, challenges[3]), x);
-    let mut level = TABLE_LEVELS;
-    while x.len() > 2 {
-        pad_even(x);
-        fold_in_place(x, challenges[level]);
-        level += 1;
-    }
-    x.resize(2, Fp2::ZERO);
-    let w = lagrange(challenges[level], 3);
-    w[0] * x[0] + w[1] * x[1] + w[2] * mask
+    fold_to_end(x, &challenges[TABLE_LEVELS..], mask)
 }
 
 /// The right verifier: recomputes the challenges from the received shares,
@@ -812,21 +567,10 @@ fn verify_right(
     prg: &mut Prg,
     buf: &mut Buffers,
 ) -> ([Fp2; 2], Vec<Fp2>) {
-    let mut claim = ClaimShare { claim: Fp2::ZERO };
-    let nl = shares.len() / 2 - 1;
-    let mut challenges = Vec::with_capacity(nl);
-    for l in 0..nl - 1 {
-        let (p0, p2) = (shares[2 * l], shares[2 * l + 1]);
-        let r = ctx.challenge(l + 1, &shares[2 * l..2 * l + 2]);
-        claim.halve(p0, p2, r);
-        challenges.push(r);
-    }
-    let last = &shares[2 * (nl - 1)..];
-    let r = ctx.challenge(nl, last);
-    challenges.push(r);
-    let sigma = random_fp2(prg);
+    let (claim, challenges) = right_claim(shares, Fp2::ZERO, &mut ctx);
+    let sigma = Fp2::random(prg);
     let v = fold_side(right, v_table, &challenges, sigma, buf);
-    ([v, claim.last(last, r)], challenges)
+    ([v, claim], challenges)
 }
 
 /// The left verifier: its shares come from the PRG shared with the
@@ -834,42 +578,15 @@ fn verify_right(
 /// verifier's by digest). Returns `(f(r), p(r) share)`.
 fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg, buf: &mut Buffers) -> [Fp2; 2] {
     let m = 64 * left.len();
-    let nl = challenges.len();
-    let mut claim = ClaimShare {
-        claim: Fp2::from_i64(m as i64),
-    };
-    for &r in &challenges[..nl - 1] {
-        let (p0, p2) = (random_fp2(prg), random_fp2(prg));
-        claim.halve(p0, p2, r);
-    }
-    let rho = random_fp2(prg);
-    let last: Vec<Fp2> = (0..4).map(|_| random_fp2(prg)).collect();
+    let (claim, rho) = left_claim(challenges, Fp2::from_i64(m as i64), prg);
     let u = fold_side(left, u_table, challenges, rho, buf);
-    [u, claim.last(&last, challenges[nl - 1])]
-}
-
-fn send_fp2(p: &mut Party, to: PartyId, xs: &[Fp2]) -> Result<(), MpcError> {
-    let mut out = Vec::with_capacity(xs.len() * Fp2::BYTES);
-    Fp2::encode(xs, &mut out);
-    p.net.send(to, out)?;
-    Ok(())
-}
-
-fn recv_fp2(p: &mut Party, from: PartyId, n: usize) -> Result<Vec<Fp2>, MpcError> {
-    let bytes = p.net.recv(from)?;
-    if bytes.len() != n * Fp2::BYTES {
-        return Err(MpcError::WrongLength {
-            from,
-            expected: n * Fp2::BYTES,
-            got: bytes.len(),
-        });
-    }
-    Fp2::decode(&bytes).ok_or(MpcError::MalformedElement { from })
+    [u, claim]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PartyId;
     use proptest::prelude::*;
 
     /// Gates satisfying the relation: `e = a b ^ c d ^ f`.
@@ -887,10 +604,10 @@ mod tests {
     /// view's hash as the prover sent it).
     fn ctx(left: &[Triple], right: &[Triple], salt: &[u8; 32]) -> Context {
         let views = [
-            view_hash(b"left", &[3; 32], 0, left),
-            view_hash(b"right", salt, 0, right),
+            triples_view(b"left", &[3; 32], 0, left),
+            triples_view(b"right", salt, 0, right),
         ];
-        Context::new(PartyId::ALL[1], 7, 0, salt, [&views[0], &views[1]])
+        Context::new(LABEL, PartyId::ALL[1], 7, 0, salt, [&views[0], &views[1]])
     }
 
     /// Prover and both verifiers in one place; `tamper` may change the
@@ -954,8 +671,8 @@ mod tests {
             let salt_v = draw_salt(&mut rv);
             // The right verifier hashes its own (honest) view; the left
             // view's hash is the one the prover sent.
-            let views = [view_hash(b"left", &[3; 32], 0, &l), view_hash(b"right", &salt_v, 0, &hr)];
-            let vctx = Context::new(PartyId::ALL[1], 7, 0, &salt_v, [&views[0], &views[1]]);
+            let views = [triples_view(b"left", &[3; 32], 0, &l), triples_view(b"right", &salt_v, 0, &hr)];
+            let vctx = Context::new(LABEL, PartyId::ALL[1], 7, 0, &salt_v, [&views[0], &views[1]]);
             let (rfin, _) = verify_right(&hr, &shares, vctx, &mut rv, &mut bufs);
             let lfin = verify_left(&hl, &chal, &mut Prg::new(ls), &mut bufs);
             prop_assert!(lfin[0] * rfin[0] != lfin[1] + rfin[1]);

@@ -19,6 +19,7 @@ pub mod input;
 pub mod poseidon;
 pub mod shuffle;
 pub mod sort;
+pub(crate) mod sumcheck;
 
 pub use arithmetic::{
     dot, mul, mul_into, open, open_to, random_shares, reshare, square, zero_share,
