@@ -66,6 +66,9 @@ pub struct Party {
     /// opening checks them first, whatever `security` says. Private to the
     /// engine so no caller can drop gates before their check.
     pub(crate) ands: crate::protocols::dzkp::AndLog,
+    /// `F_r` products not yet checked ([`crate::protocols::mulcheck`]),
+    /// under the same rule.
+    pub(crate) products: crate::protocols::mulcheck::FrLog,
     /// What the checks cost so far.
     pub checks: crate::protocols::dzkp::CheckStats,
     /// Why a check failed, once one has: the party refuses every later
@@ -153,6 +156,7 @@ impl Party {
             link: LinkModel::default(),
             security: Security::SemiHonest,
             ands: Default::default(),
+            products: Default::default(),
             checks: Default::default(),
             failed_check: None,
         })
@@ -182,6 +186,18 @@ impl Party {
     #[doc(hidden)]
     pub fn cheat_flip_recorded_output(&mut self, word: usize, bit: u32) {
         self.ands.flip_recorded_output(word, bit);
+    }
+
+    /// `F_r` multiplications and dot products recorded and not yet checked.
+    pub fn unchecked_products(&self) -> u64 {
+        self.products.gates() as u64
+    }
+
+    /// Test hook: adds one to this party's copy of one recorded `F_r`
+    /// product output (the check must fail).
+    #[doc(hidden)]
+    pub fn cheat_shift_recorded_product(&mut self, gate: usize) {
+        self.products.shift_recorded_output(gate);
     }
 
     /// Refuses to run `protocol` in malicious mode: it has no check yet.

@@ -5,7 +5,8 @@ use std::any::Any;
 
 use crate::network::{recv_into, recv_vec, send_vec};
 use crate::protocols::dzkp::verify;
-use crate::{Bits, MpcError, Party, PartyId, Ring, Security, Shares};
+use crate::protocols::mulcheck::LOG_LIMIT;
+use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Security, Shares};
 
 /// Additive shares of zero (`α_0 + α_1 + α_2 = 0`) with no communication:
 /// `α_i = F(k_{i,i+1}) - F(k_{i-1,i})`.
@@ -148,15 +149,20 @@ pub fn mul_into<T: Ring>(
         return Err(MpcError::InvalidArgument("mul: operands differ in length"));
     }
     if p.security == Security::Malicious {
-        // Only AND gates have a check (protocols::dzkp); the downcasts
-        // succeed exactly when `T` is `Bits`.
+        // AND gates (protocols::dzkp) and F_r products (protocols::mulcheck)
+        // have checks; the downcasts succeed exactly when `T` is `Bits` or
+        // `Fr`.
+        if let (Some(x), Some(y)) = (as_fr(x), as_fr(y)) {
+            *out = from_fr(products_recorded(p, x, y, &vec![1; x.len()])?);
+            return Ok(());
+        }
         let xb = (x as &dyn Any).downcast_ref::<Shares<Bits>>();
         let yb = (y as &dyn Any).downcast_ref::<Shares<Bits>>();
         let out_bits = (out as &mut dyn Any).downcast_mut::<Shares<Bits>>();
         return match (xb, yb, out_bits) {
             (Some(x), Some(y), Some(out)) => and_recorded_into(p, x, y, out),
             _ => Err(MpcError::NotMaliciousSecure(
-                "multiplication over an arithmetic ring",
+                "multiplication over Z_2^k (only F_r and AND gates are checked)",
             )),
         };
     }
@@ -173,6 +179,63 @@ pub fn mul_into<T: Ring>(
         a,
         b,
     )
+}
+
+fn as_fr<T: Ring>(x: &Shares<T>) -> Option<&Shares<Fr>> {
+    (x as &dyn Any).downcast_ref::<Shares<Fr>>()
+}
+
+/// The inverse of [`as_fr`] (call only when `T` is `Fr`).
+fn from_fr<T: Ring>(x: Shares<Fr>) -> Shares<T> {
+    let boxed: Box<dyn Any> = Box::new(x);
+    *boxed.downcast::<Shares<T>>().expect("T is Fr")
+}
+
+/// Dot products over `F_r` with every gate recorded for the check before
+/// the next opening ([`crate::protocols::mulcheck`]): gate `j` sums the
+/// next `terms[j]` products of `x` and `y`. The same messages as [`mul`]
+/// and [`dot`] (one element per gate, one round), with the two PRG
+/// elements of the zero sharing kept apart. A log past
+/// [`LOG_LIMIT`] entries is checked first.
+fn products_recorded(
+    p: &mut Party,
+    x: &Shares<Fr>,
+    y: &Shares<Fr>,
+    terms: &[usize],
+) -> Result<Shares<Fr>, MpcError> {
+    if x.len() != y.len() || terms.iter().sum::<usize>() != x.len() {
+        return Err(MpcError::InvalidArgument(
+            "products: operands differ in length",
+        ));
+    }
+    if p.products.entries() >= LOG_LIMIT {
+        verify(p)?;
+    }
+    let gates = terms.len();
+    let sn = Fr::random_vec(&mut p.prg_next, gates);
+    let sp = Fr::random_vec(&mut p.prg_prev, gates);
+    let mut z = Vec::with_capacity(gates);
+    let mut k = 0;
+    for (j, &t) in terms.iter().enumerate() {
+        let mut acc = sn[j] - sp[j];
+        for k in k..k + t {
+            acc += x.a[k] * (y.a[k] + y.b[k]) + x.b[k] * y.a[k];
+        }
+        z.push(acc);
+        k += t;
+    }
+    let (prev, next) = (p.prev(), p.next());
+    let (a, b) = stream_exchange(p, prev, next, gates, |_, r, out| {
+        out.extend_from_slice(&z[r])
+    })?;
+    p.products.record(
+        [&x.a, &x.b, &y.a, &y.b],
+        terms.iter().copied(),
+        [&a, &b],
+        &sn,
+        &sp,
+    );
+    Ok(Shares::new(a, b))
 }
 
 /// AND with the gate recorded for the check before the next opening
@@ -211,7 +274,10 @@ fn and_recorded_into(
 /// Elementwise `x^2`. One round; one local product per element instead of
 /// three: `z_i = x_i (x_i + 2 x_{i+1})`.
 pub fn square<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Shares<T>, MpcError> {
-    p.semi_honest_only("square")?;
+    if p.security == Security::Malicious && as_fr(x).is_some() {
+        return mul(p, x, x);
+    }
+    p.semi_honest_only("square over Z_2^k")?;
     let (prev, next) = (p.prev(), p.next());
     let (a, b) = stream_exchange(p, prev, next, x.len(), |p, r, out| {
         let alpha = zero_share::<T>(p, r.len());
@@ -232,7 +298,12 @@ pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
     if x.len() != y.len() {
         return Err(MpcError::InvalidArgument("dot: operands differ in length"));
     }
-    p.semi_honest_only("dot")?;
+    if p.security == Security::Malicious {
+        if let (Some(x), Some(y)) = (as_fr(x), as_fr(y)) {
+            return Ok(from_fr(products_recorded(p, x, y, &[x.len()])?));
+        }
+    }
+    p.semi_honest_only("dot over Z_2^k")?;
     let mut acc = T::zero();
     for ((xa, xb), (ya, yb)) in x.a.iter().zip(&x.b).zip(y.a.iter().zip(&y.b)) {
         acc += *xa * *ya + *xa * *yb + *xb * *ya;

@@ -158,7 +158,10 @@ impl AndLog {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CheckStats {
     pub batches: u64,
+    /// AND gates checked.
     pub gates: u64,
+    /// `F_r` multiplications and dot products checked.
+    pub products: u64,
     /// Wall time in the checks (proving, verifying both neighbours and
     /// waiting for their messages), seconds.
     pub proof_seconds: f64,
@@ -167,12 +170,13 @@ pub struct CheckStats {
 /// Left triple `(a, c, e)` and right triple `(b, d, f)` of 64 gates.
 type Triple = [u64; 3];
 
-/// Checks every AND recorded since the last check; on success the log is
-/// empty. Two rounds (none when nothing is pending). An `Err` means the run
-/// must abort: either a proof failed (its prover or the other verifier
-/// deviated) or a message was malformed. The party stays failed: every
-/// later check (so every later opening) returns an error too, so a caller
-/// that ignores the error cannot open values whose gates were never
+/// Checks every AND gate and every `F_r` product recorded since the last
+/// check ([`crate::protocols::mulcheck`]); on success both logs are empty.
+/// Two rounds per non-empty log (none when nothing is pending). An `Err`
+/// means the run must abort: either a proof failed (its prover or the other
+/// verifier deviated) or a message was malformed. The party stays failed:
+/// every later check (so every later opening) returns an error too, so a
+/// caller that ignores the error cannot open values whose gates were never
 /// checked.
 pub fn verify(p: &mut Party) -> Result<(), MpcError> {
     if let Some(why) = &p.failed_check {
@@ -181,18 +185,28 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
             detail: why.clone(),
         });
     }
-    if p.ands.is_empty() {
+    if p.ands.is_empty() && p.products.is_empty() {
         return Ok(());
     }
-    let out = check_log(p);
-    if let Err(e) = &out {
-        p.failed_check = Some(e.to_string());
+    let start = std::time::Instant::now();
+    let mut out = Ok(());
+    if !p.ands.is_empty() {
+        out = check_log(p);
+    }
+    if out.is_ok() && !p.products.is_empty() {
+        out = crate::protocols::mulcheck::check_log(p);
+    }
+    match &out {
+        Ok(()) => {
+            p.checks.batches += 1;
+            p.checks.proof_seconds += start.elapsed().as_secs_f64();
+        }
+        Err(e) => p.failed_check = Some(e.to_string()),
     }
     out
 }
 
 fn check_log(p: &mut Party) -> Result<(), MpcError> {
-    let start = std::time::Instant::now();
     let log = std::mem::take(&mut p.ands);
     let words = log.words();
     let batch = p.checks.batches;
@@ -303,9 +317,7 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
     // right verifier of `prev`, it is `next`.
     check_final(CHECK, &left_final, &from_prev, next, prev)?;
     check_final(CHECK, &right_final, &from_next, prev, next)?;
-    p.checks.batches += 1;
     p.checks.gates += 64 * words as u64;
-    p.checks.proof_seconds += start.elapsed().as_secs_f64();
     Ok(())
 }
 

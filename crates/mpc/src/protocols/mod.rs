@@ -16,6 +16,7 @@ pub mod compare;
 pub mod conversion;
 pub mod dzkp;
 pub mod input;
+pub mod mulcheck;
 pub mod poseidon;
 pub mod shuffle;
 pub mod sort;

@@ -164,6 +164,11 @@ impl Context {
         Self { hash }
     }
 
+    /// Hashes a prover message that precedes the first level.
+    pub(crate) fn bind<F: ProofField>(&mut self, v: &F) {
+        v.absorb(&mut self.hash);
+    }
+
     /// The challenge after the right shares of one more level.
     pub(crate) fn challenge<F: ProofField>(&mut self, level: usize, right_shares: &[F]) -> F {
         self.hash.update((level as u64).to_le_bytes());

@@ -1,0 +1,667 @@
+//! The check of every multiplication and dot product over the BN254 scalar
+//! field `F_r` before anything is opened: the distributed zero-knowledge
+//! proof of Boyle, Gilboa, Ishai, Nof (CCS 2019, ePrint 2019/1390) for
+//! arithmetic gates, on the same halving core as the AND-gate proof
+//! ([`crate::protocols::sumcheck`]).
+//!
+//! # The statement
+//! A *gate* is a dot product `sum_k x_k y_k` (a multiplication is one with
+//! a single term). Party `i` computes `z_i = sum_k (x_{i,k} y_{i,k} +
+//! x_{i,k} y_{i+1,k} + x_{i+1,k} y_{i,k}) + s_n - s_p`, with `s_n` drawn
+//! from the PRG it shares with `next` and `s_p` from the one with `prev`,
+//! and sends `z_i` to `prev` (as [`crate::protocols::mul`]). As a prover it
+//! must show, per gate,
+//! `sum_k (x_{i,k} y_{i+1,k} + y_{i,k} x_{i+1,k}) + e + s_n = 0` with
+//! `e = sum_k x_{i,k} y_{i,k} - s_p - z_i`, where `x_i, y_i, e` are known
+//! to the *left verifier* `prev` (which received `z_i`) and `x_{i+1},
+//! y_{i+1}, s_n` to the *right verifier* `next`.
+//!
+//! Gates are weighted by powers `w^g` of a Fiat-Shamir challenge `w` drawn
+//! after the statement is fixed (it hashes both verifiers' keyed views), so
+//! one wrong gate makes the weighted sum nonzero except with probability
+//! `gates / r`, about `2^-230`. The weighted sum is the inner product of
+//! `u = (w^g x_{i,k}, w^g y_{i,k}, ..., w^g e_g, w^g)` (left) and
+//! `v = (y_{i+1,k}, x_{i+1,k}, ..., 1, s_{n,g})` (right), claimed `0`.
+//!
+//! The vectors are cut into sub-batches of [`SUB_ENTRIES`] entries (a long
+//! dot product spans several); each sub-batch proves its own claim, which
+//! the prover sends additively shared (the right share is hashed into the
+//! sub-batch's challenges), and the verifiers check that the claims sum to
+//! zero in the final exchange. Challenges live in `F_r` (~2^254), so no
+//! extension field is needed.
+//!
+//! # Rounds and bytes
+//! Two rounds per check, as the AND-gate proof: (1) proof shares and the
+//! left view's hash to `next`, challenges to `prev`; (2) each verifier pair
+//! exchanges its folded values, claim shares, the sum of the sub-batch
+//! claims and a digest of the challenges. About `2 log2(SUB_ENTRIES) + 5`
+//! field elements per sub-batch.
+
+use sha2::{Digest, Sha256};
+
+use crate::prg::Prg;
+use crate::protocols::sumcheck::{
+    check_final, digest_to, draw_salt, fold_to_end, generic_levels, left_claim, proof_len,
+    recv_elems, recv_exact, right_claim, send_elems, view_hash, Context, ProofField, Transcript,
+};
+use crate::{Fr, MpcError, Party, Ring};
+
+/// Entries (two per term, two per gate) per sub-batch proof: bounds the
+/// prover's folded vectors to 2 x 8 MiB.
+pub const SUB_ENTRIES: usize = 1 << 18;
+
+/// When the log holds this many entries the next multiplication checks it
+/// first (so memory stays bounded in long arithmetic programs).
+pub const LOG_LIMIT: usize = 1 << 22;
+
+const CHECK: &str = "F_r multiplication proof";
+const LABEL: &[u8] = b"triad mulcheck v1 fr-products";
+const WEIGHTS: &[u8] = b"triad mulcheck v1 gate weights";
+
+/// The products computed since the last check (struct of arrays). Per
+/// term: our components of both factors. Per gate: where its terms end,
+/// our output share, the one received from `next`, and the PRG elements
+/// of the zero sharing.
+#[derive(Debug, Default)]
+pub struct FrLog {
+    xa: Vec<Fr>,
+    xb: Vec<Fr>,
+    ya: Vec<Fr>,
+    yb: Vec<Fr>,
+    ends: Vec<usize>,
+    za: Vec<Fr>,
+    zb: Vec<Fr>,
+    sn: Vec<Fr>,
+    sp: Vec<Fr>,
+}
+
+impl FrLog {
+    pub fn gates(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Entries of the proof's vectors: two per term and two per gate.
+    pub fn entries(&self) -> usize {
+        2 * (self.xa.len() + self.ends.len())
+    }
+
+    /// Appends gates: the factors' components (all terms), each gate's
+    /// number of terms, our output shares and those received from `next`,
+    /// the PRG elements shared with next and prev.
+    pub(crate) fn record(
+        &mut self,
+        factors: [&[Fr]; 4],
+        terms: impl Iterator<Item = usize>,
+        outputs: [&[Fr]; 2],
+        sn: &[Fr],
+        sp: &[Fr],
+    ) {
+        let dst = [&mut self.xa, &mut self.xb, &mut self.ya, &mut self.yb];
+        for (d, src) in dst.into_iter().zip(factors) {
+            d.extend_from_slice(src);
+        }
+        let mut end = self.ends.last().copied().unwrap_or(0);
+        for t in terms {
+            end += t;
+            self.ends.push(end);
+        }
+        self.za.extend_from_slice(outputs[0]);
+        self.zb.extend_from_slice(outputs[1]);
+        self.sn.extend_from_slice(sn);
+        self.sp.extend_from_slice(sp);
+    }
+
+    /// Tampers with our copy of one recorded output (tests of a party
+    /// that changes its own share: the check must fail).
+    pub(crate) fn shift_recorded_output(&mut self, gate: usize) {
+        if let Some(z) = self.za.get_mut(gate) {
+            *z += Fr::from(1u64);
+        }
+    }
+}
+
+/// One prover's gates as one verifier sees them. The left side's `z` is
+/// the prover's output share; the right side has none.
+struct Side<'a> {
+    x: &'a [Fr],
+    y: &'a [Fr],
+    ends: &'a [usize],
+    z: Option<&'a [Fr]>,
+    r: &'a [Fr],
+}
+
+impl Side<'_> {
+    fn terms(&self, g: usize) -> std::ops::Range<usize> {
+        let start = if g == 0 { 0 } else { self.ends[g - 1] };
+        start..self.ends[g]
+    }
+
+    /// The proof's vector on this side (`u` on the left with the gate
+    /// weights `w^(g+1)`, `v` on the right), lazily.
+    fn entries(&self, w: Fr) -> Box<dyn Iterator<Item = Fr> + '_> {
+        let one = Fr::from(1u64);
+        match self.z {
+            Some(z) => {
+                let mut weight = one;
+                Box::new((0..self.ends.len()).flat_map(move |g| {
+                    weight *= w;
+                    let wg = weight;
+                    let t = self.terms(g);
+                    let e = t
+                        .clone()
+                        .fold(Fr::from(0u64), |acc, k| acc + self.x[k] * self.y[k])
+                        - self.r[g]
+                        - z[g];
+                    t.flat_map(move |k| [wg * self.x[k], wg * self.y[k]])
+                        .chain([wg * e, wg])
+                }))
+            }
+            None => Box::new((0..self.ends.len()).flat_map(move |g| {
+                self.terms(g)
+                    .flat_map(move |k| [self.y[k], self.x[k]])
+                    .chain([one, self.r[g]])
+            })),
+        }
+    }
+
+    /// A keyed hash of everything this side knows of the statement.
+    fn view(&self, side: &[u8], key: &[u8; 32]) -> [u8; 32] {
+        view_hash(side, key, 0, |h| {
+            let mut buf = Vec::new();
+            for v in [self.x, self.y, self.r].into_iter().chain(self.z) {
+                buf.clear();
+                <Fr as Ring>::encode(v, &mut buf);
+                h.update(&buf);
+            }
+            for e in self.ends {
+                h.update((*e as u64).to_le_bytes());
+            }
+        })
+    }
+}
+
+/// Sub-batches of a log with `entries` entries.
+fn sub_batches(entries: usize) -> usize {
+    entries.div_ceil(SUB_ENTRIES)
+}
+
+/// Challenges per sub-batch proof of `len` entries: the halving levels
+/// and the final one.
+fn levels(len: usize) -> usize {
+    generic_levels(len) + 1
+}
+
+/// Lengths of the sub-batches.
+fn sub_lens(entries: usize) -> Vec<usize> {
+    (0..sub_batches(entries))
+        .map(|s| SUB_ENTRIES.min(entries - s * SUB_ENTRIES))
+        .collect()
+}
+
+/// Checks every product recorded since the last check; on success the log
+/// is empty. Two rounds. Called by [`crate::protocols::verify`], which
+/// poisons the party on failure.
+pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
+    let log = std::mem::take(&mut p.products);
+    let entries = log.entries();
+    let lens = sub_lens(entries);
+    let batch = p.checks.batches;
+    let (me, prev, next) = (p.id, p.prev(), p.next());
+
+    // Per-check seeds, drawn in the same order at both ends of each link
+    // (as the AND-gate proof).
+    let seed = |prg: &mut Prg| {
+        let mut s = [0u8; 16];
+        prg.fill(&mut s);
+        s
+    };
+    let (my_right_seed, next_left_seed) = (seed(&mut p.prg_next), seed(&mut p.prg_next));
+    let (prev_right_seed, my_left_seed) = (seed(&mut p.prg_prev), seed(&mut p.prg_prev));
+
+    // 1. Prove.
+    let mut right_prg = Prg::new(my_right_seed);
+    let mut left_prg = Prg::new(my_left_seed);
+    let salt = draw_salt(&mut right_prg);
+    let view_key = draw_salt(&mut left_prg);
+    let left = Side {
+        x: &log.xa,
+        y: &log.ya,
+        ends: &log.ends,
+        z: Some(&log.za),
+        r: &log.sp,
+    };
+    let right = Side {
+        x: &log.xb,
+        y: &log.yb,
+        ends: &log.ends,
+        z: None,
+        r: &log.sn,
+    };
+    let views = [left.view(b"left", &view_key), right.view(b"right", &salt)];
+    let w = weight(me, batch, &salt, &views[0], &views[1]);
+    let (shares_out, challenges_out) = prove(
+        left.entries(w),
+        right.entries(w),
+        &lens,
+        |s| Context::new(LABEL, me, batch, s, &salt, [&views[0], &views[1]]),
+        &mut left_prg,
+        &mut right_prg,
+    );
+    p.rounds += 1;
+    send_elems(p, next, &shares_out)?;
+    p.net.send(next, views[0].to_vec())?;
+    let mut to_left = vec![w];
+    to_left.extend(challenges_out);
+    send_elems(p, prev, &to_left)?;
+    let n_shares: usize = lens.iter().map(|&l| 1 + proof_len(generic_levels(l))).sum();
+    let n_chal: usize = 1 + lens.iter().map(|&l| levels(l)).sum::<usize>();
+    let prev_shares: Vec<Fr> = recv_elems(p, prev, n_shares)?;
+    let prev_left_view: [u8; 32] = recv_exact(p, prev, 32)?.try_into().expect("32 bytes");
+    let next_challenges: Vec<Fr> = recv_elems(p, next, n_chal)?;
+
+    // 2. Verify: as the right verifier of `prev` (its right side is our
+    // `a` components and `s_p`) and the left verifier of `next` (its left
+    // side is our `b` components, the output we received and `s_n`).
+    let mut as_right = Prg::new(prev_right_seed);
+    let mut as_left = Prg::new(next_left_seed);
+    let prev_salt = draw_salt(&mut as_right);
+    let next_view_key = draw_salt(&mut as_left);
+    let prev_right = Side {
+        x: &log.xa,
+        y: &log.ya,
+        ends: &log.ends,
+        z: None,
+        r: &log.sp,
+    };
+    let right_view = prev_right.view(b"right", &prev_salt);
+    let prev_w = weight(prev, batch, &prev_salt, &prev_left_view, &right_view);
+    let mut right_final = verify_right(
+        prev_right.entries(prev_w),
+        &lens,
+        &prev_shares,
+        |s| {
+            Context::new(
+                LABEL,
+                prev,
+                batch,
+                s,
+                &prev_salt,
+                [&prev_left_view, &right_view],
+            )
+        },
+        &mut as_right,
+    );
+    let next_left = Side {
+        x: &log.xb,
+        y: &log.yb,
+        ends: &log.ends,
+        z: Some(&log.zb),
+        r: &log.sn,
+    };
+    let next_w = next_challenges[0];
+    let mut left_final = verify_left(
+        next_left.entries(next_w),
+        &lens,
+        &next_challenges[1..],
+        &mut as_left,
+    );
+    // Digests of what each verifier used: the left view's hash, the
+    // weight and every challenge.
+    let digest = |view: &[u8; 32], w: Fr, chal: &[Fr]| -> Fr {
+        let mut h = Sha256::new();
+        h.update(view);
+        w.absorb(&mut h);
+        chal.iter().for_each(|c| c.absorb(&mut h));
+        digest_to(h)
+    };
+    let right_digest = digest(&prev_left_view, prev_w, &right_final.challenges);
+    let left_digest = digest(
+        &next_left.view(b"left", &next_view_key),
+        next_w,
+        &next_challenges[1..],
+    );
+    right_final
+        .values
+        .extend([right_final.claim_sum, right_digest]);
+    left_final
+        .values
+        .extend([left_final.claim_sum, left_digest]);
+    p.rounds += 1;
+    send_elems(p, next, &right_final.values)?;
+    send_elems(p, prev, &left_final.values)?;
+    let n_final = 2 * lens.len() + 2;
+    let from_next: Vec<Fr> = recv_elems(p, next, n_final)?;
+    let from_prev: Vec<Fr> = recv_elems(p, prev, n_final)?;
+    // As the left verifier of `next`, our counterpart is `prev`; as the
+    // right verifier of `prev`, it is `next`.
+    for (mine, theirs, prover, other) in [
+        (&left_final.values, &from_prev, next, prev),
+        (&right_final.values, &from_next, prev, next),
+    ] {
+        let n = mine.len();
+        let without_sum = |v: &[Fr]| [&v[..n - 2], &v[n - 1..]].concat();
+        check_final(
+            CHECK,
+            &without_sum(mine),
+            &without_sum(theirs),
+            prover,
+            other,
+        )?;
+        if mine[n - 2] + theirs[n - 2] != Fr::from(0u64) {
+            return Err(MpcError::CheatingDetected {
+                check: CHECK,
+                detail: format!(
+                    "{prover}'s sub-batch claims do not sum to zero ({prover} or {other} deviated)"
+                ),
+            });
+        }
+    }
+    p.checks.products += log.gates() as u64;
+    Ok(())
+}
+
+/// The gate weight `w`: hashes both views, so it is fixed only after the
+/// outputs are.
+fn weight(
+    prover: crate::PartyId,
+    batch: u64,
+    salt: &[u8; 32],
+    left_view: &[u8; 32],
+    right_view: &[u8; 32],
+) -> Fr {
+    Context::new(WEIGHTS, prover, batch, 0, salt, [left_view, right_view]).challenge(0, &[])
+}
+
+/// The prover: per sub-batch the right share of its claim, then the proof.
+/// Returns the right shares and the challenges.
+fn prove(
+    mut u_it: impl Iterator<Item = Fr>,
+    mut v_it: impl Iterator<Item = Fr>,
+    lens: &[usize],
+    ctx: impl Fn(usize) -> Context,
+    left_prg: &mut Prg,
+    right_prg: &mut Prg,
+) -> (Vec<Fr>, Vec<Fr>) {
+    let (mut shares, mut challenges) = (Vec::new(), Vec::new());
+    let (mut u, mut v) = (Vec::new(), Vec::new());
+    for (s, &len) in lens.iter().enumerate() {
+        u.clear();
+        v.clear();
+        u.extend(u_it.by_ref().take(len));
+        v.extend(v_it.by_ref().take(len));
+        let claim = u
+            .iter()
+            .zip(&v)
+            .fold(Fr::from(0u64), |acc, (a, b)| acc + *a * *b);
+        let claim_right = claim - <Fr as ProofField>::random(left_prg);
+        let mut c = ctx(s);
+        c.bind(&claim_right);
+        let mut tr = Transcript::new(c);
+        tr.finish(&mut u, &mut v, left_prg, right_prg);
+        shares.push(claim_right);
+        shares.extend(tr.shares);
+        challenges.extend(tr.challenges);
+    }
+    (shares, challenges)
+}
+
+/// What a verifier sends its counterpart: per sub-batch its folded value
+/// and final claim share, the sum of its sub-batch claim shares.
+struct Final {
+    values: Vec<Fr>,
+    claim_sum: Fr,
+    challenges: Vec<Fr>,
+}
+
+fn verify_right(
+    mut v_it: impl Iterator<Item = Fr>,
+    lens: &[usize],
+    shares: &[Fr],
+    ctx: impl Fn(usize) -> Context,
+    prg: &mut Prg,
+) -> Final {
+    let mut out = Final {
+        values: Vec::new(),
+        claim_sum: Fr::from(0u64),
+        challenges: Vec::new(),
+    };
+    let mut v = Vec::new();
+    let mut at = 0;
+    for (s, &len) in lens.iter().enumerate() {
+        let np = proof_len(generic_levels(len));
+        let start = shares[at];
+        let mut c = ctx(s);
+        c.bind(&start);
+        let (claim, chal) = right_claim(&shares[at + 1..at + 1 + np], start, &mut c);
+        v.clear();
+        v.extend(v_it.by_ref().take(len));
+        let sigma = <Fr as ProofField>::random(prg);
+        out.values.push(fold_to_end(&mut v, &chal, sigma));
+        out.values.push(claim);
+        out.claim_sum += start;
+        out.challenges.extend(chal);
+        at += 1 + np;
+    }
+    out
+}
+
+fn verify_left(
+    mut u_it: impl Iterator<Item = Fr>,
+    lens: &[usize],
+    challenges: &[Fr],
+    prg: &mut Prg,
+) -> Final {
+    let mut out = Final {
+        values: Vec::new(),
+        claim_sum: Fr::from(0u64),
+        challenges: Vec::new(),
+    };
+    let mut u = Vec::new();
+    let mut at = 0;
+    for &len in lens {
+        let nl = levels(len);
+        let chal = &challenges[at..at + nl];
+        let start = <Fr as ProofField>::random(prg);
+        let (claim, rho) = left_claim(chal, start, prg);
+        u.clear();
+        u.extend(u_it.by_ref().take(len));
+        out.values.push(fold_to_end(&mut u, chal, rho));
+        out.values.push(claim);
+        out.claim_sum += start;
+        at += nl;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PartyId;
+    use proptest::prelude::*;
+
+    /// A prover's two sides for random gates of the given term counts;
+    /// `wrong` adds one to the output of that gate.
+    struct Gates {
+        xa: Vec<Fr>,
+        ya: Vec<Fr>,
+        xb: Vec<Fr>,
+        yb: Vec<Fr>,
+        ends: Vec<usize>,
+        z: Vec<Fr>,
+        sp: Vec<Fr>,
+        sn: Vec<Fr>,
+    }
+
+    fn gates(terms: &[usize], seed: u8, wrong: Option<usize>) -> Gates {
+        let mut prg = Prg::new([seed; 16]);
+        let mut r = || <Fr as Ring>::random(&mut prg);
+        let total: usize = terms.iter().sum();
+        let mut g = Gates {
+            xa: (0..total).map(|_| r()).collect(),
+            ya: (0..total).map(|_| r()).collect(),
+            xb: (0..total).map(|_| r()).collect(),
+            yb: (0..total).map(|_| r()).collect(),
+            ends: Vec::new(),
+            z: Vec::new(),
+            sp: Vec::new(),
+            sn: Vec::new(),
+        };
+        let mut end = 0;
+        for (j, &t) in terms.iter().enumerate() {
+            let (sn, sp) = (r(), r());
+            let acc = (end..end + t).fold(Fr::from(0u64), |acc, k| {
+                acc + g.xa[k] * (g.ya[k] + g.yb[k]) + g.xb[k] * g.ya[k]
+            });
+            let bad = if wrong == Some(j) {
+                Fr::from(1u64)
+            } else {
+                Fr::from(0u64)
+            };
+            g.z.push(acc + sn - sp + bad);
+            g.sn.push(sn);
+            g.sp.push(sp);
+            end += t;
+            g.ends.push(end);
+        }
+        g
+    }
+
+    impl Gates {
+        fn left(&self) -> Side<'_> {
+            Side {
+                x: &self.xa,
+                y: &self.ya,
+                ends: &self.ends,
+                z: Some(&self.z),
+                r: &self.sp,
+            }
+        }
+        fn right(&self) -> Side<'_> {
+            Side {
+                x: &self.xb,
+                y: &self.yb,
+                ends: &self.ends,
+                z: None,
+                r: &self.sn,
+            }
+        }
+        fn entries(&self) -> usize {
+            2 * (self.xa.len() + self.ends.len())
+        }
+    }
+
+    /// The honest statement's inner product is zero at any weight; a wrong
+    /// gate makes it nonzero.
+    #[test]
+    fn statement_encodes_the_gates() {
+        let w = Fr::from(7u64);
+        let ip = |g: &Gates| {
+            g.left()
+                .entries(w)
+                .zip(g.right().entries(w))
+                .fold(Fr::from(0u64), |a, (u, v)| a + u * v)
+        };
+        assert_eq!(ip(&gates(&[1, 3, 0, 5], 1, None)), Fr::from(0u64));
+        assert_ne!(ip(&gates(&[1, 3, 0, 5], 1, Some(2))), Fr::from(0u64));
+    }
+
+    /// Prover and both verifiers in one place (the verifiers hold `honest`,
+    /// the prover proves `proven`); `tamper` may change the shares or the
+    /// challenges in transit. True when every final check passes.
+    fn run(proven: &Gates, honest: &Gates, tamper: impl Fn(&mut Vec<Fr>, &mut Vec<Fr>)) -> bool {
+        let lens = sub_lens(proven.entries());
+        let (ls, rs) = ([1u8; 16], [2u8; 16]);
+        let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
+        let salt = draw_salt(&mut rp);
+        let views = [[3u8; 32], [4u8; 32]];
+        let me = PartyId::ALL[1];
+        let ctx = |s| Context::new(LABEL, me, 0, s, &salt, [&views[0], &views[1]]);
+        let w = weight(me, 0, &salt, &views[0], &views[1]);
+        let (mut shares, mut chal) = prove(
+            proven.left().entries(w),
+            proven.right().entries(w),
+            &lens,
+            ctx,
+            &mut lp,
+            &mut rp,
+        );
+        tamper(&mut shares, &mut chal);
+        let mut rv = Prg::new(rs);
+        draw_salt(&mut rv);
+        let rf = verify_right(honest.right().entries(w), &lens, &shares, ctx, &mut rv);
+        let lf = verify_left(honest.left().entries(w), &lens, &chal, &mut Prg::new(ls));
+        let pairs_ok = (0..lens.len()).all(|s| {
+            lf.values[2 * s] * rf.values[2 * s] == lf.values[2 * s + 1] + rf.values[2 * s + 1]
+        });
+        rf.challenges == chal && pairs_ok && lf.claim_sum + rf.claim_sum == Fr::from(0u64)
+    }
+
+    fn term_counts() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(prop_oneof![3 => Just(1usize), 1 => 0usize..6], 1..30)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn honest_proofs_verify(terms in term_counts(), seed in any::<u8>()) {
+            let g = gates(&terms, seed, None);
+            let ok = run(&g, &g, |_, _| {});
+            prop_assert!(ok);
+        }
+
+        /// A wrong output in any gate, proven faithfully, fails; so does a
+        /// proof of honest gates checked against a changed view.
+        #[test]
+        fn one_wrong_gate_is_caught(terms in term_counts(), seed in any::<u8>(), at in any::<usize>()) {
+            let j = at % terms.len();
+            let bad = gates(&terms, seed, Some(j));
+            let wrong_proven = run(&bad, &bad, |_, _| {});
+            let good = gates(&terms, seed, None);
+            let views_differ = run(&good, &bad, |_, _| {});
+            prop_assert!(!wrong_proven && !views_differ);
+        }
+
+        #[test]
+        fn tampered_proof_or_challenge_is_caught(terms in term_counts(), seed in any::<u8>(), at in any::<usize>(), chal in any::<bool>()) {
+            let g = gates(&terms, seed, None);
+            let ok = run(&g, &g, |s, c| {
+                let v = if chal { c } else { s };
+                let k = at % v.len();
+                v[k] += Fr::from(1u64);
+            });
+            prop_assert!(!ok);
+        }
+    }
+
+    /// A dot product longer than a sub-batch spans several proofs whose
+    /// claims only sum to zero together.
+    #[test]
+    fn long_dot_products_span_sub_batches() {
+        let n = SUB_ENTRIES / 2 + 100;
+        let g = gates(&[3, n, 1], 9, None);
+        assert!(sub_lens(g.entries()).len() >= 2);
+        assert!(run(&g, &g, |_, _| {}));
+        let bad = gates(&[3, n, 1], 9, Some(1));
+        assert!(!run(&bad, &bad, |_, _| {}));
+    }
+
+    #[test]
+    fn sub_batch_lengths_cover_the_entries() {
+        for e in [
+            2usize,
+            4,
+            SUB_ENTRIES,
+            SUB_ENTRIES + 2,
+            3 * SUB_ENTRIES + 10,
+        ] {
+            let l = sub_lens(e);
+            assert_eq!(l.iter().sum::<usize>(), e);
+            assert!(l.iter().all(|&x| x > 0 && x <= SUB_ENTRIES));
+        }
+        assert!(sub_lens(0).is_empty());
+    }
+}
