@@ -175,6 +175,49 @@ impl Fp2 {
     }
 }
 
+impl std::ops::AddAssign for Fp2 {
+    #[inline]
+    fn add_assign(&mut self, o: Fp2) {
+        *self = *self + o;
+    }
+}
+
+impl std::ops::SubAssign for Fp2 {
+    #[inline]
+    fn sub_assign(&mut self, o: Fp2) {
+        *self = *self - o;
+    }
+}
+
+/// Fp2 as a [`crate::Ring`], so the proofs share the wire encoding and the
+/// PRG sampling of the share types.
+impl crate::Ring for Fp2 {
+    const BYTES: usize = 16;
+    fn zero() -> Self {
+        Fp2::ZERO
+    }
+    fn one() -> Self {
+        Fp2::ONE
+    }
+    fn from_u64(v: u64) -> Self {
+        Fp2::from_base(Fp::new(v))
+    }
+    fn random(prg: &mut crate::prg::Prg) -> Self {
+        let mut b = [0u8; 16];
+        prg.fill(&mut b);
+        Fp2::from_random_bytes(&b)
+    }
+    fn encode(xs: &[Self], out: &mut Vec<u8>) {
+        Fp2::encode(xs, out)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 16 {
+            return None;
+        }
+        Fp2::decode(bytes).map(|v| v[0])
+    }
+}
+
 impl Add for Fp2 {
     type Output = Fp2;
     #[inline]

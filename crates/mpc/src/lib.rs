@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod fp61;
+pub mod gf128;
 pub mod network;
 pub mod party;
 pub mod prg;

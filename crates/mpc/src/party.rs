@@ -68,7 +68,9 @@ pub struct Party {
     pub(crate) ands: crate::protocols::dzkp::AndLog,
     /// `F_r` products not yet checked ([`crate::protocols::mulcheck`]),
     /// under the same rule.
-    pub(crate) products: crate::protocols::mulcheck::FrLog,
+    pub(crate) products: crate::protocols::mulcheck::ProductLog<crate::Fr>,
+    /// GF(2^128) products (the shuffle's tags) not yet checked.
+    pub(crate) tag_products: crate::protocols::mulcheck::ProductLog<crate::gf128::Gf128>,
     /// What the checks cost so far.
     pub checks: crate::protocols::dzkp::CheckStats,
     /// Why a check failed, once one has: the party refuses every later
@@ -157,6 +159,7 @@ impl Party {
             security: Security::SemiHonest,
             ands: Default::default(),
             products: Default::default(),
+            tag_products: Default::default(),
             checks: Default::default(),
             failed_check: None,
         })

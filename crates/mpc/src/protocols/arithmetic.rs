@@ -3,9 +3,10 @@
 
 use std::any::Any;
 
+use crate::gf128::Gf128;
 use crate::network::{recv_into, recv_vec, send_vec};
 use crate::protocols::dzkp::verify;
-use crate::protocols::mulcheck::LOG_LIMIT;
+use crate::protocols::mulcheck::{Checked, LOG_LIMIT};
 use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Security, Shares};
 
 /// Additive shares of zero (`α_0 + α_1 + α_2 = 0`) with no communication:
@@ -152,8 +153,8 @@ pub fn mul_into<T: Ring>(
         // AND gates (protocols::dzkp) and F_r products (protocols::mulcheck)
         // have checks; the downcasts succeed exactly when `T` is `Bits` or
         // `Fr`.
-        if let (Some(x), Some(y)) = (as_fr(x), as_fr(y)) {
-            *out = from_fr(products_recorded(p, x, y, &vec![1; x.len()])?);
+        if let Some(z) = checked_products(p, x, y, &vec![1; x.len()]) {
+            *out = z?;
             return Ok(());
         }
         let xb = (x as &dyn Any).downcast_ref::<Shares<Bits>>();
@@ -181,14 +182,34 @@ pub fn mul_into<T: Ring>(
     )
 }
 
-fn as_fr<T: Ring>(x: &Shares<T>) -> Option<&Shares<Fr>> {
-    (x as &dyn Any).downcast_ref::<Shares<Fr>>()
+/// Whether products over `T` have a check ([`Checked`]).
+fn is_checked<T: Ring>() -> bool {
+    let t = std::any::TypeId::of::<T>();
+    t == std::any::TypeId::of::<Fr>() || t == std::any::TypeId::of::<Gf128>()
 }
 
-/// The inverse of [`as_fr`] (call only when `T` is `Fr`).
-fn from_fr<T: Ring>(x: Shares<Fr>) -> Shares<T> {
-    let boxed: Box<dyn Any> = Box::new(x);
-    *boxed.downcast::<Shares<T>>().expect("T is Fr")
+/// [`products_recorded`] when `T` is a [`Checked`] field, `None` otherwise
+/// (the downcasts succeed exactly for `Fr` and `Gf128`).
+fn checked_products<T: Ring>(
+    p: &mut Party,
+    x: &Shares<T>,
+    y: &Shares<T>,
+    terms: &[usize],
+) -> Option<Result<Shares<T>, MpcError>> {
+    fn with<F: Checked, T: Ring>(
+        p: &mut Party,
+        x: &Shares<T>,
+        y: &Shares<T>,
+        terms: &[usize],
+    ) -> Option<Result<Shares<T>, MpcError>> {
+        let x = (x as &dyn Any).downcast_ref::<Shares<F>>()?;
+        let y = (y as &dyn Any).downcast_ref::<Shares<F>>()?;
+        Some(products_recorded(p, x, y, terms).map(|z| {
+            let boxed: Box<dyn Any> = Box::new(z);
+            *boxed.downcast::<Shares<T>>().expect("T is F")
+        }))
+    }
+    with::<Fr, T>(p, x, y, terms).or_else(|| with::<Gf128, T>(p, x, y, terms))
 }
 
 /// Dot products over `F_r` with every gate recorded for the check before
@@ -197,23 +218,23 @@ fn from_fr<T: Ring>(x: Shares<Fr>) -> Shares<T> {
 /// and [`dot`] (one element per gate, one round), with the two PRG
 /// elements of the zero sharing kept apart. A log past
 /// [`LOG_LIMIT`] entries is checked first.
-fn products_recorded(
+fn products_recorded<F: Checked>(
     p: &mut Party,
-    x: &Shares<Fr>,
-    y: &Shares<Fr>,
+    x: &Shares<F>,
+    y: &Shares<F>,
     terms: &[usize],
-) -> Result<Shares<Fr>, MpcError> {
+) -> Result<Shares<F>, MpcError> {
     if x.len() != y.len() || terms.iter().sum::<usize>() != x.len() {
         return Err(MpcError::InvalidArgument(
             "products: operands differ in length",
         ));
     }
-    if p.products.entries() >= LOG_LIMIT {
+    if F::log(p).entries() >= LOG_LIMIT {
         verify(p)?;
     }
     let gates = terms.len();
-    let sn = Fr::random_vec(&mut p.prg_next, gates);
-    let sp = Fr::random_vec(&mut p.prg_prev, gates);
+    let sn = F::random_vec(&mut p.prg_next, gates);
+    let sp = F::random_vec(&mut p.prg_prev, gates);
     let mut z = Vec::with_capacity(gates);
     let mut k = 0;
     for (j, &t) in terms.iter().enumerate() {
@@ -228,7 +249,7 @@ fn products_recorded(
     let (a, b) = stream_exchange(p, prev, next, gates, |_, r, out| {
         out.extend_from_slice(&z[r])
     })?;
-    p.products.record(
+    F::log(p).record(
         [&x.a, &x.b, &y.a, &y.b],
         terms.iter().copied(),
         [&a, &b],
@@ -274,7 +295,7 @@ fn and_recorded_into(
 /// Elementwise `x^2`. One round; one local product per element instead of
 /// three: `z_i = x_i (x_i + 2 x_{i+1})`.
 pub fn square<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Shares<T>, MpcError> {
-    if p.security == Security::Malicious && as_fr(x).is_some() {
+    if p.security == Security::Malicious && is_checked::<T>() {
         return mul(p, x, x);
     }
     p.semi_honest_only("square over Z_2^k")?;
@@ -299,8 +320,8 @@ pub fn dot<T: Ring>(p: &mut Party, x: &Shares<T>, y: &Shares<T>) -> Result<Share
         return Err(MpcError::InvalidArgument("dot: operands differ in length"));
     }
     if p.security == Security::Malicious {
-        if let (Some(x), Some(y)) = (as_fr(x), as_fr(y)) {
-            return Ok(from_fr(products_recorded(p, x, y, &[x.len()])?));
+        if let Some(z) = checked_products(p, x, y, &[x.len()]) {
+            return z;
         }
     }
     p.semi_honest_only("dot over Z_2^k")?;

@@ -185,7 +185,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
             detail: why.clone(),
         });
     }
-    if p.ands.is_empty() && p.products.is_empty() {
+    if p.ands.is_empty() && p.products.is_empty() && p.tag_products.is_empty() {
         return Ok(());
     }
     let start = std::time::Instant::now();
@@ -194,7 +194,10 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
         out = check_log(p);
     }
     if out.is_ok() && !p.products.is_empty() {
-        out = crate::protocols::mulcheck::check_log(p);
+        out = crate::protocols::mulcheck::check_log::<crate::Fr>(p);
+    }
+    if out.is_ok() && !p.tag_products.is_empty() {
+        out = crate::protocols::mulcheck::check_log::<crate::gf128::Gf128>(p);
     }
     match &out {
         Ok(()) => {
@@ -580,7 +583,7 @@ fn verify_right(
     buf: &mut Buffers,
 ) -> ([Fp2; 2], Vec<Fp2>) {
     let (claim, challenges) = right_claim(shares, Fp2::ZERO, &mut ctx);
-    let sigma = Fp2::random(prg);
+    let sigma = <Fp2 as crate::Ring>::random(prg);
     let v = fold_side(right, v_table, &challenges, sigma, buf);
     ([v, claim], challenges)
 }

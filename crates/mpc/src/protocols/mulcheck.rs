@@ -39,6 +39,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::gf128::Gf128;
 use crate::prg::Prg;
 use crate::protocols::sumcheck::{
     check_final, digest_to, draw_salt, fold_to_end, generic_levels, left_claim, proof_len,
@@ -54,28 +55,68 @@ pub const SUB_ENTRIES: usize = 1 << 18;
 /// first (so memory stays bounded in long arithmetic programs).
 pub const LOG_LIMIT: usize = 1 << 22;
 
-const CHECK: &str = "F_r multiplication proof";
-const LABEL: &[u8] = b"triad mulcheck v1 fr-products";
 const WEIGHTS: &[u8] = b"triad mulcheck v1 gate weights";
+
+/// A field whose products are recorded and checked: `F_r` (arithmetic)
+/// and GF(2^128) (the shuffle's tags).
+pub trait Checked: ProofField {
+    /// Names the proof in errors.
+    const CHECK: &'static str;
+    /// Fiat-Shamir domain separation.
+    const LABEL: &'static [u8];
+    fn log(p: &mut Party) -> &mut ProductLog<Self>;
+}
+
+impl Checked for Fr {
+    const CHECK: &'static str = "F_r multiplication proof";
+    const LABEL: &'static [u8] = b"triad mulcheck v1 fr-products";
+    fn log(p: &mut Party) -> &mut ProductLog<Self> {
+        &mut p.products
+    }
+}
+
+impl Checked for Gf128 {
+    const CHECK: &'static str = "GF(2^128) multiplication proof";
+    const LABEL: &'static [u8] = b"triad mulcheck v1 gf128-products";
+    fn log(p: &mut Party) -> &mut ProductLog<Self> {
+        &mut p.tag_products
+    }
+}
 
 /// The products computed since the last check (struct of arrays). Per
 /// term: our components of both factors. Per gate: where its terms end,
 /// our output share, the one received from `next`, and the PRG elements
 /// of the zero sharing.
-#[derive(Debug, Default)]
-pub struct FrLog {
-    xa: Vec<Fr>,
-    xb: Vec<Fr>,
-    ya: Vec<Fr>,
-    yb: Vec<Fr>,
+#[derive(Debug)]
+pub struct ProductLog<F> {
+    xa: Vec<F>,
+    xb: Vec<F>,
+    ya: Vec<F>,
+    yb: Vec<F>,
     ends: Vec<usize>,
-    za: Vec<Fr>,
-    zb: Vec<Fr>,
-    sn: Vec<Fr>,
-    sp: Vec<Fr>,
+    za: Vec<F>,
+    zb: Vec<F>,
+    sn: Vec<F>,
+    sp: Vec<F>,
 }
 
-impl FrLog {
+impl<F> Default for ProductLog<F> {
+    fn default() -> Self {
+        Self {
+            xa: Vec::new(),
+            xb: Vec::new(),
+            ya: Vec::new(),
+            yb: Vec::new(),
+            ends: Vec::new(),
+            za: Vec::new(),
+            zb: Vec::new(),
+            sn: Vec::new(),
+            sp: Vec::new(),
+        }
+    }
+}
+
+impl<F: Ring> ProductLog<F> {
     pub fn gates(&self) -> usize {
         self.ends.len()
     }
@@ -94,11 +135,11 @@ impl FrLog {
     /// the PRG elements shared with next and prev.
     pub(crate) fn record(
         &mut self,
-        factors: [&[Fr]; 4],
+        factors: [&[F]; 4],
         terms: impl Iterator<Item = usize>,
-        outputs: [&[Fr]; 2],
-        sn: &[Fr],
-        sp: &[Fr],
+        outputs: [&[F]; 2],
+        sn: &[F],
+        sp: &[F],
     ) {
         let dst = [&mut self.xa, &mut self.xb, &mut self.ya, &mut self.yb];
         for (d, src) in dst.into_iter().zip(factors) {
@@ -119,22 +160,22 @@ impl FrLog {
     /// that changes its own share: the check must fail).
     pub(crate) fn shift_recorded_output(&mut self, gate: usize) {
         if let Some(z) = self.za.get_mut(gate) {
-            *z += Fr::from(1u64);
+            *z += F::one();
         }
     }
 }
 
 /// One prover's gates as one verifier sees them. The left side's `z` is
 /// the prover's output share; the right side has none.
-struct Side<'a> {
-    x: &'a [Fr],
-    y: &'a [Fr],
+struct Side<'a, F> {
+    x: &'a [F],
+    y: &'a [F],
     ends: &'a [usize],
-    z: Option<&'a [Fr]>,
-    r: &'a [Fr],
+    z: Option<&'a [F]>,
+    r: &'a [F],
 }
 
-impl Side<'_> {
+impl<F: Ring> Side<'_, F> {
     fn terms(&self, g: usize) -> std::ops::Range<usize> {
         let start = if g == 0 { 0 } else { self.ends[g - 1] };
         start..self.ends[g]
@@ -142,18 +183,18 @@ impl Side<'_> {
 
     /// The proof's vector on this side (`u` on the left with the gate
     /// weights `w^(g+1)`, `v` on the right), lazily.
-    fn entries(&self, w: Fr) -> Box<dyn Iterator<Item = Fr> + '_> {
-        let one = Fr::from(1u64);
+    fn entries(&self, w: F) -> Box<dyn Iterator<Item = F> + '_> {
+        let one = F::one();
         match self.z {
             Some(z) => {
                 let mut weight = one;
                 Box::new((0..self.ends.len()).flat_map(move |g| {
-                    weight *= w;
+                    weight = weight * w;
                     let wg = weight;
                     let t = self.terms(g);
                     let e = t
                         .clone()
-                        .fold(Fr::from(0u64), |acc, k| acc + self.x[k] * self.y[k])
+                        .fold(F::zero(), |acc, k| acc + self.x[k] * self.y[k])
                         - self.r[g]
                         - z[g];
                     t.flat_map(move |k| [wg * self.x[k], wg * self.y[k]])
@@ -174,7 +215,7 @@ impl Side<'_> {
             let mut buf = Vec::new();
             for v in [self.x, self.y, self.r].into_iter().chain(self.z) {
                 buf.clear();
-                <Fr as Ring>::encode(v, &mut buf);
+                F::encode(v, &mut buf);
                 h.update(&buf);
             }
             for e in self.ends {
@@ -205,8 +246,8 @@ fn sub_lens(entries: usize) -> Vec<usize> {
 /// Checks every product recorded since the last check; on success the log
 /// is empty. Two rounds. Called by [`crate::protocols::verify`], which
 /// poisons the party on failure.
-pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
-    let log = std::mem::take(&mut p.products);
+pub(crate) fn check_log<F: Checked>(p: &mut Party) -> Result<(), MpcError> {
+    let log = std::mem::take(F::log(p));
     let entries = log.entries();
     let lens = sub_lens(entries);
     let batch = p.checks.batches;
@@ -242,12 +283,12 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
         r: &log.sn,
     };
     let views = [left.view(b"left", &view_key), right.view(b"right", &salt)];
-    let w = weight(me, batch, &salt, &views[0], &views[1]);
+    let w: F = weight(me, batch, &salt, &views[0], &views[1]);
     let (shares_out, challenges_out) = prove(
         left.entries(w),
         right.entries(w),
         &lens,
-        |s| Context::new(LABEL, me, batch, s, &salt, [&views[0], &views[1]]),
+        |s| Context::new(F::LABEL, me, batch, s, &salt, [&views[0], &views[1]]),
         &mut left_prg,
         &mut right_prg,
     );
@@ -259,9 +300,9 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
     send_elems(p, prev, &to_left)?;
     let n_shares: usize = lens.iter().map(|&l| 1 + proof_len(generic_levels(l))).sum();
     let n_chal: usize = 1 + lens.iter().map(|&l| levels(l)).sum::<usize>();
-    let prev_shares: Vec<Fr> = recv_elems(p, prev, n_shares)?;
+    let prev_shares: Vec<F> = recv_elems(p, prev, n_shares)?;
     let prev_left_view: [u8; 32] = recv_exact(p, prev, 32)?.try_into().expect("32 bytes");
-    let next_challenges: Vec<Fr> = recv_elems(p, next, n_chal)?;
+    let next_challenges: Vec<F> = recv_elems(p, next, n_chal)?;
 
     // 2. Verify: as the right verifier of `prev` (its right side is our
     // `a` components and `s_p`) and the left verifier of `next` (its left
@@ -278,14 +319,14 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
         r: &log.sp,
     };
     let right_view = prev_right.view(b"right", &prev_salt);
-    let prev_w = weight(prev, batch, &prev_salt, &prev_left_view, &right_view);
+    let prev_w: F = weight(prev, batch, &prev_salt, &prev_left_view, &right_view);
     let mut right_final = verify_right(
         prev_right.entries(prev_w),
         &lens,
         &prev_shares,
         |s| {
             Context::new(
-                LABEL,
+                F::LABEL,
                 prev,
                 batch,
                 s,
@@ -311,7 +352,7 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
     );
     // Digests of what each verifier used: the left view's hash, the
     // weight and every challenge.
-    let digest = |view: &[u8; 32], w: Fr, chal: &[Fr]| -> Fr {
+    let digest = |view: &[u8; 32], w: F, chal: &[F]| -> F {
         let mut h = Sha256::new();
         h.update(view);
         w.absorb(&mut h);
@@ -334,8 +375,8 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
     send_elems(p, next, &right_final.values)?;
     send_elems(p, prev, &left_final.values)?;
     let n_final = 2 * lens.len() + 2;
-    let from_next: Vec<Fr> = recv_elems(p, next, n_final)?;
-    let from_prev: Vec<Fr> = recv_elems(p, prev, n_final)?;
+    let from_next: Vec<F> = recv_elems(p, next, n_final)?;
+    let from_prev: Vec<F> = recv_elems(p, prev, n_final)?;
     // As the left verifier of `next`, our counterpart is `prev`; as the
     // right verifier of `prev`, it is `next`.
     for (mine, theirs, prover, other) in [
@@ -343,17 +384,17 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
         (&right_final.values, &from_next, prev, next),
     ] {
         let n = mine.len();
-        let without_sum = |v: &[Fr]| [&v[..n - 2], &v[n - 1..]].concat();
+        let without_sum = |v: &[F]| [&v[..n - 2], &v[n - 1..]].concat();
         check_final(
-            CHECK,
+            F::CHECK,
             &without_sum(mine),
             &without_sum(theirs),
             prover,
             other,
         )?;
-        if mine[n - 2] + theirs[n - 2] != Fr::from(0u64) {
+        if mine[n - 2] + theirs[n - 2] != F::zero() {
             return Err(MpcError::CheatingDetected {
-                check: CHECK,
+                check: F::CHECK,
                 detail: format!(
                     "{prover}'s sub-batch claims do not sum to zero ({prover} or {other} deviated)"
                 ),
@@ -366,26 +407,26 @@ pub(crate) fn check_log(p: &mut Party) -> Result<(), MpcError> {
 
 /// The gate weight `w`: hashes both views, so it is fixed only after the
 /// outputs are.
-fn weight(
+fn weight<F: ProofField>(
     prover: crate::PartyId,
     batch: u64,
     salt: &[u8; 32],
     left_view: &[u8; 32],
     right_view: &[u8; 32],
-) -> Fr {
+) -> F {
     Context::new(WEIGHTS, prover, batch, 0, salt, [left_view, right_view]).challenge(0, &[])
 }
 
 /// The prover: per sub-batch the right share of its claim, then the proof.
 /// Returns the right shares and the challenges.
-fn prove(
-    mut u_it: impl Iterator<Item = Fr>,
-    mut v_it: impl Iterator<Item = Fr>,
+fn prove<F: ProofField>(
+    mut u_it: impl Iterator<Item = F>,
+    mut v_it: impl Iterator<Item = F>,
     lens: &[usize],
     ctx: impl Fn(usize) -> Context,
     left_prg: &mut Prg,
     right_prg: &mut Prg,
-) -> (Vec<Fr>, Vec<Fr>) {
+) -> (Vec<F>, Vec<F>) {
     let (mut shares, mut challenges) = (Vec::new(), Vec::new());
     let (mut u, mut v) = (Vec::new(), Vec::new());
     for (s, &len) in lens.iter().enumerate() {
@@ -396,8 +437,8 @@ fn prove(
         let claim = u
             .iter()
             .zip(&v)
-            .fold(Fr::from(0u64), |acc, (a, b)| acc + *a * *b);
-        let claim_right = claim - <Fr as ProofField>::random(left_prg);
+            .fold(F::zero(), |acc, (a, b)| acc + *a * *b);
+        let claim_right = claim - F::random(left_prg);
         let mut c = ctx(s);
         c.bind(&claim_right);
         let mut tr = Transcript::new(c);
@@ -411,22 +452,22 @@ fn prove(
 
 /// What a verifier sends its counterpart: per sub-batch its folded value
 /// and final claim share, the sum of its sub-batch claim shares.
-struct Final {
-    values: Vec<Fr>,
-    claim_sum: Fr,
-    challenges: Vec<Fr>,
+struct Final<F> {
+    values: Vec<F>,
+    claim_sum: F,
+    challenges: Vec<F>,
 }
 
-fn verify_right(
-    mut v_it: impl Iterator<Item = Fr>,
+fn verify_right<F: ProofField>(
+    mut v_it: impl Iterator<Item = F>,
     lens: &[usize],
-    shares: &[Fr],
+    shares: &[F],
     ctx: impl Fn(usize) -> Context,
     prg: &mut Prg,
-) -> Final {
+) -> Final<F> {
     let mut out = Final {
         values: Vec::new(),
-        claim_sum: Fr::from(0u64),
+        claim_sum: F::zero(),
         challenges: Vec::new(),
     };
     let mut v = Vec::new();
@@ -439,7 +480,7 @@ fn verify_right(
         let (claim, chal) = right_claim(&shares[at + 1..at + 1 + np], start, &mut c);
         v.clear();
         v.extend(v_it.by_ref().take(len));
-        let sigma = <Fr as ProofField>::random(prg);
+        let sigma = F::random(prg);
         out.values.push(fold_to_end(&mut v, &chal, sigma));
         out.values.push(claim);
         out.claim_sum += start;
@@ -449,15 +490,15 @@ fn verify_right(
     out
 }
 
-fn verify_left(
-    mut u_it: impl Iterator<Item = Fr>,
+fn verify_left<F: ProofField>(
+    mut u_it: impl Iterator<Item = F>,
     lens: &[usize],
-    challenges: &[Fr],
+    challenges: &[F],
     prg: &mut Prg,
-) -> Final {
+) -> Final<F> {
     let mut out = Final {
         values: Vec::new(),
-        claim_sum: Fr::from(0u64),
+        claim_sum: F::zero(),
         challenges: Vec::new(),
     };
     let mut u = Vec::new();
@@ -465,7 +506,7 @@ fn verify_left(
     for &len in lens {
         let nl = levels(len);
         let chal = &challenges[at..at + nl];
-        let start = <Fr as ProofField>::random(prg);
+        let start = F::random(prg);
         let (claim, rho) = left_claim(chal, start, prg);
         u.clear();
         u.extend(u_it.by_ref().take(len));
@@ -480,25 +521,26 @@ fn verify_left(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gf128::Gf128;
     use crate::PartyId;
     use proptest::prelude::*;
 
     /// A prover's two sides for random gates of the given term counts;
     /// `wrong` adds one to the output of that gate.
-    struct Gates {
-        xa: Vec<Fr>,
-        ya: Vec<Fr>,
-        xb: Vec<Fr>,
-        yb: Vec<Fr>,
+    struct Gates<F> {
+        xa: Vec<F>,
+        ya: Vec<F>,
+        xb: Vec<F>,
+        yb: Vec<F>,
         ends: Vec<usize>,
-        z: Vec<Fr>,
-        sp: Vec<Fr>,
-        sn: Vec<Fr>,
+        z: Vec<F>,
+        sp: Vec<F>,
+        sn: Vec<F>,
     }
 
-    fn gates(terms: &[usize], seed: u8, wrong: Option<usize>) -> Gates {
+    fn gates<F: ProofField>(terms: &[usize], seed: u8, wrong: Option<usize>) -> Gates<F> {
         let mut prg = Prg::new([seed; 16]);
-        let mut r = || <Fr as Ring>::random(&mut prg);
+        let mut r = || F::random(&mut prg);
         let total: usize = terms.iter().sum();
         let mut g = Gates {
             xa: (0..total).map(|_| r()).collect(),
@@ -513,13 +555,13 @@ mod tests {
         let mut end = 0;
         for (j, &t) in terms.iter().enumerate() {
             let (sn, sp) = (r(), r());
-            let acc = (end..end + t).fold(Fr::from(0u64), |acc, k| {
+            let acc = (end..end + t).fold(F::zero(), |acc, k| {
                 acc + g.xa[k] * (g.ya[k] + g.yb[k]) + g.xb[k] * g.ya[k]
             });
             let bad = if wrong == Some(j) {
-                Fr::from(1u64)
+                F::one()
             } else {
-                Fr::from(0u64)
+                F::zero()
             };
             g.z.push(acc + sn - sp + bad);
             g.sn.push(sn);
@@ -530,8 +572,8 @@ mod tests {
         g
     }
 
-    impl Gates {
-        fn left(&self) -> Side<'_> {
+    impl<F: ProofField> Gates<F> {
+        fn left(&self) -> Side<'_, F> {
             Side {
                 x: &self.xa,
                 y: &self.ya,
@@ -540,7 +582,7 @@ mod tests {
                 r: &self.sp,
             }
         }
-        fn right(&self) -> Side<'_> {
+        fn right(&self) -> Side<'_, F> {
             Side {
                 x: &self.xb,
                 y: &self.yb,
@@ -556,31 +598,39 @@ mod tests {
 
     /// The honest statement's inner product is zero at any weight; a wrong
     /// gate makes it nonzero.
-    #[test]
-    fn statement_encodes_the_gates() {
-        let w = Fr::from(7u64);
-        let ip = |g: &Gates| {
+    fn statement_encodes<F: ProofField>(w: F) {
+        let ip = |g: &Gates<F>| {
             g.left()
                 .entries(w)
                 .zip(g.right().entries(w))
-                .fold(Fr::from(0u64), |a, (u, v)| a + u * v)
+                .fold(F::zero(), |a, (u, v)| a + u * v)
         };
-        assert_eq!(ip(&gates(&[1, 3, 0, 5], 1, None)), Fr::from(0u64));
-        assert_ne!(ip(&gates(&[1, 3, 0, 5], 1, Some(2))), Fr::from(0u64));
+        assert_eq!(ip(&gates::<F>(&[1, 3, 0, 5], 1, None)), F::zero());
+        assert_ne!(ip(&gates::<F>(&[1, 3, 0, 5], 1, Some(2))), F::zero());
+    }
+
+    #[test]
+    fn statement_encodes_the_gates() {
+        statement_encodes(Fr::from(7u64));
+        statement_encodes(Gf128(0x1234_5678_9abc));
     }
 
     /// Prover and both verifiers in one place (the verifiers hold `honest`,
     /// the prover proves `proven`); `tamper` may change the shares or the
     /// challenges in transit. True when every final check passes.
-    fn run(proven: &Gates, honest: &Gates, tamper: impl Fn(&mut Vec<Fr>, &mut Vec<Fr>)) -> bool {
+    fn run<F: Checked>(
+        proven: &Gates<F>,
+        honest: &Gates<F>,
+        tamper: impl Fn(&mut Vec<F>, &mut Vec<F>),
+    ) -> bool {
         let lens = sub_lens(proven.entries());
         let (ls, rs) = ([1u8; 16], [2u8; 16]);
         let (mut lp, mut rp) = (Prg::new(ls), Prg::new(rs));
         let salt = draw_salt(&mut rp);
         let views = [[3u8; 32], [4u8; 32]];
         let me = PartyId::ALL[1];
-        let ctx = |s| Context::new(LABEL, me, 0, s, &salt, [&views[0], &views[1]]);
-        let w = weight(me, 0, &salt, &views[0], &views[1]);
+        let ctx = |s| Context::new(F::LABEL, me, 0, s, &salt, [&views[0], &views[1]]);
+        let w: F = weight(me, 0, &salt, &views[0], &views[1]);
         let (mut shares, mut chal) = prove(
             proven.left().entries(w),
             proven.right().entries(w),
@@ -597,7 +647,7 @@ mod tests {
         let pairs_ok = (0..lens.len()).all(|s| {
             lf.values[2 * s] * rf.values[2 * s] == lf.values[2 * s + 1] + rf.values[2 * s + 1]
         });
-        rf.challenges == chal && pairs_ok && lf.claim_sum + rf.claim_sum == Fr::from(0u64)
+        rf.challenges == chal && pairs_ok && lf.claim_sum + rf.claim_sum == F::zero()
     }
 
     fn term_counts() -> impl Strategy<Value = Vec<usize>> {
@@ -608,8 +658,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
         fn honest_proofs_verify(terms in term_counts(), seed in any::<u8>()) {
-            let g = gates(&terms, seed, None);
-            let ok = run(&g, &g, |_, _| {});
+            let g = gates::<Fr>(&terms, seed, None);
+            let h = gates::<Gf128>(&terms, seed, None);
+            let ok = run(&g, &g, |_, _| {}) && run(&h, &h, |_, _| {});
             prop_assert!(ok);
         }
 
@@ -618,22 +669,30 @@ mod tests {
         #[test]
         fn one_wrong_gate_is_caught(terms in term_counts(), seed in any::<u8>(), at in any::<usize>()) {
             let j = at % terms.len();
-            let bad = gates(&terms, seed, Some(j));
+            let bad = gates::<Fr>(&terms, seed, Some(j));
             let wrong_proven = run(&bad, &bad, |_, _| {});
-            let good = gates(&terms, seed, None);
+            let good = gates::<Fr>(&terms, seed, None);
             let views_differ = run(&good, &bad, |_, _| {});
-            prop_assert!(!wrong_proven && !views_differ);
+            let bad2 = gates::<Gf128>(&terms, seed, Some(j));
+            let wrong_proven2 = run(&bad2, &bad2, |_, _| {});
+            prop_assert!(!wrong_proven && !views_differ && !wrong_proven2);
         }
 
         #[test]
         fn tampered_proof_or_challenge_is_caught(terms in term_counts(), seed in any::<u8>(), at in any::<usize>(), chal in any::<bool>()) {
-            let g = gates(&terms, seed, None);
+            let g = gates::<Gf128>(&terms, seed, None);
             let ok = run(&g, &g, |s, c| {
+                let v = if chal { c } else { s };
+                let k = at % v.len();
+                v[k] += Gf128::ONE;
+            });
+            let f = gates::<Fr>(&terms, seed, None);
+            let ok2 = run(&f, &f, |s, c| {
                 let v = if chal { c } else { s };
                 let k = at % v.len();
                 v[k] += Fr::from(1u64);
             });
-            prop_assert!(!ok);
+            prop_assert!(!ok && !ok2);
         }
     }
 
@@ -642,10 +701,10 @@ mod tests {
     #[test]
     fn long_dot_products_span_sub_batches() {
         let n = SUB_ENTRIES / 2 + 100;
-        let g = gates(&[3, n, 1], 9, None);
+        let g = gates::<Fr>(&[3, n, 1], 9, None);
         assert!(sub_lens(g.entries()).len() >= 2);
         assert!(run(&g, &g, |_, _| {}));
-        let bad = gates(&[3, n, 1], 9, Some(1));
+        let bad = gates::<Fr>(&[3, n, 1], 9, Some(1));
         assert!(!run(&bad, &bad, |_, _| {}));
     }
 

@@ -20,51 +20,43 @@
 //! hashes ([`Context`]) of the statement's view hashes and the right
 //! shares so far, keyed by a salt the left verifier does not know.
 
-use std::fmt::Debug;
-use std::ops::{Add, Mul, Neg, Sub};
-
 use ark_ff::{Field, PrimeField};
 use sha2::{Digest, Sha256};
 
 use crate::fp61::Fp2;
+use crate::gf128::Gf128;
 use crate::prg::Prg;
 use crate::{Fr, MpcError, Party, PartyId, Ring};
 
-/// A field a proof runs over.
-pub trait ProofField:
-    Copy
-    + PartialEq
-    + Debug
-    + Add<Output = Self>
-    + Sub<Output = Self>
-    + Mul<Output = Self>
-    + Neg<Output = Self>
-{
-    const BYTES: usize;
-    fn zero() -> Self;
-    fn one() -> Self;
-    fn from_i64(v: i64) -> Self;
+/// A field a proof runs over: a [`Ring`] (wire encoding, PRG sampling)
+/// with evaluation points, inverses and hashing.
+pub trait ProofField: Ring {
+    /// The `j`-th evaluation point: `node(0) = 0`, `node(1) = 1`, all
+    /// distinct (the integers in odd characteristic).
+    fn node(j: u64) -> Self;
+    /// `f(2)` of the line `f` through `(0, x0)` and `(1, x1)`.
+    #[inline]
+    fn at_two(x0: Self, x1: Self) -> Self {
+        x0 + Self::node(2) * (x1 - x0)
+    }
     /// The inverse of a nonzero element.
     fn inv(self) -> Self;
     /// A (nearly) uniform element from a hash output.
     fn from_digest(d: &[u8; 32]) -> Self;
-    fn random(prg: &mut Prg) -> Self;
-    fn absorb(&self, h: &mut Sha256);
-    fn encode(xs: &[Self], out: &mut Vec<u8>);
-    /// Decodes exactly `bytes.len() / BYTES` canonical elements.
-    fn decode(bytes: &[u8]) -> Option<Vec<Self>>;
+    fn absorb(&self, h: &mut Sha256) {
+        let mut b = Vec::with_capacity(Self::BYTES);
+        Self::encode(std::slice::from_ref(self), &mut b);
+        h.update(b);
+    }
 }
 
 impl ProofField for Fp2 {
-    const BYTES: usize = Fp2::BYTES;
-    fn zero() -> Self {
-        Fp2::ZERO
+    fn node(j: u64) -> Self {
+        Fp2::from_i64(j as i64)
     }
-    fn one() -> Self {
-        Fp2::ONE
-    }
-    fn from_i64(v: i64) -> Self {
-        Fp2::from_i64(v)
+    #[inline]
+    fn at_two(x0: Self, x1: Self) -> Self {
+        x1 + x1 - x0
     }
     fn inv(self) -> Self {
         // (a + bi)^-1 = (a - bi) / (a^2 + b^2); a^2 + b^2 != 0 as -1 is
@@ -78,37 +70,36 @@ impl ProofField for Fp2 {
     fn from_digest(d: &[u8; 32]) -> Self {
         Fp2::from_random_bytes(d[..16].try_into().expect("16 bytes"))
     }
-    fn random(prg: &mut Prg) -> Self {
-        let mut b = [0u8; 16];
-        prg.fill(&mut b);
-        Fp2::from_random_bytes(&b)
-    }
     fn absorb(&self, h: &mut Sha256) {
         h.update(self.re.value().to_le_bytes());
         h.update(self.im.value().to_le_bytes());
     }
-    fn encode(xs: &[Self], out: &mut Vec<u8>) {
-        Fp2::encode(xs, out)
+}
+
+impl ProofField for Gf128 {
+    fn node(j: u64) -> Self {
+        match j {
+            0 => Gf128::ZERO,
+            1 => Gf128::ONE,
+            // Small words: distinct from each other, 0 and ONE.
+            _ => Gf128::from_word(j),
+        }
     }
-    fn decode(bytes: &[u8]) -> Option<Vec<Self>> {
-        Fp2::decode(bytes)
+    fn inv(self) -> Self {
+        Gf128::inv(self)
+    }
+    fn from_digest(d: &[u8; 32]) -> Self {
+        Gf128(u128::from_le_bytes(d[..16].try_into().expect("16 bytes")))
     }
 }
 
 impl ProofField for Fr {
-    const BYTES: usize = 32;
-    fn zero() -> Self {
-        Fr::from(0u64)
+    fn node(j: u64) -> Self {
+        Fr::from(j)
     }
-    fn one() -> Self {
-        Fr::from(1u64)
-    }
-    fn from_i64(v: i64) -> Self {
-        if v < 0 {
-            -Fr::from(v.unsigned_abs())
-        } else {
-            Fr::from(v as u64)
-        }
+    #[inline]
+    fn at_two(x0: Self, x1: Self) -> Self {
+        x1 + x1 - x0
     }
     fn inv(self) -> Self {
         self.inverse().expect("nonzero")
@@ -116,23 +107,6 @@ impl ProofField for Fr {
     /// 256 bits reduced mod `p ≈ 2^254`: min-entropy above 252 bits.
     fn from_digest(d: &[u8; 32]) -> Self {
         Fr::from_le_bytes_mod_order(d)
-    }
-    fn random(prg: &mut Prg) -> Self {
-        <Fr as Ring>::random(prg)
-    }
-    fn absorb(&self, h: &mut Sha256) {
-        let mut b = Vec::with_capacity(32);
-        <Fr as Ring>::encode(std::slice::from_ref(self), &mut b);
-        h.update(b);
-    }
-    fn encode(xs: &[Self], out: &mut Vec<u8>) {
-        <Fr as Ring>::encode(xs, out)
-    }
-    fn decode(bytes: &[u8]) -> Option<Vec<Self>> {
-        if !bytes.len().is_multiple_of(32) {
-            return None;
-        }
-        bytes.chunks_exact(32).map(<Fr as Ring>::decode).collect()
     }
 }
 
@@ -224,7 +198,7 @@ pub(crate) fn generic_levels(mut n: usize) -> usize {
 /// `p(0)` and `p(2)` of the lines through `(u0, u1)` and `(v0, v1)`.
 #[inline]
 pub(crate) fn line_terms<F: ProofField>(u0: F, u1: F, v0: F, v1: F) -> (F, F) {
-    (u0 * v0, (u1 + u1 - u0) * (v1 + v1 - v0))
+    (u0 * v0, F::at_two(u0, u1) * F::at_two(v0, v1))
 }
 
 #[inline]
@@ -237,14 +211,14 @@ pub(crate) fn lagrange<F: ProofField>(r: F, n: usize) -> Vec<F> {
     (0..n)
         .map(|k| {
             let mut num = F::one();
-            let mut den = 1i64;
-            for j in 0..n {
-                if j != k {
-                    num = num * (r - F::from_i64(j as i64));
-                    den *= k as i64 - j as i64;
+            let mut den = F::one();
+            for j in 0..n as u64 {
+                if j != k as u64 {
+                    num = num * (r - F::node(j));
+                    den = den * (F::node(k as u64) - F::node(j));
                 }
             }
-            num * F::from_i64(den).inv()
+            num * den.inv()
         })
         .collect()
 }
@@ -258,17 +232,14 @@ pub(crate) fn fold_in_place<F: ProofField>(x: &mut Vec<F>, r: F) {
     x.truncate(half);
 }
 
-/// The final quadratic through `(x0, x1, mask)` at 0, 1, 2, evaluated at
-/// 0..=4 (finite differences).
+/// The final quadratic through `(x0, x1, mask)` at nodes 0, 1, 2,
+/// evaluated at nodes 0..=4.
 fn extend_quadratic<F: ProofField>(x0: F, x1: F, mask: F) -> [F; 5] {
-    let c = F::from_i64;
-    [
-        x0,
-        x1,
-        mask,
-        x0 - c(3) * x1 + c(3) * mask,
-        c(3) * x0 - c(8) * x1 + c(6) * mask,
-    ]
+    let at = |j: u64| {
+        let w = lagrange(F::node(j), 3);
+        w[0] * x0 + w[1] * x1 + w[2] * mask
+    };
+    [x0, x1, mask, at(3), at(4)]
 }
 
 /// Pads to even length (a zero term adds nothing to the inner product).
@@ -473,7 +444,11 @@ pub(crate) fn recv_elems<F: ProofField>(
             got: bytes.len(),
         });
     }
-    F::decode(&bytes).ok_or(MpcError::MalformedElement { from })
+    bytes
+        .chunks_exact(F::BYTES)
+        .map(F::decode)
+        .collect::<Option<Vec<F>>>()
+        .ok_or(MpcError::MalformedElement { from })
 }
 
 /// Receives a message of exactly `len` bytes.
@@ -508,9 +483,9 @@ mod tests {
             let x = fp2(a, b);
             prop_assert_eq!(x * ProofField::inv(x), Fp2::ONE);
             let y = Fr::from(c);
-            prop_assert_eq!(y * ProofField::inv(y), <Fr as ProofField>::one());
-            let k = (c >> 1) as i64;
-            prop_assert_eq!(<Fr as ProofField>::from_i64(-k) + Fr::from(k as u64), <Fr as ProofField>::zero());
+            prop_assert_eq!(y * ProofField::inv(y), Fr::from(1u64));
+            let z = Gf128(c as u128 * 0x9e37_79b9);
+            prop_assert_eq!(z * ProofField::inv(z), Gf128::ONE);
         }
 
         /// The extended quadratic agrees with Lagrange interpolation.
@@ -519,17 +494,18 @@ mod tests {
             let (x0, x1, mk) = (Fr::from(a), Fr::from(b), Fr::from(m));
             let e = extend_quadratic(x0, x1, mk);
             for (t, want) in e.iter().enumerate() {
-                let w = lagrange(<Fr as ProofField>::from_i64(t as i64), 3);
+                let w = lagrange(<Fr as ProofField>::node(t as u64), 3);
                 prop_assert_eq!(w[0] * x0 + w[1] * x1 + w[2] * mk, *want);
             }
         }
     }
 
     #[test]
-    fn decoding_rejects_non_canonical_and_odd_lengths() {
-        assert!(<Fr as ProofField>::decode(&[0xff; 32]).is_none());
-        assert!(<Fr as ProofField>::decode(&[0; 31]).is_none());
-        assert!(<Fp2 as ProofField>::decode(&[0; 15]).is_none());
-        assert_eq!(<Fr as ProofField>::decode(&[0; 64]).unwrap().len(), 2);
+    fn decoding_rejects_non_canonical_and_short_elements() {
+        assert!(<Fr as Ring>::decode(&[0xff; 32]).is_none());
+        assert!(<Fr as Ring>::decode(&[0; 31]).is_none());
+        assert!(<Fp2 as Ring>::decode(&[0; 15]).is_none());
+        assert!(<Fp2 as Ring>::decode(&[0xff; 16]).is_none());
+        assert!(<Gf128 as Ring>::decode(&[0xff; 16]).is_some());
     }
 }
