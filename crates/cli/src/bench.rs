@@ -18,7 +18,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use triad_mpc::network::MemNetwork;
 use triad_mpc::protocols::{
-    and, binary::unpack_bits, lt, mul, open, poseidon2, shuffle, sort_order, verify,
+    and, binary::unpack_bits, lt, mul, open, poseidon2, shuffle_bits, sort_order, verify,
 };
 use triad_mpc::share::share_plain;
 use triad_mpc::{Bits, Fr, Network, Party, PartyId, Ring, Shares, Z128, Z64};
@@ -677,14 +677,9 @@ fn party_ops(p: &mut Party, job: Job) -> Result<PartyReport> {
             want.sort_unstable();
             bytes_before = p.net.stats().bytes_sent;
             (seconds, correct) = time(p, &mut |p| {
-                // The dealer's order is already random (the keys carry
-                // their index), and the shuffle has no malicious-secure
-                // version yet: in malicious mode the sort runs unshuffled.
-                let s = if p.security == triad_mpc::Security::Malicious {
-                    cols.to_vec()
-                } else {
-                    shuffle(p, &cols)?
-                };
+                // Malicious-secure in malicious mode (tags checked before
+                // the first comparison is opened).
+                let s = shuffle_bits(p, &cols)?;
                 let order = sort_order(p, &s, 48 + t)?;
                 let lo = open(p, &s[0].gather(&order))?;
                 let hi = open(p, &s[1].gather(&order))?;

@@ -31,7 +31,7 @@ pub use conversion::{a2b, b2a, bit_inject};
 pub use dzkp::verify;
 pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon, poseidon2};
-pub use shuffle::{shuffle, shuffle_mixed};
+pub use shuffle::{shuffle, shuffle_bits, shuffle_mixed};
 pub use sort::{sort_order, sort_order_arith};
 
 /// Edge-heavy 64-bit inputs shared by the protocol tests: 0, 1, the
