@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use triad_mpc::network::MemNetwork;
-use triad_mpc::protocols::{dot, mul, open, open_is_zero, poseidon2, square, verify};
+use triad_mpc::protocols::binary::bitslice;
+use triad_mpc::protocols::{b2a_fr, dot, mul, open, open_is_zero, poseidon2, square, verify};
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::{run3, run3_on, test_rng, Fault, FaultyNetwork};
-use triad_mpc::{Fr, MpcError, Network, Party, PartyId, Ring, Security, Shares};
+use triad_mpc::{Bits, Fr, MpcError, Network, Party, PartyId, Ring, Security, Shares, Z64};
 
 fn malicious(p: &mut Party) {
     p.security = Security::Malicious;
@@ -72,6 +73,86 @@ proptest! {
             prop_assert!(*checked > 2 * n as u64);
         }
     }
+}
+
+/// Bit-sliced values below `2^l` and their sharing.
+fn sliced(v: &[u64], l: u32) -> [Shares<Bits>; 3] {
+    let z: Vec<Z64> = v.iter().map(|&a| std::num::Wrapping(a)).collect();
+    share_plain(&bitslice(&z, l), &mut test_rng())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Binary to F_r in both modes, for widths 1..=64 with the edge values
+    /// 0 and 2^l - 1.
+    #[test]
+    fn b2a_fr_matches_the_oracle(l in 1u32..=64, raw in prop::collection::vec(any::<u64>(), 1..150), edge in any::<bool>(), mal in any::<bool>()) {
+        let top = if l == 64 { u64::MAX } else { (1u64 << l) - 1 };
+        let mut v: Vec<u64> = raw.iter().map(|x| x & top).collect();
+        if edge {
+            v[0] = 0;
+            let last = v.len() - 1;
+            v[last] = top;
+        }
+        let sh = sliced(&v, l);
+        let n = v.len();
+        let out = run3(|p| {
+            if mal {
+                malicious(p);
+            }
+            let f = b2a_fr(p, &sh[p.id.index()], l as usize, n).unwrap();
+            open(p, &f).unwrap()
+        });
+        let want: Vec<Fr> = v.iter().map(|&a| Fr::from(a)).collect();
+        for o in out {
+            prop_assert_eq!(&o, &want);
+        }
+    }
+}
+
+/// Every tampered message of a malicious `b2a_fr` (the adder's gates and
+/// both compared openings) aborts the run or leaves the honest result.
+#[test]
+fn every_tampered_b2a_message_aborts_the_run() {
+    let v: Vec<u64> = (0..70u64)
+        .map(|k| (k * 0x9e37_79b9) & ((1 << 20) - 1))
+        .collect();
+    let sh = sliced(&v, 20);
+    let victim = |p: &mut Party| -> Outcome {
+        malicious(p);
+        let f = b2a_fr(p, &sh[p.id.index()], 20, 70)?;
+        open(p, &f)
+    };
+    let want: Vec<Fr> = v.iter().map(|&a| Fr::from(a)).collect();
+    let sent = run3(|p| {
+        victim(p).unwrap();
+        p.net.stats().messages_sent
+    });
+    let mut runs = 0;
+    for who in PartyId::ALL {
+        for nth in 2..=sent[who.index()] {
+            for fault in [
+                Fault::Flip { at: 2, mask: 0x08 },
+                Fault::Replace { at: 8 },
+                Fault::Drop,
+            ] {
+                runs += 1;
+                let out = run_victim_cheating(who, fault, nth, &victim);
+                assert!(
+                    out.iter().any(|r| r.is_err()),
+                    "{who} {fault:?} on message {nth}: no honest party aborted"
+                );
+                for r in out.iter().flatten() {
+                    assert!(
+                        *r == want,
+                        "{who} {fault:?} on message {nth}: a wrong result"
+                    );
+                }
+            }
+        }
+    }
+    assert!(runs > 100, "only {runs} runs");
 }
 
 /// A dot product longer than one sub-batch of the proof, and a log past
@@ -156,6 +237,17 @@ fn victim(p: &mut Party, xs: &[Shares<Fr>; 3], ys: &[Shares<Fr>; 3]) -> Outcome 
 
 fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Outcome> {
     let (xs, ys) = victim_inputs();
+    run_victim_cheating(who, fault, nth, &|p: &mut Party| victim(p, &xs, &ys))
+}
+
+/// Runs `victim` with `fault` on the `nth` message `who` sends; the
+/// honest parties' outcomes.
+fn run_victim_cheating(
+    who: PartyId,
+    fault: Fault,
+    nth: u64,
+    victim: &(dyn Fn(&mut Party) -> Outcome + Sync),
+) -> Vec<Outcome> {
     let mut k = 0;
     let nets =
         MemNetwork::triple(Duration::from_millis(500)).map(|n| Box::new(n) as Box<dyn Network>);
@@ -168,7 +260,7 @@ fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Outcome> {
         k += 1;
         out
     });
-    let out = run3_on(nets, |p| victim(p, &xs, &ys));
+    let out = run3_on(nets, victim);
     out.into_iter()
         .enumerate()
         .filter(|(i, _)| *i != who.index())

@@ -383,24 +383,40 @@ fn open_compared<T: Ring>(p: &mut Party, x: &Shares<T>) -> Result<Vec<T>, MpcErr
 }
 
 /// Reveals `x` to `target` only (`Some` there, `None` elsewhere). One
-/// message: `next(target)` sends its `b`.
+/// round: `next(target)` sends its `b`; in malicious mode `prev(target)`
+/// also sends its `a` (the same component) and the target compares the
+/// copies. Every recorded gate is checked first.
 pub fn open_to<T: Ring>(
     p: &mut Party,
     x: &Shares<T>,
     target: PartyId,
 ) -> Result<Option<Vec<T>>, MpcError> {
-    p.semi_honest_only("open_to")?;
     verify(p)?;
     p.rounds += 1;
+    let compared = p.security == Security::Malicious;
     if p.id == target.next() {
         send_vec(p.net.as_mut(), target, &x.b)?;
-        Ok(None)
-    } else if p.id == target {
-        let c: Vec<T> = recv_vec(p.net.as_mut(), target.next(), x.len())?;
-        Ok(Some(with_missing(x, c)))
-    } else {
-        Ok(None)
+    } else if p.id == target.prev() && compared {
+        send_vec(p.net.as_mut(), target, &x.a)?;
     }
+    if p.id != target {
+        return Ok(None);
+    }
+    let c: Vec<T> = recv_vec(p.net.as_mut(), target.next(), x.len())?;
+    if compared {
+        let copy: Vec<T> = recv_vec(p.net.as_mut(), target.prev(), x.len())?;
+        if copy != c {
+            return Err(MpcError::CheatingDetected {
+                check: "opening",
+                detail: format!(
+                    "{} and {} sent different copies of the same component",
+                    target.next(),
+                    target.prev()
+                ),
+            });
+        }
+    }
+    Ok(Some(with_missing(x, c)))
 }
 
 #[cfg(test)]

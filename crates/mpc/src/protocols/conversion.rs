@@ -1,9 +1,9 @@
 //! Conversions between arithmetic and binary sharings (ABY3 §5).
 
 use crate::network::{recv_vec, send_vec};
-use crate::protocols::arithmetic::{reshare, zero_share};
-use crate::protocols::binary::{add3_words, and, bitslice, carry_save, summands};
-use crate::{Bits, MpcError, Party, PartyId, Ring, Shares, Z64};
+use crate::protocols::arithmetic::{open_to, reshare, zero_share};
+use crate::protocols::binary::{add3_words, and, bitslice, carry_save, summands, transpose64};
+use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Shares, Z64};
 
 /// Arithmetic (mod 2^64) to binary, word layout: the three components are
 /// trivially XOR-shared summands, added in a boolean circuit. 8 rounds.
@@ -133,6 +133,163 @@ pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
             Ok(Shares::new(r2, combine(&s, c)))
         }
     }
+}
+
+/// Statistical security of [`b2a_fr`]'s masks, bits.
+pub const MASK_SIGMA: usize = 40;
+
+/// Bit-sliced binary values below `2^l` (`l <= 64` planes of
+/// `ceil(n/64)` words, as [`a2b_sliced`] makes them) to shares in `F_r`;
+/// secure against a malicious party in malicious mode.
+///
+/// Components 1 and 2 of the result are `r1 + 1` and `r2 + 1`, with `r1`,
+/// `r2` uniform below `2^(l+σ+1)` drawn from the P0/P1 and P1/P2 streams
+/// (σ = [`MASK_SIGMA`]); each is known to the two parties holding that
+/// component, so `¬r1`, `¬r2` are XOR-shared with no communication.
+/// Component 0, `D = x − r1 − r2 − 2 = x + ¬r1 + ¬r2 mod 2^K` over
+/// `K = l + σ + 3` bits (a two's-complement integer: the sum of the
+/// masks stays below `2^(K−1)`), is computed with a carry-save step and a
+/// ripple-carry adder and opened to P0 and P2 only ([`open_to`], compared
+/// in malicious mode). P0 learns `x − r2` and P2 `x − r1`: masked up to
+/// statistical distance `2^-σ`. Unlike [`b2a`] (mod 2^64, exact masks),
+/// the masks are statistical because `F_r` has no binary adder; the
+/// integers are exact in `F_r` as they are far below its modulus. As in
+/// ABY3 (Mohassel, Rindal, CCS 2018) section 5.3. About `2K` AND gates
+/// and `K + 1` rounds.
+pub fn b2a_fr(
+    p: &mut Party,
+    planes: &Shares<Bits>,
+    l: usize,
+    n: usize,
+) -> Result<Shares<Fr>, MpcError> {
+    let w = n.div_ceil(64);
+    if l == 0 || l > 64 || planes.len() != l * w {
+        return Err(MpcError::InvalidArgument(
+            "b2a_fr: planes do not match l and n",
+        ));
+    }
+    let k = l + MASK_SIGMA + 3;
+    let mask_bits = l + MASK_SIGMA + 1;
+    let draw = |prg: &mut crate::prg::Prg| -> Vec<u128> {
+        (0..n)
+            .map(|_| {
+                let v = (prg.next_u64() as u128) | ((prg.next_u64() as u128) << 64);
+                v & ((1u128 << mask_bits) - 1)
+            })
+            .collect()
+    };
+    let i = p.id.index();
+    let r1 = match i {
+        0 => draw(&mut p.prg_next),
+        1 => draw(&mut p.prg_prev),
+        _ => Vec::new(),
+    };
+    let r2 = match i {
+        1 => draw(&mut p.prg_next),
+        2 => draw(&mut p.prg_prev),
+        _ => Vec::new(),
+    };
+    // ¬r over K bits, bit-sliced, as a sharing with the value in
+    // component `c` (zeros at the party that does not hold it).
+    let complement = |r: &[u128], c: usize| -> Shares<Bits> {
+        let planes = if r.is_empty() {
+            vec![Bits(0); k * w]
+        } else {
+            let v: Vec<crate::Z128> = r
+                .iter()
+                .map(|r| std::num::Wrapping(!r & ((1u128 << k) - 1)))
+                .collect();
+            bitslice(&v, k as u32)
+        };
+        let zero = vec![Bits(0); k * w];
+        Shares::new(
+            if c == i { planes.clone() } else { zero.clone() },
+            if c == (i + 1) % 3 { planes } else { zero },
+        )
+    };
+    let (u1, u2) = (complement(&r1, 1), complement(&r2, 2));
+    let x = Shares::concat(&[planes, &Shares::zeros((k - l) * w)]);
+    let d = ripple_add3(p, &x, &u1, &u2, k, w)?;
+    let (p0, p2) = (PartyId::ALL[0], PartyId::ALL[2]);
+    let at_p0 = open_to(p, &d, p0)?;
+    let at_p2 = open_to(p, &d, p2)?;
+    let signed = |planes: Vec<Bits>| -> Vec<Fr> {
+        unslice_plain(&planes, k, n)
+            .into_iter()
+            .map(|d| {
+                if d >> (k - 1) & 1 == 1 {
+                    -Fr::from((1u128 << k) - d)
+                } else {
+                    Fr::from(d)
+                }
+            })
+            .collect()
+    };
+    let plus_one = |r: Vec<u128>| -> Vec<Fr> { r.into_iter().map(|r| Fr::from(r + 1)).collect() };
+    Ok(match i {
+        0 => Shares::new(signed(at_p0.expect("opened to P0")), plus_one(r1)),
+        1 => Shares::new(plus_one(r1), plus_one(r2)),
+        _ => Shares::new(plus_one(r2), signed(at_p2.expect("opened to P2"))),
+    })
+}
+
+/// `x + y + z mod 2^k` on bit-sliced sharings (`k` planes of `w` words):
+/// a carry-save step, then a ripple-carry adder. `k` rounds, about `2k`
+/// AND gates per element.
+fn ripple_add3(
+    p: &mut Party,
+    x: &Shares<Bits>,
+    y: &Shares<Bits>,
+    z: &Shares<Bits>,
+    k: usize,
+    w: usize,
+) -> Result<Shares<Bits>, MpcError> {
+    let (s, c) = carry_save(p, x, y, z)?;
+    let plane = |v: &Shares<Bits>, j: usize| v.slice(j * w..(j + 1) * w);
+    let mut sum = Vec::with_capacity(k);
+    let mut carry = Shares::<Bits>::zeros(w);
+    for j in 0..k {
+        let sj = plane(&s, j);
+        let tj = if j == 0 {
+            Shares::zeros(w)
+        } else {
+            plane(&c, j - 1)
+        };
+        sum.push(sj.add(&tj).add(&carry));
+        // carry_1 = maj(s_0, 0, 0) = 0; the carry out of the top is dropped.
+        if (1..k - 1).contains(&j) {
+            let u = sj.add(&carry);
+            let v = tj.add(&carry);
+            carry = and(p, &u, &v)?.add(&carry);
+        }
+    }
+    let refs: Vec<&Shares<Bits>> = sum.iter().collect();
+    Ok(Shares::concat(&refs))
+}
+
+/// Opened bit-sliced planes (`k <= 128` planes of `ceil(n/64)` words) back
+/// to one integer per element.
+fn unslice_plain(planes: &[Bits], k: usize, n: usize) -> Vec<u128> {
+    let words = n.div_ceil(64);
+    let mut out = vec![0u128; n];
+    let mut block = [0u64; 64];
+    for half in 0..k.div_ceil(64) {
+        for w in 0..words {
+            block.fill(0);
+            for (j, row) in block.iter_mut().enumerate().take(k - 64 * half) {
+                *row = planes[(64 * half + j) * words + w].0;
+            }
+            transpose64(&mut block);
+            for (r, v) in block
+                .iter()
+                .enumerate()
+                .take(n.saturating_sub(64 * w).min(64))
+            {
+                out[64 * w + r] |= (*v as u128) << (64 * half);
+            }
+        }
+    }
+    out
 }
 
 /// Bit injection: packed binary shares of `n` bits (bit `i % 64` of word
