@@ -27,6 +27,24 @@ pub fn fr_from_i128(v: i128) -> Fr {
     }
 }
 
+/// The inverse of [`fr_from_i128`]: `None` when `x` is not the image of an
+/// `i128` (neither `x` nor `p - x` below 2^127).
+pub fn fr_to_i128(x: &Fr) -> Option<i128> {
+    let small = |v: &Fr, max: u128| -> Option<u128> {
+        let limbs = v.into_bigint().0;
+        if limbs[2] != 0 || limbs[3] != 0 {
+            return None;
+        }
+        let m = limbs[0] as u128 | (limbs[1] as u128) << 64;
+        (m <= max).then_some(m)
+    };
+    if let Some(m) = small(x, i128::MAX as u128) {
+        return Some(m as i128);
+    }
+    // Magnitudes up to 2^127 (i128::MIN's) are negative i128s.
+    small(&-*x, 1 << 127).map(|m| (m as i128).wrapping_neg())
+}
+
 /// Big-endian hex (64 digits, no prefix): the form used in JSON documents.
 pub fn fr_to_hex(x: &Fr) -> String {
     let bytes = x.into_bigint().to_bytes_be();
@@ -76,6 +94,25 @@ pub fn hash_to_field(domain: &str, data: &[u8]) -> Fr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn i128_round_trip_and_out_of_range() {
+        for v in [
+            0i128,
+            1,
+            -1,
+            i128::MAX,
+            i128::MIN,
+            i128::MIN + 1,
+            1 << 100,
+            -(1 << 94),
+        ] {
+            assert_eq!(fr_to_i128(&fr_from_i128(v)), Some(v));
+        }
+        let big = Fr::from(1u128 << 127);
+        assert_eq!(fr_to_i128(&big), None);
+        assert_eq!(fr_to_i128(&(big * big)), None);
+    }
 
     #[test]
     fn hex_round_trip_and_rejects_unreduced() {

@@ -1,14 +1,21 @@
 //! The MPC program: one conversion to binary (bit-sliced), one shuffle, one sort, one
 //! dot product, a k-ary search per histogram bound, and one final opening.
+//!
+//! Semi-honest, the values ride through the shuffle as an arithmetic column
+//! mod 2^128 next to the keys. Malicious (see docs/security.md), only the
+//! XOR-shared keys are shuffled ([`shuffle_bits`], tags checked), and the
+//! sorted values come back from the keys' value bits into `F_r`
+//! ([`b2a_fr`]), where every product is checked: the sum, `Σv²` and
+//! `Σ i·v_(i)` are exact there (all far below the modulus).
 
 use std::num::Wrapping;
 
-use triad_mpc::protocols::binary::{map_linear, not, unbitslice, unpack_bits};
+use triad_mpc::protocols::binary::{bitslice, map_linear, not, unbitslice, unpack_bits};
 use triad_mpc::protocols::binary_compare::{and_open, choose, lt_open, slice_keys, slice_public};
 use triad_mpc::protocols::conversion::a2b_sliced;
 use triad_mpc::protocols::shuffle::shuffle_mixed;
-use triad_mpc::protocols::{and, dot, open, sort_order};
-use triad_mpc::{Bits, Party, Shares, Z128, Z64};
+use triad_mpc::protocols::{and, b2a_fr, dot, open, shuffle_bits, sort_order};
+use triad_mpc::{Bits, Fr, Party, Security, Shares, Z128, Z64};
 
 use crate::{finish::derive, nearest_rank, StatsError, StatsResult, StatsSpec, VALUE_BITS};
 
@@ -62,47 +69,34 @@ pub fn compute(
     let key_lo = map_linear(&offset_binary, |v| v << t).add_public(p.id, &idx);
     let key_hi = map_linear(&offset_binary, |v| v >> (64 - t));
 
-    let sum_squares = dot(p, values, values)?;
-    let (mut vals, keys) = shuffle_mixed(p, std::slice::from_ref(values), &[key_lo, key_hi])?;
-    let vals = vals.pop().expect("one column");
-    let order = sort_order(p, &keys, key_bits)?;
-    let sorted_vals = vals.gather(&order);
-
-    // Histogram: for each bound b, the number of values < b, i.e. of keys
-    // below (b + offset) * 2^t (one more bit: b may be 2^VALUE_BITS).
+    let keys = [key_lo, key_hi];
     let bound_keys: Vec<u128> = spec
         .histogram_bounds
         .iter()
         .map(|&b| ((b as i128 + (1i128 << VALUE_BITS)) as u128) << t)
         .collect();
-    let below = count_below(p, &keys, &order, &bound_keys, key_bits as usize + 1)?;
-
     // Order statistics to open: min, max, the median pair, the quantiles.
     let mut picks = vec![0, n - 1, (n - 1) / 2, n / 2];
     picks.extend(spec.quantiles.iter().map(|&q| nearest_rank(q, n) - 1));
-    let weights: Vec<Z128> = (1..=n as u128).map(Wrapping).collect();
-    let outputs = Shares::concat(&[
-        &values.sum(),
-        &sum_squares,
-        &sorted_vals.weighted_sum(&weights),
-        &sorted_vals.gather(&picks),
-    ]);
-    let opened = open(p, &outputs)?;
-    let signed = |v: Z128| v.0 as i128;
-    let stat = |k: usize| signed(opened[3 + k]) as i64;
-    let (sum, sum_sq, weighted) = (signed(opened[0]), opened[1].0, signed(opened[2]));
+    let m = match p.security {
+        Security::SemiHonest => {
+            moments_semi_honest(p, values, keys, key_bits, &bound_keys, &picks)?
+        }
+        Security::Malicious => moments_checked(p, keys, t, key_bits, &bound_keys, &picks)?,
+    };
+    let stat = |k: usize| m.picked[k];
     let median_pair = (stat(2), stat(3));
-    let mut histogram = Vec::with_capacity(below.len() + 1);
+    let mut histogram = Vec::with_capacity(m.below.len() + 1);
     let mut prev = 0u64;
-    for &c in &below {
+    for &c in &m.below {
         histogram.push(c as u64 - prev);
         prev = c as u64;
     }
     histogram.push(n as u64 - prev);
     Ok(StatsResult {
         count: n as u64,
-        sum,
-        sum_squares: sum_sq,
+        sum: m.sum,
+        sum_squares: m.sum_squares,
         min: stat(0),
         max: stat(1),
         median_pair,
@@ -113,8 +107,108 @@ pub fn compute(
             .map(|(k, &q)| (q, stat(4 + k)))
             .collect(),
         histogram,
-        rank_weighted_sum: weighted,
-        derived: derive(n as u64, sum, sum_sq, median_pair, weighted),
+        rank_weighted_sum: m.weighted,
+        derived: derive(n as u64, m.sum, m.sum_squares, median_pair, m.weighted),
+    })
+}
+
+/// What the two variants open: the sums, the picked order statistics and
+/// the histogram's counts below each bound.
+struct Moments {
+    sum: i128,
+    sum_squares: u128,
+    weighted: i128,
+    picked: Vec<i64>,
+    below: Vec<usize>,
+}
+
+/// Semi-honest: values shuffled with the keys as a Z_2^128 column.
+fn moments_semi_honest(
+    p: &mut Party,
+    values: &Shares<Z128>,
+    keys: [Shares<Bits>; 2],
+    key_bits: u32,
+    bound_keys: &[u128],
+    picks: &[usize],
+) -> Result<Moments, StatsError> {
+    let n = values.len();
+    let sum_squares = dot(p, values, values)?;
+    let (mut vals, keys) = shuffle_mixed(p, std::slice::from_ref(values), &keys)?;
+    let vals = vals.pop().expect("one column");
+    let order = sort_order(p, &keys, key_bits)?;
+    let sorted_vals = vals.gather(&order);
+    // Histogram: for each bound b, the number of values < b, i.e. of keys
+    // below (b + offset) * 2^t (one more bit: b may be 2^VALUE_BITS).
+    let below = count_below(p, &keys, &order, bound_keys, key_bits as usize + 1)?;
+    let weights: Vec<Z128> = (1..=n as u128).map(Wrapping).collect();
+    let outputs = Shares::concat(&[
+        &values.sum(),
+        &sum_squares,
+        &sorted_vals.weighted_sum(&weights),
+        &sorted_vals.gather(picks),
+    ]);
+    let opened = open(p, &outputs)?;
+    let signed = |v: Z128| v.0 as i128;
+    Ok(Moments {
+        sum: signed(opened[0]),
+        sum_squares: opened[1].0,
+        weighted: signed(opened[2]),
+        picked: opened[3..].iter().map(|&v| signed(v) as i64).collect(),
+        below,
+    })
+}
+
+/// Malicious-secure: only the keys are shuffled (tags checked); the sorted
+/// values are recovered from the keys' value bits into `F_r`, where the
+/// sum of squares is a checked dot product and the rest is linear.
+fn moments_checked(
+    p: &mut Party,
+    keys: [Shares<Bits>; 2],
+    t: u32,
+    key_bits: u32,
+    bound_keys: &[u128],
+    picks: &[usize],
+) -> Result<Moments, StatsError> {
+    let n = keys[0].len();
+    let keys = shuffle_bits(p, &keys)?;
+    let order = sort_order(p, &keys, key_bits)?;
+    let below = count_below(p, &keys, &order, bound_keys, key_bits as usize + 1)?;
+    // The offset-binary value: key bits t..t+VALUE_BITS+1 (local).
+    let width = VALUE_BITS + 1;
+    let mask = (1u64 << width) - 1;
+    let low = map_linear(&keys[0], |k| k >> t);
+    let high = map_linear(&keys[1], |k| if t == 0 { 0 } else { k << (64 - t) });
+    let offset_binary = map_linear(&low.add(&high), |v| v & mask).gather(&order);
+    let slice = |v: &[Bits]| -> Vec<Bits> {
+        let words: Vec<Z64> = v.iter().map(|b| Wrapping(b.0)).collect();
+        bitslice(&words, width)
+    };
+    let planes = Shares::new(slice(&offset_binary.a), slice(&offset_binary.b));
+    let offset = Fr::from(1u64 << VALUE_BITS);
+    let sorted = b2a_fr(p, &planes, width as usize, n)?.add_public(p.id, &vec![-offset; n]);
+    let sum_squares = dot(p, &sorted, &sorted)?;
+    let weights: Vec<Fr> = (1..=n as u64).map(Fr::from).collect();
+    let outputs = Shares::concat(&[
+        &sorted.sum(),
+        &sum_squares,
+        &sorted.weighted_sum(&weights),
+        &sorted.gather(picks),
+    ]);
+    let opened = open(p, &outputs)?;
+    let int = |v: &Fr| {
+        triad_crypto::fr_to_i128(v).ok_or(StatsError::Mpc(triad_mpc::MpcError::InvalidArgument(
+            "a statistic outside the integers it can be",
+        )))
+    };
+    Ok(Moments {
+        sum: int(&opened[0])?,
+        sum_squares: int(&opened[1])? as u128,
+        weighted: int(&opened[2])?,
+        picked: opened[3..]
+            .iter()
+            .map(|v| int(v).map(|x| x as i64))
+            .collect::<Result<_, _>>()?,
+        below,
     })
 }
 

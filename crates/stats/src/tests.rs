@@ -3,7 +3,7 @@ use std::num::Wrapping;
 use proptest::prelude::*;
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::{run3, test_rng};
-use triad_mpc::Z128;
+use triad_mpc::{Security, Z128};
 
 use crate::*;
 
@@ -21,6 +21,15 @@ fn run_stats(values: &[i64], spec: &StatsSpec) -> StatsResult {
 /// choice of circuit goes one way (0: fewest bytes, ripple adders and
 /// chains; large: fewest rounds, trees).
 fn run_stats_on(values: &[i64], spec: &StatsSpec, round_seconds: Option<f64>) -> StatsResult {
+    run_stats_in(values, spec, round_seconds, Security::SemiHonest)
+}
+
+fn run_stats_in(
+    values: &[i64],
+    spec: &StatsSpec,
+    round_seconds: Option<f64>,
+    security: Security,
+) -> StatsResult {
     let x: Vec<Z128> = values
         .iter()
         .map(|&v| Wrapping(v as i128 as u128))
@@ -30,7 +39,13 @@ fn run_stats_on(values: &[i64], spec: &StatsSpec, round_seconds: Option<f64>) ->
         if let Some(r) = round_seconds {
             p.link.round_seconds = r;
         }
-        compute(p, &sh[p.id.index()], spec).unwrap()
+        p.security = security;
+        let got = compute(p, &sh[p.id.index()], spec).unwrap();
+        if security == Security::Malicious {
+            assert_eq!(p.unchecked_gates() + p.unchecked_products(), 0);
+            assert!(p.checks.gates > 0 && p.checks.products > 0);
+        }
+        got
     });
     assert_eq!(out[0], out[1]);
     assert_eq!(out[1], out[2]);
@@ -74,6 +89,21 @@ proptest! {
         assert_matches(&run_stats_on(&values, &spec, Some(1.0)), &want);
     }
 
+    /// The malicious-secure variant (checked shuffle, values back from the
+    /// keys into F_r) against the same oracle, with both circuit choices.
+    #[test]
+    fn malicious_suite_matches_oracle(values in prop::collection::vec(value(), 1..70),
+                                      q in prop::collection::vec(0.01f64..=1.0, 0..3),
+                                      trees in any::<bool>()) {
+        let spec = StatsSpec {
+            quantiles: q,
+            histogram_bounds: vec![-5, 0, 1 << 20, 1 << VALUE_BITS],
+        };
+        let r = if trees { 1.0 } else { 0.0 };
+        let got = run_stats_in(&values, &spec, Some(r), Security::Malicious);
+        assert_matches(&got, &oracle(&values, &spec).unwrap());
+    }
+
     #[test]
     fn duplicates_are_handled(v in value(), n in 1usize..40) {
         let values = vec![v; n];
@@ -93,6 +123,15 @@ fn single_value_and_31_bit_regression() {
     assert_matches(&run_stats(&values, &spec), &oracle(&values, &spec).unwrap());
     let one = vec![42i64];
     assert_matches(&run_stats(&one, &spec), &oracle(&one, &spec).unwrap());
+    for v in [
+        values,
+        one,
+        vec![-(1 << VALUE_BITS); 3],
+        vec![(1 << VALUE_BITS) - 1; 2],
+    ] {
+        let got = run_stats_in(&v, &spec, None, Security::Malicious);
+        assert_matches(&got, &oracle(&v, &spec).unwrap());
+    }
 }
 
 #[test]
@@ -238,4 +277,84 @@ fn truncated_messages_anywhere_give_errors_not_wrong_results() {
             }
         }
     }
+}
+
+/// Malicious mode, a cheating party: every message of every party (after
+/// the seed exchange) with a bit flipped or a value replaced, and every
+/// fifth one dropped. At least one honest party aborts in every run, and
+/// no honest party returns anything but the oracle's answer.
+#[test]
+fn every_tampered_message_of_the_suite_aborts_in_malicious_mode() {
+    use std::time::Duration;
+    use triad_mpc::network::MemNetwork;
+    use triad_mpc::testing::{run3_on, Fault, FaultyNetwork};
+    use triad_mpc::{Network, PartyId};
+
+    let values: Vec<i64> = (0..9).map(|i| (i * 7919) % 1000 - 300).collect();
+    let spec = StatsSpec {
+        quantiles: vec![0.5],
+        histogram_bounds: vec![0, 100],
+    };
+    let want = oracle(&values, &spec).unwrap();
+    let x: Vec<Z128> = values
+        .iter()
+        .map(|&v| Wrapping(v as i128 as u128))
+        .collect();
+    let sh = share_plain(&x, &mut test_rng());
+    let victim = |p: &mut triad_mpc::Party| {
+        p.security = Security::Malicious;
+        compute(p, &sh[p.id.index()], &spec).map_err(|e| match e {
+            StatsError::Mpc(m) => m,
+            other => panic!("unexpected {other}"),
+        })
+    };
+    let sent = run3(|p| {
+        victim(p).unwrap();
+        p.net.stats().messages_sent
+    });
+    let mut runs = 0;
+    for who in PartyId::ALL {
+        for nth in 2..=sent[who.index()] {
+            let mut faults = vec![
+                Fault::Flip {
+                    at: 3 * nth as usize,
+                    mask: 0x04,
+                },
+                Fault::Replace { at: 0 },
+            ];
+            if nth % 5 == 0 {
+                faults.push(Fault::Drop);
+            }
+            for fault in faults {
+                runs += 1;
+                let mut k = 0;
+                let nets = MemNetwork::triple(Duration::from_millis(300))
+                    .map(|n| Box::new(n) as Box<dyn Network>)
+                    .map(|n| {
+                        k += 1;
+                        if k - 1 == who.index() {
+                            Box::new(FaultyNetwork::new(n, fault, nth)) as Box<dyn Network>
+                        } else {
+                            n
+                        }
+                    });
+                let out = run3_on(nets, victim);
+                let honest: Vec<_> = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != who.index())
+                    .map(|(_, r)| r)
+                    .collect();
+                assert!(
+                    honest.iter().any(|r| r.is_err()),
+                    "{who} {fault:?} on message {nth}: no honest party aborted"
+                );
+                for r in honest.iter().filter_map(|r| r.as_ref().ok()) {
+                    assert_matches(r, &want);
+                }
+            }
+        }
+    }
+    eprintln!("{runs} tampered runs");
+    assert!(runs > 300, "only {runs} runs");
 }
