@@ -1,5 +1,6 @@
 //! The target for what one computation party reads from another: the
-//! transport's frames and the ring and proof-field elements inside them.
+//! transport's frames and the ring and proof-field elements inside them
+//! (Z_2^64, Z_2^128, bits, F_r, GF(2^128), F_{p^2}).
 
 use std::future::Future;
 use std::pin::pin;
@@ -83,6 +84,9 @@ pub fn mpc_frame(data: &[u8]) {
                 decode_as::<Z128>(&frame, peer);
                 decode_as::<Bits>(&frame, peer);
                 decode_as::<Fr>(&frame, peer);
+                // The tags of the malicious shuffle and their proofs.
+                decode_as::<triad_mpc::gf128::Gf128>(&frame, peer);
+                decode_as::<triad_mpc::fp61::Fp2>(&frame, peer);
                 decode_proof_field(&frame);
             }
             Err(e) => break (e, before),
