@@ -290,7 +290,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let rounds = reports.iter().map(|r| r.rounds).max().unwrap_or(0);
     let gates_checked = reports.iter().map(|r| r.gates_checked).max().unwrap_or(0);
     let check_batches = reports.iter().map(|r| r.check_batches).max().unwrap_or(0);
-    let products_checked = reports.iter().map(|r| r.products_checked).max().unwrap_or(0);
+    let products_checked = reports
+        .iter()
+        .map(|r| r.products_checked)
+        .max()
+        .unwrap_or(0);
     let proof_seconds = reports.iter().map(|r| r.proof_seconds).fold(0.0, f64::max);
     let per_second = args.n as f64 / seconds;
     println!(

@@ -10,7 +10,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use triad_mpc::network::MemNetwork;
 use triad_mpc::protocols::binary::bitslice;
-use triad_mpc::protocols::{b2a_fr, dot, mul, open, open_is_zero, poseidon2, square, verify};
+use triad_mpc::protocols::{
+    b2a_fr, b2a_z128, dot, mul, open, open_is_zero, poseidon2, square, verify,
+};
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::{run3, run3_on, test_rng, Fault, FaultyNetwork};
 use triad_mpc::{Bits, Fr, MpcError, Network, Party, PartyId, Ring, Security, Shares, Z64};
@@ -105,6 +107,29 @@ proptest! {
             open(p, &f).unwrap()
         });
         let want: Vec<Fr> = v.iter().map(|&a| Fr::from(a)).collect();
+        for o in out {
+            prop_assert_eq!(&o, &want);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10))]
+
+    /// Two's-complement words to Z_2^128 (sign-extended), both modes.
+    #[test]
+    fn b2a_z128_matches_the_oracle(raw in prop::collection::vec(prop_oneof![Just(0i64), Just(-1), Just(i64::MIN), Just(i64::MAX), any::<i64>()], 1..130), mal in any::<bool>()) {
+        let words: Vec<u64> = raw.iter().map(|&v| v as u64).collect();
+        let sh = sliced(&words, 64);
+        let n = raw.len();
+        let out = run3(|p| {
+            if mal {
+                malicious(p);
+            }
+            let v = b2a_z128(p, &sh[p.id.index()], n).unwrap();
+            open(p, &v).unwrap()
+        });
+        let want: Vec<triad_mpc::Z128> = raw.iter().map(|&v| std::num::Wrapping(v as i128 as u128)).collect();
         for o in out {
             prop_assert_eq!(&o, &want);
         }

@@ -3,7 +3,7 @@
 use crate::network::{recv_vec, send_vec};
 use crate::protocols::arithmetic::{open_to, reshare, zero_share};
 use crate::protocols::binary::{add3_words, and, bitslice, carry_save, summands, transpose64};
-use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Shares, Z64};
+use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Shares, Z128, Z64};
 
 /// Arithmetic (mod 2^64) to binary, word layout: the three components are
 /// trivially XOR-shared summands, added in a boolean circuit. 8 rounds.
@@ -143,39 +143,102 @@ pub const MASK_SIGMA: usize = 40;
 /// secure against a malicious party in malicious mode.
 ///
 /// Components 1 and 2 of the result are `r1 + 1` and `r2 + 1`, with `r1`,
-/// `r2` uniform below `2^(l+σ+1)` drawn from the P0/P1 and P1/P2 streams
-/// (σ = [`MASK_SIGMA`]); each is known to the two parties holding that
-/// component, so `¬r1`, `¬r2` are XOR-shared with no communication.
-/// Component 0, `D = x − r1 − r2 − 2 = x + ¬r1 + ¬r2 mod 2^K` over
-/// `K = l + σ + 3` bits (a two's-complement integer: the sum of the
-/// masks stays below `2^(K−1)`), is computed with a carry-save step and a
-/// ripple-carry adder and opened to P0 and P2 only ([`open_to`], compared
-/// in malicious mode). P0 learns `x − r2` and P2 `x − r1`: masked up to
-/// statistical distance `2^-σ`. Unlike [`b2a`] (mod 2^64, exact masks),
-/// the masks are statistical because `F_r` has no binary adder; the
-/// integers are exact in `F_r` as they are far below its modulus. As in
-/// ABY3 (Mohassel, Rindal, CCS 2018) section 5.3. About `2K` AND gates
-/// and `K + 1` rounds.
+/// `r2` uniform below `2^(l+σ+1)` (σ = [`MASK_SIGMA`]); component 0,
+/// `x − r1 − r2 − 2`, is computed over `K = l + σ + 3` bits as a
+/// two's-complement integer (the masks' sum stays below `2^(K−1)`) and
+/// opened to P0 and P2 ([`masked_component`]). P0 learns `x − r2` and P2
+/// `x − r1`: masked up to statistical distance `2^-σ`, because `F_r` has
+/// no binary adder and the masks cannot be uniform mod `p`; the integers
+/// are exact in `F_r`, far below its modulus. About `2K` AND gates and
+/// `K + 2` rounds.
 pub fn b2a_fr(
     p: &mut Party,
     planes: &Shares<Bits>,
     l: usize,
     n: usize,
 ) -> Result<Shares<Fr>, MpcError> {
-    let w = n.div_ceil(64);
-    if l == 0 || l > 64 || planes.len() != l * w {
+    if l == 0 || l > 64 || planes.len() != l * n.div_ceil(64) {
         return Err(MpcError::InvalidArgument(
             "b2a_fr: planes do not match l and n",
         ));
     }
     let k = l + MASK_SIGMA + 3;
-    let mask_bits = l + MASK_SIGMA + 1;
+    let top = (1u128 << k) - 1;
+    let m = masked_component(p, planes, l, n, k, (1u128 << (l + MASK_SIGMA + 1)) - 1)?;
+    let signed = |d: u128| {
+        if d >> (k - 1) & 1 == 1 {
+            -Fr::from(top - d + 1)
+        } else {
+            Fr::from(d)
+        }
+    };
+    Ok(m.map(signed, |r| Fr::from(r + 1)))
+}
+
+/// Bit-sliced two's-complement 64-bit words (64 planes) to shares of their
+/// values in Z_2^128 (sign-extended); secure against a malicious party in
+/// malicious mode. Exact masks: components 1 and 2 are uniform, component
+/// 0 is opened to P0 and P2 ([`masked_component`] over 128 bits). About
+/// 256 AND gates and 130 rounds.
+pub fn b2a_z128(p: &mut Party, planes: &Shares<Bits>, n: usize) -> Result<Shares<Z128>, MpcError> {
+    let w = n.div_ceil(64);
+    if planes.len() != 64 * w {
+        return Err(MpcError::InvalidArgument("b2a_z128: expected 64 planes"));
+    }
+    // Sign extension: planes 64..128 repeat plane 63 (linear).
+    let sign = planes.slice(63 * w..64 * w);
+    let mut parts: Vec<&Shares<Bits>> = vec![planes];
+    parts.extend(std::iter::repeat_n(&sign, 64));
+    let extended = Shares::concat(&parts);
+    let m = masked_component(p, &extended, 128, n, 128, u128::MAX)?;
+    Ok(m.map(std::num::Wrapping, |r| {
+        std::num::Wrapping(r.wrapping_add(1))
+    }))
+}
+
+/// One party's parts of a masked conversion: component 0 (at P0 and P2),
+/// and the masks it knows.
+struct Masked {
+    id: usize,
+    d: Option<Vec<u128>>,
+    r1: Vec<u128>,
+    r2: Vec<u128>,
+}
+
+impl Masked {
+    /// The replicated sharing `(d, r1 + 1, r2 + 1)` in the target ring.
+    fn map<T: Ring>(self, d: impl Fn(u128) -> T, r: impl Fn(u128) -> T) -> Shares<T> {
+        let conv = |v: Vec<u128>, f: &dyn Fn(u128) -> T| v.into_iter().map(f).collect::<Vec<T>>();
+        let d_ = self.d.unwrap_or_default();
+        match self.id {
+            0 => Shares::new(conv(d_, &d), conv(self.r1, &r)),
+            1 => Shares::new(conv(self.r1, &r), conv(self.r2, &r)),
+            _ => Shares::new(conv(self.r2, &r), conv(d_, &d)),
+        }
+    }
+}
+
+/// The common core of [`b2a_fr`] and [`b2a_z128`] (ABY3, Mohassel and
+/// Rindal, CCS 2018, section 5.3): `r1` (P0/P1 stream) and `r2` (P1/P2
+/// stream), each `& mask`, are known to the two parties holding
+/// components 1 and 2, so `¬r1`, `¬r2` are XOR-shared with no
+/// communication; `d = x + ¬r1 + ¬r2 mod 2^k = x − r1 − r2 − 2` is computed
+/// with a carry-save step and a ripple-carry adder over the `k` planes
+/// (`x` given in its first `l` planes) and opened to P0 and P2 only
+/// ([`open_to`]: compared copies in malicious mode, after every gate is
+/// checked). P1 learns nothing.
+fn masked_component(
+    p: &mut Party,
+    planes: &Shares<Bits>,
+    l: usize,
+    n: usize,
+    k: usize,
+    mask: u128,
+) -> Result<Masked, MpcError> {
+    let w = n.div_ceil(64);
     let draw = |prg: &mut crate::prg::Prg| -> Vec<u128> {
         (0..n)
-            .map(|_| {
-                let v = (prg.next_u64() as u128) | ((prg.next_u64() as u128) << 64);
-                v & ((1u128 << mask_bits) - 1)
-            })
+            .map(|_| ((prg.next_u64() as u128) | ((prg.next_u64() as u128) << 64)) & mask)
             .collect()
     };
     let i = p.id.index();
@@ -189,16 +252,18 @@ pub fn b2a_fr(
         2 => draw(&mut p.prg_prev),
         _ => Vec::new(),
     };
-    // ¬r over K bits, bit-sliced, as a sharing with the value in
+    let top = if k == 128 {
+        u128::MAX
+    } else {
+        (1u128 << k) - 1
+    };
+    // ¬r over k bits, bit-sliced, as a sharing with the value in
     // component `c` (zeros at the party that does not hold it).
     let complement = |r: &[u128], c: usize| -> Shares<Bits> {
         let planes = if r.is_empty() {
             vec![Bits(0); k * w]
         } else {
-            let v: Vec<crate::Z128> = r
-                .iter()
-                .map(|r| std::num::Wrapping(!r & ((1u128 << k) - 1)))
-                .collect();
+            let v: Vec<crate::Z128> = r.iter().map(|r| std::num::Wrapping(!r & top)).collect();
             bitslice(&v, k as u32)
         };
         let zero = vec![Bits(0); k * w];
@@ -210,27 +275,10 @@ pub fn b2a_fr(
     let (u1, u2) = (complement(&r1, 1), complement(&r2, 2));
     let x = Shares::concat(&[planes, &Shares::zeros((k - l) * w)]);
     let d = ripple_add3(p, &x, &u1, &u2, k, w)?;
-    let (p0, p2) = (PartyId::ALL[0], PartyId::ALL[2]);
-    let at_p0 = open_to(p, &d, p0)?;
-    let at_p2 = open_to(p, &d, p2)?;
-    let signed = |planes: Vec<Bits>| -> Vec<Fr> {
-        unslice_plain(&planes, k, n)
-            .into_iter()
-            .map(|d| {
-                if d >> (k - 1) & 1 == 1 {
-                    -Fr::from((1u128 << k) - d)
-                } else {
-                    Fr::from(d)
-                }
-            })
-            .collect()
-    };
-    let plus_one = |r: Vec<u128>| -> Vec<Fr> { r.into_iter().map(|r| Fr::from(r + 1)).collect() };
-    Ok(match i {
-        0 => Shares::new(signed(at_p0.expect("opened to P0")), plus_one(r1)),
-        1 => Shares::new(plus_one(r1), plus_one(r2)),
-        _ => Shares::new(plus_one(r2), signed(at_p2.expect("opened to P2"))),
-    })
+    let at_p0 = open_to(p, &d, PartyId::ALL[0])?;
+    let at_p2 = open_to(p, &d, PartyId::ALL[2])?;
+    let d = at_p0.or(at_p2).map(|planes| unslice_plain(&planes, k, n));
+    Ok(Masked { id: i, d, r1, r2 })
 }
 
 /// `x + y + z mod 2^k` on bit-sliced sharings (`k` planes of `w` words):
