@@ -120,21 +120,7 @@ pub struct BenchArgs {
     cheat: Option<CheatArg>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SecurityArg {
-    SemiHonest,
-    Malicious,
-}
-
-impl SecurityArg {
-    fn mode(self) -> triad_mpc::Security {
-        match self {
-            SecurityArg::SemiHonest => triad_mpc::Security::SemiHonest,
-            SecurityArg::Malicious => triad_mpc::Security::Malicious,
-        }
-    }
-}
+pub use triad_party::SecurityArg;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum CheatArg {
@@ -237,8 +223,17 @@ struct Job<'a> {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.op {
         Op::Attest => return crate::notary_cli::bench_attest(args.n, args.json),
-        Op::Submit => return crate::bench_services::submit(args.n, args.concurrency, args.json),
-        Op::Release => return crate::bench_services::release(args.n, args.seed, args.json),
+        Op::Submit => {
+            return crate::bench_services::submit(
+                args.n,
+                args.concurrency,
+                args.security,
+                args.json,
+            )
+        }
+        Op::Release => {
+            return crate::bench_services::release(args.n, args.seed, args.security, args.json)
+        }
         Op::Directory => return directory(&args),
         _ => {}
     }

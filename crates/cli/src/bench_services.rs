@@ -31,7 +31,12 @@ use crate::demo::{
 };
 use crate::devnet::{Devnet, DevnetArgs, ScratchDir};
 
-pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
+pub fn submit(
+    n: usize,
+    concurrency: usize,
+    security: triad_party::SecurityArg,
+    json: bool,
+) -> anyhow::Result<()> {
     let dir = ScratchDir::new("bench-submit", false);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -40,6 +45,7 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
             accounts: n.max(10),
             seed: 7,
             max_batch: 256,
+            security,
         })
         .await?;
         let net = devnet.network.clone();
@@ -95,7 +101,12 @@ pub fn submit(n: usize, concurrency: usize, json: bool) -> anyhow::Result<()> {
     })
 }
 
-pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
+pub fn release(
+    n: usize,
+    seed: u64,
+    security: triad_party::SecurityArg,
+    json: bool,
+) -> anyhow::Result<()> {
     let dir = ScratchDir::new("bench-release", false);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -104,6 +115,7 @@ pub fn release(n: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             accounts: 10,
             seed: 7,
             max_batch: 256,
+            security,
         })
         .await?;
         let net = devnet.network.clone();

@@ -130,6 +130,8 @@ pub async fn start_devnet(
         accounts: accounts.max(10),
         seed: 1,
         max_batch: 256,
+        // The demo runs polls, which have no malicious-secure version yet.
+        security: triad_party::SecurityArg::SemiHonest,
     })
     .await?;
     let net = devnet.network.clone();

@@ -41,6 +41,11 @@ pub struct DevnetArgs {
     /// Largest batch the coordinator forms.
     #[arg(long, default_value_t = 256)]
     pub max_batch: usize,
+    /// The parties' security mode (docs/security.md). `malicious` checks
+    /// every gate of the contribution checks and releases; polls and the
+    /// directory's lookups have no malicious-secure version yet and fail.
+    #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::SemiHonest)]
+    pub security: triad_party::SecurityArg,
 }
 
 /// One supervised service.
@@ -411,6 +416,9 @@ impl Devnet {
             let name = format!("party{i}");
             let mut a = common("party", &name, ports.party[i]);
             a.extend(["--id".into(), i.to_string()]);
+            if args.security == triad_party::SecurityArg::Malicious {
+                a.extend(["--security".into(), "malicious".into()]);
+            }
             a.extend(["--internal-token-file".into(), secret("party.token")]);
             a.extend([
                 "--coordinator-token-digest-file".into(),

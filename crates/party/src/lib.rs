@@ -106,6 +106,40 @@ pub struct PartyConfig {
     pub upload_rate: triad_wire::limits::RateLimit,
     /// The HTTPS server's connection caps and timeouts.
     pub serve: triad_wire::https::ServeLimits,
+    /// The adversary the MPC jobs are secure against (all three parties
+    /// must agree; a session between parties in different modes fails at
+    /// setup). Malicious: every gate and product is checked and every
+    /// opening compared; jobs without a checked protocol (polls, the
+    /// directory's) fail with `NotMaliciousSecure`.
+    pub security: triad_mpc::Security,
+}
+
+/// `--security` of `triad party`, `triad devnet` and `triad bench`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityArg {
+    #[default]
+    SemiHonest,
+    Malicious,
+}
+
+impl SecurityArg {
+    pub fn mode(self) -> triad_mpc::Security {
+        match self {
+            SecurityArg::SemiHonest => triad_mpc::Security::SemiHonest,
+            SecurityArg::Malicious => triad_mpc::Security::Malicious,
+        }
+    }
 }
 
 /// A running party.
@@ -152,7 +186,15 @@ pub async fn launch(
     let link = triad_mpc::LinkModel::with_delay(std::time::Duration::from_micros(
         cfg.network.mpc_latency_us,
     ));
-    let mesh = mesh::Mesh::new(cfg.id, keys.identity, certs, addrs, mpc_listener, link);
+    let mesh = mesh::Mesh::new(
+        cfg.id,
+        keys.identity,
+        certs,
+        addrs,
+        mpc_listener,
+        link,
+        cfg.security,
+    );
     // Two parties' files reconstruct every contribution: nothing in the
     // data directory may be readable by another user.
     triad_files::private_dir(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;
@@ -222,6 +264,10 @@ pub struct PartyArgs {
     /// Refuse studies whose min_new is below this.
     #[arg(long, default_value_t = 10)]
     pub min_new_floor: u64,
+    /// The adversary the MPC is secure against (docs/security.md); the
+    /// three parties must agree.
+    #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
+    pub security: SecurityArg,
     /// Share uploads per second per client IP (and burst).
     #[arg(long, default_value_t = DEFAULT_UPLOAD_RATE.per_ip_per_sec)]
     pub per_ip_per_sec: f64,
@@ -272,6 +318,7 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
                     ..DEFAULT_UPLOAD_RATE
                 },
                 serve,
+                security: args.security.mode(),
             },
             listener,
         )

@@ -18,6 +18,8 @@ pub struct Mesh {
     listener: TcpListener,
     /// The link model every session uses (the same at all three parties).
     link: triad_mpc::LinkModel,
+    /// The security mode every session runs in (the same at all three).
+    security: triad_mpc::Security,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,7 @@ pub enum SessionError {
     Mpc(#[from] MpcError),
     #[error("MPC listener: {0}")]
     Io(#[from] std::io::Error),
-    #[error("peer {0:?} is working on a different job or input set")]
+    #[error("peer {0:?} is working on a different job or input set, or in another security mode")]
     TagMismatch(PartyId),
 }
 
@@ -38,6 +40,7 @@ impl Mesh {
         addrs: [SocketAddr; 3],
         listener: TcpListener,
         link: triad_mpc::LinkModel,
+        security: triad_mpc::Security,
     ) -> Self {
         Self {
             id,
@@ -46,6 +49,7 @@ impl Mesh {
             addrs,
             listener,
             link,
+            security,
         }
     }
 
@@ -64,12 +68,20 @@ impl Mesh {
         let net = TcpNetwork::establish(cfg, self.listener.try_clone()?).map_err(MpcError::from)?;
         let mut p = Party::setup(Box::new(net))?;
         p.link = self.link;
+        p.security = self.security;
+        // The job's tag and the security mode: parties in different modes
+        // would desynchronise at the first check.
+        let mut hello = tag.to_vec();
+        hello.push(match self.security {
+            triad_mpc::Security::SemiHonest => 0,
+            triad_mpc::Security::Malicious => 1,
+        });
         let (prev, next) = (p.prev(), p.next());
         for to in [prev, next] {
-            p.net.send(to, tag.to_vec()).map_err(MpcError::from)?;
+            p.net.send(to, hello.clone()).map_err(MpcError::from)?;
         }
         for from in [prev, next] {
-            if p.net.recv(from).map_err(MpcError::from)? != tag {
+            if p.net.recv(from).map_err(MpcError::from)? != hello {
                 return Err(SessionError::TagMismatch(from));
             }
         }

@@ -89,6 +89,7 @@ async fn start() -> Fixture {
                 global_burst: 1000.0,
             },
             serve: triad_wire::https::ServeLimits::default(),
+            security: Default::default(),
         },
         listener,
     )

@@ -113,6 +113,11 @@ async fn rebind(addr: SocketAddr) -> tokio::net::TcpListener {
 impl World {
     /// Starts the coordinator and the three parties with fast batching.
     pub async fn start() -> World {
+        Self::start_with(triad_mpc::Security::SemiHonest).await
+    }
+
+    /// [`World::start`] with the parties in the given security mode.
+    pub async fn start_with(security: triad_mpc::Security) -> World {
         let dir = tempfile::tempdir().expect("temporary directory");
         let root = dir.path().to_path_buf();
         let ca_path = root.join("ca.pem");
@@ -187,6 +192,7 @@ impl World {
             },
             upload_rate: triad_party::DEFAULT_UPLOAD_RATE,
             serve: triad_wire::https::ServeLimits::default(),
+            security,
         });
         let ca_pem = std::fs::read(&ca_path).expect("CA certificate");
         let http = triad_wire::https::client(&ca_pem, Duration::from_secs(30)).expect("client");
