@@ -119,3 +119,57 @@ fn conversion_views_do_not_depend_on_the_values() {
         });
     }
 }
+
+/// Equal view shapes for two inputs (no masking test: malicious-mode
+/// protocols open public values, such as the shuffle's check value, which
+/// is zero, and its random coefficient seed).
+fn check_shapes<I: Sync>(a: &I, b: &I, f: impl Fn(&mut Party, &I) + Sync) {
+    let (_, va) = run3_viewed(|p| f(p, a));
+    let (_, vb) = run3_viewed(|p| f(p, b));
+    for i in 0..3 {
+        assert_eq!(
+            shape(&va[i]),
+            shape(&vb[i]),
+            "party {i}: view shape depends on the input"
+        );
+    }
+}
+
+/// The malicious shuffle: the same message shapes for all-zero rows and
+/// distinct random rows, with the tags' products checked and the check
+/// value opened.
+#[test]
+fn malicious_shuffle_views_do_not_depend_on_the_rows() {
+    use triad_mpc::protocols::shuffle_bits;
+    let n = 1000;
+    let zero = [shares(&vec![Bits(0); n]), shares(&vec![Bits(0); n])];
+    let other = [
+        shares(
+            &(0..n as u64)
+                .map(|i| Bits(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .collect::<Vec<_>>(),
+        ),
+        shares(&(0..n as u64).map(Bits).collect::<Vec<_>>()),
+    ];
+    check_shapes(&zero, &other, |p, x| {
+        p.security = Security::Malicious;
+        let i = p.id.index();
+        shuffle_bits(p, &[x[0][i].clone(), x[1][i].clone()]).unwrap();
+    });
+}
+
+/// Binary to F_r: the same shapes for the smallest and the largest values
+/// (what P0 and P2 open is `x - r2` / `x - r1`, masked by 92-bit `r`s:
+/// statistical hiding, docs/security.md).
+#[test]
+fn b2a_fr_views_do_not_depend_on_the_values() {
+    use triad_mpc::protocols::b2a_fr;
+    use triad_mpc::protocols::binary::bitslice;
+    let n = 2048;
+    let planes = |v: u64| shares(&bitslice(&vec![Wrapping(v); n], 52));
+    let (small, large) = (planes(0), planes((1 << 52) - 1));
+    check_shapes(&small, &large, |p, x| {
+        p.security = Security::Malicious;
+        b2a_fr(p, &x[p.id.index()], 52, n).unwrap();
+    });
+}
