@@ -49,6 +49,8 @@ impl Gf128 {
     }
 }
 
+// Characteristic 2: addition and subtraction are XOR.
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl Add for Gf128 {
     type Output = Gf128;
     #[inline]
@@ -57,6 +59,7 @@ impl Add for Gf128 {
     }
 }
 
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl Sub for Gf128 {
     type Output = Gf128;
     #[inline]
@@ -73,6 +76,7 @@ impl Neg for Gf128 {
     }
 }
 
+#[allow(clippy::suspicious_op_assign_impl)]
 impl AddAssign for Gf128 {
     #[inline]
     fn add_assign(&mut self, o: Gf128) {
@@ -80,6 +84,7 @@ impl AddAssign for Gf128 {
     }
 }
 
+#[allow(clippy::suspicious_op_assign_impl)]
 impl SubAssign for Gf128 {
     #[inline]
     fn sub_assign(&mut self, o: Gf128) {

@@ -482,8 +482,8 @@ fn counted_level(
         if c > 0 {
             let (a0, a2) = t(ij / side, ij % side);
             let c = Fp::new(c);
-            p0 = p0 + a0.scale(c);
-            p2 = p2 + a2.scale(c);
+            p0 += a0.scale(c);
+            p2 += a2.scale(c);
         }
     }
     (p0, p2)
@@ -545,8 +545,8 @@ fn prove(
     let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
     for (&a, &b) in qu.iter().zip(qv.iter()) {
         let (a, b) = (a as usize, b as usize);
-        p0 = p0 + tu[a / 64] * tv[b / 64];
-        p2 = p2 + eu[a] * ev[b];
+        p0 += tu[a / 64] * tv[b / 64];
+        p2 += eu[a] * ev[b];
     }
     let r4 = tr.send(&[p0, p2], left_prg);
     let (u, v) = (&mut bufs.0, &mut bufs.1);
@@ -710,7 +710,7 @@ mod tests {
             let ok = run(&l, &r, |s, c| {
                 let v = if chal { c } else { s };
                 let k = at % v.len();
-                v[k] = v[k] + Fp2::ONE;
+                v[k] += Fp2::ONE;
             });
             prop_assert!(!ok);
         }

@@ -292,8 +292,8 @@ impl<F: ProofField> Transcript<F> {
             let (mut p0, mut p2) = (F::zero(), F::zero());
             for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
                 let (a0, a2) = line_terms(uc[0], uc[1], vc[0], vc[1]);
-                p0 = p0 + a0;
-                p2 = p2 + a2;
+                p0 += a0;
+                p2 += a2;
             }
             let r = self.send(&[p0, p2], left_prg);
             fold_in_place(u, r);
