@@ -30,6 +30,39 @@ where
         .map(|r| r.expect("party setup failed"))
 }
 
+/// Runs `f` with `fault` applied to the `nth` message party `who` sends
+/// (in-memory endpoints with receive timeout `timeout`); returns the two
+/// honest parties' outcomes, in party order. The cheating-party tests'
+/// one harness.
+pub fn run3_cheating<R, F>(
+    who: PartyId,
+    fault: Fault,
+    nth: u64,
+    timeout: Duration,
+    f: F,
+) -> Vec<Result<R, MpcError>>
+where
+    R: Send,
+    F: Fn(&mut Party) -> Result<R, MpcError> + Sync,
+{
+    let mut k = 0;
+    let nets = MemNetwork::triple(timeout).map(|n| {
+        let n = Box::new(n) as Box<dyn Network>;
+        k += 1;
+        if k - 1 == who.index() {
+            Box::new(FaultyNetwork::new(n, fault, nth)) as Box<dyn Network>
+        } else {
+            n
+        }
+    });
+    run3_on(nets, f)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != who.index())
+        .map(|(_, r)| r)
+        .collect()
+}
+
 /// Runs `f` over the given endpoints; setup errors are returned, not panics.
 pub fn run3_on<R, F>(nets: [Box<dyn Network>; 3], f: F) -> [Result<R, MpcError>; 3]
 where

@@ -13,7 +13,7 @@ use triad_mpc::protocols::binary_compare::{lt_open, Circuit};
 use triad_mpc::protocols::conversion::a2b_sliced;
 use triad_mpc::protocols::{and, mul, open, shuffle, sort_order, verify};
 use triad_mpc::share::share_plain;
-use triad_mpc::testing::{run3, run3_on, test_rng, Fault, FaultyNetwork};
+use triad_mpc::testing::{run3, run3_cheating, run3_on, test_rng, Fault};
 use triad_mpc::{Bits, MpcError, Network, Party, PartyId, Security, Shares, Z64};
 
 /// Plaintext operands and their bit-sliced sharings.
@@ -186,24 +186,9 @@ fn messages_sent(who: PartyId) -> u64 {
 fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Outcome> {
     let (_, _, xs, ys) = comparison_inputs(100, 16, 1);
     let keys = sort_keys();
-    let nets =
-        MemNetwork::triple(Duration::from_millis(500)).map(|n| Box::new(n) as Box<dyn Network>);
-    let mut k = 0;
-    let nets = nets.map(|n| {
-        let out: Box<dyn Network> = if k == who.index() {
-            Box::new(FaultyNetwork::new(n, fault, nth))
-        } else {
-            n
-        };
-        k += 1;
-        out
-    });
-    let out = run3_on(nets, |p| victim(p, &xs, &ys, &keys));
-    out.into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != who.index())
-        .map(|(_, r)| r)
-        .collect()
+    run3_cheating(who, fault, nth, Duration::from_millis(500), |p| {
+        victim(p, &xs, &ys, &keys)
+    })
 }
 
 /// Every message of every party (after the seed exchange), flipped in one

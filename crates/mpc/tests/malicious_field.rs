@@ -14,7 +14,7 @@ use triad_mpc::protocols::{
     b2a_fr, b2a_z128, dot, mul, open, open_is_zero, poseidon2, square, verify,
 };
 use triad_mpc::share::share_plain;
-use triad_mpc::testing::{run3, run3_on, test_rng, Fault, FaultyNetwork};
+use triad_mpc::testing::{run3, run3_cheating, run3_on, test_rng, Fault};
 use triad_mpc::{Bits, Fr, MpcError, Network, Party, PartyId, Ring, Security, Shares, Z64};
 
 fn malicious(p: &mut Party) {
@@ -163,7 +163,7 @@ fn every_tampered_b2a_message_aborts_the_run() {
                 Fault::Drop,
             ] {
                 runs += 1;
-                let out = run_victim_cheating(who, fault, nth, &victim);
+                let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
                 assert!(
                     out.iter().any(|r| r.is_err()),
                     "{who} {fault:?} on message {nth}: no honest party aborted"
@@ -262,35 +262,9 @@ fn victim(p: &mut Party, xs: &[Shares<Fr>; 3], ys: &[Shares<Fr>; 3]) -> Outcome 
 
 fn run_cheating(who: PartyId, fault: Fault, nth: u64) -> Vec<Outcome> {
     let (xs, ys) = victim_inputs();
-    run_victim_cheating(who, fault, nth, &|p: &mut Party| victim(p, &xs, &ys))
-}
-
-/// Runs `victim` with `fault` on the `nth` message `who` sends; the
-/// honest parties' outcomes.
-fn run_victim_cheating(
-    who: PartyId,
-    fault: Fault,
-    nth: u64,
-    victim: &(dyn Fn(&mut Party) -> Outcome + Sync),
-) -> Vec<Outcome> {
-    let mut k = 0;
-    let nets =
-        MemNetwork::triple(Duration::from_millis(500)).map(|n| Box::new(n) as Box<dyn Network>);
-    let nets = nets.map(|n| {
-        let out: Box<dyn Network> = if k == who.index() {
-            Box::new(FaultyNetwork::new(n, fault, nth))
-        } else {
-            n
-        };
-        k += 1;
-        out
-    });
-    let out = run3_on(nets, victim);
-    out.into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != who.index())
-        .map(|(_, r)| r)
-        .collect()
+    run3_cheating(who, fault, nth, Duration::from_millis(500), |p| {
+        victim(p, &xs, &ys)
+    })
 }
 
 /// Every message of every party after the seed exchange, with a bit

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use triad_mpc::network::MemNetwork;
 use triad_mpc::protocols::{open, shuffle_bits};
 use triad_mpc::share::share_plain;
-use triad_mpc::testing::{run3, run3_on, test_rng, Fault, FaultyNetwork};
+use triad_mpc::testing::{run3, run3_cheating, run3_on, test_rng, Fault};
 use triad_mpc::{Bits, MpcError, Network, Party, PartyId, Security, Shares};
 
 type Rows = Vec<Vec<u64>>;
@@ -82,32 +82,6 @@ fn large_shuffles_move_rows() {
     assert_eq!(sorted(out[0].clone()), sorted(input));
 }
 
-fn run_cheating(
-    who: PartyId,
-    fault: Fault,
-    nth: u64,
-    shared: &[[Shares<Bits>; 3]],
-) -> Vec<Result<Rows, MpcError>> {
-    let mut k = 0;
-    let nets =
-        MemNetwork::triple(Duration::from_millis(500)).map(|n| Box::new(n) as Box<dyn Network>);
-    let nets = nets.map(|n| {
-        let out: Box<dyn Network> = if k == who.index() {
-            Box::new(FaultyNetwork::new(n, fault, nth))
-        } else {
-            n
-        };
-        k += 1;
-        out
-    });
-    let out = run3_on(nets, |p| shuffle_and_open(p, shared));
-    out.into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != who.index())
-        .map(|(_, r)| r)
-        .collect()
-}
-
 /// Every message of every party after the seed exchange, with a bit
 /// flipped (two positions), a value replaced, or dropped: at least one
 /// honest party aborts, and every honest party that finishes holds a
@@ -134,7 +108,9 @@ fn every_tampered_shuffle_message_aborts_the_run() {
                 Fault::Drop,
             ] {
                 runs += 1;
-                let out = run_cheating(who, fault, nth, &shared);
+                let out = run3_cheating(who, fault, nth, Duration::from_millis(500), |p| {
+                    shuffle_and_open(p, &shared)
+                });
                 assert!(
                     out.iter().any(|r| r.is_err()),
                     "{who} {fault:?} on message {nth}/{total}: no honest party aborted"

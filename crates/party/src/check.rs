@@ -375,9 +375,8 @@ mod tests {
     #[test]
     fn every_tampered_message_of_the_batch_check_aborts_or_only_rejects() {
         use std::time::Duration;
-        use triad_mpc::network::MemNetwork;
-        use triad_mpc::testing::{run3_on, Fault, FaultyNetwork};
-        use triad_mpc::{Network, PartyId};
+        use triad_mpc::testing::{run3_cheating, Fault};
+        use triad_mpc::PartyId;
 
         let values: Vec<i64> = vec![5, -7, 1 << 40, 0, -(1 << 51), 12345];
         let mut rng = test_rng();
@@ -422,24 +421,7 @@ mod tests {
                 }
                 for fault in faults {
                     runs += 1;
-                    let mut k = 0;
-                    let nets = MemNetwork::triple(Duration::from_millis(300))
-                        .map(|n| Box::new(n) as Box<dyn Network>)
-                        .map(|n| {
-                            k += 1;
-                            if k - 1 == who.index() {
-                                Box::new(FaultyNetwork::new(n, fault, nth)) as Box<dyn Network>
-                            } else {
-                                n
-                            }
-                        });
-                    let out: Vec<Result<BatchCheck, MpcError>> = run3_on(nets, victim).into();
-                    let honest: Vec<&Result<BatchCheck, MpcError>> = out
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i != who.index())
-                        .map(|(_, r)| r)
-                        .collect();
+                    let honest = run3_cheating(who, fault, nth, Duration::from_millis(300), victim);
                     let done: Vec<&BatchCheck> =
                         honest.iter().filter_map(|r| r.as_ref().ok()).collect();
                     if done.len() < 2 {

@@ -286,9 +286,8 @@ fn truncated_messages_anywhere_give_errors_not_wrong_results() {
 #[test]
 fn every_tampered_message_of_the_suite_aborts_in_malicious_mode() {
     use std::time::Duration;
-    use triad_mpc::network::MemNetwork;
-    use triad_mpc::testing::{run3_on, Fault, FaultyNetwork};
-    use triad_mpc::{Network, PartyId};
+    use triad_mpc::testing::{run3_cheating, Fault};
+    use triad_mpc::PartyId;
 
     let values: Vec<i64> = (0..9).map(|i| (i * 7919) % 1000 - 300).collect();
     let spec = StatsSpec {
@@ -327,24 +326,7 @@ fn every_tampered_message_of_the_suite_aborts_in_malicious_mode() {
             }
             for fault in faults {
                 runs += 1;
-                let mut k = 0;
-                let nets = MemNetwork::triple(Duration::from_millis(300))
-                    .map(|n| Box::new(n) as Box<dyn Network>)
-                    .map(|n| {
-                        k += 1;
-                        if k - 1 == who.index() {
-                            Box::new(FaultyNetwork::new(n, fault, nth)) as Box<dyn Network>
-                        } else {
-                            n
-                        }
-                    });
-                let out = run3_on(nets, victim);
-                let honest: Vec<_> = out
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != who.index())
-                    .map(|(_, r)| r)
-                    .collect();
+                let honest = run3_cheating(who, fault, nth, Duration::from_millis(300), victim);
                 assert!(
                     honest.iter().any(|r| r.is_err()),
                     "{who} {fault:?} on message {nth}: no honest party aborted"

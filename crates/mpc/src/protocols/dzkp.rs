@@ -85,8 +85,8 @@ use crate::fp61::{Fp, Fp2};
 use crate::prg::Prg;
 use crate::protocols::sumcheck::{
     check_final, digest_to, draw_salt, fold, fold_to_end, generic_levels, left_claim, line_terms,
-    proof_len, recv_elems, recv_exact, right_claim, send_elems, view_hash, Context, ProofField,
-    Transcript,
+    proof_len, recv_elems, recv_exact, right_claim, send_elems, view_hash, CheckPrgs, Context,
+    ProofField, Transcript,
 };
 use crate::{Bits, MpcError, Party};
 
@@ -222,17 +222,14 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
     // Per-batch seeds, drawn in the same order at both ends of each link:
     // A = the lower party's proof, right side; B = the upper party's
     // proof, left side (see the module comment).
-    let seed = |prg: &mut Prg| {
-        let mut s = [0u8; 16];
-        prg.fill(&mut s);
-        s
-    };
-    let (my_right_seed, next_left_seed) = (seed(&mut p.prg_next), seed(&mut p.prg_next));
-    let (prev_right_seed, my_left_seed) = (seed(&mut p.prg_prev), seed(&mut p.prg_prev));
+    let CheckPrgs {
+        my_left: mut left_prg,
+        my_right: mut right_prg,
+        as_right_of_prev: mut as_right,
+        as_left_of_next: mut as_left,
+    } = CheckPrgs::draw(p);
 
     // 1. Prove: right shares to `next`, challenges to `prev`.
-    let mut right_prg = Prg::new(my_right_seed);
-    let mut left_prg = Prg::new(my_left_seed);
     let salt = draw_salt(&mut right_prg);
     let view_key = draw_salt(&mut left_prg);
     let mut shares_out = Vec::new();
@@ -268,8 +265,6 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
 
     // 2. Verify both neighbours' proofs: as the right verifier of `prev`
     // and the left verifier of `next`.
-    let mut as_right = Prg::new(prev_right_seed);
-    let mut as_left = Prg::new(next_left_seed);
     let prev_salt = draw_salt(&mut as_right);
     let next_view_key = draw_salt(&mut as_left);
     let (mut right_final, mut left_final) = (Vec::new(), Vec::new());

@@ -43,7 +43,8 @@ use crate::gf128::Gf128;
 use crate::prg::Prg;
 use crate::protocols::sumcheck::{
     check_final, digest_to, draw_salt, fold_to_end, generic_levels, left_claim, proof_len,
-    recv_elems, recv_exact, right_claim, send_elems, view_hash, Context, ProofField, Transcript,
+    recv_elems, recv_exact, right_claim, send_elems, view_hash, CheckPrgs, Context, ProofField,
+    Transcript,
 };
 use crate::{Fr, MpcError, Party, Ring};
 
@@ -255,17 +256,14 @@ pub(crate) fn check_log<F: Checked>(p: &mut Party) -> Result<(), MpcError> {
 
     // Per-check seeds, drawn in the same order at both ends of each link
     // (as the AND-gate proof).
-    let seed = |prg: &mut Prg| {
-        let mut s = [0u8; 16];
-        prg.fill(&mut s);
-        s
-    };
-    let (my_right_seed, next_left_seed) = (seed(&mut p.prg_next), seed(&mut p.prg_next));
-    let (prev_right_seed, my_left_seed) = (seed(&mut p.prg_prev), seed(&mut p.prg_prev));
+    let CheckPrgs {
+        my_left: mut left_prg,
+        my_right: mut right_prg,
+        as_right_of_prev: mut as_right,
+        as_left_of_next: mut as_left,
+    } = CheckPrgs::draw(p);
 
     // 1. Prove.
-    let mut right_prg = Prg::new(my_right_seed);
-    let mut left_prg = Prg::new(my_left_seed);
     let salt = draw_salt(&mut right_prg);
     let view_key = draw_salt(&mut left_prg);
     let left = Side {
@@ -307,8 +305,6 @@ pub(crate) fn check_log<F: Checked>(p: &mut Party) -> Result<(), MpcError> {
     // 2. Verify: as the right verifier of `prev` (its right side is our
     // `a` components and `s_p`) and the left verifier of `next` (its left
     // side is our `b` components, the output we received and `s_n`).
-    let mut as_right = Prg::new(prev_right_seed);
-    let mut as_left = Prg::new(next_left_seed);
     let prev_salt = draw_salt(&mut as_right);
     let next_view_key = draw_salt(&mut as_left);
     let prev_right = Side {
@@ -458,6 +454,16 @@ struct Final<F> {
     challenges: Vec<F>,
 }
 
+impl<F: ProofField> Final<F> {
+    fn new() -> Self {
+        Self {
+            values: Vec::new(),
+            claim_sum: F::zero(),
+            challenges: Vec::new(),
+        }
+    }
+}
+
 fn verify_right<F: ProofField>(
     mut v_it: impl Iterator<Item = F>,
     lens: &[usize],
@@ -465,11 +471,7 @@ fn verify_right<F: ProofField>(
     ctx: impl Fn(usize) -> Context,
     prg: &mut Prg,
 ) -> Final<F> {
-    let mut out = Final {
-        values: Vec::new(),
-        claim_sum: F::zero(),
-        challenges: Vec::new(),
-    };
+    let mut out = Final::new();
     let mut v = Vec::new();
     let mut at = 0;
     for (s, &len) in lens.iter().enumerate() {
@@ -496,11 +498,7 @@ fn verify_left<F: ProofField>(
     challenges: &[F],
     prg: &mut Prg,
 ) -> Final<F> {
-    let mut out = Final {
-        values: Vec::new(),
-        claim_sum: F::zero(),
-        challenges: Vec::new(),
-    };
+    let mut out = Final::new();
     let mut u = Vec::new();
     let mut at = 0;
     for &len in lens {

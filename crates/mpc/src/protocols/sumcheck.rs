@@ -179,6 +179,34 @@ pub(crate) fn digest_to<F: ProofField>(h: Sha256) -> F {
     F::from_digest(&h.finalize().into())
 }
 
+/// The PRGs of one check, drawn from the pairwise streams in the same order
+/// at both ends of each link: ours as a prover (left and right side) and
+/// ours as the right verifier of `prev` and the left verifier of `next`.
+pub(crate) struct CheckPrgs {
+    pub(crate) my_left: Prg,
+    pub(crate) my_right: Prg,
+    pub(crate) as_right_of_prev: Prg,
+    pub(crate) as_left_of_next: Prg,
+}
+
+impl CheckPrgs {
+    pub(crate) fn draw(p: &mut Party) -> Self {
+        let seed = |prg: &mut Prg| {
+            let mut s = [0u8; 16];
+            prg.fill(&mut s);
+            Prg::new(s)
+        };
+        let (my_right, as_left_of_next) = (seed(&mut p.prg_next), seed(&mut p.prg_next));
+        let (as_right_of_prev, my_left) = (seed(&mut p.prg_prev), seed(&mut p.prg_prev));
+        Self {
+            my_left,
+            my_right,
+            as_right_of_prev,
+            as_left_of_next,
+        }
+    }
+}
+
 pub(crate) fn draw_salt(prg: &mut Prg) -> [u8; 32] {
     let mut s = [0u8; 32];
     prg.fill(&mut s);
