@@ -812,6 +812,9 @@ impl Probe {
         tampered.commitment = flip_last_hex(&tampered.commitment);
         let sid = st.submission.submission_id.clone();
         let ready = format!("/v1/submissions/{sid}/ready");
+        let forged_receipts: Vec<Value> = (0..3)
+            .map(|p| json!({"party": p, "receipt_json": "{}", "signature": "0".repeat(128)}))
+            .collect();
         let status = |q: &str| get(format!("/v1/submissions/{sid}?{q}"));
         let admin = self.admin_token.clone();
         // A valid new study; each case spoils one thing. The `*_existing`
@@ -919,14 +922,33 @@ impl Probe {
             // Ready and status: out of order, unauthenticated, malformed.
             (
                 "ready_wrong_token",
-                post(&ready, body(&json!({"token": "b".repeat(64)}))),
+                post(
+                    &ready,
+                    body(&json!({"token": "b".repeat(64), "receipts": []})),
+                ),
                 json_err(&[403], &["wrong_token"]),
+            ),
+            (
+                "ready_without_receipts",
+                post(
+                    &ready,
+                    body(&json!({"token": st.submission.token, "receipts": []})),
+                ),
+                json_err(&[400], &["bad_receipts"]),
+            ),
+            (
+                "ready_forged_receipts",
+                post(
+                    &ready,
+                    body(&json!({"token": st.submission.token, "receipts": forged_receipts})),
+                ),
+                json_err(&[400], &["bad_receipts"]),
             ),
             (
                 "ready_unknown_submission",
                 post(
                     format!("/v1/submissions/{UNKNOWN_ID}/ready"),
-                    body(&json!({"token": st.submission.token})),
+                    body(&json!({"token": st.submission.token, "receipts": []})),
                 ),
                 json_err(&[404], &["unknown_submission"]),
             ),
@@ -1227,6 +1249,8 @@ impl Probe {
                 "token": "e".repeat(64),
                 "value_bits": ["0".repeat(16), "0".repeat(16)],
                 "blinder": ["0".repeat(64), "0".repeat(64)],
+                "salts": ["0".repeat(64), "0".repeat(64)],
+                "commitments": ["0".repeat(64), "0".repeat(64), "0".repeat(64)],
             });
             for (k, x) in edits {
                 v[*k] = x.clone();
@@ -1289,6 +1313,7 @@ impl Probe {
                 upload(&[("submission_id", json!("../../etc/passwd"))]),
                 BAD_SHARES,
             ),
+            ("shares_commitment_not_opened", upload(&[]), BAD_SHARES),
             (
                 "shares_token_out_of_form",
                 upload(&[("token", json!("zz"))]),

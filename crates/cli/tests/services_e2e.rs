@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use common::{triad, DevnetProcess};
 use serde_json::Value;
 use triad_attestation::{parse_fixed_point, Attestation, DataSource, DataSpec};
-use triad_client::{contribute, split_shares, ClientError, ContributeOptions, Outcome};
+use triad_client::{
+    commit_shares, contribute, split_shares, ClientError, ContributeOptions, Outcome,
+};
 use triad_crypto::Fr;
 use triad_notary::{prove_with_notary, NotaryClient, Opening, ProveTarget};
 use triad_stats::StatsSpec;
@@ -28,6 +30,7 @@ use triad_wire::messages::{
     CreateStudy, ReadyRequest, RejectReason, StudyInfo, SubmissionState, SubmissionStatus,
     SubmitRequest, SubmitResponse, INTERNAL_TOKEN_HEADER,
 };
+use triad_wire::receipt::SignedReceipt;
 use triad_wire::{NetworkConfig, VerifiedRelease};
 
 const STUDY: &str = "eth-balances";
@@ -663,32 +666,56 @@ async fn manual_submission(
         Cheat::WrongValue => split_shares(opening.value + 1, blinder, &mut rng),
         _ => split_shares(opening.value, blinder, &mut rng),
     };
+    let c = commit_shares(&sub.submission_id, &shares, &mut rng);
     if cheat == Cheat::InconsistentComponents {
+        // Party 1's copy of component 2 no longer opens the commitment
+        // party 2 checks its copy against.
         shares[1].value_bits[1] ^= 1;
     }
+    let mut receipts = Vec::new();
     for (i, s) in shares.iter().enumerate() {
         let r = dn
             .http
             .post(format!("{}/v1/shares", dn.net.parties[i].url))
-            .json(&s.to_upload(&sub.submission_id, &sub.token))
+            .json(&s.to_upload(i, &sub.submission_id, &sub.token, &c))
             .send()
             .await
             .unwrap();
-        let (status, body) = answer(r).await;
-        assert_eq!(status, 202, "party {i} refused the upload: {body}");
+        let got = answer(r).await;
+        if cheat == Cheat::InconsistentComponents && i == 1 {
+            assert_error("inconsistent upload", &got, 400, "bad_shares");
+            continue;
+        }
+        assert_eq!(got.0, 202, "party {i} refused the upload: {}", got.1);
+        receipts.push(serde_json::from_value::<SignedReceipt>(got.1).unwrap());
     }
-    let r = dn
-        .http
-        .post(format!(
-            "{}/v1/submissions/{}/ready",
-            dn.net.coordinator, sub.submission_id
-        ))
-        .json(&ReadyRequest {
-            token: sub.token.clone(),
-        })
-        .send()
-        .await
-        .unwrap();
+    let ready = |receipts: Vec<SignedReceipt>| {
+        dn.http
+            .post(format!(
+                "{}/v1/submissions/{}/ready",
+                dn.net.coordinator, sub.submission_id
+            ))
+            .json(&ReadyRequest {
+                token: sub.token.clone(),
+                receipts,
+            })
+            .send()
+    };
+    if cheat == Cheat::InconsistentComponents {
+        // Without party 1's receipt, or with another party's in its place,
+        // the coordinator does not queue the submission.
+        let two = answer(ready(receipts.clone()).await.unwrap()).await;
+        assert_error("two receipts", &two, 400, "bad_receipts");
+        let mut forged = receipts.clone();
+        let mut copy = receipts[0].clone();
+        copy.party = 1;
+        forged.insert(1, copy);
+        let forged = answer(ready(forged).await.unwrap()).await;
+        assert_error("forged receipt", &forged, 400, "bad_receipts");
+        let state = dn.submission(&sub.submission_id).await;
+        return (att, sub, state);
+    }
+    let r = ready(receipts).await.unwrap();
     let (status, body) = answer(r).await;
     assert_eq!(status, 202, "ready refused: {body}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -756,16 +783,19 @@ async fn bad_providers() {
         manual_provider(&dn, &kb, Cheat::WrongBlinder),
         manual_provider(&dn, &kc, Cheat::WrongValue),
     );
-    let want = [
-        RejectReason::InconsistentShares,
-        RejectReason::CommitmentMismatch,
-        RejectReason::CommitmentMismatch,
-    ];
-    let cheaters = [&a, &b, &c];
-    for (got, reason) in cheaters.iter().zip(want) {
+    // Inconsistent components are refused at upload, so the submission
+    // never leaves "awaiting shares" (it expires); the others reach the MPC.
+    assert_eq!(a.2.status, SubmissionStatus::AwaitingShares, "{:?}", a.2);
+    for got in [&b, &c] {
         assert_eq!(got.2.status, SubmissionStatus::Rejected, "{:?}", got.2);
-        assert_eq!(got.2.reason, Some(reason), "{:?}", got.2);
+        assert_eq!(
+            got.2.reason,
+            Some(RejectReason::CommitmentMismatch),
+            "{:?}",
+            got.2
+        );
     }
+    let cheaters = [&a, &b, &c];
     let cheater_ids: Vec<&str> = cheaters
         .iter()
         .map(|x| x.1.submission_id.as_str())
@@ -816,6 +846,8 @@ async fn bad_providers() {
         "token": "zz",
         "value_bits": ["0", "1"],
         "blinder": ["2", "3"],
+        "salts": ["4", "5"],
+        "commitments": ["6", "7", "8"],
     });
     let r = dn
         .http

@@ -15,8 +15,9 @@ use triad_wire::messages::{
 };
 use triad_wire::{ApiError, NetworkConfig};
 
-use crate::shares::{split_shares, PartyShares};
+use crate::shares::{commit_shares, split_shares, PartyShares};
 use crate::{base, check_study_id, get_json, transport, ClientError};
+use triad_wire::receipt::{verify_receipts, SignedReceipt};
 
 /// How hard [`contribute`] tries.
 #[derive(Clone, Debug)]
@@ -132,8 +133,8 @@ pub async fn contribute(
         let blinder = opening.blinder_fr()?;
         let sub = submit(http, &coord, study_id, &att, opts).await?;
         let shares = split_shares(opening.value, blinder, &mut rand::rngs::OsRng);
-        upload_all(net, http, &sub, &shares, opts).await?;
-        ready(http, &coord, &sub, opts).await?;
+        let receipts = upload_all(net, http, &sub, &shares, opts).await?;
+        ready(http, &coord, &sub, receipts, opts).await?;
         let state = wait_verdict(http, &coord, &sub.submission_id, opts).await?;
         let accepted = state.status == SubmissionStatus::Accepted;
         let retry = !accepted && state.reason.is_some_and(|r| r.retryable()) && attempt < attempts;
@@ -272,19 +273,19 @@ async fn submit(
     }
 }
 
+/// Uploads one party's shares; its signed receipt.
 async fn upload_one(
     http: &reqwest::Client,
     party: usize,
     url: String,
     body: triad_wire::messages::ShareUpload,
     deadline: Instant,
-) -> Result<(), ClientError> {
+) -> Result<SignedReceipt, ClientError> {
     let mut backoff = Backoff::new();
     loop {
         let err = match http.post(&url).json(&body).send().await {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) => match read_json::<serde_json::Value>(resp).await {
-                Ok(_) => ApiError::unavailable(ErrorCode::HttpError, "unexpected answer"),
+            Ok(resp) => match read_json::<SignedReceipt>(resp).await {
+                Ok(r) => return Ok(r),
                 Err(e) => e,
             },
             Err(e) => transport(e),
@@ -301,13 +302,17 @@ async fn upload_one(
     }
 }
 
+/// Commits to the shares, uploads them, and checks that the three parties
+/// signed receipts for exactly these commitments (under the keys of the
+/// caller's network description); the receipts, party 0 first.
 async fn upload_all(
     net: &NetworkConfig,
     http: &reqwest::Client,
     sub: &SubmitResponse,
     shares: &[PartyShares; 3],
     opts: &ContributeOptions,
-) -> Result<(), ClientError> {
+) -> Result<Vec<SignedReceipt>, ClientError> {
+    let commitments = commit_shares(&sub.submission_id, shares, &mut rand::rngs::OsRng);
     // Shares go to the parties of the caller's own network description,
     // whatever the coordinator lists.
     let deadline = Instant::now() + opts.submit_timeout;
@@ -316,21 +321,29 @@ async fn upload_all(
             http,
             i,
             format!("{}/v1/shares", base(&net.parties[i].url)),
-            shares[i].to_upload(&sub.submission_id, &sub.token),
+            shares[i].to_upload(i, &sub.submission_id, &sub.token, &commitments),
             deadline,
         )
     };
     let (a, b, c) = tokio::join!(one(0), one(1), one(2));
-    a?;
-    b?;
-    c?;
-    Ok(())
+    let receipts = vec![a?, b?, c?];
+    let keys = net.parties.clone().map(|p| p.sign_key);
+    let bad = |why: String| ClientError::Receipts {
+        submission_id: sub.submission_id.clone(),
+        why,
+    };
+    let r = verify_receipts(&receipts, &keys).map_err(|e| bad(e.to_string()))?;
+    if r.submission_id != sub.submission_id || r.commitments != commitments.commitments {
+        return Err(bad("a receipt names other shares than the ones sent".into()));
+    }
+    Ok(receipts)
 }
 
 async fn ready(
     http: &reqwest::Client,
     coord: &str,
     sub: &SubmitResponse,
+    receipts: Vec<SignedReceipt>,
     opts: &ContributeOptions,
 ) -> Result<(), ClientError> {
     let err = |source| ClientError::Ready {
@@ -340,6 +353,7 @@ async fn ready(
     let url = format!("{coord}/v1/submissions/{}/ready", sub.submission_id);
     let body = ReadyRequest {
         token: sub.token.clone(),
+        receipts,
     };
     let send = || async {
         let resp = http

@@ -37,7 +37,7 @@ pub use poll_cli::{
     run_poll_tally, run_vote, ModeArg, PollCreateArgs, PollDeactivateArgs, PollRekeyArgs,
     PollSignupArgs, PollTallyArgs, VoteArgs,
 };
-pub use shares::{random_fr, recombine, split_shares, PartyShares};
+pub use shares::{commit_shares, random_fr, recombine, split_shares, Commitments, PartyShares};
 
 /// Which step of a verb failed, and why (the server's error code and
 /// message are inside the [`ApiError`]s).
@@ -66,6 +66,8 @@ pub enum ClientError {
     Submit { source: ApiError },
     #[error("sending shares to party {party}: {source}")]
     Shares { party: usize, source: ApiError },
+    #[error("the parties' receipts for submission {submission_id}: {why}")]
+    Receipts { submission_id: String, why: String },
     #[error("confirming submission {submission_id}: {source}")]
     Ready {
         submission_id: String,

@@ -11,6 +11,7 @@ use triad_crypto::{fr_to_hex, Fr};
 use triad_mpc::share::share_plain;
 use triad_mpc::Bits;
 use triad_wire::messages::ShareUpload;
+use triad_wire::receipt::component_commitment;
 
 /// What one party receives: components `(i, i+1 mod 3)`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,16 +27,63 @@ impl std::fmt::Debug for PartyShares {
 }
 
 impl PartyShares {
-    /// The upload body for this party (`value_bits` as 16 hex digits,
-    /// blinder components as 64 hex digits).
-    pub fn to_upload(&self, submission_id: &str, token: &str) -> ShareUpload {
+    /// The upload body for party `party` (`value_bits` as 16 hex digits,
+    /// blinder components as 64 hex digits), with the salts of its two
+    /// components and all three commitments.
+    pub fn to_upload(
+        &self,
+        party: usize,
+        submission_id: &str,
+        token: &str,
+        c: &Commitments,
+    ) -> ShareUpload {
         ShareUpload {
             submission_id: submission_id.to_string(),
             token: token.to_string(),
             value_bits: self.value_bits.map(|x| format!("{x:016x}")),
             blinder: self.blinder.map(|b| fr_to_hex(&b)),
+            salts: [0, 1].map(|k| c.salts[(party + k) % 3].clone()),
+            commitments: c.commitments.clone(),
         }
     }
+}
+
+/// The provider's salted commitments to the three components
+/// ([`triad_wire::receipt`]); component `j` is party `j`'s first.
+#[derive(Clone)]
+pub struct Commitments {
+    /// 64 hex each; secret (with a component, a salt opens a commitment).
+    pub salts: [String; 3],
+    pub commitments: [String; 3],
+}
+
+impl std::fmt::Debug for Commitments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Commitments({:?}, salts redacted)", self.commitments)
+    }
+}
+
+/// Commits to every component of `shares` under fresh salts.
+pub fn commit_shares<R: RngCore + CryptoRng>(
+    submission_id: &str,
+    shares: &[PartyShares; 3],
+    rng: &mut R,
+) -> Commitments {
+    let salts = [0, 1, 2].map(|_| {
+        let mut b = [0u8; 32];
+        rng.fill_bytes(&mut b);
+        hex::encode(b)
+    });
+    let commitments = [0usize, 1, 2].map(|j| {
+        component_commitment(
+            submission_id,
+            j as u8,
+            &format!("{:016x}", shares[j].value_bits[0]),
+            &fr_to_hex(&shares[j].blinder[0]),
+            &salts[j],
+        )
+    });
+    Commitments { salts, commitments }
 }
 
 /// A uniformly random field element (512 random bits reduced mod p; the
@@ -98,9 +146,22 @@ mod tests {
             assert_eq!(w as i64, value);
             assert_eq!(s[i].blinder[0] + s[i].blinder[1] + s[j].blinder[1], blinder);
         }
-        // The uploads encode as the wire expects and decode back.
-        for p in &s {
-            let u = p.to_upload("sid", "tok");
+        // The uploads encode as the wire expects and decode back, and each
+        // party's components open the commitments it is sent.
+        let c = super::commit_shares("sid", &s, &mut rng);
+        for (i, p) in s.iter().enumerate() {
+            let u = p.to_upload(i, "sid", "tok", &c);
+            for k in 0..2 {
+                let j = (i + k) % 3;
+                let got = triad_wire::receipt::component_commitment(
+                    "sid",
+                    j as u8,
+                    &u.value_bits[k],
+                    &u.blinder[k],
+                    &u.salts[k],
+                );
+                assert_eq!(got, u.commitments[j]);
+            }
             for k in 0..2 {
                 assert_eq!(u.value_bits[k].len(), 16);
                 assert_eq!(

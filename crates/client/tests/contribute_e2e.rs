@@ -27,6 +27,8 @@ use triad_wire::messages::{
     SubmissionStatus, SubmitRequest, SubmitResponse,
 };
 use triad_wire::pki::ServiceCa;
+use triad_wire::receipt::{component_commitment, verify_receipts, ShareReceipt, RECEIPT_VERSION};
+use triad_wire::PartySigningKey;
 use triad_wire::{ApiError, NetworkConfig, PartyEndpoint};
 
 #[derive(Default)]
@@ -123,6 +125,10 @@ async fn ready(
     {
         return ApiError::bad_request(ErrorCode::WrongToken, "no").into_response();
     }
+    // The provider hands over the three parties' receipts for its shares.
+    let keys = [0, 1, 2].map(|i| party_key(i).public_key().to_hex());
+    let receipt = verify_receipts(&r.receipts, &keys).expect("three matching receipts");
+    assert_eq!(receipt.submission_id, sid);
     c.ready.push(sid);
     StatusCode::ACCEPTED.into_response()
 }
@@ -161,8 +167,21 @@ async fn shares(State((i, u)): State<(usize, Uploads)>, Json(s): Json<ShareUploa
     if i == 1 && u.0 == 1 {
         return ApiError::unavailable(ErrorCode::IntakeFull, "busy").into_response();
     }
+    // A real party checks the commitments first; the client must not
+    // rely on that, so this one signs whatever it was sent.
+    let receipt = ShareReceipt {
+        version: RECEIPT_VERSION,
+        submission_id: s.submission_id.clone(),
+        token_sha256: hex::encode(triad_wire::https::token_digest(&s.token)),
+        commitments: s.commitments.clone(),
+    }
+    .sign(i as u8, &party_key(i));
     u.1.push(s);
-    StatusCode::ACCEPTED.into_response()
+    (StatusCode::ACCEPTED, Json(receipt)).into_response()
+}
+
+fn party_key(i: usize) -> PartySigningKey {
+    PartySigningKey::from_seed([21 + i as u8; 32])
 }
 
 async fn serve(ca: &ServiceCa, dir: &std::path::Path, name: &str, r: Router) -> String {
@@ -239,7 +258,7 @@ async fn contribute_end_to_end_with_retries() {
             url: urls[i].clone(),
             mpc_addr: "127.0.0.1:1".parse().unwrap(),
             mpc_cert: String::new(),
-            sign_key: "00".repeat(32),
+            sign_key: party_key(i).public_key().to_hex(),
         }),
         notary: notary.url(),
         notary_key: pk.to_hex(),
@@ -289,6 +308,22 @@ async fn contribute_end_to_end_with_retries() {
                 })
                 .collect();
             assert!(mine.iter().all(|s| s.token == *token));
+            // Every party got the same commitments, and its components
+            // open the two that are its own.
+            for (i, u) in mine.iter().enumerate() {
+                assert_eq!(u.commitments, mine[0].commitments);
+                for k in 0..2 {
+                    let j = (i + k) % 3;
+                    let c = component_commitment(
+                        sid,
+                        j as u8,
+                        &u.value_bits[k],
+                        &u.blinder[k],
+                        &u.salts[k],
+                    );
+                    assert_eq!(c, u.commitments[j], "party {i} component {j}");
+                }
+            }
             for i in 0..3 {
                 assert_eq!(mine[i].value_bits[1], mine[(i + 1) % 3].value_bits[0]);
                 assert_eq!(mine[i].blinder[1], mine[(i + 1) % 3].blinder[0]);

@@ -248,6 +248,7 @@ pub(crate) async fn launch_with(
         party_urls: cfg.network.parties.iter().map(|p| p.url.clone()).collect(),
         admin_token: cfg.admin_token.clone(),
         party_token_sha256: cfg.party_token_sha256,
+        party_keys: cfg.network.parties.clone().map(|p| p.sign_key),
         wake: wake.clone(),
         settled: settled.clone(),
         parties: parties.clone(),

@@ -29,6 +29,7 @@ use crate::limits::RateLimiter;
 use crate::parties::{Parties, PartyError, PartyFault};
 use crate::store::directory::Kind;
 use crate::store::Store;
+use triad_wire::receipt::{verify_receipts, SignedReceipt};
 
 pub const DEFAULT_MIN_COHORT: u64 = 10;
 pub const DEFAULT_MIN_NEW: u64 = 10;
@@ -41,6 +42,9 @@ pub struct AppState {
     pub max_attestation_age_secs: u64,
     pub max_queue: usize,
     pub party_urls: Vec<String>,
+    /// The parties' signing keys (64 hex), party 0 first: share receipts
+    /// and releases must verify under them.
+    pub party_keys: [String; 3],
     pub admin_token: String,
     /// Digest of the parties' token (they ask for batch decisions).
     pub party_token_sha256: [u8; 32],
@@ -351,9 +355,10 @@ async fn ready(
                 "wrong submission token",
             ));
         }
+        let digest = check_receipts(&req.receipts, &s.party_keys, &sid, &row.token_sha256)?;
         if !s
             .db
-            .mark_ready(sid.clone())
+            .mark_ready(sid.clone(), digest)
             .await
             .map_err(ApiError::internal)?
         {
@@ -373,6 +378,24 @@ async fn ready(
         })
     };
     limited(&s, &peer, StatusCode::ACCEPTED, go).await
+}
+
+/// The digest of the share commitments all three parties signed receipts
+/// for, if the receipts are for this submission and its token.
+fn check_receipts(
+    receipts: &[SignedReceipt],
+    keys: &[String; 3],
+    sid: &str,
+    token_sha256: &str,
+) -> Result<String, ApiError> {
+    let bad = |m: String| ApiError::bad_request(ErrorCode::BadReceipts, m);
+    let r = verify_receipts(receipts, keys).map_err(|e| bad(format!("share receipts: {e}")))?;
+    if r.submission_id != sid || r.token_sha256 != token_sha256 {
+        return Err(bad(
+            "the share receipts are for another submission or token".into(),
+        ));
+    }
+    Ok(r.digest())
 }
 
 /// `GET /v1/submissions/{sid}[?wait_ms=N]`: the state now, or (long poll)

@@ -16,8 +16,9 @@ use triad_attestation::{
 };
 use triad_crypto::fr_from_i128;
 use triad_wire::messages::{
-    PrepareBatch, PrepareResult, RejectReason, ReleaseRequest, StudyParams,
+    BatchItem, PrepareBatch, PrepareResult, RejectReason, ReleaseRequest, StudyParams,
 };
+use triad_wire::receipt::{ShareReceipt, SignedReceipt, RECEIPT_VERSION};
 use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::study::{check_floors, Floors};
 use triad_wire::{NetworkConfig, PartyEndpoint, PartySigningKey, SignedRelease};
@@ -57,9 +58,15 @@ struct FakeParties {
     max_in_mpc: AtomicUsize,
     /// The floors the parties pin studies with.
     floors: Mutex<Floors>,
+    /// Every item party 0 was asked to prepare.
+    items: Mutex<Vec<BatchItem>>,
 }
 
 impl FakeParties {
+    fn prepared_items(&self) -> Vec<BatchItem> {
+        self.items.lock().unwrap().clone()
+    }
+
     fn new() -> Arc<Self> {
         Arc::new(Self {
             keys: party_keys(),
@@ -71,6 +78,7 @@ impl FakeParties {
             log: Mutex::default(),
             pending: Mutex::default(),
             committed: AtomicU64::new(0),
+            items: Mutex::default(),
             in_mpc: Default::default(),
             max_in_mpc: AtomicUsize::new(0),
             floors: Mutex::new(Floors::default()),
@@ -137,6 +145,9 @@ impl Parties for FakeParties {
                 .lock()
                 .unwrap()
                 .push(format!("prepare {party} {}", req.batch_id));
+            if party == 0 {
+                self.items.lock().unwrap().extend(req.items.iter().cloned());
+            }
             // Let the other parties' calls overlap, as real MPC would.
             tokio::time::sleep(Duration::from_millis(5)).await;
             let mode = self.prepare_mode.lock().unwrap()[party];
@@ -478,8 +489,31 @@ async fn submit(env: &Env, h: &CoordinatorHandle, study: &str, att: &Attestation
     .await
 }
 
+/// The three parties' receipts for `sid`'s shares under `token`, with
+/// commitments `c`.
+fn receipts(sid: &str, token: &str, c: u8) -> Vec<SignedReceipt> {
+    let r = ShareReceipt {
+        version: RECEIPT_VERSION,
+        submission_id: sid.into(),
+        token_sha256: crate::admission::token_digest(token),
+        commitments: [c, c + 1, c + 2].map(|b| hex::encode([b; 32])),
+    };
+    let k = party_keys();
+    (0..3).map(|i| r.sign(i as u8, &k[i])).collect()
+}
+
 async fn ready(env: &Env, h: &CoordinatorHandle, sid: &str, token: &str) -> Answer {
-    let b = serde_json::to_vec(&json!({ "token": token })).unwrap();
+    ready_with(env, h, sid, token, receipts(sid, token, 1)).await
+}
+
+async fn ready_with(
+    env: &Env,
+    h: &CoordinatorHandle,
+    sid: &str,
+    token: &str,
+    receipts: Vec<SignedReceipt>,
+) -> Answer {
+    let b = serde_json::to_vec(&json!({ "token": token, "receipts": receipts })).unwrap();
     call(
         env,
         h,
@@ -1180,6 +1214,64 @@ async fn releases_wait_for_min_cohort_and_min_new() {
         .test_query_i64("SELECT count FROM releases WHERE release_no = 2");
     assert_eq!(stored, 5);
     assert_eq!(fake.max_in_mpc.load(Ordering::SeqCst), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_needs_three_receipts_for_this_submission() {
+    let env = Env::new();
+    let fake = FakeParties::new();
+    let h = env.launch(fake.clone()).await;
+    create_study(&env, &h, study_body("s1")).await;
+    let a = submit(&env, &h, "s1", &attest("s1", 1)).await;
+    let sid = a.body["submission_id"].as_str().unwrap().to_string();
+    let token = a.body["token"].as_str().unwrap().to_string();
+    let other = submit(&env, &h, "s1", &attest("s1", 2)).await;
+    let other_sid = other.body["submission_id"].as_str().unwrap().to_string();
+    let good = receipts(&sid, &token, 1);
+    let mut disagree = good.clone();
+    disagree[2] = receipts(&sid, &token, 7).remove(2);
+    let mut forged = good.clone();
+    forged[1] = {
+        let doc: ShareReceipt = serde_json::from_str(&good[1].receipt_json).unwrap();
+        doc.sign(1, &PartySigningKey::from_seed([99; 32]))
+    };
+    let cases: Vec<(&str, Vec<SignedReceipt>)> = vec![
+        ("none", vec![]),
+        ("two", good[..2].to_vec()),
+        ("disagreeing", disagree),
+        ("forged", forged),
+        ("another submission's", receipts(&other_sid, &token, 1)),
+        ("another token's", receipts(&sid, &"e".repeat(64), 1)),
+    ];
+    for (what, r) in cases {
+        let a = ready_with(&env, &h, &sid, &token, r).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (400, "bad_receipts"),
+            "{what}: {:?}",
+            a.body
+        );
+    }
+    // Refused: still awaiting shares, nothing batched.
+    let s = call(
+        &env,
+        &h,
+        "GET",
+        &format!("/v1/submissions/{sid}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s.body["status"], "awaiting_shares");
+    let a = ready_with(&env, &h, &sid, &token, good.clone()).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    wait_status(&env, &h, &sid, "accepted").await;
+    // The batch names the digest the parties signed.
+    let doc: ShareReceipt = serde_json::from_str(&good[0].receipt_json).unwrap();
+    let items = fake.prepared_items();
+    let item = items.iter().find(|i| i.submission_id == sid).unwrap();
+    assert_eq!(item.shares_digest, doc.digest());
     h.shutdown().await;
 }
 

@@ -22,7 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use triad_attestation::{extract_claim, DataSpec};
-use triad_client::{random_fr, split_shares};
+use triad_client::{commit_shares, random_fr, split_shares};
 use triad_fuzzing::{fuzz_notary_key, TranscriptCase, WIRE_TYPES};
 use triad_mpc::protocols::mul;
 use triad_mpc::share::share_plain;
@@ -38,6 +38,7 @@ use triad_notary::{
 use triad_stats::StatsSpec;
 use triad_testsite::{ground_truth, launch_datasource, DatasourceConfig};
 use triad_wire::messages::*;
+use triad_wire::receipt::{commitments_digest, ShareReceipt, RECEIPT_VERSION};
 use triad_wire::release::sign_release;
 use triad_wire::{PartySigningKey, Release, VerifiedRelease};
 
@@ -591,8 +592,9 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
         let submission_id = format!("{:032x}", 0x5ab_0000 + i);
         let token = hex::encode(Sha256::digest(format!("token {i}")));
         let shares = split_shares(claim.value, *blinder, &mut OsRng);
+        let c = commit_shares(&submission_id, &shares, &mut OsRng);
         for (p, s) in shares.iter().enumerate().take(2) {
-            let u = s.to_upload(&submission_id, &token);
+            let u = s.to_upload(p, &submission_id, &token, &c);
             add(
                 seeds,
                 "share_upload",
@@ -604,6 +606,7 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
             submission_id,
             token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
             commitment: att.commitment.clone(),
+            shares_digest: commitments_digest(&c.commitments),
             attestation: att.clone(),
         });
     }
@@ -645,6 +648,15 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
         .map(|p| sign_release(&PartySigningKey::from_seed([p + 1; 32]), p, &release))
         .collect();
     let att0 = atts[0].0.clone();
+    let shares = split_shares(values[0], atts[0].2, &mut OsRng);
+    let c = commit_shares(&items[0].submission_id, &shares, &mut OsRng);
+    let upload = shares[2].to_upload(2, &items[0].submission_id, &hex::encode([7u8; 32]), &c);
+    let receipt = ShareReceipt {
+        version: RECEIPT_VERSION,
+        submission_id: items[0].submission_id.clone(),
+        token_sha256: hex::encode(Sha256::digest(hex::encode([7u8; 32]).as_bytes())),
+        commitments: c.commitments.clone(),
+    };
     let messages: Vec<(&str, String)> = vec![
         ("StudyParams", json(&study)),
         (
@@ -691,6 +703,7 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
             "ReadyRequest",
             json(&ReadyRequest {
                 token: hex::encode([7u8; 32]),
+                receipts: vec![receipt.sign(0, &PartySigningKey::from_seed([5; 32]))],
             }),
         ),
         (
@@ -703,12 +716,11 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
                 batch_id: None,
             }),
         ),
+        ("ShareUpload", json(&upload)),
+        ("ShareReceipt", json(&receipt)),
         (
-            "ShareUpload",
-            json(
-                &split_shares(values[0], atts[0].2, &mut OsRng)[2]
-                    .to_upload(&items[0].submission_id, &hex::encode([7u8; 32])),
-            ),
+            "SignedReceipt",
+            json(&receipt.sign(2, &PartySigningKey::from_seed([5; 32]))),
         ),
         ("BatchItem", json(&items[0])),
         ("PrepareBatch", json(&prepare)),

@@ -13,11 +13,15 @@ use triad_wire::messages::{
     SubmitRequest, SubmitResponse,
 };
 use triad_wire::poll;
+use triad_wire::receipt::{component_commitment, ShareReceipt, SignedReceipt};
 use triad_wire::{Release, SignedRelease, VerifiedRelease};
 
-/// `POST {party}/v1/shares` body through the party's own decoding. Invariants:
-/// JSON round trip; an accepted upload has exactly one encoding (its decoded
-/// components re-encoded are its strings) and is keyed by its token's hash.
+/// `POST {party}/v1/shares` body through the party's own decoding, as each
+/// of the three parties. Invariants: JSON round trip; an accepted upload
+/// has exactly one encoding (its decoded components re-encoded are its
+/// strings), is keyed by its token's hash, opens the commitments to that
+/// party's two components, and gets a receipt naming exactly the uploaded
+/// commitments under the digest the party keeps.
 pub fn share_upload(data: &[u8]) {
     let Ok(u) = parse_json::<ShareUpload>(data) else {
         return;
@@ -28,13 +32,25 @@ pub fn share_upload(data: &[u8]) {
         serde_json::to_value(&back).unwrap(),
         serde_json::to_value(&u).unwrap()
     );
-    let Ok(((id, token_hash), c)) = parse_upload(&u) else {
-        return;
-    };
-    assert_eq!(id, u.submission_id);
-    assert_eq!(token_hash, token_sha256(&u.token));
-    assert_eq!(c.value_bits.map(|x| format!("{x:016x}")), u.value_bits);
-    assert_eq!(c.blinder.map(|b| fr_to_hex(&b)), u.blinder);
+    for party in 0..3 {
+        let Ok(((id, token_hash), c, receipt)) = parse_upload(&u, party) else {
+            continue;
+        };
+        assert_eq!(id, u.submission_id);
+        assert_eq!(token_hash, token_sha256(&u.token));
+        assert_eq!(c.value_bits.map(|x| format!("{x:016x}")), u.value_bits);
+        assert_eq!(c.blinder.map(|b| fr_to_hex(&b)), u.blinder);
+        for k in 0..2 {
+            let j = (party + k) % 3;
+            let got =
+                component_commitment(&id, j as u8, &u.value_bits[k], &u.blinder[k], &u.salts[k]);
+            assert_eq!(got, u.commitments[j]);
+        }
+        assert_eq!(receipt.submission_id, u.submission_id);
+        assert_eq!(receipt.token_sha256, hex::encode(token_hash));
+        assert_eq!(receipt.commitments, u.commitments);
+        assert_eq!(hex::encode(c.digest), receipt.digest());
+    }
 }
 
 /// `POST {party}/internal/batches/prepare` body through the party's own
@@ -114,6 +130,8 @@ pub const WIRE_TYPES: &[&str] = &[
     "PollTally",
     "SignedTally",
     "VerifiedTally",
+    "ShareReceipt",
+    "SignedReceipt",
 ];
 
 /// First byte: which message ([`WIRE_TYPES`], modulo their number); the
@@ -158,6 +176,8 @@ pub fn wire_message_parses(data: &[u8]) -> bool {
         27 => round_trip::<poll::TallyProgress>(json, same),
         28 => round_trip::<poll::PollTally>(json, same),
         29 => round_trip::<poll::SignedTally>(json, same),
-        _ => round_trip::<poll::VerifiedTally>(json, same),
+        30 => round_trip::<poll::VerifiedTally>(json, same),
+        31 => round_trip::<ShareReceipt>(json, same),
+        _ => round_trip::<SignedReceipt>(json, same),
     }
 }

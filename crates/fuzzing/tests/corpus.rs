@@ -86,9 +86,17 @@ fn real_seeds_are_accepted_inputs() {
             "attest body seed"
         );
     }
+    // Seeds hold uploads for parties 0 and 1: each opens its commitments
+    // for exactly one of them.
     for s in seeds("share_upload") {
         let u = serde_json::from_slice(&s).expect("upload JSON");
-        assert!(triad_party::intake::parse_upload(&u).is_ok());
+        let ok = (0..3)
+            .filter(|&p| triad_party::intake::parse_upload(&u, p).is_ok())
+            .count();
+        assert_eq!(
+            ok, 1,
+            "a share upload seed opens its commitments for one party"
+        );
     }
     for s in seeds("prepare_batch") {
         let b = serde_json::from_slice(&s).expect("batch JSON");

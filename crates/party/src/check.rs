@@ -19,10 +19,15 @@
 //! In malicious mode (`Party::security`) step 3 converts the bits with
 //! [`b2a_fr`] and [`b2a_z128`] (masked components, every AND gate and
 //! product checked, compared openings) instead of bit injection, which has
-//! no check; the rest runs unchanged with its checks. What a malicious
-//! party can still do here is claim that an honest provider's shares are
-//! missing or inconsistent (steps 1 and 2 take each party's word): the
-//! submission is then rejected, not silently altered (docs/security.md).
+//! no check, and after steps 1 and 2 the parties compare digests of their
+//! verdicts (a cheater cannot split the honest parties). Every party used
+//! only components that opened the provider's commitments under the digest
+//! all three signed receipts for ([`triad_wire::receipt`]), so an
+//! inconsistency among present items is a lie by a party and aborts the
+//! batch. What a malicious party can still do is claim an honest provider's
+//! shares are missing, as a restarted party honestly would: the submission
+//! is rejected as `shares_missing` (retryable) — never altered, and the
+//! liar signed a receipt for what it claims not to have (docs/security.md).
 
 use std::num::Wrapping;
 
@@ -138,6 +143,33 @@ fn agree_presence(p: &mut Party, present: &[bool]) -> Result<Vec<bool>, MpcError
     Ok(all)
 }
 
+/// Compares the digest of this party's `verdicts` with both peers' (1
+/// round): a cheater that sent the two honest parties different bitmaps
+/// in an agreement step is caught before their views diverge further.
+fn echo_verdicts(p: &mut Party, verdicts: &[&[bool]]) -> Result<(), MpcError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for v in verdicts {
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.iter().map(|&b| b as u8).collect::<Vec<u8>>());
+    }
+    let mine = h.finalize().to_vec();
+    p.rounds += 1;
+    let (prev, next) = (p.prev(), p.next());
+    for to in [prev, next] {
+        p.net.send(to, mine.clone())?;
+    }
+    for from in [prev, next] {
+        if p.net.recv(from)? != mine {
+            return Err(MpcError::CheatingDetected {
+                check: "verdict echo",
+                detail: format!("party {from} reached other presence or consistency verdicts"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a batch against the attested `commitments` (one per item).
 pub fn check_batch(
     p: &mut Party,
@@ -157,6 +189,21 @@ pub fn check_batch(
         .collect();
     let bits_ok = check_client_input(p, &input.value_bits, &subs)?;
     let blinder_ok = check_client_input(p, &input.blinder, &subs)?;
+    if p.security == Security::Malicious {
+        echo_verdicts(p, &[&present, &bits_ok, &blinder_ok])?;
+        // Both holders of every component checked it against the
+        // commitments all three parties signed receipts for: components
+        // that differ mean a holder lies, not that the provider erred.
+        if let Some(k) = (0..n).find(|&k| present[k] && !(bits_ok[k] && blinder_ok[k])) {
+            return Err(MpcError::CheatingDetected {
+                check: "input consistency",
+                detail: format!(
+                    "item {k}: components both holders checked against the provider's \
+                     commitments differ"
+                ),
+            });
+        }
+    }
     // Items missing somewhere or inconsistent are rejected whatever follows;
     // all three parties know which (the verdicts above are agreed), so each
     // replaces their components by zeros: the sharings below are then
@@ -322,10 +369,34 @@ mod tests {
                 value_bits: bits[i].clone(),
                 blinder: bl[i].clone(),
             };
-            let got = check_batch(p, &input, &commitments).unwrap();
-            triad_mpc::protocols::verify(p).unwrap();
+            let got = check_batch(p, &input, &commitments);
+            if got.is_ok() {
+                triad_mpc::protocols::verify(p).unwrap();
+            }
             got
         });
+        // In malicious mode the parties only use components that opened
+        // the provider's commitments: an inconsistent item means a party
+        // lies, and the batch aborts.
+        let inconsistent = items
+            .iter()
+            .any(|(_, f)| matches!(f, Fault::Inconsistent(_)));
+        if security == Security::Malicious && inconsistent {
+            for o in &out {
+                assert!(
+                    matches!(
+                        o,
+                        Err(MpcError::CheatingDetected {
+                            check: "input consistency",
+                            ..
+                        })
+                    ),
+                    "{o:?}"
+                );
+            }
+            return;
+        }
+        let out: Vec<BatchCheck> = out.into_iter().map(Result::unwrap).collect();
         let want: Vec<_> = items.iter().map(|(v, f)| expected(*v, *f)).collect();
         for o in &out {
             assert_eq!(o.verdicts, want, "items {items:?}");
@@ -369,9 +440,9 @@ mod tests {
     /// No honest party accepts a wrong value or a value whose commitment
     /// does not match: each run either aborts or ends with the honest
     /// verdicts, except that a cheater can make items rejected as missing
-    /// or inconsistent (it lies in the presence or consistency exchange;
-    /// only client commitments to all share sets would stop that,
-    /// docs/security.md). The count of such runs is printed.
+    /// (it lies in the presence exchange, as a restarted party would say
+    /// the truth; docs/security.md). Lies about consistency abort. The
+    /// count of runs that only rejected is printed.
     #[test]
     fn every_tampered_message_of_the_batch_check_aborts_or_only_rejects() {
         use std::time::Duration;
@@ -428,15 +499,13 @@ mod tests {
                         continue; // at least one honest party aborted
                     }
                     // Both honest parties finished: the same verdicts, each
-                    // the honest one (accepted) or a rejection as missing /
-                    // inconsistent shares.
+                    // the honest one (accepted) or a rejection as missing.
                     assert_eq!(done[0].verdicts, done[1].verdicts, "{who} {fault:?} #{nth}");
                     let mut changed = false;
                     for v in &done[0].verdicts {
                         match v {
                             None => {}
-                            Some(RejectReason::SharesMissing)
-                            | Some(RejectReason::InconsistentShares) => changed = true,
+                            Some(RejectReason::SharesMissing) => changed = true,
                             other => panic!("{who} {fault:?} #{nth}: verdict {other:?}"),
                         }
                     }

@@ -11,12 +11,16 @@ use crate::refusal::Refusal;
 use sha2::{Digest, Sha256};
 use triad_crypto::{fr_from_hex, Fr};
 use triad_wire::messages::ShareUpload;
+use triad_wire::receipt::{component_commitment, ShareReceipt, RECEIPT_VERSION};
 
-/// One party's components of one submission.
+/// One party's components of one submission, and the digest of the
+/// provider's commitments they opened (the receipt's
+/// [`ShareReceipt::digest`], raw).
 #[derive(Clone, Copy, Debug)]
 pub struct Components {
     pub value_bits: [u64; 2],
     pub blinder: [Fr; 2],
+    pub digest: [u8; 32],
 }
 
 /// (submission id, SHA-256 of the token).
@@ -70,9 +74,13 @@ pub fn token_sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Validates an upload: ids and token of the right form, canonical
-/// components.
-pub fn parse_upload(u: &ShareUpload) -> Result<(Key, Components), Refusal> {
+/// Validates an upload for party `party`: ids and token of the right form,
+/// canonical components that open the provider's commitments to
+/// components `party` and `party + 1`. Returns the receipt to sign.
+pub fn parse_upload(
+    u: &ShareUpload,
+    party: usize,
+) -> Result<(Key, Components, ShareReceipt), Refusal> {
     let bad = |m: &str| Refusal::BadShares(m.to_string());
     if !is_hex(&u.submission_id, 32) {
         return Err(bad("submission_id must be 32 lowercase hex digits"));
@@ -95,12 +103,44 @@ pub fn parse_upload(u: &ShareUpload) -> Result<(Key, Components), Refusal> {
         *o =
             fr_from_hex(s).map_err(|_| bad("blinder component is not a canonical BN254 scalar"))?;
     }
+    if !u.salts.iter().all(|s| is_hex(s, 64)) {
+        return Err(bad("salts must be 64 lowercase hex digits"));
+    }
+    if !u.commitments.iter().all(|s| is_hex(s, 64)) {
+        return Err(bad("commitments must be 64 lowercase hex digits"));
+    }
+    for k in 0..2 {
+        let j = (party + k) % 3;
+        let c = component_commitment(
+            &u.submission_id,
+            j as u8,
+            &u.value_bits[k],
+            &u.blinder[k],
+            &u.salts[k],
+        );
+        if c != u.commitments[j] {
+            return Err(Refusal::BadShares(format!(
+                "component {j} does not open its commitment"
+            )));
+        }
+    }
+    let token_sha256 = token_sha256(&u.token);
+    let receipt = ShareReceipt {
+        version: RECEIPT_VERSION,
+        submission_id: u.submission_id.clone(),
+        token_sha256: hex::encode(token_sha256),
+        commitments: u.commitments.clone(),
+    };
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(receipt.digest(), &mut digest).expect("a digest is 64 hex");
     Ok((
-        (u.submission_id.clone(), token_sha256(&u.token)),
+        (u.submission_id.clone(), token_sha256),
         Components {
             value_bits,
             blinder,
+            digest,
         },
+        receipt,
     ))
 }
 
@@ -166,6 +206,7 @@ mod tests {
         Components {
             value_bits: [v, v],
             blinder: [Fr::from(v); 2],
+            digest: [0; 32],
         }
     }
 

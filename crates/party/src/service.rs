@@ -31,6 +31,7 @@ use triad_wire::messages::{
     valid_study_id, BatchDecision, Decision, PrepareBatch, PrepareResult, ReleaseRequest,
     ShareUpload, StudyParams, INTERNAL_TOKEN_HEADER,
 };
+use triad_wire::receipt::SignedReceipt;
 use triad_wire::release::Release;
 use triad_wire::study::{check_floors, release_allowed, StudyError};
 use triad_wire::{ApiError, NetworkConfig, PartySigningKey, PeerAddr, SignedRelease};
@@ -355,21 +356,24 @@ async fn put_shares(
     State(s): St,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     b: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), Response> {
+) -> Result<(StatusCode, Json<SignedReceipt>), Response> {
     s.limiter
         .check(peer.0.ip())
         .map_err(IntoResponse::into_response)?;
     put_shares_checked(&s, b).map_err(IntoResponse::into_response)
 }
 
+/// Checks an upload against the provider's commitments, holds it, and
+/// answers with this party's signed receipt.
 fn put_shares_checked(
     s: &PartyState,
     b: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SignedReceipt>), ApiError> {
     let upload: ShareUpload = parse_json(&body(b)?)?;
-    let (key, c) = parse_upload(&upload)?;
+    let (key, c, receipt) = parse_upload(&upload, s.index)?;
     s.intake.put(key, c)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "received"}))))
+    let signed = receipt.sign(s.index as u8, &s.key);
+    Ok((StatusCode::ACCEPTED, Json(signed)))
 }
 
 async fn latest_release(
@@ -417,6 +421,8 @@ pub fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
             let mut h = [0u8; 32];
             hex::decode_to_slice(&it.token_sha256, &mut h)
                 .map_err(|_| bad("token_sha256 must be 64 hex digits".into()))?;
+            hex::decode_to_slice(&it.shares_digest, &mut h)
+                .map_err(|_| bad("shares_digest must be 64 hex digits".into()))?;
             fr_from_hex(&it.commitment).map_err(|_| bad("commitment is not a scalar".into()))
         })
         .collect()
@@ -497,7 +503,18 @@ async fn prepare(
             (it.submission_id.clone(), h)
         })
         .collect();
-    let inputs: Vec<Option<Components>> = keys.iter().map(|(id, h)| s.intake.get(id, h)).collect();
+    // Only shares uploaded under the commitments all three parties signed
+    // receipts for count: a re-upload of other shares after the receipts
+    // is, to this party, no upload at all.
+    let inputs: Vec<Option<Components>> = keys
+        .iter()
+        .zip(&req.items)
+        .map(|((id, h), it)| {
+            s.intake
+                .get(id, h)
+                .filter(|c| hex::encode(c.digest) == it.shares_digest)
+        })
+        .collect();
     let req = Arc::new(req);
     let req2 = req.clone();
     // Up to MAX_BATCH signature checks: off the runtime.

@@ -92,6 +92,7 @@ mod tests {
             submission_id: format!("{account:032x}"),
             token_sha256: "00".repeat(32),
             commitment: a.commitment.clone(),
+            shares_digest: "00".repeat(32),
             attestation: a,
         }
     }

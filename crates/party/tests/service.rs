@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use triad_mpc::PartyId;
+use triad_party::intake::token_sha256;
 use triad_party::store::{PartyStore, SqliteStore};
 use triad_party::{launch, load_or_create_keys, Floors, PartyConfig, DB_FILE};
 use triad_stats::StatsSpec;
 use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
 use triad_wire::pki::ServiceCa;
+use triad_wire::receipt::{component_commitment, verify_receipts, ShareReceipt, SignedReceipt};
 use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::{NetworkConfig, PartyEndpoint};
 
@@ -134,15 +136,26 @@ async fn intake(f: &Fixture) -> u64 {
     v["intake"].as_u64().unwrap()
 }
 
-fn upload(value: &str, blinder: &str) -> Vec<u8> {
+/// An upload to party 0 (components 0 and 1) with commitments its
+/// components open; component 2's commitment is arbitrary.
+fn upload_json(value: &str, blinder: &str) -> Value {
+    let sid = "ab".repeat(16);
+    let (v1, b1) = ("0000000000000000".to_string(), "00".repeat(32));
+    let salts = ["11".repeat(32), "22".repeat(32)];
+    let c0 = component_commitment(&sid, 0, value, blinder, &salts[0]);
+    let c1 = component_commitment(&sid, 1, &v1, &b1, &salts[1]);
     json!({
-        "submission_id": "ab".repeat(16),
+        "submission_id": sid,
         "token": "cd".repeat(32),
-        "value_bits": [value, "0000000000000000"],
-        "blinder": [blinder, "00".repeat(32)],
+        "value_bits": [value, v1],
+        "blinder": [blinder, b1],
+        "salts": salts,
+        "commitments": [c0, c1, "33".repeat(32)],
     })
-    .to_string()
-    .into_bytes()
+}
+
+fn upload(value: &str, blinder: &str) -> Vec<u8> {
+    upload_json(value, blinder).to_string().into_bytes()
 }
 
 fn study(min_cohort: u64, min_new: u64) -> StudyParams {
@@ -188,8 +201,41 @@ fn import(f: &Fixture, batch: u64, n: usize) {
 async fn bad_uploads_are_refused_and_store_nothing() {
     let f = start().await;
     let good = upload("00000000000000ff", &"00".repeat(32));
-    assert_eq!(post(&f, "/v1/shares", good.clone(), None).await.0, 202);
+    let (status, receipt) = post(&f, "/v1/shares", good.clone(), None).await;
+    assert_eq!(status, 202);
     assert_eq!(intake(&f).await, 1);
+    // The answer is party 0's signed receipt for exactly these commitments.
+    let receipt: SignedReceipt = serde_json::from_value(receipt).unwrap();
+    assert_eq!(receipt.party, 0);
+    let doc: ShareReceipt = serde_json::from_str(&receipt.receipt_json).unwrap();
+    let sent = upload_json("00000000000000ff", &"00".repeat(32));
+    assert_eq!(json!(doc.commitments), sent["commitments"]);
+    assert_eq!(
+        doc.token_sha256,
+        hex::encode(token_sha256(&"cd".repeat(32)))
+    );
+    let keys = f.network.parties.clone().map(|p| p.sign_key);
+    let mut three = vec![receipt.clone(); 3];
+    three[1].party = 1;
+    three[2].party = 2;
+    let own = [0, 0, 0].map(|_| keys[0].clone());
+    assert_eq!(verify_receipts(&three, &own), Ok(doc.clone()));
+    assert_eq!(
+        verify_receipts(&three, &keys),
+        Err(triad_wire::ReleaseError::BadSignature(1)),
+        "party 0's receipt verifies under its own key only"
+    );
+    // Components that do not open their commitments: refused.
+    let mut wrong_salt = upload_json("00000000000000ff", &"00".repeat(32));
+    wrong_salt["salts"][1] = json!("44".repeat(32));
+    let mut other_component = upload_json("00000000000000ff", &"00".repeat(32));
+    other_component["value_bits"][1] = json!("0000000000000001");
+    let mut upper_commitment = upload_json("00000000000000ff", &"00".repeat(32));
+    let c0 = upper_commitment["commitments"][0]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
+    upper_commitment["commitments"][0] = json!(c0);
     // The BN254 modulus itself is not a canonical scalar.
     let p = "30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001";
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
@@ -200,6 +246,9 @@ async fn bad_uploads_are_refused_and_store_nothing() {
             "bad_shares",
         ),
         (upload("00000000000000ff", p), 400, "bad_shares"),
+        (wrong_salt.to_string().into_bytes(), 400, "bad_shares"),
+        (other_component.to_string().into_bytes(), 400, "bad_shares"),
+        (upper_commitment.to_string().into_bytes(), 400, "bad_shares"),
         (b"{not json".to_vec(), 400, "malformed_body"),
         (b"{}".to_vec(), 400, "malformed_body"),
         (vec![b' '; 20 * 1024], 413, "payload_too_large"),
@@ -209,11 +258,8 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         assert_eq!((s, v["error"].as_str().unwrap_or("")), (status, code));
     }
     assert_eq!(intake(&f).await, 1, "refused uploads stored nothing");
-    // The burst is 10 uploads per client address; the 11th is refused with
-    // a Retry-After and stores nothing.
-    for _ in 0..3 {
-        assert_eq!(post(&f, "/v1/shares", good.clone(), None).await.0, 202);
-    }
+    // The burst is 10 uploads per client address, used up by the ten
+    // above; the 11th is refused with a Retry-After and stores nothing.
     let r = f
         .http
         .post(format!("{}/v1/shares", f.url))
@@ -267,7 +313,8 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     );
     let item = json!({"batch_id": 7, "study": study(10, 10), "items": [{
         "submission_id": "ab".repeat(16), "token_sha256": "cd".repeat(32),
-        "commitment": att.commitment.clone(), "attestation": att}]})
+        "commitment": att.commitment.clone(), "shares_digest": "ef".repeat(32),
+        "attestation": att}]})
     .to_string();
     let (s, v) = post(&f, "/internal/batches/prepare", item.into(), Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));

@@ -54,6 +54,8 @@ pub enum ErrorCode {
     WrongState,
     /// The uploaded shares do not open the commitment or do not parse.
     BadShares,
+    /// The parties' share receipts are missing, forged or disagree.
+    BadReceipts,
     /// No batch with this id.
     UnknownBatch,
     /// No release yet.
@@ -160,6 +162,7 @@ impl ErrorCode {
         ErrorCode::WrongToken,
         ErrorCode::WrongState,
         ErrorCode::BadShares,
+        ErrorCode::BadReceipts,
         ErrorCode::UnknownBatch,
         ErrorCode::NoRelease,
         ErrorCode::Unauthorized,
@@ -224,6 +227,7 @@ impl ErrorCode {
             ErrorCode::WrongToken => "wrong_token",
             ErrorCode::WrongState => "wrong_state",
             ErrorCode::BadShares => "bad_shares",
+            ErrorCode::BadReceipts => "bad_receipts",
             ErrorCode::UnknownBatch => "unknown_batch",
             ErrorCode::NoRelease => "no_release",
             ErrorCode::Unauthorized => "unauthorized",

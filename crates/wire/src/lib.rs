@@ -4,6 +4,8 @@
 //!   coordinator, the three parties and the consumer API;
 //! - [`release`]: a release, its canonical signing bytes and the party
 //!   signatures that make it acceptable;
+//! - [`receipt`]: a provider's salted commitments to its shares and the
+//!   parties' signed receipts for them;
 //! - [`config`]: the network description every service and client reads;
 //! - [`https`]: the pinned-CA HTTP client, bounded answer reads, and the
 //!   one JSON error shape every service answers with;
@@ -29,6 +31,7 @@ pub mod limits;
 pub mod messages;
 pub mod pki;
 pub mod poll;
+pub mod receipt;
 pub mod release;
 pub mod serve;
 pub mod study;

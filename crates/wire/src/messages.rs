@@ -101,6 +101,9 @@ pub struct SubmitResponse {
 #[serde(deny_unknown_fields)]
 pub struct ReadyRequest {
     pub token: String,
+    /// The three parties' receipts for the uploaded shares, party 0 first
+    /// ([`crate::receipt`]): all three must have signed the same one.
+    pub receipts: Vec<crate::receipt::SignedReceipt>,
 }
 
 impl std::fmt::Debug for SubmitResponse {
@@ -187,6 +190,11 @@ pub struct ShareUpload {
     pub value_bits: [String; 2],
     /// Two components, 64 hex each.
     pub blinder: [String; 2],
+    /// The salts of this party's two components (64 hex each).
+    pub salts: [String; 2],
+    /// The commitments to all three components (64 hex each,
+    /// [`crate::receipt::component_commitment`]).
+    pub commitments: [String; 3],
 }
 
 impl std::fmt::Debug for ShareUpload {
@@ -204,6 +212,10 @@ pub struct BatchItem {
     pub token_sha256: String,
     /// The attested `Poseidon(value, blinder)` (64 hex).
     pub commitment: String,
+    /// The digest of the share commitments all three parties signed
+    /// receipts for ([`crate::receipt::ShareReceipt::digest`], 64 hex):
+    /// only shares uploaded under it count.
+    pub shares_digest: String,
     /// The notary's attestation itself: each party verifies it and keeps
     /// its own nullifier set, so a coordinator cannot invent submissions.
     pub attestation: Attestation,

@@ -78,6 +78,8 @@ pub struct World {
 pub struct Uploaded {
     pub contribution: Contribution,
     token: String,
+    /// The parties' receipts, party 0 first.
+    pub receipts: Vec<triad_wire::receipt::SignedReceipt>,
 }
 
 /// What [`World::contribute`] got back.
@@ -326,11 +328,14 @@ impl World {
         let sub: SubmitResponse = self.post_retrying(&url, &req).await;
         let mut rng = rand::rngs::OsRng;
         let shares = triad_client::split_shares(value, blinder, &mut rng);
+        let c = triad_client::commit_shares(&sub.submission_id, &shares, &mut rng);
+        let mut receipts = Vec::new();
         for (i, s) in shares.iter().enumerate() {
             let url = format!("{}/v1/shares", self.net.parties[i].url);
-            let _: Value = self
-                .post_retrying(&url, &s.to_upload(&sub.submission_id, &token))
-                .await;
+            receipts.push(
+                self.post_retrying(&url, &s.to_upload(i, &sub.submission_id, &token, &c))
+                    .await,
+            );
         }
         Uploaded {
             contribution: Contribution {
@@ -338,6 +343,7 @@ impl World {
                 value,
             },
             token,
+            receipts,
         }
     }
 
@@ -348,8 +354,11 @@ impl World {
             "{}/v1/submissions/{}/ready",
             self.net.coordinator, u.contribution.submission_id
         );
-        let token = u.token.clone();
-        let _: Value = self.post_retrying(&url, &ReadyRequest { token }).await;
+        let body = ReadyRequest {
+            token: u.token.clone(),
+            receipts: u.receipts.clone(),
+        };
+        let _: Value = self.post_retrying(&url, &body).await;
     }
 
     /// A submission request with a fresh attestation of `value` for

@@ -140,8 +140,10 @@ pub trait CoordinatorStore:
 
     fn submission(&self, id: &str) -> Result<Option<SubmissionRow>, StoreError>;
 
-    /// awaiting_shares → queued; `Ok(false)` if it was in another state.
-    fn mark_ready(&self, id: &str) -> Result<bool, StoreError>;
+    /// awaiting_shares → queued, recording the digest of the share
+    /// commitments the parties signed receipts for; `Ok(false)` if it was
+    /// in another state.
+    fn mark_ready(&self, id: &str, shares_digest: &str) -> Result<bool, StoreError>;
 
     /// Rejects submissions that waited for shares longer than `timeout_ms`
     /// and frees their nullifiers; returns how many.
@@ -259,8 +261,8 @@ impl Store {
         self.run(move |s| s.submission(&id)).await
     }
 
-    pub async fn mark_ready(&self, id: String) -> Result<bool, StoreError> {
-        self.run(move |s| s.mark_ready(&id)).await
+    pub async fn mark_ready(&self, id: String, shares_digest: String) -> Result<bool, StoreError> {
+        self.run(move |s| s.mark_ready(&id, &shares_digest)).await
     }
 
     pub async fn expire_awaiting(&self, timeout_ms: i64) -> Result<usize, StoreError> {

@@ -184,6 +184,10 @@ const MIGRATIONS: &[&str] = &[
     polls::REKEY_SCHEMA,
     // 5: directory entries of studies and polls (store/sqlite/directory.rs).
     directory::DIRECTORY_SCHEMA,
+    // 6: the digest of the share commitments the parties signed receipts
+    // for, set by "ready" (submissions queued before it have none: the
+    // parties then find no shares under it and reject them as missing).
+    "ALTER TABLE submissions ADD COLUMN shares_digest TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Brings the database to the latest schema version.
@@ -388,12 +392,12 @@ impl CoordinatorStore for SqliteStore {
         }))
     }
 
-    fn mark_ready(&self, id: &str) -> Result<bool, StoreError> {
+    fn mark_ready(&self, id: &str, shares_digest: &str) -> Result<bool, StoreError> {
         let c = &mut *self.conn();
         let n = c.execute(
-            "UPDATE submissions SET status='queued', queued_ms=?2
+            "UPDATE submissions SET status='queued', queued_ms=?2, shares_digest=?3
              WHERE id=?1 AND status='awaiting_shares'",
-            params![id, now_ms()],
+            params![id, now_ms(), shares_digest],
         )?;
         Ok(n == 1)
     }
@@ -436,20 +440,27 @@ impl CoordinatorStore for SqliteStore {
         };
         let items: Vec<BatchItem> = tx
             .prepare(
-                "SELECT id, token_sha256, commitment, attestation FROM submissions
+                "SELECT id, token_sha256, commitment, attestation, shares_digest FROM submissions
                  WHERE status='queued' AND study=?1 ORDER BY seq LIMIT ?2",
             )?
             .query_map(params![study, max as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                ))
             })?
             .map(|row| {
-                let (submission_id, token_sha256, commitment, json) = row?;
+                let (submission_id, token_sha256, commitment, json, shares_digest) = row?;
                 let attestation = triad_attestation::Attestation::from_json(&json)
                     .map_err(|e| StoreError::Corrupt(format!("stored attestation: {e}")))?;
                 Ok(BatchItem {
                     submission_id,
                     token_sha256,
                     commitment,
+                    shares_digest,
                     attestation,
                 })
             })
