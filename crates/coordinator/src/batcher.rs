@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use triad_wire::messages::PrepareBatch;
 
-use crate::parties::{Parties, PartyError};
+use crate::parties::{Parties, PartyError, PartyFault};
 use crate::releases;
 use crate::store::{FormedBatch, Store, StoreError};
 
@@ -83,6 +83,14 @@ const WAKE_DEBOUNCE: Duration = Duration::from_millis(20);
 /// Shared with the status endpoint.
 pub type StuckCommits = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
 
+/// The latest batches aborted because a party's checks caught a deviation
+/// (malicious mode): (batch id, reporting party, what it said), at most
+/// [`CHEATING_KEPT`], newest last. Shared with the status endpoint.
+pub type CheatingReports = Arc<Mutex<std::collections::VecDeque<(u64, usize, String)>>>;
+
+/// How many cheating reports the status endpoint keeps.
+pub const CHEATING_KEPT: usize = 100;
+
 /// What the driver shares with the handlers and tests.
 pub struct Driver {
     pub db: Store,
@@ -95,6 +103,7 @@ pub struct Driver {
     /// re-read their submission when it may have changed.
     pub settled: Arc<Notify>,
     pub stuck: StuckCommits,
+    pub cheating: CheatingReports,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +203,24 @@ impl Driver {
         Ok(())
     }
 
+    /// Logs a failed prepare; a party's report of cheating is an error an
+    /// operator must see (logged, and listed by `GET /internal/status`).
+    /// The batch is aborted and retried like any other failure: nothing
+    /// was opened, and honest parties never sign a result after a failed
+    /// check.
+    fn report(&self, batch: u64, e: &PartyError) {
+        if let PartyFault::Cheating(what) = &e.fault {
+            tracing::error!(batch, party = e.party, what = %what, "cheating detected");
+            let mut c = self.cheating.lock().unwrap_or_else(|e| e.into_inner());
+            c.push_back((batch, e.party, what.clone()));
+            while c.len() > CHEATING_KEPT {
+                c.pop_front();
+            }
+        } else {
+            tracing::warn!(batch, error = %e, "prepare failed");
+        }
+    }
+
     /// Runs one formed batch through the commit protocol; `true` if committed.
     pub async fn run_batch(&self, batch: FormedBatch) -> Result<bool, BatchError> {
         let req = PrepareBatch {
@@ -214,7 +241,7 @@ impl Driver {
             }
             (a, b, c) => {
                 for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
-                    tracing::warn!(batch = req.batch_id, error = %e, "prepare failed");
+                    self.report(req.batch_id, &e);
                 }
                 None
             }

@@ -239,6 +239,7 @@ pub(crate) async fn launch_with(
     let wake = Arc::new(Notify::new());
     let settled = Arc::new(Notify::new());
     let stuck = batcher::StuckCommits::default();
+    let cheating = batcher::CheatingReports::default();
     let state = Arc::new(AppState {
         db: db.clone(),
         limiter: RateLimiter::new(cfg.limits.rate()),
@@ -253,6 +254,7 @@ pub(crate) async fn launch_with(
         settled: settled.clone(),
         parties: parties.clone(),
         stuck: stuck.clone(),
+        cheating: cheating.clone(),
         directory_key: key,
         publisher,
     });
@@ -270,6 +272,7 @@ pub(crate) async fn launch_with(
         wake,
         settled,
         stuck,
+        cheating,
     });
     let addr = listener.local_addr()?;
     let router = routes::router(state, cfg.limits.max_body);

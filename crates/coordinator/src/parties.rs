@@ -36,6 +36,11 @@ pub enum PartyFault {
     /// same call gets the same answer.
     #[error("refused: {0}")]
     Refused(ApiError),
+    /// The party's checks caught a party (possibly itself, as reported by
+    /// an honest peer) deviating from the protocol: the job aborted with
+    /// nothing opened. Repeating may succeed if the cheater stops.
+    #[error("cheating detected: {0}")]
+    Cheating(String),
 }
 
 impl PartyError {
@@ -44,11 +49,13 @@ impl PartyError {
         matches!(self.fault, PartyFault::Refused(_))
     }
 
-    fn from_api(party: usize, e: ApiError) -> Self {
+    pub(crate) fn from_api(party: usize, e: ApiError) -> Self {
         let transient = e.status.is_server_error()
             || e.status == StatusCode::REQUEST_TIMEOUT
             || e.status == StatusCode::TOO_MANY_REQUESTS;
-        let fault = if transient {
+        let fault = if e.code == triad_wire::ErrorCode::CheatingDetected {
+            PartyFault::Cheating(e.message.clone())
+        } else if transient {
             PartyFault::Unreachable(e.to_string())
         } else {
             PartyFault::Refused(e)

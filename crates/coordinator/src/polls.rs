@@ -131,7 +131,7 @@ impl PollError {
 fn party_error(e: PartyError) -> PollError {
     match e.fault {
         PartyFault::Refused(_) => PollError::PartyRefused(e),
-        PartyFault::Unreachable(_) => PollError::PartiesUnavailable(e),
+        PartyFault::Unreachable(_) | PartyFault::Cheating(_) => PollError::PartiesUnavailable(e),
     }
 }
 
@@ -174,7 +174,9 @@ pub async fn create_poll(
         .await
         .map_err(|e| match e.fault {
             PartyFault::Refused(_) => PollError::InvalidPoll(e.to_string()),
-            PartyFault::Unreachable(_) => PollError::PartiesUnavailable(e),
+            PartyFault::Unreachable(_) | PartyFault::Cheating(_) => {
+                PollError::PartiesUnavailable(e)
+            }
         })?;
     let entry = crate::directory::new_entry(
         directory_key,

@@ -55,6 +55,8 @@ pub struct AppState {
     pub parties: Arc<dyn Parties>,
     /// Logged commits some party has not acked (see the batcher).
     pub stuck: crate::batcher::StuckCommits,
+    /// Batches aborted on a party's report of cheating (see the batcher).
+    pub cheating: crate::batcher::CheatingReports,
     /// Signs directory records; derives directory ids.
     pub directory_key: Arc<triad_directory::SigningKey>,
     /// Publishes new studies and polls in the directory (or nothing).
@@ -248,7 +250,19 @@ async fn status(_: Admin, State(s): St) -> Result<Json<serde_json::Value>, ApiEr
         .iter()
         .map(|(id, errors)| serde_json::json!({"batch_id": id, "errors": errors}))
         .collect();
-    Ok(Json(serde_json::json!({ "stuck_commits": stuck })))
+    let cheating: Vec<serde_json::Value> = s
+        .cheating
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(batch, party, what)| {
+            serde_json::json!({"batch_id": batch, "reported_by": party, "what": what})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "stuck_commits": stuck,
+        "cheating_detected": cheating,
+    })))
 }
 
 async fn list_studies(State(s): St) -> Result<Json<Vec<StudyInfo>>, ApiError> {

@@ -39,6 +39,8 @@ enum Mode {
     Disagree,
     /// Never answers (the coordinator is killed meanwhile).
     Block,
+    /// Answers as a party whose checks caught a peer cheating.
+    Cheat,
 }
 
 struct FakeParties {
@@ -162,6 +164,16 @@ impl Parties for FakeParties {
             };
             let r = if fail_now || mode == Mode::Fail {
                 Err(Self::err(party))
+            } else if mode == Mode::Cheat {
+                // Through the same decoding as a real party's answer.
+                Err(PartyError::from_api(
+                    party,
+                    triad_wire::ApiError::new(
+                        axum::http::StatusCode::BAD_GATEWAY,
+                        ErrorCode::CheatingDetected,
+                        "cheating detected by the AND-gate proof check: P2 deviated",
+                    ),
+                ))
             } else {
                 if mode == Mode::Block {
                     std::future::pending::<()>().await;
@@ -1058,7 +1070,7 @@ async fn a_batch_commits_and_applies_verdicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_or_disagreeing_parties_abort_then_batch_failed() {
-    for mode in [Mode::Fail, Mode::Disagree] {
+    for mode in [Mode::Fail, Mode::Disagree, Mode::Cheat] {
         let env = Env::new();
         let fake = FakeParties::new();
         fake.prepare_mode.lock().unwrap()[1] = mode;
@@ -1076,6 +1088,28 @@ async fn failing_or_disagreeing_parties_abort_then_batch_failed() {
         }
         assert_eq!(fake.logged("prepare 0 4"), 0);
         assert_eq!(fake.logged("commit 0 1"), 0);
+        // Cheating is told apart from other failures: the operator's status
+        // lists each aborted batch with the reporting party.
+        let st = call(
+            &env,
+            &h,
+            "GET",
+            "/internal/status",
+            None,
+            &[("x-triad-admin", ADMIN)],
+        )
+        .await;
+        let reports = st.body["cheating_detected"].as_array().unwrap().clone();
+        if mode == Mode::Cheat {
+            assert_eq!(reports.len(), 3, "{:?}", st.body);
+            for (b, r) in reports.iter().enumerate() {
+                assert_eq!(r["batch_id"], b as u64 + 1);
+                assert_eq!(r["reported_by"], 1);
+                assert!(r["what"].as_str().unwrap().contains("AND-gate"), "{r}");
+            }
+        } else {
+            assert!(reports.is_empty(), "{mode:?}: {:?}", st.body);
+        }
         // Nullifier released: the provider may try again.
         assert_eq!(submit(&env, &h, "s1", &attest("s1", 1)).await.status, 202);
         h.shutdown().await;

@@ -27,6 +27,12 @@ pub fn fr_from_i128(v: i128) -> Fr {
     }
 }
 
+/// `x` as a `u128` if it is below 2^128.
+pub fn fr_to_u128(x: &Fr) -> Option<u128> {
+    let limbs = x.into_bigint().0;
+    (limbs[2] == 0 && limbs[3] == 0).then(|| limbs[0] as u128 | (limbs[1] as u128) << 64)
+}
+
 /// The inverse of [`fr_from_i128`]: `None` when `x` is not the image of an
 /// `i128` (neither `x` nor `p - x` below 2^127).
 pub fn fr_to_i128(x: &Fr) -> Option<i128> {
@@ -94,6 +100,19 @@ pub fn hash_to_field(domain: &str, data: &[u8]) -> Fr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest sum of squares the statistics admit, 2^23 · (2^52)^2 =
+    /// 2^127, is no i128 but is a u128.
+    #[test]
+    fn u128_edges() {
+        let two127 = Fr::from(1u128 << 127);
+        assert_eq!(fr_to_u128(&two127), Some(1 << 127));
+        assert_eq!(fr_to_i128(&two127), None);
+        assert_eq!(fr_to_u128(&Fr::from(u128::MAX)), Some(u128::MAX));
+        assert_eq!(fr_to_u128(&Fr::from(0u64)), Some(0));
+        assert_eq!(fr_to_u128(&(Fr::from(u128::MAX) + Fr::from(1u64))), None);
+        assert_eq!(fr_to_u128(&-Fr::from(1u64)), None);
+    }
 
     #[test]
     fn i128_round_trip_and_out_of_range() {

@@ -10,5 +10,7 @@ pub mod field;
 pub mod poseidon;
 
 pub use ark_bn254::Fr;
-pub use field::{fr_from_hex, fr_from_i128, fr_to_hex, fr_to_i128, hash_to_field, FieldError};
+pub use field::{
+    fr_from_hex, fr_from_i128, fr_to_hex, fr_to_i128, fr_to_u128, hash_to_field, FieldError,
+};
 pub use poseidon::{commitment, nullifier, poseidon2};

@@ -29,6 +29,18 @@ pub enum JobError {
     MissingShares(String),
 }
 
+impl JobError {
+    /// Whether a check caught a party deviating from the protocol.
+    pub fn is_cheating(&self) -> bool {
+        use triad_mpc::MpcError::CheatingDetected;
+        matches!(
+            self,
+            Self::Mpc(CheatingDetected { .. })
+                | Self::Stats(triad_stats::StatsError::Mpc(CheatingDetected { .. }))
+        )
+    }
+}
+
 fn tag(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
@@ -345,5 +357,23 @@ impl PollInput {
             }
             (MessageKind::Rekey { .. }, None) => unreachable!("checked: a re-key parses"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobError;
+    use triad_mpc::MpcError;
+
+    #[test]
+    fn cheating_is_told_apart_from_other_failures() {
+        let caught = || MpcError::CheatingDetected {
+            check: "shuffle tags",
+            detail: "rows do not match".into(),
+        };
+        assert!(JobError::Mpc(caught()).is_cheating());
+        assert!(JobError::Stats(triad_stats::StatsError::Mpc(caught())).is_cheating());
+        assert!(!JobError::Mpc(MpcError::InvalidArgument("x")).is_cheating());
+        assert!(!JobError::MissingShares("m".into()).is_cheating());
     }
 }

@@ -59,6 +59,10 @@ pub enum Refusal {
     // This party's, or the MPC session's, fault.
     #[error("the MPC computation failed: {0}")]
     Mpc(String),
+    /// A check caught a party deviating (malicious mode); the job aborted
+    /// before opening anything.
+    #[error("{0}")]
+    Cheating(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -86,6 +90,7 @@ impl Refusal {
             Self::Busy(_) => ErrorCode::Busy,
             Self::IntakeFull => ErrorCode::IntakeFull,
             Self::Mpc(_) => ErrorCode::MpcFailed,
+            Self::Cheating(_) => ErrorCode::CheatingDetected,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

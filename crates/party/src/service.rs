@@ -250,6 +250,10 @@ impl PartyState {
         })?;
         match tokio::time::timeout(JOB_TIMEOUT, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) if e.is_cheating() => {
+                tracing::error!(error = %e, "MPC job aborted: cheating detected");
+                Err(Refusal::Cheating(e.to_string()))
+            }
             Ok(Ok(Err(e))) => Err(Refusal::Mpc(e.to_string())),
             Ok(Err(_)) => Err(Refusal::internal("MPC job dropped")),
             Err(_) => Err(Refusal::Busy("MPC job timed out")),
@@ -309,6 +313,8 @@ impl From<Refusal> for ApiError {
             R::NotEndorsed(_) => StatusCode::CONFLICT,
             R::BadTallyInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
             R::Busy(_) | R::IntakeFull | R::Mpc(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A peer's fault, not this party's or the caller's.
+            R::Cheating(_) => StatusCode::BAD_GATEWAY,
             R::Internal(_) => {
                 tracing::error!(error = %e, "party failure");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -195,14 +195,16 @@ fn moments_checked(
         &sorted.gather(picks),
     ]);
     let opened = open(p, &outputs)?;
-    let int = |v: &Fr| {
-        triad_crypto::fr_to_i128(v).ok_or(StatsError::Mpc(triad_mpc::MpcError::InvalidArgument(
+    let outside = || {
+        StatsError::Mpc(triad_mpc::MpcError::InvalidArgument(
             "a statistic outside the integers it can be",
-        )))
+        ))
     };
+    let int = |v: &Fr| triad_crypto::fr_to_i128(v).ok_or_else(outside);
     Ok(Moments {
         sum: int(&opened[0])?,
-        sum_squares: int(&opened[1])? as u128,
+        // Up to 2^23 · 2^104 = 2^127 (all values at -2^52): beyond i128.
+        sum_squares: triad_crypto::fr_to_u128(&opened[1]).ok_or_else(outside)?,
         weighted: int(&opened[2])?,
         picked: opened[3..]
             .iter()

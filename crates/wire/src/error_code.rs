@@ -90,6 +90,9 @@ pub enum ErrorCode {
     PartiesUnavailable,
     /// The computation between the parties failed.
     MpcFailed,
+    /// The parties' checks caught a party deviating from the protocol
+    /// (malicious mode): the computation aborted and nothing was opened.
+    CheatingDetected,
     /// The service is temporarily unavailable.
     Unavailable,
     /// Another service answered something unexpected.
@@ -180,6 +183,7 @@ impl ErrorCode {
         ErrorCode::Transport,
         ErrorCode::PartiesUnavailable,
         ErrorCode::MpcFailed,
+        ErrorCode::CheatingDetected,
         ErrorCode::Unavailable,
         ErrorCode::BadAnswer,
         ErrorCode::HttpError,
@@ -245,6 +249,7 @@ impl ErrorCode {
             ErrorCode::Transport => "transport",
             ErrorCode::PartiesUnavailable => "parties_unavailable",
             ErrorCode::MpcFailed => "mpc_failed",
+            ErrorCode::CheatingDetected => "cheating_detected",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::BadAnswer => "bad_answer",
             ErrorCode::HttpError => "http_error",

@@ -135,19 +135,30 @@ pub fn b2a(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Z64>, MpcError> {
     }
 }
 
-/// Statistical security of [`b2a_fr`]'s masks, bits.
+/// Statistical security of [`b2a_fr`]'s masks per run, bits.
 pub const MASK_SIGMA: usize = 40;
+
+/// The mask width's slack σ for `n` values of `l` bits: each value is
+/// hidden up to `2^-σ`, so a run of `n` up to `n · 2^-σ`; σ = 40 +
+/// ceil(log2 n) makes that 2^-40 per run. Capped where the masks'
+/// integers would leave 128 bits (`l + σ + 3 <= 128`): for 64-bit words
+/// beyond 2^21 values the run's bound degrades to `n · 2^-61`.
+pub fn mask_sigma(l: usize, n: usize) -> usize {
+    let log_n = n.max(1).next_power_of_two().trailing_zeros() as usize;
+    (MASK_SIGMA + log_n).min(125 - l)
+}
 
 /// Bit-sliced binary values below `2^l` (`l <= 64` planes of
 /// `ceil(n/64)` words, as [`a2b_sliced`] makes them) to shares in `F_r`;
 /// secure against a malicious party in malicious mode.
 ///
 /// Components 1 and 2 of the result are `r1 + 1` and `r2 + 1`, with `r1`,
-/// `r2` uniform below `2^(l+σ+1)` (σ = [`MASK_SIGMA`]); component 0,
+/// `r2` uniform below `2^(l+σ+1)` (σ = [`mask_sigma`], 40 bits per run);
+/// component 0,
 /// `x − r1 − r2 − 2`, is computed over `K = l + σ + 3` bits as a
 /// two's-complement integer (the masks' sum stays below `2^(K−1)`) and
 /// opened to P0 and P2 ([`masked_component`]). P0 learns `x − r2` and P2
-/// `x − r1`: masked up to statistical distance `2^-σ`, because `F_r` has
+/// `x − r1`: each masked up to statistical distance `2^-σ`, because `F_r` has
 /// no binary adder and the masks cannot be uniform mod `p`; the integers
 /// are exact in `F_r`, far below its modulus. About `2K` AND gates and
 /// `K + 2` rounds.
@@ -162,9 +173,14 @@ pub fn b2a_fr(
             "b2a_fr: planes do not match l and n",
         ));
     }
-    let k = l + MASK_SIGMA + 3;
-    let top = (1u128 << k) - 1;
-    let m = masked_component(p, planes, l, n, k, (1u128 << (l + MASK_SIGMA + 1)) - 1)?;
+    let sigma = mask_sigma(l, n);
+    let k = l + sigma + 3;
+    let top = if k == 128 {
+        u128::MAX
+    } else {
+        (1u128 << k) - 1
+    };
+    let m = masked_component(p, planes, l, n, k, (1u128 << (l + sigma + 1)) - 1)?;
     let signed = |d: u128| {
         if d >> (k - 1) & 1 == 1 {
             -Fr::from(top - d + 1)

@@ -1,5 +1,6 @@
 //! The check of every multiplication and dot product over the BN254 scalar
-//! field `F_r` before anything is opened: the distributed zero-knowledge
+//! field `F_r`, and over GF(2^128) (the shuffle's tags), before anything
+//! is opened: the distributed zero-knowledge
 //! proof of Boyle, Gilboa, Ishai, Nof (CCS 2019, ePrint 2019/1390) for
 //! arithmetic gates, on the same halving core as the AND-gate proof
 //! ([`crate::protocols::sumcheck`]).
@@ -27,8 +28,12 @@
 //! dot product spans several); each sub-batch proves its own claim, which
 //! the prover sends additively shared (the right share is hashed into the
 //! sub-batch's challenges), and the verifiers check that the claims sum to
-//! zero in the final exchange. Challenges live in `F_r` (~2^254), so no
-//! extension field is needed.
+//! zero in the final exchange. Challenges live in the field itself: in
+//! `F_r` (~2^254) no extension is needed. In GF(2^128) the same bounds
+//! are `gates / 2^128` for the weights (2^-106 at [`LOG_LIMIT`] gates)
+//! plus `2 / 2^128` per halving level, so a prover that re-hashes false
+//! proofs (Fiat–Shamir grinding) needs about 2^106 attempts at the largest
+//! log, fewer gates making it harder.
 //!
 //! # Rounds and bytes
 //! Two rounds per check, as the AND-gate proof: (1) proof shares and the
@@ -60,7 +65,11 @@ const WEIGHTS: &[u8] = b"triad mulcheck v1 gate weights";
 
 /// A field whose products are recorded and checked: `F_r` (arithmetic)
 /// and GF(2^128) (the shuffle's tags).
-pub trait Checked: ProofField {
+///
+/// Crate-private: [`Checked::log`] hands out the party's unchecked
+/// products, so a caller outside the engine could otherwise empty the log
+/// before its check and open values with unverified products behind them.
+pub(crate) trait Checked: ProofField {
     /// Names the proof in errors.
     const CHECK: &'static str;
     /// Fiat-Shamir domain separation.

@@ -96,7 +96,11 @@ pub fn shuffle_bits(p: &mut Party, cols: &[Shares<Bits>]) -> Result<Vec<Shares<B
     let all_tags = Shares::concat(&out_tags.iter().collect::<Vec<_>>());
     let (w, t) = (fold_long(&words, r), fold_long(&all_tags, r));
     let diff = mul(p, &w, &alpha)?.sub(&t);
-    if open(p, &diff)?[0] != Gf128::ZERO {
+    // Opened times a fresh random factor: a failed check reveals that it
+    // failed and nothing about the errors or the rows behind them.
+    let mask = random_shares::<Gf128>(p, 1);
+    let masked = mul(p, &diff, &mask)?;
+    if open(p, &masked)?[0] != Gf128::ZERO {
         let why = "the shuffled rows do not match their tags (a party deviated in the shuffle)";
         p.failed_check = Some(why.into());
         return Err(MpcError::CheatingDetected {
