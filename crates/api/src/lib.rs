@@ -90,6 +90,9 @@ pub(crate) struct Cache {
     /// Polls as the coordinator lists them, and their verified tallies.
     pub polls: BTreeMap<u64, triad_wire::poll::PollInfo>,
     pub tallies: HashMap<u64, triad_wire::poll::VerifiedTally>,
+    /// Per study, its progress towards the next release as the
+    /// coordinator last reported it.
+    pub progress: HashMap<String, triad_wire::study::ReleaseProgress>,
 }
 
 pub(crate) struct Shared {

@@ -79,6 +79,16 @@ pub(crate) async fn poll_once(shared: &Arc<Shared>) -> PollReport {
 async fn update_studies(shared: &Arc<Shared>, list: Vec<StudyInfo>, report: &mut PollReport) {
     let mut changed: Vec<StudyParams> = Vec::new();
     {
+        // Progress is the coordinator's word, shown to people waiting for a
+        // release and never used to accept one: memory only.
+        let mut c = shared.cache.write().expect("cache lock");
+        for info in &list {
+            if let Some(p) = &info.progress {
+                c.progress.insert(info.params.id.clone(), p.clone());
+            }
+        }
+    }
+    {
         let c = shared.cache.read().expect("cache lock");
         for info in list {
             if !valid_study_id(&info.params.id) {

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use triad_attestation::DataSpec;
 use triad_stats::StatsSpec;
+use triad_wire::study::ReleaseProgress;
 use triad_wire::{ApiError, VerifiedRelease};
 
 use crate::Shared;
@@ -34,6 +35,10 @@ pub struct StudySummary {
     pub latest_count: Option<u64>,
     #[serde(default)]
     pub latest_created_at: Option<u64>,
+    /// Contributions so far and when the next release can come, as the
+    /// coordinator last reported (absent until it answered once).
+    #[serde(default)]
+    pub progress: Option<ReleaseProgress>,
 }
 
 /// `GET /healthz`.
@@ -114,6 +119,7 @@ async fn studies(State(s): State<Arc<Shared>>) -> Json<Vec<StudySummary>> {
                 latest_release_no: latest.map(|v| v.release.release_no),
                 latest_count: latest.map(|v| v.release.count),
                 latest_created_at: latest.map(|v| v.release.created_at),
+                progress: c.progress.get(&p.id).cloned(),
             }
         })
         .collect();
@@ -134,9 +140,14 @@ async fn latest(
         return Ok(Json(v.clone()));
     }
     if c.studies.contains_key(&id) {
+        let progress = c
+            .progress
+            .get(&id)
+            .map(|p| format!(": {}", p.describe()))
+            .unwrap_or_default();
         Err(ApiError::not_found(
             ErrorCode::NoRelease,
-            format!("study {id:?} has no verified release yet"),
+            format!("study {id:?} has no verified release yet{progress}"),
         ))
     } else {
         Err(unknown(&id))

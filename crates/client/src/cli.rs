@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use triad_attestation::{DataSource, DataSpec};
 use triad_stats::StatsSpec;
-use triad_wire::messages::CreateStudy;
-use triad_wire::{NetworkConfig, VerifiedRelease};
+use triad_wire::messages::{CreateStudy, StudyInfo};
+use triad_wire::{ErrorCode, NetworkConfig, VerifiedRelease};
 
 use crate::contribute::{contribute, ContributeOptions, Outcome};
 use crate::{base, create_study, get_json, latest_release, load_network, ClientError};
@@ -400,7 +400,28 @@ pub fn run_query(args: QueryArgs) -> Result<(), ClientError> {
     let net = args.net.load()?;
     let http = http(&net)?;
     runtime()?.block_on(async {
-        let v = latest_release(&net, &http, &args.study).await?;
+        let v = match latest_release(&net, &http, &args.study).await {
+            Ok(v) => v,
+            // No release yet, or one the API has not fetched: the
+            // coordinator says whether the study exists and how far it is.
+            Err(ClientError::Query { study, source })
+                if matches!(source.code, ErrorCode::NoRelease | ErrorCode::UnknownStudy) =>
+            {
+                let url = format!("{}/v1/studies/{study}", base(&net.coordinator));
+                return Err(match get_json::<StudyInfo>(&http, &url).await {
+                    Ok(info) => ClientError::NoReleaseYet {
+                        study,
+                        progress: info
+                            .progress
+                            .map(|p| p.describe())
+                            .unwrap_or_else(|| format!("{} contributions", info.contributions)),
+                    },
+                    Err(e) if e.code == ErrorCode::UnknownStudy => ClientError::UnknownStudy(study),
+                    Err(_) => ClientError::Query { study, source },
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if args.json {
             print_json(&v);
         } else {

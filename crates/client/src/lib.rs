@@ -93,6 +93,10 @@ pub enum ClientError {
     Query { study: String, source: ApiError },
     #[error("the consumer API's release of study {study:?} does not verify: {source}")]
     Verify { study: String, source: VerifyError },
+    #[error("study {study:?} has no release yet: {progress}")]
+    NoReleaseYet { study: String, progress: String },
+    #[error("no study {0:?} (the coordinator does not know it)")]
+    UnknownStudy(String),
     #[error("creating study {study:?}: {source}")]
     CreateStudy { study: String, source: ApiError },
     #[error("{what}: {source}")]

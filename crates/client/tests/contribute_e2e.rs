@@ -61,6 +61,7 @@ fn study() -> StudyInfo {
         contributions: 0,
         releases: 0,
         directory_id: None,
+        progress: None,
     }
 }
 

@@ -218,12 +218,15 @@ async fn create_study(
     // The study's directory id, stored with it: what providers find it by.
     let entry = crate::directory::new_entry(&s.directory_key, Kind::Study, &params.id)
         .map_err(|_| ApiError::internal("system RNG failed"))?;
+    let now = triad_wire::unix_now();
+    let progress = triad_wire::study::release_progress(&params, 0, None, now);
     let info = StudyInfo {
         params,
-        created_at: triad_wire::unix_now(),
+        created_at: now,
         contributions: 0,
         releases: 0,
         directory_id: Some(entry.directory_id.clone()),
+        progress: Some(progress),
     };
     if !s
         .db

@@ -680,6 +680,11 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
                 contributions: 2,
                 releases: 1,
                 directory_id: None,
+                progress: Some(triad_wire::study::ReleaseProgress {
+                    contributions: 2,
+                    needed: 8,
+                    next_release_at: None,
+                }),
             }),
         ),
         (

@@ -49,3 +49,36 @@ pub fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// Unix seconds as `YYYY-MM-DD hh:mm:ss UTC` (proleptic Gregorian; the
+/// days-to-civil conversion of Howard Hinnant's "chrono-Compatible
+/// Low-Level Date Algorithms").
+pub fn format_unix(t: u64) -> String {
+    let (days, secs) = ((t / 86_400) as i64, t % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn format_unix_known_dates() {
+        assert_eq!(super::format_unix(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::format_unix(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::format_unix(1_796_271_522), "2026-12-03 04:18:42 UTC");
+        assert_eq!(super::format_unix(4_107_542_399), "2100-02-28 23:59:59 UTC");
+    }
+}

@@ -68,6 +68,10 @@ pub struct StudyInfo {
     /// provider needs to find it (`triad share --study-id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_id: Option<String>,
+    /// How far the study is from its next release (the coordinator fills
+    /// it in when it answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::study::ReleaseProgress>,
 }
 
 /// `POST /v1/studies/{id}/submissions`.

@@ -9,6 +9,8 @@
 //! functions serves both sides, and every bound here is checked arithmetic
 //! (a parameter at 2^64−1 must refuse, not wrap around).
 
+use serde::{Deserialize, Serialize};
+
 use crate::messages::{valid_study_id, StudyParams};
 
 /// Largest `min_cohort` / `min_new`: far above any real study (the target
@@ -179,6 +181,67 @@ pub fn release_allowed(
     Ok(())
 }
 
+/// How far a study is from its next release, for people waiting on it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseProgress {
+    /// Accepted contributions.
+    pub contributions: u64,
+    /// Contributions still needed before the output-privacy rule allows a
+    /// release (0: enough).
+    pub needed: u64,
+    /// When enough are in: the earliest time (Unix seconds) the schedule
+    /// allows the next release (the coordinator then starts it within a
+    /// tick); `None` while contributions are still needed.
+    pub next_release_at: Option<u64>,
+}
+
+impl ReleaseProgress {
+    /// One line for people: how many contributions are in, and what the
+    /// next release waits for.
+    pub fn describe(&self) -> String {
+        match self.next_release_at {
+            None => format!(
+                "{} contributions accepted, {} more needed before the next release",
+                self.contributions, self.needed
+            ),
+            Some(t) => format!(
+                "{} contributions accepted, enough for the next release, due from {}",
+                self.contributions,
+                crate::format_unix(t)
+            ),
+        }
+    }
+}
+
+/// The progress of `p` towards its next release with `count` accepted
+/// contributions, the previous release (if any) as (count, created_at),
+/// at `now`: the inverse of [`release_allowed`] plus the schedule.
+pub fn release_progress(
+    p: &StudyParams,
+    count: u64,
+    previous: Option<(u64, u64)>,
+    now: u64,
+) -> ReleaseProgress {
+    let cohort_gap = p.min_cohort.max(1).saturating_sub(count);
+    let new_gap = previous.map_or(0, |(last_count, _)| {
+        last_count
+            .saturating_add(p.min_new.max(1))
+            .saturating_sub(count)
+    });
+    let needed = cohort_gap.max(new_gap);
+    let next_release_at = (needed == 0).then(|| {
+        previous.map_or(now, |(_, at)| {
+            now.max(at.saturating_add(p.release_interval_secs.max(1)))
+        })
+    });
+    ReleaseProgress {
+        contributions: count,
+        needed,
+        next_release_at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +345,32 @@ mod tests {
                     u128::from(count) >= u128::from(l) + u128::from(min_new.max(1))
                 });
             prop_assert_eq!(release_allowed(&s, count, last).is_ok(), want);
+        }
+    }
+
+    proptest! {
+        /// Progress says "0 needed" exactly when the rule allows a release,
+        /// and never names a time before the interval has passed.
+        #[test]
+        fn progress_agrees_with_the_rule(
+            min_cohort in 0u64..50, min_new in 0u64..50, count in 0u64..200,
+            last in prop::option::of((0u64..200, 0u64..1_000_000)),
+            interval in 0u64..10_000, now in 0u64..2_000_000,
+        ) {
+            let mut s = study(min_cohort, min_new);
+            s.release_interval_secs = interval;
+            let last = last.filter(|(c, _)| *c <= count);
+            let p = release_progress(&s, count, last, now);
+            let allowed = release_allowed(&s, count, last.map(|l| l.0)).is_ok();
+            prop_assert_eq!(p.needed == 0, allowed);
+            prop_assert_eq!(p.next_release_at.is_some(), allowed);
+            if let (Some(t), Some((_, at))) = (p.next_release_at, last) {
+                prop_assert!(t >= now && t >= at + interval.max(1));
+            }
+            if p.needed > 0 {
+                // That many more would be enough.
+                prop_assert!(release_allowed(&s, count + p.needed, last.map(|l| l.0)).is_ok());
+            }
         }
     }
 }

@@ -159,12 +159,27 @@ fn load_study(conn: &Connection, id: &str) -> Result<Option<StudyInfo>, StoreErr
         params![id],
         |r| r.get(0),
     )?;
+    let last: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT count, created_at FROM releases WHERE study=?1
+             ORDER BY release_no DESC LIMIT 1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let progress = triad_wire::study::release_progress(
+        &params,
+        contributions as u64,
+        last.map(|(c, t)| (c as u64, t as u64)),
+        triad_wire::unix_now(),
+    );
     Ok(Some(StudyInfo {
         params,
         created_at: created_at as u64,
         contributions: contributions as u64,
         releases: releases as u64,
         directory_id: directory::directory_id(conn, crate::store::directory::Kind::Study, id)?,
+        progress: Some(progress),
     }))
 }
 

@@ -172,6 +172,7 @@ mod tests {
             contributions: 0,
             releases: 0,
             directory_id: None,
+            progress: None,
         }
     }
 

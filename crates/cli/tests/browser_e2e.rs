@@ -1,0 +1,278 @@
+//! The consumer dashboard in a real browser: headless Chromium (Debian's
+//! `chromium`, installed by `.ci/run`) against a real devnet, after real
+//! providers contributed through the notary. It checks that the plots
+//! render with the right number of bars and points, that a study without a
+//! release says so with its progress, and that the page's screenshot is
+//! not blank (saved under the test's output directory).
+//!
+//! The test fails, never skips, when Chromium is missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{triad, DevnetProcess};
+use serde_json::Value;
+use triad_client::{contribute, ContributeOptions};
+use triad_wire::NetworkConfig;
+
+const STUDY: &str = "eth";
+const EMPTY: &str = "empty";
+
+/// Chromium: `TRIAD_CHROMIUM`, or Debian's `/usr/bin/chromium`.
+fn chromium() -> PathBuf {
+    let p = std::env::var_os("TRIAD_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        p.exists(),
+        "{} is missing: install Debian's chromium package (.ci/run does)",
+        p.display()
+    );
+    p
+}
+
+/// Headless Chromium on `url` with `args` (its own profile directory; the
+/// devnet's certificates come from the devnet's own CA, which the browser
+/// does not know, so certificate errors are ignored: the page is on
+/// 127.0.0.1 only).
+fn headless(profile: &Path, url: &str, args: &[&str]) -> Output {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--ignore-certificate-errors",
+            "--hide-scrollbars",
+            "--run-all-compositor-stages-before-draw",
+            "--virtual-time-budget=15000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn count(dom: &str, class: &str) -> usize {
+    dom.matches(&format!("class=\"{class}\"")).count()
+}
+
+/// The share of pixels that are not (near) white, and whether the plots'
+/// blue (#4a7bd0) appears.
+fn ink(png_path: &Path) -> (f64, bool) {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{:?}", info.color_type);
+    let px = &buf[..info.buffer_size()];
+    let (mut inked, mut blue, mut total) = (0usize, false, 0usize);
+    for p in px.chunks_exact(channels) {
+        total += 1;
+        if p[..3].iter().any(|&c| c < 240) {
+            inked += 1;
+        }
+        blue |= p[0].abs_diff(0x4a) < 8 && p[1].abs_diff(0x7b) < 8 && p[2].abs_diff(0xd0) < 8;
+    }
+    (inked as f64 / total as f64, blue)
+}
+
+fn create(dir: &Path, id: &str, name: &str) {
+    let out = triad()
+        .args(["study", "create", "--id", id, "--name", name])
+        .args(["--field", "balances.ETH", "--scale", "4"])
+        .args(["--min-cohort", "10", "--min-new", "10"])
+        .args(["--release-interval-secs", "1"])
+        .args(["--quantile", "0.1", "--quantile", "0.25"])
+        .args(["--quantile", "0.75", "--quantile", "0.9"])
+        .args(["--histogram-bound", "100000", "--histogram-bound", "250000"])
+        .args(["--histogram-bound", "500000", "--histogram-bound", "750000"])
+        .arg("--devnet")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn query(dir: &Path, study: &str) -> Output {
+    triad()
+        .args(["query", "--study", study, "--devnet"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_dashboard_renders_verified_plots_in_chromium() {
+    let _ = chromium();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(dashboard());
+}
+
+async fn dashboard() {
+    let dn = DevnetProcess::start("browser", 12);
+    let net = NetworkConfig::load(&dn.dir.join("network.json")).unwrap();
+    let http = triad_wire::https::client(&net.ca_pem().unwrap(), Duration::from_secs(60)).unwrap();
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(dn.dir.join("devnet.json")).unwrap())
+            .unwrap();
+    let truth: triad_testsite::GroundTruth = serde_json::from_str(
+        &std::fs::read_to_string(info["ground_truth"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    create(&dn.dir, STUDY, "ETH balances");
+    create(&dn.dir, EMPTY, "Nobody yet");
+
+    // A study without a release: the CLI and the API say so, with the
+    // progress; an unknown study is told apart.
+    let out = query(&dn.dir, EMPTY);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("has no release yet"), "{err}");
+    assert!(
+        err.contains("0 contributions accepted, 10 more needed"),
+        "{err}"
+    );
+    let out = query(&dn.dir, "no-such-study");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no study \"no-such-study\""), "{err}");
+
+    // Ten providers through the real flow; then the first release.
+    let opts = ContributeOptions {
+        timeout: Duration::from_secs(120),
+        submit_timeout: Duration::from_secs(90),
+        ..ContributeOptions::default()
+    };
+    let tasks: Vec<_> = truth.accounts[..10]
+        .iter()
+        .map(|a| {
+            let (net, http, key, opts) =
+                (net.clone(), http.clone(), a.api_key.clone(), opts.clone());
+            tokio::spawn(async move { contribute(&net, &http, STUDY, &key, &opts).await })
+        })
+        .collect();
+    for t in tasks {
+        let o = t.await.unwrap().expect("contribution");
+        assert!(o.accepted, "{:?}", o.reason);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let releases: Vec<Value> = loop {
+        let r = http
+            .get(format!("{}/v1/studies/{STUDY}/releases", net.api))
+            .send()
+            .await
+            .unwrap();
+        let v: Vec<Value> = r.json().await.unwrap_or_default();
+        if !v.is_empty() {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no release at the API within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let api_empty = http
+        .get(format!("{}/v1/studies/{EMPTY}/release/latest", net.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_empty.status().as_u16(), 404);
+    let body: Value = api_empty.json().await.unwrap();
+    assert_eq!(body["error"], "no_release");
+    assert!(
+        body["message"].as_str().unwrap().contains("10 more needed"),
+        "{body}"
+    );
+
+    // The page, rendered by Chromium.
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let profile = tempfile_dir(&dn.dir, "chromium-profile");
+    let dom = String::from_utf8(headless(&profile, &net.api, &["--dump-dom"]).stdout).unwrap();
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page never finished loading: {dom}"
+    );
+    let study_box = section(&dom, &format!("id=\"study-{STUDY}\""));
+    assert_eq!(
+        count(study_box, "hist-bar"),
+        5,
+        "one bar per histogram bucket"
+    );
+    assert_eq!(count(study_box, "q-point"), 6, "min, 4 quantiles, max");
+    assert_eq!(
+        count(study_box, "lorenz-point"),
+        6,
+        "the Lorenz curve's knots"
+    );
+    assert_eq!(count(study_box, "count-point"), releases.len());
+    assert_eq!(count(study_box, "mean-point"), releases.len());
+    assert!(study_box.contains("verified by three signatures"));
+    assert!(
+        study_box.contains("Gini 0."),
+        "the Gini coefficient next to the curve"
+    );
+    let empty_box = section(&dom, &format!("id=\"study-{EMPTY}\""));
+    assert!(empty_box.contains("no release yet"));
+    assert!(empty_box.contains("10 more needed before the next release"));
+    assert_eq!(count(empty_box, "hist-bar"), 0);
+
+    let shot = out_dir.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(
+        &profile,
+        &net.api,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,1600",
+        ],
+    );
+    let (share, blue) = ink(&shot);
+    eprintln!(
+        "dashboard screenshot: {} ({:.1} % of pixels inked)",
+        shot.display(),
+        share * 100.0
+    );
+    assert!(share > 0.01, "the screenshot is blank ({share})");
+    assert!(blue, "no plot colour in the screenshot");
+}
+
+/// The part of `dom` from the element with `marker` to the next study box.
+fn section<'a>(dom: &'a str, marker: &str) -> &'a str {
+    let start = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in the page"));
+    let rest = &dom[start..];
+    let end = rest[1..]
+        .find("class=\"study")
+        .map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+fn tempfile_dir(base: &Path, name: &str) -> PathBuf {
+    let d = base.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
