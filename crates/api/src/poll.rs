@@ -62,6 +62,12 @@ pub(crate) async fn poll_once(shared: &Arc<Shared>) -> PollReport {
         match poll_study(shared, &id).await {
             Ok(Some(no)) => {
                 shared.note_problem(&id, None);
+                triad_wire::metrics::count(
+                    "triad_api_releases_accepted_total",
+                    "Releases the API verified and now serves",
+                    &[("study", &id)],
+                    1.0,
+                );
                 report.accepted.push((id, no));
             }
             Ok(None) => shared.note_problem(&id, None),

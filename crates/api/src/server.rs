@@ -50,6 +50,13 @@ pub struct Health {
     pub last_poll: u64,
     pub studies: u64,
     pub releases: u64,
+    /// The coordinator as the last poll found it: `ok`, or the problem.
+    #[serde(default)]
+    pub coordinator: String,
+    /// Studies and polls whose latest fetch failed (unreachable or refused
+    /// parties, a release or tally that did not verify).
+    #[serde(default)]
+    pub failing: u64,
 }
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -59,6 +66,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let r = Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(health))
+        .route("/metrics", get(triad_wire::metrics::serve_metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/studies", get(studies))
         .route("/v1/studies/{id}/release/latest", get(latest))
@@ -89,9 +97,23 @@ async fn openapi() -> Response {
 }
 
 async fn health(State(s): State<Arc<Shared>>) -> Json<Health> {
+    let (coordinator, failing) = {
+        let p = s.problems.lock().expect("problems lock");
+        let coordinator = p.get("coordinator").cloned().unwrap_or_else(|| "ok".into());
+        (
+            coordinator,
+            p.keys().filter(|k| *k != "coordinator").count() as u64,
+        )
+    };
     let c = s.cache.read().expect("cache lock");
     Json(Health {
-        status: "ok".into(),
+        status: if coordinator == "ok" && failing == 0 {
+            "ok".into()
+        } else {
+            "degraded".into()
+        },
+        coordinator,
+        failing,
         started_at: s.started,
         last_poll: s.last_poll.load(Ordering::Relaxed),
         studies: c.studies.len() as u64,

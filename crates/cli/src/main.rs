@@ -12,6 +12,7 @@ mod directory_cli;
 mod maci_cli;
 mod notary_cli;
 mod probe;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Start every service as separate processes on 127.0.0.1.
     Devnet(devnet::DevnetArgs),
+    /// One line per service of a devnet: process and health.
+    Status(status::StatusArgs),
     /// Run a computation party.
     Party(triad_party::PartyArgs),
     /// Run the coordinator.
@@ -128,6 +131,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Devnet(args) => devnet::run(args),
+        Command::Status(args) => status::run(args),
         Command::Party(args) => Ok(triad_party::run_blocking(args)?),
         Command::Coordinator(args) => Ok(triad_coordinator::run_blocking(args)?),
         Command::Api(args) => Ok(triad_api::run_blocking(args)?),

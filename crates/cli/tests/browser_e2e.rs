@@ -5,6 +5,9 @@
 //! release says so with its progress, and that the page's screenshot is
 //! not blank (saved under the test's output directory).
 //!
+//! The same devnet then serves the operator's view: `triad status` and the
+//! services' `/metrics`.
+//!
 //! The test fails, never skips, when Chromium is missing.
 
 mod common;
@@ -119,7 +122,7 @@ fn query(dir: &Path, study: &str) -> Output {
 }
 
 #[test]
-fn the_dashboard_renders_verified_plots_in_chromium() {
+fn the_dashboard_renders_verified_plots_in_chromium_and_operators_see_health_and_metrics() {
     let _ = chromium();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -257,6 +260,83 @@ async fn dashboard() {
     );
     assert!(share > 0.01, "the screenshot is blank ({share})");
     assert!(blue, "no plot colour in the screenshot");
+
+    operators_view(&dn.dir, &net, &http).await;
+}
+
+/// What an operator sees of the same devnet: `triad status` and the
+/// services' metrics after the contributions and the release.
+async fn operators_view(dir: &Path, net: &NetworkConfig, http: &reqwest::Client) {
+    let out = triad()
+        .args(["status", "--devnet"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["coordinator", "party0", "party1", "party2", "api", "notary"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"));
+        assert!(line.contains(" up "), "{line}");
+    }
+    let coord = text.lines().find(|l| l.starts_with("coordinator")).unwrap();
+    assert!(coord.contains("parties=[ok, ok, ok]"), "{coord}");
+    assert!(coord.contains("status=ok"), "{coord}");
+
+    let metrics = |url: String| async move {
+        let r = http.get(format!("{url}/metrics")).send().await.unwrap();
+        assert!(r
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        r.text().await.unwrap()
+    };
+    let coord = metrics(net.coordinator.clone()).await;
+    for want in [
+        "# TYPE triad_http_responses_total counter",
+        "triad_http_responses_total{route=\"/v1/studies/{id}/submissions\",status=\"202\",code=\"\"}",
+        "# TYPE triad_batch_seconds histogram",
+        "triad_batch_seconds_count{outcome=\"committed\"}",
+        "triad_releases_total{study=\"eth\"}",
+        "triad_queue_depth ",
+        "triad_store_seconds_bucket{service=\"coordinator\",le=\"+Inf\"}",
+    ] {
+        assert!(coord.contains(want), "coordinator metrics lack {want}:\n{coord}");
+    }
+    let party = metrics(net.parties[1].url.clone()).await;
+    for want in [
+        "triad_mpc_bytes_sent_total{job=\"prepare\"}",
+        "triad_mpc_bytes_received_total{job=\"release\"}",
+        "triad_mpc_job_seconds_count{job=\"release\"}",
+        "triad_http_responses_total{route=\"/v1/shares\",status=\"202\",code=\"\"}",
+    ] {
+        assert!(party.contains(want), "party metrics lack {want}:\n{party}");
+    }
+    // Refusals are counted by their code: a malformed upload.
+    let r = http
+        .post(format!("{}/v1/shares", net.parties[1].url))
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let party = metrics(net.parties[1].url.clone()).await;
+    assert!(
+        party.contains(
+            "triad_http_responses_total{route=\"/v1/shares\",status=\"400\",code=\"malformed_body\"} 1"
+        ),
+        "{party}"
+    );
 }
 
 /// The part of `dom` from the element with `marker` to the next study box.

@@ -223,6 +223,19 @@ impl Driver {
 
     /// Runs one formed batch through the commit protocol; `true` if committed.
     pub async fn run_batch(&self, batch: FormedBatch) -> Result<bool, BatchError> {
+        let started = Instant::now();
+        let committed = self.run_batch_inner(batch).await?;
+        let outcome = if committed { "committed" } else { "aborted" };
+        triad_wire::metrics::observe(
+            "triad_batch_seconds",
+            "Batch durations (prepare to decision) by outcome",
+            &[("outcome", outcome)],
+            started.elapsed(),
+        );
+        Ok(committed)
+    }
+
+    async fn run_batch_inner(&self, batch: FormedBatch) -> Result<bool, BatchError> {
         let req = PrepareBatch {
             batch_id: batch.id,
             study: batch.study,
@@ -267,7 +280,14 @@ impl Driver {
     /// batch ran and whether any aborted.
     async fn run_due_batches(&self) -> Result<(bool, bool), BatchError> {
         let (mut ran, mut aborted) = (false, false);
-        for (study, count, oldest_ms) in self.db.queued_summary().await? {
+        let queued = self.db.queued_summary().await?;
+        triad_wire::metrics::gauge(
+            "triad_queue_depth",
+            "Submissions queued for a batch",
+            &[],
+            queued.iter().map(|(_, n, _)| *n as f64).sum(),
+        );
+        for (study, count, oldest_ms) in queued {
             let waited = now_ms().saturating_sub(oldest_ms);
             if count < self.cfg.max_batch && waited < self.cfg.linger.as_millis() as i64 {
                 continue;

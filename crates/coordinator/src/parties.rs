@@ -80,6 +80,11 @@ pub trait Parties: Send + Sync + 'static {
     ) -> BoxFut<'a, Result<PrepareResult, PartyError>>;
     fn commit(&self, party: usize, batch_id: u64) -> BoxFut<'_, Result<(), PartyError>>;
     fn abort(&self, party: usize, batch_id: u64) -> BoxFut<'_, Result<(), PartyError>>;
+    /// The party's `GET /healthz` (for the coordinator's own health
+    /// answer); in-process stand-ins are healthy.
+    fn health(&self, _party: usize) -> BoxFut<'_, Result<(), PartyError>> {
+        Box::pin(async { Ok(()) })
+    }
     fn release<'a>(
         &'a self,
         party: usize,
@@ -213,6 +218,24 @@ impl Parties for HttpParties {
 
     fn abort(&self, party: usize, batch_id: u64) -> BoxFut<'_, Result<(), PartyError>> {
         Box::pin(self.post_ack(party, format!("/internal/batches/{batch_id}/abort")))
+    }
+
+    fn health(&self, party: usize) -> BoxFut<'_, Result<(), PartyError>> {
+        Box::pin(async move {
+            let url = format!("{}/healthz", self.urls[party]);
+            let resp = self
+                .client
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .map_err(|e| Self::err(party, e))?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(Self::err(party, format!("health answer {}", resp.status())))
+            }
+        })
     }
 
     fn release<'a>(

@@ -103,6 +103,12 @@ pub async fn run_due_releases(
             json,
         )
         .await?;
+        triad_wire::metrics::count(
+            "triad_releases_total",
+            "Releases signed by all three parties and recorded",
+            &[("study", &s.study.id)],
+            1.0,
+        );
     }
     Ok(())
 }

@@ -134,7 +134,8 @@ type St = State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
     let r = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
+        .route("/metrics", get(triad_wire::metrics::serve_metrics))
         .route("/v1/studies", post(create_study).get(list_studies))
         .route("/v1/studies/{id}", get(get_study))
         .route("/v1/studies/{id}/submissions", post(submit))
@@ -242,6 +243,37 @@ async fn create_study(
     // Published in the background: never delays or fails the creation.
     s.publisher.notify(Kind::Study, &info.params.id);
     Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// `GET /healthz`: 200 while the coordinator serves, with its
+/// dependencies' state: its store and each party's health answer
+/// (`"degraded"` if any is not ok), queued submissions, stuck commits and
+/// cheating reports.
+async fn health(State(s): St) -> Json<serde_json::Value> {
+    let store = match s.db.queued_summary().await {
+        Ok(q) => Ok(q.iter().map(|(_, n, _)| *n).sum::<usize>()),
+        Err(e) => Err(e.to_string()),
+    };
+    let p = &*s.parties;
+    let (a, b, c) = tokio::join!(p.health(0), p.health(1), p.health(2));
+    let parties: Vec<String> = [a, b, c]
+        .into_iter()
+        .map(|r| match r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("unreachable: {}", e.fault),
+        })
+        .collect();
+    let ok = store.is_ok() && parties.iter().all(|p| p == "ok");
+    let stuck = s.stuck.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let cheating = s.cheating.lock().unwrap_or_else(|e| e.into_inner()).len();
+    Json(serde_json::json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "store": store.as_ref().map_or_else(|e| format!("error: {e}"), |_| "ok".to_string()),
+        "parties": parties,
+        "queued": store.unwrap_or(0),
+        "stuck_commits": stuck,
+        "cheating_reports": cheating,
+    }))
 }
 
 /// `GET /internal/status` (operator): what needs an operator's attention.

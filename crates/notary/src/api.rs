@@ -140,6 +140,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let max_body = state.limits.max_body;
     let r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(triad_wire::metrics::serve_metrics))
         .route("/v1/info", get(info))
         .route("/v1/attest", post(attest));
     json_fallbacks(r)

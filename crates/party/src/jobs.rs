@@ -83,7 +83,7 @@ pub fn prepare(
         ),
     };
     let mut checked = {
-        let mut p = mesh.session(tag(&[b"prepare", request_sha256]))?;
+        let mut p = mesh.session("prepare", tag(&[b"prepare", request_sha256]))?;
         check_batch(&mut p, &shares, commitments)?
     };
     for (v, r) in checked.verdicts.iter_mut().zip(refused) {
@@ -138,15 +138,18 @@ pub fn release(
     let spec_json = serde_json::to_vec(spec).expect("spec serializes");
     let started = std::time::Instant::now();
     let (results, rounds, bytes_sent) = {
-        let mut p = mesh.session(tag(&[
-            b"release",
-            study.id.as_bytes(),
-            &req.release_no.to_le_bytes(),
-            &req.created_at.to_le_bytes(),
-            &req.as_of_batch.to_le_bytes(),
-            &ids_digest,
-            &spec_json,
-        ]))?;
+        let mut p = mesh.session(
+            "release",
+            tag(&[
+                b"release",
+                study.id.as_bytes(),
+                &req.release_no.to_le_bytes(),
+                &req.created_at.to_le_bytes(),
+                &req.as_of_batch.to_le_bytes(),
+                &ids_digest,
+                &spec_json,
+            ]),
+        )?;
         let (rounds, bytes) = (p.rounds, p.net.stats().bytes_sent);
         let results = triad_stats::compute(&mut p, &shares, spec)?;
         (results, p.rounds - rounds, p.net.stats().bytes_sent - bytes)
@@ -202,7 +205,10 @@ pub fn tally_poll(
         input.push(e, &set);
     }
     let digest = hex::decode(&req.input_sha256).unwrap_or_default();
-    let mut p = mesh.session(tag(&[b"poll-tally", &poll.to_le_bytes(), &digest]))?;
+    let mut p = mesh.session(
+        "poll-tally",
+        tag(&[b"poll-tally", &poll.to_le_bytes(), &digest]),
+    )?;
     let (tally, stats) = if input.epochs.is_empty() {
         triad_polls::mpc::process_shared(
             &mut p,

@@ -5,7 +5,8 @@
 //! One session at a time: the caller runs jobs on a single worker thread.
 
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
 use triad_mpc::{MpcError, Party, PartyId};
 use triad_net::{Identity, TcpConfig, TcpNetwork};
@@ -53,8 +54,19 @@ impl Mesh {
         }
     }
 
-    /// Connects to both peers and checks they run the job named `tag`.
-    pub fn session(&self, tag: [u8; 32]) -> Result<Party, SessionError> {
+    /// Connects to both peers and checks they run the job named `tag`;
+    /// `job` names it in the metrics.
+    pub fn session(&self, job: &'static str, tag: [u8; 32]) -> Result<Session, SessionError> {
+        let started = Instant::now();
+        let party = self.connect(tag)?;
+        Ok(Session {
+            party,
+            job,
+            started,
+        })
+    }
+
+    fn connect(&self, tag: [u8; 32]) -> Result<Party, SessionError> {
         let mut cfg = TcpConfig::new(
             self.id,
             self.identity.clone(),
@@ -86,5 +98,54 @@ impl Mesh {
             }
         }
         Ok(p)
+    }
+}
+
+/// A party in one MPC session. When it ends (dropped), the session's
+/// duration and the bytes this party sent and received go to the metrics
+/// (`triad_mpc_job_seconds`, `triad_mpc_bytes_sent_total`,
+/// `triad_mpc_bytes_received_total`, by job).
+pub struct Session {
+    party: Party,
+    job: &'static str,
+    started: Instant,
+}
+
+impl Deref for Session {
+    type Target = Party;
+    fn deref(&self) -> &Party {
+        &self.party
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Party {
+        &mut self.party
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        use triad_wire::metrics;
+        let stats = self.party.net.stats();
+        let job = [("job", self.job)];
+        metrics::observe(
+            "triad_mpc_job_seconds",
+            "MPC session durations (setup included) by job",
+            &job,
+            self.started.elapsed(),
+        );
+        metrics::count(
+            "triad_mpc_bytes_sent_total",
+            "Bytes this party sent to the other two, by job",
+            &job,
+            stats.bytes_sent as f64,
+        );
+        metrics::count(
+            "triad_mpc_bytes_received_total",
+            "Bytes this party received from the other two, by job",
+            &job,
+            stats.bytes_received as f64,
+        );
     }
 }

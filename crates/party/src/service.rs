@@ -340,7 +340,8 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .merge(crate::directory::internal_routes())
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
     let r = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
+        .route("/metrics", get(triad_wire::metrics::serve_metrics))
         .route("/v1/info", get(info))
         .route("/v1/studies/{id}/release/latest", get(latest_release))
         .route("/v1/polls/{id}/tally", get(crate::polls::signed_tally))
@@ -354,6 +355,19 @@ pub fn router(state: Arc<PartyState>) -> Router {
 async fn info(State(s): St) -> Json<serde_json::Value> {
     Json(json!({
         "sign_key": s.key.public_key().to_hex(),
+        "intake": s.intake.len(),
+    }))
+}
+
+/// `GET /healthz`: 200 while the party serves, with its store's state
+/// (`"degraded"` if it fails), the intake's size and the security mode.
+async fn health(State(s): St) -> Json<serde_json::Value> {
+    let store = blocking(&s, |s| s.store.pending_batches().map_err(Refusal::from)).await;
+    Json(json!({
+        "status": if store.is_ok() { "ok" } else { "degraded" },
+        "party": s.index,
+        "store": store.as_ref().map_or_else(|e| format!("error: {e}"), |_| "ok".to_string()),
+        "pending_batches": store.map_or(0, |b| b.len()),
         "intake": s.intake.len(),
     }))
 }

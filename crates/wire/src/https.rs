@@ -77,11 +77,15 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = self.code;
         let body = ErrorBody {
             error: self.code,
             message: self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        // For the request metrics (refusals by code).
+        resp.extensions_mut().insert(code);
+        resp
     }
 }
 

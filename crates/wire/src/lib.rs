@@ -16,6 +16,7 @@
 //! - [`study`]: the study rules both the coordinator and the parties
 //!   enforce: parameter bounds, the parties' floors, the release rule;
 //! - [`trace`]: request ids and spans, the log subscriber;
+//! - [`metrics`]: Prometheus text metrics, `GET /metrics`;
 //! - [`pki`]: the service CA and leaf certificates a devnet generates;
 //! - [`keyfile`]: the notary's and the parties' signing keys on disk;
 //! - [`directory`]: what a directory record's `spec` carries, and a
@@ -29,6 +30,7 @@ pub mod https;
 pub mod keyfile;
 pub mod limits;
 pub mod messages;
+pub mod metrics;
 pub mod pki;
 pub mod poll;
 pub mod receipt;

@@ -31,7 +31,28 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         let started = Instant::now();
         let mut resp = next.run(req).await;
         let status = resp.status().as_u16();
-        let ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let ms = elapsed.as_millis() as u64;
+        let code = resp
+            .extensions()
+            .get::<crate::ErrorCode>()
+            .map_or("", |c| c.as_str());
+        crate::metrics::count(
+            "triad_http_responses_total",
+            "HTTP answers by route, status and error code",
+            &[
+                ("route", &route),
+                ("status", &status.to_string()),
+                ("code", code),
+            ],
+            1.0,
+        );
+        crate::metrics::observe(
+            "triad_http_request_seconds",
+            "HTTP request durations by route",
+            &[("route", &route)],
+            elapsed,
+        );
         if resp.status().is_server_error() {
             tracing::error!(status, ms, "answered");
         } else {

@@ -226,9 +226,16 @@ impl Store {
         f: impl FnOnce(&dyn CoordinatorStore) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
         let inner = self.0.clone();
-        tokio::task::spawn_blocking(move || f(inner.as_ref()))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            triad_wire::metrics::timed(
+                "triad_store_seconds",
+                "Store call durations",
+                &[("service", "coordinator")],
+                || f(inner.as_ref()),
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     pub async fn create_study(
