@@ -41,6 +41,8 @@ enum Command {
     Devnet(devnet::DevnetArgs),
     /// One line per service of a devnet: process and health.
     Status(status::StatusArgs),
+    /// A provider's page on 127.0.0.1: contribute through this process.
+    Ui(triad_client::ui::UiArgs),
     /// Run a computation party.
     Party(triad_party::PartyArgs),
     /// Run the coordinator.
@@ -132,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Devnet(args) => devnet::run(args),
         Command::Status(args) => status::run(args),
+        Command::Ui(args) => Ok(triad_client::ui::run_ui(args)?),
         Command::Party(args) => Ok(triad_party::run_blocking(args)?),
         Command::Coordinator(args) => Ok(triad_coordinator::run_blocking(args)?),
         Command::Api(args) => Ok(triad_api::run_blocking(args)?),

@@ -356,3 +356,329 @@ fn tempfile_dir(base: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Chromium under the DevTools protocol: one page, driven by JavaScript.
+struct Browser {
+    child: std::process::Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    next_id: u64,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Starts Chromium with a debugging port and attaches to its page.
+    fn start(profile: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "--window-size=1000,1200",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start chromium");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let browser_ws = loop {
+            let line = lines
+                .next()
+                .expect("chromium exited before its DevTools port")
+                .unwrap();
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        // Keep draining stderr so Chromium never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        let port = browser_ws
+            .trim_start_matches("ws://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let list: Value = {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                s,
+                "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            )
+            .unwrap();
+            // Headers, then exactly Content-Length bytes (the DevTools
+            // server keeps the connection open).
+            let mut r = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let n = s.read(&mut buf).expect("DevTools /json/list");
+                assert!(n > 0, "DevTools closed: {}", String::from_utf8_lossy(&r));
+                r.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&r).to_string();
+                let Some(h) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let len: usize = text[..h]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a Content-Length");
+                if r.len() >= h + 4 + len {
+                    break r[h + 4..h + 4 + len].to_vec();
+                }
+            };
+            serde_json::from_slice(&body).unwrap()
+        };
+        let page = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        let (mut ws, _) = tungstenite::connect(page["webSocketDebuggerUrl"].as_str().unwrap())
+            .expect("DevTools websocket");
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        }
+        Browser {
+            child,
+            ws,
+            next_id: 0,
+        }
+    }
+
+    /// Sends one DevTools command and returns its result.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = serde_json::json!({ "id": id, "method": method, "params": params });
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        loop {
+            let m = self.ws.read().expect("DevTools message");
+            let Ok(text) = m.to_text() else { continue };
+            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `js` in the page (promises awaited) and returns its value.
+    fn eval(&mut self, js: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": js, "awaitPromise": true, "returnByValue": true }),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `js` until it yields a non-null value.
+    fn wait_for(&mut self, js: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.eval(js);
+            if !v.is_null() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "waited {secs} s for {js}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A PNG of the page, saved to `path`.
+    fn screenshot(&mut self, path: &Path) {
+        use base64::Engine;
+        let r = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({ "format": "png" }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+/// A child process killed when dropped (also when the test panics).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `triad ui` on 127.0.0.1 and the URL it printed.
+fn start_ui(dir: &Path) -> (Killed, String) {
+    let url_file = dir.join("ui.url");
+    let _ = std::fs::remove_file(&url_file);
+    let mut child = triad()
+        .args(["ui", "--devnet"])
+        .arg(dir)
+        .arg("--url-file")
+        .arg(&url_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(url) = std::fs::read_to_string(&url_file) {
+            if !url.is_empty() {
+                return (Killed(child), url);
+            }
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("triad ui exited: {st}");
+        }
+        assert!(Instant::now() < deadline, "triad ui printed no URL");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_provider_contributes_through_the_local_page_in_chromium() {
+    let dn = DevnetProcess::start("provider-page", 4);
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(dn.dir.join("devnet.json")).unwrap())
+            .unwrap();
+    let truth: triad_testsite::GroundTruth = serde_json::from_str(
+        &std::fs::read_to_string(info["ground_truth"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    create(&dn.dir, STUDY, "ETH balances");
+    let (_ui, url) = start_ui(&dn.dir);
+    eprintln!("triad ui at {url}");
+    let profile = tempfile_dir(&dn.dir, "chromium-devtools");
+    let mut b = Browser::start(&profile);
+    eprintln!("chromium attached");
+    b.call("Page.navigate", serde_json::json!({ "url": url }));
+    eprintln!("navigated");
+    b.wait_for(
+        "document.querySelectorAll('#study option').length > 0 ? true : null",
+        30,
+    );
+    let info_line = b.eval("document.getElementById('study-info').textContent");
+    assert!(
+        info_line.as_str().unwrap().contains("10 more needed"),
+        "{info_line}"
+    );
+
+    // An invalid key: a clear error, nothing submitted.
+    b.eval(
+        "document.getElementById('study').value = 'eth'; \
+         document.getElementById('key').value = 'not-a-key'; \
+         document.getElementById('go').click(); true",
+    );
+    let failed = b.wait_for(
+        "document.getElementById('failed') ? document.getElementById('failed').textContent : null",
+        60,
+    );
+    assert!(
+        failed.as_str().unwrap().contains("refused this API key"),
+        "{failed}"
+    );
+
+    // A real key: every step, then accepted.
+    let key = &truth.accounts[0].api_key;
+    b.eval(&format!(
+        "document.getElementById('key').value = {}; document.getElementById('go').click(); true",
+        serde_json::to_string(key).unwrap()
+    ));
+    let verdict = b.wait_for(
+        "document.getElementById('accepted') ? document.getElementById('accepted').textContent \
+         : (document.getElementById('rejected') ? 'REJECTED ' + document.getElementById('rejected').textContent : null)",
+        120,
+    );
+    let verdict = verdict.as_str().unwrap().to_string();
+    assert!(verdict.starts_with("✔ accepted"), "{verdict}");
+    let done = b.eval("document.querySelectorAll('#steps li.done').length");
+    assert_eq!(done, 5, "every step shown done");
+    let release = b.wait_for(
+        "document.getElementById('release').hidden ? null : document.getElementById('release').textContent",
+        30,
+    );
+    assert!(
+        release
+            .as_str()
+            .unwrap()
+            .contains("has no verified release yet")
+            || release.as_str().unwrap().contains("no release"),
+        "one contribution of a cohort of 10: no release yet, said so: {release}"
+    );
+    // The key field was cleared once handed to the local process.
+    assert_eq!(b.eval("document.getElementById('key').value"), "");
+
+    // The coordinator counted it.
+    let out = triad()
+        .args(["query", "--study", STUDY, "--devnet"])
+        .arg(&dn.dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 contributions accepted, 9 more needed"),
+        "{err}"
+    );
+
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let shot = out_dir.join("provider.png");
+    b.screenshot(&shot);
+    let (share, blue) = ink(&shot);
+    eprintln!(
+        "provider page screenshot: {} ({:.1} % of pixels inked)",
+        shot.display(),
+        share * 100.0
+    );
+    assert!(share > 0.01 && blue, "blank screenshot");
+
+    // The page's API refuses calls without the session token or from
+    // another Host.
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    for (host, token) in [
+        ("127.0.0.1", ""),
+        ("evil.example", url.split("token=").nth(1).unwrap()),
+    ] {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        write!(
+            s,
+            "GET /api/studies HTTP/1.1\r\nHost: {host}:{port}\r\nx-triad-ui-token: {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        assert!(
+            r.starts_with("HTTP/1.1 401") || r.starts_with("HTTP/1.1 403"),
+            "{host}: {r}"
+        );
+    }
+}

@@ -34,6 +34,51 @@ pub struct ContributeOptions {
     pub poll_interval: Duration,
     /// Overrides the network description's data source.
     pub datasource: Option<DatasourceEndpoint>,
+    /// Told each step as it starts (`triad ui` shows them).
+    pub progress: Progress,
+}
+
+/// A step of [`contribute`], for whoever watches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Reading the study's parameters from the coordinator.
+    Study,
+    /// The TLS session with the data source, through the notary.
+    Attest,
+    /// Presenting the attestation to the coordinator.
+    Submit,
+    /// Sending the committed shares to the three parties and checking
+    /// their receipts.
+    Shares,
+    /// Waiting for the parties' MPC check and the batch's commit.
+    Verdict,
+}
+
+/// Where [`contribute`] reports its steps (attempt number, step).
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(u32, Step) + Send + Sync>>);
+
+impl Progress {
+    pub fn new(f: impl Fn(u32, Step) + Send + Sync + 'static) -> Self {
+        Self(Some(std::sync::Arc::new(f)))
+    }
+
+    fn report(&self, attempt: u32, step: Step) {
+        if let Some(f) = &self.0 {
+            f(attempt, step);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(watched)"
+        } else {
+            "Progress(none)"
+        })
+    }
 }
 
 impl Default for ContributeOptions {
@@ -44,6 +89,7 @@ impl Default for ContributeOptions {
             submit_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
             datasource: None,
+            progress: Progress::default(),
         }
     }
 }
@@ -115,6 +161,7 @@ pub async fn contribute(
     opts: &ContributeOptions,
 ) -> Result<Outcome, ClientError> {
     check_study_id(study_id)?;
+    opts.progress.report(1, Step::Study);
     let coord = base(&net.coordinator).to_string();
     let study_url = format!("{coord}/v1/studies/{study_id}");
     let study: StudyInfo = retry_transient(opts, || get_json(http, &study_url))
@@ -129,12 +176,16 @@ pub async fn contribute(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        opts.progress.report(attempt, Step::Attest);
         let (att, opening) = attest(net, &target, &ds_ca, study_id, &spec, opts).await?;
         let blinder = opening.blinder_fr()?;
+        opts.progress.report(attempt, Step::Submit);
         let sub = submit(http, &coord, study_id, &att, opts).await?;
+        opts.progress.report(attempt, Step::Shares);
         let shares = split_shares(opening.value, blinder, &mut rand::rngs::OsRng);
         let receipts = upload_all(net, http, &sub, &shares, opts).await?;
         ready(http, &coord, &sub, receipts, opts).await?;
+        opts.progress.report(attempt, Step::Verdict);
         let state = wait_verdict(http, &coord, &sub.submission_id, opts).await?;
         let accepted = state.status == SubmissionStatus::Accepted;
         let retry = !accepted && state.reason.is_some_and(|r| r.retryable()) && attempt < attempts;

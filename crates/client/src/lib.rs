@@ -9,7 +9,9 @@
 //!   network description (the client does not trust the API);
 //! - [`create_study`] (`triad study create`);
 //! - [`discover`] (`triad discover`, `share --study-id`, `vote --poll-id`):
-//!   a study or poll found by its directory id alone.
+//!   a study or poll found by its directory id alone;
+//! - [`ui`] (`triad ui`): the provider's page on 127.0.0.1, contributing
+//!   through this local process.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -18,6 +20,7 @@ pub mod discover;
 pub mod poll;
 mod poll_cli;
 mod shares;
+pub mod ui;
 
 use std::path::{Path, PathBuf};
 use triad_wire::ErrorCode;
@@ -31,7 +34,7 @@ pub use cli::{
     run_query, run_share, run_study_create, NetworkArgs, QueryArgs, ShareArgs, StudyCreateArgs,
     API_KEY_ENV,
 };
-pub use contribute::{contribute, ContributeOptions, Outcome};
+pub use contribute::{contribute, ContributeOptions, Outcome, Progress, Step};
 pub use poll_cli::{
     read_private_key, run_poll_create, run_poll_deactivate, run_poll_rekey, run_poll_signup,
     run_poll_tally, run_vote, ModeArg, PollCreateArgs, PollDeactivateArgs, PollRekeyArgs,
