@@ -165,3 +165,13 @@ fn a_party_changing_its_own_share_before_the_shuffle_is_caught() {
         }
     }
 }
+
+/// No rows: nothing to shuffle, and the check still runs at all three.
+#[test]
+fn an_empty_shuffle_is_empty() {
+    for cols in 1..3 {
+        let shared = share_columns(&rows(0, cols, 1));
+        let out = run3(|p| shuffle_and_open(p, &shared).unwrap());
+        assert!(out.iter().all(|o| o.is_empty()));
+    }
+}

@@ -75,6 +75,12 @@ pub fn shuffle_bits(p: &mut Party, cols: &[Shares<Bits>]) -> Result<Vec<Shares<B
             "shuffle: columns differ in length",
         ));
     }
+    // No rows: nothing to move or check. (With zero rows one party was
+    // left with a pending check the others did not have, so the next
+    // opening stalled; test `an_empty_shuffle_is_empty`.)
+    if n == 0 {
+        return Ok(cols.to_vec());
+    }
     // Tags: one GF(2^128) product per row and pair of columns.
     let packed = pack(cols);
     let alpha = random_shares::<Gf128>(p, 1);
