@@ -113,6 +113,14 @@ fn create(dir: &Path, id: &str, name: &str) {
     );
 }
 
+/// The devnet data source's accounts (their API keys and balances).
+fn ground_truth(dir: &Path) -> triad_testsite::GroundTruth {
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(info["ground_truth"].as_str().unwrap()).unwrap())
+        .unwrap()
+}
+
 fn query(dir: &Path, study: &str) -> Output {
     triad()
         .args(["query", "--study", study, "--devnet"])
@@ -136,13 +144,7 @@ async fn dashboard() {
     let dn = DevnetProcess::start("browser", 12);
     let net = NetworkConfig::load(&dn.dir.join("network.json")).unwrap();
     let http = triad_wire::https::client(&net.ca_pem().unwrap(), Duration::from_secs(60)).unwrap();
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(dn.dir.join("devnet.json")).unwrap())
-            .unwrap();
-    let truth: triad_testsite::GroundTruth = serde_json::from_str(
-        &std::fs::read_to_string(info["ground_truth"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
+    let truth = ground_truth(&dn.dir);
     create(&dn.dir, STUDY, "ETH balances");
     create(&dn.dir, EMPTY, "Nobody yet");
 
@@ -561,13 +563,7 @@ fn start_ui(dir: &Path) -> (Killed, String) {
 #[test]
 fn a_provider_contributes_through_the_local_page_in_chromium() {
     let dn = DevnetProcess::start("provider-page", 4);
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(dn.dir.join("devnet.json")).unwrap())
-            .unwrap();
-    let truth: triad_testsite::GroundTruth = serde_json::from_str(
-        &std::fs::read_to_string(info["ground_truth"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
+    let truth = ground_truth(&dn.dir);
     create(&dn.dir, STUDY, "ETH balances");
     let (_ui, url) = start_ui(&dn.dir);
     eprintln!("triad ui at {url}");
