@@ -37,36 +37,6 @@ fn chromium() -> PathBuf {
     p
 }
 
-/// Headless Chromium on `url` with `args` (its own profile directory; the
-/// devnet's certificates come from the devnet's own CA, which the browser
-/// does not know, so certificate errors are ignored: the page is on
-/// 127.0.0.1 only).
-fn headless(profile: &Path, url: &str, args: &[&str]) -> Output {
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--ignore-certificate-errors",
-            "--hide-scrollbars",
-            "--run-all-compositor-stages-before-draw",
-            "--virtual-time-budget=15000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn count(dom: &str, class: &str) -> usize {
     dom.matches(&format!("class=\"{class}\"")).count()
 }
@@ -215,11 +185,15 @@ async fn dashboard() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&out_dir).unwrap();
     let profile = tempfile_dir(&dn.dir, "chromium-profile");
-    let dom = String::from_utf8(headless(&profile, &net.api, &["--dump-dom"]).stdout).unwrap();
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "the page never finished loading: {dom}"
+    let mut b = Browser::start(&profile);
+    b.call("Page.navigate", serde_json::json!({ "url": net.api }));
+    // The page marks itself ready once its first refresh has drawn
+    // everything.
+    let dom = b.wait_for(
+        "document.body.dataset.ready === '1' ? document.documentElement.outerHTML : null",
+        60,
     );
+    let dom = dom.as_str().unwrap().to_string();
     let study_box = section(&dom, &format!("id=\"study-{STUDY}\""));
     assert_eq!(
         count(study_box, "hist-bar"),
@@ -245,15 +219,7 @@ async fn dashboard() {
     assert_eq!(count(empty_box, "hist-bar"), 0);
 
     let shot = out_dir.join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    headless(
-        &profile,
-        &net.api,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1200,1600",
-        ],
-    );
+    b.screenshot(&shot);
     let (share, blue) = ink(&shot);
     eprintln!(
         "dashboard screenshot: {} ({:.1} % of pixels inked)",
@@ -386,7 +352,11 @@ impl Browser {
                 "--no-first-run",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
-                "--window-size=1000,1200",
+                "--window-size=1200,1600",
+                "--hide-scrollbars",
+                // The devnet's certificates come from its own CA, which
+                // the browser does not know; the pages are on 127.0.0.1.
+                "--ignore-certificate-errors",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
