@@ -143,9 +143,11 @@ async fn studies(State(ui): St, headers: HeaderMap) -> Result<Json<Vec<StudyInfo
     Ok(Json(get_json(&ui.http, &url).await?))
 }
 
-async fn start(State(ui): St, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    ui.check(&headers)?;
-    let req: StartRequest = triad_wire::https::parse_json(&body)?;
+/// The page's `POST /api/contributions` body: (study id, API key), the key
+/// trimmed. Public for the fuzz target only.
+#[doc(hidden)]
+pub fn parse_start(body: &[u8]) -> Result<(String, String), ApiError> {
+    let req: StartRequest = triad_wire::https::parse_json(body)?;
     let key = req.api_key.trim().to_string();
     if key.is_empty() || key.len() > 4096 || key.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -159,6 +161,12 @@ async fn start(State(ui): St, headers: HeaderMap, body: Bytes) -> Result<Respons
             "pick a study from the list",
         ));
     }
+    Ok((req.study, key))
+}
+
+async fn start(State(ui): St, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    ui.check(&headers)?;
+    let (study, key) = parse_start(&body)?;
     let id = {
         let mut j = ui.jobs.lock().unwrap_or_else(|e| e.into_inner());
         if j.1.values().filter(|x| x.state == "running").count() >= MAX_RUNNING {
@@ -173,7 +181,7 @@ async fn start(State(ui): St, headers: HeaderMap, body: Bytes) -> Result<Respons
             id,
             Job {
                 id,
-                study: req.study.clone(),
+                study: study.clone(),
                 state: "running",
                 steps: Vec::new(),
                 outcome: None,
@@ -197,7 +205,7 @@ async fn start(State(ui): St, headers: HeaderMap, body: Bytes) -> Result<Respons
     };
     let ui2 = ui.clone();
     tokio::spawn(async move {
-        let r = contribute(&ui2.net, &ui2.http, &req.study, &key, &opts).await;
+        let r = contribute(&ui2.net, &ui2.http, &study, &key, &opts).await;
         ui2.update(id, |j| match r {
             Ok(o) => {
                 j.state = "done";

@@ -28,6 +28,7 @@
 //! | [`directory_envelope`] | a DHT envelope: `triad_directory::envelope::{check_stored, open}` |
 //! | [`prefix_messages`] | the directory's prefix request and answer (`triad_directory::node`) |
 //! | [`onion_packet`] | an onion packet as a relay peels it (`triad_directory::onion`) |
+//! | [`ui_start`] | `triad ui`'s contribution request (`triad_client::ui::parse_start`) |
 #![forbid(unsafe_code)]
 
 mod directory;
@@ -49,7 +50,9 @@ pub use notary::{
     tls_transcript, TranscriptCase,
 };
 pub use polls::{poll_shares, tally_request};
-pub use services::{prepare_batch, share_upload, wire_message_parses, wire_messages, WIRE_TYPES};
+pub use services::{
+    prepare_batch, share_upload, ui_start, wire_message_parses, wire_messages, WIRE_TYPES,
+};
 
 /// A fuzz target: any bytes in, a panic if the parser breaks an invariant.
 pub type Target = fn(&[u8]);
@@ -72,4 +75,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("directory_envelope", directory_envelope),
     ("prefix_messages", prefix_messages),
     ("onion_packet", onion_packet),
+    ("ui_start", ui_start),
 ];

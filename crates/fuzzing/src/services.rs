@@ -181,3 +181,17 @@ pub fn wire_message_parses(data: &[u8]) -> bool {
         _ => round_trip::<SignedReceipt>(json, same),
     }
 }
+
+/// `triad ui`'s `POST /api/contributions` body through the page server's
+/// own parser. Invariants: an accepted body names a valid study id and a
+/// non-empty key of at most 4096 bytes, trimmed, without control
+/// characters.
+pub fn ui_start(data: &[u8]) {
+    let Ok((study, key)) = triad_client::ui::parse_start(data) else {
+        return;
+    };
+    assert!(valid_study_id(&study));
+    assert!(!key.is_empty() && key.len() <= 4096);
+    assert_eq!(key.trim(), key);
+    assert!(!key.chars().any(char::is_control));
+}
