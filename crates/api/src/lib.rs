@@ -40,8 +40,11 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct ApiConfig {
     pub network: NetworkConfig,
-    /// Holds `api.sqlite` (created if missing).
+    /// Holds `api.sqlite` (created if missing) unless `database` is set.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL for the cache instead of `api.sqlite` (its own
+    /// database, never one another service uses).
+    pub database: Option<String>,
     pub poll_interval: Duration,
     /// Timeout of each request to the coordinator and the parties.
     pub request_timeout: Duration,
@@ -56,6 +59,7 @@ impl ApiConfig {
         Self {
             network,
             data_dir,
+            database: None,
             poll_interval: DEFAULT_POLL,
             request_timeout: Duration::from_secs(10),
             tls,
@@ -70,8 +74,8 @@ pub enum ApiServiceError {
     Config(#[from] triad_wire::config::ConfigError),
     #[error(transparent)]
     Tls(#[from] triad_wire::https::TlsError),
-    #[error("{path}: {reason}")]
-    Store { path: PathBuf, reason: String },
+    #[error("{what}: {reason}")]
+    Store { what: String, reason: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -176,8 +180,12 @@ pub async fn launch(
     let db_path = cfg.data_dir.join(DB_FILE);
     let (store, loaded) = {
         let keys = keys.clone();
+        let database = cfg.database.clone();
         tokio::task::spawn_blocking(move || {
-            let s: Box<dyn store::ReleaseCache> = Box::new(store::SqliteCache::open(&db_path)?);
+            let s: Box<dyn store::ReleaseCache> = match database {
+                Some(url) => Box::new(store::PostgresCache::open(&url)?),
+                None => Box::new(store::SqliteCache::open(&db_path)?),
+            };
             let l = store::load(s.as_ref(), &keys)?;
             Ok::<_, ApiServiceError>((s, l))
         })
@@ -265,6 +273,7 @@ pub fn run_blocking(args: ApiArgs) -> Result<(), ApiServiceError> {
     let network = NetworkConfig::load(&args.service.network)?;
     let tls = triad_wire::https::server_config(&args.service.tls_cert, &args.service.tls_key)?;
     let mut cfg = ApiConfig::new(network, args.service.data_dir.clone(), tls);
+    cfg.database = args.service.database.clone();
     cfg.poll_interval = Duration::from_millis(args.poll_ms.max(10));
     cfg.serve = args.service.serve_limits();
     let rt = tokio::runtime::Builder::new_multi_thread()

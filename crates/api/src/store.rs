@@ -3,7 +3,8 @@
 //! on [`load`] each one is verified again against the configured party keys,
 //! whatever the backend, so a tampered store or a key rotation never lets a
 //! bad release be served. [`SqliteCache`] is the default backend (its own
-//! file, WAL, `synchronous=FULL`).
+//! file, WAL, `synchronous=FULL`); [`PostgresCache`] keeps the same rows in
+//! a PostgreSQL database of its own.
 
 use std::path::{Path, PathBuf};
 
@@ -59,7 +60,7 @@ pub struct Loaded {
 
 fn db_err(path: &Path, e: impl std::fmt::Display) -> ApiServiceError {
     ApiServiceError::Store {
-        path: path.to_path_buf(),
+        what: path.display().to_string(),
         reason: e.to_string(),
     }
 }
@@ -175,5 +176,118 @@ impl ReleaseCache for SqliteCache {
             )
             .map_err(|e| db_err(&self.path, e))?;
         Ok(())
+    }
+}
+
+/// The schema of [`PostgresCache`]: migration 1 is [`SCHEMA`] in
+/// PostgreSQL's types.
+const PG_MIGRATIONS: &[&str] = &["
+CREATE TABLE studies (
+    id     TEXT COLLATE \"C\" PRIMARY KEY,
+    params TEXT NOT NULL
+);
+CREATE TABLE releases (
+    study_id    TEXT COLLATE \"C\" NOT NULL,
+    release_no  BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    accepted_at BIGINT NOT NULL,
+    verified    TEXT NOT NULL,
+    PRIMARY KEY (study_id, release_no)
+);
+"];
+
+/// [`ReleaseCache`] in a PostgreSQL database of its own.
+pub struct PostgresCache {
+    pool: triad_pg::Pool,
+    /// The URL without its password, for errors.
+    what: String,
+}
+
+impl PostgresCache {
+    /// Connects to `url` and brings the schema up to date. Blocks.
+    pub fn open(url: &str) -> Result<Self, ApiServiceError> {
+        let what = triad_pg::redact(url);
+        let err = |e: triad_pg::PgError| ApiServiceError::Store {
+            what: what.clone(),
+            reason: e.to_string(),
+        };
+        let pool = triad_pg::Pool::connect(url, 2).map_err(err)?;
+        triad_pg::migrate(&pool, PG_MIGRATIONS).map_err(err)?;
+        Ok(Self { pool, what })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> ApiServiceError {
+        ApiServiceError::Store {
+            what: self.what.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn rows(&self, sql: &str) -> Result<Vec<triad_pg::postgres::Row>, ApiServiceError> {
+        let mut c = self.pool.get().map_err(|e| self.err(e))?;
+        c.query(sql, &[]).map_err(|e| self.err(e))
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn triad_pg::postgres::types::ToSql + Sync)],
+    ) -> Result<(), ApiServiceError> {
+        let mut c = self.pool.get().map_err(|e| self.err(e))?;
+        c.execute(sql, params).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+impl ReleaseCache for PostgresCache {
+    fn study_rows(&self) -> Result<Vec<(String, String)>, ApiServiceError> {
+        let rows = self.rows("SELECT id, params FROM studies ORDER BY id")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| self.err(e))?,
+                    r.try_get(1).map_err(|e| self.err(e))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn release_rows(&self) -> Result<Vec<(String, i64, String)>, ApiServiceError> {
+        let rows = self.rows(
+            "SELECT study_id, release_no, verified FROM releases ORDER BY study_id, release_no",
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| self.err(e))?,
+                    r.try_get(1).map_err(|e| self.err(e))?,
+                    r.try_get(2).map_err(|e| self.err(e))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn put_study(&self, s: &StudyParams) -> Result<(), ApiServiceError> {
+        let text = serde_json::to_string(s).expect("study serializes");
+        self.execute(
+            "INSERT INTO studies (id, params) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET params = excluded.params",
+            &[&s.id, &text],
+        )
+    }
+
+    fn put_release(&self, v: &VerifiedRelease, now: u64) -> Result<(), ApiServiceError> {
+        let text = serde_json::to_string(v).expect("release serializes");
+        self.execute(
+            "INSERT INTO releases (study_id, release_no, created_at, accepted_at, verified)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &v.release.study_id,
+                &(v.release.release_no as i64),
+                &(v.release.created_at as i64),
+                &(now as i64),
+                &text,
+            ],
+        )
     }
 }

@@ -26,6 +26,8 @@ struct Fake {
     slots: [Slot; 3],
     studies: Arc<Mutex<Vec<StudyInfo>>>,
     client: reqwest::Client,
+    /// A PostgreSQL cache instead of the SQLite file.
+    database: Option<String>,
 }
 
 async fn serve_tls(ca: &ServiceCa, dir: &std::path::Path, name: &str, router: Router) -> String {
@@ -144,6 +146,7 @@ impl Fake {
             slots,
             studies,
             client,
+            database: None,
         }
     }
 
@@ -161,6 +164,7 @@ impl Fake {
         let leaf = self.ca.issue(self.dir.path(), "api").unwrap();
         let tls = triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap();
         let mut cfg = ApiConfig::new(self.net.clone(), self.dir.path().join("api-data"), tls);
+        cfg.database = self.database.clone();
         // Tests drive polls themselves (the loop's first poll may race
         // with theirs; polls are serialised, so that is harmless).
         cfg.poll_interval = Duration::from_secs(3600);
@@ -300,7 +304,18 @@ async fn serves_only_verified_releases_and_keeps_the_last_good_one() {
 
 #[tokio::test]
 async fn cache_survives_a_restart() {
-    let f = Fake::new().await;
+    cache_survives_a_restart_in(None).await;
+}
+
+#[tokio::test]
+async fn cache_survives_a_restart_on_postgres() {
+    let db = triad_pg::TestDatabase::new("api_cache");
+    cache_survives_a_restart_in(Some(db.url.clone())).await;
+}
+
+async fn cache_survives_a_restart_in(database: Option<String>) {
+    let mut f = Fake::new().await;
+    f.database = database;
     let api = f.launch().await;
     let r1 = release("eth", 1, 5);
     f.publish(&r1);
@@ -311,7 +326,7 @@ async fn cache_survives_a_restart() {
     api.shutdown();
 
     // Parties forget everything and the coordinator is empty: whatever is
-    // served now comes from the SQLite file.
+    // served now comes from the cache's store.
     for i in 0..3 {
         f.set(i, None);
     }
@@ -337,6 +352,7 @@ async fn cache_survives_a_restart() {
     let leaf = f.ca.issue(f.dir.path(), "api2").unwrap();
     let tls = triad_wire::https::server_config(&leaf.cert, &leaf.key).unwrap();
     let mut cfg = ApiConfig::new(net, f.dir.path().join("api-data"), tls);
+    cfg.database = f.database.clone();
     cfg.poll_interval = Duration::from_secs(3600);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = launch(cfg, l).await.unwrap();

@@ -118,6 +118,10 @@ pub struct BenchArgs {
     /// and the bench exits non-zero naming the failed check.
     #[arg(long, value_enum)]
     cheat: Option<CheatArg>,
+    /// `submit`, `release`: the devnet's services store in PostgreSQL,
+    /// one database each on this server (see `triad devnet --postgres`).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 pub use triad_party::SecurityArg;
@@ -228,11 +232,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 args.n,
                 args.concurrency,
                 args.security,
+                args.postgres.clone(),
                 args.json,
             )
         }
         Op::Release => {
-            return crate::bench_services::release(args.n, args.seed, args.security, args.json)
+            return crate::bench_services::release(
+                args.n,
+                args.seed,
+                args.security,
+                args.postgres.clone(),
+                args.json,
+            )
         }
         Op::Directory => return directory(&args),
         _ => {}

@@ -1,5 +1,6 @@
 //! Service benchmarks over a real devnet (separate processes, HTTPS, mutual
-//! TLS between the parties, SQLite):
+//! TLS between the parties, SQLite files or, with `--postgres`, one
+//! PostgreSQL database per service):
 //!
 //! - `triad bench submit --n N`: N providers contribute through the whole
 //!   flow (attestation, admission, shares, MPC check, 2PC); contributions
@@ -20,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use triad_mpc::share::share_plain;
 use triad_mpc::Z128;
-use triad_party::store::{PartyStore, SqliteStore};
+use triad_party::store::{PartyStore, PostgresStore, SqliteStore};
 use triad_testsite::GroundTruth;
 use triad_wire::messages::{ReleaseRequest, StudyParams, INTERNAL_TOKEN_HEADER};
 use triad_wire::release::verify_release;
@@ -35,9 +36,11 @@ pub fn submit(
     n: usize,
     concurrency: usize,
     security: triad_party::SecurityArg,
+    postgres: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
     let dir = ScratchDir::new("bench-submit", false);
+    let backend = backend_name(&postgres);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut devnet = Devnet::start(&DevnetArgs {
@@ -46,6 +49,7 @@ pub fn submit(
             seed: 7,
             max_batch: 256,
             security,
+            postgres: postgres.clone(),
         })
         .await?;
         let net = devnet.network.clone();
@@ -79,7 +83,7 @@ pub fn submit(
                 .join(", ")
         );
         println!(
-            "submit n={n} concurrency={concurrency}: {accepted} accepted in {:.2} s ({per_second:.0} per second); \
+            "submit n={n} concurrency={concurrency} store={backend}: {accepted} accepted in {:.2} s ({per_second:.0} per second); \
              last contribution to verified release: {}",
             run.seconds,
             release_secs.map(|s| format!("{s:.2} s")).unwrap_or("-".into())
@@ -88,6 +92,7 @@ pub fn submit(
             println!(
                 "{}",
                 json!({"bench": "submit", "n": n, "accepted": accepted, "concurrency": concurrency,
+                       "store": backend,
                        "seconds": run.seconds, "per_second": per_second,
                        "release_seconds": release_secs,
                        "cpu_seconds": cpu.iter().cloned().chain([("providers".to_string(), own)])
@@ -105,9 +110,11 @@ pub fn release(
     n: usize,
     seed: u64,
     security: triad_party::SecurityArg,
+    postgres: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
     let dir = ScratchDir::new("bench-release", false);
+    let backend = backend_name(&postgres);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut devnet = Devnet::start(&DevnetArgs {
@@ -116,6 +123,7 @@ pub fn release(
             seed: 7,
             max_batch: 256,
             security,
+            postgres,
         })
         .await?;
         let net = devnet.network.clone();
@@ -138,14 +146,27 @@ pub fn release(
         let ring: Vec<Z128> = values.iter().map(|&v| Wrapping(v as i128 as u128)).collect();
         let shares = share_plain(&ring, &mut rng);
         let batch_id = 1u64 << 40;
-        for (i, sh) in shares.iter().enumerate() {
-            let store = SqliteStore::open(
-                &dir.path.join(format!("party{i}")).join(triad_party::DB_FILE),
-            )?;
-            let passing: Vec<_> = (0..n)
-                .map(|k| (format!("{k:032x}"), sh.a[k], sh.b[k]))
-                .collect();
-            store.import_committed(batch_id, &study.id, &passing)?;
+        for (i, sh) in shares.into_iter().enumerate() {
+            let name = format!("party{i}");
+            let url = match devnet.databases.as_ref() {
+                Some(d) => Some(d.full_url(&name).context("party database")?.to_string()),
+                None => None,
+            };
+            let path = dir.path.join(&name).join(triad_party::DB_FILE);
+            let study_id = study.id.clone();
+            // Store calls block (PostgreSQL's client runs its own runtime).
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let store: Box<dyn PartyStore> = match url {
+                    Some(url) => Box::new(PostgresStore::open(&url)?),
+                    None => Box::new(SqliteStore::open(&path)?),
+                };
+                let passing: Vec<_> = (0..n)
+                    .map(|k| (format!("{k:032x}"), sh.a[k], sh.b[k]))
+                    .collect();
+                store.import_committed(batch_id, &study_id, &passing)?;
+                Ok(())
+            })
+            .await??;
         }
         eprintln!("stored {n} contributions at each party in {:.1} s", t.elapsed().as_secs_f64());
         let token = std::fs::read_to_string(dir.path.join("secrets/coordinator.token"))?;
@@ -194,7 +215,7 @@ pub fn release(
             .unwrap_or(0);
         devnet.shutdown();
         println!(
-            "release n={n}: {seconds:.2} s from request to three verified signatures; correct: {correct}"
+            "release n={n} store={backend}: {seconds:.2} s from request to three verified signatures; correct: {correct}"
         );
         if json {
             println!(
@@ -254,4 +275,12 @@ where
         out.push(h.await??);
     }
     Ok(out)
+}
+
+fn backend_name(postgres: &Option<String>) -> &'static str {
+    if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
 }

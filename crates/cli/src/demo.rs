@@ -46,6 +46,10 @@ pub struct DemoArgs {
     /// Providers contributing at the same time.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Store in PostgreSQL, one database per service on this server (see
+    /// `triad devnet --postgres`), instead of SQLite files.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -123,6 +127,7 @@ pub async fn start_devnet(
     dir: &std::path::Path,
     accounts: usize,
     what: &str,
+    postgres: Option<String>,
 ) -> anyhow::Result<DemoDevnet> {
     eprintln!("{what}: starting a devnet in {}", dir.display());
     let devnet = Devnet::start(&DevnetArgs {
@@ -132,6 +137,7 @@ pub async fn start_devnet(
         max_batch: 256,
         // The demo runs polls, which have no malicious-secure version yet.
         security: triad_party::SecurityArg::SemiHonest,
+        postgres,
     })
     .await?;
     let net = devnet.network.clone();
@@ -226,7 +232,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         http,
         admin,
         truth,
-    } = start_devnet(&dir, n, "triad demo").await?;
+    } = start_devnet(&dir, n, "triad demo", args.postgres.clone()).await?;
     let study = demo_study(devnet_source(&net)?);
     let info: StudyInfo = match create_study(&net, &http, &admin, &study).await {
         Ok(info) => info,

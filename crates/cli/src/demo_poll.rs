@@ -333,7 +333,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         http,
         admin,
         truth,
-    } = start_devnet(&dir, n, "triad demo poll").await?;
+    } = start_devnet(&dir, n, "triad demo poll", None).await?;
     let api_keys: Vec<String> = truth
         .accounts
         .iter()

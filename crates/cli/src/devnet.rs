@@ -46,6 +46,73 @@ pub struct DevnetArgs {
     /// directory's lookups have no malicious-secure version yet and fail.
     #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::SemiHonest)]
     pub security: triad_party::SecurityArg,
+    /// Store in PostgreSQL instead of SQLite files: the URL of a database
+    /// on the server whose role may create databases (e.g.
+    /// `postgres://triad@127.0.0.1/postgres`; the password in the URL or in
+    /// `PGPASSWORD`). The devnet creates one database per service
+    /// (coordinator, each party, API), named after its directory, and hands
+    /// the password to its services in their environment, never in their
+    /// arguments.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+}
+
+/// The databases of a devnet on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct Databases {
+    /// Per service (`coordinator`, `party0`..`party2`, `api`), its URL
+    /// without the password (what the service is given in its arguments).
+    pub urls: Vec<(String, String)>,
+    /// The same with the password, for this process's own use.
+    full: Vec<(String, String)>,
+    /// From the URL or `PGPASSWORD`; the services get it in theirs.
+    pub password: Option<String>,
+}
+
+impl Databases {
+    /// Creates (if missing) the databases of the devnet in `dir` on the
+    /// server `admin_url` reaches: `triad_<8 hex of the directory>_<service>`.
+    /// Blocks.
+    pub fn create(admin_url: &str, dir: &Path) -> anyhow::Result<Self> {
+        use sha2::Digest;
+        let tag = hex::encode(&sha2::Sha256::digest(dir.display().to_string().as_bytes())[..4]);
+        let password = triad_pg::split_password(admin_url)
+            .1
+            .or_else(|| std::env::var("PGPASSWORD").ok());
+        let (mut urls, mut full) = (Vec::new(), Vec::new());
+        for service in ["coordinator", "party0", "party1", "party2", "api"] {
+            let name = format!("triad_{tag}_{service}");
+            let url = triad_pg::create_database(admin_url, &name).with_context(|| {
+                format!(
+                    "creating database {name} on {}",
+                    triad_pg::redact(admin_url)
+                )
+            })?;
+            urls.push((service.to_string(), triad_pg::split_password(&url).0));
+            full.push((service.to_string(), url));
+        }
+        Ok(Self {
+            urls,
+            full,
+            password,
+        })
+    }
+
+    /// The URL `service` is given (no password).
+    pub fn url(&self, service: &str) -> Option<&str> {
+        self.urls
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, u)| u.as_str())
+    }
+
+    /// The URL with the password, for this process.
+    pub fn full_url(&self, service: &str) -> Option<&str> {
+        self.full
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, u)| u.as_str())
+    }
 }
 
 /// One supervised service.
@@ -72,6 +139,10 @@ pub struct DevnetInfo {
     /// Directory ids of the studies and polls the demos created.
     #[serde(default)]
     pub directory_ids: Vec<ListedId>,
+    /// With `--postgres`: each service's database, as `service=URL`
+    /// (without the password).
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 /// A study's or poll's directory id, as devnet.json lists it.
@@ -90,11 +161,13 @@ pub struct ListedId {
 struct Listing {
     directory: Vec<String>,
     ids: Vec<ListedId>,
+    databases: Vec<String>,
 }
 
 struct Proc {
     name: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
     restarts: u32,
@@ -109,6 +182,8 @@ pub const EXIT_WITH_PARENT_ENV: &str = "TRIAD_EXIT_WITH_PARENT";
 pub struct Devnet {
     pub dir: PathBuf,
     pub network: NetworkConfig,
+    /// Set when the services store in PostgreSQL.
+    pub databases: Option<Databases>,
     sup: Supervisor,
 }
 
@@ -117,6 +192,8 @@ pub struct Devnet {
 struct Supervisor {
     dir: PathBuf,
     procs: Arc<Mutex<Vec<Proc>>>,
+    /// Set in every service's environment (the database password).
+    env: Vec<(String, String)>,
     stop: Arc<AtomicBool>,
     /// Set once devnet.json was first written; from then on the monitor
     /// rewrites it after every restart (new pids).
@@ -182,6 +259,7 @@ fn spawn(p: &mut Proc) -> anyhow::Result<()> {
     let log = triad_files::append_private(&p.log)?;
     let child = Command::new(std::env::current_exe()?)
         .args(&p.args)
+        .envs(p.env.iter().map(|(k, v)| (k, v)))
         .env(EXIT_WITH_PARENT_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
@@ -216,6 +294,7 @@ impl Devnet {
         let mut sup = Supervisor {
             dir: dir.clone(),
             procs: Arc::new(Mutex::new(Vec::new())),
+            env: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             ready: Arc::new(AtomicBool::new(false)),
             listing: Arc::new(Mutex::new(Listing::default())),
@@ -384,7 +463,22 @@ impl Devnet {
             }),
         };
         network.save(&net_file)?;
-        // 4. The parties, the coordinator and the API.
+        // 4. The parties, the coordinator and the API, on SQLite files or
+        // on PostgreSQL databases of their own.
+        let databases = match &args.postgres {
+            Some(url) => {
+                let (url, d) = (url.clone(), dir.clone());
+                let dbs =
+                    tokio::task::spawn_blocking(move || Databases::create(&url, &d)).await??;
+                if let Some(p) = &dbs.password {
+                    sup.env.push(("PGPASSWORD".into(), p.clone()));
+                }
+                sup.listing.lock().unwrap().databases =
+                    dbs.urls.iter().map(|(s, u)| format!("{s}={u}")).collect();
+                Some(dbs)
+            }
+            None => None,
+        };
         let tls = |n: &str| {
             vec![
                 "--tls-cert".to_string(),
@@ -409,6 +503,9 @@ impl Devnet {
                 ServeLimits::DEFAULT.max_conns.to_string(),
             ];
             v.extend(tls(name));
+            if let Some(url) = databases.as_ref().and_then(|d| d.url(name)) {
+                v.extend(["--database".to_string(), url.to_string()]);
+            }
             v
         };
         let secret = |f: &str| dir.join("secrets").join(f).display().to_string();
@@ -447,7 +544,12 @@ impl Devnet {
         sup.add("coordinator", a)?;
         sup.add("api", common("api", "api", ports.api))?;
         sup.start_monitor(network.clone());
-        let devnet = Self { dir, network, sup };
+        let devnet = Self {
+            dir,
+            network,
+            databases,
+            sup,
+        };
         devnet.wait_ready().await?;
         devnet.write_info()?;
         devnet.sup.ready.store(true, Ordering::SeqCst);
@@ -527,6 +629,7 @@ impl Supervisor {
         let mut p = Proc {
             name: name.to_string(),
             args,
+            env: self.env.clone(),
             log: self.dir.join(format!("logs/{name}.log")),
             child: None,
             restarts: 0,
@@ -622,6 +725,7 @@ fn devnet_info(
             .collect(),
         directory: listing.directory.clone(),
         directory_ids: listing.ids.clone(),
+        databases: listing.databases.clone(),
     }
 }
 

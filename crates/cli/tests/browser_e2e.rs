@@ -605,7 +605,7 @@ fn a_provider_contributes_through_the_local_page_in_chromium() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("1 contributions accepted, 9 more needed"),
+        err.contains("1 contribution accepted, 9 more needed"),
         "{err}"
     );
 

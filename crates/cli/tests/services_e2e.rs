@@ -98,7 +98,14 @@ struct Devnet {
 
 impl Devnet {
     fn start(name: &str, accounts: usize) -> Self {
-        let process = DevnetProcess::start(name, accounts);
+        Self::from_process(DevnetProcess::start(name, accounts), accounts)
+    }
+
+    fn start_on_postgres(name: &str, accounts: usize) -> Self {
+        Self::from_process(DevnetProcess::start_on_postgres(name, accounts), accounts)
+    }
+
+    fn from_process(process: DevnetProcess, accounts: usize) -> Self {
         let dir = process.dir.clone();
         let mut dn = Self {
             dir: dir.clone(),
@@ -417,10 +424,14 @@ async fn two_hundred() {
 /// batches keep forming); `victim` is killed with SIGKILL once the first
 /// contributions are committed; then nothing accepted may be lost, nothing
 /// may stay half-stored, and the release must cover exactly the accepted.
-async fn kill_mid_batch(victim: &str) {
+async fn kill_mid_batch(victim: &str, postgres: bool) {
     let t0 = Instant::now();
     let (n, top_up) = (150, 10);
-    let dn = Devnet::start(&format!("kill-{victim}"), n + top_up);
+    let dn = if postgres {
+        Devnet::start_on_postgres(&format!("kill-pg-{victim}"), n + top_up)
+    } else {
+        Devnet::start(&format!("kill-{victim}"), n + top_up)
+    };
     dn.create_study(&study()).await;
     let tasks = spawn_providers(&dn, 0..n, Duration::from_millis(20));
 
@@ -566,17 +577,47 @@ async fn kill_mid_batch(victim: &str) {
     }
     let release = dn.release_with_count(values.len(), 60).await;
     assert_agrees(&release, &values);
-    eprintln!("kill_mid_batch({victim}): {:.1?}", t0.elapsed());
+    if postgres {
+        // Every service stored in its database, none in a file.
+        for f in [
+            "coordinator/coordinator.sqlite",
+            "party0/party.sqlite",
+            "party1/party.sqlite",
+            "party2/party.sqlite",
+            "api/api.sqlite",
+        ] {
+            assert!(
+                !dn.dir.join(f).exists(),
+                "{f} exists on a PostgreSQL devnet"
+            );
+        }
+        assert_eq!(dn.info()["databases"].as_array().unwrap().len(), 5);
+    }
+    eprintln!(
+        "kill_mid_batch({victim}, postgres: {postgres}): {:.1?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
 fn kill_a_party_mid_batch() {
-    run_alone(kill_mid_batch("party1"));
+    run_alone(kill_mid_batch("party1", false));
 }
 
 #[test]
 fn kill_the_coordinator_mid_batch() {
-    run_alone(kill_mid_batch("coordinator"));
+    run_alone(kill_mid_batch("coordinator", false));
+}
+
+/// The same with every service on a PostgreSQL database of its own.
+#[test]
+fn kill_a_party_mid_batch_on_postgres() {
+    run_alone(kill_mid_batch("party1", true));
+}
+
+#[test]
+fn kill_the_coordinator_mid_batch_on_postgres() {
+    run_alone(kill_mid_batch("coordinator", true));
 }
 
 /// How a hand-built provider lies (if at all).

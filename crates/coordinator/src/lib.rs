@@ -53,8 +53,10 @@ pub const DEFAULT_MAX_ATTESTATION_AGE_SECS: u64 = 3600;
 /// Everything the coordinator needs to run.
 #[derive(Clone)]
 pub struct CoordinatorConfig {
-    /// Holds `coordinator.sqlite`.
+    /// Holds `coordinator.sqlite` (unless `database` is set) and keys.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL for the store instead of `coordinator.sqlite`.
+    pub database: Option<String>,
     pub network: NetworkConfig,
     pub tls: Arc<rustls::ServerConfig>,
     /// The coordinator's credential toward the parties (`x-triad-internal`);
@@ -81,6 +83,7 @@ impl std::fmt::Debug for CoordinatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CoordinatorConfig")
             .field("data_dir", &self.data_dir)
+            .field("database", &self.database.as_deref().map(triad_pg::redact))
             .field("network", &self.network)
             .field("internal_token", &"<redacted>")
             .field("admin_token", &"<redacted>")
@@ -197,7 +200,16 @@ pub(crate) async fn launch_with(
     triad_files::private_dir(&cfg.data_dir)?;
     triad_files::check_private(&cfg.data_dir, 2)
         .map_err(|e| CoordinatorError::Config(e.to_string()))?;
-    let db = Store::open_sqlite(&cfg.data_dir)?;
+    let db = {
+        let (dir, database) = (cfg.data_dir.clone(), cfg.database.clone());
+        // Opening blocks (a PostgreSQL connection runs its own runtime).
+        tokio::task::spawn_blocking(move || match database {
+            Some(url) => Store::open_postgres(&url),
+            None => Store::open_sqlite(&dir),
+        })
+        .await
+        .map_err(|e| store::StoreError::Task(e.to_string()))??
+    };
     // The key that signs directory records, and derives every study's and
     // poll's directory id: the network description, if it names one, must
     // name this one (the parties endorse only records it signed).
@@ -353,6 +365,7 @@ impl CoordinatorArgs {
     pub fn to_config(&self) -> Result<CoordinatorConfig, CoordinatorError> {
         Ok(CoordinatorConfig {
             data_dir: self.service.data_dir.clone(),
+            database: self.service.database.clone(),
             network: NetworkConfig::load(&self.service.network)?,
             tls: triad_wire::https::server_config(&self.service.tls_cert, &self.service.tls_key)?,
             internal_token: read_token(&self.internal_token_file)?,

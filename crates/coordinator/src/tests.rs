@@ -389,6 +389,7 @@ impl Env {
         let data_dir = dir.join("data");
         let cfg = CoordinatorConfig {
             data_dir: data_dir.clone(),
+            database: None,
             network,
             tls,
             internal_token: "coordinator-token".into(),

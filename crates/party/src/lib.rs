@@ -95,7 +95,11 @@ pub fn load_or_create_keys(dir: &Path, id: usize) -> Result<PartyKeys, PartyErro
 #[derive(Clone)]
 pub struct PartyConfig {
     pub id: PartyId,
+    /// Holds the keys, and `party.sqlite` unless `database` is set.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL for the store instead of `party.sqlite`: this
+    /// party's own database (two parties' rows reconstruct contributions).
+    pub database: Option<String>,
     pub network: NetworkConfig,
     pub tls: Arc<rustls::ServerConfig>,
     /// This party's credential toward the coordinator.
@@ -199,8 +203,20 @@ pub async fn launch(
     // data directory may be readable by another user.
     triad_files::private_dir(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;
     triad_files::check_private(&cfg.data_dir, 2).map_err(|e| PartyError::Config(e.to_string()))?;
-    let store: Arc<dyn store::PartyStore> =
-        Arc::new(store::SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
+    let store: Arc<dyn store::PartyStore> = {
+        let (path, database) = (cfg.data_dir.join(DB_FILE), cfg.database.clone());
+        // Opening blocks (a PostgreSQL connection runs its own runtime).
+        tokio::task::spawn_blocking(
+            move || -> Result<Arc<dyn store::PartyStore>, store::StoreError> {
+                Ok(match database {
+                    Some(url) => Arc::new(store::PostgresStore::open(&url)?),
+                    None => Arc::new(store::SqliteStore::open(&path)?),
+                })
+            },
+        )
+        .await
+        .map_err(|e| PartyError::Config(format!("opening the store: {e}")))??
+    };
     let ca = cfg
         .network
         .ca_pem()
@@ -304,6 +320,7 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
             PartyConfig {
                 id,
                 data_dir: args.service.data_dir,
+                database: args.service.database,
                 network,
                 tls,
                 internal_token,

@@ -74,6 +74,7 @@ async fn start() -> Fixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let h = launch(
         PartyConfig {
+            database: None,
             id: PartyId::new(0).unwrap(),
             data_dir: data.clone(),
             network: network.clone(),

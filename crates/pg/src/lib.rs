@@ -383,10 +383,50 @@ pub fn drop_database(admin_url: &str, name: &str) -> Result<(), PgError> {
     Ok(r?)
 }
 
-fn connect_admin(url: &str) -> Result<Client, PgError> {
+/// Parses `url`; a URL without a password takes `PGPASSWORD` from the
+/// environment, as libpq does (so no password need appear in arguments).
+fn parse_config(url: &str) -> Result<postgres::Config, PgError> {
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e| PgError::Url(format!("{}: {e}", redact(url))))?;
+    if config.get_password().is_none() {
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            config.password(p);
+        }
+    }
+    Ok(config)
+}
+
+/// `url` without its password, and the password: a devnet passes the
+/// first in arguments and the second in its children's environment.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((auth, host)) = rest.split_once('@') {
+            if let Some((user, password)) = auth.split_once(':') {
+                return (
+                    format!("{scheme}://{user}@{host}"),
+                    Some(password.to_string()),
+                );
+            }
+        }
+        return (url.to_string(), None);
+    }
+    let mut password = None;
+    let kept: Vec<&str> = url
+        .split_whitespace()
+        .filter(|kv| match kv.strip_prefix("password=") {
+            Some(p) => {
+                password = Some(p.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept.join(" "), password)
+}
+
+fn connect_admin(url: &str) -> Result<Client, PgError> {
+    let mut config = parse_config(url)?;
     config.connect_timeout(Duration::from_secs(10));
     Ok(config.connect(NoTls)?)
 }
@@ -474,6 +514,15 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            split_password("postgres://u:secret@h/db"),
+            ("postgres://u@h/db".to_string(), Some("secret".to_string()))
+        );
+        assert_eq!(
+            split_password("host=h password=pw user=u"),
+            ("host=h user=u".to_string(), Some("pw".to_string()))
+        );
+        assert_eq!(split_password("postgres://u@h/db").1, None);
     }
 
     /// Two transactions that each read a count and insert past it would

@@ -120,6 +120,13 @@ pub struct ServiceArgs {
     /// The service's data directory (its SQLite file, keys).
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// Store in PostgreSQL instead of the SQLite file in --data-dir:
+    /// `postgres://user@host:port/database`, a database of this service's
+    /// own (never one another service uses). Give the password in the
+    /// environment (`PGPASSWORD`), not here: arguments are visible to every
+    /// user of the machine.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// HTTPS listen address.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,

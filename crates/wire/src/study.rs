@@ -199,15 +199,23 @@ pub struct ReleaseProgress {
 impl ReleaseProgress {
     /// One line for people: how many contributions are in, and what the
     /// next release waits for.
+    fn accepted(&self) -> String {
+        match self.contributions {
+            1 => "1 contribution".into(),
+            n => format!("{n} contributions"),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self.next_release_at {
             None => format!(
-                "{} contributions accepted, {} more needed before the next release",
-                self.contributions, self.needed
+                "{} accepted, {} more needed before the next release",
+                self.accepted(),
+                self.needed
             ),
             Some(t) => format!(
-                "{} contributions accepted, enough for the next release, due from {}",
-                self.contributions,
+                "{} accepted, enough for the next release, due from {}",
+                self.accepted(),
                 crate::format_unix(t)
             ),
         }

@@ -157,6 +157,7 @@ impl World {
         };
         let coordinator_cfg = CoordinatorConfig {
             data_dir: root.join("coordinator"),
+            database: None,
             network: net.clone(),
             tls: tls("coordinator"),
             internal_token: COORDINATOR_TOKEN.into(),
@@ -182,6 +183,7 @@ impl World {
         let party_cfgs = [0, 1, 2].map(|i| PartyConfig {
             id: PartyId::new(i).expect("party index"),
             data_dir: party_dirs[i].clone(),
+            database: None,
             network: net.clone(),
             tls: tls(&format!("party{i}")),
             internal_token: PARTY_TOKEN.into(),

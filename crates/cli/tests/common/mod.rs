@@ -26,6 +26,37 @@ impl DevnetProcess {
     /// Starts `triad devnet --accounts <accounts>` and waits for its
     /// `devnet.json` (every service up).
     pub fn start(name: &str, accounts: usize) -> Self {
+        Self::start_with(name, accounts, &[])
+    }
+
+    /// Starts `triad devnet` on PostgreSQL: one database per service on
+    /// the test server ([`triad_pg::test_server_url`]), dropped on drop.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_on_postgres(name: &str, accounts: usize) -> Self {
+        Self::start_with(
+            name,
+            accounts,
+            &["--postgres", &triad_pg::test_server_url()],
+        )
+    }
+
+    /// The databases devnet.json lists (`service=URL`): their names.
+    fn database_names(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("devnet.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| {
+                v["databases"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_str()?.rsplit('/').next().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// Starts `triad devnet --accounts <accounts> <extra>`.
+    pub fn start_with(name: &str, accounts: usize, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("triad-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -33,6 +64,7 @@ impl DevnetProcess {
         let child = triad()
             .args(["devnet", "--accounts", &accounts.to_string(), "--data-dir"])
             .arg(&dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -88,6 +120,7 @@ impl Drop for DevnetProcess {
             self.dump_logs();
         }
         let services = self.service_pids();
+        let databases = self.database_names();
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
@@ -119,5 +152,10 @@ impl Drop for DevnetProcess {
                 .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        for db in databases {
+            if let Err(e) = triad_pg::drop_database(&triad_pg::test_server_url(), &db) {
+                eprintln!("dropping database {db}: {e}");
+            }
+        }
     }
 }

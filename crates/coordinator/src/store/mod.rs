@@ -14,13 +14,18 @@
 //!   is told (the point of no return);
 //! - every call that returns `Ok` after a change has made it durable.
 //!
-//! The SQLite implementation is [`sqlite::SqliteStore`]; a PostgreSQL one is
-//! a new module implementing the same trait. Trait methods block; services
+//! The SQLite implementation is [`sqlite::SqliteStore`] (the default); the
+//! PostgreSQL one is [`postgres::PostgresStore`], with the same guarantees
+//! from serialisable transactions retried on conflict. One test suite
+//! (`store/suite.rs`) runs against both. Trait methods block; services
 //! hold a [`Store`], which runs them on the blocking pool.
 
 pub mod directory;
 pub mod polls;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use std::sync::Arc;
 
@@ -30,6 +35,7 @@ use triad_wire::messages::{
 
 pub use directory::{DirectoryEntry, DirectoryStore};
 pub use polls::{LogOutcome, MessageRow, NewSignup, NewTicket, PollStore, SignupRefused};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer: the operator's problem (disk, database
@@ -46,6 +52,14 @@ pub enum StoreError {
     Task(String),
     #[error("database file: {0}")]
     Io(#[from] std::io::Error),
+    /// A batch is not in the state the call needs (e.g. a commit of an
+    /// aborted batch): a bug of the caller's, refused with nothing written.
+    #[error("batch {batch} is {state}: {refused}")]
+    BatchState {
+        batch: u64,
+        state: String,
+        refused: &'static str,
+    },
 }
 
 /// What admission inserts.
@@ -219,6 +233,13 @@ impl Store {
     /// Opens (or creates) the default SQLite store, `<dir>/coordinator.sqlite`.
     pub fn open_sqlite(dir: &std::path::Path) -> Result<Self, StoreError> {
         Ok(Self::new(SqliteStore::open(dir)?))
+    }
+
+    /// Connects to the PostgreSQL database at `url` and migrates it.
+    /// Blocks (it connects and runs migrations): async callers run it on
+    /// the blocking pool (`tokio::task::spawn_blocking`).
+    pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        Ok(Self::new(PostgresStore::open(url)?))
     }
 
     pub(crate) async fn run<T: Send + 'static, E: From<StoreError> + Send + 'static>(

@@ -135,6 +135,30 @@ fn reject(tx: &Connection, submission: &str, reason: RejectReason) -> Result<(),
     Ok(())
 }
 
+/// `Ok` if `batch` is in one of `allowed`, else [`StoreError::BatchState`].
+fn expect_state(
+    conn: &Connection,
+    batch: u64,
+    allowed: &[&str],
+    refused: &'static str,
+) -> Result<(), StoreError> {
+    let state: Option<String> = conn
+        .query_row(
+            "SELECT state FROM batches WHERE id=?1",
+            params![batch as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match state {
+        Some(s) if allowed.contains(&s.as_str()) => Ok(()),
+        s => Err(StoreError::BatchState {
+            batch,
+            state: s.unwrap_or_else(|| "unknown".into()),
+            refused,
+        }),
+    }
+}
+
 fn load_study(conn: &Connection, id: &str) -> Result<Option<StudyInfo>, StoreError> {
     let row: Option<(String, i64)> = conn
         .query_row(
@@ -207,15 +231,20 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the database to the latest schema version.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if done as usize > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "schema version {done} (this coordinator knows up to {})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+    // The version is read inside each migration's write transaction, so
+    // two processes opening an old file at once apply each step once.
+    for (i, m) in MIGRATIONS.iter().enumerate() {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if done < 0 || done as usize > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "schema version {done} (this coordinator knows up to {})",
+                MIGRATIONS.len()
+            )));
+        }
+        if done as usize > i {
+            continue;
+        }
         tx.execute_batch(m)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -512,24 +541,36 @@ impl CoordinatorStore for SqliteStore {
         verdicts: &[Option<RejectReason>],
     ) -> Result<(), StoreError> {
         let c = &mut *self.conn();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "UPDATE batches SET state='committing' WHERE id=?1 AND state='preparing'",
+            params![batch as i64],
+        )?;
+        if moved == 0 {
+            // Logged before (a retry): the verdicts stay as decided.
+            return expect_state(&tx, batch, &["committing", "done"], "no commit decision");
+        }
         for (pos, v) in verdicts.iter().enumerate() {
             tx.execute(
                 "UPDATE batch_items SET verdict=?3 WHERE batch_id=?1 AND pos=?2",
                 params![batch as i64, pos as i64, v.map(reason_str)],
             )?;
         }
-        tx.execute(
-            "UPDATE batches SET state='committing' WHERE id=?1 AND state='preparing'",
-            params![batch as i64],
-        )?;
         tx.commit()?;
         Ok(())
     }
 
     fn finish_commit(&self, batch: u64) -> Result<(), StoreError> {
         let c = &mut *self.conn();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "UPDATE batches SET state='done' WHERE id=?1 AND state='committing'",
+            params![batch as i64],
+        )?;
+        if moved == 0 {
+            // Finished before (a retry) is fine; anything else is refused.
+            return expect_state(&tx, batch, &["done"], "verdicts not applied");
+        }
         let items: Vec<(String, Option<String>)> = tx
             .prepare("SELECT submission_id, verdict FROM batch_items WHERE batch_id=?1")?
             .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -551,10 +592,6 @@ impl CoordinatorStore for SqliteStore {
             "UPDATE studies SET accepted = accepted + ?2
              WHERE id = (SELECT study FROM batches WHERE id = ?1)",
             params![batch as i64, accepted],
-        )?;
-        tx.execute(
-            "UPDATE batches SET state='done' WHERE id=?1",
-            params![batch as i64],
         )?;
         tx.commit()?;
         Ok(())

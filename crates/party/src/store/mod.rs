@@ -11,18 +11,24 @@
 //! - every call that returns `Ok` after a change has made it durable;
 //! - statistics read committed batches only.
 //!
-//! The SQLite implementation is [`sqlite::SqliteStore`]; a PostgreSQL one
-//! is a new module implementing the same trait. The methods are blocking:
+//! The SQLite implementation is [`sqlite::SqliteStore`] (the default);
+//! PostgreSQL is the second backend, [`postgres::PostgresStore`], with the
+//! same guarantees. One test suite (`suite.rs`) runs against both. The
+//! methods are blocking:
 //! callers on the async runtime go through `tokio::task::spawn_blocking`.
 
 pub mod polls;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
 
 pub use polls::{PollShareStore, PutShares};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store could not answer. `Backend` and `Io` are the operator's

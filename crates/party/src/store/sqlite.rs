@@ -9,7 +9,7 @@ use triad_mpc::{Shares, Z128};
 use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::SignedRelease;
 
-mod polls;
+pub(super) mod polls;
 
 use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch};
 
@@ -75,15 +75,20 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if done < 0 || done as usize > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "schema version {done} (this party knows up to {})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+    // The version is read inside each migration's write transaction, so
+    // two processes opening an old file at once apply each step once.
+    for (i, m) in MIGRATIONS.iter().enumerate() {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if done < 0 || done as usize > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "schema version {done} (this party knows up to {})",
+                MIGRATIONS.len()
+            )));
+        }
+        if done as usize > i {
+            continue;
+        }
         tx.execute_batch(m)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -91,16 +96,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Batch ids are SQLite integers: a bound above i64::MAX means "all".
-fn clamp(batch_id: u64) -> i64 {
+/// Batch ids are 64-bit signed integers in both backends: a bound above
+/// i64::MAX means "all".
+pub(super) fn clamp(batch_id: u64) -> i64 {
     batch_id.min(i64::MAX as u64) as i64
 }
 
-fn z128_blob(x: Z128) -> [u8; 16] {
+pub(super) fn z128_blob(x: Z128) -> [u8; 16] {
     x.0.to_le_bytes()
 }
 
-fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
+pub(super) fn blob_z128(b: &[u8]) -> Result<Z128, StoreError> {
     let arr: [u8; 16] = b
         .try_into()
         .map_err(|_| StoreError::Corrupt("share component is not 16 bytes".into()))?;
@@ -512,69 +518,64 @@ impl PartyStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! SQLite-only checks: the schema's versions. The behaviour every
+    //! backend shares is tested in store/suite.rs, on this store and on
+    //! PostgreSQL's.
     use super::*;
-    use std::num::Wrapping;
 
-    fn tmp() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "triad-party-store-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d.join("party.sqlite")
+    fn version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
-    fn pending_commit_abort_and_reopen() {
-        let path = tmp();
+    fn migrations_apply_once_and_newer_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("party.sqlite");
+        SqliteStore::open(&path).unwrap();
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
+        // Migration 2 is a plain CREATE: a second run would fail.
         let s = SqliteStore::open(&path).unwrap();
-        let sh = |id: &str, v: u128| (id.to_string(), Wrapping(v), Wrapping(v + 1));
-        s.put_pending(
-            1,
-            "st",
-            b"h1",
-            &[None],
-            &[sh("a", 1)],
-            &[("a".into(), "n1".into())],
-        )
-        .unwrap();
-        s.put_pending(
-            2,
-            "st",
-            b"h2",
-            &[None, None],
-            &[sh("b", 2), sh("c", 3)],
-            &[("b".into(), "n2".into())],
-        )
-        .unwrap();
-        // Pending shares are not statistics input.
-        assert_eq!(s.committed_count("st", u64::MAX).unwrap(), 0);
-        assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
-        assert!(s.nullifier_used("st", "n2").unwrap());
-        assert_eq!(s.abort(2).unwrap(), BatchState::Aborted);
-        // An aborted batch gives its accounts back; a committed one keeps them.
-        assert!(!s.nullifier_used("st", "n2").unwrap());
-        assert!(s.nullifier_used("st", "n1").unwrap());
-        // Idempotent, and a resolved batch never flips.
-        assert_eq!(s.commit(1).unwrap(), BatchState::Committed);
-        assert_eq!(s.abort(1).unwrap(), BatchState::Committed);
-        assert_eq!(s.commit(2).unwrap(), BatchState::Aborted);
-        // Abort of an unknown batch fences a late prepare.
-        assert_eq!(s.abort(3).unwrap(), BatchState::Aborted);
-        assert!(s
-            .put_pending(3, "st", b"h3", &[None], &[sh("d", 4)], &[])
-            .is_err());
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
         drop(s);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    /// A file made before versioning (the base schema, `user_version` 0)
+    /// passes through migration 1 unchanged and gains the later ones.
+    #[test]
+    fn an_unversioned_file_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("party.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO batches (batch_id, study_id, state, request_sha256, verdicts)
+                 VALUES (1, 'st', 'committed', x'00', '[]')",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO shares (study_id, submission_id, batch_id, a, b)
+                 VALUES ('st', 'a', 1, ?1, ?1)",
+                params![&z128_blob(std::num::Wrapping(5))[..]],
+            )
+            .unwrap();
+        }
+        assert_eq!(version(&path), 0);
         let s = SqliteStore::open(&path).unwrap();
-        let (ids, shares) = s.committed_shares("st", u64::MAX).unwrap();
-        assert_eq!(ids, vec!["a".to_string()]);
-        assert_eq!(shares.a, vec![Wrapping(1)]);
-        assert!(s.pending_batches().unwrap().is_empty());
-        // A submission id is stored once per study.
-        assert!(s
-            .put_pending(4, "st", b"h4", &[None], &[sh("a", 5)], &[])
-            .is_err());
-        assert!(s.batch(4).unwrap().is_none());
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
+        assert_eq!(s.committed_count("st", u64::MAX).unwrap(), 1);
+        assert!(crate::store::PollShareStore::poll(&s, 1).unwrap().is_none());
     }
 }

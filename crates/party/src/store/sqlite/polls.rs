@@ -1,4 +1,5 @@
-//! [`PollShareStore`] in the party's SQLite file (migration 2).
+//! [`PollShareStore`] in the party's SQLite file (migration 2). The share
+//! set encoding here is the PostgreSQL store's too.
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use triad_crypto::{fr_from_hex, fr_to_hex};
@@ -43,7 +44,7 @@ struct Stored {
     c_bits: [Vec<u64>; 2],
 }
 
-fn encode(s: &ShareSet) -> String {
+pub(in crate::store) fn encode(s: &ShareSet) -> String {
     serde_json::to_string(&Stored {
         words: s.words.map(|w| w.to_vec()),
         fr: s.fr.map(|f| f.iter().map(fr_to_hex).collect()),
@@ -53,7 +54,7 @@ fn encode(s: &ShareSet) -> String {
     .expect("share set serializes")
 }
 
-fn decode(json: &str) -> Result<ShareSet, StoreError> {
+pub(in crate::store) fn decode(json: &str) -> Result<ShareSet, StoreError> {
     let bad = |e: String| StoreError::Corrupt(format!("poll shares: {e}"));
     let s: Stored = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
     let mut out = ShareSet::zero(s.kind);
@@ -75,7 +76,7 @@ fn decode(json: &str) -> Result<ShareSet, StoreError> {
     Ok(out)
 }
 
-fn now_ms() -> i64 {
+pub(in crate::store) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
