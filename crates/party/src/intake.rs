@@ -1,11 +1,18 @@
-//! Shares uploaded by providers, held in memory until their batch commits
-//! (or they expire). Keyed by (submission id, SHA-256 of the token), so a
-//! stranger who learns a submission id cannot displace its shares: only
-//! the upload whose token the coordinator vouches for is used.
+//! Shares uploaded by providers, held until their batch commits (or they
+//! expire). Keyed by (submission id, SHA-256 of the token), so a stranger
+//! who learns a submission id cannot displace its shares: only the upload
+//! whose token the coordinator vouches for is used.
+//!
+//! The party's receipt acknowledges an upload, so the upload is written to
+//! the store ([`PartyStore::put_upload`]) before the receipt is signed, and
+//! a restarted party loads what has not expired ([`Intake::reload`]); the
+//! map here is the copy batches read.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::store::{PartyStore, StoreError, StoredUpload};
 
 use crate::refusal::Refusal;
 use sha2::{Digest, Sha256};
@@ -30,6 +37,50 @@ pub struct Intake {
     max_entries: usize,
     ttl: Duration,
     inner: Mutex<Entries>,
+    /// Where uploads are made durable (none: memory only, for tests).
+    store: Option<Arc<dyn PartyStore>>,
+}
+
+/// Bytes of [`Components::encode`]: value bits (2 × 8, little-endian),
+/// blinder (2 × 32, big-endian canonical), receipt digest (32).
+const ENCODED_LEN: usize = 16 + 64 + 32;
+
+impl Components {
+    /// The stored form (opaque to the store).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ENCODED_LEN);
+        for v in self.value_bits {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for b in &self.blinder {
+            out.extend_from_slice(&hex::decode(triad_crypto::fr_to_hex(b)).expect("hex"));
+        }
+        out.extend_from_slice(&self.digest);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt("stored upload components".into());
+        if bytes.len() != ENCODED_LEN {
+            return Err(corrupt());
+        }
+        let word = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8"));
+        let fr = |i: usize| {
+            fr_from_hex(&hex::encode(&bytes[16 + 32 * i..48 + 32 * i])).map_err(|_| corrupt())
+        };
+        Ok(Self {
+            value_bits: [word(0), word(1)],
+            blinder: [fr(0)?, fr(1)?],
+            digest: bytes[80..112].try_into().expect("32"),
+        })
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The entries, and their keys in upload order: expiry pops from the
@@ -145,24 +196,79 @@ pub fn parse_upload(
 }
 
 impl Intake {
+    /// An intake in memory only (tests of the intake itself).
     pub fn new(max_entries: usize, ttl: Duration) -> Self {
         Self {
             max_entries,
             ttl,
             inner: Mutex::new(Entries::default()),
+            store: None,
         }
+    }
+
+    /// An intake whose uploads are durable in `store`; call
+    /// [`Intake::reload`] (blocking) before serving.
+    pub fn durable(max_entries: usize, ttl: Duration, store: Arc<dyn PartyStore>) -> Self {
+        Self {
+            store: Some(store),
+            ..Self::new(max_entries, ttl)
+        }
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        self.ttl.as_millis() as i64
+    }
+
+    /// Loads the stored uploads that have not expired (after a restart);
+    /// returns how many. Blocks.
+    pub fn reload(&self) -> Result<usize, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let now_ms = unix_ms();
+        let rows = store.uploads_since(now_ms - self.ttl_ms())?;
+        let now = Instant::now();
+        let mut e = self.lock();
+        let mut n = 0;
+        // Oldest first, as the order queue expects.
+        for u in rows.into_iter().take(self.max_entries) {
+            let c = Components::decode(&u.components)?;
+            let age = Duration::from_millis((now_ms - u.uploaded_ms).max(0) as u64);
+            let at = now.checked_sub(age).unwrap_or(now);
+            let key = (u.submission_id, u.token_sha256);
+            e.map.insert(key.clone(), (c, at));
+            e.order.push_back((at, key));
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Holds an upload: durably first (if backed by a store), so that the
+    /// receipt signed after this returns acknowledges stored shares.
+    /// Blocks.
     pub fn put(&self, key: Key, c: Components) -> Result<(), Refusal> {
-        let mut e = self.lock();
-        e.expire(self.ttl);
-        if e.map.len() >= self.max_entries && !e.map.contains_key(&key) {
-            return Err(Refusal::IntakeFull);
+        {
+            let mut e = self.lock();
+            e.expire(self.ttl);
+            if e.map.len() >= self.max_entries && !e.map.contains_key(&key) {
+                return Err(Refusal::IntakeFull);
+            }
         }
+        if let Some(store) = &self.store {
+            let now_ms = unix_ms();
+            let u = StoredUpload {
+                submission_id: key.0.clone(),
+                token_sha256: key.1,
+                components: c.encode(),
+                uploaded_ms: now_ms,
+            };
+            store.put_upload(&u, now_ms - self.ttl_ms())?;
+        }
+        let mut e = self.lock();
         let now = Instant::now();
         e.map.insert(key.clone(), (c, now));
         e.order.push_back((now, key));
@@ -177,10 +283,19 @@ impl Intake {
             .map(|(c, _)| *c)
     }
 
+    /// Forgets uploads whose batch committed. Blocks.
     pub fn remove(&self, keys: &[Key]) {
-        let mut e = self.lock();
-        for k in keys {
-            e.map.remove(k);
+        {
+            let mut e = self.lock();
+            for k in keys {
+                e.map.remove(k);
+            }
+        }
+        if let Some(store) = &self.store {
+            // Left behind on failure: they expire with the next upload.
+            if let Err(e) = store.remove_uploads(keys) {
+                tracing::warn!(error = %e, "could not forget committed uploads");
+            }
         }
     }
 
@@ -251,5 +366,46 @@ mod tests {
         intake.put(key(2), comps(2)).unwrap();
         assert_eq!(intake.len(), 2);
         assert_eq!(intake.get(&key(1).0, &key(1).1).unwrap().value_bits, [2, 2]);
+    }
+
+    #[test]
+    fn components_round_trip_through_their_stored_form() {
+        use proptest::prelude::*;
+        proptest!(|(v0: u64, v1: u64, b0: u64, b1: u64, d: [u8; 32])| {
+            let c = Components { value_bits: [v0, v1], blinder: [Fr::from(b0), -Fr::from(b1)], digest: d };
+            let back = Components::decode(&c.encode()).unwrap();
+            prop_assert_eq!((back.value_bits, back.blinder, back.digest), (c.value_bits, c.blinder, c.digest));
+        });
+        assert!(Components::decode(&[0; 111]).is_err());
+        // A blinder that is not a canonical scalar is corrupt, not wrapped.
+        let mut bytes = comps(1).encode();
+        bytes[16..48].copy_from_slice(&[0xff; 32]);
+        assert!(Components::decode(&bytes).is_err());
+    }
+
+    /// What a durable intake acknowledged is held again by a new intake
+    /// over the same store (a restart), with its time; committed uploads
+    /// are not.
+    #[test]
+    fn a_durable_intake_reloads_what_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || -> Arc<dyn PartyStore> {
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("p.sqlite")).unwrap())
+        };
+        let intake = Intake::durable(10, Duration::from_secs(60), open());
+        assert_eq!(intake.reload().unwrap(), 0);
+        for i in 0..4 {
+            intake.put(key(i), comps(i)).unwrap();
+        }
+        intake.remove(&[key(2)]);
+        drop(intake);
+        let again = Intake::durable(10, Duration::from_secs(60), open());
+        assert_eq!(again.reload().unwrap(), 3);
+        assert_eq!(again.get(&key(3).0, &key(3).1).unwrap().value_bits, [3, 3]);
+        assert!(again.get(&key(2).0, &key(2).1).is_none());
+        // Expired uploads are not reloaded.
+        let short = Intake::durable(10, Duration::from_millis(1), open());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(short.reload().unwrap(), 0);
     }
 }

@@ -237,6 +237,14 @@ pub async fn launch(
             upload_rate: cfg.upload_rate,
         },
     );
+    // Uploads this party acknowledged before a restart are held again.
+    let st = state.clone();
+    let reloaded = tokio::task::spawn_blocking(move || st.intake.reload())
+        .await
+        .map_err(|e| PartyError::Config(format!("reloading uploads: {e}")))??;
+    if reloaded > 0 {
+        tracing::info!(uploads = reloaded, "intake: reloaded stored uploads");
+    }
     let addr = listener.local_addr()?;
     let router = service::router(state.clone());
     let tls = cfg.tls.clone();

@@ -141,9 +141,10 @@ impl PartyState {
                 }
             })
             .expect("spawn MPC worker");
+        let intake = Intake::durable(200_000, INTAKE_TTL, store.clone());
         Arc::new(Self {
             store,
-            intake: Intake::new(200_000, INTAKE_TTL),
+            intake,
             limiter: RateLimiter::new(upload_rate),
             key: Arc::new(key),
             internal_token,
@@ -380,7 +381,11 @@ async fn put_shares(
     s.limiter
         .check(peer.0.ip())
         .map_err(IntoResponse::into_response)?;
-    put_shares_checked(&s, b).map_err(IntoResponse::into_response)
+    // The upload is made durable before the receipt is signed: off the
+    // runtime.
+    blocking(&s, move |s| put_shares_checked(s, b))
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 /// Checks an upload against the provider's commitments, holds it, and

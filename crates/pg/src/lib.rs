@@ -142,9 +142,7 @@ impl Pool {
     /// opened now, so a wrong URL fails at start-up. Blocks: from async code
     /// call it on the blocking pool.
     pub fn connect(url: &str, max: usize) -> Result<Self, PgError> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| PgError::Url(format!("{}: {e}", redact(url))))?;
+        let mut config = parse_config(url)?;
         config
             .options("-c synchronous_commit=on")
             .connect_timeout(Duration::from_secs(10))
@@ -353,34 +351,45 @@ fn check_name(name: &str) -> Result<(), PgError> {
     }
 }
 
+/// Runs `f` on a thread of its own: a `postgres::Client` blocks on a
+/// runtime of its own, which panics on a thread that drives async tasks,
+/// so the rare administrative calls below work from anywhere.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("PostgreSQL admin thread panicked"))
+}
+
 /// Creates database `name` on the server `admin_url` reaches (if it does
-/// not exist) and returns the URL of it. Blocks.
+/// not exist) and returns the URL of it. Blocks (callable from async code).
 pub fn create_database(admin_url: &str, name: &str) -> Result<String, PgError> {
     check_name(name)?;
-    let mut c = connect_admin(admin_url)?;
-    let exists = c
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])?
-        .is_some();
-    if !exists {
-        // The name is checked above: quoting it is safe.
-        match c.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
-            Ok(()) => {}
-            // Created concurrently by another process: fine.
-            Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
-            Err(e) => return Err(e.into()),
+    off_runtime(|| -> Result<(), PgError> {
+        let mut c = connect_admin(admin_url)?;
+        let exists = c
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])?
+            .is_some();
+        if !exists {
+            // The name is checked above: quoting it is safe.
+            match c.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
+                Ok(()) => {}
+                // Created concurrently by another process: fine.
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-    }
-    drop_off_runtime(vec![c]);
+        Ok(())
+    })?;
     with_database(admin_url, name)
 }
 
-/// Drops database `name` (closing its other sessions first). Blocks.
+/// Drops database `name` (closing its other sessions first). Blocks
+/// (callable from async code).
 pub fn drop_database(admin_url: &str, name: &str) -> Result<(), PgError> {
     check_name(name)?;
-    let mut c = connect_admin(admin_url)?;
-    let r = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-    drop_off_runtime(vec![c]);
-    Ok(r?)
+    off_runtime(|| -> Result<(), PgError> {
+        let mut c = connect_admin(admin_url)?;
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
+        Ok(())
+    })
 }
 
 /// Parses `url`; a URL without a password takes `PGPASSWORD` from the
@@ -464,25 +473,20 @@ impl TestDatabase {
             .collect();
         let name = format!("triad_test_{tag}_{:08x}", rand::random::<u32>());
         let admin = test_server_url();
-        let (n, a) = (name.clone(), admin.clone());
-        let url = std::thread::spawn(move || create_database(&a, &n))
-            .join()
-            .expect("create_database panicked")
-            .unwrap_or_else(|e| {
-                panic!(
-                    "the PostgreSQL tests need a server at {} (set TRIAD_TEST_POSTGRES, or run \
+        let url = create_database(&admin, &name).unwrap_or_else(|e| {
+            panic!(
+                "the PostgreSQL tests need a server at {} (set TRIAD_TEST_POSTGRES, or run \
                      .ci/run as root, which installs and starts one): {e}",
-                    redact(&admin)
-                )
-            });
+                redact(&admin)
+            )
+        });
         Self { name, url, admin }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (a, n) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || drop_database(&a, &n)).join();
+        let _ = drop_database(&self.admin, &self.name);
     }
 }
 

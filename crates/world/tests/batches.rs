@@ -82,17 +82,19 @@ async fn contributions_are_committed_by_all_three_and_released() {
     assert_committed_everywhere(&w, &ok).await;
 }
 
+/// A party's receipt acknowledges an upload, so the upload is durable
+/// before the receipt is signed: a party killed with every upload in its
+/// intake holds them again after its restart, and no provider is rejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn submissions_whose_shares_a_restarted_party_lost_are_rejected_everywhere() {
+async fn uploads_a_party_acknowledged_survive_its_restart() {
     let mut w = World::start().await;
     w.create_study("party-fault", 1, 1).await;
     let mut ups = Vec::new();
     for a in 0..12u64 {
         ups.push(w.upload("party-fault", a, 50 + a as i64).await);
     }
-    // Party 1 goes down with every upload in its intake (an in-memory
-    // intake: the restart loses it) before any batch forms, so the first
-    // prepares certainly meet a dead party.
+    // Party 1 goes down with every upload in its intake before any batch
+    // forms, so the first prepares certainly meet a dead party.
     w.kill_party(1).await;
     for u in &ups {
         w.ready(u).await;
@@ -100,28 +102,12 @@ async fn submissions_whose_shares_a_restarted_party_lost_are_rejected_everywhere
     tokio::time::sleep(Duration::from_millis(600)).await;
     w.restart_party(1).await;
     let cs: Vec<Contribution> = ups.iter().map(|u| u.contribution.clone()).collect();
-    // Party 1 lost its intake with the restart: those submissions fail
-    // their batches (bad_shares at party 1) and are rejected everywhere.
-    let mut rejected = 0;
-    for c in &cs {
-        let v = w.verdict(&c.submission_id).await;
-        if v.status == SubmissionStatus::Rejected {
-            rejected += 1;
-        }
-    }
+    let ok = accepted(&w, &cs).await;
     assert_eq!(
-        rejected,
+        ok.len(),
         cs.len(),
-        "party 1 never saw those shares after its restart"
+        "party 1 reloaded the uploads it had acknowledged"
     );
-    // Fresh contributions after the restart go through, and nothing of the
-    // failed ones is held anywhere.
-    let mut after = Vec::new();
-    for a in 100..106u64 {
-        after.push(w.contribute("party-fault", a, a as i64).await);
-    }
-    let ok = accepted(&w, &after).await;
-    assert_eq!(ok.len(), after.len(), "after the restart all are accepted");
     assert_committed_everywhere(&w, &ok).await;
     assert_released(&w, "party-fault", &ok).await;
 }

@@ -20,6 +20,8 @@ pub fn triad() -> Command {
 pub struct DevnetProcess {
     pub dir: PathBuf,
     pub child: Child,
+    /// Started with `--postgres`: its databases are dropped on drop.
+    postgres: bool,
 }
 
 impl DevnetProcess {
@@ -40,19 +42,19 @@ impl DevnetProcess {
         )
     }
 
-    /// The databases devnet.json lists (`service=URL`): their names.
+    /// The databases `triad devnet --postgres` creates for this directory
+    /// (named as devnet.rs names them: known even if the devnet failed
+    /// before writing devnet.json).
     fn database_names(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("devnet.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| {
-                v["databases"].as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|d| d.as_str()?.rsplit('/').next().map(str::to_string))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
+        use sha2::Digest;
+        let Some(dir) = self.dir.canonicalize().ok().filter(|_| self.postgres) else {
+            return Vec::new();
+        };
+        let tag = hex::encode(&sha2::Sha256::digest(dir.display().to_string().as_bytes())[..4]);
+        ["coordinator", "party0", "party1", "party2", "api"]
+            .iter()
+            .map(|s| format!("triad_{tag}_{s}"))
+            .collect()
     }
 
     /// Starts `triad devnet --accounts <accounts> <extra>`.
@@ -70,7 +72,12 @@ impl DevnetProcess {
             .stderr(stderr)
             .spawn()
             .expect("start triad devnet");
-        let mut dn = Self { dir, child };
+        let postgres = extra.contains(&"--postgres");
+        let mut dn = Self {
+            dir,
+            child,
+            postgres,
+        };
         let deadline = Instant::now() + Duration::from_secs(120);
         while !dn.dir.join("devnet.json").exists() {
             if let Ok(Some(status)) = dn.child.try_wait() {

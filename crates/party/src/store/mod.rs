@@ -9,7 +9,10 @@
 //! - `commit` and `abort` are single transactions, idempotent, and an abort
 //!   of an unknown batch is recorded, so a late prepare cannot store it;
 //! - every call that returns `Ok` after a change has made it durable;
-//! - statistics read committed batches only.
+//! - statistics read committed batches only;
+//! - a provider's upload is durable before the party signs its receipt
+//!   ([`PartyStore::put_upload`]): a receipt acknowledges the shares, so a
+//!   party killed after signing still holds them when it restarts.
 //!
 //! The SQLite implementation is [`sqlite::SqliteStore`] (the default);
 //! PostgreSQL is the second backend, [`postgres::PostgresStore`], with the
@@ -90,6 +93,19 @@ pub struct Holding {
     pub submission_id: String,
     pub batch_id: u64,
     pub state: BatchState,
+}
+
+/// A provider's upload as the party holds it until its batch commits:
+/// keyed by (submission id, SHA-256 of the token); `components` is the
+/// intake's own encoding of this party's two components and the receipt
+/// digest (opaque to the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredUpload {
+    pub submission_id: String,
+    pub token_sha256: [u8; 32],
+    pub components: Vec<u8>,
+    /// Unix time of the upload, in milliseconds.
+    pub uploaded_ms: i64,
 }
 
 /// A page of [`PartyStore::audit`]: ids and states, never shares.
@@ -193,4 +209,16 @@ pub trait PartyStore: polls::PollShareStore + Send + Sync + 'static {
     /// in (study, submission) order, starting after `after` (a (study,
     /// submission) pair) if given.
     fn audit(&self, after: Option<(&str, &str)>, limit: usize) -> Result<Audit, StoreError>;
+
+    /// Holds an upload durably (replacing one under the same key) and, in
+    /// the same transaction, forgets uploads older than
+    /// `expire_before_ms`. Called before the receipt is signed.
+    fn put_upload(&self, u: &StoredUpload, expire_before_ms: i64) -> Result<(), StoreError>;
+
+    /// Uploads made at or after `since_ms`, oldest first: what a restarted
+    /// party holds again.
+    fn uploads_since(&self, since_ms: i64) -> Result<Vec<StoredUpload>, StoreError>;
+
+    /// Forgets uploads (their batch committed).
+    fn remove_uploads(&self, keys: &[(String, [u8; 32])]) -> Result<(), StoreError>;
 }

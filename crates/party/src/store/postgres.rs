@@ -24,7 +24,7 @@ use triad_wire::SignedRelease;
 use super::polls::{PollShareStore, PutShares};
 use super::sqlite::polls::{decode as decode_shares, encode as encode_shares, now_ms};
 use super::sqlite::{blob_z128, clamp, z128_blob};
-use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch};
+use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch, StoredUpload};
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
@@ -133,6 +133,15 @@ pub const MIGRATIONS: &[&str] = &[
     SCHEMA,
     // 2: polls.
     POLL_SCHEMA,
+    // 3: providers' uploads, durable before their receipt is signed.
+    r#"CREATE TABLE uploads (
+         submission_id TEXT COLLATE "C" NOT NULL,
+         token_sha256 BYTEA NOT NULL,
+         components BYTEA NOT NULL,
+         uploaded_ms BIGINT NOT NULL,
+         PRIMARY KEY (submission_id, token_sha256)
+     );
+     CREATE INDEX uploads_time ON uploads (uploaded_ms);"#,
 ];
 
 /// Connections the store keeps open at most.
@@ -521,6 +530,62 @@ impl PartyStore for PostgresStore {
             holdings,
         })
     }
+
+    fn put_upload(&self, u: &StoredUpload, expire_before_ms: i64) -> Result<(), StoreError> {
+        self.pool.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM uploads WHERE uploaded_ms < $1",
+                &[&expire_before_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO uploads (submission_id, token_sha256, components, uploaded_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (submission_id, token_sha256) DO UPDATE
+                 SET components = excluded.components, uploaded_ms = excluded.uploaded_ms",
+                &[
+                    &u.submission_id,
+                    &&u.token_sha256[..],
+                    &u.components,
+                    &u.uploaded_ms,
+                ],
+            )?;
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    fn uploads_since(&self, since_ms: i64) -> Result<Vec<StoredUpload>, StoreError> {
+        let rows = self.query(
+            "SELECT submission_id, token_sha256, components, uploaded_ms FROM uploads
+             WHERE uploaded_ms >= $1 ORDER BY uploaded_ms, submission_id",
+            &[&since_ms],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let token: Vec<u8> = r.try_get(1)?;
+                Ok(StoredUpload {
+                    submission_id: r.try_get(0)?,
+                    token_sha256: token
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("upload token digest".into()))?,
+                    components: r.try_get(2)?,
+                    uploaded_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    fn remove_uploads(&self, keys: &[(String, [u8; 32])]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = keys.iter().map(|(s, _)| s.as_str()).collect();
+        let tokens: Vec<&[u8]> = keys.iter().map(|(_, t)| &t[..]).collect();
+        self.pool.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM uploads u USING UNNEST($1::TEXT[], $2::BYTEA[]) AS k(sid, tok)
+                 WHERE u.submission_id = k.sid AND u.token_sha256 = k.tok",
+                &[&ids, &tokens],
+            )?;
+            Ok::<_, StoreError>(())
+        })
+    }
 }
 
 impl PollShareStore for PostgresStore {
@@ -761,8 +826,9 @@ mod tests {
             )
             .unwrap();
         // studies.id; study_id of batches, shares, nullifiers, releases;
-        // submission_id of shares, nullifiers, poll_shares; nullifier.
-        assert_eq!(rows.len(), 9);
+        // submission_id of shares, nullifiers, poll_shares, uploads;
+        // nullifier.
+        assert_eq!(rows.len(), 10);
         for r in rows {
             let (t, c, coll): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
             assert_eq!(coll.as_deref(), Some("C"), "{t}.{c}");

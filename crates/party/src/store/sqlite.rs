@@ -11,7 +11,7 @@ use triad_wire::SignedRelease;
 
 pub(super) mod polls;
 
-use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch};
+use super::{Audit, BatchState, Holding, PartyStore, StoreError, StoredBatch, StoredUpload};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -72,6 +72,15 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA,
     // 2: polls (store/sqlite/polls.rs).
     polls::POLL_SCHEMA,
+    // 3: providers' uploads, durable before their receipt is signed.
+    "CREATE TABLE uploads (
+         submission_id TEXT NOT NULL,
+         token_sha256 BLOB NOT NULL,
+         components BLOB NOT NULL,
+         uploaded_ms INTEGER NOT NULL,
+         PRIMARY KEY (submission_id, token_sha256)
+     );
+     CREATE INDEX uploads_time ON uploads (uploaded_ms);",
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -513,6 +522,68 @@ impl PartyStore for SqliteStore {
             pending_batches,
             holdings,
         })
+    }
+
+    fn put_upload(&self, u: &StoredUpload, expire_before_ms: i64) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM uploads WHERE uploaded_ms < ?1",
+            params![expire_before_ms],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO uploads (submission_id, token_sha256, components, uploaded_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                u.submission_id,
+                &u.token_sha256[..],
+                u.components,
+                u.uploaded_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn uploads_since(&self, since_ms: i64) -> Result<Vec<StoredUpload>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT submission_id, token_sha256, components, uploaded_ms FROM uploads
+             WHERE uploaded_ms >= ?1 ORDER BY uploaded_ms, submission_id",
+        )?;
+        let rows = st.query_map(params![since_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (submission_id, token, components, uploaded_ms) = r?;
+            Ok(StoredUpload {
+                submission_id,
+                token_sha256: token
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("upload token digest".into()))?,
+                components,
+                uploaded_ms,
+            })
+        })
+        .collect()
+    }
+
+    fn remove_uploads(&self, keys: &[(String, [u8; 32])]) -> Result<(), StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (sid, token) in keys {
+            tx.execute(
+                "DELETE FROM uploads WHERE submission_id = ?1 AND token_sha256 = ?2",
+                params![sid, &token[..]],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

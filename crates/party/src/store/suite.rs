@@ -18,7 +18,7 @@ use triad_wire::messages::{RejectReason, StudyParams};
 use triad_wire::poll::{MessageKind, PollMode, PollSpec, ShareSet, SignedTally};
 use triad_wire::SignedRelease;
 
-use super::{BatchState, Holding, PartyStore, PutShares, StoreError};
+use super::{BatchState, Holding, PartyStore, PutShares, StoreError, StoredUpload};
 
 type Open<'a> = &'a dyn Fn() -> Box<dyn PartyStore>;
 
@@ -103,6 +103,52 @@ pub(super) fn pins_a_new_study_until_a_batch_names_it(open: Open) {
     let s = open();
     assert_eq!(s.pinned_study("n").unwrap().unwrap().name, "v2");
     assert_eq!(s.pinned_study("m").unwrap().unwrap().name, "w2");
+}
+
+fn upload(id: &str, token: u8, c: u8, at: i64) -> StoredUpload {
+    StoredUpload {
+        submission_id: id.into(),
+        token_sha256: [token; 32],
+        components: vec![c; 112],
+        uploaded_ms: at,
+    }
+}
+
+/// Uploads are held across a reopen, replaced under the same key, kept
+/// apart under another token, expired by age and forgotten on request.
+pub(super) fn uploads_are_durable_until_removed_or_expired(open: Open) {
+    let s = open();
+    s.put_upload(&upload("a", 1, 1, 1_000), 0).unwrap();
+    s.put_upload(&upload("b", 1, 2, 2_000), 0).unwrap();
+    // The same submission under another token is another upload.
+    s.put_upload(&upload("a", 2, 3, 2_500), 0).unwrap();
+    // A repeated upload replaces the earlier one.
+    s.put_upload(&upload("b", 1, 4, 3_000), 0).unwrap();
+    drop(s);
+    let s = open();
+    let all = s.uploads_since(0).unwrap();
+    assert_eq!(
+        all,
+        vec![
+            upload("a", 1, 1, 1_000),
+            upload("a", 2, 3, 2_500),
+            upload("b", 1, 4, 3_000)
+        ]
+    );
+    assert_eq!(s.uploads_since(2_500).unwrap().len(), 2);
+    // Forgetting is by exact key; unknown keys are ignored.
+    s.remove_uploads(&[("a".into(), [2; 32]), ("zz".into(), [9; 32])])
+        .unwrap();
+    assert_eq!(
+        s.uploads_since(0).unwrap(),
+        vec![upload("a", 1, 1, 1_000), upload("b", 1, 4, 3_000)]
+    );
+    // An upload expires uploads older than its bound in one transaction.
+    s.put_upload(&upload("c", 1, 5, 9_000), 2_000).unwrap();
+    assert_eq!(
+        s.uploads_since(0).unwrap(),
+        vec![upload("b", 1, 4, 3_000), upload("c", 1, 5, 9_000)]
+    );
 }
 
 pub(super) fn pending_commit_abort_and_reopen(open: Open) {
@@ -764,6 +810,7 @@ suite!(
     pins_a_study_on_first_sight,
     pins_a_new_study_until_a_batch_names_it,
     pending_commit_abort_and_reopen,
+    uploads_are_durable_until_removed_or_expired,
     put_pending_is_all_or_nothing,
     commit_and_abort_are_idempotent,
     committed_shares_as_of_batch,
