@@ -212,6 +212,7 @@ impl PostgresCache {
             reason: e.to_string(),
         };
         let pool = triad_pg::Pool::connect(url, 2).map_err(err)?;
+        triad_pg::claim(&pool, "api").map_err(err)?;
         triad_pg::migrate(&pool, PG_MIGRATIONS).map_err(err)?;
         Ok(Self { pool, what })
     }

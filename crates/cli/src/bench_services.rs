@@ -52,6 +52,9 @@ pub fn submit(
             postgres: postgres.clone(),
         })
         .await?;
+        if let Some(url) = &postgres {
+            devnet.drop_databases_on_exit(url);
+        }
         let net = devnet.network.clone();
         let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(60))?;
         let admin = std::fs::read_to_string(dir.path.join("secrets/admin.token"))?;
@@ -123,9 +126,12 @@ pub fn release(
             seed: 7,
             max_batch: 256,
             security,
-            postgres,
+            postgres: postgres.clone(),
         })
         .await?;
+        if let Some(url) = &postgres {
+            devnet.drop_databases_on_exit(url);
+        }
         let net = devnet.network.clone();
         // A study the coordinator does not know, so its scheduler never
         // starts an MPC job of its own while this one runs.
@@ -157,7 +163,7 @@ pub fn release(
             // Store calls block (PostgreSQL's client runs its own runtime).
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let store: Box<dyn PartyStore> = match url {
-                    Some(url) => Box::new(PostgresStore::open(&url)?),
+                    Some(url) => Box::new(PostgresStore::open_as(&url, &name)?),
                     None => Box::new(SqliteStore::open(&path)?),
                 };
                 let passing: Vec<_> = (0..n)
@@ -168,7 +174,8 @@ pub fn release(
             })
             .await??;
         }
-        eprintln!("stored {n} contributions at each party in {:.1} s", t.elapsed().as_secs_f64());
+        let stored_secs = t.elapsed().as_secs_f64();
+        eprintln!("stored {n} contributions at each party in {stored_secs:.1} s");
         let token = std::fs::read_to_string(dir.path.join("secrets/coordinator.token"))?;
         let http = triad_wire::https::client(&net.ca_pem()?, Duration::from_secs(3600))?;
         let req = ReleaseRequest {
@@ -220,8 +227,9 @@ pub fn release(
         if json {
             println!(
                 "{}",
-                json!({"bench": "release", "n": n, "seconds": seconds, "correct": correct,
-                       "rounds": rounds, "peak_rss_bytes": peak_rss})
+                json!({"bench": "release", "n": n, "store": backend, "seconds": seconds,
+                       "correct": correct, "rounds": rounds, "peak_rss_bytes": peak_rss,
+                       "store_seconds": stored_secs})
             );
         }
         if !correct {

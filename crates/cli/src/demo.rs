@@ -233,6 +233,10 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         admin,
         truth,
     } = start_devnet(&dir, n, "triad demo", args.postgres.clone()).await?;
+    // A scratch devnet's databases go with its directory.
+    if let (None, Some(url)) = (&args.data_dir, &args.postgres) {
+        devnet.drop_databases_on_exit(url);
+    }
     let study = demo_study(devnet_source(&net)?);
     let info: StudyInfo = match create_study(&net, &http, &admin, &study).await {
         Ok(info) => info,

@@ -58,30 +58,46 @@ pub struct DevnetArgs {
 }
 
 /// The databases of a devnet on PostgreSQL.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Databases {
     /// Per service (`coordinator`, `party0`..`party2`, `api`), its URL
     /// without the password (what the service is given in its arguments).
     pub urls: Vec<(String, String)>,
     /// The same with the password, for this process's own use.
     full: Vec<(String, String)>,
+    /// The databases' names.
+    names: Vec<String>,
     /// From the URL or `PGPASSWORD`; the services get it in theirs.
     pub password: Option<String>,
+}
+
+/// Names the databases, never the password.
+impl std::fmt::Debug for Databases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Databases")
+            .field("names", &self.names)
+            .finish()
+    }
 }
 
 impl Databases {
     /// Creates (if missing) the databases of the devnet in `dir` on the
     /// server `admin_url` reaches: `triad_<8 hex of the directory>_<service>`.
-    /// Blocks.
-    pub fn create(admin_url: &str, dir: &Path) -> anyhow::Result<Self> {
+    /// A `fresh` devnet (new keys) first drops any left by an earlier one
+    /// in the same directory. Blocks.
+    pub fn create(admin_url: &str, dir: &Path, fresh: bool) -> anyhow::Result<Self> {
         use sha2::Digest;
         let tag = hex::encode(&sha2::Sha256::digest(dir.display().to_string().as_bytes())[..4]);
         let password = triad_pg::split_password(admin_url)
             .1
             .or_else(|| std::env::var("PGPASSWORD").ok());
-        let (mut urls, mut full) = (Vec::new(), Vec::new());
+        let (mut urls, mut full, mut names) = (Vec::new(), Vec::new(), Vec::new());
         for service in ["coordinator", "party0", "party1", "party2", "api"] {
             let name = format!("triad_{tag}_{service}");
+            if fresh {
+                triad_pg::drop_database(admin_url, &name)
+                    .with_context(|| format!("dropping the earlier database {name}"))?;
+            }
             let url = triad_pg::create_database(admin_url, &name).with_context(|| {
                 format!(
                     "creating database {name} on {}",
@@ -90,12 +106,24 @@ impl Databases {
             })?;
             urls.push((service.to_string(), triad_pg::split_password(&url).0));
             full.push((service.to_string(), url));
+            names.push(name);
         }
         Ok(Self {
             urls,
             full,
+            names,
             password,
         })
+    }
+
+    /// Drops the databases (those of a devnet in a scratch directory go
+    /// with it). Blocks; callable from async code.
+    pub fn drop_all(&self, admin_url: &str) -> anyhow::Result<()> {
+        for name in &self.names {
+            triad_pg::drop_database(admin_url, name)
+                .with_context(|| format!("dropping database {name}"))?;
+        }
+        Ok(())
     }
 
     /// The URL `service` is given (no password).
@@ -184,7 +212,20 @@ pub struct Devnet {
     pub network: NetworkConfig,
     /// Set when the services store in PostgreSQL.
     pub databases: Option<Databases>,
+    /// The server to drop the databases on when the devnet is dropped.
+    drop_databases: Option<String>,
     sup: Supervisor,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        self.sup.shutdown();
+        if let (Some(d), Some(url)) = (&self.databases, &self.drop_databases) {
+            if let Err(e) = d.drop_all(url) {
+                eprintln!("devnet: {e:#}");
+            }
+        }
+    }
 }
 
 /// The devnet's processes, from the first one started: dropping it stops
@@ -468,8 +509,8 @@ impl Devnet {
         let databases = match &args.postgres {
             Some(url) => {
                 let (url, d) = (url.clone(), dir.clone());
-                let dbs =
-                    tokio::task::spawn_blocking(move || Databases::create(&url, &d)).await??;
+                let dbs = tokio::task::spawn_blocking(move || Databases::create(&url, &d, fresh))
+                    .await??;
                 if let Some(p) = &dbs.password {
                     sup.env.push(("PGPASSWORD".into(), p.clone()));
                 }
@@ -548,6 +589,7 @@ impl Devnet {
             dir,
             network,
             databases,
+            drop_databases: None,
             sup,
         };
         devnet.wait_ready().await?;
@@ -616,6 +658,13 @@ impl Devnet {
 
     fn write_info(&self) -> anyhow::Result<()> {
         write_info_file(&self.dir, &self.info())
+    }
+
+    /// Drops the databases (if any) on the server `admin_url` reaches when
+    /// the devnet is dropped, also after an error: for devnets in scratch
+    /// directories.
+    pub fn drop_databases_on_exit(&mut self, admin_url: &str) {
+        self.drop_databases = Some(admin_url.to_string());
     }
 
     /// Stops every process (also done on drop).

@@ -126,7 +126,17 @@ impl Verbs<'_> {
 
 #[test]
 fn poll_verbs_over_a_devnet() {
-    let dn = DevnetProcess::start("poll-verbs", 4);
+    poll_verbs(DevnetProcess::start("poll-verbs", 4));
+}
+
+/// The same with every service on a PostgreSQL database of its own (the
+/// parties' poll routes read their store off the async runtime).
+#[test]
+fn poll_verbs_over_a_devnet_on_postgres() {
+    poll_verbs(DevnetProcess::start_on_postgres("poll-verbs-pg", 4));
+}
+
+fn poll_verbs(dn: DevnetProcess) {
     let dir = &dn.dir;
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();

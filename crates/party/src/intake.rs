@@ -230,8 +230,10 @@ impl Intake {
         let now = Instant::now();
         let mut e = self.lock();
         let mut n = 0;
-        // Oldest first, as the order queue expects.
-        for u in rows.into_iter().take(self.max_entries) {
+        // Oldest first, as the order queue expects; the newest if more than
+        // fit.
+        let skip = rows.len().saturating_sub(self.max_entries);
+        for u in rows.into_iter().skip(skip) {
             let c = Components::decode(&u.components)?;
             let age = Duration::from_millis((now_ms - u.uploaded_ms).max(0) as u64);
             let at = now.checked_sub(age).unwrap_or(now);

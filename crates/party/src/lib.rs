@@ -205,11 +205,12 @@ pub async fn launch(
     triad_files::check_private(&cfg.data_dir, 2).map_err(|e| PartyError::Config(e.to_string()))?;
     let store: Arc<dyn store::PartyStore> = {
         let (path, database) = (cfg.data_dir.join(DB_FILE), cfg.database.clone());
+        let owner = format!("party{}", cfg.id.index());
         // Opening blocks (a PostgreSQL connection runs its own runtime).
         tokio::task::spawn_blocking(
             move || -> Result<Arc<dyn store::PartyStore>, store::StoreError> {
                 Ok(match database {
-                    Some(url) => Arc::new(store::PostgresStore::open(&url)?),
+                    Some(url) => Arc::new(store::PostgresStore::open_as(&url, &owner)?),
                     None => Arc::new(store::SqliteStore::open(&path)?),
                 })
             },

@@ -71,8 +71,14 @@ fn poll_id(id: &str) -> Result<u64, Refusal> {
         .map_err(|_| Refusal::Malformed("poll id must be an integer".into()))
 }
 
-fn pinned(s: &PartyState, id: u64) -> Result<PollSpec, Refusal> {
+/// The pinned poll `id` (blocks: call it on the blocking pool).
+fn pinned_blocking(s: &PartyState, id: u64) -> Result<PollSpec, Refusal> {
     s.store.poll(id)?.ok_or(Refusal::UnknownPoll(id))
+}
+
+/// The pinned poll `id`, read off the runtime.
+async fn pinned(s: &Arc<PartyState>, id: u64) -> Result<PollSpec, Refusal> {
+    blocking(s, move |s| pinned_blocking(s, id)).await
 }
 
 async fn pin_poll(
@@ -104,7 +110,7 @@ async fn put_shares(
         let id = poll_id(&id)?;
         let up: MessageShares = parse_json(&body(b)?)?;
         let (salt, set) = up.parse().map_err(Refusal::BadShares)?;
-        let spec = pinned(&s, id)?;
+        let spec = pinned(&s, id).await?;
         if triad_wire::unix_now() >= spec.voting_deadline.saturating_add(CLOCK_GRACE_SECS) {
             return Err(Refusal::PollClosed(id).into());
         }
@@ -150,7 +156,7 @@ async fn confirm(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = poll_id(&id)?;
     let req: ConfirmMessage = parse_json(&body(b)?)?;
-    let spec = pinned(&s, id)?;
+    let spec = pinned(&s, id).await?;
     if triad_wire::unix_now() >= spec.voting_deadline.saturating_add(CLOCK_GRACE_SECS) {
         return Err(Refusal::PollClosed(id).into());
     }
@@ -403,7 +409,7 @@ async fn tally(
     let party = s.index;
     let d = digest.clone();
     let checked = blocking(&s, move |s| {
-        let spec = pinned(s, id)?;
+        let spec = pinned_blocking(s, id)?;
         check_tally_digested(&spec, &req, d, &s.notary_key, party, triad_wire::unix_now())
     })
     .await?;

@@ -10,6 +10,9 @@
 //!   on one connection (of two admissions with one nullifier exactly one
 //!   commits; a queue bound is never overshot). A closure's `Err` rolls the
 //!   transaction back: a refusal writes nothing;
+//! - statements are prepared once per connection and cached ([`Sql`] on a
+//!   [`Conn`] or a [`Tx`]): rust-postgres otherwise parses and plans every
+//!   statement on every call, a second round trip each;
 //! - [`migrate`]: numbered migrations, each in one transaction with its
 //!   version bump, under an advisory lock so two processes never race;
 //! - [`create_database`]: one database per service (`triad devnet
@@ -22,12 +25,18 @@
 //! Connections use no TLS: the server is expected on loopback or a unix
 //! socket (docs/security.md names this limit).
 
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 pub use postgres;
 use postgres::error::SqlState;
-use postgres::{Client, IsolationLevel, NoTls};
+use postgres::types::ToSql;
+use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
+
+/// The longest any statement may run (a release over millions of
+/// contributions reads them in seconds).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why PostgreSQL could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +47,11 @@ pub enum PgError {
     Url(String),
     #[error("schema version {found} is newer than this build knows ({known})")]
     TooNew { found: i64, known: usize },
+    #[error(
+        "this database belongs to {found}, not {expected}: every service needs a database \
+         of its own (two parties' rows reconstruct every contribution)"
+    )]
+    Owner { found: String, expected: String },
 }
 
 /// True for the errors after which a serialisable transaction is simply
@@ -67,8 +81,160 @@ impl Conflict for PgError {
     }
 }
 
+/// A connection and the statements prepared on it.
+struct Session {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Session {
+    fn new(client: Client) -> Self {
+        Self {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+}
+
+/// The prepared statement for `sql` on this connection, prepared on first
+/// use (through `prepare`, the client or a transaction on it).
+fn cached(
+    statements: &mut HashMap<String, Statement>,
+    sql: &str,
+    prepare: impl FnOnce(&str) -> Result<Statement, postgres::Error>,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = prepare(sql)?;
+    statements.insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
+/// What the stores run SQL through: a pooled connection ([`Conn`]) or a
+/// transaction ([`Tx`]), each preparing a statement once per connection.
+pub trait Sql {
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error>;
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error>;
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error>;
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error>;
+}
+
+/// Implements [`Sql`] and the same inherent methods (so a call resolves to
+/// the cached version whether or not the trait is in scope) for a type
+/// with a `statement(&mut self, sql)` method and a `runner()` to run on.
+macro_rules! cached_sql {
+    ($t:ty) => {
+        impl $t {
+            pub fn execute(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<u64, postgres::Error> {
+                let s = self.statement(sql)?;
+                self.runner().execute(&s, params)
+            }
+            pub fn query(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Vec<Row>, postgres::Error> {
+                let s = self.statement(sql)?;
+                self.runner().query(&s, params)
+            }
+            pub fn query_one(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Row, postgres::Error> {
+                let s = self.statement(sql)?;
+                self.runner().query_one(&s, params)
+            }
+            pub fn query_opt(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, postgres::Error> {
+                let s = self.statement(sql)?;
+                self.runner().query_opt(&s, params)
+            }
+        }
+        impl Sql for $t {
+            fn execute(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<u64, postgres::Error> {
+                <$t>::execute(self, sql, params)
+            }
+            fn query(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Vec<Row>, postgres::Error> {
+                <$t>::query(self, sql, params)
+            }
+            fn query_one(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Row, postgres::Error> {
+                <$t>::query_one(self, sql, params)
+            }
+            fn query_opt(
+                &mut self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, postgres::Error> {
+                <$t>::query_opt(self, sql, params)
+            }
+        }
+    };
+}
+
+/// A transaction of [`Pool::transaction`], with the connection's cache of
+/// prepared statements.
+pub struct Tx<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl<'a> Tx<'a> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        let tx = &mut self.tx;
+        cached(self.statements, sql, |q| tx.prepare(q))
+    }
+
+    fn runner(&mut self) -> &mut postgres::Transaction<'a> {
+        &mut self.tx
+    }
+
+    /// Runs several statements without parameters (not cached).
+    pub fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
+}
+
+cached_sql!(Tx<'_>);
+
 struct Idle {
-    clients: Vec<Client>,
+    clients: Vec<Session>,
     open: usize,
 }
 
@@ -84,21 +250,42 @@ pub struct Pool {
 /// closed, if PostgreSQL closed it).
 pub struct Conn<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    client: Option<Session>,
 }
 
 impl std::ops::Deref for Conn<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client.as_ref().expect("connection present until drop")
+        &self
+            .client
+            .as_ref()
+            .expect("connection present until drop")
+            .client
     }
 }
 
 impl std::ops::DerefMut for Conn<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("connection present until drop")
+        &mut self.session().client
     }
 }
+
+impl Conn<'_> {
+    fn session(&mut self) -> &mut Session {
+        self.client.as_mut().expect("connection present until drop")
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        let Session { client, statements } = self.session();
+        cached(statements, sql, |q| client.prepare(q))
+    }
+
+    fn runner(&mut self) -> &mut Client {
+        &mut self.session().client
+    }
+}
+
+cached_sql!(Conn<'_>);
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
@@ -106,7 +293,7 @@ impl Drop for Conn<'_> {
             return;
         };
         let mut idle = self.pool.lock();
-        if client.is_closed() {
+        if client.client.is_closed() {
             idle.open -= 1;
             drop_off_runtime(vec![client]);
         } else {
@@ -120,7 +307,7 @@ impl Drop for Conn<'_> {
 /// A `postgres::Client` owns a small tokio runtime, which must not be
 /// dropped inside an async context: closed clients are dropped on a thread
 /// of their own.
-fn drop_off_runtime(clients: Vec<Client>) {
+fn drop_off_runtime(clients: Vec<Session>) {
     if clients.is_empty() {
         return;
     }
@@ -143,16 +330,28 @@ impl Pool {
     /// call it on the blocking pool.
     pub fn connect(url: &str, max: usize) -> Result<Self, PgError> {
         let mut config = parse_config(url)?;
+        // Durable commits, and no statement that waits forever (a stuck
+        // one would hold a service's only batch driver); after the URL's
+        // own options, which are kept.
+        let options = format!(
+            "{} -c synchronous_commit=on -c statement_timeout={}",
+            config.get_options().unwrap_or(""),
+            STATEMENT_TIMEOUT.as_millis()
+        );
         config
-            .options("-c synchronous_commit=on")
+            .options(options.trim())
             .connect_timeout(Duration::from_secs(10))
-            .application_name("triad");
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(60));
+        if config.get_application_name().is_none() {
+            config.application_name("triad");
+        }
         let first = config.connect(NoTls)?;
         Ok(Self {
             config,
             max: max.max(1),
             idle: Mutex::new(Idle {
-                clients: vec![first],
+                clients: vec![Session::new(first)],
                 open: 1,
             }),
             freed: Condvar::new(),
@@ -169,7 +368,7 @@ impl Pool {
         let mut idle = self.lock();
         loop {
             if let Some(client) = idle.clients.pop() {
-                if client.is_closed() {
+                if client.client.is_closed() {
                     idle.open -= 1;
                     drop_off_runtime(vec![client]);
                     continue;
@@ -185,7 +384,7 @@ impl Pool {
                 return match self.config.connect(NoTls) {
                     Ok(client) => Ok(Conn {
                         pool: self,
-                        client: Some(client),
+                        client: Some(Session::new(client)),
                     }),
                     Err(e) => {
                         self.lock().open -= 1;
@@ -203,22 +402,21 @@ impl Pool {
     /// times, with a short random pause) when PostgreSQL reports a conflict
     /// in `f` or at commit. `f` may therefore run more than once and must
     /// not have effects outside the transaction.
-    pub fn transaction<T, E>(
-        &self,
-        mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E>
+    pub fn transaction<T, E>(&self, mut f: impl FnMut(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<postgres::Error> + From<PgError> + Conflict,
     {
         const ATTEMPTS: u32 = 20;
         let mut conn = self.get()?;
         for attempt in 1..=ATTEMPTS {
-            let mut tx = conn
+            let Session { client, statements } = conn.session();
+            let tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::Serializable)
                 .start()?;
+            let mut tx = Tx { tx, statements };
             let r = f(&mut tx).and_then(|v| {
-                tx.commit()?;
+                tx.tx.commit()?;
                 Ok(v)
             });
             match r {
@@ -269,6 +467,32 @@ pub fn migrate(pool: &Pool, migrations: &[&str]) -> Result<(), PgError> {
     Ok(())
 }
 
+/// Records `owner` (e.g. `coordinator`, `party1`, `api`) as the database's
+/// owner on first use, and refuses a database another owner claimed: two
+/// services, above all two parties, must never share one. Call it before
+/// [`migrate`], so a foreign schema is never added.
+pub fn claim(pool: &Pool, owner: &str) -> Result<(), PgError> {
+    let mut conn = pool.get()?;
+    let mut tx = conn.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7261726561)", &[])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS triad_owner (owner TEXT NOT NULL)")?;
+    let found: Option<String> = tx
+        .query_opt("SELECT owner FROM triad_owner", &[])?
+        .map(|r| r.get(0));
+    match found {
+        Some(f) if f == owner => Ok(()),
+        Some(f) => Err(PgError::Owner {
+            found: f,
+            expected: owner.to_string(),
+        }),
+        None => {
+            tx.execute("INSERT INTO triad_owner (owner) VALUES ($1)", &[&owner])?;
+            tx.commit()?;
+            Ok(())
+        }
+    }
+}
+
 /// The schema version a database is at (0 before the first migration).
 pub fn schema_version(pool: &Pool) -> Result<i64, PgError> {
     let mut conn = pool.get()?;
@@ -283,26 +507,94 @@ pub fn schema_version(pool: &Pool) -> Result<i64, PgError> {
         .get(0))
 }
 
-/// `url` with its password replaced by `***`, for logs and errors.
+/// `url` with its password replaced by `***` (in the user info, in a
+/// `password=` query parameter, or in the `key=value` form), for logs
+/// and errors.
 pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@') {
-            if let Some((user, _)) = auth.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
+    let (bare, password) = split_password(url);
+    if password.is_none() {
         return url.to_string();
     }
-    url.split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=***"
-            } else {
-                kv
+    match bare.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) if !user.contains('/') => format!("{scheme}://{user}:***@{host}"),
+            _ => format!("{bare} (password ***)"),
+        },
+        None => format!("{bare} password=***"),
+    }
+}
+
+/// Decodes `%XX` escapes (as PostgreSQL's URL parser does).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
             }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` without its password, and the password (decoded): a devnet
+/// passes the first in arguments and the second in its children's
+/// environment. Handles the user info (`user:pw@`), a `password=` query
+/// parameter and the `key=value` form (unquoted values).
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let mut password = None;
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (rest, None),
+        };
+        let mut bare = match before_query.split_once('@') {
+            Some((auth, host)) if !auth.contains('/') => match auth.split_once(':') {
+                Some((user, pw)) => {
+                    password = Some(percent_decode(pw));
+                    format!("{scheme}://{user}@{host}")
+                }
+                None => format!("{scheme}://{before_query}"),
+            },
+            _ => format!("{scheme}://{before_query}"),
+        };
+        if let Some(q) = query {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|kv| match kv.strip_prefix("password=") {
+                    Some(pw) => {
+                        password = Some(percent_decode(pw));
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if !kept.is_empty() {
+                bare.push('?');
+                bare.push_str(&kept.join("&"));
+            }
+        }
+        return (bare, password);
+    }
+    let mut password = None;
+    let kept: Vec<&str> = url
+        .split_whitespace()
+        .filter(|kv| match kv.strip_prefix("password=") {
+            Some(p) => {
+                password = Some(p.trim_matches('\'').to_string());
+                false
+            }
+            None => true,
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    (kept.join(" "), password)
 }
 
 /// `url` naming database `name` instead of its own.
@@ -387,8 +679,28 @@ pub fn drop_database(admin_url: &str, name: &str) -> Result<(), PgError> {
     check_name(name)?;
     off_runtime(|| -> Result<(), PgError> {
         let mut c = connect_admin(admin_url)?;
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
-        Ok(())
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        // FORCE ends our own sessions, not the server's: an autovacuum
+        // worker still busy on the database (after a large import) makes
+        // the drop fail until it is done.
+        let mut attempt = 0;
+        loop {
+            match c.batch_execute(&sql) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if attempt < 30
+                        && matches!(
+                            e.code(),
+                            Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE
+                                || *c == SqlState::OBJECT_IN_USE
+                        ) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     })
 }
 
@@ -404,34 +716,6 @@ fn parse_config(url: &str) -> Result<postgres::Config, PgError> {
         }
     }
     Ok(config)
-}
-
-/// `url` without its password, and the password: a devnet passes the
-/// first in arguments and the second in its children's environment.
-pub fn split_password(url: &str) -> (String, Option<String>) {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@') {
-            if let Some((user, password)) = auth.split_once(':') {
-                return (
-                    format!("{scheme}://{user}@{host}"),
-                    Some(password.to_string()),
-                );
-            }
-        }
-        return (url.to_string(), None);
-    }
-    let mut password = None;
-    let kept: Vec<&str> = url
-        .split_whitespace()
-        .filter(|kv| match kv.strip_prefix("password=") {
-            Some(p) => {
-                password = Some(p.to_string());
-                false
-            }
-            None => true,
-        })
-        .collect();
-    (kept.join(" "), password)
 }
 
 fn connect_admin(url: &str) -> Result<Client, PgError> {
@@ -517,6 +801,26 @@ mod tests {
         }
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        for url in [
+            "postgres://u@h/db?password=secret&sslmode=disable",
+            "postgres://u:secret@h/db?password=secret",
+            "host=h password='secret' user=u",
+        ] {
+            assert!(!redact(url).contains("secret"), "{}", redact(url));
+        }
+        assert_eq!(
+            split_password("postgres://u@h/db?sslmode=disable&password=s%40cret"),
+            (
+                "postgres://u@h/db?sslmode=disable".to_string(),
+                Some("s@cret".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://u:p%3Aq@h/db").1.as_deref(),
+            Some("p:q")
+        );
+        // Not an escape: kept as written, also next to multi-byte text.
+        assert_eq!(percent_decode("%zz%é%4"), "%zz%é%4");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(
             split_password("postgres://u:secret@h/db"),
@@ -573,6 +877,21 @@ mod tests {
             migrate(&pool, &[]),
             Err(PgError::TooNew { found: 1, known: 0 })
         ));
+    }
+
+    /// A database serves one owner: a second service (above all a second
+    /// party) is refused before any schema of its own is added.
+    #[test]
+    fn a_database_has_one_owner() {
+        let db = TestDatabase::new("pg_owner");
+        let pool = Pool::connect(&db.url, 2).unwrap();
+        claim(&pool, "party0").unwrap();
+        claim(&pool, "party0").unwrap();
+        let e = claim(&pool, "party1").unwrap_err();
+        assert!(
+            matches!(&e, PgError::Owner { found, expected } if found == "party0" && expected == "party1"),
+            "{e}"
+        );
     }
 
     #[test]

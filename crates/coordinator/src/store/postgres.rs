@@ -23,7 +23,8 @@
 //!   constraint ([`COMPUTED_KEYS`]); it is retried like a conflict.
 
 use triad_pg::postgres::error::SqlState;
-use triad_pg::postgres::{self, GenericClient, Row};
+use triad_pg::postgres::{self, Row};
+use triad_pg::Sql;
 use triad_pg::{Conflict, PgError, Pool};
 use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
@@ -284,7 +285,7 @@ fn study_from_row(r: &Row) -> Result<StudyInfo, StoreError> {
     })
 }
 
-fn load_study(c: &mut impl GenericClient, id: &str) -> Result<Option<StudyInfo>, StoreError> {
+fn load_study(c: &mut impl Sql, id: &str) -> Result<Option<StudyInfo>, StoreError> {
     c.query_opt(&format!("{STUDY_SELECT} WHERE s.id = $1"), &[&id])?
         .map(|r| study_from_row(&r))
         .transpose()
@@ -292,11 +293,7 @@ fn load_study(c: &mut impl GenericClient, id: &str) -> Result<Option<StudyInfo>,
 
 /// Rejects the submissions `ids` with `reason` and frees their nullifiers
 /// (inside the caller's transaction).
-fn reject(
-    tx: &mut impl GenericClient,
-    ids: &[String],
-    reason: RejectReason,
-) -> Result<(), StoreError> {
+fn reject(tx: &mut impl Sql, ids: &[String], reason: RejectReason) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -323,6 +320,7 @@ impl PostgresStore {
     /// version. Blocks: async callers run it on the blocking pool.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let pool = Pool::connect(url, POOL_SIZE)?;
+        triad_pg::claim(&pool, "coordinator")?;
         triad_pg::migrate(&pool, MIGRATIONS)?;
         Ok(Self { pool })
     }
@@ -336,7 +334,7 @@ impl PostgresStore {
 
 /// `Ok` if `batch` is in one of `allowed`, else [`StoreError::BatchState`].
 fn expect_state(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut triad_pg::Tx<'_>,
     batch: u64,
     allowed: &[&str],
     refused: &'static str,
@@ -380,7 +378,7 @@ impl CoordinatorStore for PostgresStore {
     }
 
     fn study(&self, id: &str) -> Result<Option<StudyInfo>, StoreError> {
-        load_study(&mut *self.pool.get()?, id)
+        load_study(&mut self.pool.get()?, id)
     }
 
     fn studies(&self) -> Result<Vec<StudyInfo>, StoreError> {
@@ -819,6 +817,46 @@ impl CoordinatorStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lists and pages must come out in byte order whatever the server's
+    /// default collation (the tests' server may well be C already, so the
+    /// schema is checked, not only the results): every text column that
+    /// names a study, poll, submission or directory entry is `COLLATE "C"`.
+    #[test]
+    fn ordered_text_columns_compare_bytes() {
+        let db = triad_pg::TestDatabase::new("coord_collation");
+        let s = PostgresStore::open(&db.url).unwrap();
+        let rows = s
+            .pool
+            .get()
+            .unwrap()
+            .query(
+                "SELECT table_name::TEXT, column_name::TEXT, collation_name::TEXT
+                 FROM information_schema.columns
+                 WHERE table_schema = 'public' AND data_type = 'text'
+                   AND ((table_name IN ('studies') AND column_name = 'id')
+                        OR (table_name = 'directory_entries' AND column_name IN ('kind', 'name')))",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        for r in rows {
+            let (t, c, coll): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+            assert_eq!(coll.as_deref(), Some("C"), "{t}.{c}");
+        }
+    }
+
+    /// A database another service claimed is refused before any of the
+    /// coordinator's tables is added to it.
+    #[test]
+    fn another_services_database_is_refused() {
+        let db = triad_pg::TestDatabase::new("coord_owner");
+        let pool = Pool::connect(&db.url, 1).unwrap();
+        triad_pg::claim(&pool, "party1").unwrap();
+        let e = PostgresStore::open(&db.url).err().expect("refused");
+        assert!(e.to_string().contains("belongs to party1"), "{e}");
+        assert_eq!(triad_pg::schema_version(&pool).unwrap(), 0);
+    }
 
     /// A fresh database gets every migration; opening it again applies
     /// none twice (migration 1 would fail on the existing tables) and

@@ -277,23 +277,32 @@ const RACERS: usize = 8;
 fn concurrent_admissions_one_nullifier(open: Open) {
     let s = &*open();
     create(s, "s");
-    let ok = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for t in 0..RACERS {
-            let ok = &ok;
-            scope.spawn(move || {
-                match s.insert_submission(&sub("s", &format!("r{t}"), "same"), 100, 1) {
-                    Ok(()) => {
-                        ok.fetch_add(1, Ordering::SeqCst);
+    // Several rounds, each released at once by a barrier: the first also
+    // opens the pool's connections, so the later ones race on warm ones.
+    const ROUNDS: usize = 3;
+    for round in 0..ROUNDS {
+        let ok = AtomicUsize::new(0);
+        let start = std::sync::Barrier::new(RACERS);
+        std::thread::scope(|scope| {
+            for t in 0..RACERS {
+                let (ok, start) = (&ok, &start);
+                scope.spawn(move || {
+                    let sub = sub("s", &format!("r{round}-{t}"), &format!("same{round}"));
+                    start.wait();
+                    match s.insert_submission(&sub, 100, 1) {
+                        Ok(()) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(InsertRefused::NullifierInUse) => {}
+                        Err(e) => panic!("racer {t}: {e:?}"),
                     }
-                    Err(InsertRefused::NullifierInUse) => {}
-                    Err(e) => panic!("racer {t}: {e:?}"),
-                }
-            });
-        }
-    });
-    assert_eq!(ok.load(Ordering::SeqCst), 1);
-    assert_eq!(s.row_counts().unwrap(), vec![1, 1, 1, 1, 0, 0]);
+                });
+            }
+        });
+        assert_eq!(ok.load(Ordering::SeqCst), 1, "round {round}");
+    }
+    let n = ROUNDS as i64;
+    assert_eq!(s.row_counts().unwrap(), vec![1, n, n, n, 0, 0]);
 }
 
 /// Concurrent submissions with distinct nullifiers never overshoot the

@@ -40,7 +40,7 @@ impl From<PgError> for StoreError {
             PgError::TooNew { found, known } => StoreError::Corrupt(format!(
                 "schema version {found} (this party knows up to {known})"
             )),
-            e @ PgError::Url(_) => StoreError::Backend(Box::new(e)),
+            e @ (PgError::Url(_) | PgError::Owner { .. }) => StoreError::Backend(Box::new(e)),
         }
     }
 }
@@ -160,7 +160,14 @@ impl PostgresStore {
     /// Connects to `url` and brings its schema to the latest version.
     /// Blocks: from async code call it on the blocking pool.
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_as(url, "party")
+    }
+
+    /// [`PostgresStore::open`] for `owner` (`party0`..`party2`): a
+    /// database another party (or service) claimed is refused.
+    pub fn open_as(url: &str, owner: &str) -> Result<Self, StoreError> {
         let pool = Pool::connect(url, POOL_SIZE)?;
+        triad_pg::claim(&pool, owner)?;
         triad_pg::migrate(&pool, MIGRATIONS)?;
         Ok(Self { pool })
     }
@@ -532,25 +539,28 @@ impl PartyStore for PostgresStore {
     }
 
     fn put_upload(&self, u: &StoredUpload, expire_before_ms: i64) -> Result<(), StoreError> {
-        self.pool.transaction(|tx| {
-            tx.execute(
-                "DELETE FROM uploads WHERE uploaded_ms < $1",
-                &[&expire_before_ms],
-            )?;
-            tx.execute(
-                "INSERT INTO uploads (submission_id, token_sha256, components, uploaded_ms)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (submission_id, token_sha256) DO UPDATE
-                 SET components = excluded.components, uploaded_ms = excluded.uploaded_ms",
-                &[
-                    &u.submission_id,
-                    &&u.token_sha256[..],
-                    &u.components,
-                    &u.uploaded_ms,
-                ],
-            )?;
-            Ok::<_, StoreError>(())
-        })
+        // Two statements, each its own transaction: uploads are independent
+        // rows, and a serialisable range delete beside every insert would
+        // make concurrent uploads conflict. Expired rows go first, so the
+        // new one is never among them.
+        let mut c = self.pool.get()?;
+        c.execute(
+            "DELETE FROM uploads WHERE uploaded_ms < $1",
+            &[&expire_before_ms],
+        )?;
+        c.execute(
+            "INSERT INTO uploads (submission_id, token_sha256, components, uploaded_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (submission_id, token_sha256) DO UPDATE
+             SET components = excluded.components, uploaded_ms = excluded.uploaded_ms",
+            &[
+                &u.submission_id,
+                &&u.token_sha256[..],
+                &u.components,
+                &u.uploaded_ms,
+            ],
+        )?;
+        Ok(())
     }
 
     fn uploads_since(&self, since_ms: i64) -> Result<Vec<StoredUpload>, StoreError> {
@@ -712,16 +722,16 @@ impl PollShareStore for PostgresStore {
         ids: &[(String, String)],
     ) -> Result<Vec<Option<ShareSet>>, StoreError> {
         let mut c = self.pool.get()?;
-        let q = c.prepare(
-            "SELECT shares FROM poll_shares
-             WHERE poll = $1 AND submission_id = $2 AND commitment = $3 AND confirmed",
-        )?;
         let poll = poll as i64;
         ids.iter()
             .map(|(sid, commitment)| {
-                c.query_opt(&q, &[&poll, sid, commitment])?
-                    .map(|r| decode_shares(r.try_get(0)?))
-                    .transpose()
+                c.query_opt(
+                    "SELECT shares FROM poll_shares
+                     WHERE poll = $1 AND submission_id = $2 AND commitment = $3 AND confirmed",
+                    &[&poll, sid, commitment],
+                )?
+                .map(|r| decode_shares(r.try_get(0)?))
+                .transpose()
             })
             .collect()
     }
@@ -759,6 +769,32 @@ mod tests {
     //! PostgreSQL-only checks; the behaviour every backend shares is tested
     //! in store/suite.rs. They fail, never skip, without a server.
     use super::*;
+
+    /// Two parties given one database: the second is refused before it
+    /// adds or reads anything (their rows together would reconstruct
+    /// every contribution).
+    #[test]
+    fn a_second_party_on_one_database_is_refused() {
+        let db = TestDatabase::new("party_owner");
+        let first = PostgresStore::open_as(&db.url, "party0").unwrap();
+        first
+            .put_upload(
+                &StoredUpload {
+                    submission_id: "a".into(),
+                    token_sha256: [1; 32],
+                    components: vec![0; 112],
+                    uploaded_ms: 1,
+                },
+                0,
+            )
+            .unwrap();
+        let e = PostgresStore::open_as(&db.url, "party1")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("belongs to party0"), "{e}");
+        // The owner itself opens it again.
+        PostgresStore::open_as(&db.url, "party0").unwrap();
+    }
     use triad_pg::TestDatabase;
 
     fn exec(store: &PostgresStore, sql: &str) {

@@ -1,7 +1,8 @@
 //! [`DirectoryStore`] on the coordinator's PostgreSQL database (migration
 //! 5, as in store/sqlite/directory.rs).
 
-use triad_pg::postgres::{GenericClient, Row};
+use triad_pg::postgres::Row;
+use triad_pg::Sql;
 
 use super::PostgresStore;
 use crate::store::directory::{kind_str, parse_kind, DirectoryEntry, DirectoryStore, Kind};
@@ -23,10 +24,7 @@ CREATE TABLE directory_entries (
 
 /// Inserts `e` unless its (kind, name) has an entry (inside the caller's
 /// transaction).
-pub(super) fn insert_entry(
-    c: &mut impl GenericClient,
-    e: &DirectoryEntry,
-) -> Result<(), StoreError> {
+pub(super) fn insert_entry(c: &mut impl Sql, e: &DirectoryEntry) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO directory_entries (kind, name, id_salt, directory_id)
          VALUES ($1, $2, $3, $4)
@@ -59,11 +57,7 @@ fn entry(r: &Row) -> Result<DirectoryEntry, StoreError> {
 
 const COLUMNS: &str = "kind, name, id_salt, directory_id, seq, published_at";
 
-fn load(
-    c: &mut impl GenericClient,
-    kind: Kind,
-    name: &str,
-) -> Result<Option<DirectoryEntry>, StoreError> {
+fn load(c: &mut impl Sql, kind: Kind, name: &str) -> Result<Option<DirectoryEntry>, StoreError> {
     c.query_opt(
         &format!("SELECT {COLUMNS} FROM directory_entries WHERE kind = $1 AND name = $2"),
         &[&kind_str(kind), &name],
@@ -86,7 +80,7 @@ impl DirectoryStore for PostgresStore {
         kind: Kind,
         name: &str,
     ) -> Result<Option<DirectoryEntry>, StoreError> {
-        load(&mut *self.pool.get()?, kind, name)
+        load(&mut self.pool.get()?, kind, name)
     }
 
     fn directory_entries(&self) -> Result<Vec<DirectoryEntry>, StoreError> {

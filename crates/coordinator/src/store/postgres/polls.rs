@@ -1,7 +1,8 @@
 //! [`PollStore`] on the coordinator's PostgreSQL database (tables of
 //! migrations 3 and 4, as in store/sqlite/polls.rs).
 
-use triad_pg::postgres::{GenericClient, Row};
+use triad_pg::postgres::Row;
+use triad_pg::Sql;
 use triad_wire::poll::{LogEntry, MessageKind, PollInfo, PollSpec, Signup, VerifiedTally};
 
 use super::{now_ms, PostgresStore};
@@ -131,7 +132,7 @@ fn log_entry(r: &Row) -> Result<Option<LogEntry>, StoreError> {
 
 const LOG_COLUMNS: &str = "submission_id, commitments, position, timestamp, kind, state_index";
 
-fn load_poll(c: &mut impl GenericClient, id: u64) -> Result<Option<PollInfo>, StoreError> {
+fn load_poll(c: &mut impl Sql, id: u64) -> Result<Option<PollInfo>, StoreError> {
     c.query_opt(&format!("{POLL_SELECT} WHERE p.id = $1"), &[&i(id)])?
         .map(|r| poll_from_row(&r))
         .transpose()
@@ -159,7 +160,7 @@ impl PollStore for PostgresStore {
     }
 
     fn poll(&self, id: u64) -> Result<Option<PollInfo>, StoreError> {
-        load_poll(&mut *self.pool.get()?, id)
+        load_poll(&mut self.pool.get()?, id)
     }
 
     fn polls(&self) -> Result<Vec<PollInfo>, StoreError> {
