@@ -30,7 +30,7 @@ mod suite;
 use std::sync::Arc;
 
 use triad_wire::messages::{
-    BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState,
+    BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
 };
 
 pub use directory::{DirectoryEntry, DirectoryStore};
@@ -118,6 +118,32 @@ pub struct ReleaseStatus {
     pub last_release_no: u64,
     pub last_count: u64,
     pub last_created_at: Option<u64>,
+}
+
+// Stored forms both backends share.
+
+fn parse_status(s: &str) -> Result<SubmissionStatus, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| StoreError::Corrupt(s.into()))
+}
+
+fn reason_str(r: RejectReason) -> String {
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{r:?}"),
+    }
+}
+
+fn parse_reason(s: &str) -> Result<RejectReason, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| StoreError::Corrupt(s.into()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The coordinator's storage. See the module documentation for the

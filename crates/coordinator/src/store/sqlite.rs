@@ -12,6 +12,7 @@ use triad_wire::messages::{
 mod directory;
 mod polls;
 
+use super::{now_ms, parse_reason, parse_status, reason_str};
 use super::{
     CommittingBatch, CoordinatorStore, FormedBatch, InsertRefused, NewSubmission, ReleaseStatus,
     StoreError, SubmissionRow,
@@ -96,30 +97,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(Box::new(e))
     }
-}
-
-fn parse_status(s: &str) -> Result<SubmissionStatus, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| StoreError::Corrupt(s.into()))
-}
-
-fn reason_str(r: RejectReason) -> String {
-    match serde_json::to_value(r) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{r:?}"),
-    }
-}
-
-fn parse_reason(s: &str) -> Result<RejectReason, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| StoreError::Corrupt(s.into()))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Rejects one submission and frees its nullifier.
