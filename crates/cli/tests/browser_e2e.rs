@@ -190,7 +190,7 @@ async fn dashboard() {
     // The page marks itself ready once its first refresh has drawn
     // everything.
     let dom = b.wait_for(
-        "document.body.dataset.ready === '1' ? document.documentElement.outerHTML : null",
+        "document.body?.dataset.ready === '1' ? document.documentElement.outerHTML : null",
         60,
     );
     let dom = dom.as_str().unwrap().to_string();

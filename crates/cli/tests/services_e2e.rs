@@ -630,6 +630,10 @@ enum Cheat {
     WrongBlinder,
     /// The shared value is the attested one plus one.
     WrongValue,
+    /// Honest, but party 1 is killed with SIGKILL (and restarted by the
+    /// devnet) between the uploads and "ready": its receipt acknowledged
+    /// shares it must still hold.
+    HonestThenParty1Killed,
 }
 
 /// A status code and the JSON body (`{"error": code, "message": …}` on errors).
@@ -729,6 +733,9 @@ async fn manual_submission(
         }
         assert_eq!(got.0, 202, "party {i} refused the upload: {}", got.1);
         receipts.push(serde_json::from_value::<SignedReceipt>(got.1).unwrap());
+    }
+    if cheat == Cheat::HonestThenParty1Killed {
+        dn.kill9_and_wait_restart("party1").await;
     }
     let ready = |receipts: Vec<SignedReceipt>| {
         dn.http
@@ -935,7 +942,16 @@ async fn bad_providers() {
     let state = dn.submission(&o.submission_id).await;
     assert_eq!(state.status, SubmissionStatus::Accepted);
     assert_eq!(dn.study_info().await.contributions, 3);
-    let honest = BTreeSet::from([h_sub.submission_id, f_sub.submission_id, o.submission_id]);
+    // A party killed -9 after signing its receipt still holds the upload.
+    let (_, k_sub, k_state) = manual_provider(&dn, &acct(6), Cheat::HonestThenParty1Killed).await;
+    assert_eq!(k_state.status, SubmissionStatus::Accepted, "{k_state:?}");
+    assert_eq!(dn.study_info().await.contributions, 4);
+    let honest = BTreeSet::from([
+        h_sub.submission_id,
+        f_sub.submission_id,
+        o.submission_id,
+        k_sub.submission_id,
+    ]);
     for i in 0..3 {
         assert_eq!(dn.committed(i).await, honest, "party {i}");
     }

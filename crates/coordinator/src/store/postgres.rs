@@ -644,7 +644,14 @@ impl CoordinatorStore for PostgresStore {
                 &[&batch],
             )?;
             if n != 1 {
-                return Ok(());
+                // Aborted before (a retry) is fine; past the point of no
+                // return it is refused.
+                return expect_state(
+                    tx,
+                    batch as u64,
+                    &["aborted"],
+                    "no abort after the commit decision",
+                );
             }
             let items = tx.query(
                 "UPDATE submissions s SET attempts = s.attempts + 1

@@ -576,12 +576,17 @@ impl CoordinatorStore for SqliteStore {
 
     fn abort_batch(&self, batch: u64, max_attempts: u32) -> Result<(), StoreError> {
         let c = &mut *self.conn();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE batches SET state='aborted' WHERE id=?1 AND state='preparing'",
             params![batch as i64],
         )?;
-        if n == 1 {
+        if n == 0 {
+            // Aborted before (a retry) is fine; past the point of no return
+            // it is refused.
+            return expect_state(&tx, batch, &["aborted"], "no abort after the commit decision");
+        }
+        {
             let items: Vec<(String, i64)> = tx
                 .prepare(
                     "SELECT s.id, s.attempts FROM batch_items b JOIN submissions s

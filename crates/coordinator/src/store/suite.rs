@@ -446,7 +446,11 @@ fn aborts_requeue_then_reject(open: Open) {
     queue(s, "s", "c");
     let b3 = s.form_batch("s", 10).unwrap().unwrap();
     s.decide_commit(b3.id, &[None]).unwrap();
-    s.abort_batch(b3.id, 1).unwrap();
+    // Past the point of no return an abort is refused and changes nothing.
+    assert!(matches!(
+        s.abort_batch(b3.id, 1),
+        Err(StoreError::BatchState { ref state, .. }) if state == "committing"
+    ));
     assert_eq!(s.batch_decision(b3.id).unwrap(), Decision::Commit);
     assert_eq!(status(s, "c"), SubmissionStatus::Processing);
     let (preparing, committing) = s.unfinished_batches().unwrap();
