@@ -584,7 +584,12 @@ impl CoordinatorStore for SqliteStore {
         if n == 0 {
             // Aborted before (a retry) is fine; past the point of no return
             // it is refused.
-            return expect_state(&tx, batch, &["aborted"], "no abort after the commit decision");
+            return expect_state(
+                &tx,
+                batch,
+                &["aborted"],
+                "no abort after the commit decision",
+            );
         }
         {
             let items: Vec<(String, i64)> = tx
