@@ -39,6 +39,17 @@ pub struct Intake {
     inner: Mutex<Entries>,
     /// Where uploads are made durable (none: memory only, for tests).
     store: Option<Arc<dyn PartyStore>>,
+    /// One lock per stripe of keys, held from the durable write to the
+    /// copy in memory: two concurrent uploads under one key leave the
+    /// same one in both.
+    stripes: [Mutex<()>; STRIPES],
+}
+
+const STRIPES: usize = 64;
+
+fn stripe(key: &Key) -> usize {
+    // The token digest is uniform: its first byte picks the stripe.
+    key.1[0] as usize % STRIPES
 }
 
 /// Bytes of [`Components::encode`]: value bits (2 × 8, little-endian),
@@ -203,6 +214,7 @@ impl Intake {
             ttl,
             inner: Mutex::new(Entries::default()),
             store: None,
+            stripes: std::array::from_fn(|_| Mutex::new(())),
         }
     }
 
@@ -253,6 +265,9 @@ impl Intake {
     /// receipt signed after this returns acknowledges stored shares.
     /// Blocks.
     pub fn put(&self, key: Key, c: Components) -> Result<(), Refusal> {
+        let _same_key = self.stripes[stripe(&key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         {
             let mut e = self.lock();
             e.expire(self.ttl);
@@ -409,5 +424,28 @@ mod tests {
         let short = Intake::durable(10, Duration::from_millis(1), open());
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(short.reload().unwrap(), 0);
+    }
+
+    /// Racing uploads under one key leave the same one in memory and in
+    /// the store (what a restart would reload).
+    #[test]
+    fn racing_uploads_of_one_key_agree_in_memory_and_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn PartyStore> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("p.sqlite")).unwrap());
+        for round in 0..5u64 {
+            let intake = Intake::durable(10, Duration::from_secs(60), store.clone());
+            std::thread::scope(|s| {
+                for t in 0..6u64 {
+                    let intake = &intake;
+                    s.spawn(move || intake.put(key(round), comps(round * 10 + t)).unwrap());
+                }
+            });
+            let held = intake.get(&key(round).0, &key(round).1).unwrap().value_bits;
+            let again = Intake::durable(10, Duration::from_secs(60), store.clone());
+            again.reload().unwrap();
+            let reloaded = again.get(&key(round).0, &key(round).1).unwrap().value_bits;
+            assert_eq!(held, reloaded, "round {round}");
+        }
     }
 }
