@@ -292,3 +292,34 @@ impl ReleaseCache for PostgresCache {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Studies and releases load in byte order whatever the server's
+    /// default collation: the ordered text columns say `COLLATE "C"`. And
+    /// a database another service claimed is refused.
+    #[test]
+    fn the_postgres_cache_orders_bytes_and_keeps_to_its_own_database() {
+        let db = triad_pg::TestDatabase::new("api_cache_schema");
+        let cache = PostgresCache::open(&db.url).unwrap();
+        let rows = cache
+            .rows(
+                "SELECT table_name::TEXT, column_name::TEXT, collation_name::TEXT
+                 FROM information_schema.columns
+                 WHERE table_schema = 'public' AND column_name IN ('id', 'study_id')",
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for r in rows {
+            let (t, c, coll): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+            assert_eq!(coll.as_deref(), Some("C"), "{t}.{c}");
+        }
+        let other = triad_pg::TestDatabase::new("api_cache_owner");
+        let pool = triad_pg::Pool::connect(&other.url, 1).unwrap();
+        triad_pg::claim(&pool, "coordinator").unwrap();
+        let e = PostgresCache::open(&other.url).err().expect("refused");
+        assert!(e.to_string().contains("belongs to coordinator"), "{e}");
+    }
+}

@@ -40,42 +40,57 @@ fn registry() -> &'static Mutex<Registry> {
     R.get_or_init(Mutex::default)
 }
 
+/// Updates series `name` with `labels`: `update` changes an existing value
+/// in place, `fresh` makes the first one. A series whose kind differs (a
+/// name misused across calls) is replaced by the fresh value.
 fn with(
     name: &'static str,
     help: &'static str,
     labels: &[(&'static str, &str)],
-    f: impl FnOnce(&mut Option<&mut Value>) -> Value,
+    update: impl FnOnce(&mut Value) -> bool,
+    fresh: impl FnOnce() -> Value,
 ) {
     let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
     let (_, series) = r.series.entry(name).or_insert((help, BTreeMap::new()));
     let key: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
-    let mut existing = series.get_mut(&key);
-    let v = f(&mut existing);
-    if existing.is_none() {
-        series.insert(key, v);
+    let updated = series.get_mut(&key).is_some_and(update);
+    if !updated {
+        series.insert(key, fresh());
     }
 }
 
 /// Adds `by` to counter `name` with `labels`.
 pub fn count(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], by: f64) {
-    with(name, help, labels, |e| match e {
-        Some(Value::Counter(c)) => {
-            *c += by;
-            Value::Counter(0.0)
-        }
-        _ => Value::Counter(by),
-    });
+    with(
+        name,
+        help,
+        labels,
+        |v| match v {
+            Value::Counter(c) => {
+                *c += by;
+                true
+            }
+            _ => false,
+        },
+        || Value::Counter(by),
+    );
 }
 
 /// Sets gauge `name` with `labels` to `v`.
 pub fn gauge(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], v: f64) {
-    with(name, help, labels, |e| match e {
-        Some(Value::Gauge(g)) => {
-            *g = v;
-            Value::Gauge(0.0)
-        }
-        _ => Value::Gauge(v),
-    });
+    with(
+        name,
+        help,
+        labels,
+        |old| match old {
+            Value::Gauge(g) => {
+                *g = v;
+                true
+            }
+            _ => false,
+        },
+        || Value::Gauge(v),
+    );
 }
 
 /// Records `d` in histogram `name` (buckets [`SECONDS_BUCKETS`]).
@@ -90,19 +105,25 @@ pub fn observe(
         .iter()
         .position(|b| s <= *b)
         .unwrap_or(SECONDS_BUCKETS.len());
-    with(name, help, labels, |e| match e {
-        Some(Value::Histogram(b, sum, n)) => {
-            b[bucket] += 1;
-            *sum += s;
-            *n += 1;
-            Value::Counter(0.0)
-        }
-        _ => {
+    with(
+        name,
+        help,
+        labels,
+        |v| match v {
+            Value::Histogram(b, sum, n) => {
+                b[bucket] += 1;
+                *sum += s;
+                *n += 1;
+                true
+            }
+            _ => false,
+        },
+        || {
             let mut b = vec![0; SECONDS_BUCKETS.len() + 1];
             b[bucket] = 1;
             Value::Histogram(b, s, 1)
-        }
-    });
+        },
+    );
 }
 
 /// Times `f` into histogram `name`.
@@ -200,6 +221,7 @@ mod tests {
     fn renders_the_exposition_format() {
         count("t_total", "test counter", &[("code", "a\"b")], 1.0);
         count("t_total", "test counter", &[("code", "a\"b")], 2.0);
+        gauge("t_depth", "test gauge", &[], 3.0);
         gauge("t_depth", "test gauge", &[], 7.0);
         observe(
             "t_seconds",
