@@ -304,16 +304,10 @@ mod tests {
     fn the_postgres_cache_orders_bytes_and_keeps_to_its_own_database() {
         let db = triad_pg::TestDatabase::new("api_cache_schema");
         let cache = PostgresCache::open(&db.url).unwrap();
-        let rows = cache
-            .rows(
-                "SELECT table_name::TEXT, column_name::TEXT, collation_name::TEXT
-                 FROM information_schema.columns
-                 WHERE table_schema = 'public' AND column_name IN ('id', 'study_id')",
-            )
-            .unwrap();
+        let rows =
+            triad_pg::column_collations(&cache.pool, "column_name IN ('id', 'study_id')").unwrap();
         assert_eq!(rows.len(), 2);
-        for r in rows {
-            let (t, c, coll): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        for (t, c, coll) in rows {
             assert_eq!(coll.as_deref(), Some("C"), "{t}.{c}");
         }
         let other = triad_pg::TestDatabase::new("api_cache_owner");

@@ -57,16 +57,24 @@ pub struct DevnetArgs {
     pub postgres: Option<String>,
 }
 
+/// One service's database of a devnet on PostgreSQL.
+#[derive(Clone)]
+struct ServiceDatabase {
+    /// `coordinator`, `party0`..`party2` or `api`.
+    service: String,
+    /// The database's name.
+    name: String,
+    /// Its URL without the password (what the service is given in its
+    /// arguments).
+    url: String,
+    /// The same with the password, for this process's own use.
+    full_url: String,
+}
+
 /// The databases of a devnet on PostgreSQL.
 #[derive(Clone)]
 pub struct Databases {
-    /// Per service (`coordinator`, `party0`..`party2`, `api`), its URL
-    /// without the password (what the service is given in its arguments).
-    pub urls: Vec<(String, String)>,
-    /// The same with the password, for this process's own use.
-    full: Vec<(String, String)>,
-    /// The databases' names.
-    names: Vec<String>,
+    services: Vec<ServiceDatabase>,
     /// From the URL or `PGPASSWORD`; the services get it in theirs.
     pub password: Option<String>,
 }
@@ -74,9 +82,8 @@ pub struct Databases {
 /// Names the databases, never the password.
 impl std::fmt::Debug for Databases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Databases")
-            .field("names", &self.names)
-            .finish()
+        let names: Vec<&str> = self.services.iter().map(|d| d.name.as_str()).collect();
+        f.debug_struct("Databases").field("names", &names).finish()
     }
 }
 
@@ -91,55 +98,59 @@ impl Databases {
         let password = triad_pg::split_password(admin_url)
             .1
             .or_else(|| std::env::var("PGPASSWORD").ok());
-        let (mut urls, mut full, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        let mut services = Vec::new();
         for service in ["coordinator", "party0", "party1", "party2", "api"] {
             let name = format!("triad_{tag}_{service}");
             if fresh {
                 triad_pg::drop_database(admin_url, &name)
                     .with_context(|| format!("dropping the earlier database {name}"))?;
             }
-            let url = triad_pg::create_database(admin_url, &name).with_context(|| {
+            let full_url = triad_pg::create_database(admin_url, &name).with_context(|| {
                 format!(
                     "creating database {name} on {}",
                     triad_pg::redact(admin_url)
                 )
             })?;
-            urls.push((service.to_string(), triad_pg::split_password(&url).0));
-            full.push((service.to_string(), url));
-            names.push(name);
+            services.push(ServiceDatabase {
+                service: service.to_string(),
+                name,
+                url: triad_pg::split_password(&full_url).0,
+                full_url,
+            });
         }
-        Ok(Self {
-            urls,
-            full,
-            names,
-            password,
-        })
+        Ok(Self { services, password })
     }
 
     /// Drops the databases (those of a devnet in a scratch directory go
     /// with it). Blocks; callable from async code.
     pub fn drop_all(&self, admin_url: &str) -> anyhow::Result<()> {
-        for name in &self.names {
-            triad_pg::drop_database(admin_url, name)
-                .with_context(|| format!("dropping database {name}"))?;
+        for d in &self.services {
+            triad_pg::drop_database(admin_url, &d.name)
+                .with_context(|| format!("dropping database {}", d.name))?;
         }
         Ok(())
     }
 
+    fn of(&self, service: &str) -> Option<&ServiceDatabase> {
+        self.services.iter().find(|d| d.service == service)
+    }
+
     /// The URL `service` is given (no password).
     pub fn url(&self, service: &str) -> Option<&str> {
-        self.urls
-            .iter()
-            .find(|(s, _)| s == service)
-            .map(|(_, u)| u.as_str())
+        self.of(service).map(|d| d.url.as_str())
     }
 
     /// The URL with the password, for this process.
     pub fn full_url(&self, service: &str) -> Option<&str> {
-        self.full
+        self.of(service).map(|d| d.full_url.as_str())
+    }
+
+    /// `service=URL` per service (no password), as devnet.json lists them.
+    pub fn listing(&self) -> Vec<String> {
+        self.services
             .iter()
-            .find(|(s, _)| s == service)
-            .map(|(_, u)| u.as_str())
+            .map(|d| format!("{}={}", d.service, d.url))
+            .collect()
     }
 }
 
@@ -514,8 +525,7 @@ impl Devnet {
                 if let Some(p) = &dbs.password {
                     sup.env.push(("PGPASSWORD".into(), p.clone()));
                 }
-                sup.listing.lock().unwrap().databases =
-                    dbs.urls.iter().map(|(s, u)| format!("{s}={u}")).collect();
+                sup.listing.lock().unwrap().databases = dbs.listing();
                 Some(dbs)
             }
             None => None,

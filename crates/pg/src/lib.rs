@@ -493,6 +493,27 @@ pub fn claim(pool: &Pool, owner: &str) -> Result<(), PgError> {
     }
 }
 
+/// (table, column, collation) of the columns of the public schema that
+/// `filter` (an SQL condition on `information_schema.columns`) selects: what
+/// the stores' tests check ordered text columns against (`C`, byte order).
+pub fn column_collations(
+    pool: &Pool,
+    filter: &str,
+) -> Result<Vec<(String, String, Option<String>)>, PgError> {
+    let rows = pool.get()?.query(
+        &format!(
+            "SELECT table_name::TEXT, column_name::TEXT, collation_name::TEXT
+             FROM information_schema.columns
+             WHERE table_schema = 'public' AND ({filter})"
+        ),
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 /// The schema version a database is at (0 before the first migration).
 pub fn schema_version(pool: &Pool) -> Result<i64, PgError> {
     let mut conn = pool.get()?;

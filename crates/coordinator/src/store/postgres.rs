@@ -810,22 +810,15 @@ mod tests {
     fn ordered_text_columns_compare_bytes() {
         let db = triad_pg::TestDatabase::new("coord_collation");
         let s = PostgresStore::open(&db.url).unwrap();
-        let rows = s
-            .pool
-            .get()
-            .unwrap()
-            .query(
-                "SELECT table_name::TEXT, column_name::TEXT, collation_name::TEXT
-                 FROM information_schema.columns
-                 WHERE table_schema = 'public' AND data_type = 'text'
-                   AND ((table_name IN ('studies') AND column_name = 'id')
-                        OR (table_name = 'directory_entries' AND column_name IN ('kind', 'name')))",
-                &[],
-            )
-            .unwrap();
+        let rows = triad_pg::column_collations(
+            s.pool(),
+            "data_type = 'text'
+             AND ((table_name IN ('studies') AND column_name = 'id')
+                  OR (table_name = 'directory_entries' AND column_name IN ('kind', 'name')))",
+        )
+        .unwrap();
         assert_eq!(rows.len(), 3);
-        for r in rows {
-            let (t, c, coll): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        for (t, c, coll) in rows {
             assert_eq!(coll.as_deref(), Some("C"), "{t}.{c}");
         }
     }

@@ -172,8 +172,9 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// The pool, for tests and tools that inspect the database.
-    pub fn pool(&self) -> &Pool {
+    /// The pool, for tests that inspect the database.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -848,25 +849,17 @@ mod tests {
     fn ordered_text_columns_compare_bytes() {
         let db = TestDatabase::new("party_pg_collation");
         let s = PostgresStore::open(&db.url).unwrap();
-        let rows = s
-            .pool()
-            .get()
-            .unwrap()
-            .query(
-                "SELECT table_name::TEXT, column_name::TEXT, collation_name::TEXT
-                 FROM information_schema.columns
-                 WHERE table_schema = 'public'
-                   AND (column_name IN ('study_id', 'submission_id', 'nullifier')
-                        OR (table_name = 'studies' AND column_name = 'id'))",
-                &[],
-            )
-            .unwrap();
+        let rows = triad_pg::column_collations(
+            s.pool(),
+            "column_name IN ('study_id', 'submission_id', 'nullifier')
+             OR (table_name = 'studies' AND column_name = 'id')",
+        )
+        .unwrap();
         // studies.id; study_id of batches, shares, nullifiers, releases;
         // submission_id of shares, nullifiers, poll_shares, uploads;
         // nullifier.
         assert_eq!(rows.len(), 10);
-        for r in rows {
-            let (t, c, coll): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        for (t, c, coll) in rows {
             assert_eq!(coll.as_deref(), Some("C"), "{t}.{c}");
         }
     }
