@@ -91,6 +91,7 @@ fn release(study_id: &str, no: u64, n: i64) -> Release {
         count: n as u64,
         as_of_batch: no,
         results: triad_stats::oracle(&values, &spec).unwrap(),
+        security: None,
     }
 }
 

@@ -110,9 +110,11 @@ pub struct BenchArgs {
     #[arg(long)]
     model_latency_ms: Option<f64>,
     /// `malicious`: every AND is checked before anything is opened and
-    /// openings are compared (ops without a check refuse to run).
-    #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
-    security: SecurityArg,
+    /// openings are compared (ops without a check refuse to run). Default:
+    /// `malicious` for the ops that have a malicious-secure version,
+    /// `semi-honest` for the rest (`mul` over Z_2^64, `poll-step`, `poll`).
+    #[arg(long, value_enum)]
+    security: Option<SecurityArg>,
     /// A demonstration cheat: this party flips one bit in a message during
     /// the timed protocol. With `--security malicious` the run must abort
     /// and the bench exits non-zero naming the failed check.
@@ -125,6 +127,24 @@ pub struct BenchArgs {
 }
 
 pub use triad_party::SecurityArg;
+
+/// The security an op runs in unless `--security` says otherwise: malicious
+/// wherever the op has a malicious-secure version.
+fn default_security(op: Op) -> SecurityArg {
+    match op {
+        Op::Mul | Op::PollStep | Op::Poll => SecurityArg::SemiHonest,
+        Op::MulFr
+        | Op::And
+        | Op::Cmp
+        | Op::Poseidon
+        | Op::Sort
+        | Op::Stats
+        | Op::Attest
+        | Op::Submit
+        | Op::Release
+        | Op::Directory => SecurityArg::Malicious,
+    }
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum CheatArg {
@@ -225,13 +245,14 @@ struct Job<'a> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    let security = args.security.unwrap_or_else(|| default_security(args.op));
     match args.op {
         Op::Attest => return crate::notary_cli::bench_attest(args.n, args.json),
         Op::Submit => {
             return crate::bench_services::submit(
                 args.n,
                 args.concurrency,
-                args.security,
+                security,
                 args.postgres.clone(),
                 args.json,
             )
@@ -240,7 +261,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             return crate::bench_services::release(
                 args.n,
                 args.seed,
-                args.security,
+                security,
                 args.postgres.clone(),
                 args.json,
             )
@@ -278,7 +299,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             latency: Duration::from_secs_f64(args.latency_ms / 1e3),
             model_latency: Duration::from_secs_f64(model_ms / 1e3),
             dir: &dir,
-            security: args.security,
+            security,
             cheat: args.cheat.map(|c| c as usize),
         };
         match args.transport {
@@ -315,7 +336,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         peak_rss as f64 / 1e6,
         correct
     );
-    if args.security == SecurityArg::Malicious && gates_checked + products_checked > 0 {
+    if security == SecurityArg::Malicious && gates_checked + products_checked > 0 {
         println!(
             "checks: {gates_checked} AND gates and {products_checked} field products in {check_batches} batches, {proof_seconds:.3} s of proof and checks per party ({:.1} ns per AND gate, all checks included)",
             proof_seconds * 1e9 / gates_checked.max(1) as f64
@@ -328,7 +349,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "bytes_sent_per_party": bytes, "correct": correct,
             "peak_rss_bytes": peak_rss, "rounds": rounds,
             "latency_ms": args.latency_ms, "model_latency_ms": model_ms,
-            "security": args.security, "gates_checked": gates_checked,
+            "security": security, "gates_checked": gates_checked,
             "products_checked": products_checked,
             "check_batches": check_batches, "proof_seconds": proof_seconds,
             "proof_ns_per_gate": if gates_checked > 0 { proof_seconds * 1e9 / gates_checked as f64 } else { 0.0 },

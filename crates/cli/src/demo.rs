@@ -50,6 +50,10 @@ pub struct DemoArgs {
     /// `triad devnet --postgres`), instead of SQLite files.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// The parties' security mode for the statistics (docs/security.md);
+    /// poll jobs run semi-honest either way.
+    #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::Malicious)]
+    pub security: triad_party::SecurityArg,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -127,6 +131,7 @@ pub async fn start_devnet(
     dir: &std::path::Path,
     accounts: usize,
     what: &str,
+    security: triad_party::SecurityArg,
     postgres: Option<String>,
 ) -> anyhow::Result<DemoDevnet> {
     eprintln!("{what}: starting a devnet in {}", dir.display());
@@ -135,8 +140,7 @@ pub async fn start_devnet(
         accounts: accounts.max(10),
         seed: 1,
         max_batch: 256,
-        // The demo runs polls, which have no malicious-secure version yet.
-        security: triad_party::SecurityArg::SemiHonest,
+        security,
         postgres,
     })
     .await?;
@@ -232,7 +236,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         http,
         admin,
         truth,
-    } = start_devnet(&dir, n, "triad demo", args.postgres.clone()).await?;
+    } = start_devnet(&dir, n, "triad demo", args.security, args.postgres.clone()).await?;
     // A scratch devnet's databases go with its directory.
     if let (None, Some(url)) = (&args.data_dir, &args.postgres) {
         devnet.drop_databases_on_exit(url);
@@ -332,8 +336,14 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
              ({MIN_NEW}), so no release may include them yet"
         );
     }
+    let security = release.as_ref().and_then(|r| r.release.security);
+    let mode = match security {
+        Some(triad_wire::release::SecurityMode::Malicious) => "malicious-secure",
+        Some(triad_wire::release::SecurityMode::SemiHonest) => "semi-honest",
+        None => "mode not recorded",
+    };
     println!(
-        "{} of {n} contributions accepted, {} in release {} signed by all three parties; {}",
+        "{} of {n} contributions accepted, {} in release {} ({mode}) signed by all three parties; {}",
         accepted.len(),
         included.len(),
         release.as_ref().map(|r| r.release.release_no).unwrap_or(0),
@@ -363,6 +373,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
                 "results": got,
                 "ground_truth": truth,
                 "match": matches,
+                "security": security,
                 "seconds": t0.elapsed().as_secs_f64(),
                 "contribute_seconds": contribute_secs,
                 "release_wait_seconds": release_secs,

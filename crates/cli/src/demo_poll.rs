@@ -333,7 +333,13 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         http,
         admin,
         truth,
-    } = start_devnet(&dir, n, "triad demo poll", None).await?;
+    } = start_devnet(
+        &dir,
+        n,
+        "triad demo poll",
+        triad_party::SecurityArg::default(),
+        None,
+    ).await?;
     let api_keys: Vec<String> = truth
         .accounts
         .iter()
@@ -515,6 +521,16 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     println!("credits spent: {} (oracle {})", got.spent, expected.spent);
+    // The parties compute polls in semi-honest sessions (no malicious-
+    // secure version yet), and sign which.
+    println!(
+        "processed {} (docs/security.md: the polls' MPC has no malicious-secure version yet)",
+        match tally.tally.security {
+            Some(triad_wire::release::SecurityMode::SemiHonest) => "semi-honest",
+            Some(triad_wire::release::SecurityMode::Malicious) => "malicious-secure",
+            None => "in an unrecorded mode",
+        }
+    );
     println!(
         "the briber bought {n_bribed} keys and voted for option {BRIBER_OPTION} with each: all \
          {briber_receipts} of its messages were logged (its receipts); {n_resisting} of those voters \
@@ -552,6 +568,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
                 "oracle_tally": tally_json(&expected),
                 "match": matches,
                 "api_match": api_matches,
+                "security": tally.tally.security,
                 "seconds": t0.elapsed().as_secs_f64(),
                 "attest_seconds": attest_secs,
                 "vote_seconds": vote_secs,

@@ -42,9 +42,9 @@ pub struct DevnetArgs {
     #[arg(long, default_value_t = 256)]
     pub max_batch: usize,
     /// The parties' security mode (docs/security.md). `malicious` checks
-    /// every gate of the contribution checks and releases; polls and the
-    /// directory's lookups have no malicious-secure version yet and fail.
-    #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::SemiHonest)]
+    /// every gate of the contribution checks and releases; poll jobs have
+    /// no malicious-secure version yet and run semi-honest either way.
+    #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::Malicious)]
     pub security: triad_party::SecurityArg,
     /// Store in PostgreSQL instead of SQLite files: the URL of a database
     /// on the server whose role may create databases (e.g.
@@ -564,9 +564,13 @@ impl Devnet {
             let name = format!("party{i}");
             let mut a = common("party", &name, ports.party[i]);
             a.extend(["--id".into(), i.to_string()]);
-            if args.security == triad_party::SecurityArg::Malicious {
-                a.extend(["--security".into(), "malicious".into()]);
-            }
+            a.extend([
+                "--security".into(),
+                match args.security {
+                    triad_party::SecurityArg::SemiHonest => "semi-honest".into(),
+                    triad_party::SecurityArg::Malicious => "malicious".into(),
+                },
+            ]);
             a.extend(["--internal-token-file".into(), secret("party.token")]);
             a.extend([
                 "--coordinator-token-digest-file".into(),

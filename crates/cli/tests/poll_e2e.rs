@@ -49,6 +49,9 @@ fn demo_poll_matches_the_oracle_over_real_processes() {
     assert_eq!(v["refused"], 0);
     assert_eq!(v["match"], true);
     assert_eq!(v["api_match"], true);
+    // The parties' statistics default to malicious; poll jobs run (and
+    // their tally is signed as) semi-honest.
+    assert_eq!(v["security"], "semi-honest", "{v}");
     assert_eq!(v["tally"], v["oracle_tally"]);
     assert_eq!(v["tally"]["votes"].as_array().map(Vec::len), Some(4));
 }

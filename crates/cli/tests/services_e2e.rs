@@ -1163,4 +1163,6 @@ fn the_demo_finishes_on_a_busy_machine() {
     assert_eq!(released + waiting, accepted);
     assert!(waiting < 10, "a release may still include {waiting}");
     assert_eq!(v["results"]["count"].as_u64(), Some(released));
+    // The default: the parties computed (and signed) it malicious-secure.
+    assert_eq!(v["security"], "malicious", "{v}");
 }

@@ -42,6 +42,7 @@ fn release(study: &str, count: i64) -> Release {
         count: count as u64,
         as_of_batch: 1,
         results: triad_stats::oracle(&values, &StatsSpec::default()).unwrap(),
+        security: None,
     }
 }
 

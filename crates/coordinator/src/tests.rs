@@ -264,6 +264,7 @@ impl Parties for FakeParties {
                 count,
                 as_of_batch: req.as_of_batch,
                 results: triad_stats::oracle(&values, &req.study.stats).unwrap(),
+                security: None,
             };
             self.leave(party);
             Ok(sign_release(&self.keys[party], party as u8, &release))

@@ -277,6 +277,7 @@ fn poll_seeds(seeds: &mut Seeds) {
         spent_per_option: vec![0, 0, 25],
         deactivations: 1,
         rekeys: 1,
+        security: Some(triad_wire::release::SecurityMode::SemiHonest),
     };
     let party_keys = [1u8, 2, 3].map(|s| PartySigningKey::from_seed([s; 32]));
     let signed: Vec<SignedTally> = (0..3)
@@ -643,6 +644,7 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
         count: values.len() as u64,
         as_of_batch: 1,
         results,
+        security: Some(triad_wire::release::SecurityMode::Malicious),
     };
     let signed: Vec<_> = (0u8..3)
         .map(|p| sign_release(&PartySigningKey::from_seed([p + 1; 32]), p, &release))

@@ -7,7 +7,7 @@ use triad_polls::mpc::SharedMessages;
 use triad_stats::StatsSpec;
 use triad_wire::messages::{PrepareBatch, RejectReason, ReleaseRequest};
 use triad_wire::poll::{sign_tally, MessageKind, PollTally, ShareSet, SignedTally, TALLY_VERSION};
-use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
+use triad_wire::release::{sign_release, Release, SecurityMode, RELEASE_VERSION};
 use triad_wire::{PartySigningKey, SignedRelease};
 
 use crate::check::{check_batch, BatchShares};
@@ -170,6 +170,10 @@ pub fn release(
         count: ids.len() as u64,
         as_of_batch: req.as_of_batch,
         results,
+        security: Some(match mesh.security() {
+            triad_mpc::Security::SemiHonest => SecurityMode::SemiHonest,
+            triad_mpc::Security::Malicious => SecurityMode::Malicious,
+        }),
     };
     let signed = sign_release(key, mesh.id.index() as u8, &release);
     store.put_release(&study.id, req.release_no, release.count, &signed)?;
@@ -205,7 +209,7 @@ pub fn tally_poll(
         input.push(e, &set);
     }
     let digest = hex::decode(&req.input_sha256).unwrap_or_default();
-    let mut p = mesh.session(
+    let mut p = mesh.poll_session(
         "poll-tally",
         tag(&[b"poll-tally", &poll.to_le_bytes(), &digest]),
     )?;
@@ -265,6 +269,8 @@ pub fn tally_poll(
         spent_per_option: tally.spent_per_option,
         deactivations: input.deactivations,
         rekeys: input.rekeys,
+        // Poll jobs run in semi-honest sessions (Mesh::poll_session).
+        security: Some(SecurityMode::SemiHonest),
     };
     let signed = sign_tally(key, mesh.id.index() as u8, &doc);
     store.put_tally(poll, &req.input_sha256, &signed)?;

@@ -110,11 +110,12 @@ pub struct PartyConfig {
     pub upload_rate: triad_wire::limits::RateLimit,
     /// The HTTPS server's connection caps and timeouts.
     pub serve: triad_wire::https::ServeLimits,
-    /// The adversary the MPC jobs are secure against (all three parties
-    /// must agree; a session between parties in different modes fails at
-    /// setup). Malicious: every gate and product is checked and every
-    /// opening compared; jobs without a checked protocol (polls, the
-    /// directory's) fail with `NotMaliciousSecure`.
+    /// The adversary the statistics jobs (the batch check of submissions
+    /// and releases) are secure against; all three parties must agree (a
+    /// session between parties in different modes fails at setup).
+    /// Malicious: every gate and product is checked and every opening
+    /// compared. Poll jobs have no malicious-secure version yet and run
+    /// semi-honest in either mode ([`mesh::Mesh::poll_session`]).
     pub security: triad_mpc::Security,
 }
 
@@ -132,8 +133,8 @@ pub struct PartyConfig {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum SecurityArg {
-    #[default]
     SemiHonest,
+    #[default]
     Malicious,
 }
 
@@ -190,6 +191,10 @@ pub async fn launch(
     let link = triad_mpc::LinkModel::with_delay(std::time::Duration::from_micros(
         cfg.network.mpc_latency_us,
     ));
+    tracing::info!(
+        security = ?cfg.security,
+        "statistics jobs run in this security mode; poll jobs run semi-honest (no malicious-secure version yet)"
+    );
     let mesh = mesh::Mesh::new(
         cfg.id,
         keys.identity,
@@ -289,9 +294,10 @@ pub struct PartyArgs {
     /// Refuse studies whose min_new is below this.
     #[arg(long, default_value_t = 10)]
     pub min_new_floor: u64,
-    /// The adversary the MPC is secure against (docs/security.md); the
-    /// three parties must agree.
-    #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
+    /// The adversary the statistics' MPC is secure against
+    /// (docs/security.md); the three parties must agree. Poll jobs run
+    /// semi-honest either way (no malicious-secure version yet).
+    #[arg(long, value_enum, default_value_t = SecurityArg::Malicious)]
     pub security: SecurityArg,
     /// Share uploads per second per client IP (and burst).
     #[arg(long, default_value_t = DEFAULT_UPLOAD_RATE.per_ip_per_sec)]

@@ -54,11 +54,33 @@ impl Mesh {
         }
     }
 
+    /// The mode of the statistics jobs ([`Mesh::session`]).
+    pub fn security(&self) -> triad_mpc::Security {
+        self.security
+    }
+
     /// Connects to both peers and checks they run the job named `tag`;
     /// `job` names it in the metrics.
     pub fn session(&self, job: &'static str, tag: [u8; 32]) -> Result<Session, SessionError> {
+        self.session_in(job, tag, self.security)
+    }
+
+    /// [`Mesh::session`] for a poll job: semi-honest whatever this party's
+    /// mode, because the polls' protocols (ring arithmetic over Z_2^128,
+    /// bit injection, the arithmetic shuffle) have no checks yet
+    /// (docs/security.md, "Malicious security with abort").
+    pub fn poll_session(&self, job: &'static str, tag: [u8; 32]) -> Result<Session, SessionError> {
+        self.session_in(job, tag, triad_mpc::Security::SemiHonest)
+    }
+
+    fn session_in(
+        &self,
+        job: &'static str,
+        tag: [u8; 32],
+        security: triad_mpc::Security,
+    ) -> Result<Session, SessionError> {
         let started = Instant::now();
-        let party = self.connect(tag)?;
+        let party = self.connect(tag, security)?;
         Ok(Session {
             party,
             job,
@@ -66,7 +88,7 @@ impl Mesh {
         })
     }
 
-    fn connect(&self, tag: [u8; 32]) -> Result<Party, SessionError> {
+    fn connect(&self, tag: [u8; 32], security: triad_mpc::Security) -> Result<Party, SessionError> {
         let mut cfg = TcpConfig::new(
             self.id,
             self.identity.clone(),
@@ -80,11 +102,11 @@ impl Mesh {
         let net = TcpNetwork::establish(cfg, self.listener.try_clone()?).map_err(MpcError::from)?;
         let mut p = Party::setup(Box::new(net))?;
         p.link = self.link;
-        p.security = self.security;
+        p.security = security;
         // The job's tag and the security mode: parties in different modes
         // would desynchronise at the first check.
         let mut hello = tag.to_vec();
-        hello.push(match self.security {
+        hello.push(match security {
             triad_mpc::Security::SemiHonest => 0,
             triad_mpc::Security::Malicious => 1,
         });

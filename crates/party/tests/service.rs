@@ -422,6 +422,7 @@ async fn the_party_enforces_min_cohort_and_min_new_itself() {
         count: 12,
         as_of_batch: 1,
         results: triad_stats::oracle(&values, &StatsSpec::default()).unwrap(),
+        security: None,
     };
     store
         .put_release("s1", 1, 12, &sign_release(&key, 0, &r))

@@ -540,6 +540,11 @@ pub struct PollTally {
     pub deactivations: u64,
     #[serde(default)]
     pub rekeys: u64,
+    /// The mode the parties processed the poll in: semi-honest, because
+    /// the polls' protocols have no malicious-secure version yet (absent
+    /// in tallies made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::release::SecurityMode>,
 }
 
 impl PollTally {
@@ -625,6 +630,7 @@ mod tests {
             spent_per_option: vec![1, 4],
             deactivations: 0,
             rekeys: 0,
+            security: Some(crate::release::SecurityMode::SemiHonest),
         }
     }
 

@@ -28,6 +28,25 @@ pub struct Release {
     pub count: u64,
     pub as_of_batch: u64,
     pub results: StatsResult,
+    /// The adversary the parties' MPC was secure against when they
+    /// computed this release (they agree on it at session setup, so all
+    /// three signed the same); absent in releases made before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityMode>,
+}
+
+/// The security mode a release or a poll tally was computed in
+/// (docs/security.md).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityMode {
+    /// Secure against one party that follows the protocol but is curious.
+    SemiHonest,
+    /// Secure with abort against one party that deviates: every gate and
+    /// product was checked and every opening compared before the results
+    /// were opened.
+    Malicious,
 }
 
 /// One party's signed copy.
@@ -148,6 +167,7 @@ mod tests {
             count,
             as_of_batch: 1,
             results: triad_stats::oracle(&values, &spec).unwrap(),
+            security: Some(SecurityMode::Malicious),
         }
     }
 

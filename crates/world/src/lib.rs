@@ -113,9 +113,16 @@ async fn rebind(addr: SocketAddr) -> tokio::net::TcpListener {
 }
 
 impl World {
-    /// Starts the coordinator and the three parties with fast batching.
+    /// Starts the coordinator and the three parties with fast batching, in
+    /// the parties' default security mode (malicious for the statistics;
+    /// poll jobs semi-honest).
     pub async fn start() -> World {
-        Self::start_with(triad_mpc::Security::SemiHonest).await
+        Self::start_with(triad_party::SecurityArg::default().mode()).await
+    }
+
+    /// The parties' security mode (the statistics jobs').
+    pub fn security(&self) -> triad_mpc::Security {
+        self.party_cfgs[0].security
     }
 
     /// [`World::start`] with the parties in the given security mode.

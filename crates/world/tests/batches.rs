@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use triad_wire::messages::SubmissionStatus;
+use triad_wire::release::SecurityMode;
 use triad_world::{Contribution, World};
 
 /// Waits for every verdict and returns the accepted contributions.
@@ -29,6 +30,12 @@ async fn assert_released(w: &World, study: &str, ok: &[Contribution]) {
     assert_eq!(r.release.results.sum, World::sum(ok));
     assert_eq!(r.release.results.min, *values.iter().min().unwrap());
     assert_eq!(r.release.results.max, *values.iter().max().unwrap());
+    // All three signed the mode they computed in.
+    let mode = match w.security() {
+        triad_mpc::Security::SemiHonest => SecurityMode::SemiHonest,
+        triad_mpc::Security::Malicious => SecurityMode::Malicious,
+    };
+    assert_eq!(r.release.security, Some(mode));
 }
 
 /// All three parties hold exactly `want` in committed batches.
@@ -41,13 +48,13 @@ async fn assert_committed_everywhere(w: &World, want: &[Contribution]) {
     }
 }
 
-/// The same flow with the three parties in malicious mode: every batch
-/// check (bit conversions, Poseidon, the zero test) and the release's
-/// statistics run with every gate and product checked and every opening
-/// compared.
+/// The same flow with the three parties in semi-honest mode (the default,
+/// used by the other tests here, is malicious: every batch check and
+/// release with every gate and product checked and every opening
+/// compared).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn malicious_parties_commit_and_release() {
-    let w = World::start_with(triad_mpc::Security::Malicious).await;
+async fn semi_honest_parties_commit_and_release() {
+    let w = World::start_with(triad_mpc::Security::SemiHonest).await;
     w.create_study("checked", 10, 1).await;
     let mut cs = Vec::new();
     for a in 0..11u64 {

@@ -380,6 +380,13 @@ async fn a_poll_through_the_services_matches_the_oracle() {
         .collect();
     let oracle = process_poll(&params, &oracle_signups, &messages);
     assert_eq!(tally.tally.tally(), oracle.tally);
+    // The parties run malicious-secure statistics (World::start's default)
+    // but process polls in semi-honest sessions, and sign which.
+    assert_eq!(w.security(), triad_mpc::Security::Malicious);
+    assert_eq!(
+        tally.tally.security,
+        Some(triad_wire::release::SecurityMode::SemiHonest)
+    );
     // The story: voter 1 votes 3 for option 0; the briber's vote with the
     // sold key is overridden by voter 2's key change (2 for option 2);
     // voter 4's second vote (nonce 1 again: processing runs from the last

@@ -179,6 +179,7 @@ fn tally(poll: u64, input: &str) -> VerifiedTally {
             spent_per_option: vec![1, 4],
             deactivations: 0,
             rekeys: 0,
+            security: None,
         },
         signatures: vec![],
     }
