@@ -95,7 +95,7 @@ pub fn submit(
             println!(
                 "{}",
                 json!({"bench": "submit", "n": n, "accepted": accepted, "concurrency": concurrency,
-                       "store": backend,
+                       "store": backend, "security": security,
                        "seconds": run.seconds, "per_second": per_second,
                        "release_seconds": release_secs,
                        "cpu_seconds": cpu.iter().cloned().chain([("providers".to_string(), own)])
@@ -227,7 +227,8 @@ pub fn release(
         if json {
             println!(
                 "{}",
-                json!({"bench": "release", "n": n, "store": backend, "seconds": seconds,
+                json!({"bench": "release", "n": n, "store": backend, "security": security,
+                       "seconds": seconds,
                        "correct": correct, "rounds": rounds, "peak_rss_bytes": peak_rss,
                        "store_seconds": stored_secs})
             );

@@ -339,7 +339,8 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         "triad demo poll",
         triad_party::SecurityArg::default(),
         None,
-    ).await?;
+    )
+    .await?;
     let api_keys: Vec<String> = truth
         .accounts
         .iter()

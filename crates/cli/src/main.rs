@@ -117,10 +117,39 @@ extern "C" {
 /// round, and re-faulting them (zeroing huge pages) cost about a fifth of
 /// `bench stats --n 1000000` (docs/benchmarks.md). Unlike the
 /// `MIMALLOC_PURGE_DELAY` variable it needs no environment.
+///
+/// Transparent huge pages are disabled for the process (and the parties,
+/// services and bench processes it spawns, which inherit the setting):
+/// mimalloc asks for them on its arenas, and every first touch of a 2 MiB
+/// page zeroes all of it, also after a purge of a small part of it. That
+/// zeroing was a fifth to a third of the CPU of the malicious checks
+/// (`perf` of `bench stats --n 10000` and `bench poseidon`); without it
+/// they ran 8 % (stats) to 2x (poseidon) faster (docs/benchmarks.md). This
+/// is what `MIMALLOC_ALLOW_THP=0` does, but that is read before `main`.
 fn tune_allocator() {
     // SAFETY: a plain setter of a global option in the linked mimalloc,
     // called before any thread is spawned; an unknown index is ignored.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) }
+    #[cfg(target_os = "linux")]
+    {
+        /// `PR_SET_THP_DISABLE` of linux/prctl.h.
+        const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
+        extern "C" {
+            fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
+        }
+        // SAFETY: prctl with integer arguments only; it sets a flag of
+        // this process's memory map and fails harmlessly (-1) on kernels
+        // without it, in which case huge pages simply stay allowed.
+        let _ = unsafe {
+            prctl(
+                PR_SET_THP_DISABLE,
+                1 as std::ffi::c_ulong,
+                0 as std::ffi::c_ulong,
+                0 as std::ffi::c_ulong,
+                0 as std::ffi::c_ulong,
+            )
+        };
+    }
 }
 
 fn main() -> anyhow::Result<()> {
