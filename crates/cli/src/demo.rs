@@ -337,11 +337,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     let security = release.as_ref().and_then(|r| r.release.security);
-    let mode = match security {
-        Some(triad_wire::release::SecurityMode::Malicious) => "malicious-secure",
-        Some(triad_wire::release::SecurityMode::SemiHonest) => "semi-honest",
-        None => "mode not recorded",
-    };
+    let mode = triad_wire::release::SecurityMode::describe(security);
     println!(
         "{} of {n} contributions accepted, {} in release {} ({mode}) signed by all three parties; {}",
         accepted.len(),

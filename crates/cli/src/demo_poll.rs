@@ -526,11 +526,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
     // secure version yet), and sign which.
     println!(
         "processed {} (docs/security.md: the polls' MPC has no malicious-secure version yet)",
-        match tally.tally.security {
-            Some(triad_wire::release::SecurityMode::SemiHonest) => "semi-honest",
-            Some(triad_wire::release::SecurityMode::Malicious) => "malicious-secure",
-            None => "in an unrecorded mode",
-        }
+        triad_wire::release::SecurityMode::describe(tally.tally.security)
     );
     println!(
         "the briber bought {n_bribed} keys and voted for option {BRIBER_OPTION} with each: all \

@@ -564,13 +564,8 @@ impl Devnet {
             let name = format!("party{i}");
             let mut a = common("party", &name, ports.party[i]);
             a.extend(["--id".into(), i.to_string()]);
-            a.extend([
-                "--security".into(),
-                match args.security {
-                    triad_party::SecurityArg::SemiHonest => "semi-honest".into(),
-                    triad_party::SecurityArg::Malicious => "malicious".into(),
-                },
-            ]);
+            let security = clap::ValueEnum::to_possible_value(&args.security).expect("named");
+            a.extend(["--security".into(), security.get_name().to_string()]);
             a.extend(["--internal-token-file".into(), secret("party.token")]);
             a.extend([
                 "--coordinator-token-digest-file".into(),

@@ -49,6 +49,18 @@ pub enum SecurityMode {
     Malicious,
 }
 
+impl SecurityMode {
+    /// For people: "semi-honest" or "malicious-secure"; "mode not
+    /// recorded" for documents made before the mode was signed.
+    pub fn describe(mode: Option<SecurityMode>) -> &'static str {
+        match mode {
+            Some(SecurityMode::SemiHonest) => "semi-honest",
+            Some(SecurityMode::Malicious) => "malicious-secure",
+            None => "mode not recorded",
+        }
+    }
+}
+
 /// One party's signed copy.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
