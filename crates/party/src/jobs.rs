@@ -170,10 +170,7 @@ pub fn release(
         count: ids.len() as u64,
         as_of_batch: req.as_of_batch,
         results,
-        security: Some(match mesh.security() {
-            triad_mpc::Security::SemiHonest => SecurityMode::SemiHonest,
-            triad_mpc::Security::Malicious => SecurityMode::Malicious,
-        }),
+        security: Some(mesh.security().into()),
     };
     let signed = sign_release(key, mesh.id.index() as u8, &release);
     store.put_release(&study.id, req.release_no, release.count, &signed)?;

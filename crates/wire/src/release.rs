@@ -49,6 +49,15 @@ pub enum SecurityMode {
     Malicious,
 }
 
+impl From<triad_mpc::Security> for SecurityMode {
+    fn from(s: triad_mpc::Security) -> Self {
+        match s {
+            triad_mpc::Security::SemiHonest => SecurityMode::SemiHonest,
+            triad_mpc::Security::Malicious => SecurityMode::Malicious,
+        }
+    }
+}
+
 impl SecurityMode {
     /// For people: "semi-honest" or "malicious-secure"; "mode not
     /// recorded" for documents made before the mode was signed.

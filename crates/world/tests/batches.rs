@@ -31,11 +31,7 @@ async fn assert_released(w: &World, study: &str, ok: &[Contribution]) {
     assert_eq!(r.release.results.min, *values.iter().min().unwrap());
     assert_eq!(r.release.results.max, *values.iter().max().unwrap());
     // All three signed the mode they computed in.
-    let mode = match w.security() {
-        triad_mpc::Security::SemiHonest => SecurityMode::SemiHonest,
-        triad_mpc::Security::Malicious => SecurityMode::Malicious,
-    };
-    assert_eq!(r.release.security, Some(mode));
+    assert_eq!(r.release.security, Some(SecurityMode::from(w.security())));
 }
 
 /// All three parties hold exactly `want` in committed batches.
