@@ -102,6 +102,39 @@ impl Mul for Fp {
     }
 }
 
+impl Fp {
+    /// Reduces `t < 2^127` (two folds of the Mersenne form in 128 bits,
+    /// then one in 64).
+    #[inline(always)]
+    fn reduce_wide(t: u128) -> Fp {
+        let p = P as u128;
+        let t = (t & p) + (t >> 61); // < 2^67
+        let t = (t & p) + (t >> 61); // < 2^61 + 2^6
+        Fp::new(t as u64)
+    }
+
+    /// Reduces `t < 2^124 + 2^62` (one fold in 64 bits suffices: the sum
+    /// stays below `2^64`).
+    #[inline(always)]
+    fn reduce_124(t: u128) -> Fp {
+        Fp::new((t as u64 & P).wrapping_add((t >> 61) as u64))
+    }
+
+    /// Partly reduces a product `t < 2^127` to below `2^67`, congruent mod
+    /// `p`: sums of up to 2^60 of these stay within 128 bits.
+    #[inline(always)]
+    fn fold_wide(t: u128) -> u128 {
+        (t & P as u128) + (t >> 61)
+    }
+}
+
+/// A product of two 64-bit values in 128 bits (wrapping: it cannot
+/// overflow, and release builds keep overflow checks).
+#[inline(always)]
+fn wide(a: u64, b: u64) -> u128 {
+    (a as u128).wrapping_mul(b as u128)
+}
+
 /// `re + im * i` with `i^2 = -1`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fp2 {
@@ -172,6 +205,69 @@ impl Fp2 {
                 })
             })
             .collect()
+    }
+}
+
+/// The proofs' hot loops over vectors, with one reduction per result
+/// instead of one per operation (lazy reduction: operands are kept below
+/// `3p` and sums of products in 128 bits).
+impl Fp2 {
+    /// `x[t] = x[2t] + r (x[2t+1] - x[2t])` for every pair, in place;
+    /// returns the number of results (`x.len() / 2`).
+    pub fn fold_pairs(x: &mut [Fp2], r: Fp2) -> usize {
+        let half = x.len() / 2;
+        let (a, b) = (r.re.0, r.im.0);
+        for t in 0..half {
+            let (x0, x1) = (x[2 * t], x[2 * t + 1]);
+            // d = x1 - x0 and -d.im, each in [1, 2p) (wrapping: no
+            // overflow is possible, and the checks cost a branch each).
+            let d_re = x1.re.0.wrapping_add(P).wrapping_sub(x0.re.0);
+            let d_im = x1.im.0.wrapping_add(P).wrapping_sub(x0.im.0);
+            let nd_im = x0.im.0.wrapping_add(P).wrapping_sub(x1.im.0);
+            // Each sum < 2^124 + 2^61.
+            let re = wide(a, d_re)
+                .wrapping_add(wide(b, nd_im))
+                .wrapping_add(x0.re.0 as u128);
+            let im = wide(a, d_im)
+                .wrapping_add(wide(b, d_re))
+                .wrapping_add(x0.im.0 as u128);
+            x[t] = Fp2 {
+                re: Fp::reduce_124(re),
+                im: Fp::reduce_124(im),
+            };
+        }
+        half
+    }
+
+    /// `(sum u0 v0, sum (2 u1 - u0)(2 v1 - v0))` over the pairs
+    /// `(u0, u1) = (u[2t], u[2t+1])` and likewise of `v`: `p(0)` and `p(2)`
+    /// of a halving level.
+    pub fn line_sums(u: &[Fp2], v: &[Fp2]) -> (Fp2, Fp2) {
+        // Accumulators of partly reduced products (< 2^67 each).
+        let (mut p0_re, mut p0_im, mut p2_re, mut p2_im) = (0u128, 0u128, 0u128, 0u128);
+        let three_p = 3 * P;
+        for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
+            let (u0, u1, v0, v1) = (uc[0], uc[1], vc[0], vc[1]);
+            // u0 v0, with -u0.im as p - u0.im.
+            let re = wide(u0.re.0, v0.re.0).wrapping_add(wide(P.wrapping_sub(u0.im.0), v0.im.0));
+            let im = wide(u0.re.0, v0.im.0).wrapping_add(wide(u0.im.0, v0.re.0));
+            p0_re = p0_re.wrapping_add(Fp::fold_wide(re));
+            p0_im = p0_im.wrapping_add(Fp::fold_wide(im));
+            // 2 u1 - u0 and 2 v1 - v0, components in [1, 3p).
+            let twice_minus = |x1: Fp, x0: Fp| (x1.0 << 1).wrapping_add(P).wrapping_sub(x0.0);
+            let (a_re, a_im) = (twice_minus(u1.re, u0.re), twice_minus(u1.im, u0.im));
+            let (b_re, b_im) = (twice_minus(v1.re, v0.re), twice_minus(v1.im, v0.im));
+            // Each sum < 2^127.
+            let re = wide(a_re, b_re).wrapping_add(wide(three_p.wrapping_sub(a_im), b_im));
+            let im = wide(a_re, b_im).wrapping_add(wide(a_im, b_re));
+            p2_re = p2_re.wrapping_add(Fp::fold_wide(re));
+            p2_im = p2_im.wrapping_add(Fp::fold_wide(im));
+        }
+        let fp2 = |re, im| Fp2 {
+            re: Fp::reduce_wide(re),
+            im: Fp::reduce_wide(im),
+        };
+        (fp2(p0_re, p0_im), fp2(p2_re, p2_im))
     }
 }
 
@@ -297,6 +393,52 @@ mod tests {
             Fp2::encode(&[x, y], &mut enc);
             prop_assert_eq!(Fp2::decode(&enc).unwrap(), vec![x, y]);
         }
+    }
+
+    fn fp2_of(a: u64, b: u64) -> Fp2 {
+        Fp2 {
+            re: Fp::new(a),
+            im: Fp::new(b),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lazy_kernels_match_the_field_operations(
+            v in prop::collection::vec(prop_oneof![Just(0u64), Just(1), Just(P - 1), Just(P - 2), 0..P], 0..40),
+            r in (prop_oneof![Just(0u64), Just(P - 1), 0..P], prop_oneof![Just(0u64), Just(P - 1), 0..P]),
+        ) {
+            let xs: Vec<Fp2> = v.chunks_exact(2).map(|c| fp2_of(c[0], c[1])).collect();
+            let r = fp2_of(r.0, r.1);
+            let mut folded = xs.clone();
+            let half = Fp2::fold_pairs(&mut folded, r);
+            prop_assert_eq!(half, xs.len() / 2);
+            for t in 0..half {
+                let (x0, x1) = (xs[2 * t], xs[2 * t + 1]);
+                prop_assert_eq!(folded[t], x0 + r * (x1 - x0));
+            }
+            let (u, w) = xs.split_at(xs.len() / 2);
+            let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
+            for (uc, wc) in u.chunks_exact(2).zip(w.chunks_exact(2)) {
+                p0 += uc[0] * wc[0];
+                p2 += (uc[1] + uc[1] - uc[0]) * (wc[1] + wc[1] - wc[0]);
+            }
+            prop_assert_eq!(Fp2::line_sums(u, w), (p0, p2));
+        }
+    }
+
+    #[test]
+    fn lazy_kernels_at_the_largest_operands() {
+        // Every component p - 1: the bounds of the 128-bit sums.
+        let m = fp2_of(P - 1, P - 1);
+        let z = Fp2::ZERO;
+        let mut x = vec![z, m, m, z];
+        Fp2::fold_pairs(&mut x, m);
+        assert_eq!(x[0], m * m);
+        assert_eq!(x[1], m + m * (z - m));
+        let big = vec![m; 1 << 12];
+        let want = (m * m).scale(Fp::new(1 << 11));
+        assert_eq!(Fp2::line_sums(&big, &big), (want, want));
     }
 
     #[test]

@@ -381,17 +381,51 @@ fn index(t: &Triple, bit: u32) -> usize {
     (((t[0] >> bit) & 1) | (((t[1] >> bit) & 1) << 1) | (((t[2] >> bit) & 1) << 2)) as usize
 }
 
-/// Counts over pairs of neighbouring gates `(2k, 2k+1)` of
-/// `(i, i', j, j')`: cell `64 (8 i + i') + 8 j + j'`, from the quadruple
-/// indices of both sides (each quadruple holds two pairs).
-fn quad_counts(left: &[u16], right: &[u16]) -> Vec<u64> {
-    let mut n = vec![0u64; 4096];
+/// Counts over quadruples of neighbouring gates `4q..4q+3`, by the pair
+/// indices of both sides: `cross[2 s + t]` has cell `64 i + j` for the
+/// quadruples whose left pair `s` (0: gates `4q, 4q+1`; 1: `4q+2, 4q+3`)
+/// has index `i` and whose right pair `t` has index `j`. Level 3 needs the
+/// same-pair counts (`cross[0] + cross[3]`), level 4 all four.
+fn cross_counts(left: &[u16], right: &[u16]) -> [Vec<u32>; 4] {
+    let mut c: [Vec<u32>; 4] = std::array::from_fn(|_| vec![0u32; 4096]);
     for (&l, &r) in left.iter().zip(right) {
-        let (l, r) = (l as usize, r as usize);
-        n[64 * (l / 64) + r / 64] += 1;
-        n[64 * (l % 64) + r % 64] += 1;
+        let (l0, l1, r0, r1) = (
+            (l as usize / 64) * 64,
+            (l as usize % 64) * 64,
+            r as usize / 64,
+            r as usize % 64,
+        );
+        c[0][l0 + r0] += 1;
+        c[1][l0 + r1] += 1;
+        c[2][l1 + r0] += 1;
+        c[3][l1 + r1] += 1;
     }
-    n
+    c
+}
+
+/// Counts over pairs of neighbouring gates `(2k, 2k+1)` of
+/// `(i, i', j, j')`: cell `64 (8 i + i') + 8 j + j'`.
+fn quad_counts(cross: &[Vec<u32>; 4]) -> Vec<u64> {
+    cross[0]
+        .iter()
+        .zip(&cross[3])
+        .map(|(&a, &b)| a as u64 + b as u64)
+        .collect()
+}
+
+/// `sum_{i,j} c[64 i + j] x[i] y[j]` over a 64 × 64 count table.
+fn counted_product(c: &[u32], x: &[Fp2; 64], y: &[Fp2; 64]) -> Fp2 {
+    let mut total = Fp2::ZERO;
+    for (row, xi) in c.chunks_exact(64).zip(x) {
+        let mut s = Fp2::ZERO;
+        for (&n, yj) in row.iter().zip(y) {
+            if n > 0 {
+                s += yj.scale(Fp::new(n as u64));
+            }
+        }
+        total += *xi * s;
+    }
+    total
 }
 
 /// Counts of single gates' `(i, j)` (cell `8 i + j`), from the pair
@@ -505,7 +539,8 @@ fn prove(
     let (qu, qv) = (&mut bufs.2, &mut bufs.3);
     quad_indices(left, qu);
     quad_indices(right, qv);
-    let quads = quad_counts(qu, qv);
+    let cross = cross_counts(qu, qv);
+    let quads = quad_counts(&cross);
     let counts = pair_counts(&quads);
     let u0: [[Fp2; 4]; 8] = std::array::from_fn(|i| u_table(i).map(Fp2::from_i64));
     let v0: [[Fp2; 4]; 8] = std::array::from_fn(|j| v_table(j).map(Fp2::from_i64));
@@ -528,21 +563,15 @@ fn prove(
         line_terms(ut[li / 8], ut[li % 8], vt[rj / 8], vt[rj % 8])
     });
     let r3 = tr.send(&[p0, p2], left_prg);
-    // Level 4 over quadruples: each term's line ends come from 64-entry
-    // tables, the extrapolated point from 4,096-entry ones.
+    // Level 4 over quadruples: the line through a quadruple's two pair
+    // values `x0`, `x1` on each side gives `p(0) = x0 y0` and
+    // `p(2) = (2 x1 - x0)(2 y1 - y0) = 4 x1 y1 - 2 x1 y0 - 2 x0 y1 + x0 y0`,
+    // each product summed from the cross counts.
     let (tu, tv) = (pair_table(&ut, r3), pair_table(&vt, r3));
-    let extrapolated = |t: &[Fp2; 64]| -> Vec<Fp2> {
-        (0..4096)
-            .map(|q| t[q % 64] + t[q % 64] - t[q / 64])
-            .collect()
-    };
-    let (eu, ev) = (extrapolated(&tu), extrapolated(&tv));
-    let (mut p0, mut p2) = (Fp2::ZERO, Fp2::ZERO);
-    for (&a, &b) in qu.iter().zip(qv.iter()) {
-        let (a, b) = (a as usize, b as usize);
-        p0 += tu[a / 64] * tv[b / 64];
-        p2 += eu[a] * ev[b];
-    }
+    let s: [Fp2; 4] = std::array::from_fn(|k| counted_product(&cross[k], &tu, &tv));
+    let two = |x: Fp2| x + x;
+    let p0 = s[0];
+    let p2 = two(two(s[3])) - two(s[2]) - two(s[1]) + s[0];
     let r4 = tr.send(&[p0, p2], left_prg);
     let (u, v) = (&mut bufs.0, &mut bufs.1);
     expand(qu, &quad_table(&tu, r4), u);

@@ -39,6 +39,28 @@ pub trait ProofField: Ring {
     fn at_two(x0: Self, x1: Self) -> Self {
         x0 + Self::node(2) * (x1 - x0)
     }
+    /// `x[t] = x[2t] + r (x[2t+1] - x[2t])` for every pair, in place;
+    /// returns `x.len() / 2`.
+    #[inline]
+    fn fold_pairs(x: &mut [Self], r: Self) -> usize {
+        let half = x.len() / 2;
+        for t in 0..half {
+            x[t] = fold(x[2 * t], x[2 * t + 1], r);
+        }
+        half
+    }
+    /// `p(0)` and `p(2)` of a halving level: the sums of [`line_terms`]
+    /// over the pairs of `u` and `v`.
+    #[inline]
+    fn line_sums(u: &[Self], v: &[Self]) -> (Self, Self) {
+        let (mut p0, mut p2) = (Self::zero(), Self::zero());
+        for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
+            let (a0, a2) = line_terms(uc[0], uc[1], vc[0], vc[1]);
+            p0 += a0;
+            p2 += a2;
+        }
+        (p0, p2)
+    }
     /// The inverse of a nonzero element.
     fn inv(self) -> Self;
     /// A (nearly) uniform element from a hash output.
@@ -57,6 +79,12 @@ impl ProofField for Fp2 {
     #[inline]
     fn at_two(x0: Self, x1: Self) -> Self {
         x1 + x1 - x0
+    }
+    fn fold_pairs(x: &mut [Self], r: Self) -> usize {
+        Fp2::fold_pairs(x, r)
+    }
+    fn line_sums(u: &[Self], v: &[Self]) -> (Self, Self) {
+        Fp2::line_sums(u, v)
     }
     fn inv(self) -> Self {
         // (a + bi)^-1 = (a - bi) / (a^2 + b^2); a^2 + b^2 != 0 as -1 is
@@ -253,10 +281,7 @@ pub(crate) fn lagrange<F: ProofField>(r: F, n: usize) -> Vec<F> {
 
 /// Halves `x` in place: `x[t] = x[2t] + r (x[2t+1] - x[2t])`.
 pub(crate) fn fold_in_place<F: ProofField>(x: &mut Vec<F>, r: F) {
-    let half = x.len() / 2;
-    for t in 0..half {
-        x[t] = fold(x[2 * t], x[2 * t + 1], r);
-    }
+    let half = F::fold_pairs(x, r);
     x.truncate(half);
 }
 
@@ -317,12 +342,7 @@ impl<F: ProofField> Transcript<F> {
         while u.len() > 2 {
             pad_even(u);
             pad_even(v);
-            let (mut p0, mut p2) = (F::zero(), F::zero());
-            for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
-                let (a0, a2) = line_terms(uc[0], uc[1], vc[0], vc[1]);
-                p0 += a0;
-                p2 += a2;
-            }
+            let (p0, p2) = F::line_sums(u, v);
             let r = self.send(&[p0, p2], left_prg);
             fold_in_place(u, r);
             fold_in_place(v, r);
