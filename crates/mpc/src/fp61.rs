@@ -243,11 +243,22 @@ impl Fp2 {
     /// `(u0, u1) = (u[2t], u[2t+1])` and likewise of `v`: `p(0)` and `p(2)`
     /// of a halving level.
     pub fn line_sums(u: &[Fp2], v: &[Fp2]) -> (Fp2, Fp2) {
-        // Accumulators of partly reduced products (< 2^67 each).
+        Fp2::line_sums_of(
+            u.chunks_exact(2)
+                .zip(v.chunks_exact(2))
+                .map(|(uc, vc)| (uc[0], uc[1], vc[0], vc[1])),
+        )
+    }
+
+    /// [`Fp2::line_sums`] over pairs given as `(u0, u1, v0, v1)` (the
+    /// prover's first halving level reads them through table indices).
+    #[inline(always)]
+    pub fn line_sums_of(pairs: impl Iterator<Item = (Fp2, Fp2, Fp2, Fp2)>) -> (Fp2, Fp2) {
+        // Accumulators of partly reduced products (< 2^67 each; at most
+        // 2^60 pairs).
         let (mut p0_re, mut p0_im, mut p2_re, mut p2_im) = (0u128, 0u128, 0u128, 0u128);
         let three_p = 3 * P;
-        for (uc, vc) in u.chunks_exact(2).zip(v.chunks_exact(2)) {
-            let (u0, u1, v0, v1) = (uc[0], uc[1], vc[0], vc[1]);
+        for (u0, u1, v0, v1) in pairs {
             // u0 v0, with -u0.im as p - u0.im.
             let re = wide(u0.re.0, v0.re.0).wrapping_add(wide(P.wrapping_sub(u0.im.0), v0.im.0));
             let im = wide(u0.re.0, v0.im.0).wrapping_add(wide(u0.im.0, v0.re.0));

@@ -49,9 +49,11 @@
 //! the fourth (over quadruples) through 12-bit quadruple indices. The
 //! prover computes levels 1-3 from 4,096 counts and level 4 from 4,096-entry
 //! tables (ipa-core issue #1033 and Li et al. describe the same kind of
-//! saving for the first level); both sides then materialise the level-5
-//! vectors, a quarter as long as the gates, by table lookup, and only those
-//! are folded element by element.
+//! saving for the first level). Level 5 (over pairs of quadruples) is
+//! computed through the quadruple indices, and its fold is linear in two
+//! table entries, so both sides materialise the level-6 vectors, an
+//! eighth as long as the gates, with one addition per element; only those
+//! are folded element by element (with lazy reduction, [`Fp2::fold_pairs`]).
 //!
 //! # Challenges (a deviation from the interactive protocol)
 //! Fiat-Shamir: level `l`'s challenge hashes the statement and the chain of
@@ -491,11 +493,21 @@ fn quad_table(t3: &[Fp2; 64], r4: Fp2) -> Vec<Fp2> {
         .collect()
 }
 
-/// Expands quadruple indices into the level-5 vector (into `out`, reused
-/// across proofs: fresh pages cost more than the arithmetic).
-fn expand(quads: &[u16], t4: &[Fp2], out: &mut Vec<Fp2>) {
+/// The level-6 vector (level 5 folded at `r5`) from the quadruple indices
+/// and level 4's table: `fold(t4[q0], t4[q1], r5) = a[q0] + b[q1]` with
+/// `a = (1 - r5) t4` and `b = r5 t4`, so one addition per element instead
+/// of a multiplication. Into `out`, reused across proofs (fresh pages cost
+/// more than the arithmetic). The number of quadruples is even (`m` is a
+/// multiple of 64).
+fn expand_folded(quads: &[u16], t4: &[Fp2], r5: Fp2, out: &mut Vec<Fp2>) {
+    let a: Vec<Fp2> = t4.iter().map(|&x| x - r5 * x).collect();
+    let b: Vec<Fp2> = t4.iter().map(|&x| r5 * x).collect();
     out.clear();
-    out.extend(quads.iter().map(|&q| t4[q as usize]));
+    out.extend(
+        quads
+            .chunks_exact(2)
+            .map(|q| a[q[0] as usize] + b[q[1] as usize]),
+    );
 }
 
 /// `p(0), p(2)` of a level computed from counts (levels 1–3: each term
@@ -573,9 +585,21 @@ fn prove(
     let p0 = s[0];
     let p2 = two(two(s[3])) - two(s[2]) - two(s[1]) + s[0];
     let r4 = tr.send(&[p0, p2], left_prg);
+    // Level 5, the first over pairs of quadruples, reads its terms through
+    // the quadruples' indices; its fold is a sum of two table entries.
+    let (t4u, t4v) = (quad_table(&tu, r4), quad_table(&tv, r4));
+    let (p0, p2) = Fp2::line_sums_of(qu.chunks_exact(2).zip(qv.chunks_exact(2)).map(|(a, b)| {
+        (
+            t4u[a[0] as usize],
+            t4u[a[1] as usize],
+            t4v[b[0] as usize],
+            t4v[b[1] as usize],
+        )
+    }));
+    let r5 = tr.send(&[p0, p2], left_prg);
     let (u, v) = (&mut bufs.0, &mut bufs.1);
-    expand(qu, &quad_table(&tu, r4), u);
-    expand(qv, &quad_table(&tv, r4), v);
+    expand_folded(qu, &t4u, r5, u);
+    expand_folded(qv, &t4v, r5, v);
     tr.finish(u, v, left_prg, right_prg);
     (tr.shares, tr.challenges)
 }
@@ -593,8 +617,9 @@ fn fold_side(
     let t3 = pair_table(&t2, challenges[2]);
     quad_indices(triples, &mut bufs.2);
     let x = &mut bufs.0;
-    expand(&bufs.2, &quad_table(&t3, challenges[3]), x);
-    fold_to_end(x, &challenges[TABLE_LEVELS..], mask)
+    let r5 = challenges[TABLE_LEVELS];
+    expand_folded(&bufs.2, &quad_table(&t3, challenges[3]), r5, x);
+    fold_to_end(x, &challenges[TABLE_LEVELS + 1..], mask)
 }
 
 /// The right verifier: recomputes the challenges from the received shares,
