@@ -95,7 +95,7 @@ use crate::{Bits, MpcError, Party};
 /// Wall time a checked AND costs (proof and checks, three parties on two
 /// cores; `bench and --security malicious`, docs/benchmarks.md): protocols
 /// that choose between circuits weigh gates with it in malicious mode.
-pub const CHECKED_GATE_SECONDS: f64 = 40e-9;
+pub const CHECKED_GATE_SECONDS: f64 = 30e-9;
 
 /// Gates per proof: bounds the memory of the folded vectors (two `Fp2`
 /// per gate for the prover) to 32 MiB.
@@ -465,24 +465,28 @@ fn table_levels(r1: Fp2, r2: Fp2, table: impl Fn(usize) -> [i64; 4]) -> ([[Fp2; 
 /// a nibble's bits (weights 512, 64, 8, 1), it is
 /// `W(a) + 2 W(c) + 4 W(e)` over the quadruple's nibbles.
 fn quad_indices(triples: &[Triple], out: &mut Vec<u16>) {
-    const W: [u16; 16] = {
-        let mut t = [0u16; 16];
-        let mut n = 0;
-        while n < 16 {
-            t[n] = 512 * (n as u16 & 1)
-                + 64 * ((n as u16 >> 1) & 1)
-                + 8 * ((n as u16 >> 2) & 1)
-                + ((n as u16 >> 3) & 1);
-            n += 1;
+    /// The index per 12-bit key `a + 16 c + 256 e` of the three nibbles.
+    static INDEX: [u16; 4096] = {
+        const fn w(n: usize) -> u16 {
+            (512 * (n & 1) + 64 * ((n >> 1) & 1) + 8 * ((n >> 2) & 1) + ((n >> 3) & 1)) as u16
+        }
+        let mut t = [0u16; 4096];
+        let mut k = 0;
+        while k < 4096 {
+            t[k] = w(k & 15) + 2 * w((k >> 4) & 15) + 4 * w(k >> 8);
+            k += 1;
         }
         t
     };
     out.clear();
-    for t in triples {
-        out.extend((0..16).map(|q| {
-            let nib = |w: u64| W[((w >> (4 * q)) & 15) as usize];
-            nib(t[0]) + 2 * nib(t[1]) + 4 * nib(t[2])
-        }));
+    out.resize(16 * triples.len(), 0);
+    for (t, o) in triples.iter().zip(out.chunks_exact_mut(16)) {
+        let [a, c, e] = *t;
+        for (q, slot) in o.iter_mut().enumerate() {
+            let s = 4 * q;
+            let key = ((a >> s) & 15) | (((c >> s) & 15) << 4) | (((e >> s) & 15) << 8);
+            *slot = INDEX[key as usize];
+        }
     }
 }
 
