@@ -149,8 +149,14 @@ impl Network for FaultyNetwork {
         self.inner.recv(from)
     }
 
+    /// The inner endpoint's figures, but `messages_sent` counts every
+    /// message the protocol sent, a dropped one included: a test can tell
+    /// whether the fault fired (`messages_sent >= nth`).
     fn stats(&self) -> NetStats {
-        self.inner.stats()
+        NetStats {
+            messages_sent: self.sent,
+            ..self.inner.stats()
+        }
     }
 }
 
