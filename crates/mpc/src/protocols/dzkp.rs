@@ -504,8 +504,8 @@ fn quad_table(t3: &[Fp2; 64], r4: Fp2) -> Vec<Fp2> {
 /// more than the arithmetic). The number of quadruples is even (`m` is a
 /// multiple of 64).
 fn expand_folded(quads: &[u16], t4: &[Fp2], r5: Fp2, out: &mut Vec<Fp2>) {
-    let a: Vec<Fp2> = t4.iter().map(|&x| x - r5 * x).collect();
     let b: Vec<Fp2> = t4.iter().map(|&x| r5 * x).collect();
+    let a: Vec<Fp2> = t4.iter().zip(&b).map(|(&x, &rx)| x - rx).collect();
     out.clear();
     out.extend(
         quads
