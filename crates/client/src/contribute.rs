@@ -355,7 +355,8 @@ async fn upload_one(
 
 /// Commits to the shares, uploads them, and checks that the three parties
 /// signed receipts for exactly these commitments (under the keys of the
-/// caller's network description); the receipts, party 0 first.
+/// caller's network description), each keeping them at least
+/// [`triad_wire::receipt::MIN_KEEP_SECS`]; the receipts, party 0 first.
 async fn upload_all(
     net: &NetworkConfig,
     http: &reqwest::Client,
@@ -383,7 +384,12 @@ async fn upload_all(
         submission_id: sub.submission_id.clone(),
         why,
     };
-    let r = verify_receipts(&receipts, &keys).map_err(|e| bad(e.to_string()))?;
+    let v = verify_receipts(&receipts, &keys).map_err(|e| bad(e.to_string()))?;
+    // A party that promises to keep the shares only briefly could later
+    // claim, truthfully, to have dropped them: refuse such a receipt now.
+    v.check_retention(triad_wire::unix_now())
+        .map_err(|e| bad(e.to_string()))?;
+    let r = v.receipt;
     if r.submission_id != sub.submission_id || r.commitments != commitments.commitments {
         return Err(bad("a receipt names other shares than the ones sent".into()));
     }

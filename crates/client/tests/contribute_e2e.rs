@@ -128,7 +128,9 @@ async fn ready(
     }
     // The provider hands over the three parties' receipts for its shares.
     let keys = [0, 1, 2].map(|i| party_key(i).public_key().to_hex());
-    let receipt = verify_receipts(&r.receipts, &keys).expect("three matching receipts");
+    let receipt = verify_receipts(&r.receipts, &keys)
+        .expect("three matching receipts")
+        .receipt;
     assert_eq!(receipt.submission_id, sid);
     c.ready.push(sid);
     StatusCode::ACCEPTED.into_response()
@@ -175,6 +177,7 @@ async fn shares(State((i, u)): State<(usize, Uploads)>, Json(s): Json<ShareUploa
         submission_id: s.submission_id.clone(),
         token_sha256: hex::encode(triad_wire::https::token_digest(&s.token)),
         commitments: s.commitments.clone(),
+        kept_until: triad_wire::unix_now() + 180,
     }
     .sign(i as u8, &party_key(i));
     u.1.push(s);

@@ -407,7 +407,7 @@ async fn ready(
         let digest = check_receipts(&req.receipts, &s.party_keys, &sid, &row.token_sha256)?;
         if !s
             .db
-            .mark_ready(sid.clone(), digest)
+            .mark_ready(sid.clone(), digest, req.receipts.clone())
             .await
             .map_err(ApiError::internal)?
         {
@@ -438,7 +438,9 @@ fn check_receipts(
     token_sha256: &str,
 ) -> Result<String, ApiError> {
     let bad = |m: String| ApiError::bad_request(ErrorCode::BadReceipts, m);
-    let r = verify_receipts(receipts, keys).map_err(|e| bad(format!("share receipts: {e}")))?;
+    let r = verify_receipts(receipts, keys)
+        .map_err(|e| bad(format!("share receipts: {e}")))?
+        .receipt;
     if r.submission_id != sid || r.token_sha256 != token_sha256 {
         return Err(bad(
             "the share receipts are for another submission or token".into(),

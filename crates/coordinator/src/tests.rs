@@ -511,9 +511,19 @@ fn receipts(sid: &str, token: &str, c: u8) -> Vec<SignedReceipt> {
         submission_id: sid.into(),
         token_sha256: crate::admission::token_digest(token),
         commitments: [c, c + 1, c + 2].map(|b| hex::encode([b; 32])),
+        kept_until: 0,
     };
     let k = party_keys();
-    (0..3).map(|i| r.sign(i as u8, &k[i])).collect()
+    // Each party states its own retention.
+    (0..3)
+        .map(|i| {
+            ShareReceipt {
+                kept_until: 1_800_000_180 + i as u64,
+                ..r.clone()
+            }
+            .sign(i as u8, &k[i])
+        })
+        .collect()
 }
 
 async fn ready(env: &Env, h: &CoordinatorHandle, sid: &str, token: &str) -> Answer {
@@ -1308,6 +1318,9 @@ async fn ready_needs_three_receipts_for_this_submission() {
     let items = fake.prepared_items();
     let item = items.iter().find(|i| i.submission_id == sid).unwrap();
     assert_eq!(item.shares_digest, doc.digest());
+    // ... and forwards the receipts themselves, as evidence against a
+    // party that would claim not to hold the shares.
+    assert_eq!(item.receipts, good);
     h.shutdown().await;
 }
 

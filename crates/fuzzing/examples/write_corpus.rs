@@ -603,12 +603,26 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
                 serde_json::to_vec(&u).unwrap(),
             );
         }
+        let token_sha256 = hex::encode(Sha256::digest(token.as_bytes()));
+        let receipts = (0u8..3)
+            .map(|p| {
+                ShareReceipt {
+                    version: RECEIPT_VERSION,
+                    submission_id: submission_id.clone(),
+                    token_sha256: token_sha256.clone(),
+                    commitments: c.commitments.clone(),
+                    kept_until: 1_800_000_180 + p as u64,
+                }
+                .sign(p, &PartySigningKey::from_seed([p + 1; 32]))
+            })
+            .collect();
         items.push(BatchItem {
             submission_id,
-            token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            token_sha256,
             commitment: att.commitment.clone(),
             shares_digest: commitments_digest(&c.commitments),
             attestation: att.clone(),
+            receipts,
         });
     }
     let prepare = PrepareBatch {
@@ -658,6 +672,7 @@ fn notary_seeds(dir: &Path, seeds: &mut Seeds) {
         submission_id: items[0].submission_id.clone(),
         token_sha256: hex::encode(Sha256::digest(hex::encode([7u8; 32]).as_bytes())),
         commitments: c.commitments.clone(),
+        kept_until: 1_800_000_180,
     };
     let messages: Vec<(&str, String)> = vec![
         ("StudyParams", json(&study)),

@@ -192,6 +192,8 @@ pub fn parse_upload(
         submission_id: u.submission_id.clone(),
         token_sha256: hex::encode(token_sha256),
         commitments: u.commitments.clone(),
+        // Set when the upload is held ([`Intake::put`]).
+        kept_until: 0,
     };
     let mut digest = [0u8; 32];
     hex::decode_to_slice(receipt.digest(), &mut digest).expect("a digest is 64 hex");
@@ -263,20 +265,29 @@ impl Intake {
 
     /// Holds an upload: durably first (if backed by a store), so that the
     /// receipt signed after this returns acknowledges stored shares.
+    /// Returns the unix second until which it is kept (the receipt's
+    /// `kept_until`: the upload time plus the TTL, rounded down). A
+    /// re-upload of the same shares refreshes the time; one of other
+    /// shares while the first are held is refused, so that a provider
+    /// cannot make this party's signed promise to keep the first false.
     /// Blocks.
-    pub fn put(&self, key: Key, c: Components) -> Result<(), Refusal> {
+    pub fn put(&self, key: Key, c: Components) -> Result<u64, Refusal> {
         let _same_key = self.stripes[stripe(&key)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         {
             let mut e = self.lock();
             e.expire(self.ttl);
-            if e.map.len() >= self.max_entries && !e.map.contains_key(&key) {
-                return Err(Refusal::IntakeFull);
+            match e.map.get(&key) {
+                Some((held, _)) if held.digest != c.digest => {
+                    return Err(Refusal::SharesConflict);
+                }
+                None if e.map.len() >= self.max_entries => return Err(Refusal::IntakeFull),
+                _ => {}
             }
         }
+        let now_ms = unix_ms();
         if let Some(store) = &self.store {
-            let now_ms = unix_ms();
             let u = StoredUpload {
                 submission_id: key.0.clone(),
                 token_sha256: key.1,
@@ -289,7 +300,7 @@ impl Intake {
         let now = Instant::now();
         e.map.insert(key.clone(), (c, now));
         e.order.push_back((now, key));
-        Ok(())
+        Ok((now_ms.max(0) as u64 + self.ttl.as_millis() as u64) / 1000)
     }
 
     pub fn get(&self, submission_id: &str, token_sha256: &[u8; 32]) -> Option<Components> {
@@ -350,16 +361,40 @@ mod tests {
         }
         let e = intake.put(key(9), comps(9)).unwrap_err();
         assert_eq!(e.code(), ErrorCode::IntakeFull);
-        // A re-upload of a held key replaces it even when full.
-        intake.put(key(1), comps(11)).unwrap();
-        assert_eq!(
-            intake.get(&key(1).0, &key(1).1).unwrap().value_bits,
-            [11, 11]
-        );
+        // A re-upload of a held key is taken even when full.
+        intake.put(key(1), comps(1)).unwrap();
+        assert_eq!(intake.get(&key(1).0, &key(1).1).unwrap().value_bits, [1, 1]);
         std::thread::sleep(Duration::from_millis(250));
         intake.put(key(9), comps(9)).unwrap();
         assert_eq!(intake.len(), 1);
         assert!(intake.get(&key(0).0, &key(0).1).is_none());
+    }
+
+    /// The receipt promises to keep the shares until the upload time plus
+    /// the TTL: a re-upload of other shares (other commitments) under the
+    /// same key cannot replace them before then, and the same shares again
+    /// extend the promise.
+    #[test]
+    fn held_shares_are_not_replaced_by_others() {
+        let intake = Intake::new(10, Duration::from_millis(300));
+        let other = |v| Components {
+            digest: [1; 32],
+            ..comps(v)
+        };
+        let before = unix_ms() as u64 / 1000;
+        let kept = intake.put(key(1), comps(1)).unwrap();
+        assert!((before..=before + 1).contains(&kept), "{kept} vs {before}");
+        let e = intake.put(key(1), other(2)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::WrongState);
+        assert_eq!(intake.get(&key(1).0, &key(1).1).unwrap().value_bits, [1, 1]);
+        assert!(intake.put(key(1), comps(1)).unwrap() >= kept);
+        // Once expired, the key is free again.
+        std::thread::sleep(Duration::from_millis(350));
+        intake.put(key(1), other(2)).unwrap();
+        assert_eq!(intake.get(&key(1).0, &key(1).1).unwrap().digest, [1; 32]);
+        let long = Intake::new(10, Duration::from_secs(180));
+        let kept = long.put(key(1), comps(1)).unwrap();
+        assert!((before + 180..=before + 181).contains(&kept), "{kept}");
     }
 
     #[test]

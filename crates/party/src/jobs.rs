@@ -10,7 +10,7 @@ use triad_wire::poll::{sign_tally, MessageKind, PollTally, ShareSet, SignedTally
 use triad_wire::release::{sign_release, Release, SecurityMode, RELEASE_VERSION};
 use triad_wire::{PartySigningKey, SignedRelease};
 
-use crate::check::{check_batch, BatchShares};
+use crate::check::{check_batch, BatchShares, Evidence, Holding};
 use crate::intake::Components;
 use crate::mesh::{Mesh, SessionError};
 use crate::store::{PartyStore, StoreError};
@@ -52,8 +52,10 @@ fn tag(parts: &[&[u8]]) -> [u8; 32] {
 
 /// Checks a batch in MPC and stores the passing items as pending.
 /// `inputs[k]` is this party's copy of item `k`, if it received one;
-/// `refused[k]` says this party refused item `k`'s attestation (its shares
-/// then count as missing, and the verdict names the refusal).
+/// `refused[k]` says this party refused item `k`'s attestation (its
+/// shares then count as missing, and every party's verdict names the
+/// refusal); the peers' claims are weighed against `evidence`.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     mesh: &Mesh,
     store: &dyn PartyStore,
@@ -62,8 +64,18 @@ pub fn prepare(
     commitments: &[Fr],
     inputs: &[Option<Components>],
     refused: &[bool],
+    evidence: &dyn Evidence,
 ) -> Result<Vec<Option<RejectReason>>, JobError> {
     let n = inputs.len();
+    let holding: Vec<Holding> = inputs
+        .iter()
+        .zip(refused)
+        .map(|(c, r)| match (c, r) {
+            (_, true) => Holding::Refused,
+            (None, false) => Holding::Missing,
+            (Some(_), false) => Holding::Held,
+        })
+        .collect();
     let inputs: Vec<Option<Components>> = inputs
         .iter()
         .zip(refused)
@@ -72,7 +84,7 @@ pub fn prepare(
     let comp = |c: &Option<Components>, j: usize| c.map(|c| c.value_bits[j]).unwrap_or(0);
     let fr = |c: &Option<Components>, j: usize| c.map(|c| c.blinder[j]).unwrap_or(Fr::from(0u64));
     let shares = BatchShares {
-        present: inputs.iter().map(Option::is_some).collect(),
+        holding,
         value_bits: Shares::new(
             inputs.iter().map(|c| Bits(comp(c, 0))).collect(),
             inputs.iter().map(|c| Bits(comp(c, 1))).collect(),
@@ -82,15 +94,10 @@ pub fn prepare(
             inputs.iter().map(|c| fr(c, 1)).collect(),
         ),
     };
-    let mut checked = {
+    let checked = {
         let mut p = mesh.session("prepare", tag(&[b"prepare", request_sha256]))?;
-        check_batch(&mut p, &shares, commitments)?
+        check_batch(&mut p, &shares, commitments, evidence)?
     };
-    for (v, r) in checked.verdicts.iter_mut().zip(refused) {
-        if *r {
-            *v = Some(RejectReason::AttestationRefused);
-        }
-    }
     let pass: Vec<usize> = (0..n).filter(|&k| checked.verdicts[k].is_none()).collect();
     let passing: Vec<_> = pass
         .iter()

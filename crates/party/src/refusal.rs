@@ -16,6 +16,10 @@ pub enum Refusal {
     /// Share upload that does not parse.
     #[error("{0}")]
     BadShares(String),
+    /// Share upload under a key whose held shares are other ones: the
+    /// receipt signed for those promises to keep them.
+    #[error("other shares of this submission are held here (a signed receipt keeps them)")]
+    SharesConflict,
     /// Study parameters out of bounds.
     #[error("{0}")]
     InvalidStudy(StudyError),
@@ -73,6 +77,7 @@ impl Refusal {
         match self {
             Self::Malformed(_) => ErrorCode::MalformedBody,
             Self::BadShares(_) => ErrorCode::BadShares,
+            Self::SharesConflict => ErrorCode::WrongState,
             Self::InvalidStudy(_) => ErrorCode::InvalidStudy,
             Self::BelowThreshold(_) => ErrorCode::BelowThreshold,
             Self::StudyChanged(_) => ErrorCode::StudyChanged,

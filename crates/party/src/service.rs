@@ -211,12 +211,13 @@ impl PartyState {
         &self,
         req: &PrepareBatch,
         study: &StudyParams,
+        now: u64,
     ) -> Result<Vec<bool>, Refusal> {
         Ok(crate::vet::refused_items(
             &req.items,
             study,
             &self.notary_key,
-            triad_wire::unix_now(),
+            now,
             |n| self.store.nullifier_used(&study.id, n),
         )?)
     }
@@ -304,9 +305,11 @@ impl From<Refusal> for ApiError {
             R::UnknownBatch(_) | R::NoRelease | R::UnknownPoll(_) | R::NoTally => {
                 StatusCode::NOT_FOUND
             }
-            R::BelowThreshold(_) | R::StudyChanged(_) | R::WrongState(_) | R::PollChanged(_) => {
-                StatusCode::CONFLICT
-            }
+            R::BelowThreshold(_)
+            | R::StudyChanged(_)
+            | R::WrongState(_)
+            | R::PollChanged(_)
+            | R::SharesConflict => StatusCode::CONFLICT,
             R::PollClosed(_) | R::VotingOpen(_) => StatusCode::FORBIDDEN,
             // 403: the coordinator is not trusted here; 409: the record
             // does not describe this network or a study pinned here.
@@ -395,8 +398,8 @@ fn put_shares_checked(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SignedReceipt>), ApiError> {
     let upload: ShareUpload = parse_json(&body(b)?)?;
-    let (key, c, receipt) = parse_upload(&upload, s.index)?;
-    s.intake.put(key, c)?;
+    let (key, c, mut receipt) = parse_upload(&upload, s.index)?;
+    receipt.kept_until = s.intake.put(key, c)?;
     let signed = receipt.sign(s.index as u8, &s.key);
     Ok((StatusCode::ACCEPTED, Json(signed)))
 }
@@ -543,11 +546,18 @@ async fn prepare(
     let req = Arc::new(req);
     let req2 = req.clone();
     // Up to MAX_BATCH signature checks: off the runtime.
-    let refused = blocking(&s, move |s| s.vet_attestations(&req2, &study)).await?;
+    let vetted_at = triad_wire::unix_now();
+    let refused = blocking(&s, move |s| s.vet_attestations(&req2, &study, vetted_at)).await?;
     let store = s.store.clone();
     let req2 = req.clone();
+    let sign_keys = s.network.parties.clone().map(|p| p.sign_key);
     let verdicts = s
         .run_job(move |mesh| {
+            let evidence = crate::vet::BatchEvidence {
+                items: &req2.items,
+                keys: sign_keys,
+                vetted_at,
+            };
             jobs::prepare(
                 mesh,
                 store.as_ref(),
@@ -556,6 +566,7 @@ async fn prepare(
                 &commitments,
                 &inputs,
                 &refused,
+                &evidence,
             )
         })
         .await?;

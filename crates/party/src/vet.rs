@@ -6,7 +6,11 @@
 use std::collections::HashSet;
 
 use triad_attestation::{verify_attestation, NotaryPublicKey};
+use triad_mpc::PartyId;
 use triad_wire::messages::{BatchItem, StudyParams};
+use triad_wire::receipt::verify_receipt;
+
+use crate::check::CLOCK_SKEW_SECS;
 
 /// `true` for each item this party refuses: the notary's signature or
 /// validity window fails, the attestation is for another study or data
@@ -39,6 +43,47 @@ pub fn refused_items<E>(
             used(&a.nullifier)
         })
         .collect()
+}
+
+/// What this party weighs its peers' presence claims against
+/// ([`crate::check::Evidence`]): the receipts the coordinator forwarded
+/// with each item, verified lazily (only for an item a peer claims to
+/// lack), and the attestations' validity windows against this party's
+/// clock.
+pub struct BatchEvidence<'a> {
+    pub items: &'a [BatchItem],
+    /// The parties' receipt-signing keys (64 hex), party 0 first.
+    pub keys: [String; 3],
+    /// The clock this party's vetting ([`refused_items`]) read.
+    pub vetted_at: u64,
+}
+
+impl crate::check::Evidence for BatchEvidence<'_> {
+    fn kept_until(&self, item: usize, party: PartyId) -> Option<u64> {
+        let it = self.items.get(item)?;
+        let copy = it
+            .receipts
+            .get(party.index())
+            .filter(|c| c.party as usize == party.index())?;
+        let r = verify_receipt(copy, &self.keys[party.index()]).ok()?;
+        (r.submission_id == it.submission_id
+            && r.token_sha256 == it.token_sha256
+            && r.digest() == it.shares_digest)
+            .then_some(r.kept_until)
+    }
+
+    fn vetting_unsure(&self, item: usize) -> bool {
+        let Some(it) = self.items.get(item) else {
+            return true;
+        };
+        let near = |t: u64| t.abs_diff(self.vetted_at) <= CLOCK_SKEW_SECS;
+        near(it.attestation.session_time) || near(it.attestation.expires_at)
+    }
+
+    /// Read when the claims are judged, after every peer made its claim.
+    fn now(&self) -> u64 {
+        triad_wire::unix_now()
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +139,7 @@ mod tests {
             commitment: a.commitment.clone(),
             shares_digest: "00".repeat(32),
             attestation: a,
+            receipts: Vec::new(),
         }
     }
 

@@ -223,6 +223,11 @@ pub struct BatchItem {
     /// The notary's attestation itself: each party verifies it and keeps
     /// its own nullifier set, so a coordinator cannot invent submissions.
     pub attestation: Attestation,
+    /// The three parties' signed receipts for `shares_digest`, party 0
+    /// first: the evidence an honest party holds against a peer that
+    /// claims not to hold shares it promised to keep (malicious mode).
+    #[serde(default)]
+    pub receipts: Vec<crate::receipt::SignedReceipt>,
 }
 
 /// `POST {party}/internal/batches/prepare`: check the batch in MPC and

@@ -7,28 +7,35 @@
 //! sends each party all three commitments plus the salts of its two
 //! components. A party accepts an upload only if its components open its
 //! two commitments, then signs a [`ShareReceipt`] naming the three
-//! commitments. The provider checks that all three parties signed the same
-//! receipt and hands the receipts to the coordinator with "ready"; the
-//! coordinator checks them again and names their [`ShareReceipt::digest`]
-//! in the batch, and each party uses the uploaded shares only under that
-//! digest.
+//! commitments and the time until which it keeps the shares
+//! ([`ShareReceipt::kept_until`]). The provider checks that all three
+//! parties signed receipts for the same commitments, each keeping them at
+//! least [`MIN_KEEP_SECS`], and hands the receipts to the coordinator with
+//! "ready"; the coordinator checks them again, stores them, names their
+//! [`ShareReceipt::digest`] in the batch and forwards them with it, and each
+//! party uses the uploaded shares only under that digest.
 //!
 //! What this buys (docs/security.md, "Client inputs"): every component is
 //! held by two parties, at least one of them honest, and both checked it
 //! against the same commitment. An honest party therefore knows its own
-//! components are the provider's; a peer that reports them missing after
-//! signing a receipt, or inconsistent, is lying (or the provider broke
-//! SHA-256), and in malicious mode the batch aborts instead of rejecting
-//! the provider. The salt keeps a party that does not hold a component
-//! from testing guesses of it against its commitment.
+//! components are the provider's; a peer that reports them missing before
+//! the time its own receipt promised to keep them, or inconsistent, is
+//! lying (or the provider broke SHA-256), and in malicious mode the batch
+//! aborts instead of rejecting the provider. The salt keeps a party that
+//! does not hold a component from testing guesses of it against its
+//! commitment.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::release::{sign_document, verify_documents, ReleaseError};
+use crate::release::{sign_document, verify_document, ReleaseError};
 use crate::PartySigningKey;
 
-pub const RECEIPT_VERSION: u32 = 1;
+pub const RECEIPT_VERSION: u32 = 2;
+/// The least retention a provider accepts in a receipt, seconds from its
+/// own clock: parties keep uploads 180 s, so this leaves a minute for
+/// clock skew between provider and party.
+pub const MIN_KEEP_SECS: u64 = 120;
 const COMMIT_DOMAIN: &[u8] = b"triad/share-commitment/v1\0";
 const RECEIPT_DOMAIN: &[u8] = b"triad/share-receipt/v1\0";
 const DIGEST_DOMAIN: &[u8] = b"triad/share-commitments/v1\0";
@@ -64,6 +71,11 @@ pub struct ShareReceipt {
     pub token_sha256: String,
     /// The commitments to components 0, 1, 2 (64 hex each).
     pub commitments: [String; 3],
+    /// Unix seconds until which the signing party keeps the shares unless
+    /// their batch commits first: a claim not to hold them before then
+    /// contradicts this signature. The only field in which the three
+    /// parties' receipts differ.
+    pub kept_until: u64,
 }
 
 impl ShareReceipt {
@@ -104,18 +116,76 @@ pub struct SignedReceipt {
     pub signature: String,
 }
 
-/// Checks that parties 0, 1, 2 (in order) signed the same receipt under
-/// `keys`, and returns it.
+/// Three receipts that verified: what all three name, and each party's
+/// retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedReceipts {
+    /// Party 0's receipt (the others differ only in `kept_until`).
+    pub receipt: ShareReceipt,
+    /// `kept_until` of parties 0, 1, 2.
+    pub kept_until: [u64; 3],
+}
+
+impl VerifiedReceipts {
+    /// An error naming the first party whose receipt keeps the shares less
+    /// than [`MIN_KEEP_SECS`] after `now` (unix seconds).
+    pub fn check_retention(&self, now: u64) -> Result<(), ReleaseError> {
+        match self
+            .kept_until
+            .iter()
+            .position(|&t| t < now.saturating_add(MIN_KEEP_SECS))
+        {
+            Some(i) => Err(ReleaseError::Malformed(format!(
+                "party {i} keeps the shares only until {} (now {now}; at least {MIN_KEEP_SECS} s needed)",
+                self.kept_until[i]
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks that parties 0, 1, 2 (in order) signed receipts under `keys`
+/// that differ at most in `kept_until`, and returns them.
 pub fn verify_receipts(
     copies: &[SignedReceipt],
     keys: &[String; 3],
-) -> Result<ShareReceipt, ReleaseError> {
-    let docs: Vec<(u8, &str, &str)> = copies
-        .iter()
-        .map(|c| (c.party, c.receipt_json.as_str(), c.signature.as_str()))
-        .collect();
-    verify_documents(&docs, keys, RECEIPT_DOMAIN)?;
-    let r: ShareReceipt = serde_json::from_str(&copies[0].receipt_json)
+) -> Result<VerifiedReceipts, ReleaseError> {
+    if copies.len() != 3
+        || copies
+            .iter()
+            .enumerate()
+            .any(|(i, c)| c.party as usize != i)
+    {
+        return Err(ReleaseError::WrongParties);
+    }
+    let mut docs = Vec::with_capacity(3);
+    for (c, k) in copies.iter().zip(keys) {
+        docs.push(verify_receipt(c, k)?);
+    }
+    let kept_until = [docs[0].kept_until, docs[1].kept_until, docs[2].kept_until];
+    let same = |r: &ShareReceipt| ShareReceipt {
+        kept_until: 0,
+        ..r.clone()
+    };
+    if docs.iter().any(|r| same(r) != same(&docs[0])) {
+        return Err(ReleaseError::Disagree);
+    }
+    Ok(VerifiedReceipts {
+        receipt: docs.swap_remove(0),
+        kept_until,
+    })
+}
+
+/// Checks one party's receipt under its key (64 hex) and returns it.
+pub fn verify_receipt(copy: &SignedReceipt, key: &str) -> Result<ShareReceipt, ReleaseError> {
+    verify_document(
+        copy.party,
+        key,
+        RECEIPT_DOMAIN,
+        &copy.receipt_json,
+        &copy.signature,
+    )?;
+    let r: ShareReceipt = serde_json::from_str(&copy.receipt_json)
         .map_err(|e| ReleaseError::Malformed(e.to_string()))?;
     if r.version != RECEIPT_VERSION {
         return Err(ReleaseError::Malformed(format!(
@@ -140,6 +210,7 @@ mod tests {
             submission_id: "ab".repeat(16),
             token_sha256: "cd".repeat(32),
             commitments: ["01", "02", "03"].map(|c| c.repeat(32)),
+            kept_until: 1_000_180,
         }
     }
 
@@ -148,8 +219,30 @@ mod tests {
         let k = keys();
         let pk = k.each_ref().map(|k| k.public_key().to_hex());
         let r = receipt();
-        let copies: Vec<_> = (0..3).map(|i| r.sign(i as u8, &k[i])).collect();
-        assert_eq!(verify_receipts(&copies, &pk).unwrap(), r);
+        // Each party states its own retention; nothing else may differ.
+        let copies: Vec<_> = (0..3)
+            .map(|i| {
+                let mut own = r.clone();
+                own.kept_until += i as u64;
+                own.sign(i as u8, &k[i])
+            })
+            .collect();
+        let got = verify_receipts(&copies, &pk).unwrap();
+        assert_eq!(got.receipt, r);
+        assert_eq!(got.kept_until, [1_000_180, 1_000_181, 1_000_182]);
+        assert_eq!(
+            verify_receipt(&copies[2], &pk[2]).unwrap().kept_until,
+            1_000_182
+        );
+        assert_eq!(
+            verify_receipt(&copies[2], &pk[1]),
+            Err(ReleaseError::BadSignature(2))
+        );
+        // Retention: at least MIN_KEEP_SECS from the provider's clock.
+        assert!(got.check_retention(1_000_180 - MIN_KEEP_SECS).is_ok());
+        let short = got.check_retention(1_000_181 - MIN_KEEP_SECS).unwrap_err();
+        assert!(short.to_string().contains("party 0"), "{short}");
+        assert!(got.check_retention(u64::MAX).is_err());
 
         // A party that signed other commitments, a copy signed by the wrong
         // key, a missing or reordered copy, a release signature passed off

@@ -114,6 +114,22 @@ pub(crate) fn sign_document(key: &PartySigningKey, domain: &[u8], json: &str) ->
 /// Checks `(party, json, signature)` copies: parties 0, 1, 2 in order,
 /// each signature valid under `keys[i]` (64 hex) and `domain`, and the
 /// three documents byte-identical.
+/// Checks party `party`'s ed25519 signature (hex) over `domain || json`
+/// under its key (64 hex).
+pub(crate) fn verify_document(
+    party: u8,
+    key: &str,
+    domain: &[u8],
+    json: &str,
+    sig: &str,
+) -> Result<(), ReleaseError> {
+    let pk = hex::decode(key).map_err(|_| ReleaseError::BadKey(party))?;
+    let sig = hex::decode(sig).map_err(|_| ReleaseError::BadSignature(party))?;
+    UnparsedPublicKey::new(&ED25519, &pk)
+        .verify(&[domain, json.as_bytes()].concat(), &sig)
+        .map_err(|_| ReleaseError::BadSignature(party))
+}
+
 pub(crate) fn verify_documents(
     copies: &[(u8, &str, &str)],
     keys: &[String; 3],
@@ -123,11 +139,7 @@ pub(crate) fn verify_documents(
         return Err(ReleaseError::WrongParties);
     }
     for ((party, json, sig), k) in copies.iter().zip(keys) {
-        let pk = hex::decode(k).map_err(|_| ReleaseError::BadKey(*party))?;
-        let sig = hex::decode(sig).map_err(|_| ReleaseError::BadSignature(*party))?;
-        UnparsedPublicKey::new(&ED25519, &pk)
-            .verify(&[domain, json.as_bytes()].concat(), &sig)
-            .map_err(|_| ReleaseError::BadSignature(*party))?;
+        verify_document(*party, k, domain, json, sig)?;
     }
     if copies.iter().any(|c| c.1 != copies[0].1) {
         return Err(ReleaseError::Disagree);

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
 };
+use triad_wire::receipt::SignedReceipt;
 
 pub use directory::{DirectoryEntry, DirectoryStore};
 pub use polls::{LogOutcome, MessageRow, NewSignup, NewTicket, PollStore, SignupRefused};
@@ -181,9 +182,15 @@ pub trait CoordinatorStore:
     fn submission(&self, id: &str) -> Result<Option<SubmissionRow>, StoreError>;
 
     /// awaiting_shares → queued, recording the digest of the share
-    /// commitments the parties signed receipts for; `Ok(false)` if it was
-    /// in another state.
-    fn mark_ready(&self, id: &str, shares_digest: &str) -> Result<bool, StoreError>;
+    /// commitments the parties signed receipts for and the receipts
+    /// themselves (forwarded in the batch); `Ok(false)` if it was in
+    /// another state.
+    fn mark_ready(
+        &self,
+        id: &str,
+        shares_digest: &str,
+        receipts: &[SignedReceipt],
+    ) -> Result<bool, StoreError>;
 
     /// Rejects submissions that waited for shares longer than `timeout_ms`
     /// and frees their nullifiers; returns how many.
@@ -315,8 +322,14 @@ impl Store {
         self.run(move |s| s.submission(&id)).await
     }
 
-    pub async fn mark_ready(&self, id: String, shares_digest: String) -> Result<bool, StoreError> {
-        self.run(move |s| s.mark_ready(&id, &shares_digest)).await
+    pub async fn mark_ready(
+        &self,
+        id: String,
+        shares_digest: String,
+        receipts: Vec<SignedReceipt>,
+    ) -> Result<bool, StoreError> {
+        self.run(move |s| s.mark_ready(&id, &shares_digest, &receipts))
+            .await
     }
 
     pub async fn expire_awaiting(&self, timeout_ms: i64) -> Result<usize, StoreError> {

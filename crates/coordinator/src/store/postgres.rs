@@ -29,6 +29,7 @@ use triad_pg::{Conflict, PgError, Pool};
 use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
 };
+use triad_wire::receipt::SignedReceipt;
 
 mod directory;
 mod polls;
@@ -129,6 +130,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     directory::DIRECTORY_SCHEMA,
     // 6: the digest of the share commitments the parties signed receipts for.
     "ALTER TABLE submissions ADD COLUMN shares_digest TEXT NOT NULL DEFAULT '';",
+    // 7: the parties' signed receipts (JSON), forwarded with the batch.
+    "ALTER TABLE submissions ADD COLUMN receipts TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Connections per store: admissions, the batcher, releases and reads
@@ -467,12 +470,19 @@ impl CoordinatorStore for PostgresStore {
         }))
     }
 
-    fn mark_ready(&self, id: &str, shares_digest: &str) -> Result<bool, StoreError> {
+    fn mark_ready(
+        &self,
+        id: &str,
+        shares_digest: &str,
+        receipts: &[SignedReceipt],
+    ) -> Result<bool, StoreError> {
+        let receipts = serde_json::to_string(receipts)?;
         self.pool.transaction(|tx| {
             let n = tx.execute(
-                "UPDATE submissions SET status = 'queued', queued_ms = $2, shares_digest = $3
+                "UPDATE submissions SET status = 'queued', queued_ms = $2, shares_digest = $3,
+                     receipts = $4
                  WHERE id = $1 AND status = 'awaiting_shares'",
-                &[&id, &now_ms(), &shares_digest],
+                &[&id, &now_ms(), &shares_digest, &receipts],
             )?;
             Ok(n == 1)
         })
@@ -516,7 +526,7 @@ impl CoordinatorStore for PostgresStore {
             let params: StudyParams = serde_json::from_str(json.try_get(0)?)?;
             let items: Vec<BatchItem> = tx
                 .query(
-                    "SELECT id, token_sha256, commitment, attestation, shares_digest
+                    "SELECT id, token_sha256, commitment, attestation, shares_digest, receipts
                      FROM submissions
                      WHERE status = 'queued' AND study = $1 ORDER BY seq LIMIT $2",
                     &[&study, &limit(max)],
@@ -531,6 +541,7 @@ impl CoordinatorStore for PostgresStore {
                         commitment: r.try_get(2)?,
                         shares_digest: r.try_get(4)?,
                         attestation,
+                        receipts: serde_json::from_str(r.try_get(5)?)?,
                     })
                 })
                 .collect::<Result<_, StoreError>>()?;

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use triad_wire::messages::{
     BatchItem, Decision, RejectReason, StudyInfo, StudyParams, SubmissionState, SubmissionStatus,
 };
+use triad_wire::receipt::SignedReceipt;
 
 mod directory;
 mod polls;
@@ -204,6 +205,9 @@ const MIGRATIONS: &[&str] = &[
     // for, set by "ready" (submissions queued before it have none: the
     // parties then find no shares under it and reject them as missing).
     "ALTER TABLE submissions ADD COLUMN shares_digest TEXT NOT NULL DEFAULT '';",
+    // 7: the parties' signed receipts (JSON), forwarded with the batch as
+    // evidence against a party that claims not to hold the shares.
+    "ALTER TABLE submissions ADD COLUMN receipts TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Brings the database to the latest schema version.
@@ -413,12 +417,18 @@ impl CoordinatorStore for SqliteStore {
         }))
     }
 
-    fn mark_ready(&self, id: &str, shares_digest: &str) -> Result<bool, StoreError> {
+    fn mark_ready(
+        &self,
+        id: &str,
+        shares_digest: &str,
+        receipts: &[SignedReceipt],
+    ) -> Result<bool, StoreError> {
+        let receipts = serde_json::to_string(receipts)?;
         let c = &mut *self.conn();
         let n = c.execute(
-            "UPDATE submissions SET status='queued', queued_ms=?2, shares_digest=?3
+            "UPDATE submissions SET status='queued', queued_ms=?2, shares_digest=?3, receipts=?4
              WHERE id=?1 AND status='awaiting_shares'",
-            params![id, now_ms(), shares_digest],
+            params![id, now_ms(), shares_digest, receipts],
         )?;
         Ok(n == 1)
     }
@@ -461,8 +471,8 @@ impl CoordinatorStore for SqliteStore {
         };
         let items: Vec<BatchItem> = tx
             .prepare(
-                "SELECT id, token_sha256, commitment, attestation, shares_digest FROM submissions
-                 WHERE status='queued' AND study=?1 ORDER BY seq LIMIT ?2",
+                "SELECT id, token_sha256, commitment, attestation, shares_digest, receipts
+                 FROM submissions WHERE status='queued' AND study=?1 ORDER BY seq LIMIT ?2",
             )?
             .query_map(params![study, max as i64], |r| {
                 Ok((
@@ -471,10 +481,11 @@ impl CoordinatorStore for SqliteStore {
                     r.get(2)?,
                     r.get::<_, String>(3)?,
                     r.get(4)?,
+                    r.get::<_, String>(5)?,
                 ))
             })?
             .map(|row| {
-                let (submission_id, token_sha256, commitment, json, shares_digest) = row?;
+                let (submission_id, token_sha256, commitment, json, shares_digest, receipts) = row?;
                 let attestation = triad_attestation::Attestation::from_json(&json)
                     .map_err(|e| StoreError::Corrupt(format!("stored attestation: {e}")))?;
                 Ok(BatchItem {
@@ -483,6 +494,7 @@ impl CoordinatorStore for SqliteStore {
                     commitment,
                     shares_digest,
                     attestation,
+                    receipts: serde_json::from_str(&receipts)?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;

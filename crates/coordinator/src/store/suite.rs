@@ -99,11 +99,25 @@ fn sub_signed(study: &str, id: &str, n: &str, sig: &str) -> NewSubmission {
     }
 }
 
+/// Stand-ins for the parties' signed receipts of `id` (the store keeps
+/// them as given; the routes verify them).
+fn receipts_of(id: &str) -> Vec<triad_wire::receipt::SignedReceipt> {
+    (0..3u8)
+        .map(|party| triad_wire::receipt::SignedReceipt {
+            party,
+            receipt_json: format!("{{\"receipt\":\"{id}\"}}"),
+            signature: format!("sig-{party}"),
+        })
+        .collect()
+}
+
 /// Admits `id` (nullifier `n-<id>`) and marks it ready.
 fn queue(s: &dyn CoordinatorStore, study: &str, id: &str) {
     s.insert_submission(&sub(study, id, &format!("n-{id}")), 1000, 1)
         .unwrap();
-    assert!(s.mark_ready(id, &format!("digest-{id}")).unwrap());
+    assert!(s
+        .mark_ready(id, &format!("digest-{id}"), &receipts_of(id))
+        .unwrap());
 }
 
 fn status(s: &dyn CoordinatorStore, id: &str) -> SubmissionStatus {
@@ -248,9 +262,9 @@ fn admission_ready_and_expiry(open: Open) {
     assert_eq!((row.state.reason, row.state.batch_id), (None, None));
     assert!(s.submission("nope").unwrap().is_none());
 
-    assert!(s.mark_ready("a", "digest").unwrap());
-    assert!(!s.mark_ready("a", "digest").unwrap());
-    assert!(!s.mark_ready("nope", "digest").unwrap());
+    assert!(s.mark_ready("a", "digest", &[]).unwrap());
+    assert!(!s.mark_ready("a", "digest", &[]).unwrap());
+    assert!(!s.mark_ready("nope", "digest", &[]).unwrap());
     assert_eq!(status(s, "a"), SubmissionStatus::Queued);
     // No longer awaiting: a retry of the admission finds nothing.
     assert_eq!(s.find_admission("s", "n1", "tok-a").unwrap(), None);
@@ -348,7 +362,9 @@ fn batches_are_fifo_and_apply_verdicts(open: Open) {
     }
     // Ready in another order than admitted; "d" never is.
     for id in ["c", "a", "b"] {
-        assert!(s.mark_ready(id, &format!("digest-{id}")).unwrap());
+        assert!(s
+            .mark_ready(id, &format!("digest-{id}"), &receipts_of(id))
+            .unwrap());
     }
     let summary = s.queued_summary().unwrap();
     assert_eq!(summary.len(), 1);
@@ -361,6 +377,7 @@ fn batches_are_fifo_and_apply_verdicts(open: Open) {
     assert_eq!(b1.items[0].token_sha256, "tok-a");
     assert_eq!(b1.items[0].commitment, "com-a");
     assert_eq!(b1.items[0].shares_digest, "digest-a");
+    assert_eq!(b1.items[0].receipts, receipts_of("a"));
     assert_eq!(b1.items[0].attestation.signature, "sig-a");
     assert_eq!(status(s, "a"), SubmissionStatus::Processing);
     // The batch id shows only once accepted.
