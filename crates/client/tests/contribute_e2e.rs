@@ -5,6 +5,7 @@
 //! with a fresh attestation, and the shares recombining to the attested
 //! commitment.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use triad_wire::ErrorCode;
@@ -164,6 +165,13 @@ async fn status(State(c): State<CoordState>, Path(sid): Path<String>) -> Respons
 
 type Uploads = Arc<Mutex<(u32, Vec<ShareUpload>)>>;
 
+/// How long each fake party's receipts promise to keep the shares.
+static KEEP_SECS: [AtomicU64; 3] = [
+    AtomicU64::new(180),
+    AtomicU64::new(180),
+    AtomicU64::new(180),
+];
+
 async fn shares(State((i, u)): State<(usize, Uploads)>, Json(s): Json<ShareUpload>) -> Response {
     let mut u = u.lock().unwrap();
     u.0 += 1;
@@ -177,7 +185,7 @@ async fn shares(State((i, u)): State<(usize, Uploads)>, Json(s): Json<ShareUploa
         submission_id: s.submission_id.clone(),
         token_sha256: hex::encode(triad_wire::https::token_digest(&s.token)),
         commitments: s.commitments.clone(),
-        kept_until: triad_wire::unix_now() + 180,
+        kept_until: triad_wire::unix_now() + KEEP_SECS[i].load(Ordering::Relaxed),
     }
     .sign(i as u8, &party_key(i));
     u.1.push(s);
@@ -359,6 +367,25 @@ async fn contribute_end_to_end_with_retries() {
         matches!(e, triad_client::ClientError::NotaryKeyMismatch { .. }),
         "{e}"
     );
+    // A party whose receipt promises to keep the shares only briefly
+    // could later say, truthfully, that it dropped them: its receipt is
+    // refused and the submission is never marked ready.
+    KEEP_SECS[2].store(30, Ordering::Relaxed);
+    let ready_before = coord_state.lock().unwrap().ready.len();
+    let short = ContributeOptions {
+        attempts: 1,
+        ..opts.clone()
+    };
+    let e = contribute(&net, &http, "eth", &truth.accounts[1].api_key, &short)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, triad_client::ClientError::Receipts { why, .. }
+            if why.contains("party 2 keeps the shares only until")),
+        "{e}"
+    );
+    assert_eq!(coord_state.lock().unwrap().ready.len(), ready_before);
+    KEEP_SECS[2].store(180, Ordering::Relaxed);
     // An unknown study names the step and the server's code.
     let e = contribute(&net, &http, "nope", &account.api_key, &opts)
         .await

@@ -276,6 +276,59 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     assert_eq!(intake(&f).await, 1);
 }
 
+/// A receipt promises to keep the shares for the intake's 180 s from the
+/// upload (`kept_until`, evidence against a party that would later claim
+/// not to hold them); the same shares again renew it, and other shares
+/// under the same key while these are held are refused (409) and leave
+/// them in place, so a provider cannot make the promise false.
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_promise_retention_and_held_shares_are_not_replaced() {
+    let f = start().await;
+    let kept = |v: Value| -> u64 {
+        let r: SignedReceipt = serde_json::from_value(v).unwrap();
+        serde_json::from_str::<ShareReceipt>(&r.receipt_json)
+            .unwrap()
+            .kept_until
+    };
+    let before = triad_wire::unix_now();
+    let (status, r) = post(
+        &f,
+        "/v1/shares",
+        upload("00000000000000ff", &"00".repeat(32)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    let first = kept(r);
+    let after = triad_wire::unix_now();
+    assert!(
+        (before + 180..=after + 180).contains(&first),
+        "kept until {first}, uploaded in {before}..={after}"
+    );
+    let (status, r) = post(
+        &f,
+        "/v1/shares",
+        upload("00000000000000ff", &"00".repeat(32)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    assert!(kept(r) >= first);
+    let (status, r) = post(
+        &f,
+        "/v1/shares",
+        upload("00000000000000fe", &"00".repeat(32)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, r["error"].as_str()),
+        (409, Some("wrong_state")),
+        "{r}"
+    );
+    assert_eq!(intake(&f).await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     let f = start().await;

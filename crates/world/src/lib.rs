@@ -82,6 +82,17 @@ pub struct Uploaded {
     pub receipts: Vec<triad_wire::receipt::SignedReceipt>,
 }
 
+impl Uploaded {
+    /// The key parties hold its shares under: (submission id, SHA-256 of
+    /// the token).
+    pub fn intake_key(&self) -> (String, [u8; 32]) {
+        (
+            self.contribution.submission_id.clone(),
+            triad_wire::https::token_digest(&self.token),
+        )
+    }
+}
+
 /// What [`World::contribute`] got back.
 #[derive(Clone, Debug)]
 pub struct Contribution {
@@ -505,6 +516,29 @@ impl World {
             all.extend(rows);
         }
         serde_json::json!({"pending_batches": pending, "holdings": all})
+    }
+
+    /// Party `i`'s running state (what a test that plays a cheating party
+    /// reaches into). Panics if it is stopped.
+    pub fn party_state(&self, i: usize) -> std::sync::Arc<triad_party::PartyState> {
+        self.parties[i]
+            .as_ref()
+            .expect("party running")
+            .state
+            .clone()
+    }
+
+    /// The coordinator's `GET /internal/status` (operator's view).
+    pub async fn coordinator_status(&self) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/internal/status", self.net.coordinator))
+            .header("x-triad-admin", ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("status");
+        assert!(r.status().is_success(), "status: {}", r.status());
+        r.json().await.expect("status JSON")
     }
 
     /// Submission ids party `i` holds in committed batches.

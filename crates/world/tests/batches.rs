@@ -67,6 +67,61 @@ async fn semi_honest_parties_commit_and_release() {
     assert_released(&w, "checked", &ok).await;
 }
 
+/// A party that drops shares it signed a receipt for, and so claims in
+/// the presence exchange not to hold them while its receipt promises to
+/// keep them: in malicious mode it cannot get the honest provider
+/// silently rejected. The honest parties abort every attempt naming the
+/// "presence claim" check and the liar, the coordinator lists the
+/// cheating, nothing of that batch is committed, and after its retries
+/// the batch's submissions are rejected `batch_failed` (retryable). In
+/// semi-honest mode, where nobody lies, the same drop (an honest party's
+/// lost upload) only rejects that item as `shares_missing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_party_that_drops_acknowledged_shares_cannot_reject_them_silently() {
+    use triad_mpc::Security;
+    use triad_wire::messages::RejectReason;
+    for security in [Security::Malicious, Security::SemiHonest] {
+        let w = World::start_with(security).await;
+        w.create_study("liar", 1, 1).await;
+        let mut ups = Vec::new();
+        for a in 0..3u64 {
+            ups.push(w.upload("liar", a, 10 + a as i64).await);
+        }
+        w.party_state(1).intake.remove(&[ups[1].intake_key()]);
+        for u in &ups {
+            w.ready(u).await;
+        }
+        let cs: Vec<Contribution> = ups.iter().map(|u| u.contribution.clone()).collect();
+        let dropped = w.verdict(&cs[1].submission_id).await;
+        assert_eq!(dropped.status, SubmissionStatus::Rejected, "{security:?}");
+        let ok = accepted(&w, &cs).await;
+        let reports = w.coordinator_status().await["cheating_detected"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match security {
+            Security::Malicious => {
+                assert_eq!(dropped.reason, Some(RejectReason::BatchFailed));
+                assert!(!reports.is_empty());
+                for r in &reports {
+                    let what = r["what"].as_str().unwrap_or_default();
+                    assert!(
+                        what.contains("presence claim") && what.contains("P1"),
+                        "{r}"
+                    );
+                    assert_ne!(r["reported_by"], 1, "{r}");
+                }
+            }
+            Security::SemiHonest => {
+                assert_eq!(dropped.reason, Some(RejectReason::SharesMissing));
+                assert_eq!(ok.len(), 2, "the other two are accepted");
+                assert!(reports.is_empty(), "{reports:?}");
+            }
+        }
+        assert_committed_everywhere(&w, &ok).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contributions_are_committed_by_all_three_and_released() {
     let w = World::start().await;
