@@ -55,7 +55,8 @@ pub fn share_upload(data: &[u8]) {
 
 /// `POST {party}/internal/batches/prepare` body through the party's own
 /// checks. Invariants: JSON round trip; an accepted batch has a valid study
-/// id, 1..=MAX_BATCH distinct items and one commitment per item.
+/// id, 1..=MAX_BATCH distinct items, one commitment per item, and per item
+/// no receipts or the three parties' in order.
 pub fn prepare_batch(data: &[u8]) {
     let Ok(req) = parse_json::<PrepareBatch>(data) else {
         return;
@@ -72,6 +73,18 @@ pub fn prepare_batch(data: &[u8]) {
     let ids: std::collections::HashSet<&String> =
         req.items.iter().map(|i| &i.submission_id).collect();
     assert_eq!(ids.len(), req.items.len());
+    // Receipts: none, or parties 0, 1, 2 in order.
+    for it in &req.items {
+        assert!(
+            it.receipts.is_empty()
+                || (it.receipts.len() == 3
+                    && it
+                        .receipts
+                        .iter()
+                        .enumerate()
+                        .all(|(i, r)| r.party as usize == i))
+        );
+    }
 }
 
 /// Parses `data` as `T`; if it parses, serializing and parsing again gives

@@ -44,6 +44,10 @@ use crate::store::{Audit, BatchState, PartyStore};
 
 /// Largest batch a party accepts.
 pub const MAX_BATCH: usize = 10_000;
+
+/// The largest prepare request: [`MAX_BATCH`] items of about 2.2 KB each
+/// (the attestation and the three signed receipts), with room to spare.
+const MAX_PREPARE_BODY: usize = 32 * 1024 * 1024;
 /// How long a handler waits for its MPC job (queue plus run).
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 /// MPC jobs waiting for the worker: the coordinator's single driver issues
@@ -334,7 +338,10 @@ pub fn router(state: Arc<PartyState>) -> Router {
         .merge(crate::polls::public_routes())
         .layer(DefaultBodyLimit::max(16 * 1024));
     let internal = Router::new()
-        .route("/internal/batches/prepare", post(prepare))
+        .route(
+            "/internal/batches/prepare",
+            post(prepare).layer(DefaultBodyLimit::max(MAX_PREPARE_BODY)),
+        )
         .route("/internal/batches/{id}/commit", post(commit))
         .route("/internal/batches/{id}/abort", post(abort))
         .route("/internal/releases", post(release))
@@ -451,6 +458,17 @@ pub fn validate_prepare(req: &PrepareBatch) -> Result<Vec<Fr>, ApiError> {
                 .map_err(|_| bad("token_sha256 must be 64 hex digits".into()))?;
             hex::decode_to_slice(&it.shares_digest, &mut h)
                 .map_err(|_| bad("shares_digest must be 64 hex digits".into()))?;
+            let in_order = it
+                .receipts
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.party as usize == i);
+            if !(it.receipts.is_empty() || (it.receipts.len() == 3 && in_order)) {
+                return Err(bad(format!(
+                    "item {} must carry no receipts or parties 0, 1, 2's",
+                    it.submission_id
+                )));
+            }
             fr_from_hex(&it.commitment).map_err(|_| bad("commitment is not a scalar".into()))
         })
         .collect()

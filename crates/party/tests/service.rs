@@ -375,6 +375,26 @@ async fn internal_endpoints_need_the_token_and_refuse_bad_requests() {
     .to_string();
     let (s, v) = post(&f, "/internal/batches/prepare", item.into(), Some(TOKEN)).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (409, "wrong_state"));
+    // An item whose receipts are not the three parties' in order is
+    // malformed (before any state is looked at).
+    let receipt = |party: u8| json!({"party": party, "receipt_json": "{}", "signature": "00"});
+    for receipts in [
+        json!([receipt(0), receipt(1)]),
+        json!([receipt(0), receipt(2), receipt(1)]),
+        json!([receipt(0), receipt(1), receipt(2), receipt(0)]),
+    ] {
+        let bad = json!({"batch_id": 8, "study": study(10, 10), "items": [{
+            "submission_id": "ab".repeat(16), "token_sha256": "cd".repeat(32),
+            "commitment": att.commitment.clone(), "shares_digest": "ef".repeat(32),
+            "attestation": att, "receipts": receipts}]})
+        .to_string();
+        let (s, v) = post(&f, "/internal/batches/prepare", bad.into(), Some(TOKEN)).await;
+        assert_eq!(
+            (s, v["error"].as_str().unwrap()),
+            (400, "malformed_body"),
+            "{v}"
+        );
+    }
     let r = f
         .http
         .get(format!("{}/v1/studies/s1/release/latest", f.url))
