@@ -17,7 +17,7 @@ use triad_wire::{ApiError, NetworkConfig};
 
 use crate::shares::{commit_shares, split_shares, PartyShares};
 use crate::{base, check_study_id, get_json, transport, ClientError};
-use triad_wire::receipt::{verify_receipts, SignedReceipt};
+use triad_wire::receipt::{verify_receipts, SignedReceipt, MIN_KEEP_SECS};
 
 /// How hard [`contribute`] tries.
 #[derive(Clone, Debug)]
@@ -387,7 +387,7 @@ async fn upload_all(
     let v = verify_receipts(&receipts, &keys).map_err(|e| bad(e.to_string()))?;
     // A party that promises to keep the shares only briefly could later
     // claim, truthfully, to have dropped them: refuse such a receipt now.
-    v.check_retention(triad_wire::unix_now())
+    v.check_retention(triad_wire::unix_now(), MIN_KEEP_SECS)
         .map_err(|e| bad(e.to_string()))?;
     let r = v.receipt;
     if r.submission_id != sub.submission_id || r.commitments != commitments.commitments {

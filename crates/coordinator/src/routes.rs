@@ -29,7 +29,7 @@ use crate::limits::RateLimiter;
 use crate::parties::{Parties, PartyError, PartyFault};
 use crate::store::directory::Kind;
 use crate::store::Store;
-use triad_wire::receipt::{verify_receipts, SignedReceipt};
+use triad_wire::receipt::{verify_receipts, SignedReceipt, MIN_KEEP_AT_READY_SECS};
 
 pub const DEFAULT_MIN_COHORT: u64 = 10;
 pub const DEFAULT_MIN_NEW: u64 = 10;
@@ -438,9 +438,11 @@ fn check_receipts(
     token_sha256: &str,
 ) -> Result<String, ApiError> {
     let bad = |m: String| ApiError::bad_request(ErrorCode::BadReceipts, m);
-    let r = verify_receipts(receipts, keys)
-        .map_err(|e| bad(format!("share receipts: {e}")))?
-        .receipt;
+    let v = verify_receipts(receipts, keys).map_err(|e| bad(format!("share receipts: {e}")))?;
+    // Shares about to lapse would only be rejected as missing later.
+    v.check_retention(triad_wire::unix_now(), MIN_KEEP_AT_READY_SECS)
+        .map_err(|e| bad(format!("share receipts: {e}")))?;
+    let r = v.receipt;
     if r.submission_id != sid || r.token_sha256 != token_sha256 {
         return Err(bad(
             "the share receipts are for another submission or token".into(),

@@ -506,6 +506,12 @@ async fn submit(env: &Env, h: &CoordinatorHandle, study: &str, att: &Attestation
 /// The three parties' receipts for `sid`'s shares under `token`, with
 /// commitments `c`.
 fn receipts(sid: &str, token: &str, c: u8) -> Vec<SignedReceipt> {
+    receipts_kept(sid, token, c, triad_wire::unix_now() + 180)
+}
+
+/// [`receipts`] keeping the shares until `kept_until` (party `i` one
+/// second more per index: each party states its own).
+fn receipts_kept(sid: &str, token: &str, c: u8, kept_until: u64) -> Vec<SignedReceipt> {
     let r = ShareReceipt {
         version: RECEIPT_VERSION,
         submission_id: sid.into(),
@@ -518,7 +524,7 @@ fn receipts(sid: &str, token: &str, c: u8) -> Vec<SignedReceipt> {
     (0..3)
         .map(|i| {
             ShareReceipt {
-                kept_until: 1_800_000_180 + i as u64,
+                kept_until: kept_until + i as u64,
                 ..r.clone()
             }
             .sign(i as u8, &k[i])
@@ -1289,6 +1295,10 @@ async fn ready_needs_three_receipts_for_this_submission() {
         ("forged", forged),
         ("another submission's", receipts(&other_sid, &token, 1)),
         ("another token's", receipts(&sid, &"e".repeat(64), 1)),
+        (
+            "lapsing",
+            receipts_kept(&sid, &token, 1, triad_wire::unix_now() + 30),
+        ),
     ];
     for (what, r) in cases {
         let a = ready_with(&env, &h, &sid, &token, r).await;

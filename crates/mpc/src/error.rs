@@ -21,6 +21,15 @@ pub enum MpcError {
     /// abort; nothing computed after the last successful check is used.
     #[error("cheating detected by the {check} check: {detail}")]
     CheatingDetected { check: &'static str, detail: String },
+    /// A peer's clock differs from this party's by more than a protocol
+    /// allows for claims that depend on time: the run aborts without
+    /// accusing anyone (an operator's clock, or a peer's lie).
+    #[error("party {from}'s clock differs from this party's by {seconds} s (more than {limit} s)")]
+    ClockSkew {
+        from: PartyId,
+        seconds: u64,
+        limit: u64,
+    },
     #[error("{0} has no malicious-secure version yet (run it semi-honest)")]
     NotMaliciousSecure(&'static str),
 }

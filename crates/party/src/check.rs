@@ -183,52 +183,79 @@ fn values_checked(
     Ok((v_fr, v_ring))
 }
 
-/// Sends this party's holdings to both peers; all three parties'
-/// holdings, indexed by party. 1 round.
-fn exchange_holdings(p: &mut Party, mine: &[Holding]) -> Result<[Vec<Holding>; 3], MpcError> {
+/// What the parties told each other in the presence exchange: each
+/// party's holdings and clock, indexed by party.
+struct Claims {
+    holdings: [Vec<Holding>; 3],
+    /// Each party's clock when it sent its holdings (unix seconds).
+    clocks: [u64; 3],
+}
+
+/// Sends this party's clock and holdings to both peers and receives
+/// theirs. 1 round.
+fn exchange_holdings(p: &mut Party, mine: &[Holding], clock: u64) -> Result<Claims, MpcError> {
     p.rounds += 1;
-    let bytes: Vec<u8> = mine.iter().map(|h| h.byte()).collect();
+    let mut bytes = clock.to_le_bytes().to_vec();
+    bytes.extend(mine.iter().map(|h| h.byte()));
     let (prev, next) = (p.prev(), p.next());
     for to in [prev, next] {
         p.net.send(to, bytes.clone())?;
     }
-    let mut all: [Vec<Holding>; 3] = Default::default();
-    all[p.id.index()] = mine.to_vec();
+    let mut c = Claims {
+        holdings: Default::default(),
+        clocks: [0; 3],
+    };
+    c.holdings[p.id.index()] = mine.to_vec();
+    c.clocks[p.id.index()] = clock;
     for from in [prev, next] {
         let v = p.net.recv(from)?;
-        if v.len() != mine.len() {
+        if v.len() != bytes.len() {
             return Err(MpcError::WrongLength {
                 from,
-                expected: mine.len(),
+                expected: bytes.len(),
                 got: v.len(),
             });
         }
-        all[from.index()] = v
-            .into_iter()
-            .map(Holding::from_byte)
+        let (clock, held) = v.split_at(8);
+        c.clocks[from.index()] = u64::from_le_bytes(clock.try_into().expect("8 bytes"));
+        c.holdings[from.index()] = held
+            .iter()
+            .map(|&b| Holding::from_byte(b))
             .collect::<Option<_>>()
             .ok_or(MpcError::MalformedElement { from })?;
     }
-    Ok(all)
+    Ok(c)
 }
 
 /// Weighs each peer's claims against this party's evidence (malicious
 /// mode, after the echo, so both honest parties weigh the same claims): a
 /// peer that says it lacks shares its own receipt promises to keep until
 /// later than now (plus the clock skew), or refuses an attestation this
-/// party's vetting accepts for sure, is lying.
-fn judge_claims(
-    me: PartyId,
-    all: &[Vec<Holding>; 3],
-    evidence: &dyn Evidence,
-) -> Result<(), MpcError> {
+/// party's vetting accepts for sure, is lying. Both depend on the clock:
+/// a peer whose stated clock differs from this party's by more than the
+/// skew makes the run abort without an accusation.
+fn judge_claims(me: PartyId, claims: &Claims, evidence: &dyn Evidence) -> Result<(), MpcError> {
     let now = evidence.now();
+    let mine = &claims.holdings[me.index()];
     for peer in [me.prev(), me.next()] {
-        for (k, claim) in all[peer.index()].iter().enumerate() {
+        let skew = claims.clocks[peer.index()].abs_diff(now);
+        let comparable = || {
+            if skew > CLOCK_SKEW_SECS {
+                Err(MpcError::ClockSkew {
+                    from: peer,
+                    seconds: skew,
+                    limit: CLOCK_SKEW_SECS,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        for (k, claim) in claims.holdings[peer.index()].iter().enumerate() {
             match claim {
                 Holding::Held => {}
                 Holding::Missing => {
                     if let Some(t) = evidence.kept_until(k, peer) {
+                        comparable()?;
                         if now.saturating_add(CLOCK_SKEW_SECS) < t {
                             return Err(MpcError::CheatingDetected {
                                 check: "presence claim",
@@ -241,7 +268,8 @@ fn judge_claims(
                     }
                 }
                 Holding::Refused => {
-                    if all[me.index()][k] != Holding::Refused && !evidence.vetting_unsure(k) {
+                    if mine[k] != Holding::Refused && !evidence.vetting_unsure(k) {
+                        comparable()?;
                         return Err(MpcError::CheatingDetected {
                             check: "attestation vetting",
                             detail: format!(
@@ -261,14 +289,13 @@ fn judge_claims(
 /// (all three parties' holdings, the consistency verdicts) with both
 /// peers' (1 round): a cheater that sent the two honest parties different
 /// claims or bitmaps is caught before their views diverge further.
-fn echo_verdicts(
-    p: &mut Party,
-    holdings: &[Vec<Holding>; 3],
-    verdicts: &[&[bool]],
-) -> Result<(), MpcError> {
+fn echo_verdicts(p: &mut Party, claims: &Claims, verdicts: &[&[bool]]) -> Result<(), MpcError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for v in holdings {
+    for c in claims.clocks {
+        h.update(c.to_le_bytes());
+    }
+    for v in &claims.holdings {
         h.update((v.len() as u64).to_le_bytes());
         h.update(v.iter().map(|x| x.byte()).collect::<Vec<u8>>());
     }
@@ -286,7 +313,11 @@ fn echo_verdicts(
         if p.net.recv(from)? != mine {
             return Err(MpcError::CheatingDetected {
                 check: "verdict echo",
-                detail: format!("party {from} saw other presence claims or consistency verdicts"),
+                detail: format!(
+                    "{from}'s and {}'s views of the presence claims or consistency verdicts \
+                     differ: one of the three told them different things",
+                    p.id
+                ),
             });
         }
     }
@@ -306,7 +337,8 @@ pub fn check_batch(
     if input.holding.len() != n || input.value_bits.len() != n || input.blinder.len() != n {
         return Err(MpcError::InvalidArgument("batch inputs of unequal lengths"));
     }
-    let holdings = exchange_holdings(p, &input.holding)?;
+    let claims = exchange_holdings(p, &input.holding, evidence.now())?;
+    let holdings = &claims.holdings;
     let refused: Vec<bool> = (0..n)
         .map(|k| holdings.iter().any(|h| h[k] == Holding::Refused))
         .collect();
@@ -322,8 +354,8 @@ pub fn check_batch(
     let bits_ok = check_client_input(p, &input.value_bits, &subs)?;
     let blinder_ok = check_client_input(p, &input.blinder, &subs)?;
     if p.security == Security::Malicious {
-        echo_verdicts(p, &holdings, &[&bits_ok, &blinder_ok])?;
-        judge_claims(p.id, &holdings, evidence)?;
+        echo_verdicts(p, &claims, &[&bits_ok, &blinder_ok])?;
+        judge_claims(p.id, &claims, evidence)?;
         // Both holders of every component checked it against the
         // commitments all three parties signed receipts for: components
         // that differ mean a holder lies, not that the provider erred.
@@ -702,6 +734,46 @@ mod tests {
                             all[2] = Some(want);
                             assert_eq!(*v, all, "{case}");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Judging depends on the parties' clocks: a claimer whose stated
+    /// clock is more than `CLOCK_SKEW_SECS` from an honest party's makes
+    /// that party abort without accusing it (a badly set clock is not a
+    /// lie), whether its claim is a missing item or a refusal; within the
+    /// skew the claim is judged as usual.
+    #[test]
+    fn a_claim_from_a_distant_clock_aborts_without_an_accusation() {
+        let (commitments, bits, bl) = six_items();
+        for claim in [Holding::Missing, Holding::Refused] {
+            for (offset, skewed) in [(CLOCK_SKEW_SECS + 1, true), (CLOCK_SKEW_SECS, false)] {
+                let liar = PartyId::new(1).unwrap();
+                let out = run3(|p| {
+                    p.security = Security::Malicious;
+                    let i = p.id.index();
+                    let mut holding = vec![Holding::Held; 6];
+                    let mut evidence = TestEvidence { ..DAMNING };
+                    if p.id == liar {
+                        holding[4] = claim;
+                        evidence.now += offset;
+                    }
+                    let input = BatchShares {
+                        holding,
+                        value_bits: bits[i].clone(),
+                        blinder: bl[i].clone(),
+                    };
+                    check_batch(p, &input, &commitments, &evidence)
+                });
+                for honest in [0, 2] {
+                    match (&out[honest], skewed) {
+                        (Err(MpcError::ClockSkew { from, seconds, .. }), true) => {
+                            assert_eq!((*from, *seconds), (liar, offset));
+                        }
+                        (Err(MpcError::CheatingDetected { .. }), false) => {}
+                        (other, _) => panic!("{claim:?} offset {offset}: {other:?}"),
                     }
                 }
             }

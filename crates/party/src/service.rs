@@ -536,6 +536,15 @@ async fn prepare(
             // ids would collide with this batch's retry of them.
             if pending {
                 recover_pending(&s).await;
+                // One still undecided would also count its nullifiers as
+                // used, and this party would refuse their retried items
+                // (which, in malicious mode, the others judge a lie).
+                let left =
+                    blocking(&s, |s| s.store.pending_batches().map_err(Refusal::from)).await?;
+                if let Some(b) = left.first() {
+                    tracing::warn!(batch = b, "prepare refused: an earlier batch is undecided");
+                    return Err(Refusal::Busy("an earlier batch is still undecided here").into());
+                }
             }
             study
         }
@@ -588,7 +597,17 @@ async fn prepare(
             )
         })
         .await?;
-    s.remember_batch_keys(req.batch_id, keys);
+    // Only the passing items' uploads are consumed when the batch commits:
+    // a rejected item's upload stays held until `kept_until`, as its
+    // receipt promised (a coordinator that batched it again would
+    // otherwise have this honest party judged a liar).
+    let passing: Vec<Key> = keys
+        .into_iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    s.remember_batch_keys(req.batch_id, passing);
     Ok(Json(PrepareResult {
         batch_id: req.batch_id,
         verdicts,

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use triad_attestation::{verify_attestation, NotaryPublicKey};
+use triad_attestation::{verify_attestation, NotaryPublicKey, MAX_CLOCK_SKEW_SECS};
 use triad_mpc::PartyId;
 use triad_wire::messages::{BatchItem, StudyParams};
 use triad_wire::receipt::verify_receipt;
@@ -76,8 +76,11 @@ impl crate::check::Evidence for BatchEvidence<'_> {
         let Some(it) = self.items.get(item) else {
             return true;
         };
+        // `verify_attestation` accepts from `session_time -
+        // MAX_CLOCK_SKEW_SECS` until, excluding, `expires_at`.
         let near = |t: u64| t.abs_diff(self.vetted_at) <= CLOCK_SKEW_SECS;
-        near(it.attestation.session_time) || near(it.attestation.expires_at)
+        let a = &it.attestation;
+        near(a.session_time.saturating_sub(MAX_CLOCK_SKEW_SECS)) || near(a.expires_at)
     }
 
     /// Read when the claims are judged, after every peer made its claim.
@@ -140,6 +143,55 @@ mod tests {
             shares_digest: "00".repeat(32),
             attestation: a,
             receipts: Vec::new(),
+        }
+    }
+
+    /// Vetting is unsure only where a clock difference of up to
+    /// `CLOCK_SKEW_SECS` could flip `verify_attestation`'s verdict: near
+    /// the start of its window (`session_time - MAX_CLOCK_SKEW_SECS`) or
+    /// its end (`expires_at`), not for a fresh attestation whose session
+    /// was seconds ago.
+    #[test]
+    fn vetting_is_unsure_only_at_the_edges_of_the_validity_window() {
+        use crate::check::Evidence;
+        let notary = NotarySigningKey::from_seed([3; 32]);
+        let now = 1_000_000u64;
+        let at = |session_time: u64, expires_at: u64| {
+            item(&notary, "s", 1, |c| {
+                c.session_time = session_time;
+                c.expires_at = expires_at;
+            })
+        };
+        let cases = [
+            (at(now - 1, now + 600), false),
+            (at(now - 5, now + 600), false),
+            (at(now + 29, now + 600), false),
+            (at(now + 31, now + 600), true),
+            (at(now + 60, now + 600), true),
+            (at(now + 90, now + 600), true),
+            (at(now + 91, now + 600), false),
+            (at(now - 500, now + 30), true),
+            (at(now - 500, now - 30), true),
+            (at(now - 500, now + 31), false),
+            (at(now - 500, now - 31), false),
+        ];
+        for (k, (it, unsure)) in cases.iter().enumerate() {
+            let e = BatchEvidence {
+                items: std::slice::from_ref(it),
+                keys: Default::default(),
+                vetted_at: now,
+            };
+            assert_eq!(e.vetting_unsure(0), *unsure, "case {k}");
+            // Where vetting is sure, the verdicts at both ends of the
+            // skew agree.
+            if !unsure {
+                let ok = |t| verify_attestation(&it.attestation, &[notary.public_key()], t).is_ok();
+                assert_eq!(
+                    ok(now - CLOCK_SKEW_SECS),
+                    ok(now + CLOCK_SKEW_SECS),
+                    "case {k}"
+                );
+            }
         }
     }
 

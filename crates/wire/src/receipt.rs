@@ -33,9 +33,14 @@ use crate::PartySigningKey;
 
 pub const RECEIPT_VERSION: u32 = 2;
 /// The least retention a provider accepts in a receipt, seconds from its
-/// own clock: parties keep uploads 180 s, so this leaves a minute for
-/// clock skew between provider and party.
-pub const MIN_KEEP_SECS: u64 = 120;
+/// own clock: parties keep uploads 180 s, so this allows 30 s of clock
+/// skew between provider and party. A party that promised less could
+/// stall a batch past its promise and then claim, unjudged, to have
+/// dropped the shares.
+pub const MIN_KEEP_SECS: u64 = 150;
+/// The least retention the coordinator accepts when a provider declares
+/// its submission ready: enough for the batch to form and run.
+pub const MIN_KEEP_AT_READY_SECS: u64 = 60;
 const COMMIT_DOMAIN: &[u8] = b"triad/share-commitment/v1\0";
 const RECEIPT_DOMAIN: &[u8] = b"triad/share-receipt/v1\0";
 const DIGEST_DOMAIN: &[u8] = b"triad/share-commitments/v1\0";
@@ -128,15 +133,15 @@ pub struct VerifiedReceipts {
 
 impl VerifiedReceipts {
     /// An error naming the first party whose receipt keeps the shares less
-    /// than [`MIN_KEEP_SECS`] after `now` (unix seconds).
-    pub fn check_retention(&self, now: u64) -> Result<(), ReleaseError> {
+    /// than `min_secs` after `now` (unix seconds).
+    pub fn check_retention(&self, now: u64, min_secs: u64) -> Result<(), ReleaseError> {
         match self
             .kept_until
             .iter()
-            .position(|&t| t < now.saturating_add(MIN_KEEP_SECS))
+            .position(|&t| t < now.saturating_add(min_secs))
         {
             Some(i) => Err(ReleaseError::Malformed(format!(
-                "party {i} keeps the shares only until {} (now {now}; at least {MIN_KEEP_SECS} s needed)",
+                "party {i} keeps the shares only until {} (now {now}; at least {min_secs} s needed)",
                 self.kept_until[i]
             ))),
             None => Ok(()),
@@ -239,10 +244,12 @@ mod tests {
             Err(ReleaseError::BadSignature(2))
         );
         // Retention: at least MIN_KEEP_SECS from the provider's clock.
-        assert!(got.check_retention(1_000_180 - MIN_KEEP_SECS).is_ok());
-        let short = got.check_retention(1_000_181 - MIN_KEEP_SECS).unwrap_err();
+        let m = MIN_KEEP_SECS;
+        assert!(got.check_retention(1_000_180 - m, m).is_ok());
+        let short = got.check_retention(1_000_181 - m, m).unwrap_err();
         assert!(short.to_string().contains("party 0"), "{short}");
-        assert!(got.check_retention(u64::MAX).is_err());
+        assert!(got.check_retention(u64::MAX, m).is_err());
+        assert!(got.check_retention(u64::MAX, 0).is_err());
 
         // A party that signed other commitments, a copy signed by the wrong
         // key, a missing or reordered copy, a release signature passed off

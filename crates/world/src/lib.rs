@@ -342,12 +342,26 @@ impl World {
     /// The first half of [`World::contribute`]: admitted, shares uploaded
     /// to all three parties, not yet declared ready.
     pub async fn upload(&self, study: &str, account: u64, value: i64) -> Uploaded {
+        self.upload_shares_of(study, account, value, value).await
+    }
+
+    /// [`World::upload`] of shares of `shared` under an attestation of
+    /// `attested` (a provider whose shares do not match its attestation
+    /// when the two differ).
+    pub async fn upload_shares_of(
+        &self,
+        study: &str,
+        account: u64,
+        attested: i64,
+        shared: i64,
+    ) -> Uploaded {
+        let value = attested;
         let (req, blinder) = self.attested(study, account, value);
         let token = req.token.clone().unwrap_or_default();
         let url = format!("{}/v1/studies/{study}/submissions", self.net.coordinator);
         let sub: SubmitResponse = self.post_retrying(&url, &req).await;
         let mut rng = rand::rngs::OsRng;
-        let shares = triad_client::split_shares(value, blinder, &mut rng);
+        let shares = triad_client::split_shares(shared, blinder, &mut rng);
         let c = triad_client::commit_shares(&sub.submission_id, &shares, &mut rng);
         let mut receipts = Vec::new();
         for (i, s) in shares.iter().enumerate() {

@@ -122,6 +122,33 @@ async fn a_party_that_drops_acknowledged_shares_cannot_reject_them_silently() {
     }
 }
 
+/// A committed batch consumes only its passing items' uploads: each party
+/// still holds a rejected item's shares afterwards, as its receipt
+/// promised (so a coordinator that batched the item again could not have
+/// honest parties judged liars for lacking them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_committed_batch_keeps_the_uploads_of_its_rejected_items() {
+    use triad_wire::messages::RejectReason;
+    let w = World::start().await;
+    w.create_study("keep", 1, 1).await;
+    let good = w.upload("keep", 0, 5).await;
+    let bad = w.upload_shares_of("keep", 1, 5, 6).await;
+    w.ready(&good).await;
+    w.ready(&bad).await;
+    let v = w.verdict(&good.contribution.submission_id).await;
+    assert_eq!(v.status, SubmissionStatus::Accepted, "{v:?}");
+    let v = w.verdict(&bad.contribution.submission_id).await;
+    assert_eq!(v.reason, Some(RejectReason::CommitmentMismatch), "{v:?}");
+    assert_committed_everywhere(&w, &[good.contribution.clone()]).await;
+    for i in 0..3 {
+        let intake = &w.party_state(i).intake;
+        let (sid, token) = bad.intake_key();
+        assert!(intake.get(&sid, &token).is_some(), "party {i} dropped it");
+        let (sid, token) = good.intake_key();
+        assert!(intake.get(&sid, &token).is_none(), "party {i} kept it");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contributions_are_committed_by_all_three_and_released() {
     let w = World::start().await;
