@@ -1,6 +1,8 @@
 //! A triad computation party.
 //!
 //! - [`check`]: the per-batch MPC check of provider submissions;
+//! - [`presence`]: its presence exchange, and the judgment of each
+//!   party's claims against the receipts (malicious mode);
 //! - [`jobs`]: the two MPC jobs (prepare a batch, compute a release);
 //! - [`mesh`]: one mutual-TLS MPC session per job, tagged;
 //! - [`intake`]: uploaded shares awaiting their batch;
@@ -17,6 +19,7 @@ pub mod intake;
 pub mod jobs;
 pub mod mesh;
 pub mod polls;
+pub mod presence;
 pub mod refusal;
 pub mod service;
 pub mod store;

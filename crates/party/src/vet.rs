@@ -10,7 +10,7 @@ use triad_mpc::PartyId;
 use triad_wire::messages::{BatchItem, StudyParams};
 use triad_wire::receipt::verify_receipt;
 
-use crate::check::CLOCK_SKEW_SECS;
+use crate::presence::CLOCK_SKEW_SECS;
 
 /// `true` for each item this party refuses: the notary's signature or
 /// validity window fails, the attestation is for another study or data
@@ -46,7 +46,7 @@ pub fn refused_items<E>(
 }
 
 /// What this party weighs its peers' presence claims against
-/// ([`crate::check::Evidence`]): the receipts the coordinator forwarded
+/// ([`crate::presence::Evidence`]): the receipts the coordinator forwarded
 /// with each item, verified lazily (only for an item a peer claims to
 /// lack), and the attestations' validity windows against this party's
 /// clock.
@@ -58,7 +58,7 @@ pub struct BatchEvidence<'a> {
     pub vetted_at: u64,
 }
 
-impl crate::check::Evidence for BatchEvidence<'_> {
+impl crate::presence::Evidence for BatchEvidence<'_> {
     fn kept_until(&self, item: usize, party: PartyId) -> Option<u64> {
         let it = self.items.get(item)?;
         let copy = it
@@ -153,7 +153,7 @@ mod tests {
     /// was seconds ago.
     #[test]
     fn vetting_is_unsure_only_at_the_edges_of_the_validity_window() {
-        use crate::check::Evidence;
+        use crate::presence::Evidence;
         let notary = NotarySigningKey::from_seed([3; 32]);
         let now = 1_000_000u64;
         let at = |session_time: u64, expires_at: u64| {
