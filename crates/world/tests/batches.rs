@@ -139,7 +139,7 @@ async fn a_committed_batch_keeps_the_uploads_of_its_rejected_items() {
     assert_eq!(v.status, SubmissionStatus::Accepted, "{v:?}");
     let v = w.verdict(&bad.contribution.submission_id).await;
     assert_eq!(v.reason, Some(RejectReason::CommitmentMismatch), "{v:?}");
-    assert_committed_everywhere(&w, &[good.contribution.clone()]).await;
+    assert_committed_everywhere(&w, std::slice::from_ref(&good.contribution)).await;
     for i in 0..3 {
         let intake = &w.party_state(i).intake;
         let (sid, token) = bad.intake_key();
