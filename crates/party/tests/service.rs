@@ -284,6 +284,10 @@ async fn bad_uploads_are_refused_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn receipts_promise_retention_and_held_shares_are_not_replaced() {
     let f = start().await;
+    let send = |value: &'static str| {
+        let f = &f;
+        async move { post(f, "/v1/shares", upload(value, &"00".repeat(32)), None).await }
+    };
     let kept = |v: Value| -> u64 {
         let r: SignedReceipt = serde_json::from_value(v).unwrap();
         serde_json::from_str::<ShareReceipt>(&r.receipt_json)
@@ -291,13 +295,7 @@ async fn receipts_promise_retention_and_held_shares_are_not_replaced() {
             .kept_until
     };
     let before = triad_wire::unix_now();
-    let (status, r) = post(
-        &f,
-        "/v1/shares",
-        upload("00000000000000ff", &"00".repeat(32)),
-        None,
-    )
-    .await;
+    let (status, r) = send("00000000000000ff").await;
     assert_eq!(status, 202, "{r}");
     let first = kept(r);
     let after = triad_wire::unix_now();
@@ -305,22 +303,10 @@ async fn receipts_promise_retention_and_held_shares_are_not_replaced() {
         (before + 180..=after + 180).contains(&first),
         "kept until {first}, uploaded in {before}..={after}"
     );
-    let (status, r) = post(
-        &f,
-        "/v1/shares",
-        upload("00000000000000ff", &"00".repeat(32)),
-        None,
-    )
-    .await;
+    let (status, r) = send("00000000000000ff").await;
     assert_eq!(status, 202, "{r}");
     assert!(kept(r) >= first);
-    let (status, r) = post(
-        &f,
-        "/v1/shares",
-        upload("00000000000000fe", &"00".repeat(32)),
-        None,
-    )
-    .await;
+    let (status, r) = send("00000000000000fe").await;
     assert_eq!(
         (status, r["error"].as_str()),
         (409, Some("wrong_state")),
