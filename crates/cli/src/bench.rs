@@ -113,6 +113,8 @@ pub struct BenchArgs {
     /// openings are compared (ops without a check refuse to run). Default:
     /// `malicious` for the ops that have a malicious-secure version,
     /// `semi-honest` for the rest (`mul` over Z_2^64, `poll-step`, `poll`).
+    /// `poll --security malicious` checks the signatures and re-keying and
+    /// runs the tally phases semi-honest.
     #[arg(long, value_enum)]
     security: Option<SecurityArg>,
     /// A demonstration cheat: this party flips one bit in a message during
@@ -132,6 +134,9 @@ pub use triad_party::SecurityArg;
 /// wherever the op has a malicious-secure version.
 fn default_security(op: Op) -> SecurityArg {
     match op {
+        // Malicious `poll` checks phase 1 and the re-keying epochs (about
+        // ten times slower) and runs phases 2–4 semi-honest: opt-in, as
+        // for the parties (`triad party --poll-security`).
         Op::Mul | Op::PollStep | Op::Poll => SecurityArg::SemiHonest,
         Op::MulFr
         | Op::And

@@ -49,6 +49,7 @@ pub fn submit(
             seed: 7,
             max_batch: 256,
             security,
+            poll_security: triad_party::SecurityArg::SemiHonest,
             postgres: postgres.clone(),
         })
         .await?;
@@ -126,6 +127,7 @@ pub fn release(
             seed: 7,
             max_batch: 256,
             security,
+            poll_security: triad_party::SecurityArg::SemiHonest,
             postgres: postgres.clone(),
         })
         .await?;

@@ -50,8 +50,7 @@ pub struct DemoArgs {
     /// `triad devnet --postgres`), instead of SQLite files.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
-    /// The parties' security mode for the statistics (docs/security.md);
-    /// poll jobs run semi-honest either way.
+    /// The parties' security mode for the statistics (docs/security.md).
     #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::Malicious)]
     pub security: triad_party::SecurityArg,
 }
@@ -132,6 +131,7 @@ pub async fn start_devnet(
     accounts: usize,
     what: &str,
     security: triad_party::SecurityArg,
+    poll_security: triad_party::SecurityArg,
     postgres: Option<String>,
 ) -> anyhow::Result<DemoDevnet> {
     eprintln!("{what}: starting a devnet in {}", dir.display());
@@ -141,6 +141,7 @@ pub async fn start_devnet(
         seed: 1,
         max_batch: 256,
         security,
+        poll_security,
         postgres,
     })
     .await?;
@@ -236,7 +237,15 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         http,
         admin,
         truth,
-    } = start_devnet(&dir, n, "triad demo", args.security, args.postgres.clone()).await?;
+    } = start_devnet(
+        &dir,
+        n,
+        "triad demo",
+        args.security,
+        triad_party::SecurityArg::SemiHonest,
+        args.postgres.clone(),
+    )
+    .await?;
     // A scratch devnet's databases go with its directory.
     if let (None, Some(url)) = (&args.data_dir, &args.postgres) {
         devnet.drop_databases_on_exit(url);

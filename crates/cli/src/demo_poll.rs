@@ -56,6 +56,11 @@ pub struct DemoPollArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// The poll jobs' mode (`triad devnet --poll-security`): `malicious`
+    /// checks the signature verdicts and the re-keying epochs; the
+    /// tally's phases run semi-honest either way.
+    #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::SemiHonest)]
+    pub poll_security: triad_party::SecurityArg,
 }
 
 const POLL_ID: u64 = 1;
@@ -338,6 +343,7 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         n,
         "triad demo poll",
         triad_party::SecurityArg::default(),
+        args.poll_security,
         None,
     )
     .await?;
@@ -522,11 +528,14 @@ async fn demo(args: DemoPollArgs, dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     println!("credits spent: {} (oracle {})", got.spent, expected.spent);
-    // The parties compute polls in semi-honest sessions (no malicious-
-    // secure version yet), and sign which.
+    // The tally's phases run semi-honest in every mode, and the tally
+    // signs which.
     println!(
-        "processed {} (docs/security.md: the polls' MPC has no malicious-secure version yet)",
-        triad_wire::release::SecurityMode::describe(tally.tally.security)
+        "processed {} (signature checks and re-keying: {}; docs/security.md: the polls' tally phases have no malicious-secure version yet)",
+        triad_wire::release::SecurityMode::describe(tally.tally.security),
+        clap::ValueEnum::to_possible_value(&args.poll_security)
+            .expect("named")
+            .get_name()
     );
     println!(
         "the briber bought {n_bribed} keys and voted for option {BRIBER_OPTION} with each: all \

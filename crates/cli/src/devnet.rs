@@ -41,11 +41,16 @@ pub struct DevnetArgs {
     /// Largest batch the coordinator forms.
     #[arg(long, default_value_t = 256)]
     pub max_batch: usize,
-    /// The parties' security mode (docs/security.md). `malicious` checks
-    /// every gate of the contribution checks and releases; poll jobs have
-    /// no malicious-secure version yet and run semi-honest either way.
+    /// The parties' security mode for the statistics (docs/security.md).
+    /// `malicious` checks every gate of the contribution checks and
+    /// releases.
     #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::Malicious)]
     pub security: triad_party::SecurityArg,
+    /// The poll jobs' mode: `malicious` checks the signature verdicts and
+    /// the re-keying epochs (about ten times slower); the tally's phases
+    /// run semi-honest either way (docs/security.md).
+    #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::SemiHonest)]
+    pub poll_security: triad_party::SecurityArg,
     /// Store in PostgreSQL instead of SQLite files: the URL of a database
     /// on the server whose role may create databases (e.g.
     /// `postgres://triad@127.0.0.1/postgres`; the password in the URL or in
@@ -566,6 +571,8 @@ impl Devnet {
             a.extend(["--id".into(), i.to_string()]);
             let security = clap::ValueEnum::to_possible_value(&args.security).expect("named");
             a.extend(["--security".into(), security.get_name().to_string()]);
+            let poll = clap::ValueEnum::to_possible_value(&args.poll_security).expect("named");
+            a.extend(["--poll-security".into(), poll.get_name().to_string()]);
             a.extend(["--internal-token-file".into(), secret("party.token")]);
             a.extend([
                 "--coordinator-token-digest-file".into(),

@@ -395,3 +395,135 @@ fn a_proof_of_other_field_outputs_is_caught() {
         assert_eq!(caught, 2, "{cheat}: {out:?}");
     }
 }
+
+/// Packs bools into words, bit `i % 64` of word `i / 64`.
+fn pack(v: &[bool]) -> Vec<Bits> {
+    let mut packed = vec![Bits(0); v.len().div_ceil(64)];
+    for (i, b) in v.iter().enumerate() {
+        packed[i / 64].0 |= (*b as u64) << (i % 64);
+    }
+    packed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Bit injection into F_r in malicious mode matches the plaintext (all
+    /// zeros, all ones, random, lengths across word boundaries), and both
+    /// of its products per bit were recorded and checked.
+    #[test]
+    fn malicious_bit_injection_matches_the_oracle(
+        v in prop::collection::vec(any::<bool>(), 1..200),
+        fill in prop::option::of(any::<bool>()),
+    ) {
+        let v: Vec<bool> = match fill {
+            Some(b) => vec![b; v.len()],
+            None => v,
+        };
+        let n = v.len();
+        let sh = share_plain(&pack(&v), &mut test_rng());
+        let out = run3(|p| {
+            malicious(p);
+            let f = triad_mpc::protocols::bit_inject::<Fr>(p, &sh[p.id.index()], n).unwrap();
+            let recorded = p.unchecked_products();
+            (open(p, &f).unwrap(), recorded, p.unchecked_products())
+        });
+        let want: Vec<Fr> = v.iter().map(|&b| Fr::from(b as u64)).collect();
+        for (opened, recorded, left) in out {
+            prop_assert_eq!(&opened, &want);
+            prop_assert_eq!(recorded, 2 * n as u64);
+            prop_assert_eq!(left, 0);
+        }
+    }
+}
+
+/// Injection into a ring has no check in malicious mode and refuses.
+#[test]
+fn malicious_bit_injection_into_a_ring_refuses() {
+    let sh = share_plain(&pack(&[true, false, true]), &mut test_rng());
+    let out = run3(|p| {
+        malicious(p);
+        triad_mpc::protocols::bit_inject::<triad_mpc::Z128>(p, &sh[p.id.index()], 3).map(|_| ())
+    });
+    for r in out {
+        assert!(matches!(r, Err(MpcError::NotMaliciousSecure(_))), "{r:?}");
+    }
+}
+
+/// Every message of a malicious bit injection, tampered with, aborts the
+/// run or leaves the honest result; a party that flips its own copy of a
+/// binary component before the injection (every party, both copies) is
+/// caught by an honest party.
+#[test]
+fn tampered_or_inconsistent_bit_injection_is_caught() {
+    let v: Vec<bool> = (0..130).map(|k| (k * 7 + k / 5) % 3 == 0).collect();
+    let n = v.len();
+    let sh = share_plain(&pack(&v), &mut test_rng());
+    let want: Vec<Fr> = v.iter().map(|&b| Fr::from(b as u64)).collect();
+    let victim = |p: &mut Party| -> Outcome {
+        malicious(p);
+        let f = triad_mpc::protocols::bit_inject::<Fr>(p, &sh[p.id.index()], n)?;
+        open(p, &f)
+    };
+    let sent = run3(|p| {
+        victim(p).unwrap();
+        p.net.stats().messages_sent
+    });
+    let mut runs = 0;
+    for who in PartyId::ALL {
+        for nth in 2..=sent[who.index()] {
+            for fault in [
+                Fault::Flip { at: 3, mask: 0x10 },
+                Fault::Replace { at: 8 },
+                Fault::Drop,
+            ] {
+                runs += 1;
+                let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
+                assert!(
+                    out.iter().any(|r| r.is_err()),
+                    "{who} {fault:?} on message {nth}: no honest party aborted"
+                );
+                for r in out.iter().flatten() {
+                    assert!(
+                        *r == want,
+                        "{who} {fault:?} on message {nth}: a wrong result"
+                    );
+                }
+            }
+        }
+    }
+    assert!(runs >= 30, "only {runs} runs");
+    for cheat in PartyId::ALL {
+        for component in 0..2 {
+            for bit in [0, 77] {
+                let out = run3_on(
+                    MemNetwork::triple(Duration::from_secs(2))
+                        .map(|n| Box::new(n) as Box<dyn Network>),
+                    |p| {
+                        malicious(p);
+                        let mut x = sh[p.id.index()].clone();
+                        if p.id == cheat {
+                            let w = if component == 0 { &mut x.a } else { &mut x.b };
+                            w[bit / 64].0 ^= 1 << (bit % 64);
+                        }
+                        let f = triad_mpc::protocols::bit_inject::<Fr>(p, &x, n)?;
+                        open(p, &f)
+                    },
+                );
+                let caught = out.iter().enumerate().any(|(i, r)| {
+                    i != cheat.index() && matches!(r, Err(MpcError::CheatingDetected { .. }))
+                });
+                assert!(
+                    caught,
+                    "{cheat} flipped bit {bit} of copy {component}: {out:?}"
+                );
+                for (i, r) in out.iter().enumerate() {
+                    assert!(
+                        i == cheat.index() || r.is_err() || r.as_ref().is_ok_and(|o| *o == want),
+                        "{cheat} flipped bit {bit} of copy {component}: P{i} got {r:?}"
+                    );
+                }
+            }
+        }
+    }
+}

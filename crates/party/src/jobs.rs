@@ -273,7 +273,10 @@ pub fn tally_poll(
         spent_per_option: tally.spent_per_option,
         deactivations: input.deactivations,
         rekeys: input.rekeys,
-        // Poll jobs run in semi-honest sessions (Mesh::poll_session).
+        // Phase 1 and the re-keying epochs run in the session's mode, the
+        // tally's phases 2–4 semi-honest in every mode (Z_2^128 has no
+        // check yet; triad_polls::mpc::process): the tally as a whole is
+        // only as safe as semi-honest security.
         security: Some(SecurityMode::SemiHonest),
     };
     let signed = sign_tally(key, mesh.id.index() as u8, &doc);

@@ -117,9 +117,14 @@ pub struct PartyConfig {
     /// and releases) are secure against; all three parties must agree (a
     /// session between parties in different modes fails at setup).
     /// Malicious: every gate and product is checked and every opening
-    /// compared. Poll jobs have no malicious-secure version yet and run
-    /// semi-honest in either mode ([`mesh::Mesh::poll_session`]).
+    /// compared. Poll jobs run in [`PartyConfig::poll_security`].
     pub security: triad_mpc::Security,
+    /// The mode of the poll jobs. Malicious checks phase 1 (the signature
+    /// verdicts) and the re-keying epochs, at about ten times their
+    /// semi-honest time (docs/benchmarks.md); the tally's phases 2–4 (over
+    /// Z_2^128) run semi-honest in either mode (`triad_polls::mpc::process`)
+    /// and the tally is signed semi-honest.
+    pub poll_security: triad_mpc::Security,
 }
 
 /// `--security` of `triad party`, `triad devnet` and `triad bench`.
@@ -196,7 +201,8 @@ pub async fn launch(
     ));
     tracing::info!(
         security = ?cfg.security,
-        "statistics jobs run in this security mode; poll jobs run semi-honest (no malicious-secure version yet)"
+        poll_security = ?cfg.poll_security,
+        "statistics jobs run in `security`; poll jobs in `poll_security`, their tally phases semi-honest"
     );
     let mesh = mesh::Mesh::new(
         cfg.id,
@@ -206,6 +212,7 @@ pub async fn launch(
         mpc_listener,
         link,
         cfg.security,
+        cfg.poll_security,
     );
     // Two parties' files reconstruct every contribution: nothing in the
     // data directory may be readable by another user.
@@ -298,10 +305,14 @@ pub struct PartyArgs {
     #[arg(long, default_value_t = 10)]
     pub min_new_floor: u64,
     /// The adversary the statistics' MPC is secure against
-    /// (docs/security.md); the three parties must agree. Poll jobs run
-    /// semi-honest either way (no malicious-secure version yet).
+    /// (docs/security.md); the three parties must agree.
     #[arg(long, value_enum, default_value_t = SecurityArg::Malicious)]
     pub security: SecurityArg,
+    /// The poll jobs' mode; the three parties must agree. `malicious`
+    /// checks the signature verdicts and the re-keying epochs (about ten
+    /// times slower); the tally's phases run semi-honest either way.
+    #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
+    pub poll_security: SecurityArg,
     /// Share uploads per second per client IP (and burst).
     #[arg(long, default_value_t = DEFAULT_UPLOAD_RATE.per_ip_per_sec)]
     pub per_ip_per_sec: f64,
@@ -354,6 +365,7 @@ pub fn run_blocking(args: PartyArgs) -> Result<(), PartyError> {
                 },
                 serve,
                 security: args.security.mode(),
+                poll_security: args.poll_security.mode(),
             },
             listener,
         )

@@ -93,6 +93,7 @@ async fn start() -> Fixture {
             },
             serve: triad_wire::https::ServeLimits::default(),
             security: Default::default(),
+            poll_security: Default::default(),
         },
         listener,
     )

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use triad_maci::{verify_command, Command, Fr};
 use triad_mpc::testing::run3;
+use triad_mpc::Security;
 use triad_polls::mpc::{encode, share_messages, verify_signatures, PlainMessage};
 use triad_polls::mpc::{process_shared, SharedMessages};
 use triad_polls::{process_poll, Message, Mode, PollParams, SignUp};
@@ -18,12 +19,21 @@ fn shared(msgs: &[PlainMessage], seed: u64) -> [SharedMessages; 3] {
     share_messages(msgs, &mut rand::rngs::StdRng::seed_from_u64(seed))
 }
 
+/// Phase 1's verdicts, the same at the three parties and in both modes;
+/// in malicious mode every product was checked.
 fn verdicts(msgs: &[PlainMessage]) -> Vec<bool> {
     let sh = shared(msgs, 1);
-    let out = run3(|p| verify_signatures(p, &sh[p.id.index()]).unwrap());
-    assert_eq!(out[0], out[1]);
-    assert_eq!(out[1], out[2]);
-    out[0].clone()
+    let semi_honest = run3(|p| verify_signatures(p, &sh[p.id.index()]).unwrap());
+    let malicious = run3(|p| {
+        p.security = Security::Malicious;
+        let v = verify_signatures(p, &sh[p.id.index()]).unwrap();
+        assert!(p.checks.products > 0 && p.unchecked_products() == 0);
+        v
+    });
+    for v in semi_honest.iter().chain(&malicious) {
+        assert_eq!(v, &semi_honest[0]);
+    }
+    semi_honest[0].clone()
 }
 
 #[test]
@@ -86,6 +96,59 @@ fn phase_one_accepts_exactly_the_signatures_that_verify() {
             cases.iter().any(|c| c.0 == encode(m).unwrap() && c.1)
         );
     }
+}
+
+/// Phase 1 in malicious mode against a cheating party: a sample of every
+/// party's messages (the first ones, then every 31st, the last ones; the
+/// phase sends about 1,000 per party for one chunk), each flipped,
+/// replaced or dropped, makes an honest party abort, and no honest party
+/// returns verdicts other than the honest ones. A forged signature and a
+/// good one, so a flipped verdict would show either way.
+#[test]
+fn a_cheating_party_cannot_change_phase_one_verdicts() {
+    use std::time::Duration;
+    use triad_mpc::testing::{run3_cheating, Fault};
+    use triad_mpc::{MpcError, Party, PartyId};
+    let good = vote(1, 1, 2, 3, 1, 4);
+    let mut forged = vote(1, 2, 0, 1, 1, 2);
+    forged.signer = pk(1);
+    let plain = vec![encode(&good).unwrap(), encode(&forged).unwrap()];
+    let sh = shared(&plain, 3);
+    let victim = |p: &mut Party| -> Result<Vec<bool>, MpcError> {
+        p.security = Security::Malicious;
+        verify_signatures(p, &sh[p.id.index()])
+    };
+    let sent = run3(|p| {
+        victim(p).unwrap();
+        p.net.stats().messages_sent
+    });
+    let mut runs = 0;
+    for who in PartyId::ALL {
+        let total = sent[who.index()];
+        let sample = (2..6)
+            .chain((6..total - 3).step_by(31))
+            .chain(total - 3..=total);
+        for (k, nth) in sample.enumerate() {
+            let fault = match k % 3 {
+                0 => Fault::Flip {
+                    at: 1 + k * 13,
+                    mask: 1 << (k % 8),
+                },
+                1 => Fault::Replace { at: k * 7 },
+                _ => Fault::Drop,
+            };
+            runs += 1;
+            let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
+            assert!(
+                out.iter().any(|r| r.is_err()),
+                "{who} {fault:?} on message {nth}/{total}: no honest party aborted"
+            );
+            for r in out.iter().flatten() {
+                assert_eq!(r, &vec![true, false], "{who} {fault:?} on message {nth}");
+            }
+        }
+    }
+    assert!(runs > 100, "only {runs} runs");
 }
 
 /// One random message: who signs, which key it names, what it says.

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use triad_maci::Fr;
 use triad_mpc::protocols::arithmetic::open;
 use triad_mpc::testing::run3;
-use triad_mpc::Party;
+use triad_mpc::{Party, Security};
 use triad_polls::mpc::process::process_shared_registry;
 use triad_polls::mpc::rekey::{
     deactivate_shared, rekey_shared, share_deactivations, share_rekeys, RekeyError, SharedRegistry,
@@ -68,8 +68,15 @@ fn run_party(
 
 /// Runs the epochs and the votes over shares and checks every party's
 /// result against the oracle.
+/// In both modes: malicious, the epochs (F_r and AND gates) are checked
+/// and the votes' phases 2–4 run semi-honest (`semi_honest_section`).
 fn check(params: &PollParams, signups: &[SignUp], epochs: &[Epoch], messages: &[Message]) -> Tally {
-    check_blocks(params, signups, epochs, messages, 512)
+    let t = check_blocks(params, signups, epochs, messages, 512);
+    assert_eq!(
+        check_in(params, signups, epochs, messages, 512, Security::Malicious),
+        t
+    );
+    t
 }
 
 /// [`check`] with `row_block` rows of the bit matrices per batch.
@@ -80,7 +87,34 @@ fn check_blocks(
     messages: &[Message],
     row_block: usize,
 ) -> Tally {
-    let out = run3(|p| run_party(p, params, signups, epochs, messages, 9, row_block));
+    check_in(
+        params,
+        signups,
+        epochs,
+        messages,
+        row_block,
+        Security::SemiHonest,
+    )
+}
+
+fn check_in(
+    params: &PollParams,
+    signups: &[SignUp],
+    epochs: &[Epoch],
+    messages: &[Message],
+    row_block: usize,
+    security: Security,
+) -> Tally {
+    let out = run3(|p| {
+        p.security = security;
+        let run = run_party(p, params, signups, epochs, messages, 9, row_block);
+        // Nothing recorded is left unchecked once the tally is open.
+        assert_eq!((p.unchecked_gates(), p.unchecked_products()), (0, 0));
+        if security == Security::Malicious && !epochs.iter().all(|e| e.rekeys.is_empty()) {
+            assert!(p.checks.products > 0, "the re-keys' products were checked");
+        }
+        run
+    });
     assert_eq!(out[0], out[1]);
     assert_eq!(out[1], out[2]);
     let (verdicts, active, balance, tally) = out[0].clone();

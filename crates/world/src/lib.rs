@@ -215,6 +215,8 @@ impl World {
             upload_rate: triad_party::DEFAULT_UPLOAD_RATE,
             serve: triad_wire::https::ServeLimits::default(),
             security,
+            // The world's polls are small: checked phase 1 costs little.
+            poll_security: security,
         });
         let ca_pem = std::fs::read(&ca_path).expect("CA certificate");
         let http = triad_wire::https::client(&ca_pem, Duration::from_secs(30)).expect("client");

@@ -380,8 +380,9 @@ async fn a_poll_through_the_services_matches_the_oracle() {
         .collect();
     let oracle = process_poll(&params, &oracle_signups, &messages);
     assert_eq!(tally.tally.tally(), oracle.tally);
-    // The parties run malicious-secure statistics (World::start's default)
-    // but process polls in semi-honest sessions, and sign which.
+    // The parties run malicious (World::start's default), polls too
+    // (`poll_security`): the signature checks ran checked, the tally
+    // phases semi-honest, and the tally signs the weaker of the two.
     assert_eq!(w.security(), triad_mpc::Security::Malicious);
     assert_eq!(
         tally.tally.security,

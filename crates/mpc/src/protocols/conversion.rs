@@ -1,9 +1,9 @@
 //! Conversions between arithmetic and binary sharings (ABY3 §5).
 
 use crate::network::{recv_vec, send_vec};
-use crate::protocols::arithmetic::{open_to, reshare, zero_share};
+use crate::protocols::arithmetic::{mul, open_to, reshare, zero_share};
 use crate::protocols::binary::{add3_words, and, bitslice, carry_save, summands, transpose64};
-use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Shares, Z128, Z64};
+use crate::{Bits, Fr, MpcError, Party, PartyId, Ring, Security, Shares, Z128, Z64};
 
 /// Arithmetic (mod 2^64) to binary, word layout: the three components are
 /// trivially XOR-shared summands, added in a boolean circuit. 8 rounds.
@@ -366,16 +366,22 @@ fn unslice_plain(planes: &[Bits], k: usize, n: usize) -> Vec<u128> {
 /// selection, not a multiplication: P1 adds `c_1` and P2 adds `c_2 + c_0`
 /// where `x_2 = 1`; a zero sharing masks it and one reshare completes it.
 /// 2 rounds; no multiplication in `T`.
+///
+/// Malicious mode ([`bit_inject_checked`], `F_r` only): P0's input above
+/// could be any field element, so the XOR is computed from the three
+/// components instead, with two checked products.
 pub fn bit_inject<T: Ring>(
     p: &mut Party,
     x: &Shares<Bits>,
     n: usize,
 ) -> Result<Shares<T>, MpcError> {
-    p.semi_honest_only("bit_inject")?;
     if x.len() * 64 < n {
         return Err(MpcError::InvalidArgument(
             "bit_inject: fewer packed bits than n",
         ));
+    }
+    if p.security == Security::Malicious {
+        return bit_inject_checked(p, x, n);
     }
     let bit = |v: &[Bits], k: usize| (v[k / 64].0 >> (k % 64)) & 1 == 1;
     let from_bool = |b: bool| if b { T::one() } else { T::zero() };
@@ -446,6 +452,59 @@ pub fn bit_inject<T: Ring>(
         ),
     };
     Ok(c.add(&x2).sub(&cx.scale(T::from_u64(2))))
+}
+
+/// Bit injection secure against a malicious party (the route of ABY3
+/// §5.4.1 and ipa-core's `convert_bits`): with `b = x_0 ^ x_1 ^ x_2`, each
+/// component `x_j` is a trivially shared 0/1 in `F_r` (held by the two
+/// parties that hold `x_j` in the binary sharing), and
+/// `t = x_0 + x_1 − 2·x_0·x_1`, `b = t + x_2 − 2·t·x_2`: two products, both
+/// recorded for the check before the next opening
+/// ([`crate::protocols::mulcheck`]). A party that uses another component
+/// than its neighbour holds fails that check, as for any product. 2 rounds;
+/// each party sends `2n` field elements.
+fn bit_inject_checked<T: Ring>(
+    p: &mut Party,
+    x: &Shares<Bits>,
+    n: usize,
+) -> Result<Shares<T>, MpcError> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<Fr>() {
+        return Err(MpcError::NotMaliciousSecure(
+            "bit_inject into a ring (only F_r products are checked)",
+        ));
+    }
+    let bits = |v: &[Bits]| -> Vec<T> {
+        (0..n)
+            .map(|k| {
+                if (v[k / 64].0 >> (k % 64)) & 1 == 1 {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            })
+            .collect()
+    };
+    // Component j is party j's `a` and party prev(j)'s `b`.
+    let i = p.id.index();
+    let component = |j: usize| -> Shares<T> {
+        let a = if i == j {
+            bits(&x.a)
+        } else {
+            vec![T::zero(); n]
+        };
+        let b = if (i + 1) % 3 == j {
+            bits(&x.b)
+        } else {
+            vec![T::zero(); n]
+        };
+        Shares::new(a, b)
+    };
+    let [x0, x1, x2] = [component(0), component(1), component(2)];
+    let two = T::from_u64(2);
+    let x01 = mul(p, &x0, &x1)?;
+    let t = x0.add(&x1).sub(&x01.scale(two));
+    let tx2 = mul(p, &t, &x2)?;
+    Ok(t.add(&x2).sub(&tx2.scale(two)))
 }
 
 #[cfg(test)]

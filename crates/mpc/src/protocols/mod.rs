@@ -28,7 +28,7 @@ pub use arithmetic::{
 pub use binary::{and, bitslice, msb};
 pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, b2a_fr, b2a_z128, bit_inject};
-pub use dzkp::verify;
+pub use dzkp::{semi_honest_section, verify};
 pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon, poseidon2};
 pub use shuffle::{shuffle, shuffle_bits, shuffle_mixed};

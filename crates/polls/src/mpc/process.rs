@@ -32,12 +32,21 @@
 //! Nothing else is opened: not the grouping (the sort permutation is of
 //! shuffled distinct keys), not which messages were valid, not how many
 //! messages a voter sent, not any key or balance.
+//!
+//! **Security mode.** Steps 0 and 1 (and the re-keying epochs of
+//! [`super::rekey`]) compute over `F_r` and binary shares only, so in a
+//! malicious session every product and AND gate behind phase 1's opened
+//! verdicts is checked before they are opened. Steps 2–5 compute over
+//! Z_2^128, which has no check yet: they run in a
+//! [`semi_honest_section`] whatever the session's mode, and the tally is
+//! signed as semi-honest (docs/security.md, "Polls").
 
 use ark_ff::PrimeField;
 use triad_mpc::protocols::arithmetic::{mul, open};
 use triad_mpc::protocols::binary::{and, map_linear};
 use triad_mpc::protocols::compare::{eq, select};
 use triad_mpc::protocols::conversion::bit_inject;
+use triad_mpc::protocols::semi_honest_section;
 use triad_mpc::protocols::shuffle::shuffle;
 use triad_mpc::protocols::sort::sort_order_arith;
 use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
@@ -274,8 +283,13 @@ pub fn process_shared_registry(
         })
         .collect();
     let live_bits = map_linear_indexed(&reg.active, &timely);
-    let live = bit_inject::<Z128>(p, &live_bits, n)?;
-    let bits = bit_inject::<Z128>(p, &reg.balance, n * 64)?;
+    // Into Z_2^128, which has no check: semi-honest (module docs).
+    let (live, bits) = semi_honest_section(p, |p| {
+        Ok((
+            bit_inject::<Z128>(p, &live_bits, n)?,
+            bit_inject::<Z128>(p, &reg.balance, n * 64)?,
+        ))
+    })?;
     let mut balance = Shares::<Z128>::zeros(n);
     for b in 0..64 {
         let col: Vec<usize> = (0..n).map(|k| k * 64 + b).collect();
@@ -347,20 +361,25 @@ fn process_with(
     if r == 0 {
         return Ok((empty_tally(v), stats));
     }
-    let fields = ring_fields(p, &kept)?;
-    let records = group(p, params, headers, fields)?;
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        records = r,
-        "poll grouping done"
-    );
-    let state = scan(p, params, &records, steps)?;
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        steps,
-        "poll scan done"
-    );
-    Ok((tally(p, params, &records, &state)?, stats))
+    // Phases 2–4 compute over Z_2^128, which has no check yet: they run
+    // semi-honest whatever the session's mode (module docs).
+    let tally = semi_honest_section(p, |p| {
+        let fields = ring_fields(p, &kept)?;
+        let records = group(p, params, headers, fields)?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            records = r,
+            "poll grouping done"
+        );
+        let state = scan(p, params, &records, steps)?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            steps,
+            "poll scan done"
+        );
+        tally(p, params, &records, &state)
+    })?;
+    Ok((tally, stats))
 }
 
 /// The records after grouping, in sorted order, with the group structure.
