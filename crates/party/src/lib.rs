@@ -211,8 +211,10 @@ pub async fn launch(
         addrs,
         mpc_listener,
         link,
-        cfg.security,
-        cfg.poll_security,
+        mesh::Modes {
+            statistics: cfg.security,
+            polls: cfg.poll_security,
+        },
     );
     // Two parties' files reconstruct every contribution: nothing in the
     // data directory may be readable by another user.

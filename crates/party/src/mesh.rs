@@ -19,11 +19,16 @@ pub struct Mesh {
     listener: TcpListener,
     /// The link model every session uses (the same at all three parties).
     link: triad_mpc::LinkModel,
-    /// The security mode of the statistics' sessions (the same at all
-    /// three).
-    security: triad_mpc::Security,
-    /// The mode of the poll jobs' sessions ([`Mesh::poll_session`]).
-    poll_security: triad_mpc::Security,
+    modes: Modes,
+}
+
+/// The security modes of the sessions (the same at all three parties).
+#[derive(Clone, Copy, Debug)]
+pub struct Modes {
+    /// The statistics' sessions ([`Mesh::session`]).
+    pub statistics: triad_mpc::Security,
+    /// The poll jobs' sessions ([`Mesh::poll_session`]).
+    pub polls: triad_mpc::Security,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +49,7 @@ impl Mesh {
         addrs: [SocketAddr; 3],
         listener: TcpListener,
         link: triad_mpc::LinkModel,
-        security: triad_mpc::Security,
-        poll_security: triad_mpc::Security,
+        modes: Modes,
     ) -> Self {
         Self {
             id,
@@ -54,20 +58,19 @@ impl Mesh {
             addrs,
             listener,
             link,
-            security,
-            poll_security,
+            modes,
         }
     }
 
     /// The mode of the statistics' sessions ([`Mesh::session`]).
     pub fn security(&self) -> triad_mpc::Security {
-        self.security
+        self.modes.statistics
     }
 
     /// Connects to both peers and checks they run the job named `tag` in
     /// the same mode; `job` names it in the metrics.
     pub fn session(&self, job: &'static str, tag: [u8; 32]) -> Result<Session, SessionError> {
-        self.session_in(job, tag, self.security)
+        self.session_in(job, tag, self.modes.statistics)
     }
 
     /// [`Mesh::session`] for a poll job, in the poll jobs' mode: malicious
@@ -76,7 +79,7 @@ impl Mesh {
     /// mode (docs/security.md, "Not yet malicious-secure: the polls'
     /// tally").
     pub fn poll_session(&self, job: &'static str, tag: [u8; 32]) -> Result<Session, SessionError> {
-        self.session_in(job, tag, self.poll_security)
+        self.session_in(job, tag, self.modes.polls)
     }
 
     fn session_in(
