@@ -114,7 +114,8 @@ pub struct BenchArgs {
     /// `malicious` for the ops that have a malicious-secure version,
     /// `semi-honest` for the rest (`mul` over Z_2^64, `poll-step`, `poll`).
     /// `poll --security malicious` checks the signatures and re-keying and
-    /// runs the tally phases semi-honest.
+    /// runs the tally phases semi-honest; `poll-step --security malicious`
+    /// runs the step over F_r, checked.
     #[arg(long, value_enum)]
     security: Option<SecurityArg>,
     /// A demonstration cheat: this party flips one bit in a message during
@@ -774,74 +775,16 @@ fn party_ops(p: &mut Party, job: Job) -> Result<PartyReport> {
             })?;
         }
         Op::PollStep => {
-            use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
-            const V: usize = 4;
-            /// State, phase 1's verdict, message (nonce, option, weight).
-            type Case = (PlainState, bool, u64, u64, u64);
-            // Reachable states (balance + Σ cost(votes) < 2^64) and messages
-            // of which about half are valid.
-            let cases: Vec<Case> = (0..n)
-                .map(|_| {
-                    let votes: Vec<u64> = (0..V).map(|_| rng.gen_range(0..10)).collect();
-                    let s = PlainState {
-                        nonce: rng.gen_range(0..5),
-                        balance: rng.gen_range(0..500),
-                        votes,
-                    };
-                    let nonce = s.nonce + u64::from(rng.gen_bool(0.9));
-                    let key_ok = rng.gen_bool(0.9);
-                    (
-                        s,
-                        key_ok,
-                        nonce,
-                        rng.gen_range(0..V as u64 + 1),
-                        rng.gen_range(0..25),
-                    )
-                })
-                .collect();
-            let z = |x: u64| Wrapping(u128::from(x));
-            let mut col = |f: &dyn Fn(&Case) -> u64| {
-                deal(
-                    &cases.iter().map(|c| z(f(c))).collect::<Vec<_>>(),
-                    &mut rng,
-                    id,
-                )
+            // Semi-honest over Z_2^128 (what a poll's scan runs); malicious
+            // over F_r, the check included in the time.
+            let (secs, ok, sent) = match p.security {
+                triad_mpc::Security::SemiHonest => poll_step::<Z128>(p, n, &mut rng, &time)?,
+                triad_mpc::Security::Malicious => {
+                    poll_step::<triad_mpc::Fr>(p, n, &mut rng, &time)?
+                }
             };
-            let nonce = col(&|c| c.0.nonce);
-            let balance = col(&|c| c.0.balance);
-            let votes: Vec<Shares<Z128>> = (0..V).map(|j| col(&|c| c.0.votes[j])).collect();
-            let msg_nonce = col(&|c| c.2);
-            let msg_option = col(&|c| c.3);
-            let msg_weight = col(&|c| c.4);
-            let mut words = vec![triad_mpc::Bits(0); n.div_ceil(64).max(1)];
-            for (k, c) in cases.iter().enumerate() {
-                words[k / 64].0 |= u64::from(c.1) << (k % 64);
-            }
-            let key_ok = deal(&words, &mut rng, id);
-            let input = StepInput {
-                nonce,
-                balance,
-                votes,
-                key_ok,
-                msg_nonce,
-                msg_option,
-                msg_weight,
-            };
-            bytes_before = p.net.stats().bytes_sent;
-            let mut out = None;
-            (seconds, _) = time(p, &mut |p| {
-                out = Some(apply_step(p, triad_polls::Mode::Quadratic, &input)?);
-                Ok(true)
-            })?;
-            let sent = p.net.stats().bytes_sent;
-            let out = out.context("the step ran")?;
-            let valid = unpack_bits(&open(p, &out.valid)?, n);
-            let balance = open(p, &out.balance)?;
-            correct = cases.iter().enumerate().all(|(k, c)| {
-                let (ok, next) =
-                    apply_plain(triad_polls::Mode::Quadratic, &c.0, c.1, c.2, c.3, c.4);
-                ok == valid[k] && u128::from(next.balance) == balance[k].0
-            });
+            (seconds, correct) = (secs, ok);
+            bytes_before = 0;
             return Ok(PartyReport {
                 seconds,
                 bytes_sent: sent - bytes_before,
@@ -914,4 +857,114 @@ fn directory(args: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(())
+}
+
+/// How `party_ops` times a protocol: `f` between two alignments, returning
+/// its seconds and whether its result was right.
+type Timer<'a> =
+    dyn Fn(&mut Party, &mut dyn FnMut(&mut Party) -> Result<bool>) -> Result<(f64, bool)> + 'a;
+
+/// A bench number system for `poll-step`: the step's ring or field, with
+/// conversions from and back to the plaintext.
+trait StepNum: triad_polls::mpc::step::StepRing {
+    fn of(x: u64) -> Self;
+    fn back(&self) -> u128;
+}
+
+impl StepNum for Z128 {
+    fn of(x: u64) -> Self {
+        Wrapping(u128::from(x))
+    }
+    fn back(&self) -> u128 {
+        self.0
+    }
+}
+
+impl StepNum for triad_mpc::Fr {
+    fn of(x: u64) -> Self {
+        triad_mpc::Fr::from(x)
+    }
+    fn back(&self) -> u128 {
+        triad_crypto::fr_to_u128(self).unwrap_or(u128::MAX)
+    }
+}
+
+/// `bench poll-step` over `T`: the time (with the check in malicious
+/// mode), whether the opened verdicts and balances match the plaintext
+/// rule, and the bytes sent while timed.
+fn poll_step<T: StepNum>(
+    p: &mut Party,
+    n: usize,
+    rng: &mut StdRng,
+    time: &Timer<'_>,
+) -> Result<(f64, bool, u64)> {
+    use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
+    const V: usize = 4;
+    /// State, phase 1's verdict, message (nonce, option, weight).
+    type Case = (PlainState, bool, u64, u64, u64);
+    // Reachable states (balance + Σ cost(votes) < 2^64) and messages
+    // of which about half are valid.
+    let cases: Vec<Case> = (0..n)
+        .map(|_| {
+            let votes: Vec<u64> = (0..V).map(|_| rng.gen_range(0..10)).collect();
+            let s = PlainState {
+                nonce: rng.gen_range(0..5),
+                balance: rng.gen_range(0..500),
+                votes,
+            };
+            let nonce = s.nonce + u64::from(rng.gen_bool(0.9));
+            let key_ok = rng.gen_bool(0.9);
+            (
+                s,
+                key_ok,
+                nonce,
+                rng.gen_range(0..V as u64 + 1),
+                rng.gen_range(0..25),
+            )
+        })
+        .collect();
+    let id = p.id;
+    let mut col = |f: &dyn Fn(&Case) -> u64| {
+        deal(
+            &cases.iter().map(|c| T::of(f(c))).collect::<Vec<_>>(),
+            rng,
+            id,
+        )
+    };
+    let nonce = col(&|c| c.0.nonce);
+    let balance = col(&|c| c.0.balance);
+    let votes: Vec<Shares<T>> = (0..V).map(|j| col(&|c| c.0.votes[j])).collect();
+    let msg_nonce = col(&|c| c.2);
+    let msg_option = col(&|c| c.3);
+    let msg_weight = col(&|c| c.4);
+    let mut words = vec![triad_mpc::Bits(0); n.div_ceil(64).max(1)];
+    for (k, c) in cases.iter().enumerate() {
+        words[k / 64].0 |= u64::from(c.1) << (k % 64);
+    }
+    let key_ok = deal(&words, rng, id);
+    let input = StepInput {
+        nonce,
+        balance,
+        votes,
+        key_ok,
+        msg_nonce,
+        msg_option,
+        msg_weight,
+    };
+    let bytes_before = p.net.stats().bytes_sent;
+    let mut out = None;
+    let (seconds, _) = time(p, &mut |p| {
+        out = Some(apply_step(p, triad_polls::Mode::Quadratic, &input)?);
+        triad_mpc::protocols::verify(p)?;
+        Ok(true)
+    })?;
+    let sent = p.net.stats().bytes_sent;
+    let out = out.context("the step ran")?;
+    let valid = unpack_bits(&open(p, &out.valid)?, n);
+    let balance = open(p, &out.balance)?;
+    let correct = cases.iter().enumerate().all(|(k, c)| {
+        let (ok, next) = apply_plain(triad_polls::Mode::Quadratic, &c.0, c.1, c.2, c.3, c.4);
+        ok == valid[k] && u128::from(next.balance) == balance[k].back()
+    });
+    Ok((seconds, correct, sent - bytes_before))
 }

@@ -9,16 +9,44 @@ use triad_mpc::protocols::arithmetic::open;
 use triad_mpc::protocols::binary::unpack_bits;
 use triad_mpc::share::share_plain;
 use triad_mpc::testing::run3;
-use triad_mpc::{Bits, Shares, Z128};
+use triad_mpc::{Bits, Fr, Party, Security, Shares, Z128};
+use triad_polls::mpc::step::StepRing;
 use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
 use triad_polls::Mode;
 
+/// The step's two number systems as the tests drive them: Z_2^128
+/// (semi-honest) and `F_r` (malicious, every product and gate checked).
+trait Num: StepRing {
+    const SECURITY: Security;
+    fn of(x: u64) -> Self;
+    fn back(&self) -> u64;
+}
+
+impl Num for Z128 {
+    const SECURITY: Security = Security::SemiHonest;
+    fn of(x: u64) -> Self {
+        std::num::Wrapping(u128::from(x))
+    }
+    fn back(&self) -> u64 {
+        self.0 as u64
+    }
+}
+
+impl Num for Fr {
+    const SECURITY: Security = Security::Malicious;
+    fn of(x: u64) -> Self {
+        Fr::from(x)
+    }
+    fn back(&self) -> u64 {
+        use ark_ff::PrimeField;
+        let limbs = self.into_bigint().0;
+        assert!(limbs[1..].iter().all(|&l| l == 0), "a value below 2^64");
+        limbs[0]
+    }
+}
+
 /// One record: state, key_ok, message (nonce, option, weight).
 type Case = (PlainState, bool, u64, u64, u64);
-
-fn z(x: u64) -> Z128 {
-    std::num::Wrapping(u128::from(x))
-}
 
 fn pack(bits: &[bool]) -> Vec<Bits> {
     let mut w = vec![Bits(0); bits.len().div_ceil(64).max(1)];
@@ -31,15 +59,18 @@ fn pack(bits: &[bool]) -> Vec<Bits> {
 }
 
 /// The three parties' inputs for `cases`, shared with a fixed seed.
-fn shared_inputs(cases: &[Case]) -> [StepInput; 3] {
+fn shared_inputs<T: Num>(cases: &[Case]) -> [StepInput<T>; 3] {
     let v = cases[0].0.votes.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut col = |f: &dyn Fn(&Case) -> u64| {
-        share_plain(&cases.iter().map(|c| z(f(c))).collect::<Vec<_>>(), &mut rng)
+        share_plain(
+            &cases.iter().map(|c| T::of(f(c))).collect::<Vec<_>>(),
+            &mut rng,
+        )
     };
     let nonce = col(&|c| c.0.nonce);
     let balance = col(&|c| c.0.balance);
-    let votes: Vec<[Shares<Z128>; 3]> = (0..v).map(|j| col(&|c| c.0.votes[j])).collect();
+    let votes: Vec<[Shares<T>; 3]> = (0..v).map(|j| col(&|c| c.0.votes[j])).collect();
     let msg_nonce = col(&|c| c.2);
     let msg_option = col(&|c| c.3);
     let msg_weight = col(&|c| c.4);
@@ -58,24 +89,27 @@ fn shared_inputs(cases: &[Case]) -> [StepInput; 3] {
     })
 }
 
-/// Runs the step on shares of `cases` and opens everything (tests only).
-fn run(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
-    let inputs = shared_inputs(cases);
+/// Runs the step on shares of `cases` and opens everything (tests only),
+/// in `T`'s mode; in malicious mode nothing is left unchecked.
+fn run<T: Num>(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
+    let inputs = shared_inputs::<T>(cases);
     let n = cases.len();
-    let outs = run3(|p| {
+    let outs = run3(|p: &mut Party| {
+        p.security = T::SECURITY;
         let out = apply_step(p, mode, &inputs[p.id.index()]).unwrap();
         let valid = unpack_bits(&open(p, &out.valid).unwrap(), n);
         let nonce = open(p, &out.nonce).unwrap();
         let balance = open(p, &out.balance).unwrap();
-        let votes: Vec<Vec<Z128>> = out.votes.iter().map(|c| open(p, c).unwrap()).collect();
+        let votes: Vec<Vec<T>> = out.votes.iter().map(|c| open(p, c).unwrap()).collect();
+        assert_eq!(p.unchecked_gates() + p.unchecked_products(), 0);
         (0..n)
             .map(|r| {
                 (
                     valid[r],
                     PlainState {
-                        nonce: nonce[r].0 as u64,
-                        balance: balance[r].0 as u64,
-                        votes: votes.iter().map(|c| c[r].0 as u64).collect(),
+                        nonce: nonce[r].back(),
+                        balance: balance[r].back(),
+                        votes: votes.iter().map(|c| c[r].back()).collect(),
                     },
                 )
             })
@@ -86,11 +120,14 @@ fn run(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
     outs[0].clone()
 }
 
+/// Over Z_2^128 (semi-honest) and over `F_r` (malicious).
 fn check(mode: Mode, cases: &[Case]) {
-    let got = run(mode, cases);
-    for (c, g) in cases.iter().zip(&got) {
+    let ring = run::<Z128>(mode, cases);
+    let field = run::<Fr>(mode, cases);
+    for ((c, r), f) in cases.iter().zip(&ring).zip(&field) {
         let want = apply_plain(mode, &c.0, c.1, c.2, c.3, c.4);
-        assert_eq!(*g, want, "{mode:?} {c:?}");
+        assert_eq!(*r, want, "Z_2^128 {mode:?} {c:?}");
+        assert_eq!(*f, want, "F_r {mode:?} {c:?}");
     }
 }
 
@@ -209,18 +246,20 @@ proptest! {
 /// whichever messages are valid (nothing is opened inside the step).
 #[test]
 fn the_traffic_of_a_step_does_not_depend_on_the_votes() {
-    let traffic = |cases: &[Case]| {
-        let inputs = shared_inputs(cases);
+    fn traffic<T: Num>(cases: &[Case]) -> [(u64, u64); 3] {
+        let inputs = shared_inputs::<T>(cases);
         run3(|p| {
+            p.security = T::SECURITY;
             let before = p.net.stats();
             apply_step(p, Mode::Quadratic, &inputs[p.id.index()]).unwrap();
+            triad_mpc::protocols::verify(p).unwrap();
             let after = p.net.stats();
             (
                 after.bytes_sent - before.bytes_sent,
                 after.messages_sent - before.messages_sent,
             )
         })
-    };
+    }
     let st = |b| PlainState {
         nonce: 0,
         balance: b,
@@ -228,7 +267,8 @@ fn the_traffic_of_a_step_does_not_depend_on_the_votes() {
     };
     let all_valid: Vec<Case> = (0..20).map(|i| (st(100), true, 1, i % 3, 3)).collect();
     let all_invalid: Vec<Case> = (0..20).map(|i| (st(0), false, 9, 7 + i, MAX50)).collect();
-    assert_eq!(traffic(&all_valid), traffic(&all_invalid));
+    assert_eq!(traffic::<Z128>(&all_valid), traffic::<Z128>(&all_invalid));
+    assert_eq!(traffic::<Fr>(&all_valid), traffic::<Fr>(&all_invalid));
 }
 
 proptest! {
@@ -260,4 +300,67 @@ proptest! {
             prop_assert_eq!(plain.balance, state.leaves()[1].voice_credit_balance);
         }
     }
+}
+
+/// The step over `F_r` in malicious mode against a cheating party: every
+/// third message of every party (rotating through a flipped bit, a
+/// replaced value and, on every 45th, a drop) makes an honest party abort,
+/// and no honest party opens anything but the honest outputs.
+#[test]
+fn a_cheating_party_cannot_change_a_checked_step() {
+    use std::time::Duration;
+    use triad_mpc::testing::{run3_cheating, Fault};
+    use triad_mpc::{MpcError, PartyId};
+    let st = |nonce, balance, votes: &[u64]| PlainState {
+        nonce,
+        balance,
+        votes: votes.to_vec(),
+    };
+    let cases: Vec<Case> = vec![
+        (st(0, 100, &[3, 0]), true, 1, 0, 5),
+        (st(0, 24, &[0, 0]), true, 1, 1, 5),
+        (st(2, 9, &[0, 1]), true, 3, 1, 3),
+        (st(0, 100, &[0, 0]), false, 1, 0, 1),
+    ];
+    let inputs = shared_inputs::<Fr>(&cases);
+    let victim = |p: &mut Party| -> Result<Vec<Fr>, MpcError> {
+        p.security = Security::Malicious;
+        let out = apply_step(p, Mode::Quadratic, &inputs[p.id.index()])?;
+        let mut opened = open(p, &out.valid_ring)?;
+        opened.extend(open(p, &out.balance)?);
+        for c in &out.votes {
+            opened.extend(open(p, c)?);
+        }
+        Ok(opened)
+    };
+    let honest = run3(|p| victim(p).unwrap());
+    let sent = run3(|p| {
+        victim(p).unwrap();
+        p.net.stats().messages_sent
+    });
+    let mut runs = 0;
+    for who in PartyId::ALL {
+        for nth in (2..=sent[who.index()]).step_by(3) {
+            let fault = match (nth / 3) % 3 {
+                _ if nth % 45 == 2 => Fault::Drop,
+                0 => Fault::Flip {
+                    at: nth as usize,
+                    mask: 1 << (nth % 8),
+                },
+                _ => Fault::Replace {
+                    at: 3 * nth as usize,
+                },
+            };
+            runs += 1;
+            let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
+            assert!(
+                out.iter().any(|r| r.is_err()),
+                "{who} {fault:?} on message {nth}: no honest party aborted"
+            );
+            for r in out.iter().flatten() {
+                assert_eq!(r, &honest[0], "{who} {fault:?} on message {nth}");
+            }
+        }
+    }
+    assert!(runs > 100, "only {runs} runs");
 }

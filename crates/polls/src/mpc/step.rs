@@ -22,41 +22,82 @@
 //! injection and the old-weight dot product 3, squares 1, sign 8, ANDs 3,
 //! injection 2, updates 1 — about 25 rounds per step whatever the batch
 //! size; no opening.
+//!
+//! **Over `F_r`** ([`StepRing`] for `Fr`) the same step is malicious-secure:
+//! products and bit injection are checked, and the equality and sign tests
+//! are [`is_zero_fr`] and [`is_negative_fr`] (a masked opening, then binary
+//! circuits on the mask's bits: about 110 rounds for each mask's
+//! conversion, 101 for the sign's borrow chain), so it runs in a malicious
+//! session (tested against [`apply_plain`] and a cheating party in
+//! `tests/mpc.rs`). Over Z_2^128 it is semi-honest only (the
+//! ring's `eq` and `msb` have no check). The whole poll's phases 2–4 still
+//! use the ring ([`super::process`]).
 
 use triad_mpc::protocols::arithmetic::mul;
 use triad_mpc::protocols::binary::{and, msb, not};
 use triad_mpc::protocols::compare::eq;
 use triad_mpc::protocols::conversion::bit_inject;
-use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
+use triad_mpc::protocols::field_compare::{is_negative_fr, is_zero_fr};
+use triad_mpc::{Bits, Fr, MpcError, Party, Ring, Shares, Z128};
+
+/// What the step needs of its number system beyond products: an equality
+/// test of values below 2^50 and the sign of values in `(−2^101, 2^101)`,
+/// both with secret packed-bit results.
+pub trait StepRing: Ring {
+    fn equal(p: &mut Party, x: &Shares<Self>, y: &Shares<Self>) -> Result<Shares<Bits>, MpcError>;
+    fn negative(p: &mut Party, x: &Shares<Self>) -> Result<Shares<Bits>, MpcError>;
+}
+
+/// Semi-honest only: `eq` and `msb` over the ring.
+impl StepRing for Z128 {
+    fn equal(p: &mut Party, x: &Shares<Self>, y: &Shares<Self>) -> Result<Shares<Bits>, MpcError> {
+        eq(p, x, y, 64)
+    }
+
+    fn negative(p: &mut Party, x: &Shares<Self>) -> Result<Shares<Bits>, MpcError> {
+        msb(p, x, 128)
+    }
+}
+
+/// Malicious-secure in a malicious session (module docs).
+impl StepRing for Fr {
+    fn equal(p: &mut Party, x: &Shares<Self>, y: &Shares<Self>) -> Result<Shares<Bits>, MpcError> {
+        is_zero_fr(p, &x.sub(y), 51)
+    }
+
+    fn negative(p: &mut Party, x: &Shares<Self>) -> Result<Shares<Bits>, MpcError> {
+        is_negative_fr(p, x, 101)
+    }
+}
 
 use crate::Mode;
 
 /// One step's inputs for `n` records, every column secret-shared.
 #[derive(Clone, Debug)]
-pub struct StepInput {
+pub struct StepInput<T = Z128> {
     /// The ballot's nonce (messages so far).
-    pub nonce: Shares<Z128>,
+    pub nonce: Shares<T>,
     /// The voter's remaining voice credits.
-    pub balance: Shares<Z128>,
+    pub balance: Shares<T>,
     /// The ballot's weight per option: `V` columns of `n`.
-    pub votes: Vec<Shares<Z128>>,
+    pub votes: Vec<Shares<T>>,
     /// Phase 1's verdict on the message (signature under the voter's
     /// current key, state index, poll id, deadlines), packed bits.
     pub key_ok: Shares<Bits>,
-    pub msg_nonce: Shares<Z128>,
-    pub msg_option: Shares<Z128>,
-    pub msg_weight: Shares<Z128>,
+    pub msg_nonce: Shares<T>,
+    pub msg_option: Shares<T>,
+    pub msg_weight: Shares<T>,
 }
 
 /// The state after the step and the (secret) validity of each message.
 #[derive(Clone, Debug)]
-pub struct StepOutput {
+pub struct StepOutput<T = Z128> {
     pub valid: Shares<Bits>,
     /// `valid` as 0/1 in the ring (already computed for the updates).
-    pub valid_ring: Shares<Z128>,
-    pub nonce: Shares<Z128>,
-    pub balance: Shares<Z128>,
-    pub votes: Vec<Shares<Z128>>,
+    pub valid_ring: Shares<T>,
+    pub nonce: Shares<T>,
+    pub balance: Shares<T>,
+    pub votes: Vec<Shares<T>>,
 }
 
 /// A record in plaintext, for the oracle.
@@ -110,7 +151,7 @@ fn segment(x: &Shares<Bits>, k: usize, w: usize) -> Shares<Bits> {
 }
 
 /// The cost of each weight: `w²` (QV, one multiplication) or `w`.
-fn cost(p: &mut Party, mode: Mode, w: &Shares<Z128>) -> Result<Shares<Z128>, MpcError> {
+fn cost<T: Ring>(p: &mut Party, mode: Mode, w: &Shares<T>) -> Result<Shares<T>, MpcError> {
     match mode {
         Mode::Quadratic => mul(p, w, w),
         Mode::Linear => Ok(w.clone()),
@@ -119,7 +160,11 @@ fn cost(p: &mut Party, mode: Mode, w: &Shares<Z128>) -> Result<Shares<Z128>, Mpc
 
 /// One MACI step over `n` records at once (see the module docs). Opens
 /// nothing; the output validity bits are secret.
-pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput, MpcError> {
+pub fn apply_step<T: StepRing>(
+    p: &mut Party,
+    mode: Mode,
+    s: &StepInput<T>,
+) -> Result<StepOutput<T>, MpcError> {
     let n = s.nonce.len();
     let v = s.votes.len();
     let cols = [&s.balance, &s.msg_nonce, &s.msg_option, &s.msg_weight];
@@ -139,20 +184,16 @@ pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput
     // 1. [msg nonce == nonce + 1] and the one-hot option [option == j] for
     //    every j < V, in one equality test (all values < 2^64).
     let mut xs = vec![padded(&s.msg_nonce, np)];
-    let mut ys = vec![padded(&s.nonce.add_public(me, &vec![Z128::one(); n]), np)];
+    let mut ys = vec![padded(&s.nonce.add_public(me, &vec![T::one(); n]), np)];
     let option = padded(&s.msg_option, np);
     for j in 0..v {
         xs.push(option.clone());
-        ys.push(Shares::from_public(
-            me,
-            &vec![Z128::from_u128(j as u128); np],
-        ));
+        ys.push(Shares::from_public(me, &vec![T::from_u64(j as u64); np]));
     }
-    let e = eq(
+    let e = T::equal(
         p,
         &Shares::concat(&xs.iter().collect::<Vec<_>>()),
         &Shares::concat(&ys.iter().collect::<Vec<_>>()),
-        64,
     )?;
     let nonce_ok = segment(&e, 0, w);
     let onehot: Vec<Shares<Bits>> = (0..v).map(|j| segment(&e, 1 + j, w)).collect();
@@ -163,12 +204,12 @@ pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput
         .fold(onehot[0].clone(), |acc, f| acc.add(f));
 
     // 2. The option's old weight: Σ_j [option == j] · votes_j.
-    let f = bit_inject::<Z128>(
+    let f = bit_inject::<T>(
         p,
         &Shares::concat(&onehot.iter().collect::<Vec<_>>()),
         v * np,
     )?;
-    let votes_p: Vec<Shares<Z128>> = s.votes.iter().map(|c| padded(c, np)).collect();
+    let votes_p: Vec<Shares<T>> = s.votes.iter().map(|c| padded(c, np)).collect();
     let fv = mul(p, &f, &Shares::concat(&votes_p.iter().collect::<Vec<_>>()))?;
     let old = (1..v).fold(fv.slice(0..np), |acc, j| {
         acc.add(&fv.slice(j * np..(j + 1) * np))
@@ -180,7 +221,7 @@ pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput
     let left = padded(&s.balance, np)
         .add(&costs.slice(0..np))
         .sub(&costs.slice(np..2 * np));
-    let negative = msb(p, &left, 128)?;
+    let negative = T::negative(p, &left)?;
     let credits_ok = not(p, &negative);
 
     // 4. valid = key_ok ∧ nonce_ok ∧ option_ok ∧ credits_ok.
@@ -201,7 +242,7 @@ pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput
         &Shares::concat(&onehot.iter().collect::<Vec<_>>()),
         &Shares::concat(&valid_v),
     )?;
-    let injected = bit_inject::<Z128>(p, &Shares::concat(&[&valid, &g]), (1 + v) * np)?;
+    let injected = bit_inject::<T>(p, &Shares::concat(&[&valid, &g]), (1 + v) * np)?;
 
     // 6. Updates, one multiplication round: balance += valid·(left − balance),
     //    votes_j += g_j·(weight − old); nonce += valid (local).
@@ -215,7 +256,7 @@ pub fn apply_step(p: &mut Party, mode: Mode, s: &StepInput) -> Result<StepOutput
         &Shares::concat(&rhs.iter().collect::<Vec<_>>()),
     )?;
     let valid_r = injected.slice(0..np);
-    let trim = |x: Shares<Z128>| x.slice(0..n);
+    let trim = |x: Shares<T>| x.slice(0..n);
     Ok(StepOutput {
         valid,
         valid_ring: trim(valid_r.clone()),
