@@ -3,11 +3,11 @@
 //! into `F_r`, where every product is checked.
 //!
 //! For `x` known to lie in `(−2^k, 2^k)`, `D = x + 2^k` is in
-//! `[0, 2^(k+1))`. A random `R` below `2^192` is drawn as XOR-shared bits
-//! (three 64-bit chunks, [`random_shares`]) and brought into `F_r` with
-//! [`b2a_fr`]; `c = D + R` is opened (no wrap: `c < 2^193 < r`). `c`
-//! hides `x` up to statistical distance `2^(k+1−192)` (at most `2^-40`
-//! for `k ≤` [`MAX_BITS`]); this is the masked-opening conversion of
+//! `[0, 2^(k+1))`. A random `R` below `2^L`, `L ≥ k + 1 + 40`, is drawn
+//! as XOR-shared bits ([`random_shares`]) in at most three equal chunks
+//! of at most 64 bits, brought into `F_r` with one [`b2a_fr`]; `c = D + R`
+//! is opened (no wrap: `c < 2^193 < r`). `c` hides `x` up to statistical
+//! distance `2^(k+1−L) ≤ 2^-40`; this is the masked-opening conversion of
 //! Catrina and de Hoogh (SCN 2010) and of ABY3 §5.3, with the comparison
 //! done on the mask's bits. Then, on the bits of `R` (secret) and of `c`
 //! (public):
@@ -31,11 +31,12 @@ use crate::protocols::conversion::b2a_fr;
 use crate::{Bits, Fr, MpcError, Party, Shares};
 use ark_ff::{Field, PrimeField};
 
-/// The largest `k`: the mask is 192 bits, 40 more than `x + 2^k` needs.
+/// The largest `k`: the mask is at most 192 bits, 40 more than `x + 2^k`
+/// needs.
 pub const MAX_BITS: usize = 151;
 
-/// Mask chunks of 64 bits.
-const CHUNKS: usize = 3;
+/// Statistical security of the masked opening, in bits.
+const SIGMA: usize = 40;
 
 /// `x + 2^k` masked and opened, with the mask's bits.
 struct Masked {
@@ -46,13 +47,16 @@ struct Masked {
     bits: Shares<Bits>,
     /// Words per plane of one chunk.
     w: usize,
+    /// Chunks, and bits per chunk.
+    chunks: usize,
+    width: usize,
 }
 
 impl Masked {
     /// Bit `t` of the mask, all elements, packed.
     fn plane(&self, t: usize) -> Shares<Bits> {
-        let (chunk, j) = (t / 64, t % 64);
-        let start = (j * CHUNKS + chunk) * self.w;
+        let (chunk, j) = (t / self.width, t % self.width);
+        let start = (j * self.chunks + chunk) * self.w;
         self.bits.slice(start..start + self.w)
     }
 
@@ -80,16 +84,19 @@ fn mask_and_open(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Masked, MpcE
     let n = x.len();
     let w = n.div_ceil(64);
     let np = w * 64;
-    // 64 planes of CHUNKS·w words: element c·np + e is chunk c of the
+    let bits_needed = k + 1 + SIGMA;
+    let chunks = bits_needed.div_ceil(64);
+    let width = bits_needed.div_ceil(chunks);
+    // `width` planes of chunks·w words: element c·np + e is chunk c of the
     // mask of element e.
-    let bits = random_shares::<Bits>(p, 64 * CHUNKS * w);
-    let chunks = b2a_fr(p, &bits, 64, CHUNKS * np)?;
-    let two64 = Fr::from(1u128 << 64);
-    let mut r = chunks.slice(0..n);
-    let mut scale = two64;
-    for c in 1..CHUNKS {
-        r = r.add(&chunks.slice(c * np..c * np + n).scale(scale));
-        scale *= two64;
+    let bits = random_shares::<Bits>(p, width * chunks * w);
+    let parts = b2a_fr(p, &bits, width, chunks * np)?;
+    let step = Fr::from(2u64).pow([width as u64]);
+    let mut r = parts.slice(0..n);
+    let mut scale = step;
+    for c in 1..chunks {
+        r = r.add(&parts.slice(c * np..c * np + n).scale(scale));
+        scale *= step;
     }
     let offset = Fr::from(2u64).pow([k as u64]);
     let masked = x.add(&r).add_public(p.id, &vec![offset; n]);
@@ -97,7 +104,13 @@ fn mask_and_open(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Masked, MpcE
         .iter()
         .map(|v| v.into_bigint().0)
         .collect();
-    Ok(Masked { c, bits, w })
+    Ok(Masked {
+        c,
+        bits,
+        w,
+        chunks,
+        width,
+    })
 }
 
 /// `[x < 0]` for `x` in `(−2^k, 2^k)`, `1 ≤ k ≤ MAX_BITS`: packed secret
