@@ -217,7 +217,10 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
 /// section starts from verified state; inside it nothing new is recorded
 /// and protocols without a check run; the session's mode is restored
 /// afterwards. What the section computes is only as safe as semi-honest
-/// security: callers say so in what they sign.
+/// security: callers say so in what they sign. Nothing computed inside
+/// is recorded, so a value it returns and the caller opens later, back
+/// in malicious mode, is opened unchecked: open the section's results
+/// inside it, or treat them as semi-honest.
 pub fn semi_honest_section<R>(
     p: &mut Party,
     f: impl FnOnce(&mut Party) -> Result<R, MpcError>,

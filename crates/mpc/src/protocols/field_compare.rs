@@ -3,11 +3,14 @@
 //! into `F_r`, where every product is checked.
 //!
 //! For `x` known to lie in `(−2^k, 2^k)`, `D = x + 2^k` is in
-//! `[0, 2^(k+1))`. A random `R` below `2^L`, `L ≥ k + 1 + 40`, is drawn
-//! as XOR-shared bits ([`random_shares`]) in at most three equal chunks
-//! of at most 64 bits, brought into `F_r` with one [`b2a_fr`]; `c = D + R`
-//! is opened (no wrap: `c < 2^193 < r`). `c` hides `x` up to statistical
-//! distance `2^(k+1−L) ≤ 2^-40`; this is the masked-opening conversion of
+//! `[0, 2^(k+1))`. A random `R` below `2^L`, `L ≥ k + 1 + σ` with
+//! `σ = 40 + ceil(log2 n)` for a batch of `n` (so the whole batch, not each
+//! element, is within `2^-40`), is drawn as XOR-shared bits
+//! ([`random_shares`]) in equal chunks of at most 64 bits (at most four),
+//! brought into `F_r` with one [`b2a_fr`] (whose own masks add their
+//! `2^-40` per run); `c = D + R` is opened (no wrap: `c < 2^198 < r`). The
+//! distribution of `c` is within `2^-40` of that of `R + 2^k` whatever the
+//! values `x`; this is the masked-opening conversion of
 //! Catrina and de Hoogh (SCN 2010) and of ABY3 §5.3, with the comparison
 //! done on the mask's bits. Then, on the bits of `R` (secret) and of `c`
 //! (public):
@@ -23,7 +26,10 @@
 //! recorded and checked before the opening of `c` and before any later
 //! opening; `c` is opened with redundancy ([`open`]). The caller must
 //! guarantee the bound on `x` (as [`b2a_fr`]'s callers guarantee theirs):
-//! outside it the result is wrong, not unsafe for the other values.
+//! an `x` outside it gets a wrong result **and leaks**, because `c` no
+//! longer hides its high bits (and may wrap mod `r`). The polls' state
+//! step guarantees its bounds by construction (differences of values below
+//! 2^50 with `k = 51`, the credit balance below 2^101 with `k = 101`).
 
 use crate::protocols::arithmetic::{open, random_shares};
 use crate::protocols::binary::{and, not};
@@ -31,11 +37,14 @@ use crate::protocols::conversion::b2a_fr;
 use crate::{Bits, Fr, MpcError, Party, Shares};
 use ark_ff::{Field, PrimeField};
 
-/// The largest `k`: the mask is at most 192 bits, 40 more than `x + 2^k`
-/// needs.
-pub const MAX_BITS: usize = 151;
+/// The largest `k`: the mask is then at most 193 bits, `40 + 24` more
+/// than `x + 2^k` needs, for batches of up to [`MAX_BATCH`].
+pub const MAX_BITS: usize = 128;
 
-/// Statistical security of the masked opening, in bits.
+/// The largest batch.
+pub const MAX_BATCH: usize = 1 << 23;
+
+/// Statistical security of the masked opening per batch, in bits.
 const SIGMA: usize = 40;
 
 /// `x + 2^k` masked and opened, with the mask's bits.
@@ -78,13 +87,19 @@ fn public_plane(values: &[[u64; 4]], t: usize, w: usize) -> Vec<Bits> {
 fn mask_and_open(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Masked, MpcError> {
     if k == 0 || k > MAX_BITS {
         return Err(MpcError::InvalidArgument(
-            "field comparison: k must be in 1..=151",
+            "field comparison: k must be in 1..=128",
         ));
     }
     let n = x.len();
+    if n > MAX_BATCH {
+        return Err(MpcError::InvalidArgument(
+            "field comparison: at most 2^23 values per batch",
+        ));
+    }
     let w = n.div_ceil(64);
     let np = w * 64;
-    let bits_needed = k + 1 + SIGMA;
+    let log_n = (usize::BITS - n.max(1).leading_zeros()) as usize;
+    let bits_needed = k + 1 + SIGMA + log_n;
     let chunks = bits_needed.div_ceil(64);
     let width = bits_needed.div_ceil(chunks);
     // `width` planes of chunks·w words: element c·np + e is chunk c of the
@@ -115,12 +130,24 @@ fn mask_and_open(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Masked, MpcE
 
 /// `[x < 0]` for `x` in `(−2^k, 2^k)`, `1 ≤ k ≤ MAX_BITS`: packed secret
 /// bits (bit `i % 64` of word `i / 64`; bits past `x.len()` are
-/// unspecified). See the module docs: about `k` AND gates and `k + 2`
-/// rounds per batch after the mask's conversion.
+/// unspecified). See the module docs: `k − 1` AND gates and `k − 1`
+/// rounds per batch after the mask's conversion and opening.
 pub fn is_negative_fr(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Shares<Bits>, MpcError> {
     let m = mask_and_open(p, x, k)?;
-    let mut borrow = Shares::<Bits>::zeros(m.w);
-    for j in 0..k {
+    // b_1 = maj(¬c_0, r_0, 0) = ¬c_0 ∧ r_0: local.
+    let not_c0: Vec<u64> = m.public_plane(0).iter().map(|b| !b.0).collect();
+    let r0 = m.plane(0);
+    let mut borrow = Shares::new(
+        r0.a.iter()
+            .zip(&not_c0)
+            .map(|(v, m)| Bits(v.0 & m))
+            .collect(),
+        r0.b.iter()
+            .zip(&not_c0)
+            .map(|(v, m)| Bits(v.0 & m))
+            .collect(),
+    );
+    for j in 1..k {
         let r = m.plane(j);
         // ¬c_j, public.
         let not_c: Vec<u64> = m.public_plane(j).iter().map(|b| !b.0).collect();
@@ -258,7 +285,7 @@ mod tests {
         }
     }
 
-    /// The widest bound: ±(2^151 − 1), ±2^150, ±1, 0.
+    /// The widest bound: ±(2^128 − 1), ±2^127, ±1, 0.
     #[test]
     fn the_widest_bound() {
         let top = Fr::from(2u64).pow([MAX_BITS as u64]) - Fr::from(1u64);

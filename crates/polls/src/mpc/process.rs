@@ -33,10 +33,12 @@
 //! shuffled distinct keys), not which messages were valid, not how many
 //! messages a voter sent, not any key or balance.
 //!
-//! **Security mode.** Steps 0 and 1 (and the re-keying epochs of
-//! [`super::rekey`]) compute over `F_r` and binary shares only, so in a
+//! **Security mode.** Step 1 (and the re-keying epochs of
+//! [`super::rekey`]) computes over `F_r` and binary shares only, so in a
 //! malicious session every product and AND gate behind phase 1's opened
-//! verdicts is checked before they are opened. Steps 2–5 compute over
+//! verdicts is checked before they are opened. Step 0's consistency
+//! verdicts are each party's own word: a cheating party can have a
+//! message dropped there (docs/security.md). Steps 2–5 compute over
 //! Z_2^128, which has no check yet: they run in a
 //! [`semi_honest_section`] whatever the session's mode, and the tally is
 //! signed as semi-honest (docs/security.md, "Polls").
