@@ -81,6 +81,22 @@ where
     })
 }
 
+/// The cheating-party tests' verdict on one run: at least one honest
+/// party aborted, and none returned anything but the honest result.
+pub fn assert_caught<R: PartialEq + std::fmt::Debug>(
+    out: &[Result<R, MpcError>],
+    honest: &R,
+    what: impl std::fmt::Display,
+) {
+    assert!(
+        out.iter().any(|r| r.is_err()),
+        "{what}: no honest party aborted"
+    );
+    for r in out.iter().flatten() {
+        assert_eq!(r, honest, "{what}: a wrong result");
+    }
+}
+
 /// What a faulty link does to one message.
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {

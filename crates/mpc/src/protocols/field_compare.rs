@@ -134,35 +134,18 @@ fn mask_and_open(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Masked, MpcE
 /// rounds per batch after the mask's conversion and opening.
 pub fn is_negative_fr(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Shares<Bits>, MpcError> {
     let m = mask_and_open(p, x, k)?;
-    // b_1 = maj(¬c_0, r_0, 0) = ¬c_0 ∧ r_0: local.
-    let not_c0: Vec<u64> = m.public_plane(0).iter().map(|b| !b.0).collect();
-    let r0 = m.plane(0);
-    let mut borrow = Shares::new(
-        r0.a.iter()
-            .zip(&not_c0)
-            .map(|(v, m)| Bits(v.0 & m))
-            .collect(),
-        r0.b.iter()
-            .zip(&not_c0)
-            .map(|(v, m)| Bits(v.0 & m))
-            .collect(),
-    );
+    // ¬c_j ∧ y for public c_j: local.
+    let and_not_c = |y: &Shares<Bits>, j: usize| -> Shares<Bits> {
+        let not_c: Vec<u64> = m.public_plane(j).iter().map(|b| !b.0).collect();
+        let f = |v: &[Bits]| v.iter().zip(&not_c).map(|(v, m)| Bits(v.0 & m)).collect();
+        Shares::new(f(&y.a), f(&y.b))
+    };
+    // b_1 = maj(¬c_0, r_0, 0) = ¬c_0 ∧ r_0.
+    let mut borrow = and_not_c(&m.plane(0), 0);
     for j in 1..k {
         let r = m.plane(j);
-        // ¬c_j, public.
-        let not_c: Vec<u64> = m.public_plane(j).iter().map(|b| !b.0).collect();
-        let rb = r.add(&borrow);
         let both = and(p, &r, &borrow)?;
-        let public_part = Shares::new(
-            rb.a.iter()
-                .zip(&not_c)
-                .map(|(v, m)| Bits(v.0 & m))
-                .collect(),
-            rb.b.iter()
-                .zip(&not_c)
-                .map(|(v, m)| Bits(v.0 & m))
-                .collect(),
-        );
+        let public_part = and_not_c(&r.add(&borrow), j);
         borrow = public_part.add(&both);
     }
     // Bit k of D, complemented.
@@ -220,7 +203,7 @@ mod tests {
     use super::*;
     use crate::protocols::binary::unpack_bits;
     use crate::share::share_plain;
-    use crate::testing::{run3, run3_cheating, test_rng, Fault};
+    use crate::testing::{assert_caught, run3, run3_cheating, test_rng, Fault};
     use crate::{PartyId, Security};
     use proptest::prelude::*;
     use std::time::Duration;
@@ -348,13 +331,11 @@ mod tests {
                 for fault in faults {
                     runs += 1;
                     let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
-                    assert!(
-                        out.iter().any(|r| r.is_err()),
-                        "{who} {fault:?} on message {nth}: no honest party aborted"
+                    assert_caught(
+                        &out,
+                        &honest[0],
+                        format!("{who} {fault:?} on message {nth}"),
                     );
-                    for r in out.iter().flatten() {
-                        assert_eq!(r, &honest[0], "{who} {fault:?} on message {nth}");
-                    }
                 }
             }
         }
