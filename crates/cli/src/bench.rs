@@ -777,17 +777,17 @@ fn party_ops(p: &mut Party, job: Job) -> Result<PartyReport> {
         Op::PollStep => {
             // Semi-honest over Z_2^128 (what a poll's scan runs); malicious
             // over F_r, the check included in the time.
-            let (secs, ok, sent) = match p.security {
-                triad_mpc::Security::SemiHonest => poll_step::<Z128>(p, n, &mut rng, &time)?,
+            let (seconds, correct, bytes_sent) = match p.security {
+                triad_mpc::Security::SemiHonest => {
+                    poll_step::<Z128>(p, n, &mut rng, &mut |p, f| time(p, f))?
+                }
                 triad_mpc::Security::Malicious => {
-                    poll_step::<triad_mpc::Fr>(p, n, &mut rng, &time)?
+                    poll_step::<triad_mpc::Fr>(p, n, &mut rng, &mut |p, f| time(p, f))?
                 }
             };
-            (seconds, correct) = (secs, ok);
-            bytes_before = 0;
             return Ok(PartyReport {
                 seconds,
-                bytes_sent: sent - bytes_before,
+                bytes_sent,
                 correct,
                 rounds: rounds.get(),
                 ..Default::default()
@@ -859,31 +859,19 @@ fn directory(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// How `party_ops` times a protocol: `f` between two alignments, returning
-/// its seconds and whether its result was right.
-type Timer<'a> =
-    dyn Fn(&mut Party, &mut dyn FnMut(&mut Party) -> Result<bool>) -> Result<(f64, bool)> + 'a;
-
 /// A bench number system for `poll-step`: the step's ring or field, with
-/// conversions from and back to the plaintext.
+/// the way back to the plaintext.
 trait StepNum: triad_polls::mpc::step::StepRing {
-    fn of(x: u64) -> Self;
     fn back(&self) -> u128;
 }
 
 impl StepNum for Z128 {
-    fn of(x: u64) -> Self {
-        Wrapping(u128::from(x))
-    }
     fn back(&self) -> u128 {
         self.0
     }
 }
 
 impl StepNum for triad_mpc::Fr {
-    fn of(x: u64) -> Self {
-        triad_mpc::Fr::from(x)
-    }
     fn back(&self) -> u128 {
         triad_crypto::fr_to_u128(self).unwrap_or(u128::MAX)
     }
@@ -896,7 +884,7 @@ fn poll_step<T: StepNum>(
     p: &mut Party,
     n: usize,
     rng: &mut StdRng,
-    time: &Timer<'_>,
+    time: &mut crate::bench_poll::Timer,
 ) -> Result<(f64, bool, u64)> {
     use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
     const V: usize = 4;
@@ -926,7 +914,7 @@ fn poll_step<T: StepNum>(
     let id = p.id;
     let mut col = |f: &dyn Fn(&Case) -> u64| {
         deal(
-            &cases.iter().map(|c| T::of(f(c))).collect::<Vec<_>>(),
+            &cases.iter().map(|c| T::from_u64(f(c))).collect::<Vec<_>>(),
             rng,
             id,
         )

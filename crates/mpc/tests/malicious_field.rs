@@ -14,7 +14,7 @@ use triad_mpc::protocols::{
     b2a_fr, b2a_z128, dot, mul, open, open_is_zero, poseidon2, square, verify,
 };
 use triad_mpc::share::share_plain;
-use triad_mpc::testing::{run3, run3_cheating, run3_on, test_rng, Fault};
+use triad_mpc::testing::{assert_caught, run3, run3_cheating, run3_on, test_rng, Fault};
 use triad_mpc::{Bits, Fr, MpcError, Network, Party, PartyId, Ring, Security, Shares, Z64};
 
 fn malicious(p: &mut Party) {
@@ -164,16 +164,7 @@ fn every_tampered_b2a_message_aborts_the_run() {
             ] {
                 runs += 1;
                 let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
-                assert!(
-                    out.iter().any(|r| r.is_err()),
-                    "{who} {fault:?} on message {nth}: no honest party aborted"
-                );
-                for r in out.iter().flatten() {
-                    assert!(
-                        *r == want,
-                        "{who} {fault:?} on message {nth}: a wrong result"
-                    );
-                }
+                assert_caught(&out, &want, format!("{who} {fault:?} on message {nth}"));
             }
         }
     }
@@ -479,16 +470,7 @@ fn tampered_or_inconsistent_bit_injection_is_caught() {
             ] {
                 runs += 1;
                 let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
-                assert!(
-                    out.iter().any(|r| r.is_err()),
-                    "{who} {fault:?} on message {nth}: no honest party aborted"
-                );
-                for r in out.iter().flatten() {
-                    assert!(
-                        *r == want,
-                        "{who} {fault:?} on message {nth}: a wrong result"
-                    );
-                }
+                assert_caught(&out, &want, format!("{who} {fault:?} on message {nth}"));
             }
         }
     }

@@ -18,15 +18,11 @@ use triad_polls::Mode;
 /// (semi-honest) and `F_r` (malicious, every product and gate checked).
 trait Num: StepRing {
     const SECURITY: Security;
-    fn of(x: u64) -> Self;
     fn back(&self) -> u64;
 }
 
 impl Num for Z128 {
     const SECURITY: Security = Security::SemiHonest;
-    fn of(x: u64) -> Self {
-        std::num::Wrapping(u128::from(x))
-    }
     fn back(&self) -> u64 {
         self.0 as u64
     }
@@ -34,9 +30,6 @@ impl Num for Z128 {
 
 impl Num for Fr {
     const SECURITY: Security = Security::Malicious;
-    fn of(x: u64) -> Self {
-        Fr::from(x)
-    }
     fn back(&self) -> u64 {
         use ark_ff::PrimeField;
         let limbs = self.into_bigint().0;
@@ -64,7 +57,7 @@ fn shared_inputs<T: Num>(cases: &[Case]) -> [StepInput<T>; 3] {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut col = |f: &dyn Fn(&Case) -> u64| {
         share_plain(
-            &cases.iter().map(|c| T::of(f(c))).collect::<Vec<_>>(),
+            &cases.iter().map(|c| T::from_u64(f(c))).collect::<Vec<_>>(),
             &mut rng,
         )
     };

@@ -10,11 +10,13 @@
 
 use std::num::Wrapping;
 
-use triad_mpc::protocols::binary::{bitslice, map_linear, not, unbitslice, unpack_bits};
+use triad_mpc::protocols::binary::{
+    and_reduce, bitslice, map_linear, not, unbitslice, unpack_bits,
+};
 use triad_mpc::protocols::binary_compare::{and_open, choose, lt_open, slice_keys, slice_public};
 use triad_mpc::protocols::conversion::a2b_sliced;
 use triad_mpc::protocols::shuffle::shuffle_mixed;
-use triad_mpc::protocols::{and, b2a_fr, dot, open, shuffle_bits, sort_order};
+use triad_mpc::protocols::{b2a_fr, dot, open, shuffle_bits, sort_order};
 use triad_mpc::{Bits, Fr, Party, Security, Shares, Z128, Z64};
 
 use crate::{finish::derive, nearest_rank, StatsError, StatsResult, StatsSpec, VALUE_BITS};
@@ -222,21 +224,10 @@ fn out_of_range(p: &mut Party, planes: &Shares<Bits>, n: usize) -> Result<Vec<us
     let plane = |j: usize| planes.slice(j * w..(j + 1) * w);
     let sign = plane(VALUE_BITS as usize);
     // same_j = not(bit_j ^ sign) for j above the sign bit.
-    let mut same: Vec<Shares<Bits>> = (VALUE_BITS as usize + 1..64)
+    let same: Vec<Shares<Bits>> = (VALUE_BITS as usize + 1..64)
         .map(|j| not(p, &plane(j).add(&sign)))
         .collect();
-    while same.len() > 2 {
-        let half = same.len() / 2;
-        let lhs: Vec<&Shares<Bits>> = same[..half].iter().collect();
-        let rhs: Vec<&Shares<Bits>> = same[half..2 * half].iter().collect();
-        let prod = and(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
-        let mut next: Vec<Shares<Bits>> =
-            (0..half).map(|k| prod.slice(k * w..(k + 1) * w)).collect();
-        if same.len() % 2 == 1 {
-            next.push(same.pop().expect("odd one out"));
-        }
-        same = next;
-    }
+    let same = and_reduce(p, same, w, 2)?;
     let ok = and_open(p, &same[0], &same[1], &Shares::zeros(w))?;
     let ok = unpack_bits(&ok, n);
     Ok((0..n).filter(|&k| !ok[k]).collect())

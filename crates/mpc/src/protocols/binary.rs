@@ -251,6 +251,30 @@ pub fn reduce_groups(
     Ok((gen, prop))
 }
 
+/// ANDs `segs` (each `w` words) pairwise, level by level, until at most
+/// `until` (at least 1) are left: one round per level, all pairs of a
+/// level in one batch.
+pub fn and_reduce(
+    p: &mut Party,
+    mut segs: Vec<Shares<Bits>>,
+    w: usize,
+    until: usize,
+) -> Result<Vec<Shares<Bits>>, MpcError> {
+    while segs.len() > until.max(1) {
+        let half = segs.len() / 2;
+        let lhs: Vec<&Shares<Bits>> = segs[..half].iter().collect();
+        let rhs: Vec<&Shares<Bits>> = segs[half..2 * half].iter().collect();
+        let prod = and(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
+        let mut next: Vec<Shares<Bits>> =
+            (0..half).map(|k| prod.slice(k * w..(k + 1) * w)).collect();
+        if segs.len() % 2 == 1 {
+            next.push(segs.pop().expect("odd one out"));
+        }
+        segs = next;
+    }
+    Ok(segs)
+}
+
 /// Unpacks bit-sliced result bits (public, after opening) into booleans.
 pub fn unpack_bits(words: &[Bits], n: usize) -> Vec<bool> {
     (0..n)

@@ -32,7 +32,7 @@
 //! 2^50 with `k = 51`, the credit balance below 2^101 with `k = 101`).
 
 use crate::protocols::arithmetic::{open, random_shares};
-use crate::protocols::binary::{and, not};
+use crate::protocols::binary::{and, and_reduce, not};
 use crate::protocols::conversion::b2a_fr;
 use crate::{Bits, Fr, MpcError, Party, Shares};
 use ark_ff::{Field, PrimeField};
@@ -160,26 +160,14 @@ pub fn is_zero_fr(p: &mut Party, x: &Shares<Fr>, k: usize) -> Result<Shares<Bits
     let m = mask_and_open(p, x, k)?;
     // Bits 0..=k of c − 2^k (mod 2^(k+1)), then [r_t == that bit].
     let target: Vec<[u64; 4]> = m.c.iter().map(|c| sub_pow2(c, k)).collect();
-    let mut same: Vec<Shares<Bits>> = (0..=k)
+    let same: Vec<Shares<Bits>> = (0..=k)
         .map(|t| {
             let differs = m.plane(t).add_public(p.id, &public_plane(&target, t, m.w));
             not(p, &differs)
         })
         .collect();
-    while same.len() > 1 {
-        let half = same.len() / 2;
-        let lhs: Vec<&Shares<Bits>> = same[..half].iter().collect();
-        let rhs: Vec<&Shares<Bits>> = same[half..2 * half].iter().collect();
-        let prod = and(p, &Shares::concat(&lhs), &Shares::concat(&rhs))?;
-        let mut next: Vec<Shares<Bits>> = (0..half)
-            .map(|i| prod.slice(i * m.w..(i + 1) * m.w))
-            .collect();
-        if same.len() % 2 == 1 {
-            next.push(same.pop().expect("odd one out"));
-        }
-        same = next;
-    }
-    Ok(same.pop().expect("k + 1 ≥ 2 planes"))
+    let mut all = and_reduce(p, same, m.w, 1)?;
+    Ok(all.pop().expect("k + 1 ≥ 2 planes"))
 }
 
 /// `c − 2^k` over 256-bit little-endian limbs (wrapping; only the low
