@@ -14,7 +14,7 @@ use triad_polls::Message;
 use triad_wire::https::read_json;
 use triad_wire::messages::ADMIN_TOKEN_HEADER;
 use triad_wire::poll::{
-    poll_study_id, share_commitment, verify_tally, LogEntry, MessageKind, MessageReady,
+    component_commitment, poll_study_id, verify_tally, LogEntry, MessageKind, MessageReady,
     MessageRequest, MessageShares, MessageTicket, PollInfo, PollSpec, ShareSet, SignupRequest,
     VerifiedTally,
 };
@@ -182,9 +182,10 @@ pub async fn send_message(
     send_sets(net, http, poll, sets).await
 }
 
-/// Salts and commits to the three share sets, opens a ticket with the
-/// commitments (and the kind), uploads each set to its party, and waits
-/// until the coordinator logged the message. Returns the log entry.
+/// Salts and commits to the three components, opens a ticket with the
+/// commitments (and the kind), uploads each party's share set (components
+/// `i` and `i + 1`) with their salts, and waits until the coordinator
+/// logged the message. Returns the log entry.
 async fn send_sets(
     net: &NetworkConfig,
     http: &reqwest::Client,
@@ -197,7 +198,9 @@ async fn send_sets(
         rng.fill_bytes(&mut salt);
         salt
     });
-    let commitments = std::array::from_fn(|i| share_commitment(poll, &salts[i], &sets[i]));
+    // Component j is the first of party j's share set.
+    let commitments =
+        std::array::from_fn(|j| component_commitment(poll, j, &salts[j], &sets[j], 0));
     let url = format!("{}/v1/polls/{poll}/messages", base(&net.coordinator));
     let req = MessageRequest {
         commitments,
@@ -206,9 +209,10 @@ async fn send_sets(
     let ticket: MessageTicket = post_json(http, &url, &req, None)
         .await
         .map_err(step(format!("opening a message to poll {poll}")))?;
-    for (i, (set, salt)) in sets.iter().zip(salts).enumerate() {
+    for (i, set) in sets.iter().enumerate() {
         let url = format!("{}/v1/polls/{poll}/shares", base(&net.parties[i].url));
-        let up = MessageShares::new(&ticket.submission_id, &ticket.token, salt, set);
+        let held = [salts[i], salts[(i + 1) % 3]];
+        let up = MessageShares::new(&ticket.submission_id, &ticket.token, held, set);
         let _: serde_json::Value = post_json(http, &url, &up, None)
             .await
             .map_err(|source| ClientError::Shares { party: i, source })?;

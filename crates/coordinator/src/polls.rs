@@ -19,8 +19,8 @@ use std::time::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
 use triad_maci::PubKey;
 use triad_wire::poll::{
-    poll_study_id, ConfirmMessage, LogEntry, MessageRequest, PollInfo, PollSpec, SignupRequest,
-    TallyRequest, VerifiedTally,
+    holder_key, poll_study_id, ConfirmMessage, LogEntry, MessageRequest, PollInfo, PollSpec,
+    SignupRequest, TallyRequest, VerifiedTally,
 };
 use triad_wire::ErrorCode;
 
@@ -332,7 +332,7 @@ pub async fn log_message(
     let confirms: [ConfirmMessage; 3] = [0, 1, 2].map(|i| ConfirmMessage {
         submission_id: sid.into(),
         token_sha256: digest.clone(),
-        commitment: row.commitments[i].clone(),
+        commitment: holder_key(&row.commitments, i),
         kind: row.kind.clone(),
     });
     all_three(|i| parties.confirm_message(i, row.poll, &confirms[i]))

@@ -177,14 +177,14 @@ fn poll_seeds(seeds: &mut Seeds) {
     let views = triad_polls::mpc::share_messages(&[plain], &mut OsRng);
     let mut uploads = Vec::new();
     let mut commitments: [String; 3] = Default::default();
+    let salts: [[u8; 32]; 3] = std::array::from_fn(|j| [j as u8 + 1; 32]);
     for (i, v) in views.iter().enumerate() {
         let set = ShareSet::vote(v);
-        let salt = [i as u8 + 1; 32];
-        commitments[i] = share_commitment(1, &salt, &set);
+        commitments[i] = component_commitment(1, i, &salts[i], &set, 0);
         uploads.push(MessageShares::new(
             &"ab".repeat(16),
             &"cd".repeat(32),
-            salt,
+            [salts[i], salts[(i + 1) % 3]],
             &set,
         ));
     }
@@ -202,7 +202,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             triad_polls::mpc::rekey::share_deactivations(std::slice::from_ref(&msg), &mut OsRng)
                 .expect("packs");
         let set = ShareSet::deactivation(&d[0]);
-        let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [7; 32], &set);
+        let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [[7; 32]; 2], &set);
         add(seeds, "poll_shares", "deactivation", json(&up));
         let r = triad_polls::mpc::rekey::share_rekeys(
             &[triad_polls::rekey::Rekey {
@@ -213,7 +213,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             &mut OsRng,
         );
         let set = ShareSet::rekey(rekey_kind.clone(), &r[0]);
-        let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [8; 32], &set);
+        let up = MessageShares::new(&"ab".repeat(16), &"cd".repeat(32), [[8; 32]; 2], &set);
         add(seeds, "poll_shares", "rekey", json(&up));
     }
     let log: Vec<LogEntry> = (0..2)

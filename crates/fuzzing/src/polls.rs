@@ -4,13 +4,14 @@
 
 use triad_party::polls::check_tally_request;
 use triad_wire::https::parse_json;
-use triad_wire::poll::{share_commitment, MessageShares, TallyRequest};
+use triad_wire::poll::{held_commitments, holder_key, MessageShares, TallyRequest};
 
 use crate::fuzz_notary_key;
 
 /// `MessageShares` JSON and `MessageShares::parse`. Invariants: JSON round
 /// trip; an accepted share set re-encodes to a body that parses to the same
-/// salt and set; its commitment changes when any one word or element does.
+/// salts and set; each component's commitment changes when one of its
+/// words or elements does, and only then.
 pub fn poll_shares(data: &[u8]) {
     let Ok(up) = parse_json::<MessageShares>(data) else {
         return;
@@ -18,28 +19,32 @@ pub fn poll_shares(data: &[u8]) {
     let json = serde_json::to_string(&up).unwrap();
     let back: MessageShares = serde_json::from_str(&json).expect("own JSON parses");
     assert_eq!(serde_json::to_string(&back).unwrap(), json);
-    let Ok((salt, set)) = up.parse() else {
+    let Ok((salts, set)) = up.parse() else {
         return;
     };
-    let again = MessageShares::new(&up.submission_id, &up.token, salt, &set);
+    let again = MessageShares::new(&up.submission_id, &up.token, salts, &set);
     assert_eq!(
         again.parse().expect("re-encoded shares parse"),
-        (salt, set.clone())
+        (salts, set.clone())
     );
-    let c = share_commitment(1, &salt, &set);
+    let [c, d] = held_commitments(1, 0, &salts, &set);
     let mut w = set.clone();
     w.words[1][0] ^= 1;
-    assert_ne!(c, share_commitment(1, &salt, &w));
+    let [c1, d1] = held_commitments(1, 0, &salts, &w);
+    assert_eq!(c1, c);
+    assert_ne!(d1, d);
     let mut f = set.clone();
     f.fr[0][0] += triad_crypto::Fr::from(1u64);
-    assert_ne!(c, share_commitment(1, &salt, &f));
+    let [c2, d2] = held_commitments(1, 0, &salts, &f);
+    assert_ne!(c2, c);
+    assert_eq!(d2, d);
 }
 
 /// `TallyRequest` JSON through the party's `check_tally_request` (notary:
 /// the fuzz key; pinned spec: the request's own; judged at its voting
 /// deadline, as every party). Invariants: JSON round trip; an accepted
-/// request gives one state-index sign-up per entry, one (id, this party's
-/// commitment) per log entry, in order, every timestamp before the
+/// request gives one state-index sign-up per entry, one (id, the logged
+/// commitments to this party's two components) per log entry, in order, every timestamp before the
 /// deadline, re-keys after the sign-up deadline with fresh nullifiers and
 /// consecutive state indexes, and a digest that names the request; a request under another
 /// pinned spec is refused.
@@ -63,7 +68,7 @@ pub fn tally_request(data: &[u8]) {
         for (k, e) in req.log.iter().enumerate() {
             let got = &c.entries[k];
             assert_eq!(got.submission_id, e.submission_id);
-            assert_eq!(got.commitment, e.commitments[party]);
+            assert_eq!(got.commitment, holder_key(&e.commitments, party));
             assert!(got.timestamp < req.spec.voting_deadline);
             assert_eq!(got.kind, e.kind);
             // Re-keys: after sign-up, a new nullifier, the next leaf.

@@ -28,8 +28,8 @@ use triad_maci::PubKey;
 use triad_polls::{PollParams, SignUp};
 use triad_wire::https::parse_json;
 use triad_wire::poll::{
-    poll_study_id, share_commitment, ConfirmMessage, MessageKind, MessageShares, PollSpec,
-    SignedTally, TallyProgress, TallyRequest,
+    held_commitments, holder_key, poll_study_id, ConfirmMessage, MessageKind, MessageShares,
+    PollSpec, SignedTally, TallyProgress, TallyRequest,
 };
 use triad_wire::{ApiError, PeerAddr};
 
@@ -109,14 +109,16 @@ async fn put_shares(
     let go = async {
         let id = poll_id(&id)?;
         let up: MessageShares = parse_json(&body(b)?)?;
-        let (salt, set) = up.parse().map_err(Refusal::BadShares)?;
+        let (salts, set) = up.parse().map_err(Refusal::BadShares)?;
         let spec = pinned(&s, id).await?;
         if triad_wire::unix_now() >= spec.voting_deadline.saturating_add(CLOCK_GRACE_SECS) {
             return Err(Refusal::PollClosed(id).into());
         }
-        let commitment = share_commitment(id, &salt, &set);
+        // The commitments to the two components this party holds; the
+        // coordinator confirms them against the logged ones.
+        let held = held_commitments(id, s.index, &salts, &set);
         let token = hash_token(&up.token);
-        let c = commitment.clone();
+        let c = held.concat();
         let sid = up.submission_id.clone();
         if sid.len() != 32 || !sid.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Refusal::Malformed("submission id must be 32 hex digits".into()).into());
@@ -134,7 +136,7 @@ async fn put_shares(
         })
         .await?;
         match put {
-            PutShares::Stored => Ok::<_, ApiError>(json!({ "commitment": commitment })),
+            PutShares::Stored => Ok::<_, ApiError>(json!({ "commitments": held })),
             PutShares::AlreadyConfirmed => Err(Refusal::WrongState(
                 "this message's shares are confirmed already".into(),
             )
@@ -203,7 +205,8 @@ impl CheckedTally {
 /// One log entry as the tally job uses it.
 pub struct CheckedEntry {
     pub submission_id: String,
-    /// This party's commitment.
+    /// The logged commitments to this party's two components
+    /// ([`holder_key`]).
     pub commitment: String,
     pub timestamp: u64,
     pub kind: MessageKind,
@@ -339,7 +342,7 @@ fn check_tally_digested(
         };
         entries.push(CheckedEntry {
             submission_id: e.submission_id.clone(),
-            commitment: e.commitments[party].clone(),
+            commitment: holder_key(&e.commitments, party),
             timestamp: e.timestamp,
             kind: e.kind.clone(),
             epoch: pinned.epoch_of(e.timestamp),
@@ -565,8 +568,14 @@ mod tests {
         assert_eq!(c.signups.len(), 2);
         assert_eq!(
             c.ids(),
-            vec![("s0".into(), "b".repeat(64)), ("s1".into(), "b".repeat(64))]
+            vec![
+                ("s0".into(), "b".repeat(64) + &"c".repeat(64)),
+                ("s1".into(), "b".repeat(64) + &"c".repeat(64))
+            ]
         );
+        // Party 2 holds components 2 and 0.
+        let c2 = check_tally_request(&spec(), &req, &notary.public_key(), 2, 2000).unwrap();
+        assert_eq!(c2.ids()[0].1, "c".repeat(64) + &"a".repeat(64));
         let times: Vec<u64> = c.entries.iter().map(|e| e.timestamp).collect();
         assert_eq!(times, vec![1500, 1999]);
         let mut other = req.clone();

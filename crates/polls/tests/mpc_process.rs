@@ -343,9 +343,12 @@ fn phase_one_across_chunks() {
 }
 
 /// A client that sends inconsistent share sets (one party's copy of a
-/// component differs) loses its own message, and only it.
+/// component differs) loses its own message, and only it, in semi-honest
+/// mode. In malicious mode the services bind every component to one
+/// logged commitment that both holders check, so inconsistent copies mean
+/// a party lies: the run aborts at every party, naming the check.
 #[test]
-fn inconsistent_share_sets_drop_only_that_message() {
+fn inconsistent_share_sets_drop_the_message_or_abort_in_malicious_mode() {
     let p = qv(2);
     let ups = vec![signup(1, 100), signup(2, 100)];
     let msgs = [vote(1, 1, 0, 3, 1, 1), vote(2, 2, 1, 4, 1, 2)];
@@ -366,6 +369,59 @@ fn inconsistent_share_sets_drop_only_that_message() {
         assert_eq!(out[0].0, want);
         assert_eq!(out[0].1.consistent, 1, "dropped by the share-set check");
         assert_eq!(out[0].1.well_formed, 1);
+        let out = run3(|pt| {
+            pt.security = Security::Malicious;
+            process_shared(pt, &p, &ups, &times, &sh[pt.id.index()])
+        });
+        for r in out {
+            match r {
+                Err(triad_mpc::MpcError::CheatingDetected { check, detail }) => {
+                    assert_eq!(check, "input consistency");
+                    assert!(detail.starts_with("item 1:"), "{detail}");
+                }
+                other => panic!("party {party}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The silent censorship a malicious party could do before the components
+/// were bound (docs/security.md, "Client inputs of polls"): lying in the
+/// share-set check (a flipped or replaced hash or verdict, or a dropped
+/// one) so that an honest voter's message is dropped as inconsistent. In
+/// malicious mode each such run aborts; none returns a tally without the
+/// vote.
+#[test]
+fn a_party_cannot_silently_drop_a_vote_by_lying_in_the_share_set_check() {
+    use std::time::Duration;
+    use triad_mpc::testing::{assert_caught, run3_cheating, Fault};
+    use triad_mpc::PartyId;
+    let p = qv(2);
+    let ups = vec![signup(1, 100), signup(2, 100)];
+    let msgs = [vote(1, 1, 0, 3, 1, 1), vote(2, 2, 1, 4, 1, 2)];
+    let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
+    let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
+    let sh = shared(&plain, 5);
+    let want = process_poll(&p, &ups, &msgs).tally;
+    let victim = |pt: &mut triad_mpc::Party| {
+        pt.security = Security::Malicious;
+        process_shared(pt, &p, &ups, &times, &sh[pt.id.index()]).map(|(t, _)| t)
+    };
+    assert!(run3(|pt| victim(pt).unwrap() == want).iter().all(|&ok| ok));
+    // Message 1 is the session's seed; messages 2..=7 are the share-set
+    // check (a hash to the previous party, verdicts to both, for the
+    // words and the field elements).
+    for who in PartyId::ALL {
+        for nth in 2..=7 {
+            for fault in [
+                Fault::Flip { at: 0, mask: 1 },
+                Fault::Replace { at: 3 },
+                Fault::Drop,
+            ] {
+                let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
+                assert_caught(&out, &want, format!("{who} {fault:?} on message {nth}"));
+            }
+        }
     }
 }
 

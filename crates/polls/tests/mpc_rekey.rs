@@ -245,6 +245,69 @@ fn malformed_rekeys_and_deactivations_are_refused_publicly() {
     assert_eq!(out[0], (0, vec![Err(RekeyError::Malformed)], 1, 0));
 }
 
+/// Deactivations and re-keys whose copies of a component differ between
+/// its two holders (the commitment bits, the command, the secret): in
+/// semi-honest mode the client's fault, dropped (nothing enters the list,
+/// the re-key is refused as malformed); in malicious mode, where the
+/// services bind each component to one logged commitment, a party's lie:
+/// every party aborts on the share-set check, before anything else.
+#[test]
+fn inconsistent_copies_drop_the_message_or_abort_in_malicious_mode() {
+    let p = qv(2);
+    let signups = [signup(1, 10)];
+    let d = [deactivation(1, 1, 5)];
+    let r = [Rekey {
+        secret: Fr::from(5u64),
+        new_key: pk(50),
+        timestamp: SENT,
+    }];
+    // Which copy party 1 alters: 0 the deactivation's commitment bits, 1
+    // its command words, 2 the re-key's secret, 3 the re-key's bits.
+    for what in 0..4 {
+        for security in [Security::SemiHonest, Security::Malicious] {
+            let out = run3(|party| {
+                party.security = security;
+                let i = party.id.index();
+                let mut reg = SharedRegistry::new(party, &signups);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+                let mut ds = share_deactivations(&d, &mut rng).unwrap()[i].clone();
+                let mut rs = share_rekeys(&r, &mut rng)[i].clone();
+                if i == 1 {
+                    match what {
+                        0 => ds.c_bits.a[0].0 ^= 1,
+                        1 => ds.msgs.words.b[2].0 ^= 1 << 40,
+                        2 => rs.secret.a[0] += Fr::from(1u64),
+                        _ => rs.c_bits.b[3].0 ^= 1,
+                    }
+                }
+                let st = deactivate_shared(party, &p, &mut reg, &ds, &[SENT])?;
+                let v = rekey_shared(party, &p, &mut reg, &rs, &[pk(50)], &[SENT], None)?;
+                Ok::<_, triad_mpc::MpcError>((st.entered, v))
+            });
+            for o in &out {
+                match (security, o) {
+                    (Security::SemiHonest, Ok((entered, v))) => {
+                        if what < 2 {
+                            // The re-key then matches nothing: a new,
+                            // inactive leaf (not public).
+                            assert_eq!(*entered, 0, "case {what}");
+                            assert_eq!(v, &vec![Ok(2)], "case {what}");
+                        } else {
+                            assert_eq!(*entered, 1, "case {what}");
+                            assert_eq!(v, &vec![Err(RekeyError::Malformed)], "case {what}");
+                        }
+                    }
+                    (
+                        Security::Malicious,
+                        Err(triad_mpc::MpcError::CheatingDetected { check, .. }),
+                    ) => assert_eq!(*check, "input consistency", "case {what}"),
+                    (_, o) => panic!("case {what}, {security:?}: {o:?}"),
+                }
+            }
+        }
+    }
+}
+
 /// A random epoch: deactivations by leaves 1..=3 with right or wrong keys
 /// and small secrets, re-keys with small secrets (so matches, misses and
 /// repeats all occur).

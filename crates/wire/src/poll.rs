@@ -5,8 +5,12 @@
 //!
 //! A voter's message never reaches one operator whole: the client
 //! secret-shares the encoded message ([`triad_polls::mpc::share_messages`])
-//! and hands party `i` only its two components, salted and committed
-//! ([`share_commitment`]); the coordinator logs the three commitments.
+//! into components 0, 1, 2, commits to each with its own salt
+//! ([`component_commitment`]) and hands party `i` only components `i` and
+//! `i + 1` with their salts; the coordinator logs the three commitments.
+//! Both holders of a component check it against the same logged
+//! commitment, so the parties' copies of a logged message agree unless a
+//! party lies (docs/polls.md, "Committed components").
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,7 +25,7 @@ use crate::PartySigningKey;
 
 pub const TALLY_VERSION: u32 = 1;
 const TALLY_DOMAIN: &[u8] = b"triad/poll-tally/v1\0";
-const SHARE_DOMAIN: &[u8] = b"triad/poll-share/v1\0";
+const SHARE_DOMAIN: &[u8] = b"triad/poll-component/v1\0";
 /// Longest poll name.
 pub const MAX_POLL_NAME: usize = 200;
 
@@ -243,8 +247,8 @@ pub struct Signup {
     pub attestation: Attestation,
 }
 
-/// `POST /v1/polls/{id}/messages`: the client's commitments to the share
-/// set of each party ([`share_commitment`]), party 0 first.
+/// `POST /v1/polls/{id}/messages`: the client's commitments to components
+/// 0, 1, 2 of the message ([`component_commitment`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
@@ -270,14 +274,14 @@ impl std::fmt::Debug for MessageTicket {
 }
 
 /// `POST /v1/polls/{id}/shares` at party `i`: its two components of one
-/// message, and the salt of its commitment.
+/// message (components `i` and `i + 1`), and their salts.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageShares {
     pub submission_id: String,
     pub token: String,
-    /// 64 hex.
-    pub salt: String,
+    /// The salts of components `i` and `i + 1`, 64 hex each.
+    pub salts: [String; 2],
     /// [`WORDS`] XOR-shared words, components `i` and `i+1`.
     pub words: [Vec<u64>; 2],
     /// [`FR`] field elements (64 hex each), components `i` and `i+1`.
@@ -383,12 +387,15 @@ impl ShareSet {
 }
 
 impl MessageShares {
-    /// The salt and share set, or why they do not parse.
-    pub fn parse(&self) -> Result<([u8; 32], ShareSet), String> {
-        let salt: [u8; 32] = hex::decode(&self.salt)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("salt must be 64 hex digits")?;
+    /// The two salts and the share set, or why they do not parse.
+    pub fn parse(&self) -> Result<([[u8; 32]; 2], ShareSet), String> {
+        let salt = |h: &String| -> Result<[u8; 32], String> {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| "each salt must be 64 hex digits".to_string())
+        };
+        let salts = [salt(&self.salts[0])?, salt(&self.salts[1])?];
         let mut set = ShareSet::zero(self.kind.clone());
         if !no_words(&self.c_bits) {
             if self.c_bits.iter().any(|w| w.len() != C_WORDS) {
@@ -410,14 +417,16 @@ impl MessageShares {
             }
         }
         set.check_shape()?;
-        Ok((salt, set))
+        Ok((salts, set))
     }
 
-    pub fn new(submission_id: &str, token: &str, salt: [u8; 32], set: &ShareSet) -> Self {
+    /// Party `i`'s upload: its share set and the salts of components `i`
+    /// and `i + 1`.
+    pub fn new(submission_id: &str, token: &str, salts: [[u8; 32]; 2], set: &ShareSet) -> Self {
         Self {
             submission_id: submission_id.into(),
             token: token.into(),
-            salt: hex::encode(salt),
+            salts: salts.map(hex::encode),
             words: set.words.map(|w| w.to_vec()),
             fr: set.fr.map(|f| f.iter().map(fr_to_hex).collect()),
             kind: set.kind.clone(),
@@ -430,28 +439,54 @@ impl MessageShares {
     }
 }
 
-/// SHA-256 over a domain, the poll id, the kind, the salt and the share
-/// set: the commitment the coordinator logs for one party. The salt keeps
-/// a party that does not hold these components from testing guesses of
-/// the vote; the kind keeps anyone from relabelling a logged message.
-pub fn share_commitment(poll_id: u64, salt: &[u8; 32], set: &ShareSet) -> String {
+/// SHA-256 over a domain, the poll id, the kind, the component's index
+/// `j`, its salt and the component itself: what the client commits to and
+/// the coordinator logs for component `j` of a message. `held` picks the
+/// component in a party's share set: 0 for the party's own index, 1 for
+/// the next. The salt keeps a party that does not hold the component from
+/// testing guesses of the vote; the kind keeps anyone from relabelling a
+/// logged message; the index keeps components from being swapped.
+pub fn component_commitment(
+    poll_id: u64,
+    j: usize,
+    salt: &[u8; 32],
+    set: &ShareSet,
+    held: usize,
+) -> String {
     let mut h = Sha256::new();
     h.update(SHARE_DOMAIN);
     h.update(poll_id.to_le_bytes());
     set.kind.bind(&mut h);
+    h.update([j as u8]);
     h.update(salt);
-    for c in 0..2 {
-        for w in set.words[c] {
-            h.update(w.to_le_bytes());
-        }
-        for f in &set.fr[c] {
-            h.update(fr_to_hex(f).as_bytes());
-        }
-        for w in set.c_bits[c] {
-            h.update(w.to_le_bytes());
-        }
+    for w in set.words[held] {
+        h.update(w.to_le_bytes());
+    }
+    for f in &set.fr[held] {
+        h.update(fr_to_hex(f).as_bytes());
+    }
+    for w in set.c_bits[held] {
+        h.update(w.to_le_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// The commitments to the two components party `party` holds (components
+/// `party` and `party + 1`), from its share set and their salts.
+pub fn held_commitments(
+    poll_id: u64,
+    party: usize,
+    salts: &[[u8; 32]; 2],
+    set: &ShareSet,
+) -> [String; 2] {
+    std::array::from_fn(|c| component_commitment(poll_id, (party + c) % 3, &salts[c], set, c))
+}
+
+/// What identifies party `party`'s share set of a logged message in its
+/// store and in [`ConfirmMessage`]: the logged commitments to components
+/// `party` and `party + 1`, concatenated (128 hex).
+pub fn holder_key(commitments: &[String; 3], party: usize) -> String {
+    format!("{}{}", commitments[party % 3], commitments[(party + 1) % 3])
 }
 
 /// `POST /v1/polls/messages/{sid}/ready`.
@@ -486,13 +521,15 @@ pub struct LogEntry {
 }
 
 /// `POST /internal/polls/{id}/confirm` (coordinator → party): do you hold
-/// this message's shares under this token and commitment? A party that
-/// says yes has them durably and marks them confirmed.
+/// this message's shares under this token and these commitments? A party
+/// that says yes has them durably and marks them confirmed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmMessage {
     pub submission_id: String,
     pub token_sha256: String,
+    /// The logged commitments to the components the party holds
+    /// ([`holder_key`]).
     pub commitment: String,
     /// The kind the coordinator will log: a party confirms only share sets
     /// uploaded as that kind.
@@ -675,31 +712,78 @@ mod tests {
             fr: [[Fr::from(3u64); FR], [-Fr::from(1u64); FR]],
             c_bits: [[5; C_WORDS], [6; C_WORDS]],
         };
-        let up = MessageShares::new("sid", "tok", [9; 32], &set);
-        let (salt, back) = up.parse().unwrap();
-        assert_eq!((salt, &back), ([9; 32], &set));
-        let c = share_commitment(1, &salt, &set);
-        assert_ne!(c, share_commitment(2, &salt, &set));
-        assert_ne!(c, share_commitment(1, &[8; 32], &set));
+        let salts = [[9; 32], [10; 32]];
+        let up = MessageShares::new("sid", "tok", salts, &set);
+        let (back_salts, back) = up.parse().unwrap();
+        assert_eq!((back_salts, &back), (salts, &set));
+        let [c, d] = held_commitments(1, 2, &salts, &set);
+        // Party 2 holds components 2 and 0.
+        assert_eq!(c, component_commitment(1, 2, &salts[0], &set, 0));
+        assert_eq!(d, component_commitment(1, 0, &salts[1], &set, 1));
+        assert_ne!(c, component_commitment(2, 2, &salts[0], &set, 0));
+        assert_ne!(c, component_commitment(1, 1, &salts[0], &set, 0));
+        assert_ne!(c, component_commitment(1, 2, &[8; 32], &set, 0));
+        // Each commitment binds every field of its own component and
+        // nothing of the other.
         let mut s2 = set.clone();
         s2.words[1][WORDS - 1] ^= 1;
-        assert_ne!(c, share_commitment(1, &salt, &s2));
+        assert_eq!(held_commitments(1, 2, &salts, &s2)[0], c);
+        assert_ne!(held_commitments(1, 2, &salts, &s2)[1], d);
         let mut s3 = set.clone();
         s3.fr[0][FR - 1] += Fr::from(1u64);
-        assert_ne!(c, share_commitment(1, &salt, &s3));
+        assert_ne!(held_commitments(1, 2, &salts, &s3)[0], c);
+        assert_eq!(held_commitments(1, 2, &salts, &s3)[1], d);
         let mut s4 = set.clone();
         s4.c_bits[1][C_WORDS - 1] ^= 1;
-        assert_ne!(c, share_commitment(1, &salt, &s4));
+        assert_ne!(held_commitments(1, 2, &salts, &s4)[1], d);
+        let mut s4 = set.clone();
+        s4.words[0][0] ^= 1 << 63;
+        assert_ne!(held_commitments(1, 2, &salts, &s4)[0], c);
         // The kind is bound: a deactivation cannot be logged as a vote.
         let mut s5 = set.clone();
         s5.kind = MessageKind::Vote;
-        assert_ne!(c, share_commitment(1, &salt, &s5));
+        assert_ne!(held_commitments(1, 2, &salts, &s5), [c.clone(), d.clone()]);
+        assert_eq!(holder_key(&["a".into(), "b".into(), "c".into()], 2), "ca");
+        for bad_salt in ["", "00", &"zz".repeat(32), &"00".repeat(33)] {
+            let mut bad = up.clone();
+            bad.salts[1] = bad_salt.into();
+            assert!(bad.parse().is_err(), "salt {bad_salt:?}");
+        }
         let mut bad = up.clone();
         bad.words[0].pop();
         assert!(bad.parse().is_err());
         let mut bad = up;
         bad.fr[1][0] = "zz".into();
         assert!(bad.parse().is_err());
+    }
+
+    /// The three parties' share sets of one honestly shared message: each
+    /// component's two holders compute the same commitment to it.
+    #[test]
+    fn both_holders_of_a_component_compute_its_commitment() {
+        use rand::SeedableRng;
+        let plain = triad_polls::mpc::PlainMessage {
+            words: std::array::from_fn(|k| k as u64 * 0x9e37_79b9),
+            fr: std::array::from_fn(|k| Fr::from(k as u64 + 5)),
+        };
+        let views =
+            triad_polls::mpc::share_messages(&[plain], &mut rand::rngs::StdRng::seed_from_u64(4));
+        let sets = views.map(|v| ShareSet::vote(&v));
+        let salts: [[u8; 32]; 3] = std::array::from_fn(|j| [j as u8 + 1; 32]);
+        let logged: [String; 3] =
+            std::array::from_fn(|j| component_commitment(7, j, &salts[j], &sets[j], 0));
+        for (i, set) in sets.iter().enumerate() {
+            let mine = [salts[i], salts[(i + 1) % 3]];
+            let held = held_commitments(7, i, &mine, set);
+            assert_eq!(held.concat(), holder_key(&logged, i), "party {i}");
+        }
+        // A set whose copy of the next component differs opens only its
+        // own component's commitment.
+        let mut bad = sets[0].clone();
+        bad.words[1][3] ^= 1;
+        let held = held_commitments(7, 0, &[salts[0], salts[1]], &bad);
+        assert_eq!(held[0], logged[0]);
+        assert_ne!(held[1], logged[1]);
     }
 
     #[test]
@@ -714,7 +798,7 @@ mod tests {
         let mut set = ShareSet::zero(rekey.clone());
         set.fr[0][0] = Fr::from(4u64);
         set.c_bits[1][0] = 1;
-        let up = MessageShares::new("sid", "tok", [1; 32], &set);
+        let up = MessageShares::new("sid", "tok", [[1; 32]; 2], &set);
         assert_eq!(up.parse().unwrap().1, set);
         // Round trip through JSON keeps the kind.
         let back: MessageShares =
@@ -724,10 +808,12 @@ mod tests {
         // whose key or nullifier does not parse: refused.
         let mut bad = set.clone();
         bad.words[0][0] = 1;
-        assert!(MessageShares::new("s", "t", [1; 32], &bad).parse().is_err());
+        assert!(MessageShares::new("s", "t", [[1; 32]; 2], &bad)
+            .parse()
+            .is_err());
         let mut bad = ShareSet::zero(MessageKind::Vote);
         bad.c_bits[0][0] = 1;
-        let mut up = MessageShares::new("s", "t", [1; 32], &bad);
+        let mut up = MessageShares::new("s", "t", [[1; 32]; 2], &bad);
         up.c_bits = [vec![1; C_WORDS], vec![0; C_WORDS]];
         assert!(up.parse().is_err());
         for kind in [
@@ -748,10 +834,10 @@ mod tests {
                 nullifier: "00".into(),
             },
         ] {
-            let up = MessageShares::new("s", "t", [1; 32], &ShareSet::zero(kind));
+            let up = MessageShares::new("s", "t", [[1; 32]; 2], &ShareSet::zero(kind));
             assert!(up.parse().is_err());
         }
-        let mut short = MessageShares::new("s", "t", [1; 32], &set);
+        let mut short = MessageShares::new("s", "t", [[1; 32]; 2], &set);
         short.c_bits[0].pop();
         assert!(short.parse().is_err());
     }

@@ -548,18 +548,31 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
     assert_eq!(shape(&d2), shape(&d3));
     assert_eq!((d2.position, d3.position), (0, 1));
 
-    // A voter whose ticket says "vote" but whose share sets say
-    // "deactivate" (so that the log and the parties would disagree, and
-    // every tally be refused) is not logged: the parties do not confirm.
-    {
-        use triad_wire::poll::{share_commitment, MessageKind, MessageShares, ShareSet};
-        let set = ShareSet::zero(MessageKind::Deactivate);
+    // Two voters the parties do not confirm, so nothing is logged. One
+    // whose ticket says "vote" but whose share sets say "deactivate" (so
+    // that the log and the parties would disagree, and every tally be
+    // refused). One whose share set at party 1 carries a copy of
+    // component 2 other than party 2's: each component is bound to one
+    // logged commitment that both its holders check, so no voter can make
+    // the parties' copies of a logged message disagree (which would abort
+    // a malicious-secure tally).
+    for case in ["kind", "copies"] {
+        use triad_wire::poll::{component_commitment, MessageKind, MessageShares, ShareSet};
+        let kind = match case {
+            "kind" => MessageKind::Deactivate,
+            _ => MessageKind::Vote,
+        };
+        let mut sets = [0, 1, 2].map(|_| ShareSet::zero(kind.clone()));
         let salt = [3u8; 32];
-        let c = share_commitment(id, &salt, &set);
+        let c: [String; 3] =
+            std::array::from_fn(|j| component_commitment(id, j, &salt, &sets[j], 0));
+        if case == "copies" {
+            sets[1].words[1][0] = 1;
+        }
         let r = w
             .http
             .post(format!("{}/v1/polls/{id}/messages", w.net.coordinator))
-            .json(&serde_json::json!({ "commitments": [c, c, c] }))
+            .json(&serde_json::json!({ "commitments": c }))
             .send()
             .await
             .unwrap();
@@ -569,8 +582,8 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
             ticket["submission_id"].as_str().unwrap(),
             ticket["token"].as_str().unwrap(),
         );
-        for p in &w.net.parties {
-            let up = MessageShares::new(sid, token, salt, &set);
+        for (p, set) in w.net.parties.iter().zip(&sets) {
+            let up = MessageShares::new(sid, token, [salt; 2], set);
             let url = format!("{}/v1/polls/{id}/shares", p.url);
             assert_eq!(
                 w.http.post(url).json(&up).send().await.unwrap().status(),
@@ -580,10 +593,11 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
         let url = format!("{}/v1/poll-messages/{sid}/ready", w.net.coordinator);
         assert_eq!(
             post(&w, &url, &serde_json::json!({ "token": token })).await,
-            (422, "bad_shares".into())
+            (422, "bad_shares".into()),
+            "{case}"
         );
         let info = client::poll_info(&w.net, &w.http, id).await.unwrap();
-        assert_eq!(info.messages, 2, "nothing logged");
+        assert_eq!(info.messages, 2, "{case}: nothing logged");
     }
 
     while triad_wire::unix_now() < info.spec.signup_deadline {

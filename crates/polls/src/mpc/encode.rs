@@ -25,7 +25,7 @@ use triad_maci::hash::poseidon;
 use triad_maci::{CommandError, Fr};
 use triad_mpc::protocols::input::{check_client_input, Submission};
 use triad_mpc::share::share_plain;
-use triad_mpc::{Bits, MpcError, Party, Shares};
+use triad_mpc::{Bits, MpcError, Party, Security, Shares};
 
 use crate::state::Message;
 
@@ -153,6 +153,14 @@ pub fn share_messages(msgs: &[PlainMessage], rng: &mut impl RngCore) -> [SharedM
 /// part: `parts` and `frs` are (shares, elements per submission) pairs
 /// (`check_client_input`: the parties compare hashes of the components
 /// they share).
+///
+/// In semi-honest mode an inconsistent submission is the client's fault
+/// and is dropped. In malicious mode the caller guarantees that both
+/// holders of every component checked it against the same commitment of
+/// the client (the service layer does: `triad_wire::poll::
+/// component_commitment`, docs/polls.md, "Committed components"), so an
+/// inconsistency means a party lied about its components or its check:
+/// the run aborts instead of silently dropping the message.
 pub fn consistent_items(
     p: &mut Party,
     parts: &[(&Shares<Bits>, usize)],
@@ -176,6 +184,17 @@ pub fn consistent_items(
     for (x, per) in frs {
         for (o, v) in ok.iter_mut().zip(check_client_input(p, x, &subs(*per))?) {
             *o &= v;
+        }
+    }
+    if p.security == Security::Malicious {
+        if let Some(k) = ok.iter().position(|o| !o) {
+            return Err(MpcError::CheatingDetected {
+                check: "input consistency",
+                detail: format!(
+                    "item {k}: components both holders checked against the client's \
+                     commitments differ"
+                ),
+            });
         }
     }
     Ok(ok)
