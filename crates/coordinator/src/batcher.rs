@@ -83,13 +83,39 @@ const WAKE_DEBOUNCE: Duration = Duration::from_millis(20);
 /// Shared with the status endpoint.
 pub type StuckCommits = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
 
-/// The latest batches aborted because a party's checks caught a deviation
-/// (malicious mode): (batch id, reporting party, what it said), at most
-/// [`CHEATING_KEPT`], newest last. Shared with the status endpoint.
-pub type CheatingReports = Arc<Mutex<std::collections::VecDeque<(u64, usize, String)>>>;
+/// What a party's report of cheating aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caught {
+    /// A batch's check of contributions (then aborted and retried).
+    Batch(u64),
+    /// A poll's tally run (retried by the tallier).
+    PollTally(u64),
+}
+
+/// The latest runs aborted because a party's checks caught a deviation
+/// (malicious mode): (what was aborted, reporting party, what it said), at
+/// most [`CHEATING_KEPT`], newest last. Shared with the status endpoint.
+pub type CheatingReports = Arc<Mutex<std::collections::VecDeque<(Caught, usize, String)>>>;
 
 /// How many cheating reports the status endpoint keeps.
 pub const CHEATING_KEPT: usize = 100;
+
+/// Logs a party's report of cheating as an error and keeps it for the
+/// status endpoint. A report already kept (the same run, party and words:
+/// a poll's tally is asked for again until it is done) is not repeated.
+pub fn record_cheating(reports: &CheatingReports, caught: Caught, party: usize, what: &str) {
+    let mut c = reports.lock().unwrap_or_else(|e| e.into_inner());
+    if c.iter()
+        .any(|(k, p, w)| *k == caught && *p == party && w == what)
+    {
+        return;
+    }
+    tracing::error!(?caught, party, what = %what, "cheating detected");
+    c.push_back((caught, party, what.to_string()));
+    while c.len() > CHEATING_KEPT {
+        c.pop_front();
+    }
+}
 
 /// What the driver shares with the handlers and tests.
 pub struct Driver {
@@ -210,12 +236,7 @@ impl Driver {
     /// check.
     fn report(&self, batch: u64, e: &PartyError) {
         if let PartyFault::Cheating(what) = &e.fault {
-            tracing::error!(batch, party = e.party, what = %what, "cheating detected");
-            let mut c = self.cheating.lock().unwrap_or_else(|e| e.into_inner());
-            c.push_back((batch, e.party, what.clone()));
-            while c.len() > CHEATING_KEPT {
-                c.pop_front();
-            }
+            record_cheating(&self.cheating, Caught::Batch(batch), e.party, what);
         } else {
             tracing::warn!(batch, error = %e, "prepare failed");
         }

@@ -275,6 +275,7 @@ pub(crate) async fn launch_with(
         parties: parties.clone(),
         party_keys: cfg.network.parties.clone().map(|p| p.sign_key),
         tick: cfg.batching.tick.max(Duration::from_secs(1)),
+        cheating: cheating.clone(),
     };
     let driver = Arc::new(Driver {
         db,

@@ -25,6 +25,7 @@ use triad_wire::poll::{
 use triad_wire::ErrorCode;
 
 use crate::admission::{check_attestation, token_digest, AdmissionError, AdmissionPolicy};
+use crate::batcher::{record_cheating, Caught, CheatingReports};
 use crate::parties::{Parties, PartyError, PartyFault};
 use crate::store::{LogOutcome, NewSignup, NewTicket, SignupRefused, Store, StoreError};
 
@@ -365,6 +366,9 @@ pub struct Tallier {
     pub parties: Arc<dyn Parties>,
     pub party_keys: [String; 3],
     pub tick: Duration,
+    /// Where a party's report that its checks caught a deviation in a
+    /// tally goes (shared with the status endpoint).
+    pub cheating: CheatingReports,
 }
 
 /// Longest pause between two requests for one poll's tally: a large poll
@@ -427,10 +431,18 @@ impl Tallier {
             .await
             .map_err(party_error)?;
         let mut signed = Vec::with_capacity(3);
-        for (i, p) in progress.into_iter().enumerate() {
-            if let Some(why) = p.failed {
-                tracing::warn!(poll = id, party = i, %why, "a party's tally failed; retrying");
+        for (i, p) in progress.iter().enumerate() {
+            match &p.failed {
+                Some(why) if p.cheating => {
+                    record_cheating(&self.cheating, Caught::PollTally(id), i, why)
+                }
+                Some(why) => {
+                    tracing::warn!(poll = id, party = i, %why, "a party's tally failed; retrying")
+                }
+                None => {}
             }
+        }
+        for p in progress {
             match p.signed {
                 Some(s) => signed.push(s),
                 None => return Ok(false),

@@ -25,6 +25,7 @@ use triad_wire::study::validate_study;
 use triad_wire::{ApiError, PeerAddr};
 
 use crate::admission::{admit_submission, token_digest, AdmissionError, AdmissionPolicy, Fault};
+use crate::batcher::Caught;
 use crate::limits::RateLimiter;
 use crate::parties::{Parties, PartyError, PartyFault};
 use crate::store::directory::Kind;
@@ -290,8 +291,12 @@ async fn status(_: Admin, State(s): St) -> Result<Json<serde_json::Value>, ApiEr
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .map(|(batch, party, what)| {
-            serde_json::json!({"batch_id": batch, "reported_by": party, "what": what})
+        .map(|(caught, party, what)| {
+            let (key, id) = match caught {
+                Caught::Batch(b) => ("batch_id", b),
+                Caught::PollTally(p) => ("poll_id", p),
+            };
+            serde_json::json!({key: id, "reported_by": party, "what": what})
         })
         .collect();
     Ok(Json(serde_json::json!({

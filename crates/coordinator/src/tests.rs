@@ -62,6 +62,10 @@ struct FakeParties {
     floors: Mutex<Floors>,
     /// Every item party 0 was asked to prepare.
     items: Mutex<Vec<BatchItem>>,
+    /// The party whose poll tallies abort on a detected deviation (the
+    /// others answer "still computing"); `None`: tallies fail as
+    /// unreachable.
+    tally_cheat: Mutex<Option<usize>>,
 }
 
 impl FakeParties {
@@ -84,6 +88,7 @@ impl FakeParties {
             in_mpc: Default::default(),
             max_in_mpc: AtomicUsize::new(0),
             floors: Mutex::new(Floors::default()),
+            tally_cheat: Mutex::new(None),
         })
     }
 
@@ -293,9 +298,25 @@ impl Parties for FakeParties {
     fn tally_poll<'a>(
         &'a self,
         party: usize,
-        _: &'a triad_wire::poll::TallyRequest,
+        req: &'a triad_wire::poll::TallyRequest,
     ) -> BoxFut<'a, Result<triad_wire::poll::TallyProgress, PartyError>> {
-        Box::pin(async move { Err(Self::err(party)) })
+        Box::pin(async move {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("tally {party} {}", req.spec.id));
+            match *self.tally_cheat.lock().unwrap() {
+                None => Err(Self::err(party)),
+                Some(c) if c == party => Ok(triad_wire::poll::TallyProgress {
+                    signed: None,
+                    failed: Some(
+                        "MPC: cheating detected by the input consistency check: item 0".into(),
+                    ),
+                    cheating: true,
+                }),
+                Some(_) => Ok(Default::default()),
+            }
+        })
     }
 
     /// Endorses as a real party of this network would (its key).
@@ -1424,4 +1445,68 @@ async fn a_refused_commit_is_surfaced_and_does_not_stall_the_driver() {
     let a = status(ADMIN).await;
     assert_eq!(a.body["stuck_commits"], json!([]));
     h.shutdown().await;
+}
+
+/// A poll tally a party aborts because its checks caught a deviation is
+/// listed, once, in the operator's status (with the poll and the
+/// reporting party), while the tallier keeps asking; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_tally_aborted_on_cheating_is_reported_once() {
+    use crate::store::directory::Kind;
+    use crate::store::{DirectoryEntry, PollStore};
+    let env = Env::new();
+    let fake = FakeParties::new();
+    *fake.tally_cheat.lock().unwrap() = Some(1);
+    let h = env.launch(fake.clone()).await;
+    {
+        let db = env.db();
+        let spec: triad_wire::poll::PollSpec = serde_json::from_value(json!({
+            "id": 7, "name": "poll 7", "vote_options": 2, "mode": "quadratic",
+            "signup_deadline": 10, "voting_deadline": 20, "voice_credits": 100,
+            "data_spec": {"field": "v", "scale": 0, "account_field": "uid"},
+            "source": {"server_name": "127.0.0.1"}
+        }))
+        .unwrap();
+        let info = triad_wire::poll::PollInfo {
+            spec,
+            created_at: 5,
+            signups: 0,
+            messages: 0,
+            tallied: false,
+            directory_id: None,
+        };
+        let entry = DirectoryEntry {
+            kind: Kind::Poll,
+            name: "7".into(),
+            id_salt: [7; 16],
+            directory_id: "07".repeat(32),
+            seq: 0,
+            published_at: None,
+        };
+        assert!(db.create_poll(&info, &entry).unwrap());
+    }
+    let f = fake.clone();
+    wait_for(move || f.logged("tally 1 7") >= 2).await;
+    let st = call(
+        &env,
+        &h,
+        "GET",
+        "/internal/status",
+        None,
+        &[("x-triad-admin", ADMIN)],
+    )
+    .await;
+    let reports = st.body["cheating_detected"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{:?}", st.body);
+    assert_eq!(reports[0]["poll_id"], 7);
+    assert_eq!(reports[0]["reported_by"], 1);
+    assert!(reports[0]["what"]
+        .as_str()
+        .unwrap()
+        .contains("input consistency"));
+    assert!(reports[0].get("batch_id").is_none());
+    let health = call(&env, &h, "GET", "/healthz", None, &[]).await;
+    assert_eq!(health.body["cheating_reports"], 1, "{:?}", health.body);
+    h.shutdown().await;
+    assert!(!env.db().poll(7).unwrap().unwrap().tallied);
 }

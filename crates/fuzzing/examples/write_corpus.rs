@@ -339,7 +339,7 @@ fn poll_seeds(seeds: &mut Seeds) {
             "TallyProgress",
             json(&TallyProgress {
                 signed: Some(signed[0].clone()),
-                failed: None,
+                ..TallyProgress::default()
             }),
         ),
         ("PollTally", json(&tally)),

@@ -45,7 +45,24 @@ const UNCONFIRMED_TTL_MS: i64 = 3_600_000;
 pub const CLOCK_GRACE_SECS: u64 = 30;
 
 /// Tallies running or failed, by poll: (request digest, failure).
-pub type PollJobs = Mutex<HashMap<u64, (String, Option<String>)>>;
+pub type PollJobs = Mutex<HashMap<u64, (String, Option<TallyFailure>)>>;
+
+/// Why a poll's tally job failed, as the next request reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TallyFailure {
+    pub why: String,
+    /// A check caught a party deviating ([`crate::jobs::JobError::is_cheating`]).
+    pub cheating: bool,
+}
+
+impl TallyFailure {
+    pub fn of(e: &crate::jobs::JobError) -> Self {
+        TallyFailure {
+            why: e.to_string(),
+            cheating: e.is_cheating(),
+        }
+    }
+}
 
 pub(crate) fn public_routes() -> Router<Arc<PartyState>> {
     Router::new().route("/v1/polls/{id}/shares", post(put_shares))
@@ -389,7 +406,7 @@ async fn tally(
         }
         return Ok(Json(TallyProgress {
             signed: Some(signed),
-            failed: None,
+            ..TallyProgress::default()
         })
         .into_response());
     }
@@ -442,9 +459,15 @@ async fn tally(
             Ok(_) => {
                 jobs.remove(&id);
             }
+            Err(e) if e.is_cheating() => {
+                tracing::error!(poll = id, error = %e, "poll tally aborted: cheating detected");
+                let failure = TallyFailure::of(&e);
+                jobs.insert(id, (checked.input_sha256.clone(), Some(failure)));
+            }
             Err(e) => {
                 tracing::warn!(poll = id, error = %e, "poll tally failed");
-                jobs.insert(id, (checked.input_sha256.clone(), Some(e.to_string())));
+                let failure = TallyFailure::of(&e);
+                jobs.insert(id, (checked.input_sha256.clone(), Some(failure)));
             }
         }
     });
@@ -459,7 +482,8 @@ async fn tally(
         StatusCode::ACCEPTED,
         Json(TallyProgress {
             signed: None,
-            failed,
+            cheating: failed.as_ref().is_some_and(|f| f.cheating),
+            failed: failed.map(|f| f.why),
         }),
     )
         .into_response())
@@ -558,6 +582,27 @@ mod tests {
             ],
             log: vec![entry(0, "s0", 1500), entry(1, "s1", 1999)],
         }
+    }
+
+    #[test]
+    fn a_tally_failure_says_whether_a_check_caught_cheating() {
+        use crate::jobs::JobError;
+        let caught = TallyFailure::of(&JobError::Mpc(triad_mpc::MpcError::CheatingDetected {
+            check: "input consistency",
+            detail: "item 3".into(),
+        }));
+        assert!(caught.cheating);
+        assert!(caught.why.contains("input consistency"), "{}", caught.why);
+        let missing = TallyFailure::of(&JobError::MissingShares("s0".into()));
+        assert!(!missing.cheating);
+        // On the wire, `cheating` appears only when set.
+        let progress = TallyProgress {
+            signed: None,
+            failed: Some(missing.why),
+            cheating: false,
+        };
+        let json = serde_json::to_value(&progress).unwrap();
+        assert!(json.get("cheating").is_none(), "{json}");
     }
 
     #[test]

@@ -556,6 +556,10 @@ pub struct TallyProgress {
     /// Why the last run failed, if it did (the next request retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// Whether that failure was a check catching a party deviating from
+    /// the protocol (malicious mode): an abort an operator must see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cheating: bool,
 }
 
 /// What the three parties sign once the poll is processed.
