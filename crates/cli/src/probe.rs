@@ -1597,7 +1597,7 @@ impl Probe {
         self.run_all(Service::Coordinator, cases).await;
         let shares = |words: usize| {
             body(&json!({
-                "submission_id": "0".repeat(32), "token": hex64, "salt": hex64,
+                "submission_id": "0".repeat(32), "token": hex64, "salts": [hex64, hex64],
                 "words": [vec![0u64; words], vec![0u64; 21]],
                 "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
             }))
@@ -1615,11 +1615,23 @@ impl Probe {
                     json_err(&[400], &["bad_shares"]),
                 ),
                 (
+                    "poll_shares_short_salt",
+                    post(
+                        format!("/v1/polls/{poll}/shares"),
+                        body(&json!({
+                            "submission_id": "0".repeat(32), "token": hex64, "salts": [hex64, "00"],
+                            "words": [vec![0u64; 21], vec![0u64; 21]],
+                            "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
+                        })),
+                    ),
+                    json_err(&[400], &["bad_shares"]),
+                ),
+                (
                     "poll_shares_rekey_with_vote_words",
                     post(
                         format!("/v1/polls/{poll}/shares"),
                         body(&json!({
-                            "submission_id": "0".repeat(32), "token": hex64, "salt": hex64,
+                            "submission_id": "0".repeat(32), "token": hex64, "salts": [hex64, hex64],
                             "words": [vec![1u64; 21], vec![0u64; 21]],
                             "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
                             "kind": {"type": "rekey", "new_key": key, "nullifier": hex64},
@@ -1633,7 +1645,7 @@ impl Probe {
                     post(
                         format!("/v1/polls/{poll}/shares"),
                         body(&json!({
-                            "submission_id": "0".repeat(32), "token": hex64, "salt": hex64,
+                            "submission_id": "0".repeat(32), "token": hex64, "salts": [hex64, hex64],
                             "words": [vec![0u64; 21], vec![0u64; 21]],
                             "fr": [vec!["0".repeat(64); 5], vec!["0".repeat(64); 5]],
                             "kind": {"type": "deactivate"},

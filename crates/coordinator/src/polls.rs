@@ -427,23 +427,31 @@ impl Tallier {
         let signups = self.db.run(move |s| s.signups(id)).await?;
         let log = self.db.run(move |s| s.log(id)).await?;
         let req = TallyRequest { spec, signups, log };
-        let progress = all_three(|i| self.parties.tally_poll(i, &req))
-            .await
-            .map_err(party_error)?;
-        let mut signed = Vec::with_capacity(3);
-        for (i, p) in progress.iter().enumerate() {
-            match &p.failed {
-                Some(why) if p.cheating => {
-                    record_cheating(&self.cheating, Caught::PollTally(id), i, why)
-                }
-                Some(why) => {
-                    tracing::warn!(poll = id, party = i, %why, "a party's tally failed; retrying")
-                }
-                None => {}
+        let (a, b, c) = tokio::join!(
+            self.parties.tally_poll(0, &req),
+            self.parties.tally_poll(1, &req),
+            self.parties.tally_poll(2, &req)
+        );
+        // Every answer's failure is read before any error counts: a party
+        // reports a failed run once, and a cheater that makes its own
+        // request fail must not make an honest party's report vanish.
+        for (i, r) in [&a, &b, &c].into_iter().enumerate() {
+            match r {
+                Ok(p) => match &p.failed {
+                    Some(why) if p.cheating => {
+                        record_cheating(&self.cheating, Caught::PollTally(id), i, why)
+                    }
+                    Some(why) => {
+                        tracing::warn!(poll = id, party = i, %why, "a party's tally failed; retrying")
+                    }
+                    None => {}
+                },
+                Err(e) => tracing::warn!(poll = id, party = i, error = %e, "tally request failed"),
             }
         }
-        for p in progress {
-            match p.signed {
+        let mut signed = Vec::with_capacity(3);
+        for r in [a, b, c] {
+            match r.map_err(party_error)?.signed {
                 Some(s) => signed.push(s),
                 None => return Ok(false),
             }

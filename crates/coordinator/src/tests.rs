@@ -62,9 +62,10 @@ struct FakeParties {
     floors: Mutex<Floors>,
     /// Every item party 0 was asked to prepare.
     items: Mutex<Vec<BatchItem>>,
-    /// The party whose poll tallies abort on a detected deviation (the
-    /// others answer "still computing"); `None`: tallies fail as
-    /// unreachable.
+    /// The party whose poll tallies abort on a detected deviation; the
+    /// next party's tally requests fail (as a cheater that answers with
+    /// errors), the third answers "still computing". `None`: every tally
+    /// request fails as unreachable.
     tally_cheat: Mutex<Option<usize>>,
 }
 
@@ -314,6 +315,7 @@ impl Parties for FakeParties {
                     ),
                     cheating: true,
                 }),
+                Some(c) if (c + 1) % 3 == party => Err(Self::err(party)),
                 Some(_) => Ok(Default::default()),
             }
         })
@@ -1450,6 +1452,7 @@ async fn a_refused_commit_is_surfaced_and_does_not_stall_the_driver() {
 /// A poll tally a party aborts because its checks caught a deviation is
 /// listed, once, in the operator's status (with the poll and the
 /// reporting party), while the tallier keeps asking; nothing is stored.
+/// Another party's failing request does not make the report vanish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_tally_aborted_on_cheating_is_reported_once() {
     use crate::store::directory::Kind;
@@ -1486,7 +1489,8 @@ async fn a_poll_tally_aborted_on_cheating_is_reported_once() {
         assert!(db.create_poll(&info, &entry).unwrap());
     }
     let f = fake.clone();
-    wait_for(move || f.logged("tally 1 7") >= 2).await;
+    // Three requests: the second round's answer was processed.
+    wait_for(move || f.logged("tally 1 7") >= 3).await;
     let st = call(
         &env,
         &h,

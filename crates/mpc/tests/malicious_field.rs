@@ -186,8 +186,9 @@ fn long_dot_products_and_long_logs_verify() {
         let i = p.id.index();
         let d = dot(p, &xs[i], &ys[i]).unwrap();
         let d = open(p, &d).unwrap();
-        // Enough elementwise products to pass the log limit twice.
-        let rounds = triad_mpc::protocols::mulcheck::LOG_LIMIT / (4 * n) + 2;
+        // Enough elementwise products to pass the log limit (a term and a
+        // gate each) twice.
+        let rounds = triad_mpc::protocols::mulcheck::LOG_LIMIT / (2 * n) + 2;
         let mut m = xs[i].clone();
         for _ in 0..rounds {
             m = mul(p, &m, &ys[i]).unwrap();
@@ -196,7 +197,7 @@ fn long_dot_products_and_long_logs_verify() {
         (d, open(p, &m).unwrap(), batches_before_open)
     });
     let mut want_m = x.clone();
-    let rounds = triad_mpc::protocols::mulcheck::LOG_LIMIT / (4 * n) + 2;
+    let rounds = triad_mpc::protocols::mulcheck::LOG_LIMIT / (2 * n) + 2;
     for _ in 0..rounds {
         want_m = want_m.iter().zip(&y).map(|(a, b)| *a * *b).collect();
     }

@@ -217,7 +217,7 @@ fn checked_products<T: Ring>(
 /// next `terms[j]` products of `x` and `y`. The same messages as [`mul`]
 /// and [`dot`] (one element per gate, one round), with the two PRG
 /// elements of the zero sharing kept apart. A log past
-/// [`LOG_LIMIT`] entries is checked first.
+/// [`LOG_LIMIT`] terms and gates is checked first.
 fn products_recorded<F: Checked>(
     p: &mut Party,
     x: &Shares<F>,
@@ -229,7 +229,7 @@ fn products_recorded<F: Checked>(
             "products: operands differ in length",
         ));
     }
-    if F::log(p).entries() >= LOG_LIMIT {
+    if F::log(p).size() >= LOG_LIMIT {
         verify(p)?;
     }
     let gates = terms.len();

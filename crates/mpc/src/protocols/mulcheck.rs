@@ -21,16 +21,24 @@
 //! after the statement is fixed (it hashes both verifiers' keyed views), so
 //! one wrong gate makes the weighted sum nonzero except with probability
 //! `gates / r`, about `2^-230`. The weighted sum is the inner product of
-//! `u = (w^g x_{i,k}, w^g y_{i,k}, ..., w^g e_g, w^g)` (left) and
-//! `v = (y_{i+1,k}, x_{i+1,k}, ..., 1, s_{n,g})` (right), claimed `0`.
+//! `u = (w^g x_{i,k}, w^g y_{i,k}, ...)` (left) and
+//! `v = (y_{i+1,k}, x_{i+1,k}, ...)` (right), two entries per term, plus
+//! two parts each verifier knows whole: `E = sum_g w^g e_g` (left) and
+//! `S = sum_g w^g s_{n,g}` (right). Those need no proof: the inner
+//! product is claimed to be `-(E + S)`, and each verifier adds its part to
+//! its claim share. (Putting `(w^g e_g, 1)` and `(w^g, s_{n,g})` into the
+//! vectors, as this module first did, cost two more entries per gate:
+//! half the proof of a single product.)
 //!
 //! The vectors are cut into sub-batches of [`SUB_ENTRIES`] entries (a long
 //! dot product spans several); each sub-batch proves its own claim, which
 //! the prover sends additively shared (the right share is hashed into the
-//! sub-batch's challenges), and the verifiers check that the claims sum to
-//! zero in the final exchange. Challenges live in the field itself: in
+//! sub-batch's challenges), and the verifiers check in the final exchange
+//! that the claims and their own parts sum to zero. The left verifier's
+//! claim share is a PRG draw the right verifier never sees, so the sum it
+//! sends hides `E`; the right verifier's hides `S` likewise. Challenges live in the field itself: in
 //! `F_r` (~2^254) no extension is needed. In GF(2^128) the same bounds
-//! are `gates / 2^128` for the weights (2^-106 at [`LOG_LIMIT`] gates)
+//! are `gates / 2^128` for the weights (2^-107 at [`LOG_LIMIT`] gates)
 //! plus `2 / 2^128` per halving level, so a prover that re-hashes false
 //! proofs (Fiat–Shamir grinding) needs about 2^106 attempts at the largest
 //! log, fewer gates making it harder.
@@ -53,13 +61,14 @@ use crate::protocols::sumcheck::{
 };
 use crate::{Fr, MpcError, Party, Ring};
 
-/// Entries (two per term, two per gate) per sub-batch proof: bounds the
-/// prover's folded vectors to 2 x 8 MiB.
+/// Entries (two per term) per sub-batch proof: bounds the prover's folded
+/// vectors to 2 x 8 MiB.
 pub const SUB_ENTRIES: usize = 1 << 18;
 
-/// When the log holds this many entries the next multiplication checks it
-/// first (so memory stays bounded in long arithmetic programs).
-pub const LOG_LIMIT: usize = 1 << 22;
+/// When the log holds this many terms and gates together
+/// ([`ProductLog::size`]) the next multiplication checks it first (so
+/// memory stays bounded in long arithmetic programs).
+pub const LOG_LIMIT: usize = 1 << 21;
 
 const WEIGHTS: &[u8] = b"triad mulcheck v1 gate weights";
 
@@ -135,9 +144,14 @@ impl<F: Ring> ProductLog<F> {
         self.ends.is_empty()
     }
 
-    /// Entries of the proof's vectors: two per term and two per gate.
+    /// Entries of the proof's vectors: two per term.
     pub fn entries(&self) -> usize {
-        2 * (self.xa.len() + self.ends.len())
+        2 * self.xa.len()
+    }
+
+    /// Terms and gates held: what the log's memory grows with.
+    pub fn size(&self) -> usize {
+        self.xa.len() + self.ends.len()
     }
 
     /// Appends gates: the factors' components (all terms), each gate's
@@ -192,31 +206,47 @@ impl<F: Ring> Side<'_, F> {
     }
 
     /// The proof's vector on this side (`u` on the left with the gate
-    /// weights `w^(g+1)`, `v` on the right), lazily.
+    /// weights `w^(g+1)`, `v` on the right), lazily: two entries per term.
     fn entries(&self, w: F) -> Box<dyn Iterator<Item = F> + '_> {
-        let one = F::one();
         match self.z {
-            Some(z) => {
-                let mut weight = one;
+            Some(_) => {
+                let mut weight = F::one();
                 Box::new((0..self.ends.len()).flat_map(move |g| {
                     weight = weight * w;
                     let wg = weight;
-                    let t = self.terms(g);
-                    let e = t
-                        .clone()
-                        .fold(F::zero(), |acc, k| acc + self.x[k] * self.y[k])
-                        - self.r[g]
-                        - z[g];
-                    t.flat_map(move |k| [wg * self.x[k], wg * self.y[k]])
-                        .chain([wg * e, wg])
+                    self.terms(g)
+                        .flat_map(move |k| [wg * self.x[k], wg * self.y[k]])
                 }))
             }
-            None => Box::new((0..self.ends.len()).flat_map(move |g| {
-                self.terms(g)
-                    .flat_map(move |k| [self.y[k], self.x[k]])
-                    .chain([one, self.r[g]])
-            })),
+            None => Box::new(
+                (0..self.ends.len())
+                    .flat_map(move |g| self.terms(g).flat_map(move |k| [self.y[k], self.x[k]])),
+            ),
         }
+    }
+
+    /// This side's own part of the weighted statement, which needs no
+    /// proof because this verifier knows it whole: `sum_g w^(g+1) e_g` on
+    /// the left (`e_g = sum_k x_k y_k - s_p - z`), `sum_g w^(g+1) s_{n,g}`
+    /// on the right. The verifier adds it to its claim share, so the
+    /// sub-batch claims must sum to minus both parts.
+    fn constant(&self, w: F) -> F {
+        let mut weight = F::one();
+        let mut acc = F::zero();
+        for g in 0..self.ends.len() {
+            weight = weight * w;
+            let own = match self.z {
+                Some(z) => {
+                    self.terms(g)
+                        .fold(F::zero(), |a, k| a + self.x[k] * self.y[k])
+                        - self.r[g]
+                        - z[g]
+                }
+                None => self.r[g],
+            };
+            acc += weight * own;
+        }
+        acc
     }
 
     /// A keyed hash of everything this side knows of the statement.
@@ -370,6 +400,9 @@ pub(crate) fn check_log<F: Checked>(p: &mut Party) -> Result<(), MpcError> {
         next_w,
         &next_challenges[1..],
     );
+    // Each verifier's own part of the statement joins its claim shares.
+    right_final.claim_sum += prev_right.constant(prev_w);
+    left_final.claim_sum += next_left.constant(next_w);
     right_final
         .values
         .extend([right_final.claim_sum, right_digest]);
@@ -599,18 +632,20 @@ mod tests {
             }
         }
         fn entries(&self) -> usize {
-            2 * (self.xa.len() + self.ends.len())
+            2 * self.xa.len()
         }
     }
 
-    /// The honest statement's inner product is zero at any weight; a wrong
-    /// gate makes it nonzero.
+    /// The honest statement (the proven inner product plus both sides'
+    /// own parts) is zero at any weight; a wrong gate makes it nonzero.
     fn statement_encodes<F: ProofField>(w: F) {
         let ip = |g: &Gates<F>| {
             g.left()
                 .entries(w)
                 .zip(g.right().entries(w))
                 .fold(F::zero(), |a, (u, v)| a + u * v)
+                + g.left().constant(w)
+                + g.right().constant(w)
         };
         assert_eq!(ip(&gates::<F>(&[1, 3, 0, 5], 1, None)), F::zero());
         assert_ne!(ip(&gates::<F>(&[1, 3, 0, 5], 1, Some(2))), F::zero());
@@ -654,7 +689,8 @@ mod tests {
         let pairs_ok = (0..lens.len()).all(|s| {
             lf.values[2 * s] * rf.values[2 * s] == lf.values[2 * s + 1] + rf.values[2 * s + 1]
         });
-        rf.challenges == chal && pairs_ok && lf.claim_sum + rf.claim_sum == F::zero()
+        let own = honest.left().constant(w) + honest.right().constant(w);
+        rf.challenges == chal && pairs_ok && lf.claim_sum + rf.claim_sum + own == F::zero()
     }
 
     fn term_counts() -> impl Strategy<Value = Vec<usize>> {
