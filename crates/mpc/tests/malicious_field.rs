@@ -186,8 +186,8 @@ fn long_dot_products_and_long_logs_verify() {
         let i = p.id.index();
         let d = dot(p, &xs[i], &ys[i]).unwrap();
         let d = open(p, &d).unwrap();
-        // Enough elementwise products to pass the log limit (a term and a
-        // gate each) twice.
+        // Enough elementwise products (a term and a gate each) to pass the
+        // log limit.
         let rounds = triad_mpc::protocols::mulcheck::LOG_LIMIT / (2 * n) + 2;
         let mut m = xs[i].clone();
         for _ in 0..rounds {

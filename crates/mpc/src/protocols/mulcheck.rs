@@ -17,7 +17,7 @@
 //! to the *left verifier* `prev` (which received `z_i`) and `x_{i+1},
 //! y_{i+1}, s_n` to the *right verifier* `next`.
 //!
-//! Gates are weighted by powers `w^g` of a Fiat-Shamir challenge `w` drawn
+//! Gates are weighted by powers `w^(g+1)` of a Fiat-Shamir challenge `w` drawn
 //! after the statement is fixed (it hashes both verifiers' keyed views), so
 //! one wrong gate makes the weighted sum nonzero except with probability
 //! `gates / r`, about `2^-230`. The weighted sum is the inner product of
@@ -36,18 +36,24 @@
 //! sub-batch's challenges), and the verifiers check in the final exchange
 //! that the claims and their own parts sum to zero. The left verifier's
 //! claim share is a PRG draw the right verifier never sees, so the sum it
-//! sends hides `E`; the right verifier's hides `S` likewise. Challenges live in the field itself: in
-//! `F_r` (~2^254) no extension is needed. In GF(2^128) the same bounds
-//! are `gates / 2^128` for the weights (2^-107 at [`LOG_LIMIT`] gates)
-//! plus `2 / 2^128` per halving level, so a prover that re-hashes false
-//! proofs (Fiat–Shamir grinding) needs about 2^106 attempts at the largest
-//! log, fewer gates making it harder.
+//! sends hides `E`; the right verifier's hides `S` likewise (this relies,
+//! as before, on the two honest holders of a component holding the same
+//! copy, which the client-input checks and the shuffle's outputs ensure).
+//!
+//! Challenges live in the field itself: in `F_r` (~2^254) no extension is
+//! needed. In GF(2^128) the same bounds are `G / 2^128` for the weights,
+//! for a log of `G` gates (the log is checked once it holds
+//! [`LOG_LIMIT`] terms and gates, so typically `G` < 2^21, 2^-107), plus
+//! `2 / 2^128` per halving level; a prover that re-hashes false proofs
+//! (Fiat–Shamir grinding) needs about `2^128 / G` attempts, fewer gates
+//! making it harder.
 //!
 //! # Rounds and bytes
 //! Two rounds per check, as the AND-gate proof: (1) proof shares and the
 //! left view's hash to `next`, challenges to `prev`; (2) each verifier pair
-//! exchanges its folded values, claim shares, the sum of the sub-batch
-//! claims and a digest of the challenges. About `2 log2(SUB_ENTRIES) + 5`
+//! exchanges its folded values, claim shares, the sum of its sub-batch
+//! claim shares plus its own part (`E` or `S`) and a digest of the
+//! challenges. About `2 log2(SUB_ENTRIES) + 5`
 //! field elements per sub-batch.
 
 use sha2::{Digest, Sha256};
@@ -434,7 +440,7 @@ pub(crate) fn check_log<F: Checked>(p: &mut Party) -> Result<(), MpcError> {
             return Err(MpcError::CheatingDetected {
                 check: F::CHECK,
                 detail: format!(
-                    "{prover}'s sub-batch claims do not sum to zero ({prover} or {other} deviated)"
+                    "{prover}'s sub-batch claims and the verifiers' own parts do not sum to zero ({prover} or {other} deviated)"
                 ),
             });
         }
@@ -579,6 +585,15 @@ mod tests {
     }
 
     fn gates<F: ProofField>(terms: &[usize], seed: u8, wrong: Option<usize>) -> Gates<F> {
+        gates_off(
+            terms,
+            seed,
+            &wrong.map(|j| vec![(j, F::one())]).unwrap_or_default(),
+        )
+    }
+
+    /// [`gates`] with `off[i] = (j, d)`: gate `j`'s output off by `d`.
+    fn gates_off<F: ProofField>(terms: &[usize], seed: u8, off: &[(usize, F)]) -> Gates<F> {
         let mut prg = Prg::new([seed; 16]);
         let mut r = || F::random(&mut prg);
         let total: usize = terms.iter().sum();
@@ -598,11 +613,10 @@ mod tests {
             let acc = (end..end + t).fold(F::zero(), |acc, k| {
                 acc + g.xa[k] * (g.ya[k] + g.yb[k]) + g.xb[k] * g.ya[k]
             });
-            let bad = if wrong == Some(j) {
-                F::one()
-            } else {
-                F::zero()
-            };
+            let bad = off
+                .iter()
+                .filter(|(k, _)| *k == j)
+                .fold(F::zero(), |a, (_, d)| a + *d);
             g.z.push(acc + sn - sp + bad);
             g.sn.push(sn);
             g.sp.push(sp);
@@ -736,6 +750,32 @@ mod tests {
                 v[k] += Fr::from(1u64);
             });
             prop_assert!(!ok && !ok2);
+        }
+    }
+
+    /// Wrong outputs whose errors cancel without the gate weights (`+d`
+    /// and `-d` in `F_r`, `+1` twice in GF(2^128)), in gates of one
+    /// sub-batch or of two: caught only because gate `g` is weighted by
+    /// `w^(g+1)` (a check that dropped or repeated the weights would pass
+    /// them).
+    #[test]
+    fn errors_that_cancel_unweighted_are_caught() {
+        let n = SUB_ENTRIES / 2 + 100;
+        for (terms, i, j) in [
+            (vec![1, 1, 1, 1], 0, 3),
+            (vec![2, 0, 3], 1, 2),
+            (vec![3, n, 1], 0, 2),
+        ] {
+            let d = Fr::from(12345u64);
+            let f = gates_off::<Fr>(&terms, 4, &[(i, d), (j, -d)]);
+            assert!(!run(&f, &f, |_, _| {}), "F_r, gates {i} and {j}");
+            let g = gates_off::<Gf128>(&terms, 4, &[(i, Gf128::ONE), (j, Gf128::ONE)]);
+            assert!(!run(&g, &g, |_, _| {}), "GF(2^128), gates {i} and {j}");
+            // The same sums with the weights all 1 would be zero: the
+            // errors cancel in the unweighted statement.
+            let ok = gates::<Fr>(&terms, 4, None);
+            let unweighted = |x: &Gates<Fr>| x.z.iter().fold(Fr::from(0u64), |a, z| a + *z);
+            assert_eq!(unweighted(&f), unweighted(&ok));
         }
     }
 
