@@ -610,6 +610,20 @@ async fn wait_status(env: &Env, h: &CoordinatorHandle, sid: &str, status: &str) 
     );
 }
 
+/// The operator status's `cheating_detected` list.
+async fn cheating_reports(env: &Env, h: &CoordinatorHandle) -> Vec<Value> {
+    let st = call(
+        env,
+        h,
+        "GET",
+        "/internal/status",
+        None,
+        &[("x-triad-admin", ADMIN)],
+    )
+    .await;
+    st.body["cheating_detected"].as_array().unwrap().clone()
+}
+
 async fn wait_for(mut cond: impl FnMut() -> bool) {
     for _ in 0..500 {
         if cond() {
@@ -1131,25 +1145,16 @@ async fn failing_or_disagreeing_parties_abort_then_batch_failed() {
         assert_eq!(fake.logged("commit 0 1"), 0);
         // Cheating is told apart from other failures: the operator's status
         // lists each aborted batch with the reporting party.
-        let st = call(
-            &env,
-            &h,
-            "GET",
-            "/internal/status",
-            None,
-            &[("x-triad-admin", ADMIN)],
-        )
-        .await;
-        let reports = st.body["cheating_detected"].as_array().unwrap().clone();
+        let reports = cheating_reports(&env, &h).await;
         if mode == Mode::Cheat {
-            assert_eq!(reports.len(), 3, "{:?}", st.body);
+            assert_eq!(reports.len(), 3, "{reports:?}");
             for (b, r) in reports.iter().enumerate() {
                 assert_eq!(r["batch_id"], b as u64 + 1);
                 assert_eq!(r["reported_by"], 1);
                 assert!(r["what"].as_str().unwrap().contains("AND-gate"), "{r}");
             }
         } else {
-            assert!(reports.is_empty(), "{mode:?}: {:?}", st.body);
+            assert!(reports.is_empty(), "{mode:?}: {reports:?}");
         }
         // Nullifier released: the provider may try again.
         assert_eq!(submit(&env, &h, "s1", &attest("s1", 1)).await.status, 202);
@@ -1456,52 +1461,20 @@ async fn a_refused_commit_is_surfaced_and_does_not_stall_the_driver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_tally_aborted_on_cheating_is_reported_once() {
     use crate::store::directory::Kind;
-    use crate::store::{DirectoryEntry, PollStore};
+    use crate::store::suite::{entry, poll_info};
+    use crate::store::PollStore;
     let env = Env::new();
     let fake = FakeParties::new();
     *fake.tally_cheat.lock().unwrap() = Some(1);
     let h = env.launch(fake.clone()).await;
-    {
-        let db = env.db();
-        let spec: triad_wire::poll::PollSpec = serde_json::from_value(json!({
-            "id": 7, "name": "poll 7", "vote_options": 2, "mode": "quadratic",
-            "signup_deadline": 10, "voting_deadline": 20, "voice_credits": 100,
-            "data_spec": {"field": "v", "scale": 0, "account_field": "uid"},
-            "source": {"server_name": "127.0.0.1"}
-        }))
-        .unwrap();
-        let info = triad_wire::poll::PollInfo {
-            spec,
-            created_at: 5,
-            signups: 0,
-            messages: 0,
-            tallied: false,
-            directory_id: None,
-        };
-        let entry = DirectoryEntry {
-            kind: Kind::Poll,
-            name: "7".into(),
-            id_salt: [7; 16],
-            directory_id: "07".repeat(32),
-            seq: 0,
-            published_at: None,
-        };
-        assert!(db.create_poll(&info, &entry).unwrap());
-    }
+    // Poll 7: voting closed at 20 (unix seconds), so the tallier asks.
+    let (info, entry) = (poll_info(7), entry(Kind::Poll, "7", 7));
+    assert!(env.db().create_poll(&info, &entry).unwrap());
     let f = fake.clone();
     // Three requests: the second round's answer was processed.
     wait_for(move || f.logged("tally 1 7") >= 3).await;
-    let st = call(
-        &env,
-        &h,
-        "GET",
-        "/internal/status",
-        None,
-        &[("x-triad-admin", ADMIN)],
-    )
-    .await;
-    let reports = st.body["cheating_detected"].as_array().unwrap().clone();
-    assert_eq!(reports.len(), 1, "{:?}", st.body);
+    let reports = cheating_reports(&env, &h).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0]["poll_id"], 7);
     assert_eq!(reports[0]["reported_by"], 1);
     assert!(reports[0]["what"]

@@ -41,7 +41,7 @@ fn study(id: &str) -> StudyInfo {
     }
 }
 
-fn entry(kind: Kind, name: &str, salt: u8) -> DirectoryEntry {
+pub(crate) fn entry(kind: Kind, name: &str, salt: u8) -> DirectoryEntry {
     DirectoryEntry {
         kind,
         name: name.into(),
@@ -140,7 +140,7 @@ fn batch_ids(b: &super::FormedBatch) -> Vec<&str> {
     b.items.iter().map(|i| i.submission_id.as_str()).collect()
 }
 
-fn poll_info(id: u64) -> PollInfo {
+pub(crate) fn poll_info(id: u64) -> PollInfo {
     let spec: PollSpec = serde_json::from_value(serde_json::json!({
         "id": id, "name": format!("poll {id}"), "vote_options": 2, "mode": "quadratic",
         "signup_deadline": 10, "voting_deadline": 20, "voice_credits": 100,
