@@ -202,16 +202,24 @@ fn epochs_without_deactivations_or_rekeys_and_empty_polls() {
     );
 }
 
+/// One sign-up (leaf 1, 10 credits), its valid deactivation with secret
+/// 5, and the re-key of secret 5 to key 50.
+fn one_leaf_rekeyed() -> (PollParams, [SignUp; 1], [Message; 1], [Rekey; 1]) {
+    (
+        qv(2),
+        [signup(1, 10)],
+        [deactivation(1, 1, 5)],
+        [Rekey {
+            secret: Fr::from(5u64),
+            new_key: pk(50),
+            timestamp: SENT,
+        }],
+    )
+}
+
 #[test]
 fn malformed_rekeys_and_deactivations_are_refused_publicly() {
-    let p = qv(2);
-    let signups = [signup(1, 10)];
-    let d = [deactivation(1, 1, 5)];
-    let r = [Rekey {
-        secret: Fr::from(5u64),
-        new_key: pk(50),
-        timestamp: SENT,
-    }];
+    let (p, signups, d, r) = one_leaf_rekeyed();
     let out = run3(|party| {
         let i = party.id.index();
         let mut reg = SharedRegistry::new(party, &signups);
@@ -253,14 +261,7 @@ fn malformed_rekeys_and_deactivations_are_refused_publicly() {
 /// every party aborts on the share-set check, before anything else.
 #[test]
 fn inconsistent_copies_drop_the_message_or_abort_in_malicious_mode() {
-    let p = qv(2);
-    let signups = [signup(1, 10)];
-    let d = [deactivation(1, 1, 5)];
-    let r = [Rekey {
-        secret: Fr::from(5u64),
-        new_key: pk(50),
-        timestamp: SENT,
-    }];
+    let (p, signups, d, r) = one_leaf_rekeyed();
     // Which copy party 1 alters: 0 the deactivation's commitment bits, 1
     // its command words, 2 the re-key's secret, 3 the re-key's bits.
     for what in 0..4 {
