@@ -459,14 +459,13 @@ async fn tally(
             Ok(_) => {
                 jobs.remove(&id);
             }
-            Err(e) if e.is_cheating() => {
-                tracing::error!(poll = id, error = %e, "poll tally aborted: cheating detected");
-                let failure = TallyFailure::of(&e);
-                jobs.insert(id, (checked.input_sha256.clone(), Some(failure)));
-            }
             Err(e) => {
-                tracing::warn!(poll = id, error = %e, "poll tally failed");
                 let failure = TallyFailure::of(&e);
+                if failure.cheating {
+                    tracing::error!(poll = id, error = %e, "poll tally aborted: cheating detected");
+                } else {
+                    tracing::warn!(poll = id, error = %e, "poll tally failed");
+                }
                 jobs.insert(id, (checked.input_sha256.clone(), Some(failure)));
             }
         }

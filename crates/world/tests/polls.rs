@@ -3,7 +3,9 @@
 //! nullifiers, votes sent as share sets and logged only once every party
 //! holds them, a bribed key overridden by the voter's key change, refusals
 //! that store nothing, a party killed and restarted before the deadline,
-//! and the tally the three parties signed against the plaintext oracle.
+//! the tally the three parties signed against the plaintext oracle, and a
+//! party holding another copy of a voter's component stopping the tally
+//! (reported as cheating) instead of dropping the vote.
 
 use std::time::{Duration, Instant};
 
@@ -690,4 +692,108 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
     assert_eq!(epochs[0].deactivations, vec![true, false]);
     assert_eq!(epochs[0].rekeys, vec![Ok((4, true)), Ok((5, false))]);
     assert_eq!(t.tally(), oracle.tally);
+}
+
+/// A party that keeps, under the logged commitments, a copy of a voter's
+/// component other than the one the voter sent (what a party that lies
+/// about its components holds): with the parties' poll jobs malicious,
+/// the tally's share-set check aborts instead of dropping the vote. The
+/// honest parties report the cheating, the coordinator lists it for the
+/// poll, and no tally is signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_party_holding_another_copy_stops_the_tally_instead_of_dropping_the_vote() {
+    use rand::RngCore;
+    use triad_wire::poll::{component_commitment, holder_key, MessageShares, ShareSet};
+    let w = World::start().await;
+    assert_eq!(w.security(), triad_mpc::Security::Malicious);
+    let id = 21;
+    client::create_poll(&w.net, &w.http, w.admin_token(), &spec(id, 4, 9))
+        .await
+        .unwrap();
+    let keys = sign_up(&w, id, 1).await;
+    let vote = Vote {
+        option: 1,
+        weight: 3,
+        nonce: 1,
+        new_key: None,
+    };
+    let plain = triad_polls::mpc::encode(&sign(1, &keys[0], &vote, id)).unwrap();
+    let views = triad_polls::mpc::share_messages(&[plain], &mut rand::rngs::OsRng);
+    let sets = views.map(|v| ShareSet::vote(&v));
+    let salts: [[u8; 32]; 3] = std::array::from_fn(|_| {
+        let mut s = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut s);
+        s
+    });
+    let c: [String; 3] =
+        std::array::from_fn(|j| component_commitment(id, j, &salts[j], &sets[j], 0));
+    let r = w
+        .http
+        .post(format!("{}/v1/polls/{id}/messages", w.net.coordinator))
+        .json(&serde_json::json!({ "commitments": c }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let ticket: Value = r.json().await.unwrap();
+    let (sid, token) = (
+        ticket["submission_id"].as_str().unwrap(),
+        ticket["token"].as_str().unwrap(),
+    );
+    // Parties 0 and 2 get the voter's sets; party 1 stores another copy of
+    // component 2 under the commitments the coordinator will log.
+    for i in [0, 2] {
+        let up = MessageShares::new(sid, token, [salts[i], salts[(i + 1) % 3]], &sets[i]);
+        let url = format!("{}/v1/polls/{id}/shares", w.net.parties[i].url);
+        assert_eq!(
+            w.http.post(url).json(&up).send().await.unwrap().status(),
+            200
+        );
+    }
+    let mut other = sets[1].clone();
+    other.words[1][0] ^= 1;
+    w.party_state(1)
+        .store
+        .put_message_shares(
+            id,
+            sid,
+            &triad_party::service::hash_token(token),
+            &holder_key(&c, 1),
+            &other,
+            3_600_000,
+            1000,
+        )
+        .unwrap();
+    let url = format!("{}/v1/poll-messages/{sid}/ready", w.net.coordinator);
+    assert_eq!(
+        post(&w, &url, &serde_json::json!({ "token": token }))
+            .await
+            .0,
+        200,
+        "logged: every party confirms"
+    );
+    // After the deadline: the tally aborts, reported by an honest party.
+    let start = Instant::now();
+    let report = loop {
+        let st = w.coordinator_status().await;
+        let found = st["cheating_detected"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["poll_id"] == id).cloned());
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "no report: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        report["what"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("input consistency"),
+        "{report}"
+    );
+    assert!(client::fetch_tally(&w.net, &w.http, id).await.is_err());
 }
