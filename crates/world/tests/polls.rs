@@ -54,6 +54,22 @@ async fn post(w: &World, url: &str, body: &impl serde::Serialize) -> (u16, Strin
     status_of(w.http.post(url).json(body).send().await.unwrap()).await
 }
 
+/// Opens a message ticket for the component commitments `c` (202
+/// expected): (submission id, token).
+async fn open_ticket(w: &World, id: u64, c: &[String; 3]) -> (String, String) {
+    let r = w
+        .http
+        .post(format!("{}/v1/polls/{id}/messages", w.net.coordinator))
+        .json(&serde_json::json!({ "commitments": c }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let ticket: Value = r.json().await.unwrap();
+    let field = |k: &str| ticket[k].as_str().unwrap().to_string();
+    (field("submission_id"), field("token"))
+}
+
 /// Accounts 1..=n attest and sign up with fresh keys (state indexes 1..=n,
 /// the spec's 100 credits each); returns their private keys.
 async fn sign_up(w: &World, id: u64, n: u64) -> Vec<PrivKey> {
@@ -571,19 +587,8 @@ async fn deactivation_and_rekeying_through_the_services_match_the_oracle() {
         if case == "copies" {
             sets[1].words[1][0] = 1;
         }
-        let r = w
-            .http
-            .post(format!("{}/v1/polls/{id}/messages", w.net.coordinator))
-            .json(&serde_json::json!({ "commitments": c }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        let ticket: Value = r.json().await.unwrap();
-        let (sid, token) = (
-            ticket["submission_id"].as_str().unwrap(),
-            ticket["token"].as_str().unwrap(),
-        );
+        let (sid, token) = open_ticket(&w, id, &c).await;
+        let (sid, token) = (sid.as_str(), token.as_str());
         for (p, set) in w.net.parties.iter().zip(&sets) {
             let up = MessageShares::new(sid, token, [salt; 2], set);
             let url = format!("{}/v1/polls/{id}/shares", p.url);
@@ -727,19 +732,8 @@ async fn a_party_holding_another_copy_stops_the_tally_instead_of_dropping_the_vo
     });
     let c: [String; 3] =
         std::array::from_fn(|j| component_commitment(id, j, &salts[j], &sets[j], 0));
-    let r = w
-        .http
-        .post(format!("{}/v1/polls/{id}/messages", w.net.coordinator))
-        .json(&serde_json::json!({ "commitments": c }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let ticket: Value = r.json().await.unwrap();
-    let (sid, token) = (
-        ticket["submission_id"].as_str().unwrap(),
-        ticket["token"].as_str().unwrap(),
-    );
+    let (sid, token) = open_ticket(&w, id, &c).await;
+    let (sid, token) = (sid.as_str(), token.as_str());
     // Parties 0 and 2 get the voter's sets; party 1 stores another copy of
     // component 2 under the commitments the coordinator will log.
     for i in [0, 2] {
