@@ -113,9 +113,9 @@ pub struct BenchArgs {
     /// openings are compared (ops without a check refuse to run). Default:
     /// `malicious` for the ops that have a malicious-secure version,
     /// `semi-honest` for the rest (`mul` over Z_2^64, `poll-step`, `poll`).
-    /// `poll --security malicious` checks the signatures and re-keying and
-    /// runs the tally phases semi-honest; `poll-step --security malicious`
-    /// runs the step over F_r, checked.
+    /// `poll --security malicious` checks every phase of the tally and the
+    /// re-keying; `poll-step --security malicious` runs the step over F_r,
+    /// checked.
     #[arg(long, value_enum)]
     security: Option<SecurityArg>,
     /// A demonstration cheat: this party flips one bit in a message during
@@ -135,9 +135,8 @@ pub use triad_party::SecurityArg;
 /// wherever the op has a malicious-secure version.
 fn default_security(op: Op) -> SecurityArg {
     match op {
-        // Malicious `poll` checks phase 1 and the re-keying epochs (about
-        // ten times slower) and runs phases 2–4 semi-honest: opt-in, as
-        // for the parties (`triad party --poll-security`).
+        // Malicious `poll` checks every phase (several times slower):
+        // opt-in, as for the parties (`triad party --poll-security`).
         Op::Mul | Op::PollStep | Op::Poll => SecurityArg::SemiHonest,
         Op::MulFr
         | Op::And

@@ -46,9 +46,8 @@ pub struct DevnetArgs {
     /// releases.
     #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::Malicious)]
     pub security: triad_party::SecurityArg,
-    /// The poll jobs' mode: `malicious` checks the signature verdicts and
-    /// the re-keying epochs (about ten times slower); the tally's phases
-    /// run semi-honest either way (docs/security.md).
+    /// The poll jobs' mode: `malicious` checks every phase of the tally
+    /// and the re-keying epochs (several times slower; docs/security.md).
     #[arg(long, value_enum, default_value_t = triad_party::SecurityArg::SemiHonest)]
     pub poll_security: triad_party::SecurityArg,
     /// Store in PostgreSQL instead of SQLite files: the URL of a database

@@ -7,7 +7,7 @@ use triad_polls::mpc::SharedMessages;
 use triad_stats::StatsSpec;
 use triad_wire::messages::{PrepareBatch, RejectReason, ReleaseRequest};
 use triad_wire::poll::{sign_tally, MessageKind, PollTally, ShareSet, SignedTally, TALLY_VERSION};
-use triad_wire::release::{sign_release, Release, SecurityMode, RELEASE_VERSION};
+use triad_wire::release::{sign_release, Release, RELEASE_VERSION};
 use triad_wire::{PartySigningKey, SignedRelease};
 
 use crate::check::{check_batch, BatchShares, Evidence, Holding};
@@ -254,6 +254,7 @@ pub fn tally_poll(
             &input.votes.shares(),
         )?
     };
+    let security = p.security;
     drop(p);
     tracing::info!(
         poll,
@@ -273,11 +274,9 @@ pub fn tally_poll(
         spent_per_option: tally.spent_per_option,
         deactivations: input.deactivations,
         rekeys: input.rekeys,
-        // Phase 1 and the re-keying epochs run in the session's mode, the
-        // tally's phases 2–4 semi-honest in every mode (Z_2^128 has no
-        // check yet; triad_polls::mpc::process): the tally as a whole is
-        // only as safe as semi-honest security.
-        security: Some(SecurityMode::SemiHonest),
+        // Every phase ran in the session's mode (`--poll-security`):
+        // malicious checks phase 1, the epochs and phases 2–4.
+        security: Some(security.into()),
     };
     let signed = sign_tally(key, mesh.id.index() as u8, &doc);
     store.put_tally(poll, &req.input_sha256, &signed)?;

@@ -119,11 +119,10 @@ pub struct PartyConfig {
     /// Malicious: every gate and product is checked and every opening
     /// compared. Poll jobs run in [`PartyConfig::poll_security`].
     pub security: triad_mpc::Security,
-    /// The mode of the poll jobs. Malicious checks phase 1 (the signature
-    /// verdicts) and the re-keying epochs, at about ten times their
-    /// semi-honest time (docs/benchmarks.md); the tally's phases 2–4 (over
-    /// Z_2^128) run semi-honest in either mode (`triad_polls::mpc::process`)
-    /// and the tally is signed semi-honest.
+    /// The mode of the poll jobs, signed in each tally. Malicious checks
+    /// every phase of the tally (signature verdicts, grouping, scan, sums)
+    /// and the re-keying epochs, at several times their semi-honest time
+    /// (docs/benchmarks.md).
     pub poll_security: triad_mpc::Security,
 }
 
@@ -202,7 +201,7 @@ pub async fn launch(
     tracing::info!(
         security = ?cfg.security,
         poll_security = ?cfg.poll_security,
-        "statistics jobs run in `security`; poll jobs in `poll_security`, their tally phases semi-honest"
+        "statistics jobs run in `security`; poll jobs in `poll_security`"
     );
     let mesh = mesh::Mesh::new(
         cfg.id,
@@ -311,8 +310,8 @@ pub struct PartyArgs {
     #[arg(long, value_enum, default_value_t = SecurityArg::Malicious)]
     pub security: SecurityArg,
     /// The poll jobs' mode; the three parties must agree. `malicious`
-    /// checks the signature verdicts and the re-keying epochs (about ten
-    /// times slower); the tally's phases run semi-honest either way.
+    /// checks every phase of the tally and the re-keying epochs (several
+    /// times slower).
     #[arg(long, value_enum, default_value_t = SecurityArg::SemiHonest)]
     pub poll_security: SecurityArg,
     /// Share uploads per second per client IP (and burst).

@@ -74,10 +74,9 @@ impl Mesh {
     }
 
     /// [`Mesh::session`] for a poll job, in the poll jobs' mode: malicious
-    /// checks phase 1 and the re-keying epochs at about ten times their
-    /// semi-honest cost; the tally's phases run semi-honest in either
-    /// mode (docs/security.md, "Not yet malicious-secure: the polls'
-    /// tally").
+    /// checks every phase of the tally and the re-keying epochs at several
+    /// times their semi-honest cost (docs/security.md, "Polls' tally:
+    /// malicious-secure when asked").
     pub fn poll_session(&self, job: &'static str, tag: [u8; 32]) -> Result<Session, SessionError> {
         self.session_in(job, tag, self.modes.polls)
     }

@@ -149,6 +149,90 @@ fn a_cheating_party_cannot_change_phase_one_verdicts() {
     assert!(runs > 100, "only {runs} runs");
 }
 
+/// Phases 2–4 in malicious mode against a cheating party: the key-change
+/// scenario (a bribed vote voided, a key change, another voter), window
+/// 2 so the scan has steps to lose. From the end of phase 1 on, a sample
+/// of every party's messages (every one near both ends, 30 between),
+/// each flipped, replaced or dropped, makes an honest party abort (unless
+/// the run was shorter than the calibration run: the sort's levels vary),
+/// and no honest party returns a tally other than the honest one.
+#[test]
+fn a_cheating_party_cannot_change_the_tally() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+    use triad_mpc::testing::{assert_caught, run3_cheating, Fault};
+    use triad_mpc::{MpcError, Party, PartyId};
+    let params = qv(3).with_window(2).unwrap();
+    let ups = vec![signup(1, 100), signup(2, 100)];
+    let msgs = vec![
+        vote(1, 1, 0, 9, 1, 1),
+        vote(1, 3, 2, 5, 2, 3),
+        vote(1, 1, 1, 0, 1, 3),
+        vote(2, 2, 1, 4, 1, 2),
+    ];
+    let want = process_poll(&params, &ups, &msgs).tally;
+    assert_eq!(want.votes, vec![0, 4, 5]);
+    let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
+    let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
+    let sh = shared(&plain, 5);
+    // Messages each party sent in the last run: the cheater's count tells
+    // whether its fault fired (the sort's levels, hence the number of
+    // messages, vary with the shuffle).
+    let sent_in_run: [AtomicU64; 3] = Default::default();
+    let victim = |p: &mut Party| -> Result<triad_polls::Tally, MpcError> {
+        p.security = Security::Malicious;
+        let out = process_shared(p, &params, &ups, &times, &sh[p.id.index()]);
+        sent_in_run[p.id.index()].store(p.net.stats().messages_sent, Ordering::SeqCst);
+        Ok(out?.0)
+    };
+    let phase_one = run3(|p| {
+        p.security = Security::Malicious;
+        verify_signatures(p, &sh[p.id.index()]).unwrap();
+        p.net.stats().messages_sent
+    });
+    let sent = run3(|p| {
+        assert_eq!(victim(p).unwrap(), want);
+        p.net.stats().messages_sent
+    });
+    let (mut runs, mut unfired) = (0, 0);
+    for who in PartyId::ALL {
+        let (start, total) = (phase_one[who.index()], sent[who.index()]);
+        assert!(total > start + 100, "{who}: {start} then {total} messages");
+        let step = ((total - start) / 30).max(1) as usize;
+        let sample = (start..start + 6)
+            .chain((start + 6..total - 5).step_by(step))
+            .chain(total - 5..=total);
+        for (k, nth) in sample.enumerate() {
+            let fault = match k % 3 {
+                0 => Fault::Flip {
+                    at: 1 + k * 13,
+                    mask: 1 << (k % 8),
+                },
+                1 => Fault::Replace { at: k * 7 },
+                _ => Fault::Drop,
+            };
+            sent_in_run[who.index()].store(0, Ordering::SeqCst);
+            let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
+            let what = format!("{who} {fault:?} on message {nth}/{total}");
+            if out.iter().all(|r| r.is_ok()) {
+                // Only a run shorter than the calibration run (a sort
+                // with fewer levels) may end without the fault.
+                let cheater_sent = sent_in_run[who.index()].load(Ordering::SeqCst);
+                assert!(cheater_sent < nth, "{what}: no honest party aborted");
+                unfired += 1;
+                for r in out.iter().flatten() {
+                    assert_eq!(r, &want, "{what}: a wrong result");
+                }
+            } else {
+                runs += 1;
+                assert_caught(&out, &want, what);
+            }
+        }
+    }
+    assert!(runs > 80, "only {runs} runs");
+    eprintln!("{runs} tampered runs, {unfired} shorter runs without the fault; messages per party {phase_one:?} to phase 1, {sent:?} in all");
+}
+
 /// One random message: who signs, which key it names, what it says.
 #[derive(Clone, Debug)]
 struct Spec {
@@ -255,11 +339,34 @@ fn case() -> impl Strategy<Value = (PollParams, Vec<SignUp>, Vec<Message>)> {
         .prop_map(|(p, ups, specs)| (p, ups, specs.iter().map(message).collect()))
 }
 
+/// The tally over shares in both modes (malicious: the checked phases 2–4
+/// of `mpc::checked`, everything checked before the tally is opened); the
+/// three parties and the two modes must agree.
 fn run(params: &PollParams, signups: &[SignUp], msgs: &[Message]) -> triad_polls::Tally {
+    let semi_honest = run_in(params, signups, msgs, Security::SemiHonest);
+    assert_eq!(
+        run_in(params, signups, msgs, Security::Malicious),
+        semi_honest,
+        "malicious against semi-honest"
+    );
+    semi_honest
+}
+
+fn run_in(
+    params: &PollParams,
+    signups: &[SignUp],
+    msgs: &[Message],
+    security: Security,
+) -> triad_polls::Tally {
     let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
     let times: Vec<u64> = msgs.iter().map(|m| m.timestamp).collect();
     let sh = shared(&plain, 9);
-    let out = run3(|p| process_shared(p, params, signups, &times, &sh[p.id.index()]).unwrap());
+    let out = run3(|p| {
+        p.security = security;
+        let out = process_shared(p, params, signups, &times, &sh[p.id.index()]).unwrap();
+        assert_eq!((p.unchecked_gates(), p.unchecked_products()), (0, 0));
+        out
+    });
     assert_eq!(out[0], out[1]);
     assert_eq!(out[1], out[2]);
     out[0].0.clone()

@@ -69,7 +69,7 @@ fn run_party(
 /// Runs the epochs and the votes over shares and checks every party's
 /// result against the oracle.
 /// In both modes: malicious, the epochs (F_r and AND gates) are checked
-/// and the votes' phases 2–4 run semi-honest (`semi_honest_section`).
+/// and so are the votes' phases 2–4 (`mpc::checked`).
 fn check(params: &PollParams, signups: &[SignUp], epochs: &[Epoch], messages: &[Message]) -> Tally {
     let t = check_blocks(params, signups, epochs, messages, 512);
     assert_eq!(

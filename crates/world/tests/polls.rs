@@ -399,12 +399,12 @@ async fn a_poll_through_the_services_matches_the_oracle() {
     let oracle = process_poll(&params, &oracle_signups, &messages);
     assert_eq!(tally.tally.tally(), oracle.tally);
     // The parties run malicious (World::start's default), polls too
-    // (`poll_security`): the signature checks ran checked, the tally
-    // phases semi-honest, and the tally signs the weaker of the two.
+    // (`poll_security`): every phase of the tally ran checked, and the
+    // tally says so.
     assert_eq!(w.security(), triad_mpc::Security::Malicious);
     assert_eq!(
         tally.tally.security,
-        Some(triad_wire::release::SecurityMode::SemiHonest)
+        Some(triad_wire::release::SecurityMode::Malicious)
     );
     // The story: voter 1 votes 3 for option 0; the briber's vote with the
     // sold key is overridden by voter 2's key change (2 for option 2);

@@ -211,27 +211,6 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
     out
 }
 
-/// Runs `f` semi-honest inside a session of either mode, for a pipeline
-/// whose later steps have no check yet (the polls' phases 2–4 over
-/// Z_2^128). Everything recorded so far is checked first, so the
-/// section starts from verified state; inside it nothing new is recorded
-/// and protocols without a check run; the session's mode is restored
-/// afterwards. What the section computes is only as safe as semi-honest
-/// security: callers say so in what they sign. Nothing computed inside
-/// is recorded, so a value it returns and the caller opens later, back
-/// in malicious mode, is opened unchecked: open the section's results
-/// inside it, or treat them as semi-honest.
-pub fn semi_honest_section<R>(
-    p: &mut Party,
-    f: impl FnOnce(&mut Party) -> Result<R, MpcError>,
-) -> Result<R, MpcError> {
-    verify(p)?;
-    let mode = std::mem::replace(&mut p.security, crate::Security::SemiHonest);
-    let out = f(p);
-    p.security = mode;
-    out
-}
-
 fn check_log(p: &mut Party) -> Result<(), MpcError> {
     let log = std::mem::take(&mut p.ands);
     let words = log.words();

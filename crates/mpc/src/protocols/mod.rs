@@ -29,7 +29,7 @@ pub use arithmetic::{
 pub use binary::{and, bitslice, msb};
 pub use compare::{eq, in_range, lt, lt_public, select};
 pub use conversion::{a2b, b2a, b2a_fr, b2a_z128, bit_inject};
-pub use dzkp::{semi_honest_section, verify};
+pub use dzkp::verify;
 pub use field_compare::{is_negative_fr, is_zero_fr};
 pub use input::check_client_input;
 pub use poseidon::{open_is_zero, poseidon, poseidon2};

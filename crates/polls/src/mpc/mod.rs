@@ -9,10 +9,13 @@
 //!   client names, one opened verdict per message;
 //! * [`process`] (phases 2–4): the messages grouped by state index with a
 //!   shuffle-then-sort, the reverse-order MACI state machine as a K-step
-//!   scan ([`step::apply_step`] each step), the tally opened;
+//!   scan ([`step::apply_step`] each step), the tally opened; in a
+//!   malicious session `checked` does the same over binary shares and
+//!   `F_r`, every gate and product checked;
 //! * [`edwards`]: Baby Jubjub arithmetic over shares, used by phase 1.
 
 pub mod bitvec;
+mod checked;
 pub mod edwards;
 pub mod encode;
 pub mod process;

@@ -34,24 +34,22 @@
 //! messages a voter sent, not any key or balance.
 //!
 //! **Security mode.** Step 1 (and the re-keying epochs of
-//! [`super::rekey`]) computes over `F_r` and binary shares only, so in a
-//! malicious session every product and AND gate behind phase 1's opened
-//! verdicts is checked before they are opened. Step 0's consistency
-//! verdicts are each party's own word: a cheating party can have a
-//! message dropped there (docs/security.md). Steps 2–5 compute over
-//! Z_2^128, which has no check yet: they run in a
-//! [`semi_honest_section`] whatever the session's mode, and the tally is
-//! signed as semi-honest (docs/security.md, "Polls").
+//! [`super::rekey`]) computes over `F_r` and binary shares only. Steps 2–5
+//! have two implementations: in a semi-honest session the one below, over
+//! Z_2^128 (its `eq`, `msb` and arithmetic shuffle have no check); in a
+//! malicious session [`super::checked`], over binary shares and `F_r`,
+//! where every AND gate and product behind the sort's comparisons and the
+//! tally is checked before they are opened. Both open the same things and
+//! equal the oracle (`tests/mpc_process.rs`, `tests/mpc_rekey.rs`).
 
 use ark_ff::PrimeField;
 use triad_mpc::protocols::arithmetic::{mul, open};
 use triad_mpc::protocols::binary::{and, map_linear};
 use triad_mpc::protocols::compare::{eq, select};
 use triad_mpc::protocols::conversion::bit_inject;
-use triad_mpc::protocols::semi_honest_section;
 use triad_mpc::protocols::shuffle::shuffle;
 use triad_mpc::protocols::sort::sort_order_arith;
-use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Shares, Z128};
+use triad_mpc::{Bits, IntRing, MpcError, Party, Ring, Security, Shares, Z128};
 
 use super::encode::{SharedMessages, FR, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
 use super::signature::verify_signatures;
@@ -149,7 +147,7 @@ fn ring_fields_chunk(p: &mut Party, msgs: &SharedMessages) -> Result<RingFields,
 }
 
 /// Record `i` gets element `i − 1`; record 0 gets `first`.
-fn shift_down<T: Ring>(p: &Party, x: &Shares<T>, first: T) -> Shares<T> {
+pub(super) fn shift_down<T: Ring>(p: &Party, x: &Shares<T>, first: T) -> Shares<T> {
     let n = x.len();
     if n == 0 {
         return x.clone();
@@ -159,7 +157,7 @@ fn shift_down<T: Ring>(p: &Party, x: &Shares<T>, first: T) -> Shares<T> {
 }
 
 /// Packed bits: bit `i` moves to `i + 1`, bit 0 becomes 0 (local).
-fn shift_bits_down(x: &Shares<Bits>) -> Shares<Bits> {
+pub(super) fn shift_bits_down(x: &Shares<Bits>) -> Shares<Bits> {
     let f = |v: &[Bits]| -> Vec<Bits> {
         (0..v.len())
             .map(|k| Bits((v[k].0 << 1) | if k > 0 { v[k - 1].0 >> 63 } else { 0 }))
@@ -170,7 +168,7 @@ fn shift_bits_down(x: &Shares<Bits>) -> Shares<Bits> {
 
 /// Packed bits: bit `i + 1` moves to `i`; the last bit becomes 0 (the
 /// input's bits at and above `n` must be 0).
-fn shift_bits_up(x: &Shares<Bits>) -> Shares<Bits> {
+pub(super) fn shift_bits_up(x: &Shares<Bits>) -> Shares<Bits> {
     let f = |v: &[Bits]| -> Vec<Bits> {
         (0..v.len())
             .map(|k| Bits((v[k].0 >> 1) | v.get(k + 1).map_or(0, |w| w.0 << 63)))
@@ -180,7 +178,7 @@ fn shift_bits_up(x: &Shares<Bits>) -> Shares<Bits> {
 }
 
 /// Clears the bits at and above `n` (AND with a public mask: local).
-fn mask_len(x: &Shares<Bits>, n: usize) -> Shares<Bits> {
+pub(super) fn mask_len(x: &Shares<Bits>, n: usize) -> Shares<Bits> {
     let words = x.len();
     let masks: Vec<u64> = (0..words)
         .map(|k| {
@@ -247,17 +245,21 @@ pub fn process_shared(
     timestamps: &[u64],
     msgs: &SharedMessages,
 ) -> Result<(Tally, ProcessStats), MpcError> {
-    let public =
-        |vals: Vec<u64>| Shares::from_public(p.id, &vals.into_iter().map(z).collect::<Vec<_>>());
+    let n = signups.len();
+    let mut live = vec![Bits(0); n.div_ceil(64)];
+    for (k, s) in signups.iter().enumerate() {
+        live[k / 64].0 |= u64::from(s.timestamp < params.signup_deadline()) << (k % 64);
+    }
     let headers = Headers {
         fps: signups.iter().map(|s| fingerprint(&s.pub_key)).collect(),
-        live: public(
-            signups
+        live: Shares::from_public(p.id, &live),
+        balance: Shares::from_public(
+            p.id,
+            &signups
                 .iter()
-                .map(|s| u64::from(s.timestamp < params.signup_deadline()))
-                .collect(),
+                .map(|s| Bits(s.voice_credits))
+                .collect::<Vec<_>>(),
         ),
-        balance: public(signups.iter().map(|s| s.voice_credits).collect()),
     };
     process_with(p, params, &headers, timestamps, msgs)
 }
@@ -284,23 +286,10 @@ pub fn process_shared_registry(
                 .fold(0u64, |m, b| m | 1 << b)
         })
         .collect();
-    let live_bits = map_linear_indexed(&reg.active, &timely);
-    // Into Z_2^128, which has no check: semi-honest (module docs).
-    let (live, bits) = semi_honest_section(p, |p| {
-        Ok((
-            bit_inject::<Z128>(p, &live_bits, n)?,
-            bit_inject::<Z128>(p, &reg.balance, n * 64)?,
-        ))
-    })?;
-    let mut balance = Shares::<Z128>::zeros(n);
-    for b in 0..64 {
-        let col: Vec<usize> = (0..n).map(|k| k * 64 + b).collect();
-        balance = balance.add(&bits.gather(&col).scale(Z128::from_u128(1u128 << b)));
-    }
     let headers = Headers {
         fps: reg.keys.iter().map(fingerprint).collect(),
-        live,
-        balance,
+        live: map_linear_indexed(&reg.active, &timely),
+        balance: reg.balance.clone(),
     };
     process_with(p, params, &headers, timestamps, msgs)
 }
@@ -311,12 +300,26 @@ fn map_linear_indexed(x: &Shares<Bits>, mask: &[u64]) -> Shares<Bits> {
     Shares::new(f(&x.a), f(&x.b))
 }
 
-/// The leaves' header records: public key fingerprints, and whether each
-/// leaf can count (signed up in time, active) and its budget, in the ring.
-struct Headers {
-    fps: Vec<[u64; 2]>,
-    live: Shares<Z128>,
-    balance: Shares<Z128>,
+/// The leaves' header records: public key fingerprints, whether each leaf
+/// can count (signed up in time, active: packed bits) and its budget (one
+/// word per leaf), XOR-shared.
+pub(super) struct Headers {
+    pub(super) fps: Vec<[u64; 2]>,
+    pub(super) live: Shares<Bits>,
+    pub(super) balance: Shares<Bits>,
+}
+
+/// The headers' `live` bits and budgets in the ring (semi-honest path).
+fn ring_headers(p: &mut Party, h: &Headers) -> Result<(Shares<Z128>, Shares<Z128>), MpcError> {
+    let n = h.fps.len();
+    let live = bit_inject::<Z128>(p, &h.live, n)?;
+    let bits = bit_inject::<Z128>(p, &h.balance, n * 64)?;
+    let mut balance = Shares::<Z128>::zeros(n);
+    for b in 0..64 {
+        let col: Vec<usize> = (0..n).map(|k| k * 64 + b).collect();
+        balance = balance.add(&bits.gather(&col).scale(Z128::from_u128(1u128 << b)));
+    }
+    Ok((live, balance))
 }
 
 fn process_with(
@@ -363,24 +366,26 @@ fn process_with(
     if r == 0 {
         return Ok((empty_tally(v), stats));
     }
-    // Phases 2–4 compute over Z_2^128, which has no check yet: they run
-    // semi-honest whatever the session's mode (module docs).
-    let tally = semi_honest_section(p, |p| {
-        let fields = ring_fields(p, &kept)?;
-        let records = group(p, params, headers, fields)?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            records = r,
-            "poll grouping done"
-        );
-        let state = scan(p, params, &records, steps)?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            steps,
-            "poll scan done"
-        );
-        tally(p, params, &records, &state)
-    })?;
+    let tally = match p.security {
+        Security::Malicious => super::checked::phases_checked(p, params, headers, &kept, steps)?,
+        Security::SemiHonest => {
+            let (live, balance) = ring_headers(p, headers)?;
+            let fields = ring_fields(p, &kept)?;
+            let records = group(p, params, headers, live, balance, fields)?;
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                records = r,
+                "poll grouping done"
+            );
+            let state = scan(p, params, &records, steps)?;
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                steps,
+                "poll scan done"
+            );
+            tally(p, params, &records, &state)?
+        }
+    };
     Ok((tally, stats))
 }
 
@@ -409,6 +414,8 @@ fn group(
     p: &mut Party,
     params: &PollParams,
     headers: &Headers,
+    live: Shares<Z128>,
+    balance: Shares<Z128>,
     f: RingFields,
 ) -> Result<Records, MpcError> {
     let (n, m) = (headers.fps.len(), f.index.len());
@@ -445,10 +452,10 @@ fn group(
         both(header_key, message_key),
         both(public(header_index), index),
         both(public(vec![1; n]), zeros_m.clone()),
-        both(headers.live.clone(), zeros_m.clone()),
+        both(live, zeros_m.clone()),
         both(public(fps.iter().map(|f| f[0]).collect()), zeros_m.clone()),
         both(public(fps.iter().map(|f| f[1]).collect()), zeros_m.clone()),
-        both(headers.balance.clone(), zeros_m),
+        both(balance, zeros_m),
         both(zeros_n.clone(), f.signer_fp[0].clone()),
         both(zeros_n.clone(), f.signer_fp[1].clone()),
         both(zeros_n.clone(), f.new_fp[0].clone()),

@@ -30,8 +30,9 @@
 //! conversion, 101 for the sign's borrow chain), so it runs in a malicious
 //! session (tested against [`apply_plain`] and a cheating party in
 //! `tests/mpc.rs`). Over Z_2^128 it is semi-honest only (the
-//! ring's `eq` and `msb` have no check). The whole poll's phases 2–4 still
-//! use the ring ([`super::process`]).
+//! ring's `eq` and `msb` have no check). A whole poll's phases 2–4 use
+//! the ring in a semi-honest session ([`super::process`]) and `F_r` in a
+//! malicious one (`super::checked`).
 
 use triad_mpc::protocols::arithmetic::mul;
 use triad_mpc::protocols::binary::{and, msb, not};
