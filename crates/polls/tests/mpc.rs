@@ -11,7 +11,7 @@ use triad_mpc::share::share_plain;
 use triad_mpc::testing::run3;
 use triad_mpc::{Bits, Fr, Party, Security, Shares, Z128};
 use triad_polls::mpc::step::StepRing;
-use triad_polls::mpc::{apply_plain, apply_step, PlainState, StepInput};
+use triad_polls::mpc::{apply_plain, apply_step, OneHot, PlainState, StepInput};
 use triad_polls::Mode;
 
 /// The step's two number systems as the tests drive them: Z_2^128
@@ -51,8 +51,10 @@ fn pack(bits: &[bool]) -> Vec<Bits> {
     w
 }
 
-/// The three parties' inputs for `cases`, shared with a fixed seed.
-fn shared_inputs<T: Num>(cases: &[Case]) -> [StepInput<T>; 3] {
+/// The three parties' inputs for `cases`, shared with a fixed seed; with
+/// `onehot`, the options' one-hot bits and values shared too (as the
+/// checked scan passes them).
+fn shared_inputs<T: Num>(cases: &[Case], onehot: bool) -> [StepInput<T>; 3] {
     let v = cases[0].0.votes.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut col = |f: &dyn Fn(&Case) -> u64| {
@@ -71,6 +73,20 @@ fn shared_inputs<T: Num>(cases: &[Case]) -> [StepInput<T>; 3] {
         &pack(&cases.iter().map(|c| c.1).collect::<Vec<_>>()),
         &mut rand::rngs::StdRng::seed_from_u64(8),
     );
+    let np = cases.len().div_ceil(64) * 64;
+    let hot: Vec<Vec<bool>> = (0..v as u64)
+        .map(|j| cases.iter().map(|c| c.3 == j).collect())
+        .collect();
+    let hot_bits = share_plain(
+        &hot.iter().flat_map(|h| pack(h)).collect::<Vec<_>>(),
+        &mut rand::rngs::StdRng::seed_from_u64(9),
+    );
+    let hot_values = share_plain(
+        &hot.iter()
+            .flat_map(|h| (0..np).map(|k| T::from_u64(u64::from(h.get(k) == Some(&true)))))
+            .collect::<Vec<_>>(),
+        &mut rand::rngs::StdRng::seed_from_u64(10),
+    );
     [0, 1, 2].map(|i| StepInput {
         nonce: nonce[i].clone(),
         balance: balance[i].clone(),
@@ -79,13 +95,22 @@ fn shared_inputs<T: Num>(cases: &[Case]) -> [StepInput<T>; 3] {
         msg_nonce: msg_nonce[i].clone(),
         msg_option: msg_option[i].clone(),
         msg_weight: msg_weight[i].clone(),
+        onehot: onehot.then(|| OneHot {
+            bits: hot_bits[i].clone(),
+            values: hot_values[i].clone(),
+        }),
     })
 }
 
 /// Runs the step on shares of `cases` and opens everything (tests only),
 /// in `T`'s mode; in malicious mode nothing is left unchecked.
 fn run<T: Num>(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
-    let inputs = shared_inputs::<T>(cases);
+    run_with::<T>(mode, cases, false)
+}
+
+/// [`run`], the one-hot options given or computed by the step.
+fn run_with<T: Num>(mode: Mode, cases: &[Case], onehot: bool) -> Vec<(bool, PlainState)> {
+    let inputs = shared_inputs::<T>(cases, onehot);
     let n = cases.len();
     let outs = run3(|p: &mut Party| {
         p.security = T::SECURITY;
@@ -113,14 +138,17 @@ fn run<T: Num>(mode: Mode, cases: &[Case]) -> Vec<(bool, PlainState)> {
     outs[0].clone()
 }
 
-/// Over Z_2^128 (semi-honest) and over `F_r` (malicious).
+/// Over Z_2^128 (semi-honest) and over `F_r` (malicious), the latter also
+/// with the one-hot options given (as the checked scan runs it).
 fn check(mode: Mode, cases: &[Case]) {
     let ring = run::<Z128>(mode, cases);
     let field = run::<Fr>(mode, cases);
-    for ((c, r), f) in cases.iter().zip(&ring).zip(&field) {
+    let given = run_with::<Fr>(mode, cases, true);
+    for (((c, r), f), g) in cases.iter().zip(&ring).zip(&field).zip(&given) {
         let want = apply_plain(mode, &c.0, c.1, c.2, c.3, c.4);
         assert_eq!(*r, want, "Z_2^128 {mode:?} {c:?}");
         assert_eq!(*f, want, "F_r {mode:?} {c:?}");
+        assert_eq!(*g, want, "F_r, one-hot given, {mode:?} {c:?}");
     }
 }
 
@@ -240,7 +268,7 @@ proptest! {
 #[test]
 fn the_traffic_of_a_step_does_not_depend_on_the_votes() {
     fn traffic<T: Num>(cases: &[Case]) -> [(u64, u64); 3] {
-        let inputs = shared_inputs::<T>(cases);
+        let inputs = shared_inputs::<T>(cases, false);
         run3(|p| {
             p.security = T::SECURITY;
             let before = p.net.stats();
@@ -315,7 +343,7 @@ fn a_cheating_party_cannot_change_a_checked_step() {
         (st(2, 9, &[0, 1]), true, 3, 1, 3),
         (st(0, 100, &[0, 0]), false, 1, 0, 1),
     ];
-    let inputs = shared_inputs::<Fr>(&cases);
+    let inputs = shared_inputs::<Fr>(&cases, false);
     let victim = |p: &mut Party| -> Result<Vec<Fr>, MpcError> {
         p.security = Security::Malicious;
         let out = apply_step(p, Mode::Quadratic, &inputs[p.id.index()])?;

@@ -35,7 +35,7 @@ use triad_mpc::{Bits, Fr, MpcError, Party, Shares, Z64};
 
 use super::encode::{SharedMessages, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
 use super::process::{mask_len, shift_bits_down, shift_bits_up, shift_down, Headers};
-use super::step::{apply_step, StepInput};
+use super::step::{apply_step, padded, OneHot, StepInput};
 use crate::params::{Mode, PollParams};
 use crate::tally::Tally;
 
@@ -106,6 +106,8 @@ struct Records {
     nonce: Shares<Fr>,
     option: Shares<Fr>,
     weight: Shares<Fr>,
+    /// `[option == j]`, the same in every step.
+    onehot: OneHot<Fr>,
 }
 
 impl Records {
@@ -210,8 +212,26 @@ fn group(
         &c[col::WEIGHT],
     ]);
     let fr = b2a_fr(p, &planes(&words), 64, 4 * r)?;
-    let not_header_fr = bit_inject::<Fr>(p, &not_header, r)?;
+    // The header flag and the options' one-hot bits into F_r at once.
+    let v = params.options_len();
+    let np = r.div_ceil(64) * 64;
+    let option = padded(&c[col::OPTION], np);
+    let hot = equal_words(
+        p,
+        &[&Shares::concat(&vec![&option; v])],
+        &[&public_words(
+            p,
+            (0..v as u64).flat_map(|j| std::iter::repeat_n(j, np)),
+        )],
+        Vec::new(),
+    )?;
+    let injected = bit_inject::<Fr>(p, &Shares::concat(&[&hot, &not_header]), (v + 1) * np)?;
+    let not_header_fr = injected.slice(v * np..v * np + r);
     Ok(Records {
+        onehot: OneHot {
+            bits: hot,
+            values: injected.slice(0..v * np),
+        },
         same,
         live,
         not_header,
@@ -269,6 +289,7 @@ fn scan(
                 msg_nonce: rec.nonce.clone(),
                 msg_option: rec.option.clone(),
                 msg_weight: rec.weight.clone(),
+                onehot: Some(rec.onehot.clone()),
             },
         )?;
         // key ← valid ? new : previous; headers keep their own.

@@ -26,4 +26,4 @@ pub mod step;
 pub use encode::{encode, share_messages, PlainMessage, SharedMessages};
 pub use process::{process_shared, ProcessStats};
 pub use signature::verify_signatures;
-pub use step::{apply_plain, apply_step, PlainState, StepInput, StepOutput};
+pub use step::{apply_plain, apply_step, OneHot, PlainState, StepInput, StepOutput};

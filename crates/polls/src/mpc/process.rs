@@ -546,6 +546,7 @@ fn scan(
                 msg_nonce: c[col::NONCE].clone(),
                 msg_option: c[col::OPTION].clone(),
                 msg_weight: c[col::WEIGHT].clone(),
+                onehot: None,
             },
         )?;
         // key ← valid ? new : previous.

@@ -88,6 +88,20 @@ pub struct StepInput<T = Z128> {
     pub msg_nonce: Shares<T>,
     pub msg_option: Shares<T>,
     pub msg_weight: Shares<T>,
+    /// `[msg_option == j]` for every option `j`, if the caller has it
+    /// (the scan computes it once for all its steps); `None`: computed
+    /// here from `msg_option`.
+    pub onehot: Option<OneHot<T>>,
+}
+
+/// `[option == j]` for `j < V` over `n` records.
+#[derive(Clone, Debug)]
+pub struct OneHot<T = Z128> {
+    /// Packed bits: `V` segments of `ceil(n/64)` words, segment `j` for
+    /// option `j`.
+    pub bits: Shares<Bits>,
+    /// The same bits as 0/1 in `T`: `V` segments of `ceil(n/64)·64`.
+    pub values: Shares<T>,
 }
 
 /// The state after the step and the (secret) validity of each message.
@@ -173,6 +187,9 @@ pub fn apply_step<T: StepRing>(
         || cols.iter().any(|c| c.len() != n)
         || s.votes.iter().any(|c| c.len() != n)
         || s.key_ok.len() * 64 < n
+        || s.onehot.as_ref().is_some_and(|h| {
+            h.bits.len() != v * n.div_ceil(64) || h.values.len() != v * n.div_ceil(64) * 64
+        })
     {
         return Err(MpcError::InvalidArgument(
             "apply_step: columns differ in length",
@@ -182,14 +199,17 @@ pub fn apply_step<T: StepRing>(
     let w = np / 64;
     let me = p.id;
 
-    // 1. [msg nonce == nonce + 1] and the one-hot option [option == j] for
-    //    every j < V, in one equality test (all values < 2^64).
+    // 1. [msg nonce == nonce + 1] and, unless given, the one-hot option
+    //    [option == j] for every j < V, in one equality test (all values
+    //    < 2^64).
     let mut xs = vec![padded(&s.msg_nonce, np)];
     let mut ys = vec![padded(&s.nonce.add_public(me, &vec![T::one(); n]), np)];
-    let option = padded(&s.msg_option, np);
-    for j in 0..v {
-        xs.push(option.clone());
-        ys.push(Shares::from_public(me, &vec![T::from_u64(j as u64); np]));
+    if s.onehot.is_none() {
+        let option = padded(&s.msg_option, np);
+        for j in 0..v {
+            xs.push(option.clone());
+            ys.push(Shares::from_public(me, &vec![T::from_u64(j as u64); np]));
+        }
     }
     let e = T::equal(
         p,
@@ -197,7 +217,10 @@ pub fn apply_step<T: StepRing>(
         &Shares::concat(&ys.iter().collect::<Vec<_>>()),
     )?;
     let nonce_ok = segment(&e, 0, w);
-    let onehot: Vec<Shares<Bits>> = (0..v).map(|j| segment(&e, 1 + j, w)).collect();
+    let onehot: Vec<Shares<Bits>> = match &s.onehot {
+        Some(h) => (0..v).map(|j| segment(&h.bits, j, w)).collect(),
+        None => (0..v).map(|j| segment(&e, 1 + j, w)).collect(),
+    };
     // At most one j matches, so their XOR (local) is [option < V].
     let option_ok = onehot
         .iter()
@@ -205,11 +228,14 @@ pub fn apply_step<T: StepRing>(
         .fold(onehot[0].clone(), |acc, f| acc.add(f));
 
     // 2. The option's old weight: Σ_j [option == j] · votes_j.
-    let f = bit_inject::<T>(
-        p,
-        &Shares::concat(&onehot.iter().collect::<Vec<_>>()),
-        v * np,
-    )?;
+    let f = match &s.onehot {
+        Some(h) => h.values.clone(),
+        None => bit_inject::<T>(
+            p,
+            &Shares::concat(&onehot.iter().collect::<Vec<_>>()),
+            v * np,
+        )?,
+    };
     let votes_p: Vec<Shares<T>> = s.votes.iter().map(|c| padded(c, np)).collect();
     let fv = mul(p, &f, &Shares::concat(&votes_p.iter().collect::<Vec<_>>()))?;
     let old = (1..v).fold(fv.slice(0..np), |acc, j| {
