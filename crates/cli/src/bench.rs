@@ -937,7 +937,7 @@ fn poll_step<T: StepNum>(
         msg_nonce,
         msg_option,
         msg_weight,
-        onehot: None,
+        tested: None,
     };
     let bytes_before = p.net.stats().bytes_sent;
     let mut out = None;

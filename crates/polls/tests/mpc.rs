@@ -52,8 +52,8 @@ fn pack(bits: &[bool]) -> Vec<Bits> {
 }
 
 /// The three parties' inputs for `cases`, shared with a fixed seed; with
-/// `onehot`, the options' one-hot bits and values shared too (as the
-/// checked scan passes them).
+/// `onehot`, the options' one-hot bits and values shared too and the
+/// nonce test folded into `key_ok` (as the checked scan passes them).
 fn shared_inputs<T: Num>(cases: &[Case], onehot: bool) -> [StepInput<T>; 3] {
     let v = cases[0].0.votes.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -69,8 +69,9 @@ fn shared_inputs<T: Num>(cases: &[Case], onehot: bool) -> [StepInput<T>; 3] {
     let msg_nonce = col(&|c| c.2);
     let msg_option = col(&|c| c.3);
     let msg_weight = col(&|c| c.4);
+    let nonce_ok = |c: &Case| !onehot || c.0.nonce.checked_add(1) == Some(c.2);
     let key_ok = share_plain(
-        &pack(&cases.iter().map(|c| c.1).collect::<Vec<_>>()),
+        &pack(&cases.iter().map(|c| c.1 && nonce_ok(c)).collect::<Vec<_>>()),
         &mut rand::rngs::StdRng::seed_from_u64(8),
     );
     let np = cases.len().div_ceil(64) * 64;
@@ -95,7 +96,7 @@ fn shared_inputs<T: Num>(cases: &[Case], onehot: bool) -> [StepInput<T>; 3] {
         msg_nonce: msg_nonce[i].clone(),
         msg_option: msg_option[i].clone(),
         msg_weight: msg_weight[i].clone(),
-        onehot: onehot.then(|| OneHot {
+        tested: onehot.then(|| OneHot {
             bits: hot_bits[i].clone(),
             values: hot_values[i].clone(),
         }),

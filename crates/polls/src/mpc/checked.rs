@@ -28,7 +28,7 @@
 use ark_ff::{PrimeField, Zero};
 use std::num::Wrapping;
 use triad_mpc::protocols::arithmetic::{mul, open};
-use triad_mpc::protocols::binary::{and, and_reduce, bitslice, map_linear, not};
+use triad_mpc::protocols::binary::{and, and_reduce, bitslice, map_linear, not, unbitslice};
 use triad_mpc::protocols::conversion::{b2a_fr, bit_inject};
 use triad_mpc::protocols::{shuffle_bits, sort_order};
 use triad_mpc::{Bits, Fr, MpcError, Party, Shares, Z64};
@@ -103,9 +103,9 @@ struct Records {
     not_header: Shares<Bits>,
     not_header_fr: Shares<Fr>,
     balance: Shares<Fr>,
-    nonce: Shares<Fr>,
-    option: Shares<Fr>,
     weight: Shares<Fr>,
+    /// The message's nonce minus one (binary words).
+    nonce_before: Shares<Bits>,
     /// `[option == j]`, the same in every step.
     onehot: OneHot<Fr>,
 }
@@ -204,14 +204,10 @@ fn group(
     );
     let live = pack_bit(&c[col::FLAGS], 1);
     let not_header = mask_len(&not(p, &pack_bit(&c[col::FLAGS], 0)), r);
-    // Budgets < 2^64 and fields < 2^50, all at once.
-    let words = Shares::concat(&[
-        &c[col::BALANCE],
-        &c[col::NONCE],
-        &c[col::OPTION],
-        &c[col::WEIGHT],
-    ]);
-    let fr = b2a_fr(p, &planes(&words), 64, 4 * r)?;
+    // Budgets < 2^64 and weights < 2^50, at once.
+    let words = Shares::concat(&[&c[col::BALANCE], &c[col::WEIGHT]]);
+    let fr = b2a_fr(p, &planes(&words), 64, 2 * r)?;
+    let nonce_before = decrement(p, &c[col::NONCE])?;
     // The header flag and the options' one-hot bits into F_r at once.
     let v = params.options_len();
     let np = r.div_ceil(64) * 64;
@@ -237,9 +233,8 @@ fn group(
         not_header,
         not_header_fr,
         balance: fr.slice(0..r),
-        nonce: fr.slice(r..2 * r),
-        option: fr.slice(2 * r..3 * r),
-        weight: fr.slice(3 * r..4 * r),
+        weight: fr.slice(r..2 * r),
+        nonce_before,
         c,
     })
 }
@@ -259,93 +254,90 @@ fn scan(
 ) -> Result<ScanState, MpcError> {
     let (r, v) = (rec.len(), params.options_len());
     let c = &rec.c;
-    let w = r.div_ceil(64);
-    let init_key = [c[col::FP_LO].clone(), c[col::FP_HI].clone()];
-    let mut key = init_key.clone();
-    let mut nonce = Shares::<Fr>::zeros(r);
+    // Binary state: the key (init: a header's own) and the nonce (init 0).
+    let init = [
+        c[col::FP_LO].clone(),
+        c[col::FP_HI].clone(),
+        Shares::<Bits>::zeros(r),
+    ];
+    let msg = [&c[col::NEW_LO], &c[col::NEW_HI], &c[col::NONCE]];
+    let mut bin = init.clone();
     let mut balance = rec.balance.clone();
     let mut votes: Vec<Shares<Fr>> = vec![Shares::zeros(r); v];
     let mut exact = rec.live.clone();
     let not_header = broadcast(&rec.not_header, r);
-    let two = |x: &Shares<Bits>| Shares::concat(&[x, x]);
+    let three = |x: &Shares<Bits>| Shares::concat(&[x, x, x]);
+    let zeros = Shares::<Fr>::zeros(r);
     for _ in 0..steps {
-        let prev_key: Vec<Shares<Bits>> = key.iter().map(|k| shift_down(p, k, Bits(0))).collect();
-        // key_ok = [signer = state key] ∧ chain, chain = predecessor exact ∧ same index.
+        let prev: Vec<Shares<Bits>> = bin.iter().map(|k| shift_down(p, k, Bits(0))).collect();
+        // key_ok = [signer = state key] ∧ [nonce = state nonce + 1] ∧ chain,
+        // chain = predecessor exact ∧ same index.
         let chain = and(p, &shift_bits_down(&exact), &rec.same)?;
         let key_ok = equal_words(
             p,
-            &[&c[col::FP_LO], &c[col::FP_HI]],
-            &[&prev_key[0], &prev_key[1]],
+            &[&c[col::FP_LO], &c[col::FP_HI], &rec.nonce_before],
+            &[&prev[0], &prev[1], &prev[2]],
             vec![chain.clone()],
         )?;
         let out = apply_step(
             p,
             params.mode(),
             &StepInput {
-                nonce: shift_down(p, &nonce, Fr::zero()),
+                nonce: zeros.clone(),
                 balance: shift_down(p, &balance, Fr::zero()),
                 votes: votes.iter().map(|x| shift_down(p, x, Fr::zero())).collect(),
                 key_ok,
-                msg_nonce: rec.nonce.clone(),
-                msg_option: rec.option.clone(),
+                msg_nonce: zeros.clone(),
+                msg_option: zeros.clone(),
                 msg_weight: rec.weight.clone(),
-                onehot: Some(rec.onehot.clone()),
+                tested: Some(rec.onehot.clone()),
             },
         )?;
-        // key ← valid ? new : previous; headers keep their own.
+        // Key and nonce ← valid ? the message's : previous; headers keep
+        // their own.
         let d = and(
             p,
-            &two(&broadcast(&out.valid, r)),
+            &three(&broadcast(&out.valid, r)),
             &Shares::concat(&[
-                &c[col::NEW_LO].add(&prev_key[0]),
-                &c[col::NEW_HI].add(&prev_key[1]),
+                &msg[0].add(&prev[0]),
+                &msg[1].add(&prev[1]),
+                &msg[2].add(&prev[2]),
             ]),
         )?;
-        let computed = [
-            prev_key[0].add(&d.slice(0..r)),
-            prev_key[1].add(&d.slice(r..2 * r)),
-        ];
+        let delta: Vec<Shares<Bits>> = (0..3)
+            .map(|j| prev[j].add(&d.slice(j * r..(j + 1) * r)).add(&init[j]))
+            .collect();
         let e = and(
             p,
-            &two(&not_header),
-            &Shares::concat(&[
-                &computed[0].add(&init_key[0]),
-                &computed[1].add(&init_key[1]),
-            ]),
+            &three(&not_header),
+            &Shares::concat(&delta.iter().collect::<Vec<_>>()),
         )?;
-        key = [
-            init_key[0].add(&e.slice(0..r)),
-            init_key[1].add(&e.slice(r..2 * r)),
+        bin = [
+            init[0].add(&e.slice(0..r)),
+            init[1].add(&e.slice(r..2 * r)),
+            init[2].add(&e.slice(2 * r..3 * r)),
         ];
-        // The rest in F_r: x = init + notHeader·(computed − init).
-        let zero = Shares::<Fr>::zeros(r);
-        let inits: Vec<&Shares<Fr>> = [&zero, &rec.balance]
-            .into_iter()
-            .chain(std::iter::repeat_n(&zero, v))
+        // Balance and votes in F_r: x = init + notHeader·(computed − init).
+        let inits: Vec<&Shares<Fr>> = std::iter::once(&rec.balance)
+            .chain(std::iter::repeat_n(&zeros, v))
             .collect();
-        let computed: Vec<&Shares<Fr>> = [&out.nonce, &out.balance]
-            .into_iter()
+        let computed: Vec<&Shares<Fr>> = std::iter::once(&out.balance)
             .chain(out.votes.iter())
             .collect();
         let deltas: Vec<Shares<Fr>> = computed.iter().zip(&inits).map(|(x, i)| x.sub(i)).collect();
-        let nh: Vec<&Shares<Fr>> = std::iter::repeat_n(&rec.not_header_fr, v + 2).collect();
+        let nh: Vec<&Shares<Fr>> = std::iter::repeat_n(&rec.not_header_fr, v + 1).collect();
         let upd = mul(
             p,
             &Shares::concat(&nh),
             &Shares::concat(&deltas.iter().collect::<Vec<_>>()),
         )?;
-        let next: Vec<Shares<Fr>> = inits
-            .iter()
-            .enumerate()
-            .map(|(j, i)| i.add(&upd.slice(j * r..(j + 1) * r)))
+        balance = inits[0].add(&upd.slice(0..r));
+        votes = (0..v)
+            .map(|j| upd.slice((j + 1) * r..(j + 2) * r))
             .collect();
-        nonce = next[0].clone();
-        balance = next[1].clone();
-        votes = next[2..].to_vec();
         // exact = header ∧ live, or a message whose predecessor was exact
         // and of the same index (disjoint cases: XOR).
         exact = rec.live.add(&mask_len(&chain, r));
-        debug_assert_eq!(exact.len(), w);
     }
     Ok(ScanState { votes, exact })
 }
@@ -412,6 +404,31 @@ fn equal_words(
     segs.extend(extra);
     let mut all = and_reduce(p, segs, w, 1)?;
     Ok(all.pop().unwrap_or_else(|| Shares::zeros(w)))
+}
+
+/// `x − 1` for words below 2^51, over bits 0..51 (so `0 − 1` is
+/// `2^51 − 1`, which no nonce below 2^50 equals): a borrow chain, 50 AND
+/// gates and rounds.
+fn decrement(p: &mut Party, x: &Shares<Bits>) -> Result<Shares<Bits>, MpcError> {
+    const BITS: usize = 51;
+    let (n, w) = (x.len(), x.len().div_ceil(64));
+    let pl = planes(x);
+    let plane = |j: usize| pl.slice(j * w..(j + 1) * w);
+    // Bit j of x − 1 is x_j ⊕ borrow_j, borrow_0 = 1, borrow_{j+1} = borrow_j ∧ ¬x_j.
+    let mut borrow = not(p, &plane(0));
+    let mut out = vec![borrow.clone()];
+    for j in 1..BITS {
+        out.push(plane(j).add(&borrow));
+        if j + 1 < BITS {
+            let nx = not(p, &plane(j));
+            borrow = and(p, &borrow, &nx)?;
+        }
+    }
+    Ok(unbitslice(
+        &Shares::concat(&out.iter().collect::<Vec<_>>()),
+        BITS,
+        n,
+    ))
 }
 
 /// The 64 bit planes of XOR-shared words (local).
@@ -482,6 +499,24 @@ mod tests {
         }
         assert_eq!(back[0], bits[0]);
         assert_eq!(back[1].0 & 0x3f, bits[1].0 & 0x3f);
+    }
+
+    /// The borrow chain against plain values, both modes, 0 included.
+    #[test]
+    fn decrement_matches_plain() {
+        let x = [0u64, 1, 2, 64, (1 << 50) - 1, 1 << 49, 12_345];
+        for security in [Security::SemiHonest, Security::Malicious] {
+            let out = run3(|p| {
+                p.security = security;
+                let xs = public_words(p, x);
+                let d = decrement(p, &xs).unwrap();
+                open(p, &d).unwrap()
+            });
+            for (k, &v) in x.iter().enumerate() {
+                let want = v.wrapping_sub(1) & ((1 << 51) - 1);
+                assert_eq!(out[0][k].0, want, "{security:?} {v}");
+            }
+        }
     }
 
     /// Word equality with extra bits, both modes, against plain values

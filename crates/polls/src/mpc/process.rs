@@ -546,7 +546,7 @@ fn scan(
                 msg_nonce: c[col::NONCE].clone(),
                 msg_option: c[col::OPTION].clone(),
                 msg_weight: c[col::WEIGHT].clone(),
-                onehot: None,
+                tested: None,
             },
         )?;
         // key ← valid ? new : previous.

@@ -88,10 +88,12 @@ pub struct StepInput<T = Z128> {
     pub msg_nonce: Shares<T>,
     pub msg_option: Shares<T>,
     pub msg_weight: Shares<T>,
-    /// `[msg_option == j]` for every option `j`, if the caller has it
-    /// (the scan computes it once for all its steps); `None`: computed
-    /// here from `msg_option`.
-    pub onehot: Option<OneHot<T>>,
+    /// The message tests the caller made: `None`, both are made here;
+    /// `Some(onehot)`, the caller gives `[msg_option == j]` for every
+    /// option `j` and has folded the nonce test `[msg_nonce == nonce + 1]`
+    /// into `key_ok`, and the step makes no equality test (the checked
+    /// scan: options are tested once for all steps, nonces in binary).
+    pub tested: Option<OneHot<T>>,
 }
 
 /// `[option == j]` for `j < V` over `n` records.
@@ -187,7 +189,7 @@ pub fn apply_step<T: StepRing>(
         || cols.iter().any(|c| c.len() != n)
         || s.votes.iter().any(|c| c.len() != n)
         || s.key_ok.len() * 64 < n
-        || s.onehot.as_ref().is_some_and(|h| {
+        || s.tested.as_ref().is_some_and(|h| {
             h.bits.len() != v * n.div_ceil(64) || h.values.len() != v * n.div_ceil(64) * 64
         })
     {
@@ -199,27 +201,32 @@ pub fn apply_step<T: StepRing>(
     let w = np / 64;
     let me = p.id;
 
-    // 1. [msg nonce == nonce + 1] and, unless given, the one-hot option
-    //    [option == j] for every j < V, in one equality test (all values
-    //    < 2^64).
-    let mut xs = vec![padded(&s.msg_nonce, np)];
-    let mut ys = vec![padded(&s.nonce.add_public(me, &vec![T::one(); n]), np)];
-    if s.onehot.is_none() {
-        let option = padded(&s.msg_option, np);
-        for j in 0..v {
-            xs.push(option.clone());
-            ys.push(Shares::from_public(me, &vec![T::from_u64(j as u64); np]));
+    // 1. Unless the caller made them, [msg nonce == nonce + 1] and the
+    //    one-hot option [option == j] for every j < V, in one equality
+    //    test (all values < 2^64).
+    let (nonce_ok, onehot) = match &s.tested {
+        Some(h) => (
+            Shares::from_public(me, &vec![Bits(!0); w]),
+            (0..v).map(|j| segment(&h.bits, j, w)).collect::<Vec<_>>(),
+        ),
+        None => {
+            let mut xs = vec![padded(&s.msg_nonce, np)];
+            let mut ys = vec![padded(&s.nonce.add_public(me, &vec![T::one(); n]), np)];
+            let option = padded(&s.msg_option, np);
+            for j in 0..v {
+                xs.push(option.clone());
+                ys.push(Shares::from_public(me, &vec![T::from_u64(j as u64); np]));
+            }
+            let e = T::equal(
+                p,
+                &Shares::concat(&xs.iter().collect::<Vec<_>>()),
+                &Shares::concat(&ys.iter().collect::<Vec<_>>()),
+            )?;
+            (
+                segment(&e, 0, w),
+                (0..v).map(|j| segment(&e, 1 + j, w)).collect(),
+            )
         }
-    }
-    let e = T::equal(
-        p,
-        &Shares::concat(&xs.iter().collect::<Vec<_>>()),
-        &Shares::concat(&ys.iter().collect::<Vec<_>>()),
-    )?;
-    let nonce_ok = segment(&e, 0, w);
-    let onehot: Vec<Shares<Bits>> = match &s.onehot {
-        Some(h) => (0..v).map(|j| segment(&h.bits, j, w)).collect(),
-        None => (0..v).map(|j| segment(&e, 1 + j, w)).collect(),
     };
     // At most one j matches, so their XOR (local) is [option < V].
     let option_ok = onehot
@@ -228,7 +235,7 @@ pub fn apply_step<T: StepRing>(
         .fold(onehot[0].clone(), |acc, f| acc.add(f));
 
     // 2. The option's old weight: Σ_j [option == j] · votes_j.
-    let f = match &s.onehot {
+    let f = match &s.tested {
         Some(h) => h.values.clone(),
         None => bit_inject::<T>(
             p,
