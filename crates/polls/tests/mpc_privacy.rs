@@ -4,7 +4,7 @@
 //! every signature valid) and the same state indices named in the same
 //! positions, but different secret contents: options, weights, nonces, key
 //! changes, and so which messages are valid. With the parties' randomness
-//! fixed, every party sends and receives exactly the same sequence of
+//! fixed, in both security modes, every party sends and receives exactly the same sequence of
 //! message sizes in both polls. That sequence includes the shape of the
 //! sort's recursion, which follows its opened comparison results, so a
 //! comparison that depended on a vote would show; and the opened tally is
@@ -19,12 +19,13 @@ mod common;
 
 use common::*;
 use rand::SeedableRng;
+use triad_mpc::Security;
 use triad_polls::mpc::{encode, process_shared, share_messages, PlainMessage};
 use triad_polls::{process_poll, Message};
 
 /// Runs a poll with fixed party randomness; returns each party's view
 /// (message lengths) and the tally.
-fn view(msgs: &[Message]) -> ([Vec<Event>; 3], triad_polls::Tally) {
+fn view(msgs: &[Message], security: Security) -> ([Vec<Event>; 3], triad_polls::Tally) {
     let p = qv(3);
     let ups = vec![signup(1, 100), signup(2, 100), signup(3, 50)];
     let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
@@ -32,6 +33,7 @@ fn view(msgs: &[Message]) -> ([Vec<Event>; 3], triad_polls::Tally) {
     let sh = share_messages(&plain, &mut rand::rngs::StdRng::seed_from_u64(5));
     let (views, tallies) = recorded(|party| {
         let i = party.id.index();
+        party.security = security;
         process_shared(party, &p, &ups, &times, &sh[i]).unwrap().0
     });
     assert_eq!(tallies[0], process_poll(&p, &ups, msgs).tally);
@@ -57,10 +59,14 @@ fn what_each_party_sees_does_not_depend_on_the_votes() {
         vote(3, 3, 1, 8, 1, 3),
         vote(2, 5, 1, 1, 1, 2),
     ];
-    let (va, ta) = view(&a);
-    let (vb, tb) = view(&b);
-    assert_ne!(ta, tb, "the polls must differ in what they open");
-    for i in 0..3 {
-        assert_eq!(va[i], vb[i], "party {i}'s view differs");
+    // Both modes: semi-honest (phases 2–4 over Z_2^128) and malicious
+    // (phases 2–4 over binary shares and F_r, with the checks' messages).
+    for security in [Security::SemiHonest, Security::Malicious] {
+        let (va, ta) = view(&a, security);
+        let (vb, tb) = view(&b, security);
+        assert_ne!(ta, tb, "the polls must differ in what they open");
+        for i in 0..3 {
+            assert_eq!(va[i], vb[i], "{security:?}: party {i}'s view differs");
+        }
     }
 }
