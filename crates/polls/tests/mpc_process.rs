@@ -150,7 +150,7 @@ fn a_cheating_party_cannot_change_phase_one_verdicts() {
 }
 
 /// Phases 2–4 in malicious mode against a cheating party: the key-change
-/// scenario (a bribed vote voided, a key change, another voter), window
+/// scenario ([`key_change_poll`]), window
 /// 2 so the scan has steps to lose. From the end of phase 1 on, a sample
 /// of every party's messages (every one near both ends, 30 between),
 /// each flipped, replaced or dropped, makes an honest party abort (unless
@@ -162,14 +162,8 @@ fn a_cheating_party_cannot_change_the_tally() {
     use std::time::Duration;
     use triad_mpc::testing::{assert_caught, run3_cheating, Fault};
     use triad_mpc::{MpcError, Party, PartyId};
-    let params = qv(3).with_window(2).unwrap();
-    let ups = vec![signup(1, 100), signup(2, 100)];
-    let msgs = vec![
-        vote(1, 1, 0, 9, 1, 1),
-        vote(1, 3, 2, 5, 2, 3),
-        vote(1, 1, 1, 0, 1, 3),
-        vote(2, 2, 1, 4, 1, 2),
-    ];
+    let (params, ups, msgs) = key_change_poll();
+    let params = params.with_window(2).unwrap();
     let want = process_poll(&params, &ups, &msgs).tally;
     assert_eq!(want.votes, vec![0, 4, 5]);
     let plain: Vec<PlainMessage> = msgs.iter().map(|m| encode(m).unwrap()).collect();
@@ -382,18 +376,23 @@ proptest! {
     }
 }
 
-#[test]
-fn key_change_voids_the_bribed_vote_in_mpc() {
-    let p = qv(3);
+/// The briber votes with the sold key 1; the voter later changes to key
+/// 3 (nonce 1, logged last) and votes with it (nonce 2, logged before);
+/// voter 2 votes once.
+fn key_change_poll() -> (PollParams, Vec<SignUp>, Vec<Message>) {
     let ups = vec![signup(1, 100), signup(2, 100)];
-    // The briber votes with the sold key 1; the voter later changes to key
-    // 3 (nonce 1, logged last) and votes with it (nonce 2, logged before).
     let msgs = vec![
         vote(1, 1, 0, 9, 1, 1),
         vote(1, 3, 2, 5, 2, 3),
         vote(1, 1, 1, 0, 1, 3),
         vote(2, 2, 1, 4, 1, 2),
     ];
+    (qv(3), ups, msgs)
+}
+
+#[test]
+fn key_change_voids_the_bribed_vote_in_mpc() {
+    let (p, ups, msgs) = key_change_poll();
     let want = process_poll(&p, &ups, &msgs).tally;
     assert_eq!(want.votes, vec![0, 4, 5]);
     assert_eq!(run(&p, &ups, &msgs), want);

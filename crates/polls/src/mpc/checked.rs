@@ -27,16 +27,16 @@
 
 use ark_ff::{PrimeField, Zero};
 use std::num::Wrapping;
-use triad_mpc::protocols::arithmetic::{mul, open};
+use triad_mpc::protocols::arithmetic::mul;
 use triad_mpc::protocols::binary::{and, and_reduce, bitslice, map_linear, not, unbitslice};
 use triad_mpc::protocols::conversion::{b2a_fr, bit_inject};
 use triad_mpc::protocols::{shuffle_bits, sort_order};
 use triad_mpc::{Bits, Fr, MpcError, Party, Shares, Z64};
 
 use super::encode::{SharedMessages, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
-use super::process::{mask_len, shift_bits_down, shift_bits_up, shift_down, Headers};
+use super::process::{mask_len, open_tally, shift_bits_down, shift_down, Headers};
 use super::step::{apply_step, padded, OneHot, StepInput};
-use crate::params::{Mode, PollParams};
+use crate::params::PollParams;
 use crate::tally::Tally;
 
 /// The client's packed fields are below 2^50 (the ring path reads the
@@ -342,45 +342,16 @@ fn scan(
     Ok(ScanState { votes, exact })
 }
 
-/// Opens the tally over the final records: exact, and the next record is
-/// not an exact continuation of the same index.
+/// Opens the tally ([`super::process::open_tally`] over `F_r`).
 fn tally(
     p: &mut Party,
     params: &PollParams,
     rec: &Records,
     st: &ScanState,
 ) -> Result<Tally, MpcError> {
-    let (r, v) = (rec.len(), params.options_len());
-    let cont = and(p, &shift_bits_up(&rec.same), &shift_bits_up(&st.exact))?;
-    let last = and(p, &st.exact, &map_linear(&cont, |x| !x))?;
-    let f = bit_inject::<Fr>(p, &mask_len(&last, r), r)?;
-    let fs: Vec<&Shares<Fr>> = std::iter::repeat_n(&f, v).collect();
-    let all_votes = Shares::concat(&st.votes.iter().collect::<Vec<_>>());
-    let fv = mul(p, &Shares::concat(&fs), &all_votes)?;
-    let spent_rows = match params.mode() {
-        Mode::Quadratic => mul(p, &fv, &all_votes)?,
-        Mode::Linear => fv.clone(),
-    };
-    let sums = |x: &Shares<Fr>| -> Vec<Shares<Fr>> {
-        (0..v).map(|o| x.slice(o * r..(o + 1) * r).sum()).collect()
-    };
-    let mut totals = sums(&fv);
-    totals.extend(sums(&spent_rows));
-    let opened = open(p, &Shares::concat(&totals.iter().collect::<Vec<_>>()))?;
-    let as_u128 = opened
-        .iter()
-        .map(|x| {
-            let l = x.into_bigint().0;
-            (l[2] == 0 && l[3] == 0)
-                .then(|| u128::from(l[0]) | u128::from(l[1]) << 64)
-                .ok_or(MpcError::InvalidArgument("a tally sum beyond 128 bits"))
-        })
-        .collect::<Result<Vec<u128>, _>>()?;
-    let spent_per_option = as_u128[v..].to_vec();
-    Ok(Tally {
-        votes: as_u128[..v].to_vec(),
-        spent: spent_per_option.iter().sum(),
-        spent_per_option,
+    open_tally(p, params, &rec.same, &st.exact, &st.votes, |x| {
+        let l = x.into_bigint().0;
+        (l[2] == 0 && l[3] == 0).then(|| u128::from(l[0]) | u128::from(l[1]) << 64)
     })
 }
 

@@ -37,7 +37,7 @@
 //! [`super::rekey`]) computes over `F_r` and binary shares only. Steps 2–5
 //! have two implementations: in a semi-honest session the one below, over
 //! Z_2^128 (its `eq`, `msb` and arithmetic shuffle have no check); in a
-//! malicious session [`super::checked`], over binary shares and `F_r`,
+//! malicious session `super::checked`, over binary shares and `F_r`,
 //! where every AND gate and product behind the sort's comparisons and the
 //! tally is checked before they are opened. Both open the same things and
 //! equal the oracle (`tests/mpc_process.rs`, `tests/mpc_rekey.rs`).
@@ -605,24 +605,45 @@ fn tally(
     rec: &Records,
     st: &ScanState,
 ) -> Result<Tally, MpcError> {
-    let (r, v) = (rec.len(), params.options_len());
-    let cont = and(p, &shift_bits_up(&rec.same), &shift_bits_up(&st.exact))?;
-    let last = and(p, &st.exact, &map_linear(&cont, |x| !x))?;
-    let f = bit_inject::<Z128>(p, &mask_len(&last, r), r)?;
-    let fs: Vec<&Shares<Z128>> = std::iter::repeat_n(&f, v).collect();
-    let all_votes = Shares::concat(&st.votes.iter().collect::<Vec<_>>());
+    open_tally(p, params, &rec.same, &st.exact, &st.votes, |x| {
+        Some(x.to_u128())
+    })
+}
+
+/// The tally from the scan's final states, in `T` (`Z_2^128` here, `F_r`
+/// in [`super::checked`]): the last exact record of each index counts;
+/// `votes[o]` and `spent_per_option[o]` are sums over those, opened, and
+/// `to_u128` reads them (`None`: beyond 128 bits, an error).
+pub(super) fn open_tally<T: Ring>(
+    p: &mut Party,
+    params: &PollParams,
+    same: &Shares<Bits>,
+    exact: &Shares<Bits>,
+    votes: &[Shares<T>],
+    to_u128: impl Fn(&T) -> Option<u128>,
+) -> Result<Tally, MpcError> {
+    let v = params.options_len();
+    let r = votes.first().map_or(0, |c| c.len());
+    let cont = and(p, &shift_bits_up(same), &shift_bits_up(exact))?;
+    let last = and(p, exact, &map_linear(&cont, |x| !x))?;
+    let f = bit_inject::<T>(p, &mask_len(&last, r), r)?;
+    let fs: Vec<&Shares<T>> = std::iter::repeat_n(&f, v).collect();
+    let all_votes = Shares::concat(&votes.iter().collect::<Vec<_>>());
     let fv = mul(p, &Shares::concat(&fs), &all_votes)?;
     let spent_rows = match params.mode() {
         Mode::Quadratic => mul(p, &fv, &all_votes)?,
         Mode::Linear => fv.clone(),
     };
-    let sums = |x: &Shares<Z128>| -> Vec<Shares<Z128>> {
+    let sums = |x: &Shares<T>| -> Vec<Shares<T>> {
         (0..v).map(|o| x.slice(o * r..(o + 1) * r).sum()).collect()
     };
     let mut totals = sums(&fv);
     totals.extend(sums(&spent_rows));
     let opened = open(p, &Shares::concat(&totals.iter().collect::<Vec<_>>()))?;
-    let as_u128: Vec<u128> = opened.iter().map(|x| x.to_u128()).collect();
+    let as_u128 = opened
+        .iter()
+        .map(|x| to_u128(x).ok_or(MpcError::InvalidArgument("a tally sum beyond 128 bits")))
+        .collect::<Result<Vec<u128>, _>>()?;
     let spent_per_option = as_u128[v..].to_vec();
     Ok(Tally {
         votes: as_u128[..v].to_vec(),
