@@ -9,7 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use triad_maci::{verify_command, Command, Fr};
-use triad_mpc::testing::run3;
+use triad_mpc::testing::{run3, Fault};
 use triad_mpc::Security;
 use triad_polls::mpc::{encode, share_messages, verify_signatures, PlainMessage};
 use triad_polls::mpc::{process_shared, SharedMessages};
@@ -98,6 +98,19 @@ fn phase_one_accepts_exactly_the_signatures_that_verify() {
     }
 }
 
+/// The `k`-th fault of a cheating-party sample: a flipped bit, a replaced
+/// value or a dropped message in turn, at varying places.
+fn nth_fault(k: usize) -> Fault {
+    match k % 3 {
+        0 => Fault::Flip {
+            at: 1 + k * 13,
+            mask: 1 << (k % 8),
+        },
+        1 => Fault::Replace { at: k * 7 },
+        _ => Fault::Drop,
+    }
+}
+
 /// Phase 1 in malicious mode against a cheating party: a sample of every
 /// party's messages (the first ones, then every 31st, the last ones; the
 /// phase sends about 1,000 per party for one chunk), each flipped,
@@ -107,7 +120,7 @@ fn phase_one_accepts_exactly_the_signatures_that_verify() {
 #[test]
 fn a_cheating_party_cannot_change_phase_one_verdicts() {
     use std::time::Duration;
-    use triad_mpc::testing::{assert_caught, run3_cheating, Fault};
+    use triad_mpc::testing::{assert_caught, run3_cheating};
     use triad_mpc::{MpcError, Party, PartyId};
     let good = vote(1, 1, 2, 3, 1, 4);
     let mut forged = vote(1, 2, 0, 1, 1, 2);
@@ -129,14 +142,7 @@ fn a_cheating_party_cannot_change_phase_one_verdicts() {
             .chain((6..total - 3).step_by(31))
             .chain(total - 3..=total);
         for (k, nth) in sample.enumerate() {
-            let fault = match k % 3 {
-                0 => Fault::Flip {
-                    at: 1 + k * 13,
-                    mask: 1 << (k % 8),
-                },
-                1 => Fault::Replace { at: k * 7 },
-                _ => Fault::Drop,
-            };
+            let fault = nth_fault(k);
             runs += 1;
             let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
             assert_caught(
@@ -160,7 +166,7 @@ fn a_cheating_party_cannot_change_phase_one_verdicts() {
 fn a_cheating_party_cannot_change_the_tally() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
-    use triad_mpc::testing::{assert_caught, run3_cheating, Fault};
+    use triad_mpc::testing::{assert_caught, run3_cheating};
     use triad_mpc::{MpcError, Party, PartyId};
     let (params, ups, msgs) = key_change_poll();
     let params = params.with_window(2).unwrap();
@@ -197,14 +203,7 @@ fn a_cheating_party_cannot_change_the_tally() {
             .chain((start + 6..total - 5).step_by(step))
             .chain(total - 5..=total);
         for (k, nth) in sample.enumerate() {
-            let fault = match k % 3 {
-                0 => Fault::Flip {
-                    at: 1 + k * 13,
-                    mask: 1 << (k % 8),
-                },
-                1 => Fault::Replace { at: k * 7 },
-                _ => Fault::Drop,
-            };
+            let fault = nth_fault(k);
             sent_in_run[who.index()].store(0, Ordering::SeqCst);
             let out = run3_cheating(who, fault, nth, Duration::from_millis(500), victim);
             let what = format!("{who} {fault:?} on message {nth}/{total}");
@@ -500,7 +499,7 @@ fn inconsistent_share_sets_drop_the_message_or_abort_in_malicious_mode() {
 #[test]
 fn a_party_cannot_silently_drop_a_vote_by_lying_in_the_share_set_check() {
     use std::time::Duration;
-    use triad_mpc::testing::{assert_caught, run3_cheating, Fault};
+    use triad_mpc::testing::{assert_caught, run3_cheating};
     use triad_mpc::PartyId;
     let p = qv(2);
     let ups = vec![signup(1, 100), signup(2, 100)];
