@@ -34,7 +34,7 @@ use triad_mpc::protocols::{shuffle_bits, sort_order};
 use triad_mpc::{Bits, Fr, MpcError, Party, Shares, Z64};
 
 use super::encode::{SharedMessages, WORDS, W_FIELDS, W_NEW_X, W_SIGNER_X};
-use super::process::{mask_len, open_tally, shift_bits_down, shift_down, Headers};
+use super::process::{mask_len, open_tally, shift_bits_down, shift_down, Headers, ScanState};
 use super::step::{apply_step, padded, OneHot, StepInput};
 use crate::params::PollParams;
 use crate::tally::Tally;
@@ -87,7 +87,10 @@ pub(super) fn phases_checked(
         steps,
         "poll scan done (checked)"
     );
-    tally(p, params, &rec, &state)
+    open_tally(p, params, &rec.same, &state, |x| {
+        let l = x.into_bigint().0;
+        (l[2] == 0 && l[3] == 0).then(|| u128::from(l[0]) | u128::from(l[1]) << 64)
+    })
 }
 
 /// The sorted records: binary columns, the group structure as packed bits,
@@ -239,19 +242,13 @@ fn group(
     })
 }
 
-/// Every record's state after the scan, and which states are exact.
-struct ScanState {
-    votes: Vec<Shares<Fr>>,
-    exact: Shares<Bits>,
-}
-
 /// `steps` steps of the scan ([`super::process`], step 4).
 fn scan(
     p: &mut Party,
     params: &PollParams,
     rec: &Records,
     steps: usize,
-) -> Result<ScanState, MpcError> {
+) -> Result<ScanState<Fr>, MpcError> {
     let (r, v) = (rec.len(), params.options_len());
     let c = &rec.c;
     // Binary state: the key (init: a header's own) and the nonce (init 0).
@@ -340,19 +337,6 @@ fn scan(
         exact = rec.live.add(&mask_len(&chain, r));
     }
     Ok(ScanState { votes, exact })
-}
-
-/// Opens the tally ([`super::process::open_tally`] over `F_r`).
-fn tally(
-    p: &mut Party,
-    params: &PollParams,
-    rec: &Records,
-    st: &ScanState,
-) -> Result<Tally, MpcError> {
-    open_tally(p, params, &rec.same, &st.exact, &st.votes, |x| {
-        let l = x.into_bigint().0;
-        (l[2] == 0 && l[3] == 0).then(|| u128::from(l[0]) | u128::from(l[1]) << 64)
-    })
 }
 
 /// `[xs[c] == ys[c] for every column c] ∧ extra…`, packed bits: the 64

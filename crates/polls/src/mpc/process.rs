@@ -383,7 +383,7 @@ fn process_with(
                 steps,
                 "poll scan done"
             );
-            tally(p, params, &records, &state)?
+            open_tally(p, params, &records.same, &state, |x| Some(x.to_u128()))?
         }
     };
     Ok((tally, stats))
@@ -488,9 +488,9 @@ fn group(
 }
 
 /// Every record's state after the scan, and which states are exact.
-struct ScanState {
-    votes: Vec<Shares<Z128>>,
-    exact: Shares<Bits>,
+pub(super) struct ScanState<T> {
+    pub(super) votes: Vec<Shares<T>>,
+    pub(super) exact: Shares<Bits>,
 }
 
 /// `steps` steps of the scan (module docs, step 4).
@@ -499,7 +499,7 @@ fn scan(
     params: &PollParams,
     rec: &Records,
     steps: usize,
-) -> Result<ScanState, MpcError> {
+) -> Result<ScanState<Z128>, MpcError> {
     let (r, v) = (rec.len(), params.options_len());
     let c = &rec.c;
     let np = r.div_ceil(64) * 64;
@@ -597,31 +597,19 @@ fn scan(
     Ok(ScanState { votes, exact })
 }
 
-/// Opens the tally over the final records: exact, and the next record is
-/// not an exact continuation of the same index.
-fn tally(
-    p: &mut Party,
-    params: &PollParams,
-    rec: &Records,
-    st: &ScanState,
-) -> Result<Tally, MpcError> {
-    open_tally(p, params, &rec.same, &st.exact, &st.votes, |x| {
-        Some(x.to_u128())
-    })
-}
-
-/// The tally from the scan's final states, in `T` (`Z_2^128` here, `F_r`
-/// in [`super::checked`]): the last exact record of each index counts;
+/// Opens the tally from the scan's final states, in `T` (`Z_2^128` here,
+/// `F_r` in `super::checked`): the last exact record of each index (exact,
+/// and the next record is not an exact continuation of it) counts;
 /// `votes[o]` and `spent_per_option[o]` are sums over those, opened, and
 /// `to_u128` reads them (`None`: beyond 128 bits, an error).
 pub(super) fn open_tally<T: Ring>(
     p: &mut Party,
     params: &PollParams,
     same: &Shares<Bits>,
-    exact: &Shares<Bits>,
-    votes: &[Shares<T>],
+    st: &ScanState<T>,
     to_u128: impl Fn(&T) -> Option<u128>,
 ) -> Result<Tally, MpcError> {
+    let (exact, votes) = (&st.exact, &st.votes);
     let v = params.options_len();
     let r = votes.first().map_or(0, |c| c.len());
     let cont = and(p, &shift_bits_up(same), &shift_bits_up(exact))?;
