@@ -49,11 +49,14 @@
 //! the fourth (over quadruples) through 12-bit quadruple indices. The
 //! prover computes levels 1-3 from 4,096 counts and level 4 from 4,096-entry
 //! tables (ipa-core issue #1033 and Li et al. describe the same kind of
-//! saving for the first level). Level 5 (over pairs of quadruples) is
-//! computed through the quadruple indices, and its fold is linear in two
-//! table entries, so both sides materialise the level-6 vectors, an
-//! eighth as long as the gates, with one addition per element; only those
-//! are folded element by element (with lazy reduction, [`Fp2::fold_pairs`]).
+//! saving for the first level). Levels 5 to 7 (over pairs of quadruples,
+//! then pairs of those, …) are computed through the quadruple indices: a
+//! fold is linear, so a level-6 value is the sum of two table entries, a
+//! level-7 value of four and a level-8 value of eight ([`split_tables`]).
+//! Both sides materialise only the level-8 vectors, a thirty-second as long
+//! as the gates, with seven additions per element; only those are folded
+//! element by element (with lazy reduction, [`Fp2::fold_pairs`]). Small
+//! proofs stop after level 5 ([`index_levels`]).
 //!
 //! # Challenges (a deviation from the interactive protocol)
 //! Fiat-Shamir: level `l`'s challenge hashes the statement and the chain of
@@ -497,21 +500,106 @@ fn quad_table(t3: &[Fp2; 64], r4: Fp2) -> Vec<Fp2> {
         .collect()
 }
 
-/// The level-6 vector (level 5 folded at `r5`) from the quadruple indices
-/// and level 4's table: `fold(t4[q0], t4[q1], r5) = a[q0] + b[q1]` with
-/// `a = (1 - r5) t4` and `b = r5 t4`, so one addition per element instead
-/// of a multiplication. Into `out`, reused across proofs (fresh pages cost
-/// more than the arithmetic). The number of quadruples is even (`m` is a
-/// multiple of 64).
-fn expand_folded(quads: &[u16], t4: &[Fp2], r5: Fp2, out: &mut Vec<Fp2>) {
-    let b: Vec<Fp2> = t4.iter().map(|&x| r5 * x).collect();
-    let a: Vec<Fp2> = t4.iter().zip(&b).map(|(&x, &rx)| x - rx).collect();
+/// One table per quadruple index, 4,096 entries.
+type QuadTable = [Fp2; 4096];
+
+/// The tables that fold levels 5, 6, … through the quadruple indices.
+/// Every fold is linear, so after folding at `r_0..r_j` element `s` of the
+/// vector is `sum_k T_k[q_{g s + k}]` over its `g = 2^j` quadruples, with
+/// `T_k = t4 · prod_i (r_i if bit i of k else 1 - r_i)`: additions per
+/// element instead of multiplications. This splits each of `tables` (the
+/// fold so far, `T_k` at index `k`) at the next challenge `r`: `T (1 - r)`
+/// at `k`, `T r` at `k + g`.
+fn split_tables(tables: Vec<Box<QuadTable>>, r: Fp2) -> Vec<Box<QuadTable>> {
+    let mut high: Vec<Box<QuadTable>> = tables.iter().map(|t| Box::new(t.map(|x| r * x))).collect();
+    let mut low = tables;
+    for (t, h) in low.iter_mut().zip(&high) {
+        for (x, &rx) in t.iter_mut().zip(h.iter()) {
+            *x -= rx;
+        }
+    }
+    low.append(&mut high);
+    low
+}
+
+/// Level 4's table as the start of [`split_tables`].
+fn first_table(t4: Vec<Fp2>) -> Vec<Box<QuadTable>> {
+    vec![t4.into_boxed_slice().try_into().expect("4,096 entries")]
+}
+
+/// Levels after level 4 computed through the quadruple indices for `m`
+/// gates: three for large proofs (the level-8 vector, `m / 32` long, is
+/// the first materialised), one for small ones, where building the tables
+/// (`2^j · 4,096` products at level `5 + j`) would cost more than it saves.
+/// Both sides derive it from `m`; `m / 4` is a multiple of 16, so every
+/// level halves an even length.
+fn index_levels(m: usize) -> usize {
+    if m >= 1 << 18 {
+        3
+    } else {
+        1
+    }
+}
+
+/// The element of a folded vector over `G` quadruples: `sum_k T_k[q_k]`
+/// (quadruple indices are below 4,096).
+#[inline(always)]
+fn gathered<const G: usize>(tables: &[&QuadTable; G], q: &[u16]) -> Fp2 {
+    let mut s = tables[0][q[0] as usize & 4095];
+    for k in 1..G {
+        s += tables[k][q[k] as usize & 4095];
+    }
+    s
+}
+
+fn table_refs<const G: usize>(tables: &[Box<QuadTable>]) -> [&QuadTable; G] {
+    std::array::from_fn(|k| &*tables[k])
+}
+
+/// `p(0), p(2)` of a level whose terms are pairs of values folded over
+/// `G` quadruples each ([`split_tables`]).
+fn index_level<const G: usize>(quads: [&[u16]; 2], tables: [&[Box<QuadTable>]; 2]) -> (Fp2, Fp2) {
+    let (tu, tv) = (table_refs::<G>(tables[0]), table_refs::<G>(tables[1]));
+    let pairs = quads[0]
+        .chunks_exact(2 * G)
+        .zip(quads[1].chunks_exact(2 * G));
+    Fp2::line_sums_of(pairs.map(|(a, b)| {
+        let (a, b) = (a.split_at(G), b.split_at(G));
+        (
+            gathered(&tu, a.0),
+            gathered(&tu, a.1),
+            gathered(&tv, b.0),
+            gathered(&tv, b.1),
+        )
+    }))
+}
+
+/// [`index_level`] for `tables.len()` quadruples per value.
+fn index_level_sums(quads: [&[u16]; 2], tables: [&[Box<QuadTable>]; 2]) -> (Fp2, Fp2) {
+    match tables[0].len() {
+        1 => index_level::<1>(quads, tables),
+        2 => index_level::<2>(quads, tables),
+        4 => index_level::<4>(quads, tables),
+        g => unreachable!("{g} tables"),
+    }
+}
+
+fn expand<const G: usize>(quads: &[u16], tables: &[Box<QuadTable>], out: &mut Vec<Fp2>) {
+    let t = table_refs::<G>(tables);
     out.clear();
-    out.extend(
-        quads
-            .chunks_exact(2)
-            .map(|q| a[q[0] as usize] + b[q[1] as usize]),
-    );
+    out.extend(quads.chunks_exact(G).map(|q| gathered(&t, q)));
+}
+
+/// The first materialised vector (the index levels folded,
+/// [`split_tables`]) from the quadruple indices, `tables.len()` per
+/// element. Into `out`, reused across proofs (fresh pages cost more than
+/// the arithmetic).
+fn expand_folded(quads: &[u16], tables: &[Box<QuadTable>], out: &mut Vec<Fp2>) {
+    match tables.len() {
+        2 => expand::<2>(quads, tables, out),
+        8 => expand::<8>(quads, tables, out),
+        g => unreachable!("{g} tables"),
+    }
 }
 
 /// `p(0), p(2)` of a level computed from counts (levels 1–3: each term
@@ -589,21 +677,21 @@ fn prove(
     let p0 = s[0];
     let p2 = two(two(s[3])) - two(s[2]) - two(s[1]) + s[0];
     let r4 = tr.send(&[p0, p2], left_prg);
-    // Level 5, the first over pairs of quadruples, reads its terms through
-    // the quadruples' indices; its fold is a sum of two table entries.
-    let (t4u, t4v) = (quad_table(&tu, r4), quad_table(&tv, r4));
-    let (p0, p2) = Fp2::line_sums_of(qu.chunks_exact(2).zip(qv.chunks_exact(2)).map(|(a, b)| {
-        (
-            t4u[a[0] as usize],
-            t4u[a[1] as usize],
-            t4v[b[0] as usize],
-            t4v[b[1] as usize],
-        )
-    }));
-    let r5 = tr.send(&[p0, p2], left_prg);
+    // Levels 5, 6, … read their terms through the quadruples' indices:
+    // each fold is a sum of table entries.
+    let (mut tables_u, mut tables_v) = (
+        first_table(quad_table(&tu, r4)),
+        first_table(quad_table(&tv, r4)),
+    );
+    for _ in 0..index_levels(m) {
+        let (p0, p2) = index_level_sums([qu, qv], [&tables_u, &tables_v]);
+        let r = tr.send(&[p0, p2], left_prg);
+        tables_u = split_tables(tables_u, r);
+        tables_v = split_tables(tables_v, r);
+    }
     let (u, v) = (&mut bufs.0, &mut bufs.1);
-    expand_folded(qu, &t4u, r5, u);
-    expand_folded(qv, &t4v, r5, v);
+    expand_folded(qu, &tables_u, u);
+    expand_folded(qv, &tables_v, v);
     tr.finish(u, v, left_prg, right_prg);
     (tr.shares, tr.challenges)
 }
@@ -620,10 +708,14 @@ fn fold_side(
     let (_, t2) = table_levels(challenges[0], challenges[1], table);
     let t3 = pair_table(&t2, challenges[2]);
     quad_indices(triples, &mut bufs.2);
-    let x = &mut bufs.0;
-    let r5 = challenges[TABLE_LEVELS];
-    expand_folded(&bufs.2, &quad_table(&t3, challenges[3]), r5, x);
-    fold_to_end(x, &challenges[TABLE_LEVELS + 1..], mask)
+    let index = TABLE_LEVELS..TABLE_LEVELS + index_levels(64 * triples.len());
+    let tables = challenges[index.clone()]
+        .iter()
+        .fold(first_table(quad_table(&t3, challenges[3])), |t, &r| {
+            split_tables(t, r)
+        });
+    expand_folded(&bufs.2, &tables, &mut bufs.0);
+    fold_to_end(&mut bufs.0, &challenges[index.end..], mask)
 }
 
 /// The right verifier: recomputes the challenges from the received shares,
@@ -654,6 +746,7 @@ fn verify_left(left: &[Triple], challenges: &[Fp2], prg: &mut Prg, buf: &mut Buf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocols::sumcheck::fold_in_place;
     use crate::PartyId;
     use proptest::prelude::*;
 
@@ -791,6 +884,52 @@ mod tests {
             assert_ne!(other[0], base[0]);
             assert!(other.iter().zip(&base).all(|(a, b)| a != b));
         }
+    }
+
+    /// The index levels ([`split_tables`]) give the same line sums and the
+    /// same folded vector as materialising level 5's vector and folding
+    /// it element by element.
+    #[test]
+    fn index_levels_equal_plain_folds() {
+        let mut prg = Prg::new([4; 16]);
+        let mut random = || <Fp2 as crate::Ring>::random(&mut prg);
+        let t4: [Vec<Fp2>; 2] = std::array::from_fn(|_| (0..4096).map(|_| random()).collect());
+        let rs: Vec<Fp2> = (0..3).map(|_| random()).collect();
+        let mut q = Prg::new([5; 16]);
+        let quads: [Vec<u16>; 2] =
+            std::array::from_fn(|_| (0..16 * 7).map(|_| (q.next_u64() % 4096) as u16).collect());
+        let mut plain: [Vec<Fp2>; 2] =
+            std::array::from_fn(|s| quads[s].iter().map(|&i| t4[s][i as usize]).collect());
+        let mut tables = t4.clone().map(first_table);
+        for (level, &r) in rs.iter().enumerate() {
+            let want = Fp2::line_sums(&plain[0], &plain[1]);
+            let got = index_level_sums([&quads[0], &quads[1]], [&tables[0], &tables[1]]);
+            assert_eq!(got, want, "level {}", 5 + level);
+            plain.iter_mut().for_each(|x| fold_in_place(x, r));
+            tables = tables.map(|t| split_tables(t, r));
+            if level == 0 || level == 2 {
+                let mut out = Vec::new();
+                expand_folded(&quads[1], &tables[1], &mut out);
+                assert_eq!(out, plain[1]);
+            }
+        }
+    }
+
+    /// Proofs large enough for three index levels ([`index_levels`]):
+    /// honest ones verify; a changed proof value and a wrong gate proven
+    /// faithfully are caught.
+    #[test]
+    fn large_proofs_use_three_index_levels() {
+        for words in [4096usize, 4099] {
+            assert_eq!(index_levels(64 * words), 3);
+            let (l, mut r) = honest_gates(words, 5);
+            assert!(run(&l, &r, |_, _| {}));
+            assert!(!run(&l, &r, |s, _| s[9] += Fp2::ONE));
+            // Flipping `f` breaks the relation whatever the other bits.
+            r[words / 2][2] ^= 1 << 9;
+            assert!(!run(&l, &r, |_, _| {}));
+        }
+        assert_eq!(index_levels(64 * 4095), 1);
     }
 
     #[test]
