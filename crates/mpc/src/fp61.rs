@@ -21,6 +21,7 @@ impl Fp {
     pub const ONE: Fp = Fp(1);
 
     /// Reduces any `u64`.
+    #[inline]
     pub fn new(v: u64) -> Self {
         let r = (v & P) + (v >> 61);
         Fp(if r >= P { r - P } else { r })
@@ -239,6 +240,22 @@ impl Fp2 {
         half
     }
 
+    /// The sum of at most eight elements, reduced once (components are
+    /// below `p < 2^61`, so eight of them add without overflow).
+    #[inline(always)]
+    pub fn sum_few<const G: usize>(xs: [Fp2; G]) -> Fp2 {
+        const { assert!(G <= 8) };
+        let (mut re, mut im) = (0u64, 0u64);
+        for x in xs {
+            re += x.re.0;
+            im += x.im.0;
+        }
+        Fp2 {
+            re: Fp::new(re),
+            im: Fp::new(im),
+        }
+    }
+
     /// `(sum u0 v0, sum (2 u1 - u0)(2 v1 - v0))` over the pairs
     /// `(u0, u1) = (u[2t], u[2t+1])` and likewise of `v`: `p(0)` and `p(2)`
     /// of a halving level.
@@ -404,6 +421,19 @@ mod tests {
             Fp2::encode(&[x, y], &mut enc);
             prop_assert_eq!(Fp2::decode(&enc).unwrap(), vec![x, y]);
         }
+    }
+
+    #[test]
+    fn sum_few_matches_repeated_addition() {
+        let top = fp2_of(P - 1, P - 1);
+        let mut prg = crate::prg::Prg::new([6; 16]);
+        let random: [Fp2; 8] = std::array::from_fn(|_| <Fp2 as crate::Ring>::random(&mut prg));
+        for xs in [[top; 8], random, [Fp2::ZERO; 8]] {
+            let want = xs.iter().fold(Fp2::ZERO, |s, &x| s + x);
+            assert_eq!(Fp2::sum_few(xs), want);
+            assert_eq!(Fp2::sum_few([xs[0], xs[1]]), xs[0] + xs[1]);
+        }
+        assert_eq!(Fp2::sum_few([top; 8]), fp2_of(P - 8, P - 8));
     }
 
     fn fp2_of(a: u64, b: u64) -> Fp2 {
