@@ -135,25 +135,23 @@ impl AndLog {
     /// inputs' components, our output share and the one received from
     /// `next`; `sn`, `sp` the PRG words shared with next and prev.
     pub(crate) fn record(&mut self, shares: [&[Bits]; 6], sn: &[u64], sp: &[u64]) {
-        let dst = [
-            &mut self.xa,
-            &mut self.xb,
-            &mut self.ya,
-            &mut self.yb,
-            &mut self.za,
-            &mut self.zb,
-        ];
-        for (d, src) in dst.into_iter().zip(shares) {
+        let [xa, xb, ya, yb, za, zb, ln, lp] = self.columns();
+        for (d, src) in [xa, xb, ya, yb, za, zb].into_iter().zip(shares) {
             d.extend(src.iter().map(|w| w.0));
         }
-        self.sn.extend_from_slice(sn);
-        self.sp.extend_from_slice(sp);
+        ln.extend_from_slice(sn);
+        lp.extend_from_slice(sp);
     }
 
     /// Empties the log and keeps its memory for the next batch (growing
     /// the vectors again would copy them and fault in fresh pages).
     fn clear(&mut self) {
-        for v in [
+        self.columns().into_iter().for_each(Vec::clear);
+    }
+
+    /// Every column, in the order of [`AndLog::record`]'s arguments.
+    fn columns(&mut self) -> [&mut Vec<u64>; 8] {
+        [
             &mut self.xa,
             &mut self.xb,
             &mut self.ya,
@@ -162,9 +160,7 @@ impl AndLog {
             &mut self.zb,
             &mut self.sn,
             &mut self.sp,
-        ] {
-            v.clear();
-        }
+        ]
     }
 
     /// Tampers with our copy of one recorded output (tests of a party
