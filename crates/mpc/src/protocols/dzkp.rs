@@ -96,9 +96,10 @@ use crate::protocols::sumcheck::{
 use crate::{Bits, MpcError, Party};
 
 /// Wall time a checked AND costs (proof and checks, three parties on two
-/// cores; `bench and --security malicious`, docs/benchmarks.md): protocols
-/// that choose between circuits weigh gates with it in malicious mode.
-pub const CHECKED_GATE_SECONDS: f64 = 30e-9;
+/// cores: 13–17 ns of proof per gate in `bench and` and `bench stats`,
+/// docs/benchmarks.md, plus the gate): protocols that choose between
+/// circuits weigh gates with it in malicious mode.
+pub const CHECKED_GATE_SECONDS: f64 = 20e-9;
 
 /// Gates per proof: bounds the memory of the folded vectors (two `Fp2`
 /// per gate for the prover) to 32 MiB.
