@@ -101,8 +101,8 @@ use crate::{Bits, MpcError, Party};
 /// circuits weigh gates with it in malicious mode.
 pub const CHECKED_GATE_SECONDS: f64 = 20e-9;
 
-/// Gates per proof: bounds the memory of the folded vectors (two `Fp2`
-/// per gate for the prover) to 32 MiB.
+/// Gates per proof: bounds a proof's working memory (the prover's
+/// quadruple indices and folded vectors, about 2 MiB).
 pub const SUB_GATES: usize = 1 << 20;
 const SUB_WORDS: usize = SUB_GATES / 64;
 
