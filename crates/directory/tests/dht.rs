@@ -170,17 +170,20 @@ async fn records_are_published_validated_and_found_by_prefix() {
     assert!(puts > 0);
 }
 
-/// Onion-routed lookups in a network where three of twelve relays drop
+/// Onion-routed lookups in a network where three of fifteen relays drop
 /// every packet (and store nothing): every record is still found, on a
 /// fresh route when one was lost; the reader sends packets to first hops
 /// only and never a prefix request; the exits see a 2-bit prefix and no
-/// relay sees an id or a DHT key.
+/// relay sees an id or a DHT key. (With twelve relays a failed route
+/// burns three of them, so three droppers on three routes left exactly
+/// one more route, and one honest route that also failed on a loaded CI
+/// machine failed the test: "asked 4". Fifteen leave room for one.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onion_lookups_hide_the_reader_and_route_around_droppers() {
     let clock: triad_directory::node::Clock = Arc::new(|| NOW);
     let mut nodes = Vec::new();
-    for k in 0..12 {
-        let role = if k >= 9 { Role::Dropper } else { Role::Honest };
+    for k in 0..15 {
+        let role = if k >= 12 { Role::Dropper } else { Role::Honest };
         let key = libp2p::identity::Keypair::generate_ed25519();
         nodes.push(
             spawn_node_as(Listen::Memory, key, clock.clone(), role)
@@ -195,7 +198,7 @@ async fn onion_lookups_hide_the_reader_and_route_around_droppers() {
     let publisher = SigningKey::from_seed([200; 32]);
     for (k, s) in studies.iter().enumerate() {
         let env = seal(&s.record, &s.id, &publisher, NOW).unwrap();
-        nodes[k % 9].publish(s.id.dht_key(), env).await.unwrap();
+        nodes[k % 12].publish(s.id.dht_key(), env).await.unwrap();
     }
     let opts = OnionOptions {
         bits: 2,
@@ -211,7 +214,7 @@ async fn onion_lookups_hide_the_reader_and_route_around_droppers() {
         assert_eq!(r, s.record);
         attempts.push(stats.asked);
     }
-    eprintln!("attempts per onion lookup (3 droppers of 12): {attempts:?}");
+    eprintln!("attempts per onion lookup (3 droppers of 15): {attempts:?}");
 
     let secret: Vec<Vec<u8>> = studies
         .iter()
