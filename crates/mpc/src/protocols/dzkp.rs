@@ -229,7 +229,7 @@ pub fn verify(p: &mut Party) -> Result<(), MpcError> {
 }
 
 fn check_log(p: &mut Party) -> Result<(), MpcError> {
-    let log = std::mem::take(&mut p.ands);
+    let mut log = std::mem::take(&mut p.ands);
     let words = log.words();
     let batch = p.checks.batches;
     let (me, prev, next) = (p.id, p.prev(), p.next());
@@ -335,7 +335,6 @@ fn check_log(p: &mut Party) -> Result<(), MpcError> {
     check_final(CHECK, &left_final, &from_prev, next, prev)?;
     check_final(CHECK, &right_final, &from_next, prev, next)?;
     p.checks.gates += 64 * words as u64;
-    let mut log = log;
     log.clear();
     p.ands = log;
     Ok(())
@@ -515,11 +514,12 @@ fn quad_indices(triples: &[Triple], out: &mut Vec<u16>) {
     }
 }
 
-/// Level 4's folded value per quadruple index `64 pa + pb`.
-fn quad_table(t3: &[Fp2; 64], r4: Fp2) -> Vec<Fp2> {
-    (0..4096)
-        .map(|q| fold(t3[q / 64], t3[q % 64], r4))
-        .collect()
+/// Level 4's folded value per quadruple index `64 pa + pb`: the one
+/// table [`split_tables`] starts from.
+fn quad_table(t3: &[Fp2; 64], r4: Fp2) -> Vec<Box<QuadTable>> {
+    vec![Box::new(std::array::from_fn(|q| {
+        fold(t3[q / 64], t3[q % 64], r4)
+    }))]
 }
 
 /// One table per quadruple index, 4,096 entries.
@@ -542,11 +542,6 @@ fn split_tables(tables: Vec<Box<QuadTable>>, r: Fp2) -> Vec<Box<QuadTable>> {
     }
     low.append(&mut high);
     low
-}
-
-/// Level 4's table as the start of [`split_tables`].
-fn first_table(t4: Vec<Fp2>) -> Vec<Box<QuadTable>> {
-    vec![t4.into_boxed_slice().try_into().expect("4,096 entries")]
 }
 
 /// Levels after level 4 computed through the quadruple indices for `m`
@@ -697,10 +692,7 @@ fn prove(
     let r4 = tr.send(&[p0, p2], left_prg);
     // Levels 5, 6, … read their terms through the quadruples' indices:
     // each fold is a sum of table entries.
-    let (mut tables_u, mut tables_v) = (
-        first_table(quad_table(&tu, r4)),
-        first_table(quad_table(&tv, r4)),
-    );
+    let (mut tables_u, mut tables_v) = (quad_table(&tu, r4), quad_table(&tv, r4));
     for _ in 0..index_levels(m) {
         let (p0, p2) = index_level_sums([qu, qv], [&tables_u, &tables_v]);
         let r = tr.send(&[p0, p2], left_prg);
@@ -729,9 +721,7 @@ fn fold_side(
     let index = TABLE_LEVELS..TABLE_LEVELS + index_levels(64 * triples.len());
     let tables = challenges[index.clone()]
         .iter()
-        .fold(first_table(quad_table(&t3, challenges[3])), |t, &r| {
-            split_tables(t, r)
-        });
+        .fold(quad_table(&t3, challenges[3]), |t, &r| split_tables(t, r));
     expand_folded(&bufs.2, &tables, &mut bufs.0);
     fold_to_end(&mut bufs.0, &challenges[index.end..], mask)
 }
@@ -911,14 +901,15 @@ mod tests {
     fn index_levels_equal_plain_folds() {
         let mut prg = Prg::new([4; 16]);
         let mut random = || <Fp2 as crate::Ring>::random(&mut prg);
-        let t4: [Vec<Fp2>; 2] = std::array::from_fn(|_| (0..4096).map(|_| random()).collect());
+        let t4: [Box<QuadTable>; 2] =
+            std::array::from_fn(|_| Box::new(std::array::from_fn(|_| random())));
         let rs: Vec<Fp2> = (0..3).map(|_| random()).collect();
         let mut q = Prg::new([5; 16]);
         let quads: [Vec<u16>; 2] =
             std::array::from_fn(|_| (0..16 * 7).map(|_| (q.next_u64() % 4096) as u16).collect());
         let mut plain: [Vec<Fp2>; 2] =
             std::array::from_fn(|s| quads[s].iter().map(|&i| t4[s][i as usize]).collect());
-        let mut tables = t4.clone().map(first_table);
+        let mut tables = t4.clone().map(|t| vec![t]);
         for (level, &r) in rs.iter().enumerate() {
             let want = Fp2::line_sums(&plain[0], &plain[1]);
             let got = index_level_sums([&quads[0], &quads[1]], [&tables[0], &tables[1]]);
